@@ -1,0 +1,48 @@
+# eventwire developer entry points. Every target is idempotent and fast when
+# nothing changed: the venv is rebuilt only when pyproject.toml changes, and
+# the Kafka jars are fetched once into ~/.cache/eventwire/kafka/<version>/.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint fmt kafka-jars postgres bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Fetch the pinned Apache Kafka jars with Maven (skipped when cached or when
+# KAFKA_HOME names a distribution). Without Java this prints why and goes on:
+# the demo then falls back to the in-memory transport.
+kafka-jars: $(STAMP)
+	$(BIN)/eventwire broker fetch
+
+demo: $(STAMP)
+	-@$(BIN)/eventwire broker fetch
+	$(BIN)/eventwire demo $(DEMO_ARGS)
+
+# Installs PostgreSQL from Debian's packages if absent (needs root/apt).
+postgres:
+	@command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
+
+test: $(STAMP) kafka-jars
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format src tests examples bench
+	$(BIN)/ruff check --fix src tests examples bench
+
+bench: $(STAMP) kafka-jars
+	$(BIN)/eventwire bench $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
