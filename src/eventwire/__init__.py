@@ -1,0 +1,69 @@
+"""eventwire: publish typed domain events to Apache Kafka, traced and never silently lost.
+
+Quick start::
+
+    import msgspec
+    from eventwire import Publisher, event
+
+    @event(topic="orders", key="order_id")
+    class OrderPlaced(msgspec.Struct, frozen=True):
+        order_id: str
+        total_price: float
+
+    with Publisher("localhost:9092") as publisher:
+        publisher.publish(OrderPlaced(order_id="o-1", total_price=19.98))
+"""
+
+from eventwire._async_publisher import AsyncPublisher
+from eventwire._codec import Codec, JsonCodec, MsgpackCodec
+from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
+from eventwire._errors import (
+    BackpressureError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    DeliveryError,
+    DeliveryFailure,
+    ErrorClass,
+    EventwireError,
+    ProducerFatalError,
+    PublisherStateError,
+    RoutingError,
+    SerializationError,
+)
+from eventwire._event import Route, event
+from eventwire._handle import DeliveryHandle, DeliveryResult
+from eventwire._publisher import Publisher
+from eventwire._shutdown import GracefulShutdown
+from eventwire._translator import Translator, translate_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncPublisher",
+    "BackpressureError",
+    "BrokerUnavailableError",
+    "Codec",
+    "ConfigurationError",
+    "DeliveryError",
+    "DeliveryFailure",
+    "DeliveryHandle",
+    "DeliveryResult",
+    "ErrorClass",
+    "event",
+    "EventwireError",
+    "GracefulShutdown",
+    "JsonCodec",
+    "KafkaConfig",
+    "MsgpackCodec",
+    "Profile",
+    "PROFILES",
+    "ProducerFatalError",
+    "Publisher",
+    "PublisherStateError",
+    "Route",
+    "RoutingError",
+    "Secret",
+    "SerializationError",
+    "translate_all",
+    "Translator",
+]

@@ -1,0 +1,226 @@
+"""The asyncio publisher: the same core, bridged to an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, cast
+
+from eventwire._codec import Codec
+from eventwire._config import KafkaConfig, Profile
+from eventwire._core import PublisherCore
+from eventwire._errors import EventwireError, PublisherStateError
+from eventwire._event import Route
+from eventwire._handle import DeliveryHandle, DeliveryResult
+from eventwire._loop_bridge import LoopBridge
+from eventwire.transports.base import Transport
+
+__all__ = ["AsyncPublisher"]
+
+
+class AsyncPublisher:
+    """Publish events from asyncio code without ever blocking the event loop.
+
+    Example::
+
+        async with AsyncPublisher("localhost:9092") as publisher:
+            meta = await publisher.publish(OrderPlaced(...))   # resolves at the broker ack
+            print(meta.topic, meta.partition, meta.offset, meta.event_id)
+
+    Promises:
+        * ``await publish(e)`` resolves when the broker acknowledges ``e`` and
+          raises :class:`DeliveryError` if it fails; ``publish_nowait`` returns the
+          future at once. Delivery reports reach the loop through one thread-safe
+          wake-up per burst, never by blocking it.
+        * A full local queue is waited on with ``asyncio.sleep`` (bounded by
+          ``enqueue_timeout``), never with a blocking call.
+        * ``publish_many`` isolates failures: one bad event does not cancel others.
+        * ``flush``/``close`` run librdkafka's blocking waits in a worker thread.
+
+    It takes the same arguments as :class:`Publisher`. The broker connection
+    check (``connect_timeout``) runs in a worker thread on ``async with`` (or
+    :meth:`start`), not in the constructor.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | Sequence[str] | None = None,
+        *,
+        config: KafkaConfig | None = None,
+        profile: Profile = "reliable",
+        overrides: Mapping[str, Any] | None = None,
+        routes: Mapping[type, Route] | None = None,
+        source: str = "eventwire",
+        codec: Codec | str = "json",
+        transport: Transport | None = None,
+        enqueue_timeout: float = 30.0,
+        close_timeout: float = 30.0,
+        connect_timeout: float | None = 10.0,
+    ) -> None:
+        self._core = PublisherCore(
+            bootstrap_servers,
+            config=config,
+            profile=profile,
+            overrides=overrides,
+            routes=routes,
+            source=source,
+            codec=codec,
+            transport=transport,
+            enqueue_timeout=enqueue_timeout,
+            connect_timeout=None,
+        )
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._enqueue_timeout = enqueue_timeout
+        self._retry_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def config(self) -> KafkaConfig | None:
+        """The Kafka configuration (None with a custom transport). Its repr hides secrets."""
+        return self._core.config
+
+    @property
+    def in_flight(self) -> int:
+        """Events published and not yet acknowledged or failed."""
+        return self._core.in_flight
+
+    async def start(self) -> None:
+        """Bind to the running loop and run the broker connection check in a thread."""
+        self._bind()
+        check = getattr(self._core.transport, "check_connection", None)
+        if check is not None and self._connect_timeout is not None:
+            try:
+                await asyncio.to_thread(check, self._connect_timeout)
+            except EventwireError:
+                await asyncio.to_thread(self._core.close, 0)
+                raise
+
+    def _bind(self) -> LoopBridge:
+        loop = asyncio.get_running_loop()
+        bridge = self._core.bridge
+        if bridge is None:
+            bridge = self._core.bridge = LoopBridge(loop)
+        elif bridge.loop is not loop:
+            raise PublisherStateError(
+                "this AsyncPublisher is bound to another event loop; create one per loop"
+            )
+        return bridge
+
+    def publish_nowait(
+        self,
+        event: Any,
+        *,
+        event_id: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[DeliveryResult]:
+        """Enqueue ``event`` now and return a future that resolves at the broker ack.
+
+        Raises (at once, nothing enqueued): RoutingError, SerializationError,
+        DeliveryError for an immediately refused record, PublisherStateError,
+        ProducerFatalError. A full queue does not raise here: the future fails
+        with BackpressureError if the queue stays full for ``enqueue_timeout``.
+        """
+        core = self._core
+        core.check_usable()
+        bridge = self._core.bridge if self._core.bridge is not None else self._bind()
+        topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
+        fut: asyncio.Future[DeliveryResult] = bridge.loop.create_future()
+        handle._afut = fut
+        if not core.try_send(topic, key, value, hdrs, handle):
+            task = bridge.loop.create_task(self._send_later(topic, key, value, hdrs, handle))
+            self._retry_tasks.add(task)
+            task.add_done_callback(self._retry_tasks.discard)
+        return fut
+
+    async def publish(
+        self,
+        event: Any,
+        *,
+        event_id: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> DeliveryResult:
+        """Publish ``event`` and wait for the broker's acknowledgement.
+
+        Raises:
+            DeliveryError: the event was not delivered (``.failures[0]`` says why).
+            BackpressureError: the local queue stayed full for ``enqueue_timeout``.
+            and the errors of :meth:`publish_nowait`.
+        """
+        return await self.publish_nowait(event, event_id=event_id, headers=headers)
+
+    async def publish_many(self, events: Iterable[Any]) -> list[DeliveryResult | EventwireError]:
+        """Publish every event; return, in order, each one's result or its error.
+
+        One invalid or failed event never cancels the others.
+        """
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[DeliveryResult]] = []
+        for event in events:
+            try:
+                futures.append(self.publish_nowait(event))
+            except EventwireError as exc:
+                failed: asyncio.Future[DeliveryResult] = loop.create_future()
+                failed.set_exception(exc)
+                futures.append(failed)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return cast("list[DeliveryResult | EventwireError]", results)
+
+    async def _send_later(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        handle: DeliveryHandle,
+    ) -> None:
+        fut = handle._afut
+        assert fut is not None
+        deadline = time.monotonic() + self._enqueue_timeout
+        delay = 0.001
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                if self._core.try_send(topic, key, value, headers, handle):
+                    return
+            error: BaseException = self._core.backpressure_error(handle)
+        except EventwireError as exc:
+            error = exc
+        if not fut.done():
+            fut.set_exception(error)
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait (in a worker thread) up to ``timeout`` s for every outstanding event.
+
+        Raises:
+            DeliveryError: as :meth:`Publisher.flush`.
+        """
+        await asyncio.to_thread(self._core.flush, timeout)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush for up to ``timeout`` s (default ``close_timeout``) and stop; see
+        :meth:`Publisher.close`."""
+        timeout = self._close_timeout if timeout is None else timeout
+        if self._retry_tasks:
+            await asyncio.wait(set(self._retry_tasks), timeout=timeout)
+        await asyncio.to_thread(self._core.close, timeout)
+
+    aclose = close
+
+    async def __aenter__(self) -> AsyncPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._core.closed else f"in_flight={self.in_flight}"
+        return f"<AsyncPublisher {self.config!r} {state}>"

@@ -1,0 +1,79 @@
+"""CloudEvents 1.0 Kafka protocol binding, binary content mode.
+
+Each record carries ``ce_specversion``, ``ce_id``, ``ce_type``, ``ce_source``,
+``ce_time`` and ``content-type`` headers; the value is the encoded event. The
+per-type part of the header list is built once (:class:`HeaderTemplate`); only
+the id and time are made per event.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+
+__all__ = ["HeaderTemplate", "Headers", "new_event_id", "rfc3339_millis"]
+
+#: Kafka record headers as confluent-kafka takes them.
+Headers = list[tuple[str, bytes]]
+
+SPECVERSION = b"1.0"
+
+_getrandbits = random.getrandbits  # reseeded after fork by the random module
+_time_ns = time.time_ns
+_last_second = -1
+_second_prefix = ""
+
+
+def new_event_id(now_ms: int | None = None) -> str:
+    """A new UUIDv7 (RFC 9562) string: 48-bit Unix milliseconds + 74 random bits.
+
+    Python 3.11 has no ``uuid.uuid7``; this is the RFC layout with random
+    ``rand_a``/``rand_b``, formatted without building a ``uuid.UUID`` object.
+    """
+    ms = _time_ns() // 1_000_000 if now_ms is None else now_ms
+    rand = _getrandbits(74)
+    value = (
+        (ms & 0xFFFFFFFFFFFF) << 80
+        | 0x7 << 76
+        | (rand >> 62) << 64
+        | 0b10 << 62
+        | (rand & 0x3FFFFFFFFFFFFFFF)
+    )
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def rfc3339_millis(ms: int) -> str:
+    """Format Unix milliseconds as RFC 3339 UTC, e.g. ``2026-11-27T05:42:35.123Z``."""
+    global _last_second, _second_prefix  # noqa: PLW0603 - a one-entry cache
+    second, milli = divmod(ms, 1000)
+    if second != _last_second:
+        _second_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = second
+    return f"{_second_prefix}.{milli:03d}Z"
+
+
+class HeaderTemplate:
+    """The CloudEvents headers of one event type, minus the per-event id and time."""
+
+    __slots__ = ("_content_type", "_source", "_type")
+
+    def __init__(self, *, type_name: str, source: str, content_type: str) -> None:
+        self._type = ("ce_type", type_name.encode())
+        self._source = ("ce_source", source.encode())
+        self._content_type = ("content-type", content_type.encode())
+
+    def build(self, event_id: str, time_ms: int, extra: Sequence[tuple[str, bytes]] = ()) -> Headers:
+        """Return the full header list for one event."""
+        headers: Headers = [
+            ("ce_specversion", SPECVERSION),
+            ("ce_id", event_id.encode()),
+            self._type,
+            self._source,
+            ("ce_time", rfc3339_millis(time_ms).encode()),
+            self._content_type,
+        ]
+        if extra:
+            headers.extend(extra)
+        return headers

@@ -1,0 +1,291 @@
+"""The publisher core shared by :class:`Publisher` and :class:`AsyncPublisher`.
+
+It is the composition root: it builds the router, codec and transport from the
+arguments, turns an event into a record (route, key, value, CloudEvents
+headers), tracks every in-flight event until its report arrives, and collects
+failures for ``flush()``/``close()`` to raise.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from eventwire._cloudevents import new_event_id
+from eventwire._codec import Codec, resolve_codec
+from eventwire._config import KafkaConfig, Profile
+from eventwire._errors import (
+    BackpressureError,
+    ConfigurationError,
+    DeliveryError,
+    DeliveryFailure,
+    ProducerFatalError,
+    PublisherStateError,
+)
+from eventwire._event import Route
+from eventwire._handle import DeliveryHandle
+from eventwire._router import Router
+from eventwire.transports.base import SendRejected, Transport, TransportQueueFull
+
+if TYPE_CHECKING:
+    from eventwire._loop_bridge import LoopBridge
+    from eventwire.transports.base import ReportMessage
+
+__all__ = ["PublisherCore"]
+
+_log = structlog.get_logger("eventwire")
+
+
+class _ForkWatch:
+    """Counts forks, so a publisher can tell it is running in a forked child."""
+
+    generation = 0
+
+    @classmethod
+    def bump(cls) -> None:
+        cls.generation += 1
+
+
+os.register_at_fork(after_in_child=_ForkWatch.bump)
+
+
+class PublisherCore:
+    """Everything a publisher does except waiting; see :class:`Publisher` for the API."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str | Sequence[str] | None,
+        *,
+        config: KafkaConfig | None,
+        profile: Profile,
+        overrides: Mapping[str, Any] | None,
+        routes: Mapping[type, Route] | None,
+        source: str,
+        codec: Codec | str,
+        transport: Transport | None,
+        enqueue_timeout: float,
+        connect_timeout: float | None,
+    ) -> None:
+        if not isinstance(source, str) or not source:
+            raise ConfigurationError("source (the CloudEvents ce_source) must be a non-empty str")
+        if enqueue_timeout < 0:
+            raise ConfigurationError("enqueue_timeout must be >= 0 seconds")
+        self._codec = resolve_codec(codec)
+        self._router = Router(routes, source=source, content_type=self._codec.content_type)
+        self._lock = threading.Lock()
+        self._pending: dict[DeliveryHandle, None] = {}
+        self._failures: list[DeliveryFailure] = []
+        self._fatal: ProducerFatalError | None = None
+        self._closed = False
+        self._fork_generation = _ForkWatch.generation
+        self._enqueue_timeout = enqueue_timeout
+        self.bridge: LoopBridge | None = None
+        self.config = _build_config(bootstrap_servers, config, profile, overrides, transport)
+        if transport is None:
+            from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
+
+            assert self.config is not None
+            transport = KafkaTransport(self.config, connect_timeout=connect_timeout)
+        self.transport: Transport = transport
+        transport.on_fatal(self._on_fatal)
+
+    # -- building and sending records ------------------------------------------------
+    def check_usable(self) -> None:
+        """Raise unless new events may be published."""
+        if self._fork_generation != _ForkWatch.generation:
+            raise PublisherStateError(
+                "this publisher was created before os.fork() and cannot be used in the "
+                "child process (librdkafka's threads do not survive a fork). Create the "
+                "publisher in the child, e.g. in a post-fork hook."
+            )
+        if self._closed:
+            raise PublisherStateError("the publisher is closed; create a new one to publish")
+        if self._fatal is not None:
+            raise self._fatal
+
+    def prepare(
+        self,
+        event: Any,
+        event_id: str | None,
+        headers: Sequence[tuple[str, bytes]] | None,
+    ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]], DeliveryHandle]:
+        """Route, key, encode and stamp one event; raise before anything is enqueued."""
+        route = self._router.resolve(type(event))
+        key = route.key_of(event)
+        value = self._codec.encode(event)
+        now_ns = time.time_ns()
+        now_ms = now_ns // 1_000_000
+        eid = event_id or new_event_id(now_ms)
+        record_headers = route.headers.build(eid, now_ms, headers or ())
+        handle = DeliveryHandle(self, eid, route.type_name, route.topic, now_ns)
+        return route.topic, key, value, record_headers, handle
+
+    def try_send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        handle: DeliveryHandle,
+    ) -> bool:
+        """Enqueue once. False if the local queue is full (nothing enqueued).
+
+        Raises:
+            DeliveryError: the transport refused the record for good (e.g. too large).
+            ProducerFatalError: the producer is in a fatal state.
+        """
+        self._pending[handle] = None
+        try:
+            self.transport.send(topic, key, value, headers, handle)
+        except TransportQueueFull:
+            self._pending.pop(handle, None)
+            return False
+        except SendRejected as exc:
+            self._pending.pop(handle, None)
+            if exc.fatal:
+                self._on_fatal(exc.code, exc.reason)
+                assert self._fatal is not None
+                raise self._fatal from None
+            raise DeliveryError([handle.failure_from(exc.code, exc.reason)]) from None
+        return True
+
+    def send_blocking(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        handle: DeliveryHandle,
+    ) -> None:
+        """Enqueue, waiting up to ``enqueue_timeout`` while the local queue is full."""
+        if self.try_send(topic, key, value, headers, handle):
+            return
+        deadline = time.monotonic() + self._enqueue_timeout
+        _log.warning("buffer_full", event_id=handle.event_id, topic=topic)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self.backpressure_error(handle)
+            self.transport.wait_for_space(min(left, 0.05))
+            if self.try_send(topic, key, value, headers, handle):
+                return
+
+    def backpressure_error(self, handle: DeliveryHandle) -> BackpressureError:
+        """The error for an event that found the queue full until the deadline."""
+        return BackpressureError(
+            f"event {handle.event_id} ({handle.event_type}) to {handle.topic!r} was NOT "
+            f"enqueued: the local producer queue stayed full for {self._enqueue_timeout:g}s "
+            "(Kafka is slow or unreachable). Retry it later, publish more slowly, or raise "
+            "enqueue_timeout / queue.buffering.max.messages."
+        )
+
+    # -- delivery reports ------------------------------------------------------------
+    def settled(
+        self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
+    ) -> None:
+        """Called (via the handle) for each delivery report, on the transport's thread."""
+        if not handle._settle(msg, failure):
+            return
+        self._pending.pop(handle, None)
+        if failure is not None:
+            self._failures.append(failure)
+            _log.warning(
+                "delivery_failed",
+                event_id=failure.event_id,
+                event_type=failure.event_type,
+                topic=failure.topic,
+                code=failure.code,
+                error_class=failure.error_class.value,
+            )
+        if handle._afut is not None and self.bridge is not None:
+            self.bridge.push(handle)
+
+    def _on_fatal(self, code: str, reason: str) -> None:
+        with self._lock:
+            if self._fatal is not None:
+                return
+            self._fatal = ProducerFatalError(code, reason)
+        # librdkafka may never call back for events in flight at a fatal error.
+        self.fail_pending(code, reason)
+
+    def fail_pending(self, code: str, reason: str) -> int:
+        """Settle every still-pending event as failed with ``code``; return how many."""
+        stuck = list(self._pending)
+        for handle in stuck:
+            self.settled(handle, None, handle.failure_from(code, reason))
+        return len(stuck)
+
+    # -- flush and close ---------------------------------------------------------------
+    def take_failures(self, timed_out: bool) -> list[DeliveryFailure]:
+        """Return and forget the failures so far, plus still-pending events if timed out."""
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if timed_out:
+            failures.extend(
+                h.failure_from("_FLUSH_TIMEOUT", "") for h in list(self._pending) if not h.done()
+            )
+        return failures
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s; raise DeliveryError for any failure or straggler."""
+        if self._fork_generation != _ForkWatch.generation:
+            self.check_usable()
+        remaining = self.transport.flush(timeout) if not self._closed else 0
+        failures = self.take_failures(timed_out=remaining > 0)
+        if failures:
+            raise DeliveryError(failures, context=f"flush({timeout:g})")
+
+    def close(self, timeout: float) -> None:
+        """Flush up to ``timeout`` s, drop and report the rest, release the producer."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._fork_generation != _ForkWatch.generation:
+            return  # the parent owns the producer; touching it here would hang
+        self.transport.close(timeout)
+        self.fail_pending("_NOT_REPORTED", "no delivery report arrived before close")
+        failures = self.take_failures(timed_out=False)
+        if failures:
+            raise DeliveryError(failures, context=f"close({timeout:g})")
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has started."""
+        return self._closed
+
+    @property
+    def in_flight(self) -> int:
+        """Events published but not yet settled."""
+        return len(self._pending)
+
+
+def _build_config(
+    bootstrap: str | Sequence[str] | None,
+    config: KafkaConfig | None,
+    profile: Profile,
+    overrides: Mapping[str, Any] | None,
+    transport: Transport | None,
+) -> KafkaConfig | None:
+    if config is not None:
+        if bootstrap is not None or overrides:
+            raise ConfigurationError(
+                "pass either config=KafkaConfig(...) or bootstrap_servers/overrides, not both"
+            )
+        return config
+    if bootstrap is None:
+        if transport is not None:
+            return None
+        raise ConfigurationError(
+            "no bootstrap_servers: pass e.g. Publisher('localhost:9092'), a config=, or a transport="
+        )
+    if not isinstance(bootstrap, str):
+        bootstrap = ",".join(bootstrap)
+    return KafkaConfig(bootstrap, profile=profile, overrides=dict(overrides or {}))
+
+

@@ -1,0 +1,158 @@
+"""The exceptions eventwire raises, all under one base.
+
+::
+
+    EventwireError
+    ├── ConfigurationError      a config key or value is wrong (names the key)
+    ├── RoutingError            the event cannot be routed: not a Struct, no route,
+    │                           an invalid topic name, a missing or unencodable key
+    ├── SerializationError      the event's value cannot be encoded
+    ├── PublisherStateError     the publisher is closed, or used in a forked child
+    ├── BrokerUnavailableError  no broker answered the start-up connection check
+    ├── BackpressureError       the local queue stayed full past the bounded wait;
+    │                           the event was *not* enqueued
+    ├── DeliveryError           one or more events were not acknowledged by Kafka;
+    │                           ``.failures`` lists each one (id, type, topic, code)
+    └── ProducerFatalError      the underlying producer hit a fatal error and cannot
+                                send any more
+
+Every message says what happened, to which event, and what to do next. No message
+ever contains a secret from the configuration.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BackpressureError",
+    "BrokerUnavailableError",
+    "ConfigurationError",
+    "DeliveryError",
+    "DeliveryFailure",
+    "ErrorClass",
+    "EventwireError",
+    "ProducerFatalError",
+    "PublisherStateError",
+    "RoutingError",
+    "SerializationError",
+]
+
+
+class EventwireError(Exception):
+    """Base class of every error eventwire raises on purpose."""
+
+
+class ConfigurationError(EventwireError, ValueError):
+    """A configuration key or value is invalid. The message names the key."""
+
+
+class RoutingError(EventwireError, TypeError):
+    """An event cannot be routed to a topic and key. Nothing was sent."""
+
+
+class SerializationError(EventwireError, TypeError):
+    """An event's value could not be encoded by the codec. Nothing was sent."""
+
+
+class PublisherStateError(EventwireError, RuntimeError):
+    """The publisher cannot be used in its current state (closed, or forked)."""
+
+
+class BackpressureError(EventwireError):
+    """The producer's local queue stayed full for longer than the bounded wait.
+
+    The event was **not** enqueued: the caller still owns it and may retry, slow
+    down, or raise ``queue.buffering.max.messages``.
+    """
+
+
+class ProducerFatalError(EventwireError):
+    """The underlying producer reported a fatal error and can send nothing more.
+
+    Events that were in flight are reported as failed with
+    :attr:`ErrorClass.FATAL`; create a new publisher to continue.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(
+            f"the Kafka producer hit a fatal error {code}: {reason}. "
+            "It cannot send any more events; close it and create a new publisher "
+            "(events already enqueued are reported as failed)."
+        )
+
+
+class ErrorClass(enum.Enum):
+    """How a delivery failure should be handled, decided by its error code."""
+
+    #: Will fail again the same way (too large, not authorized, invalid topic).
+    PERMANENT = "permanent"
+    #: May succeed if sent again (timed out, all brokers down). A re-send keeps
+    #: the same ``ce_id`` so consumers can de-duplicate.
+    RETRIABLE = "retriable"
+    #: The producer itself is broken (e.g. idempotence sequence error).
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """One event that Kafka did not acknowledge, and why."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    code: str
+    reason: str
+    error_class: ErrorClass
+    #: True when the event may already be in the log although it failed
+    #: (``_MSG_TIMED_OUT``): a re-send can create a duplicate with the same id.
+    possibly_written: bool = False
+
+    def describe(self) -> str:
+        """One line naming the event, the error code, its meaning and the remedy."""
+        written = " (it may still have been written)" if self.possibly_written else ""
+        return (
+            f"event {self.event_id} ({self.event_type}) to topic {self.topic!r}: "
+            f"{self.code} [{self.error_class.value}] {self.reason}{written}; "
+            f"{_REMEDY[self.error_class]}"
+        )
+
+
+_REMEDY = {
+    ErrorClass.PERMANENT: "re-sending will not help; fix the event, the topic or the ACLs",
+    ErrorClass.RETRIABLE: "it can be re-sent with the same ce_id once Kafka is reachable",
+    ErrorClass.FATAL: "the producer is unusable; create a new publisher and re-send",
+}
+
+
+class DeliveryError(EventwireError):
+    """One or more events were not acknowledged by Kafka.
+
+    :attr:`failures` lists every failed event with its id, type, topic, error
+    code, meaning and classification. ``flush()`` and ``close()`` raise it when
+    any event since the previous flush failed, or did not finish in time.
+    """
+
+    def __init__(self, failures: Iterable[DeliveryFailure], context: str = "") -> None:
+        self.failures: Sequence[DeliveryFailure] = tuple(failures)
+        n = len(self.failures)
+        head = f"{n} event{'s' if n != 1 else ''} not delivered"
+        if context:
+            head += f" ({context})"
+        shown = self.failures[:20]
+        lines = [f"  - {f.describe()}" for f in shown]
+        if n > len(shown):
+            lines.append(f"  ... and {n - len(shown)} more (see DeliveryError.failures)")
+        super().__init__(head + ":\n" + "\n".join(lines))
+
+
+class BrokerUnavailableError(EventwireError, ConnectionError):
+    """No broker answered within the connection check's bounded time.
+
+    Raised by the publisher's start-up check (``connect_timeout``); the message
+    names the bootstrap servers and librdkafka's reason.
+    """

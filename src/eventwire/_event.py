@@ -1,0 +1,128 @@
+"""Routing declarations: where an event type goes, and under which key.
+
+``@event(topic=..., key=...)`` stores a :class:`Route` on the class itself; there
+is no global registry. A Struct you do not own is routed by passing
+``routes={ThatStruct: Route(...)}`` to the publisher instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+from eventwire._errors import RoutingError
+
+__all__ = ["ROUTE_ATTRIBUTE", "Route", "event", "validate_topic_name"]
+
+#: Name of the class attribute where ``@event`` stores the route.
+ROUTE_ATTRIBUTE = "__eventwire_route__"
+
+# Kafka's own rule (org.apache.kafka.common.internals.Topic): legal characters
+# [a-zA-Z0-9._-], length 1..249, and not "." or "..".
+_TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+#: A key function takes the event and returns its routing key.
+KeyFunction = Callable[[Any], "str | bytes | int"]
+
+S = TypeVar("S", bound=type[msgspec.Struct])
+
+
+def validate_topic_name(topic: object, *, what: str = "topic") -> str:
+    """Return ``topic`` if it is a legal Kafka topic name, else raise RoutingError.
+
+    librdkafka accepts illegal names and only fails after ``message.timeout.ms``
+    (five minutes by default), so eventwire checks Kafka's rule up front.
+    """
+    if not isinstance(topic, str):
+        raise RoutingError(f"{what} must be a str, got {type(topic).__name__} {topic!r}")
+    if not _TOPIC_RE.fullmatch(topic) or topic in {".", ".."}:
+        problem = "is empty" if not topic else "is not a legal Kafka topic name"
+        raise RoutingError(
+            f"{what} {topic!r} {problem}: Kafka topic names are 1-249 characters of "
+            "ASCII letters, digits, '.', '_' and '-' (and not '.' or '..'). Rename the topic."
+        )
+    return topic
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where events of one type go.
+
+    Args:
+        topic: the Kafka topic; validated against Kafka's naming rule at once.
+        key: the name of a field whose value is the routing key, or a function
+            ``event -> str | bytes | int``. Events with the same key go to the
+            same partition, in order. ``None`` means no key (spread over partitions,
+            no ordering): it must be chosen explicitly.
+        type_name: the CloudEvents ``ce_type``; defaults to the class's
+            qualified name (``module.QualName``).
+
+    Raises:
+        RoutingError: the topic name is illegal, or ``key`` is neither a field
+            name, a callable nor ``None``.
+    """
+
+    topic: str
+    key: str | KeyFunction | None
+    type_name: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_topic_name(self.topic)
+        if not (self.key is None or isinstance(self.key, str) or callable(self.key)):
+            raise RoutingError(
+                f"key for topic {self.topic!r} must be a field name, a function or None, "
+                f"got {type(self.key).__name__}"
+            )
+        if isinstance(self.key, str) and not self.key:
+            raise RoutingError(f"key for topic {self.topic!r} is an empty field name")
+        if self.type_name is not None and (not isinstance(self.type_name, str) or not self.type_name):
+            raise RoutingError(f"type_name for topic {self.topic!r} must be a non-empty str")
+
+    def check_for(self, cls: type) -> None:
+        """Raise RoutingError unless this route can serve ``cls``.
+
+        ``cls`` must be a ``msgspec.Struct`` subclass, and a key given as a field
+        name must be one of its fields.
+        """
+        if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
+            raise RoutingError(
+                f"{getattr(cls, '__qualname__', cls)!r} is not a msgspec.Struct: eventwire "
+                "publishes msgspec.Struct events only. Declare it as "
+                "`class X(msgspec.Struct, frozen=True): ...`."
+            )
+        if isinstance(self.key, str) and self.key not in cls.__struct_fields__:
+            raise RoutingError(
+                f"key field {self.key!r} is not a field of {cls.__qualname__} "
+                f"(fields: {', '.join(cls.__struct_fields__)}). Name an existing field "
+                "or pass a key function."
+            )
+
+
+def event(
+    *, topic: str, key: str | KeyFunction | None, type_name: str | None = None
+) -> Callable[[S], S]:
+    """Class decorator: declare the topic, key and type name of a Struct event.
+
+    Example::
+
+        @event(topic="orders", key="order_id")
+        class OrderPlaced(msgspec.Struct, frozen=True):
+            order_id: str
+            total_price: float
+
+    Raises:
+        RoutingError: the topic is illegal, the class is not a Struct, or the key
+            field does not exist -- at import time, before anything is sent.
+    """
+    route = Route(topic=topic, key=key, type_name=type_name)
+
+    def decorate(cls: S) -> S:
+        route.check_for(cls)
+        setattr(cls, ROUTE_ATTRIBUTE, route)
+        return cls
+
+    return decorate

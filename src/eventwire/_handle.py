@@ -1,0 +1,202 @@
+"""Delivery handles: the per-event promise that :meth:`Publisher.publish` returns.
+
+A handle is settled exactly once, by the transport's delivery report, by a
+fatal-error sweep, or by ``close()``. It is deliberately lighter than
+``concurrent.futures.Future``: no lock or condition is created per event; a
+waiter is made only when someone blocks on an unsettled handle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from eventwire._errors import DeliveryError, DeliveryFailure
+from eventwire._policy import classify, is_possibly_written, meaning
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from eventwire.transports.base import ReportError, ReportMessage
+
+
+class Settler(Protocol):
+    """The publisher core as a handle sees it."""
+
+    _lock: threading.Lock
+
+    def settled(
+        self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
+    ) -> None:
+        """Book-keep a delivery report for ``handle`` (settles it)."""
+        ...
+
+__all__ = ["DeliveryHandle", "DeliveryResult"]
+
+_log = structlog.get_logger("eventwire")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """Where Kafka stored an event: returned once the broker acknowledged it."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    partition: int
+    offset: int
+    #: Record timestamp in Unix milliseconds.
+    timestamp_ms: int
+
+    @property
+    def timestamp(self) -> dt.datetime:
+        """The record timestamp as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, tz=dt.UTC)
+
+
+class DeliveryHandle:
+    """The outcome of one published event, available once the broker answers.
+
+    ``result(timeout)`` returns a :class:`DeliveryResult` or raises
+    :class:`DeliveryError`; ``add_done_callback(fn)`` calls ``fn(handle)`` once
+    settled (at once if it already is), on the thread that settles it.
+    """
+
+    __slots__ = (
+        "_afut",
+        "_callbacks",
+        "_core",
+        "_done",
+        "_failure",
+        "_lock",
+        "_msg",
+        "_waiter",
+        "event_id",
+        "event_type",
+        "sent_at_ns",
+        "topic",
+    )
+
+    def __init__(
+        self, core: Settler, event_id: str, event_type: str, topic: str, sent_at_ns: int
+    ) -> None:
+        self._core = core
+        self._lock = core._lock
+        self.event_id = event_id
+        self.event_type = event_type
+        self.topic = topic
+        self.sent_at_ns = sent_at_ns
+        self._done = False
+        self._msg: ReportMessage | None = None
+        self._failure: DeliveryFailure | None = None
+        self._waiter: threading.Event | None = None
+        self._callbacks: list[Callable[[DeliveryHandle], Any]] | None = None
+        self._afut: asyncio.Future[DeliveryResult] | None = None
+
+    def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
+        """The transport's delivery callback for this event (one object, no closure)."""
+        if err is None:
+            self._core.settled(self, msg, None)
+            return
+        code = err.name()
+        self._core.settled(self, msg, self.failure_from(code, err.str()))
+
+    def failure_from(self, code: str, reason: str) -> DeliveryFailure:
+        """Build this event's DeliveryFailure for Kafka error ``code``."""
+        return DeliveryFailure(
+            self.event_id,
+            self.event_type,
+            self.topic,
+            code,
+            meaning(code, reason),
+            classify(code),
+            is_possibly_written(code),
+        )
+
+    def done(self) -> bool:
+        """True once the event is acknowledged or has definitely failed."""
+        return self._done
+
+    def failed(self) -> bool:
+        """True if settled with a failure."""
+        return self._failure is not None
+
+    @property
+    def failure(self) -> DeliveryFailure | None:
+        """The failure, if the event failed; None while pending or when delivered."""
+        return self._failure
+
+    def result(self, timeout: float | None = None) -> DeliveryResult:
+        """Wait up to ``timeout`` seconds (forever if None) and return the result.
+
+        Raises:
+            DeliveryError: the event was not delivered; ``.failures[0]`` says why.
+            TimeoutError: no answer from the broker within ``timeout``; the event is
+                still in flight and will be reported by ``flush()``/``close()``.
+        """
+        if not self._done:
+            with self._lock:
+                if not self._done and self._waiter is None:
+                    self._waiter = threading.Event()
+            waiter = self._waiter
+            if waiter is not None and not waiter.wait(timeout):
+                raise TimeoutError(
+                    f"event {self.event_id} ({self.event_type}) to {self.topic!r} was not "
+                    f"acknowledged within {timeout}s; it is still in flight"
+                )
+        if self._failure is not None:
+            raise DeliveryError([self._failure])
+        return self._result()
+
+    def _result(self) -> DeliveryResult:
+        msg = self._msg
+        assert msg is not None
+        return DeliveryResult(
+            self.event_id,
+            self.event_type,
+            self.topic,
+            msg.partition() or 0,
+            msg.offset() or 0,
+            msg.timestamp()[1],
+        )
+
+    def add_done_callback(self, fn: Callable[[DeliveryHandle], Any]) -> None:
+        """Call ``fn(self)`` once settled (immediately, here, if already settled)."""
+        with self._lock:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        _run_callback(fn, self)
+
+    def _settle(self, msg: ReportMessage | None, failure: DeliveryFailure | None) -> bool:
+        """Settle once; return False if already settled. Called by the publisher core."""
+        with self._lock:
+            if self._done:
+                return False
+            self._msg, self._failure, self._done = msg, failure, True
+            waiter, callbacks = self._waiter, self._callbacks
+        if waiter is not None:
+            waiter.set()
+        if callbacks:
+            for fn in callbacks:
+                _run_callback(fn, self)
+        return True
+
+    def __repr__(self) -> str:
+        state = "failed" if self._failure else "delivered" if self._done else "pending"
+        return f"<DeliveryHandle {self.event_id} {self.event_type} -> {self.topic} {state}>"
+
+
+def _run_callback(fn: Callable[[DeliveryHandle], Any], handle: DeliveryHandle) -> None:
+    try:
+        fn(handle)
+    except Exception:
+        # A user callback must not break the poll thread or lose other reports.
+        _log.exception("done_callback_failed", event_id=handle.event_id, topic=handle.topic)

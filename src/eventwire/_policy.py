@@ -1,0 +1,97 @@
+"""Error policy: what a Kafka error code means for the event that got it.
+
+librdkafka sets neither ``retriable()`` nor ``fatal()`` on the errors it hands to
+delivery callbacks, so eventwire classifies by error *name* (stable across
+versions, unlike numbers, and needing no import of confluent_kafka).
+"""
+
+from __future__ import annotations
+
+from eventwire._errors import ErrorClass
+
+__all__ = ["classify", "is_possibly_written", "meaning"]
+
+# Codes the application sees that will fail the same way if re-sent.
+_PERMANENT = frozenset(
+    {
+        "MSG_SIZE_TOO_LARGE",
+        "_MSG_SIZE_TOO_LARGE",
+        "RECORD_LIST_TOO_LARGE",
+        "TOPIC_AUTHORIZATION_FAILED",
+        "CLUSTER_AUTHORIZATION_FAILED",
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+        "INVALID_REQUIRED_ACKS",
+        "CORRUPT_MESSAGE",
+        "INVALID_RECORD",
+        "INVALID_TOPIC_EXCEPTION",
+        "TOPIC_EXCEPTION",
+        "_UNKNOWN_TOPIC",
+        "UNKNOWN_TOPIC_OR_PART",
+        "_UNKNOWN_PARTITION",
+        "_INVALID_ARG",
+        "_KEY_SERIALIZATION",
+        "_VALUE_SERIALIZATION",
+        "POLICY_VIOLATION",
+        "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+    }
+)
+
+# Codes that mean the producer instance itself is unusable.
+_FATAL = frozenset(
+    {
+        "_FATAL",
+        "OUT_OF_ORDER_SEQUENCE_NUMBER",
+        "INVALID_PRODUCER_EPOCH",
+        "PRODUCER_FENCED",
+        "UNKNOWN_PRODUCER_ID",
+        "INVALID_PRODUCER_ID_MAPPING",
+    }
+)
+
+# Failed, but the broker may have written the record anyway.
+_POSSIBLY_WRITTEN = frozenset({"_MSG_TIMED_OUT", "_TIMED_OUT", "REQUEST_TIMED_OUT", "_PURGE_INFLIGHT"})
+
+_MEANINGS = {
+    "MSG_SIZE_TOO_LARGE": "the event is larger than message.max.bytes",
+    "_MSG_SIZE_TOO_LARGE": "the event is larger than message.max.bytes",
+    "RECORD_LIST_TOO_LARGE": "the batch is larger than the broker accepts",
+    "TOPIC_AUTHORIZATION_FAILED": "the client may not write to this topic",
+    "CLUSTER_AUTHORIZATION_FAILED": "the client lacks cluster permissions (idempotent write)",
+    "_UNKNOWN_TOPIC": "the topic does not exist and was not auto-created",
+    "UNKNOWN_TOPIC_OR_PART": "the topic or partition does not exist",
+    "_UNKNOWN_PARTITION": "the partition does not exist",
+    "_MSG_TIMED_OUT": "not acknowledged within message.timeout.ms (brokers unreachable?)",
+    "_TIMED_OUT": "the operation timed out",
+    "_ALL_BROKERS_DOWN": "no broker is reachable",
+    "_TRANSPORT": "a connection to a broker failed",
+    "_QUEUE_FULL": "the local producer queue is full",
+    "_PURGE_QUEUE": "dropped from the local queue when the producer was closed",
+    "_PURGE_INFLIGHT": "in flight when the producer was closed; it may have been written",
+    "_FLUSH_TIMEOUT": "not acknowledged before the flush timeout; it is still queued",
+    "_FATAL": "the producer hit a fatal error",
+    "OUT_OF_ORDER_SEQUENCE_NUMBER": "idempotent sequence broken; the producer is unusable",
+}
+
+
+def classify(code: str) -> ErrorClass:
+    """Classify a Kafka error name (e.g. ``"_MSG_TIMED_OUT"``).
+
+    Unknown codes are RETRIABLE: re-sending with the same ``ce_id`` is safe
+    (at worst a duplicate the consumer drops), while calling an unknown error
+    permanent could drop an event that would have gone through.
+    """
+    if code in _PERMANENT:
+        return ErrorClass.PERMANENT
+    if code in _FATAL:
+        return ErrorClass.FATAL
+    return ErrorClass.RETRIABLE
+
+
+def is_possibly_written(code: str) -> bool:
+    """True when a failure with this code may still have reached the log."""
+    return code in _POSSIBLY_WRITTEN
+
+
+def meaning(code: str, fallback: str = "") -> str:
+    """A short plain-English meaning of ``code``, or ``fallback``."""
+    return _MEANINGS.get(code, fallback or code)

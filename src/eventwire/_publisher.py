@@ -1,0 +1,169 @@
+"""The synchronous publisher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from eventwire._codec import Codec
+from eventwire._config import KafkaConfig, Profile
+from eventwire._core import PublisherCore
+from eventwire._event import Route
+from eventwire._handle import DeliveryHandle
+from eventwire.transports.base import Transport
+
+__all__ = ["Publisher"]
+
+
+class Publisher:
+    """Publish msgspec Struct events to Kafka, thread-safely and without blocking.
+
+    Example::
+
+        with Publisher("localhost:9092") as publisher:
+            handle = publisher.publish(OrderPlaced(order_id="o-1", ...))
+        # leaving the block flushes; undelivered events raise DeliveryError
+
+    Promises:
+        * ``publish()`` returns once the event is in the local queue; the broker's
+          answer arrives in the returned :class:`DeliveryHandle`. Nobody needs to
+          call ``poll()``: a background thread serves delivery reports.
+        * Every event ends delivered or reported: ``flush()`` and ``close()`` raise
+          :class:`DeliveryError` naming each event that failed or did not finish.
+        * A full local queue is waited on for at most ``enqueue_timeout`` seconds,
+          then :class:`BackpressureError` is raised; no event is dropped.
+        * Keys go to the same partition as with Kafka's Java clients.
+
+    Args:
+        bootstrap_servers: ``"host:port[,host:port]"`` or a list of them.
+        config: a full :class:`KafkaConfig` instead of ``bootstrap_servers``.
+        profile: ``"reliable"`` (default), ``"low_latency"`` or ``"high_throughput"``.
+        overrides: raw librdkafka properties, applied last.
+        routes: routes for Struct classes not decorated with ``@event``.
+        source: the CloudEvents ``ce_source`` of every event.
+        codec: ``"json"`` (default), ``"msgpack"`` or a :class:`Codec`.
+        transport: a transport to use instead of Kafka (e.g. ``MemoryTransport()``).
+        enqueue_timeout: the longest ``publish()`` waits for room in a full queue.
+        close_timeout: how long leaving the ``with`` block waits for deliveries.
+        connect_timeout: seconds to wait at start for a broker to answer, raising
+            :class:`BrokerUnavailableError` otherwise; None skips the check.
+
+    Raises:
+        ConfigurationError: a bad configuration key or value (named).
+        BrokerUnavailableError: no broker answered within ``connect_timeout``.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | Sequence[str] | None = None,
+        *,
+        config: KafkaConfig | None = None,
+        profile: Profile = "reliable",
+        overrides: Mapping[str, Any] | None = None,
+        routes: Mapping[type, Route] | None = None,
+        source: str = "eventwire",
+        codec: Codec | str = "json",
+        transport: Transport | None = None,
+        enqueue_timeout: float = 30.0,
+        close_timeout: float = 30.0,
+        connect_timeout: float | None = 10.0,
+    ) -> None:
+        self._core = PublisherCore(
+            bootstrap_servers,
+            config=config,
+            profile=profile,
+            overrides=overrides,
+            routes=routes,
+            source=source,
+            codec=codec,
+            transport=transport,
+            enqueue_timeout=enqueue_timeout,
+            connect_timeout=connect_timeout,
+        )
+        self._close_timeout = close_timeout
+
+    @property
+    def config(self) -> KafkaConfig | None:
+        """The Kafka configuration (None with a custom transport). Its repr hides secrets."""
+        return self._core.config
+
+    @property
+    def in_flight(self) -> int:
+        """Events published and not yet acknowledged or failed."""
+        return self._core.in_flight
+
+    def publish(
+        self,
+        event: Any,
+        *,
+        event_id: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> DeliveryHandle:
+        """Enqueue ``event`` and return its delivery handle.
+
+        Args:
+            event: a msgspec Struct instance with a route.
+            event_id: the ``ce_id`` to use (e.g. when re-sending); a new UUIDv7 if None.
+            headers: extra Kafka headers, appended after the CloudEvents ones.
+
+        Raises:
+            RoutingError: not a Struct, no route, or a missing/unencodable key.
+            SerializationError: the value cannot be encoded.
+            DeliveryError: Kafka refused it at once (e.g. larger than message.max.bytes).
+            BackpressureError: the queue stayed full for ``enqueue_timeout``.
+            PublisherStateError: the publisher is closed or was inherited by fork.
+            ProducerFatalError: the producer hit a fatal error earlier.
+        """
+        core = self._core
+        core.check_usable()
+        topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
+        core.send_blocking(topic, key, value, hdrs, handle)
+        return handle
+
+    def publish_many(self, events: Iterable[Any]) -> list[DeliveryHandle]:
+        """Publish several events, in order; return their handles.
+
+        Every event is routed and encoded first, so an invalid event raises before
+        *any* of them is enqueued. Delivery failures are per event, in the handles.
+        """
+        core = self._core
+        core.check_usable()
+        prepared = [core.prepare(event, None, None) for event in events]
+        for topic, key, value, hdrs, handle in prepared:
+            core.send_blocking(topic, key, value, hdrs, handle)
+        return [p[4] for p in prepared]
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait up to ``timeout`` s for every outstanding event.
+
+        Raises:
+            DeliveryError: listing every event that failed since the last flush,
+                and every event still unacknowledged when the timeout ran out
+                (code ``_FLUSH_TIMEOUT``; those remain queued and may still land).
+        """
+        self._core.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.
+
+        Events still queued after the timeout are dropped *and reported*:
+        DeliveryError lists them (``_PURGE_QUEUE``/``_PURGE_INFLIGHT``) with every
+        other failure. Closing twice is a no-op.
+        """
+        self._core.close(self._close_timeout if timeout is None else timeout)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._core.closed else f"in_flight={self.in_flight}"
+        return f"<Publisher {self.config!r} {state}>"

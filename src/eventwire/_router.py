@@ -1,0 +1,138 @@
+"""The router: event class -> topic, key bytes, type name and header template.
+
+Resolution happens once per class and is cached, so the per-event cost is a
+dict lookup plus reading the key.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from eventwire._cloudevents import HeaderTemplate
+from eventwire._errors import RoutingError
+from eventwire._event import ROUTE_ATTRIBUTE, Route
+
+__all__ = ["BoundRoute", "Router"]
+
+
+class BoundRoute:
+    """A route bound to one event class, ready for the hot path."""
+
+    __slots__ = ("_key_fn", "_key_label", "headers", "topic", "type_name")
+
+    def __init__(self, cls: type, route: Route, *, source: str, content_type: str) -> None:
+        route.check_for(cls)
+        self.topic = route.topic
+        self.type_name = route.type_name or f"{cls.__module__}.{cls.__qualname__}"
+        self.headers = HeaderTemplate(
+            type_name=self.type_name, source=source, content_type=content_type
+        )
+        key = route.key
+        self._key_fn: Callable[[Any], Any] | None
+        if key is None:
+            self._key_fn, self._key_label = None, ""
+        elif isinstance(key, str):
+            field = key
+            self._key_fn, self._key_label = (lambda e: getattr(e, field)), f"key field {key!r}"
+        else:
+            self._key_fn = key
+            self._key_label = f"key function {getattr(key, '__qualname__', key)!r}"
+
+    def key_of(self, event: Any) -> bytes | None:
+        """Return the UTF-8 routing key of ``event``, or None for an unkeyed route.
+
+        Raises:
+            RoutingError: the key is None, or of a type with no canonical text.
+        """
+        fn = self._key_fn
+        if fn is None:
+            return None
+        try:
+            value = fn(event)
+        except Exception as exc:
+            raise RoutingError(
+                f"{self._key_label} of {self.type_name} failed: {exc!r}"
+            ) from exc
+        if type(value) is str:
+            return value.encode()
+        return self._coerce_key(value)
+
+    def _coerce_key(self, value: object) -> bytes:
+        if value is None:
+            raise RoutingError(
+                f"{self._key_label} of {self.type_name} is None, so the event has no "
+                f"partition key (topic {self.topic!r}). Set the field, or route with "
+                "key=None explicitly if ordering does not matter."
+            )
+        if isinstance(value, str):
+            return value.encode()
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value).encode()
+        if isinstance(value, uuid.UUID):
+            return str(value).encode()
+        if isinstance(value, enum.Enum) and isinstance(value.value, str | int):
+            return str(value.value).encode()
+        raise RoutingError(
+            f"{self._key_label} of {self.type_name} is a {type(value).__name__} "
+            f"({value!r}), which has no canonical text form. Keys must be str, bytes, "
+            "int, UUID or a str/int Enum; use a key function to convert it."
+        )
+
+
+class Router:
+    """Maps event classes to bound routes.
+
+    Routes come from ``routes`` (for Structs you do not own) first, then from the
+    class's ``@event`` declaration. Unknown classes raise RoutingError before
+    anything is enqueued.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[type, Route] | None = None,
+        *,
+        source: str,
+        content_type: str,
+    ) -> None:
+        self._source = source
+        self._content_type = content_type
+        self._explicit: dict[type, Route] = {}
+        self._cache: dict[type, BoundRoute] = {}
+        for cls, route in (routes or {}).items():
+            if not isinstance(route, Route):
+                raise RoutingError(
+                    f"routes[{getattr(cls, '__qualname__', cls)!r}] must be a Route, "
+                    f"got {type(route).__name__}"
+                )
+            self._cache[cls] = BoundRoute(cls, route, source=source, content_type=content_type)
+            self._explicit[cls] = route
+
+    def resolve(self, cls: type) -> BoundRoute:
+        """Return the bound route for ``cls`` (cached after the first call)."""
+        bound = self._cache.get(cls)
+        if bound is None:
+            bound = self._cache[cls] = self._bind(cls)
+        return bound
+
+    def _bind(self, cls: type) -> BoundRoute:
+        if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
+            raise RoutingError(
+                f"cannot publish a {getattr(cls, '__qualname__', cls)}: events must be "
+                "msgspec.Struct instances (e.g. `class OrderPlaced(msgspec.Struct, "
+                "frozen=True)`)."
+            )
+        route = cls.__dict__.get(ROUTE_ATTRIBUTE)
+        if route is None:
+            raise RoutingError(
+                f"{cls.__qualname__} has no route: decorate it with "
+                "@event(topic=..., key=...) or pass "
+                f"routes={{{cls.__qualname__}: Route(topic=..., key=...)}} to the publisher."
+            )
+        return BoundRoute(cls, route, source=self._source, content_type=self._content_type)

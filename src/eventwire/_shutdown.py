@@ -1,0 +1,107 @@
+"""Graceful shutdown: turn SIGTERM/SIGINT into "stop producing, then flush".
+
+The signal handler only sets a flag (and, for asyncio, an Event through the
+loop). It never calls into librdkafka: calling ``flush()``/``close()`` from a
+handler while a flush is running aborts the process (confluent-kafka 2.16,
+exit code 134). The bounded flush happens when the publisher's ``with`` block
+ends, in normal code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = ["GracefulShutdown"]
+
+_DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class GracefulShutdown:
+    """A context manager that records termination signals instead of dying.
+
+    Example::
+
+        with Publisher(bootstrap) as publisher, GracefulShutdown() as shutdown:
+            while not shutdown.requested:
+                publisher.publish(next_event())
+        # SIGTERM -> the loop ends -> the publisher flushes (bounded) -> exit 0
+
+    With asyncio, use ``async with GracefulShutdown() as shutdown`` and
+    ``await shutdown.wait()``; handlers are then installed with
+    ``loop.add_signal_handler``.
+
+    Previous handlers are restored on exit. Must be entered in the main thread.
+    """
+
+    def __init__(self, signals: Sequence[signal.Signals] = _DEFAULT_SIGNALS) -> None:
+        self._signals = tuple(signals)
+        self._event = threading.Event()
+        self._async_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+        self.received: signal.Signals | None = None
+
+    @property
+    def requested(self) -> bool:
+        """True once a shutdown signal arrived (or :meth:`request` was called)."""
+        return self._event.is_set()
+
+    def request(self, signum: signal.Signals | None = None) -> None:
+        """Ask for shutdown as if a signal had arrived. Safe from any thread."""
+        if self.received is None and signum is not None:
+            self.received = signum
+        self._event.set()
+        if self._async_event is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._async_event.set)
+
+    def wait_sync(self, timeout: float | None = None) -> bool:
+        """Block until shutdown is requested (or ``timeout``); return whether it was."""
+        return self._event.wait(timeout)
+
+    async def wait(self) -> None:
+        """Wait, in asyncio, until shutdown is requested."""
+        if self._async_event is None:
+            raise RuntimeError("use `async with GracefulShutdown()` to wait in asyncio")
+        await self._async_event.wait()
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.request(signal.Signals(signum))
+
+    def __enter__(self) -> GracefulShutdown:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("GracefulShutdown must be entered in the main thread")
+        for sig in self._signals:
+            self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    async def __aenter__(self) -> GracefulShutdown:
+        self._loop = asyncio.get_running_loop()
+        self._async_event = asyncio.Event()
+        for sig in self._signals:
+            self._loop.add_signal_handler(sig, self.request, sig)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._loop is not None
+        for sig in self._signals:
+            self._loop.remove_signal_handler(sig)

@@ -1,0 +1,204 @@
+"""One combined broker+controller JVM of a local cluster: its files, process and signals."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+__all__ = ["LOG4J_CONFIG", "Node", "free_ports", "pdeathsig_preexec", "port_open"]
+
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.yaml")
+_PR_SET_PDEATHSIG = 1
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_open(port: int, timeout: float = 0.5) -> bool:
+    """Return True if something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pdeathsig_preexec() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` making the child get SIGKILL when this process dies.
+
+    Linux delivers the signal when the *thread* that forked the child exits, so this is only
+    armed from the main thread (None elsewhere, and off Linux); the run-record reaper covers
+    the rest.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    sigkill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class Node:
+    """Files and process of one node; ``node_id`` is the Kafka ``node.id`` (1-based)."""
+
+    def __init__(self, node_id: int, port: int, controller_port: int, directory: Path) -> None:
+        """Describe a node; nothing is written or started yet."""
+        self.node_id = node_id
+        self.port = port
+        self.controller_port = controller_port
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False
+
+    @property
+    def properties_path(self) -> Path:
+        """The node's ``server.properties``."""
+        return self.directory / "server.properties"
+
+    @property
+    def log_path(self) -> Path:
+        """The node's log4j log file (WARN and above)."""
+        return self.directory / "server.log"
+
+    @property
+    def stdout_path(self) -> Path:
+        """The JVM's captured stdout/stderr (crashes, JVM warnings)."""
+        return self.directory / "stdout.log"
+
+    @property
+    def data_path(self) -> Path:
+        """The node's ``log.dirs``."""
+        return self.directory / "data"
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the current JVM, None if never started."""
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the JVM process exists (paused counts as running)."""
+        return self.process is not None and self.process.poll() is None
+
+    def write_properties(self, props: Mapping[str, str]) -> None:
+        """Write ``server.properties``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{k}={v}\n" for k, v in props.items())
+        self.properties_path.write_text(text)
+
+    def jvm_command(
+        self, java: str, classpath: str, main: Sequence[str], jvm_args: Sequence[str]
+    ) -> list[str]:
+        """Return the java command line for ``main`` (class and args) with quiet logging."""
+        return [
+            java,
+            *jvm_args,
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Deventwire.node.log={self.log_path}",
+            f"-Dkafka.logs.dir={self.directory}",
+            "-cp",
+            classpath,
+            *main,
+        ]
+
+    def start(
+        self, java: str, classpath: str, jvm_args: Sequence[str], *, die_with_parent: bool
+    ) -> None:
+        """Start the broker JVM in its own session; output goes to the node's files."""
+        cmd = self.jvm_command(
+            java, classpath, ["kafka.Kafka", str(self.properties_path)], jvm_args
+        )
+        preexec = pdeathsig_preexec() if die_with_parent else None
+        with self.stdout_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                cmd,
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=preexec,  # noqa: PLW1509 - only prctl + getppid, no locks taken
+            )
+        self.paused = False
+
+    def send(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the JVM if it runs."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM (resuming a paused JVM so it can act on it); SIGKILL after ``timeout``."""
+        if not self.running:
+            return
+        self.send(signal.SIGTERM)
+        self.resume()
+        assert self.process is not None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the JVM and reap it."""
+        self.send(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP the JVM (looks like a long GC pause or a network partition)."""
+        self.send(signal.SIGSTOP)
+        self.paused = self.running
+
+    def resume(self) -> None:
+        """SIGCONT the JVM."""
+        self.send(signal.SIGCONT)
+        self.paused = False
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Return the last ``lines`` of the node's log file and JVM output, for error messages."""
+        parts: list[str] = []
+        for path in (self.log_path, self.stdout_path):
+            try:
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            if text:
+                parts.append(f"--- {path} (last {len(text)} lines) ---\n" + "\n".join(text))
+        return "\n".join(parts) or f"(node {self.node_id} wrote no log in {self.directory})"

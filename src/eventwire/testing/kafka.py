@@ -1,0 +1,528 @@
+"""A real Apache Kafka cluster (KRaft, 1 or 3 nodes) on loopback, for tests and local dev.
+
+>>> with LocalKafkaCluster(nodes=3) as cluster:  # doctest: +SKIP
+...     cluster.create_topic("orders")
+...     cluster.kill_node(cluster.leader_of("orders", 0))
+
+Each node is one JVM running ``kafka.Kafka`` with ``process.roles=broker,controller`` and a
+static ``controller.quorum.voters``, listening on free 127.0.0.1 ports. The jars come from
+:func:`ensure_kafka_jars`. Node ids are 1..N and every method taking a node takes its id.
+
+No JVM outlives its owner: each is started in its own session with ``PR_SET_PDEATHSIG``
+(SIGKILL when the starting thread dies; only armed from the main thread), and a run record
+under ``~/.cache/eventwire/run/clusters/`` lets the next :meth:`LocalKafkaCluster.start` (or
+:func:`reap_stale_clusters`) kill JVMs whose owner died anyway. A cluster object is not
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaException
+
+from eventwire.testing._kafka import admin as _admin
+from eventwire.testing._kafka import jars as _jars
+from eventwire.testing._kafka import runtime as _runtime
+from eventwire.testing._kafka.errors import (
+    ClusterStartError,
+    JarFetchError,
+    JavaNotFoundError,
+    KafkaClusterError,
+    MavenNotFoundError,
+)
+from eventwire.testing._kafka.node import Node, free_ports, port_open
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+__all__ = [
+    "KAFKA_VERSION",
+    "ClusterStartError",
+    "JarFetchError",
+    "JavaNotFoundError",
+    "KafkaClusterError",
+    "LocalKafkaCluster",
+    "MavenNotFoundError",
+    "ensure_kafka_jars",
+    "java_available",
+    "reap_stale_clusters",
+    "stop_recorded_cluster",
+]
+
+KAFKA_VERSION = "4.1.1"
+DEFAULT_JVM_ARGS = ("-Xms128m", "-Xmx384m", "-XX:+UseSerialGC")
+
+
+def ensure_kafka_jars(progress: _jars.Progress | None = None) -> Path:
+    """Return the directory of Kafka :data:`KAFKA_VERSION` jars, fetching them once with Maven.
+
+    ``$KAFKA_HOME/libs`` when ``KAFKA_HOME`` is set; otherwise the per-user cache
+    ``${EVENTWIRE_KAFKA_CACHE:-${XDG_CACHE_HOME:-~/.cache}/eventwire/kafka}/<version>/libs``.
+    ``progress`` is called with a human-readable line before a (slow) download starts.
+
+    Raises:
+        MavenNotFoundError, JavaNotFoundError, JarFetchError: see their docstrings.
+
+    """
+    return _jars.ensure_jars(KAFKA_VERSION, progress)
+
+
+def java_available() -> bool:
+    """Return True if a Java >= 17 runtime is on PATH or in ``JAVA_HOME``."""
+    try:
+        _jars.find_java()
+    except JavaNotFoundError:
+        return False
+    return True
+
+
+def reap_stale_clusters() -> list[int]:
+    """Kill JVMs of local clusters whose owning process died; return the pids killed."""
+    return _runtime.reap_stale()
+
+
+def stop_recorded_cluster(cluster_id: str, timeout: float = 15.0) -> list[int]:
+    """Stop a cluster known only by id (e.g. a detached one); return the pids signalled."""
+    return _runtime.stop_recorded(cluster_id, timeout)
+
+
+def _new_cluster_id() -> str:
+    while True:  # Kafka's Uuid.randomUuid() also avoids ids starting with "-"
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+class LocalKafkaCluster:
+    """N combined broker+controller nodes on 127.0.0.1 with fault-injection helpers.
+
+    Defaults: ``default.replication.factor`` and internal topics' RF are ``min(3, nodes)``;
+    ``min.insync.replicas`` is 2 with 3+ nodes, else 1; ``unclean.leader.election.enable``
+    is false; ``num.partitions`` is ``partitions`` (3) and topics are auto-created unless
+    ``auto_create_topics=False``. ``broker_overrides`` are added last to every node's
+    ``server.properties``. Data lives in a fresh temp dir (or ``data_dir``), deleted by
+    :meth:`close` unless ``keep_data`` or the dir was given by the caller.
+    """
+
+    def __init__(
+        self,
+        nodes: int = 1,
+        *,
+        partitions: int = 3,
+        auto_create_topics: bool = True,
+        broker_overrides: Mapping[str, str] | None = None,
+        data_dir: str | Path | None = None,
+        keep_data: bool = False,
+        die_with_parent: bool = True,
+        startup_timeout: float = 90.0,
+        jvm_args: Sequence[str] = DEFAULT_JVM_ARGS,
+        progress: _jars.Progress | None = None,
+    ) -> None:
+        """Configure a cluster; nothing runs until :meth:`start`."""
+        if nodes < 1:
+            raise ValueError("nodes must be >= 1")
+        self._count = nodes
+        self._partitions = partitions
+        self._auto_create = auto_create_topics
+        self._overrides = dict(broker_overrides or {})
+        self._given_dir = Path(data_dir) if data_dir is not None else None
+        self._keep_data = keep_data
+        self._die_with_parent = die_with_parent
+        self._startup_timeout = startup_timeout
+        self._jvm_args = list(jvm_args)
+        self._progress = progress
+        self.cluster_id = _new_cluster_id()
+        self.data_dir: Path | None = None
+        self.startup_seconds: float | None = None
+        self._nodes: dict[int, Node] = {}
+        self._java = ""
+        self._classpath = ""
+        self._admin: Any = None
+        self._state = "new"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``"127.0.0.1:p1,127.0.0.1:p2,..."`` (valid once :meth:`start` returned)."""
+        return ",".join(f"127.0.0.1:{n.port}" for n in self._nodes.values())
+
+    @property
+    def node_ids(self) -> list[int]:
+        """The node ids, ``[1, ..., nodes]``."""
+        return list(range(1, self._count + 1))
+
+    def start(self) -> LocalKafkaCluster:
+        """Fetch jars if needed, format and start every node, and wait until all are ready.
+
+        Ready means one Metadata response lists every node. Stale clusters whose owner died
+        are reaped first. On any failure everything started is stopped again.
+
+        Raises:
+            JavaNotFoundError, MavenNotFoundError, JarFetchError: no way to run Kafka here.
+            ClusterStartError: a node failed or was not ready within ``startup_timeout``;
+                the message includes the tail of the node's log.
+            KafkaClusterError: the cluster was already started.
+
+        """
+        if self._state != "new":
+            raise KafkaClusterError(f"cluster {self.cluster_id} was already started")
+        self._state = "starting"
+        began = time.monotonic()
+        try:
+            reap_stale_clusters()
+            self._java = _jars.find_java()
+            self._classpath = f"{ensure_kafka_jars(self._progress)}/*"
+            self._report(f"Starting {self._count}-node Kafka {KAFKA_VERSION} cluster")
+            self._prepare_dirs()
+            self._format()
+            for node in self._nodes.values():
+                node.start(
+                    self._java,
+                    self._classpath,
+                    self._jvm_args,
+                    die_with_parent=self._die_with_parent,
+                )
+            self._write_record()
+            self._admin = _admin.new_admin(self.bootstrap_servers)
+            self._wait_ready(self.node_ids, began + self._startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self._state = "running"
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Stop every node (SIGTERM, SIGKILL after ``timeout``) and delete the temp data.
+
+        Idempotent. Afterwards no JVM of this cluster runs: leftovers found in ``/proc`` are
+        SIGKILLed. Never raises for processes that are already gone.
+        """
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        self._admin = None
+        for node in self._nodes.values():
+            node.send(signal.SIGTERM)
+            node.resume()
+        deadline = time.monotonic() + timeout
+        for node in self._nodes.values():
+            if node.process is not None:
+                try:
+                    node.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    node.kill()
+        if self.data_dir is not None:
+            left = _runtime.jvm_pids_of(self.data_dir)
+            _runtime.wait_gone(str(self.data_dir), _kill(left), 10.0)
+            if self._deletes_data():
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+        _runtime.delete_record(self.cluster_id)
+
+    def __enter__(self) -> LocalKafkaCluster:
+        """Start the cluster (see :meth:`start`)."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the cluster (see :meth:`close`)."""
+        self.close()
+
+    # -- topics and metadata ---------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 3,
+        replication_factor: int | None = None,
+        config: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> str:
+        """Create ``name`` (RF default ``min(3, nodes)``); return once every partition has a leader.
+
+        Raises:
+            KafkaClusterError: the broker refused (e.g. it exists) or leaders did not appear.
+
+        """
+        rf = replication_factor if replication_factor is not None else min(3, self._count)
+        _admin.create_topic(
+            self._admin_client(), name, partitions, rf, config=config, timeout=timeout
+        )
+        return name
+
+    def delete_topic(self, name: str, timeout: float = 30.0) -> None:
+        """Delete ``name``; a missing topic is not an error.
+
+        Raises:
+            KafkaClusterError: the broker refused or did not answer within ``timeout``.
+
+        """
+        _admin.delete_topic(self._admin_client(), name, timeout)
+
+    def leader_of(self, topic: str, partition: int) -> int:
+        """Return the leader's node id per a fresh Metadata request; -1 if none is elected.
+
+        Raises:
+            KafkaClusterError: the topic or partition is unknown, or metadata timed out.
+
+        """
+        return int(self._partition(topic, partition).leader)
+
+    def isr_of(self, topic: str, partition: int) -> list[int]:
+        """Return the sorted in-sync replica node ids per a fresh Metadata request.
+
+        Raises:
+            KafkaClusterError: the topic or partition is unknown, or metadata timed out.
+
+        """
+        return sorted(int(r) for r in self._partition(topic, partition).isrs)
+
+    def running_node_ids(self, timeout: float = 10.0) -> list[int]:
+        """Return the node ids a Metadata response currently lists (unfenced brokers)."""
+        try:
+            return sorted(_admin.broker_ids(self._admin_client(), timeout))
+        except KafkaException as exc:
+            raise KafkaClusterError(f"metadata request failed: {exc}") from exc
+
+    # -- fault injection (node = node id, 1..N) --------------------------------------------
+
+    def node_pid(self, node: int) -> int | None:
+        """Pid of the node's current JVM (None if it was never started)."""
+        return self._node(node).pid
+
+    def node_dir(self, node: int) -> Path:
+        """Return the node's dir (``server.properties``, ``server.log``, ``stdout.log``, ``data/``)."""
+        return self._node(node).directory
+
+    def is_running(self, node: int) -> bool:
+        """Return True while the node's JVM process exists (a paused JVM counts as running)."""
+        return self._node(node).running
+
+    def stop_node(self, node: int, timeout: float = 30.0) -> None:
+        """SIGTERM the node (clean shutdown) and wait for it to exit; SIGKILL after ``timeout``."""
+        self._node(node).stop(timeout)
+
+    def kill_node(self, node: int) -> None:
+        """SIGKILL the node and wait for the process to be gone."""
+        self._node(node).kill()
+
+    def pause_node(self, node: int) -> None:
+        """SIGSTOP the node: its sockets stay open but it answers nothing until resumed."""
+        self._node(node).pause()
+
+    def resume_node(self, node: int) -> None:
+        """SIGCONT a paused node."""
+        self._node(node).resume()
+
+    def restart_node(self, node: int, timeout: float = 60.0) -> None:
+        """(Re)start the node on the same ports and data; return once Metadata lists it again.
+
+        A running node is stopped cleanly first.
+
+        Raises:
+            ClusterStartError: it exited or was not back within ``timeout``; includes its log.
+
+        """
+        target = self._node(node)
+        target.stop(timeout)
+        target.start(
+            self._java, self._classpath, self._jvm_args, die_with_parent=self._die_with_parent
+        )
+        self._write_record()
+        self._wait_ready([node], time.monotonic() + timeout)
+
+    def heal(self, timeout: float = 60.0) -> None:
+        """Resume paused nodes and restart stopped ones; return once Metadata lists all nodes."""
+        for node in self._nodes.values():
+            node.resume()
+            if not node.running:
+                node.start(
+                    self._java,
+                    self._classpath,
+                    self._jvm_args,
+                    die_with_parent=self._die_with_parent,
+                )
+        self._write_record()
+        self._wait_ready(self.node_ids, time.monotonic() + timeout)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _report(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress(message)
+
+    def _deletes_data(self) -> bool:
+        return self._given_dir is None and not self._keep_data
+
+    def _node(self, node: int) -> Node:
+        if self._state not in {"running", "starting"}:
+            raise KafkaClusterError(f"cluster {self.cluster_id} is not running ({self._state})")
+        try:
+            return self._nodes[node]
+        except KeyError:
+            raise ValueError(f"no node {node}; node ids are {self.node_ids}") from None
+
+    def _admin_client(self) -> Any:
+        if self._admin is None:
+            raise KafkaClusterError(f"cluster {self.cluster_id} is not running ({self._state})")
+        return self._admin
+
+    def _partition(self, topic: str, partition: int) -> Any:
+        parts = _admin.partition_metadata(self._admin_client(), topic)
+        if partition not in parts:
+            raise KafkaClusterError(f"topic {topic!r} has no partition {partition}")
+        return parts[partition]
+
+    def _prepare_dirs(self) -> None:
+        if self._given_dir is not None:
+            self._given_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir = self._given_dir.resolve()
+        else:
+            self.data_dir = Path(tempfile.mkdtemp(prefix=f"eventwire-kafka-{self.cluster_id[:8]}-"))
+        (self.data_dir / _runtime.DATA_MARKER).write_text(self.cluster_id + "\n")
+        ports = free_ports(2 * self._count)
+        for i in self.node_ids:
+            port, cport = ports[2 * (i - 1)], ports[2 * (i - 1) + 1]
+            self._nodes[i] = Node(i, port, cport, self.data_dir / f"node-{i}")
+        for node in self._nodes.values():
+            node.write_properties(self._properties(node))
+
+    def _properties(self, node: Node) -> dict[str, str]:
+        rf = str(min(3, self._count))
+        min_isr = "2" if self._count >= 3 else "1"
+        voters = ",".join(
+            f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self._nodes.values()
+        )
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(node.data_path),
+            "num.partitions": str(self._partitions),
+            "auto.create.topics.enable": str(self._auto_create).lower(),
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "unclean.leader.election.enable": "false",
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            # startup speed and footprint on a small machine
+            "group.initial.rebalance.delay.ms": "0",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.num.partitions": "1",
+            "log.cleaner.dedupe.buffer.size": "2097152",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+        }
+        props.update(self._overrides)
+        return props
+
+    def _format(self) -> None:
+        procs = []
+        for node in self._nodes.values():
+            cmd = node.jvm_command(
+                self._java,
+                self._classpath,
+                [
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    self.cluster_id,
+                    "-c",
+                    str(node.properties_path),
+                ],
+                ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"],
+            )
+            procs.append(
+                (node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+            )
+        for node, proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                raise ClusterStartError(
+                    f"formatting node {node.node_id} failed (exit {proc.returncode}):\n"
+                    f"{out.decode(errors='replace')}\n{node.log_tail()}"
+                )
+
+    def _write_record(self) -> None:
+        owner = os.getpid() if self._die_with_parent else None
+        _runtime.write_record(
+            {
+                "cluster_id": self.cluster_id,
+                "data_dir": str(self.data_dir),
+                "delete_data": self._deletes_data(),
+                "owner_pid": owner,
+                "owner_start_time": _runtime.process_start_time(owner) if owner else None,
+                "bootstrap_servers": self.bootstrap_servers,
+                "nodes": [
+                    {
+                        "id": n.node_id,
+                        "pid": n.pid,
+                        "port": n.port,
+                        "controller_port": n.controller_port,
+                    }
+                    for n in self._nodes.values()
+                ],
+            }
+        )
+
+    def _wait_ready(self, node_ids: Sequence[int], deadline: float) -> None:
+        """Wait until every node in ``node_ids`` runs, accepts TCP and is listed in Metadata."""
+        nodes = [self._nodes[i] for i in node_ids]
+        seen: set[int] = set()
+        while True:
+            for node in nodes:
+                if not node.running:
+                    code = node.process.returncode if node.process is not None else None
+                    raise ClusterStartError(
+                        f"Kafka node {node.node_id} exited with code {code} while starting; "
+                        f"log in {node.directory}:\n{node.log_tail()}"
+                    )
+            if all(port_open(n.port, 0.2) for n in nodes):
+                try:
+                    seen = _admin.broker_ids(self._admin_client(), timeout=2.0)
+                except KafkaException:
+                    seen = set()
+                if seen.issuperset(node_ids):
+                    return
+            if time.monotonic() > deadline:
+                missing = [n for n in nodes if n.node_id not in seen]
+                tails = "\n".join(n.log_tail() for n in missing or nodes)
+                raise ClusterStartError(
+                    f"Kafka nodes {[n.node_id for n in missing]} not ready in time "
+                    f"(Metadata listed {sorted(seen)}); logs:\n{tails}"
+                )
+            time.sleep(0.1)
+
+
+def _kill(pids: list[int]) -> list[int]:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

@@ -1,0 +1,179 @@
+"""The Kafka transport: the only module in eventwire that imports confluent_kafka.
+
+It owns one ``confluent_kafka.Producer`` and a daemon thread that polls it, so
+delivery reports arrive without the user ever calling ``poll()``. It turns
+``BufferError`` into :class:`TransportQueueFull`, synchronous ``KafkaException``
+into :class:`SendRejected`, and fatal errors (including the ``SystemError``
+wrapping a fatal ``KafkaException`` that confluent-kafka raises when callbacks
+are pending) into one call of the registered fatal callbacks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import confluent_kafka
+import structlog
+
+from eventwire._config import KafkaConfig
+from eventwire._errors import BrokerUnavailableError, ConfigurationError
+from eventwire.transports.base import DeliveryCallback, SendRejected, TransportQueueFull
+
+__all__ = ["KafkaTransport"]
+
+_log = structlog.get_logger("eventwire.kafka")
+
+# How long the poll thread blocks in one poll() call. Short enough that close()
+# is prompt, long enough that an idle producer costs nothing.
+_POLL_INTERVAL_S = 0.1
+
+
+class KafkaTransport:
+    """Sends records through librdkafka and reports each one exactly once.
+
+    Args:
+        config: the producer configuration.
+        connect_timeout: if set, check at construction that a broker answers a
+            Metadata request within this many seconds, and raise
+            :class:`~eventwire.BrokerUnavailableError` otherwise. ``None`` skips
+            the check (useful with an outbox, where Kafka may be down at start).
+
+    Raises:
+        ConfigurationError: librdkafka rejected a property (the key is named;
+            secret values are scrubbed from the message).
+        BrokerUnavailableError: see ``connect_timeout``.
+    """
+
+    def __init__(self, config: KafkaConfig, *, connect_timeout: float | None = 10.0) -> None:
+        self._config = config
+        self._fatal_callbacks: list[Callable[[str, str], None]] = []
+        self._fatal_seen = False
+        self._fatal_lock = threading.Lock()
+        props: dict[str, Any] = config.to_librdkafka()
+        props["error_cb"] = self._on_error
+        try:
+            self._producer = confluent_kafka.Producer(props)
+        except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
+            raise ConfigurationError(self._scrub(f"Kafka producer configuration rejected: {_text(exc)}")) from None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name="eventwire-poll", daemon=True)
+        self._thread.start()
+        if connect_timeout is not None:
+            try:
+                self.check_connection(connect_timeout)
+            except BrokerUnavailableError:
+                self.close(0)
+                raise
+
+    # -- the Transport protocol ------------------------------------------------
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        """Enqueue one record; never blocks on the network."""
+        try:
+            self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        except BufferError:
+            raise TransportQueueFull() from None
+        except confluent_kafka.KafkaException as exc:
+            err = exc.args[0]
+            raise SendRejected(err.name(), err.str(), fatal=err.fatal()) from None
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for outstanding reports; return how many remain."""
+        try:
+            return int(self._producer.flush(timeout))
+        except (confluent_kafka.KafkaException, SystemError) as exc:
+            self._handle_poll_exception(exc)
+            return len(self._producer)
+
+    def close(self, timeout: float) -> int:
+        """Flush up to ``timeout`` s, purge what remains (each gets a failed report), stop."""
+        remaining = self.flush(timeout)
+        if remaining:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self.flush(1.0)  # serve the _PURGE_* reports
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2.0)
+        return remaining
+
+    def wait_for_space(self, timeout: float) -> None:
+        """Serve delivery reports for up to ``timeout`` s so the local queue drains."""
+        try:
+            self._producer.poll(timeout)
+        except (confluent_kafka.KafkaException, SystemError) as exc:
+            self._handle_poll_exception(exc)
+
+    def on_fatal(self, callback: Callable[[str, str], None]) -> None:
+        """Register ``callback(code, reason)``, called once on a fatal producer error."""
+        self._fatal_callbacks.append(callback)
+
+    def __len__(self) -> int:
+        """Records in librdkafka's queues (waiting to be sent or acknowledged)."""
+        return len(self._producer)
+
+    # -- internals -------------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        poll = self._producer.poll
+        while not self._stop.is_set():
+            try:
+                poll(_POLL_INTERVAL_S)
+            except (confluent_kafka.KafkaException, SystemError) as exc:
+                self._handle_poll_exception(exc)
+            except Exception:
+                _log.exception("poll_error")
+
+    def _handle_poll_exception(self, exc: BaseException) -> None:
+        cause = exc if isinstance(exc, confluent_kafka.KafkaException) else exc.__cause__
+        if isinstance(cause, confluent_kafka.KafkaException):
+            err = cause.args[0]
+            if err.fatal():
+                self._fire_fatal(err.name(), err.str())
+                return
+        _log.error("poll_error", error=repr(exc))
+        self._stop.wait(_POLL_INTERVAL_S)
+
+    def _on_error(self, err: confluent_kafka.KafkaError) -> None:
+        if err.fatal():
+            self._fire_fatal(err.name(), err.str())
+        else:
+            _log.warning("kafka_error", code=err.name(), reason=self._scrub(err.str()))
+
+    def _fire_fatal(self, code: str, reason: str) -> None:
+        with self._fatal_lock:
+            if self._fatal_seen:
+                return
+            self._fatal_seen = True
+        _log.error("producer_fatal", code=code, reason=self._scrub(reason))
+        for callback in self._fatal_callbacks:
+            callback(code, reason)
+
+    def check_connection(self, timeout: float) -> None:
+        """Raise BrokerUnavailableError unless a broker answers Metadata within ``timeout`` s."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except confluent_kafka.KafkaException as exc:
+            raise BrokerUnavailableError(
+                f"no Kafka broker at {self._config.bootstrap_servers!r} answered within "
+                f"{timeout:g}s ({_text(exc)}). Check bootstrap_servers and that the brokers "
+                "are up, or pass connect_timeout=None to start without the check."
+            ) from None
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._config.secret_values():
+            text = text.replace(secret, "***")
+        return text
+
+
+def _text(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    if isinstance(arg, confluent_kafka.KafkaError):
+        return f"{arg.name()}: {arg.str()}"
+    return str(arg)

@@ -1,0 +1,244 @@
+"""An in-memory Kafka log for unit tests: topics, partitions, offsets, faults.
+
+Records are placed with Kafka's Java partitioner, get real offsets, and can be
+read back with :meth:`MemoryTransport.records`. Faults are injected with
+:meth:`fail_next`, :meth:`fail_topic`, :meth:`queue_full_next`,
+:meth:`set_fatal` and :meth:`pause`. It is never a substitute for the real
+broker in integration tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from eventwire._partitioner import java_partition
+from eventwire.transports.base import DeliveryCallback, SendRejected, TransportQueueFull
+
+__all__ = ["MemoryRecord", "MemoryTransport"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """One record as stored in the in-memory log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+    def header(self, name: str) -> bytes | None:
+        """The value of the first header called ``name``, or None."""
+        return next((v for k, v in self.headers if k == name), None)
+
+
+class _Error:
+    __slots__ = ("_name", "_text")
+
+    def __init__(self, name: str, text: str) -> None:
+        self._name, self._text = name, text
+
+    def name(self) -> str:
+        return self._name
+
+    def str(self) -> str:
+        return self._text
+
+
+class _Report:
+    __slots__ = ("_offset", "_partition", "_timestamp", "_topic")
+
+    def __init__(self, topic: str, partition: int, offset: int, ts: int) -> None:
+        self._topic, self._partition, self._offset, self._timestamp = topic, partition, offset, ts
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp)
+
+
+class MemoryTransport:
+    """A thread-safe in-memory transport. Reports are delivered synchronously
+    inside :meth:`send` unless :meth:`pause` holds them back.
+
+    Args:
+        partitions: partition count of auto-created topics.
+        max_message_bytes: records with a larger value are rejected at once
+            with ``MSG_SIZE_TOO_LARGE``, as librdkafka does.
+        auto_create_topics: when False, sending to a topic not made with
+            :meth:`create_topic` fails with ``_UNKNOWN_TOPIC``.
+    """
+
+    def __init__(
+        self,
+        *,
+        partitions: int = 3,
+        max_message_bytes: int = 1_000_000,
+        auto_create_topics: bool = True,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._partitions = partitions
+        self._max_bytes = max_message_bytes
+        self._auto_create = auto_create_topics
+        self._log: dict[str, list[list[MemoryRecord]]] = {}
+        self._fail_next: list[tuple[str, str]] = []
+        self._fail_topics: dict[str, str] = {}
+        self._queue_full = 0
+        self._fatal: tuple[str, str] | None = None
+        self._fatal_callbacks: list[Callable[[str, str], None]] = []
+        self._paused = False
+        self._held: list[tuple[DeliveryCallback, _Error | None, _Report]] = []
+        self._round_robin: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
+        self.closed = False
+
+    # -- the Transport protocol ------------------------------------------------
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        """Append the record (or apply an injected fault) and report it."""
+        with self._lock:
+            if self.closed:
+                raise SendRejected("_DESTROY", "the transport is closed", fatal=True)
+            if self._fatal is not None:
+                raise SendRejected(*self._fatal, fatal=True)
+            if self._queue_full > 0:
+                self._queue_full -= 1
+                raise TransportQueueFull()
+            if len(value) + len(key or b"") > self._max_bytes:
+                raise SendRejected(
+                    "MSG_SIZE_TOO_LARGE",
+                    f"record of {len(value)} bytes exceeds max {self._max_bytes}",
+                )
+            report = self._append(topic, key, value, headers)
+        self._report(on_delivery, *report)
+
+    def _append(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> tuple[_Error | None, _Report]:
+        now = time.time_ns() // 1_000_000
+        if self._fail_next:
+            code, text = self._fail_next.pop(0)
+            return _Error(code, text), _Report(topic, -1, -1, now)
+        if topic in self._fail_topics:
+            code = self._fail_topics[topic]
+            return _Error(code, f"injected failure for topic {topic}"), _Report(topic, -1, -1, now)
+        parts = self._log.get(topic)
+        if parts is None:
+            if not self._auto_create:
+                return _Error("_UNKNOWN_TOPIC", "Unknown topic"), _Report(topic, -1, -1, now)
+            parts = self._log[topic] = [[] for _ in range(self._partitions)]
+        if key is None:
+            partition = next(self._round_robin[topic]) % len(parts)
+        else:
+            partition = java_partition(key, len(parts))
+        offset = len(parts[partition])
+        parts[partition].append(
+            MemoryRecord(topic, partition, offset, key, value, tuple(headers), now)
+        )
+        return None, _Report(topic, partition, offset, now)
+
+    def _report(self, cb: DeliveryCallback, err: _Error | None, msg: _Report) -> None:
+        with self._lock:
+            if self._paused:
+                self._held.append((cb, err, msg))
+                return
+        cb(err, msg)
+
+    def flush(self, timeout: float) -> int:
+        """Reports are synchronous, so this returns the number held by :meth:`pause`."""
+        with self._lock:
+            return len(self._held)
+
+    def close(self, timeout: float) -> int:
+        """Fail every held report with ``_PURGE_QUEUE`` and refuse further sends."""
+        with self._lock:
+            held, self._held, self._paused = self._held, [], False
+            self.closed = True
+        for cb, _err, msg in held:
+            cb(_Error("_PURGE_QUEUE", "Purged in queue"), msg)
+        return len(held)
+
+    def wait_for_space(self, timeout: float) -> None:
+        """Sleep briefly; the memory queue drains as faults are consumed."""
+        time.sleep(min(timeout, 0.001))
+
+    def on_fatal(self, callback: Callable[[str, str], None]) -> None:
+        """Register a callback for :meth:`set_fatal`."""
+        self._fatal_callbacks.append(callback)
+
+    # -- test controls --------------------------------------------------------------
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        """Create ``topic`` with ``partitions`` partitions (default: the transport's)."""
+        with self._lock:
+            self._log.setdefault(topic, [[] for _ in range(partitions or self._partitions)])
+
+    def records(self, topic: str | None = None) -> list[MemoryRecord]:
+        """Every stored record (of ``topic``), ordered by topic, partition, offset."""
+        with self._lock:
+            topics = [topic] if topic is not None else sorted(self._log)
+            return [r for t in topics for part in self._log.get(t, []) for r in part]
+
+    def fail_next(self, count: int = 1, code: str = "_MSG_TIMED_OUT", reason: str = "") -> None:
+        """Make the next ``count`` sends fail in their delivery report with ``code``."""
+        with self._lock:
+            self._fail_next.extend([(code, reason or f"injected {code}")] * count)
+
+    def fail_topic(self, topic: str, code: str = "TOPIC_AUTHORIZATION_FAILED") -> None:
+        """Make every send to ``topic`` fail with ``code`` until :meth:`heal`."""
+        with self._lock:
+            self._fail_topics[topic] = code
+
+    def queue_full_next(self, count: int) -> None:
+        """Make the next ``count`` sends find the local queue full."""
+        with self._lock:
+            self._queue_full += count
+
+    def set_fatal(self, code: str = "OUT_OF_ORDER_SEQUENCE_NUMBER", reason: str = "") -> None:
+        """Put the transport into a fatal state, as librdkafka does, and fail held reports."""
+        reason = reason or f"injected fatal {code}"
+        with self._lock:
+            self._fatal = (code, reason)
+            held, self._held = self._held, []
+        for cb in self._fatal_callbacks:
+            cb(code, reason)
+        for cb, _err, msg in held:
+            cb(_Error("_FATAL", reason), msg)
+
+    def pause(self) -> None:
+        """Hold back delivery reports (records stay un-acknowledged) until :meth:`resume`."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Deliver every held report, in order."""
+        with self._lock:
+            held, self._held, self._paused = self._held, [], False
+        for cb, err, msg in held:
+            cb(err, msg)
+
+    def heal(self) -> None:
+        """Remove every injected fault."""
+        with self._lock:
+            self._fail_next.clear()
+            self._fail_topics.clear()
+            self._queue_full = 0
+            self._fatal = None
