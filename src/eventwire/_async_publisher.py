@@ -200,8 +200,10 @@ class AsyncPublisher:
         await asyncio.to_thread(self._core.flush, timeout)
 
     async def close(self, timeout: float | None = None) -> None:
-        """Flush for up to ``timeout`` s (default ``close_timeout``) and stop; see
-        :meth:`Publisher.close`."""
+        """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.
+
+        See :meth:`Publisher.close`.
+        """
         timeout = self._close_timeout if timeout is None else timeout
         if self._retry_tasks:
             await asyncio.wait(set(self._retry_tasks), timeout=timeout)

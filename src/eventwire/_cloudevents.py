@@ -64,7 +64,9 @@ class HeaderTemplate:
         self._source = ("ce_source", source.encode())
         self._content_type = ("content-type", content_type.encode())
 
-    def build(self, event_id: str, time_ms: int, extra: Sequence[tuple[str, bytes]] = ()) -> Headers:
+    def build(
+        self, event_id: str, time_ms: int, extra: Sequence[tuple[str, bytes]] = ()
+    ) -> Headers:
         """Return the full header list for one event."""
         headers: Headers = [
             ("ce_specversion", SPECVERSION),

@@ -6,7 +6,7 @@ A codec has a ``content_type`` (sent as the ``content-type`` header), an
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -33,7 +33,7 @@ class Codec(Protocol):
 
 
 class _MsgspecCodec:
-    content_type: ClassVar[str]
+    content_type: str
     _encoder: msgspec.json.Encoder | msgspec.msgpack.Encoder
     _decoders: dict[type, Any]
 

@@ -80,6 +80,13 @@ class Secret:
         return hash(self._value)
 
 
+def _reveal(value: object) -> ConfigValue:
+    if isinstance(value, Secret):
+        return value.get()
+    assert isinstance(value, str | int | float | bool)
+    return value
+
+
 def _secret(value: Secret | str | None) -> Secret | None:
     return value if value is None or isinstance(value, Secret) else Secret(value)
 
@@ -177,20 +184,22 @@ class KafkaConfig:
                 continue
             value = getattr(self, f.name)
             if value is not None:
-                props[f.name.replace("_", ".")] = value.get() if isinstance(value, Secret) else value
+                props[f.name.replace("_", ".")] = _reveal(value)
         for key, value in self.overrides.items():
-            props[key] = value.get() if isinstance(value, Secret) else value
+            props[key] = _reveal(value)
         return props
 
     def redacted(self) -> dict[str, str]:
         """The librdkafka property dict with every secret value replaced by ``***``."""
-        return {
-            k: ("***" if is_secret_key(k) else str(v)) for k, v in self.to_librdkafka().items()
-        }
+        return {k: ("***" if is_secret_key(k) else str(v)) for k, v in self.to_librdkafka().items()}
 
     def secret_values(self) -> list[str]:
         """Every secret string in this config (used to scrub error messages)."""
-        return [v for k, v in self.to_librdkafka().items() if is_secret_key(k) and isinstance(v, str) and v]
+        return [
+            v
+            for k, v in self.to_librdkafka().items()
+            if is_secret_key(k) and isinstance(v, str) and v
+        ]
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())

@@ -282,10 +282,9 @@ def _build_config(
         if transport is not None:
             return None
         raise ConfigurationError(
-            "no bootstrap_servers: pass e.g. Publisher('localhost:9092'), a config=, or a transport="
+            "no bootstrap_servers: pass e.g. Publisher('localhost:9092'), "
+            "a config=, or a transport="
         )
     if not isinstance(bootstrap, str):
         bootstrap = ",".join(bootstrap)
     return KafkaConfig(bootstrap, profile=profile, overrides=dict(overrides or {}))
-
-

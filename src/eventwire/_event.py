@@ -79,7 +79,9 @@ class Route:
             )
         if isinstance(self.key, str) and not self.key:
             raise RoutingError(f"key for topic {self.topic!r} is an empty field name")
-        if self.type_name is not None and (not isinstance(self.type_name, str) or not self.type_name):
+        if self.type_name is not None and (
+            not isinstance(self.type_name, str) or not self.type_name
+        ):
             raise RoutingError(f"type_name for topic {self.topic!r} must be a non-empty str")
 
     def check_for(self, cls: type) -> None:

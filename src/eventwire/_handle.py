@@ -36,6 +36,7 @@ class Settler(Protocol):
         """Book-keep a delivery report for ``handle`` (settles it)."""
         ...
 
+
 __all__ = ["DeliveryHandle", "DeliveryResult"]
 
 _log = structlog.get_logger("eventwire")

@@ -49,7 +49,9 @@ _FATAL = frozenset(
 )
 
 # Failed, but the broker may have written the record anyway.
-_POSSIBLY_WRITTEN = frozenset({"_MSG_TIMED_OUT", "_TIMED_OUT", "REQUEST_TIMED_OUT", "_PURGE_INFLIGHT"})
+_POSSIBLY_WRITTEN = frozenset(
+    {"_MSG_TIMED_OUT", "_TIMED_OUT", "REQUEST_TIMED_OUT", "_PURGE_INFLIGHT"}
+)
 
 _MEANINGS = {
     "MSG_SIZE_TOO_LARGE": "the event is larger than message.max.bytes",

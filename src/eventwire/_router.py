@@ -55,9 +55,7 @@ class BoundRoute:
         try:
             value = fn(event)
         except Exception as exc:
-            raise RoutingError(
-                f"{self._key_label} of {self.type_name} failed: {exc!r}"
-            ) from exc
+            raise RoutingError(f"{self._key_label} of {self.type_name} failed: {exc!r}") from exc
         if type(value) is str:
             return value.encode()
         return self._coerce_key(value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from eventwire.cli import broker
+from eventwire.cli import broker as broker
 
 app = typer.Typer(
     name="eventwire",

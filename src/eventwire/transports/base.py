@@ -57,11 +57,11 @@ class ReportMessage(Protocol):
 DeliveryCallback = Callable[["ReportError | None", ReportMessage], None]
 
 
-class TransportQueueFull(Exception):  # noqa: N818 - internal signal, not an error for users
+class TransportQueueFull(Exception):
     """The transport's local queue is full right now; try again shortly."""
 
 
-class SendRejected(Exception):  # noqa: N818
+class SendRejected(Exception):
     """The transport refused a record synchronously (e.g. too large, fatal state).
 
     ``code`` is the Kafka error name; nothing was enqueued.

@@ -56,7 +56,9 @@ class KafkaTransport:
         try:
             self._producer = confluent_kafka.Producer(props)
         except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
-            raise ConfigurationError(self._scrub(f"Kafka producer configuration rejected: {_text(exc)}")) from None
+            raise ConfigurationError(
+                self._scrub(f"Kafka producer configuration rejected: {_text(exc)}")
+            ) from None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="eventwire-poll", daemon=True)
         self._thread.start()
@@ -78,7 +80,13 @@ class KafkaTransport:
     ) -> None:
         """Enqueue one record; never blocks on the network."""
         try:
-            self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            self._producer.produce(
+                topic,
+                value,
+                key,
+                headers=headers,  # type: ignore[arg-type]  # the stubs are too narrow
+                on_delivery=on_delivery,
+            )
         except BufferError:
             raise TransportQueueFull() from None
         except confluent_kafka.KafkaException as exc:

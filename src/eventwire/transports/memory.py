@@ -72,8 +72,10 @@ class _Report:
 
 
 class MemoryTransport:
-    """A thread-safe in-memory transport. Reports are delivered synchronously
-    inside :meth:`send` unless :meth:`pause` holds them back.
+    """A thread-safe in-memory transport.
+
+    Reports are delivered synchronously inside :meth:`send` unless
+    :meth:`pause` holds them back.
 
     Args:
         partitions: partition count of auto-created topics.
@@ -218,8 +220,8 @@ class MemoryTransport:
         with self._lock:
             self._fatal = (code, reason)
             held, self._held = self._held, []
-        for cb in self._fatal_callbacks:
-            cb(code, reason)
+        for fatal_cb in self._fatal_callbacks:
+            fatal_cb(code, reason)
         for cb, _err, msg in held:
             cb(_Error("_FATAL", reason), msg)
 
