@@ -19,6 +19,7 @@ __all__ = ["PROFILES", "KafkaConfig", "Profile", "Secret", "is_secret_key"]
 
 Profile = Literal["reliable", "low_latency", "high_throughput"]
 ConfigValue = str | int | float | bool
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 _COMMON: dict[str, ConfigValue] = {
     # Idempotence gives acks=all, retries and ordering with up to 5 requests in
@@ -112,7 +113,7 @@ class KafkaConfig:
     bootstrap_servers: str
     profile: Profile = "reliable"
     client_id: str = "eventwire"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    security_protocol: SecurityProtocol | None = None
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: Secret | None = None
@@ -131,7 +132,7 @@ class KafkaConfig:
             raise ConfigurationError(
                 f"profile {self.profile!r} is unknown: use one of {', '.join(PROFILES)}"
             )
-        protocols = get_args(get_args(type(self).__annotations__["security_protocol"])[0])
+        protocols = get_args(SecurityProtocol)
         if self.security_protocol is not None and self.security_protocol not in protocols:
             raise ConfigurationError(
                 f"security_protocol {self.security_protocol!r} is unknown: use one of "

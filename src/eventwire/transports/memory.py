@@ -33,6 +33,8 @@ class MemoryRecord:
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int
+    #: Global send order across all topics and partitions of the transport.
+    sequence: int = 0
 
     def header(self, name: str) -> bytes | None:
         """The value of the first header called ``name``, or None."""
@@ -104,6 +106,7 @@ class MemoryTransport:
         self._fatal_callbacks: list[Callable[[str, str], None]] = []
         self._paused = False
         self._held: list[tuple[DeliveryCallback, _Error | None, _Report]] = []
+        self._sequence = itertools.count()
         self._round_robin: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
         self.closed = False
 
@@ -154,7 +157,9 @@ class MemoryTransport:
             partition = java_partition(key, len(parts))
         offset = len(parts[partition])
         parts[partition].append(
-            MemoryRecord(topic, partition, offset, key, value, tuple(headers), now)
+            MemoryRecord(
+                topic, partition, offset, key, value, tuple(headers), now, next(self._sequence)
+            )
         )
         return None, _Report(topic, partition, offset, now)
 
@@ -194,7 +199,10 @@ class MemoryTransport:
             self._log.setdefault(topic, [[] for _ in range(partitions or self._partitions)])
 
     def records(self, topic: str | None = None) -> list[MemoryRecord]:
-        """Every stored record (of ``topic``), ordered by topic, partition, offset."""
+        """Every stored record (of ``topic``), ordered by topic, partition, offset.
+
+        Sort by :attr:`MemoryRecord.sequence` for the order they were sent in.
+        """
         with self._lock:
             topics = [topic] if topic is not None else sorted(self._log)
             return [r for t in topics for part in self._log.get(t, []) for r in part]

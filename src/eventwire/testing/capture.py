@@ -1,0 +1,79 @@
+"""Capture published events in memory, for your own unit tests.
+
+Like ``structlog.testing.capture_logs()``, but for events::
+
+    from eventwire.testing import capture_events
+
+    def test_placing_an_order_publishes_order_placed():
+        with capture_events() as captured:
+            OrderService(publisher=captured.publisher).place(order)
+        assert captured.events(OrderPlaced) == [OrderPlaced(order_id="o-1", ...)]
+
+The publisher is a real :class:`eventwire.Publisher` over a
+:class:`~eventwire.transports.memory.MemoryTransport`: routing, validation,
+encoding and CloudEvents headers all run exactly as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from eventwire._codec import Codec, resolve_codec
+from eventwire._event import Route
+from eventwire._publisher import Publisher
+from eventwire.transports.memory import MemoryRecord, MemoryTransport
+
+__all__ = ["CapturedEvents", "capture_events"]
+
+T = TypeVar("T")
+
+
+class CapturedEvents:
+    """What a captured publisher sent: raw records, or decoded events."""
+
+    def __init__(self, publisher: Publisher, transport: MemoryTransport, codec: Codec) -> None:
+        self.publisher = publisher
+        self.transport = transport
+        self._codec = codec
+
+    def records(self, topic: str | None = None) -> list[MemoryRecord]:
+        """Every record sent (to ``topic``), by topic, partition and offset."""
+        return self.transport.records(topic)
+
+    def events(self, cls: type[T], topic: str | None = None) -> list[T]:
+        """Every record of type ``cls`` decoded back into ``cls``, in send order.
+
+        Records are matched on their ``ce_type`` header, so events of other types
+        on the same topic are skipped.
+        """
+        type_name = self.publisher_type_name(cls)
+        records = [r for r in self.records(topic) if r.header("ce_type") == type_name.encode()]
+        records.sort(key=lambda r: r.sequence)
+        return [self._codec.decode(r.value, cls) for r in records]
+
+    def publisher_type_name(self, cls: type) -> str:
+        """The ``ce_type`` the publisher uses for ``cls``."""
+        return self.publisher._core._router.resolve(cls).type_name
+
+
+@contextmanager
+def capture_events(
+    *,
+    routes: Mapping[type, Route] | None = None,
+    codec: Codec | str = "json",
+    source: str = "eventwire-test",
+    **transport_options: Any,
+) -> Iterator[CapturedEvents]:
+    """Yield a :class:`CapturedEvents` whose ``publisher`` records in memory.
+
+    The publisher is closed on exit, so a failed delivery raises DeliveryError
+    there, as it would in production. ``transport_options`` go to
+    :class:`MemoryTransport` (e.g. ``partitions=6``).
+    """
+    codec_obj = resolve_codec(codec)
+    transport = MemoryTransport(**transport_options)
+    publisher = Publisher(routes=routes, codec=codec_obj, source=source, transport=transport)
+    with publisher:
+        yield CapturedEvents(publisher, transport, codec_obj)

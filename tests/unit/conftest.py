@@ -1,0 +1,45 @@
+"""Events and fixtures shared by the unit tests (memory transport only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+
+from eventwire import Publisher, event
+from eventwire.transports.memory import MemoryTransport
+
+
+@event(topic="orders", key="order_id")
+class OrderPlaced(msgspec.Struct, frozen=True):
+    order_id: str
+    customer_name: str
+    total_price: float
+
+
+@event(topic="payments", key="payment_id", type_name="com.example.PaymentTaken")
+class PaymentTaken(msgspec.Struct, frozen=True):
+    payment_id: int
+    amount: float
+
+
+class Unrouted(msgspec.Struct, frozen=True):
+    order_id: str
+
+
+@pytest.fixture
+def transport() -> MemoryTransport:
+    return MemoryTransport()
+
+
+@pytest.fixture
+def publisher(transport: MemoryTransport) -> Iterator[Publisher]:
+    pub = Publisher(transport=transport, source="urn:test")
+    yield pub
+    if not pub._core.closed:
+        pub.close(1)
+
+
+def order(n: int = 1, key: str | None = None) -> OrderPlaced:
+    return OrderPlaced(order_id=key or f"o-{n}", customer_name="Ada", total_price=float(n))

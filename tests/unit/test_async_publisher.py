@@ -1,0 +1,117 @@
+"""The AsyncPublisher on the memory transport."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from eventwire import (
+    AsyncPublisher,
+    BackpressureError,
+    DeliveryError,
+    DeliveryResult,
+    RoutingError,
+)
+from eventwire.transports.memory import MemoryTransport
+
+from .conftest import Unrouted, order
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+class TestAsyncPublish:
+    def test_await_publish_resolves_with_delivery_metadata(self) -> None:
+        """await publish() returns topic, partition, offset, timestamp and event id."""
+        async def main() -> DeliveryResult:
+            async with AsyncPublisher(transport=MemoryTransport()) as pub:
+                return await pub.publish(order(1))
+
+        meta = run(main())
+        assert (meta.topic, meta.offset) == ("orders", 0)
+        assert meta.event_id and meta.timestamp.year >= 2026
+
+    def test_publish_raises_delivery_error_for_a_failed_event(self) -> None:
+        """A failed delivery raises DeliveryError from await publish()."""
+        async def main() -> None:
+            t = MemoryTransport()
+            t.fail_next(1, "TOPIC_AUTHORIZATION_FAILED")
+            pub = AsyncPublisher(transport=t)
+            with pytest.raises(DeliveryError, match="TOPIC_AUTHORIZATION_FAILED"):
+                await pub.publish(order(1))
+            with pytest.raises(DeliveryError):  # and flush still reports it
+                await pub.close(1)
+
+        run(main())
+
+    def test_publish_nowait_returns_a_future(self) -> None:
+        """publish_nowait() returns at once; the future resolves at the ack."""
+        async def main() -> None:
+            t = MemoryTransport()
+            async with AsyncPublisher(transport=t) as pub:
+                t.pause()
+                fut = pub.publish_nowait(order(1))
+                assert not fut.done()
+                t.resume()
+                assert (await asyncio.wait_for(fut, 1)).offset == 0
+
+        run(main())
+
+    def test_publish_many_isolates_failures(self) -> None:
+        """One invalid and one failing event do not cancel the others."""
+        async def main() -> list[object]:
+            t = MemoryTransport()
+            async with AsyncPublisher(transport=t) as pub:
+                t.fail_next(1, "_MSG_TIMED_OUT")
+                results = await pub.publish_many(
+                    [order(1), Unrouted(order_id="x"), order(2), order(3)]
+                )
+                with pytest.raises(DeliveryError):
+                    await pub.flush(1)
+                return list(results)
+
+        results = run(main())
+        assert isinstance(results[0], DeliveryError)
+        assert isinstance(results[1], RoutingError)
+        assert isinstance(results[2], DeliveryResult) and isinstance(results[3], DeliveryResult)
+
+    def test_full_queue_waits_without_blocking_then_fails_the_future(self) -> None:
+        """A queue full past enqueue_timeout fails the future with BackpressureError."""
+        async def main() -> None:
+            t = MemoryTransport()
+            async with AsyncPublisher(transport=t, enqueue_timeout=0.05) as pub:
+                t.queue_full_next(10**6)
+                with pytest.raises(BackpressureError):
+                    await pub.publish(order(1))
+                t.heal()
+                assert (await pub.publish(order(2))).offset == 0
+
+        run(main())
+
+
+class TestLoopNeverBlocks:
+    def test_loop_lag_stays_small_while_publishing(self) -> None:
+        """A 1 ms ticker keeps ticking (max lag < 100 ms) while 20k events are published."""
+        async def main() -> float:
+            lags: list[float] = []
+            stop = asyncio.Event()
+
+            async def ticker() -> None:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    await asyncio.sleep(0.001)
+                    lags.append(time.perf_counter() - t0 - 0.001)
+
+            tick = asyncio.create_task(ticker())
+            async with AsyncPublisher(transport=MemoryTransport()) as pub:
+                for chunk in range(20):
+                    await pub.publish_many(order(n) for n in range(chunk * 1000, chunk * 1000 + 1000))
+                    await asyncio.sleep(0)
+            stop.set()
+            await tick
+            return max(lags)
+
+        assert run(main()) < 0.1
