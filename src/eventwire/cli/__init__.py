@@ -5,9 +5,14 @@ Each sub-command lives in its own module and registers on :data:`app`.
 
 from __future__ import annotations
 
+import logging
+import sys
+
+import structlog
 import typer
 
 from eventwire.cli import broker as broker
+from eventwire.cli import demo as _demo
 
 app = typer.Typer(
     name="eventwire",
@@ -16,6 +21,19 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(broker.app, name="broker")
+app.command(name="demo")(_demo.demo)
+
+
+@app.callback()
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show info-level logs."),
+) -> None:
+    """Logs go to stderr (warnings and up unless -v), so stdout stays for results."""
+    level = logging.INFO if verbose else logging.WARNING
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
 
 
 def main() -> None:

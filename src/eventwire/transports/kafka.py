@@ -53,6 +53,7 @@ class KafkaTransport:
         self._fatal_lock = threading.Lock()
         props: dict[str, Any] = config.to_librdkafka()
         props["error_cb"] = self._on_error
+        props["logger"] = _LIBRDKAFKA_LOG
         try:
             self._producer = confluent_kafka.Producer(props)
         except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
@@ -178,6 +179,22 @@ class KafkaTransport:
         for secret in self._config.secret_values():
             text = text.replace(secret, "***")
         return text
+
+
+class _LibrdkafkaLog:
+    """Routes librdkafka's own log lines into structlog (``eventwire.librdkafka``)."""
+
+    _log = structlog.get_logger("eventwire.librdkafka")
+    # syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug
+    _LEVELS = ("error", "error", "error", "error", "warning", "info", "info", "debug")
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        name = self._LEVELS[level] if 0 <= level < len(self._LEVELS) else "info"
+        message = fmt % args if args else fmt
+        getattr(self._log, name)("librdkafka_log", message=message)
+
+
+_LIBRDKAFKA_LOG = _LibrdkafkaLog()
 
 
 def _text(exc: BaseException) -> str:
