@@ -123,8 +123,9 @@ class AsyncPublisher:
         with BackpressureError if the queue stays full for ``enqueue_timeout``.
         """
         core = self._core
-        core.check_usable()
-        bridge = self._core.bridge if self._core.bridge is not None else self._bind()
+        if core.unusable:
+            core.check_usable()
+        bridge = core.bridge if core.bridge is not None else self._bind()
         topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
         fut: asyncio.Future[DeliveryResult] = bridge.loop.create_future()
         handle._afut = fut

@@ -12,6 +12,8 @@ import random
 import time
 from collections.abc import Sequence
 
+import uuid_utils
+
 __all__ = ["HeaderTemplate", "Headers", "new_event_id", "rfc3339_millis"]
 
 #: Kafka record headers as confluent-kafka takes them.
@@ -25,13 +27,22 @@ _last_second = -1
 _second_prefix = ""
 
 
+_uuid7 = uuid_utils.uuid7
+
+
 def new_event_id(now_ms: int | None = None) -> str:
     """A new UUIDv7 (RFC 9562) string: 48-bit Unix milliseconds + 74 random bits.
 
-    Python 3.11 has no ``uuid.uuid7``; this is the RFC layout with random
-    ``rand_a``/``rand_b``, formatted without building a ``uuid.UUID`` object.
+    Python 3.11 has no ``uuid.uuid7``. ``uuid-utils`` (Rust) makes one in about a
+    quarter of the time of the pure-Python layout below, which is kept for
+    explicit timestamps (tests, re-stamping).
     """
-    ms = _time_ns() // 1_000_000 if now_ms is None else now_ms
+    if now_ms is None:
+        return str(_uuid7())
+    return _pure_python_uuid7(now_ms)
+
+
+def _pure_python_uuid7(ms: int) -> str:
     rand = _getrandbits(74)
     value = (
         (ms & 0xFFFFFFFFFFFF) << 80
@@ -54,6 +65,20 @@ def rfc3339_millis(ms: int) -> str:
     return f"{_second_prefix}.{milli:03d}Z"
 
 
+_SPECVERSION_HEADER = ("ce_specversion", SPECVERSION)
+_last_ms = -1
+_last_time = b""
+
+
+def _ce_time(ms: int) -> bytes:
+    """``rfc3339_millis(ms)`` as bytes, cached for the current millisecond."""
+    global _last_ms, _last_time  # noqa: PLW0603 - a one-entry cache on the hot path
+    if ms != _last_ms:
+        _last_time = rfc3339_millis(ms).encode()
+        _last_ms = ms
+    return _last_time
+
+
 class HeaderTemplate:
     """The CloudEvents headers of one event type, minus the per-event id and time."""
 
@@ -65,15 +90,15 @@ class HeaderTemplate:
         self._content_type = ("content-type", content_type.encode())
 
     def build(
-        self, event_id: str, time_ms: int, extra: Sequence[tuple[str, bytes]] = ()
+        self, event_id: str, time_ms: int, extra: Sequence[tuple[str, bytes]] | None = None
     ) -> Headers:
         """Return the full header list for one event."""
         headers: Headers = [
-            ("ce_specversion", SPECVERSION),
+            _SPECVERSION_HEADER,
             ("ce_id", event_id.encode()),
             self._type,
             self._source,
-            ("ce_time", rfc3339_millis(time_ms).encode()),
+            ("ce_time", _ce_time(time_ms)),
             self._content_type,
         ]
         if extra:

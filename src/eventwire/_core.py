@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
@@ -39,16 +40,20 @@ if TYPE_CHECKING:
 __all__ = ["PublisherCore"]
 
 _log = structlog.get_logger("eventwire")
+_time_ns = time.time_ns
 
 
 class _ForkWatch:
     """Counts forks, so a publisher can tell it is running in a forked child."""
 
     generation = 0
+    cores: ClassVar[weakref.WeakSet[PublisherCore]] = weakref.WeakSet()
 
     @classmethod
     def bump(cls) -> None:
         cls.generation += 1
+        for core in list(cls.cores):
+            core.unusable = True
 
 
 os.register_at_fork(after_in_child=_ForkWatch.bump)
@@ -77,12 +82,17 @@ class PublisherCore:
             raise ConfigurationError("enqueue_timeout must be >= 0 seconds")
         self._codec = resolve_codec(codec)
         self._router = Router(routes, source=source, content_type=self._codec.content_type)
+        self._routes = self._router.cache  # hot path: one dict lookup per event
+        self._encode = self._codec.encode
         self._lock = threading.Lock()
         self._pending: dict[DeliveryHandle, None] = {}
         self._failures: list[DeliveryFailure] = []
         self._fatal: ProducerFatalError | None = None
         self._closed = False
+        #: True once closed, fatal or forked: the hot path tests this one flag.
+        self.unusable = False
         self._fork_generation = _ForkWatch.generation
+        _ForkWatch.cores.add(self)
         self._enqueue_timeout = enqueue_timeout
         self.bridge: LoopBridge | None = None
         self.config = _build_config(bootstrap_servers, config, profile, overrides, transport)
@@ -115,13 +125,12 @@ class PublisherCore:
         headers: Sequence[tuple[str, bytes]] | None,
     ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]], DeliveryHandle]:
         """Route, key, encode and stamp one event; raise before anything is enqueued."""
-        route = self._router.resolve(type(event))
+        route = self._routes.get(type(event)) or self._router.resolve(type(event))
         key = route.key_of(event)
-        value = self._codec.encode(event)
-        now_ns = time.time_ns()
-        now_ms = now_ns // 1_000_000
-        eid = event_id or new_event_id(now_ms)
-        record_headers = route.headers.build(eid, now_ms, headers or ())
+        value = self._encode(event)
+        now_ns = _time_ns()
+        eid = event_id or new_event_id()
+        record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
         handle = DeliveryHandle(self, eid, route.type_name, route.topic, now_ns)
         return route.topic, key, value, record_headers, handle
 
@@ -210,6 +219,7 @@ class PublisherCore:
             if self._fatal is not None:
                 return
             self._fatal = ProducerFatalError(code, reason)
+            self.unusable = True
         # librdkafka may never call back for events in flight at a fatal error.
         self.fail_pending(code, reason)
 
@@ -246,6 +256,7 @@ class PublisherCore:
             if self._closed:
                 return
             self._closed = True
+            self.unusable = True
         if self._fork_generation != _ForkWatch.generation:
             return  # the parent owns the producer; touching it here would hang
         self.transport.close(timeout)

@@ -116,9 +116,11 @@ class Publisher:
             ProducerFatalError: the producer hit a fatal error earlier.
         """
         core = self._core
-        core.check_usable()
+        if core.unusable:
+            core.check_usable()
         topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
-        core.send_blocking(topic, key, value, hdrs, handle)
+        if not core.try_send(topic, key, value, hdrs, handle):
+            core.send_blocking(topic, key, value, hdrs, handle)
         return handle
 
     def publish_many(self, events: Iterable[Any]) -> list[DeliveryHandle]:

@@ -7,6 +7,7 @@ dict lookup plus reading the key.
 from __future__ import annotations
 
 import enum
+import operator
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,8 +38,7 @@ class BoundRoute:
         if key is None:
             self._key_fn, self._key_label = None, ""
         elif isinstance(key, str):
-            field = key
-            self._key_fn, self._key_label = (lambda e: getattr(e, field)), f"key field {key!r}"
+            self._key_fn, self._key_label = operator.attrgetter(key), f"key field {key!r}"
         else:
             self._key_fn = key
             self._key_label = f"key function {getattr(key, '__qualname__', key)!r}"
@@ -102,21 +102,22 @@ class Router:
         self._source = source
         self._content_type = content_type
         self._explicit: dict[type, Route] = {}
-        self._cache: dict[type, BoundRoute] = {}
+        #: Bound routes by class; read directly on the hot path.
+        self.cache: dict[type, BoundRoute] = {}
         for cls, route in (routes or {}).items():
             if not isinstance(route, Route):
                 raise RoutingError(
                     f"routes[{getattr(cls, '__qualname__', cls)!r}] must be a Route, "
                     f"got {type(route).__name__}"
                 )
-            self._cache[cls] = BoundRoute(cls, route, source=source, content_type=content_type)
+            self.cache[cls] = BoundRoute(cls, route, source=source, content_type=content_type)
             self._explicit[cls] = route
 
     def resolve(self, cls: type) -> BoundRoute:
         """Return the bound route for ``cls`` (cached after the first call)."""
-        bound = self._cache.get(cls)
+        bound = self.cache.get(cls)
         if bound is None:
-            bound = self._cache[cls] = self._bind(cls)
+            bound = self.cache[cls] = self._bind(cls)
         return bound
 
     def _bind(self, cls: type) -> BoundRoute:

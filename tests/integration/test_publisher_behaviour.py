@@ -61,9 +61,8 @@ class TestSharedBehaviour:
 
     def test_oversize_event_is_a_fast_permanent_error(self, backend: Backend) -> None:
         """An event over message.max.bytes fails at publish(), not after a timeout."""
-        with backend.publisher() as pub:
-            with pytest.raises(DeliveryError) as info:
-                pub.publish(Placed(order_id="o", seq=1, note="x" * 1_100_000))
+        with backend.publisher() as pub, pytest.raises(DeliveryError) as info:
+            pub.publish(Placed(order_id="o", seq=1, note="x" * 1_100_000))
         [failure] = info.value.failures
         assert failure.error_class is ErrorClass.PERMANENT
         assert "SIZE_TOO_LARGE" in failure.code

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from eventwire import AsyncPublisher, BrokerUnavailableError, Publisher, Route
 from eventwire.testing.consume import read_topic
 
@@ -78,7 +77,8 @@ class TestAsyncLoopLag:
                 delivered = 0
                 for chunk in range(20):
                     results = await pub.publish_many(
-                        Placed(order_id=f"o{n % 50}", seq=n) for n in range(chunk * 1000, (chunk + 1) * 1000)
+                        Placed(order_id=f"o{n % 50}", seq=n)
+                        for n in range(chunk * 1000, (chunk + 1) * 1000)
                     )
                     delivered += sum(1 for r in results if not isinstance(r, Exception))
             stop.set()
@@ -139,5 +139,3 @@ class TestGracefulShutdown:
         assert "FLUSH-REPORTED 1000" in out  # flush listed every straggler
         assert "FAILED 1000 signal=15" in out  # close dropped and reported them all
         assert elapsed < 20
-
-

@@ -26,6 +26,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 class TestAsyncPublish:
     def test_await_publish_resolves_with_delivery_metadata(self) -> None:
         """await publish() returns topic, partition, offset, timestamp and event id."""
+
         async def main() -> DeliveryResult:
             async with AsyncPublisher(transport=MemoryTransport()) as pub:
                 return await pub.publish(order(1))
@@ -36,6 +37,7 @@ class TestAsyncPublish:
 
     def test_publish_raises_delivery_error_for_a_failed_event(self) -> None:
         """A failed delivery raises DeliveryError from await publish()."""
+
         async def main() -> None:
             t = MemoryTransport()
             t.fail_next(1, "TOPIC_AUTHORIZATION_FAILED")
@@ -49,6 +51,7 @@ class TestAsyncPublish:
 
     def test_publish_nowait_returns_a_future(self) -> None:
         """publish_nowait() returns at once; the future resolves at the ack."""
+
         async def main() -> None:
             t = MemoryTransport()
             async with AsyncPublisher(transport=t) as pub:
@@ -62,6 +65,7 @@ class TestAsyncPublish:
 
     def test_publish_many_isolates_failures(self) -> None:
         """One invalid and one failing event do not cancel the others."""
+
         async def main() -> list[object]:
             t = MemoryTransport()
             async with AsyncPublisher(transport=t) as pub:
@@ -80,6 +84,7 @@ class TestAsyncPublish:
 
     def test_full_queue_waits_without_blocking_then_fails_the_future(self) -> None:
         """A queue full past enqueue_timeout fails the future with BackpressureError."""
+
         async def main() -> None:
             t = MemoryTransport()
             async with AsyncPublisher(transport=t, enqueue_timeout=0.05) as pub:
@@ -95,6 +100,7 @@ class TestAsyncPublish:
 class TestLoopNeverBlocks:
     def test_loop_lag_stays_small_while_publishing(self) -> None:
         """A 1 ms ticker keeps ticking (max lag < 100 ms) while 20k events are published."""
+
         async def main() -> float:
             lags: list[float] = []
             stop = asyncio.Event()
@@ -108,7 +114,9 @@ class TestLoopNeverBlocks:
             tick = asyncio.create_task(ticker())
             async with AsyncPublisher(transport=MemoryTransport()) as pub:
                 for chunk in range(20):
-                    await pub.publish_many(order(n) for n in range(chunk * 1000, chunk * 1000 + 1000))
+                    await pub.publish_many(
+                        order(n) for n in range(chunk * 1000, chunk * 1000 + 1000)
+                    )
                     await asyncio.sleep(0)
             stop.set()
             await tick

@@ -49,7 +49,9 @@ class TestTime:
 class TestHeaderTemplate:
     def test_builds_the_binary_mode_kafka_binding_headers(self) -> None:
         """Headers are ce_specversion, ce_id, ce_type, ce_source, ce_time, content-type."""
-        t = HeaderTemplate(type_name="com.x.Placed", source="urn:svc", content_type="application/json")
+        t = HeaderTemplate(
+            type_name="com.x.Placed", source="urn:svc", content_type="application/json"
+        )
         headers = dict(t.build("id-1", 0, [("traceparent", b"00-abc")]))
         assert headers == {
             "ce_specversion": b"1.0",

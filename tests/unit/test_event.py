@@ -61,7 +61,11 @@ class TestTopicNameRule:
         """Any 1-249 character name of [a-zA-Z0-9._-] passes (except '.' and '..')."""
         assert validate_topic_name(topic) == topic
 
-    @given(st.text(min_size=1, max_size=40).filter(lambda t: any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in t)))
+    @given(
+        st.text(min_size=1, max_size=40).filter(
+            lambda t: any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in t)
+        )
+    )
     def test_any_other_character_is_rejected(self, topic: str) -> None:
         """A name with any character outside Kafka's alphabet is rejected."""
         with pytest.raises(RoutingError):

@@ -53,7 +53,9 @@ class TestPublish:
         assert record.header("content-type") == b"application/json"
         assert uuid.UUID(record.header("ce_id").decode()).version == 7  # type: ignore[union-attr]
 
-    def test_explicit_event_id_is_kept(self, publisher: Publisher, transport: MemoryTransport) -> None:
+    def test_explicit_event_id_is_kept(
+        self, publisher: Publisher, transport: MemoryTransport
+    ) -> None:
         """A re-send with event_id= keeps the same ce_id, so consumers can de-duplicate."""
         publisher.publish(order(1), event_id="fixed-id")
         publisher.publish(order(1), event_id="fixed-id")
@@ -119,6 +121,7 @@ class TestBadInput:
 
     def test_none_key(self, publisher: Publisher) -> None:
         """A None key is refused: the event would lose its ordering."""
+
         class Maybe(msgspec.Struct):
             order_id: str | None
 
@@ -128,6 +131,7 @@ class TestBadInput:
 
     def test_unencodable_field(self) -> None:
         """A field msgspec cannot encode raises SerializationError naming the type."""
+
         class HasObject(msgspec.Struct):
             k: str
             blob: object
@@ -139,9 +143,8 @@ class TestBadInput:
     def test_too_large_is_a_fast_permanent_delivery_error(self) -> None:
         """An event over max_message_bytes fails at publish with a permanent DeliveryError."""
         t = MemoryTransport(max_message_bytes=100)
-        with Publisher(transport=t) as p:
-            with pytest.raises(DeliveryError) as info:
-                p.publish(OrderPlaced(order_id="o", customer_name="x" * 200, total_price=1))
+        with Publisher(transport=t) as p, pytest.raises(DeliveryError) as info:
+            p.publish(OrderPlaced(order_id="o", customer_name="x" * 200, total_price=1))
         [failure] = info.value.failures
         assert (failure.code, failure.error_class) == ("MSG_SIZE_TOO_LARGE", ErrorClass.PERMANENT)
         assert "larger than message.max.bytes" in str(info.value)
@@ -247,6 +250,7 @@ class TestThreadsAndFork:
         self, publisher: Publisher, transport: MemoryTransport
     ) -> None:
         """Eight threads publishing 2,000 events each: every event is stored once."""
+
         def work(t: int) -> None:
             for n in range(2_000):
                 publisher.publish(order(n, key=f"t{t}-{n % 10}"))

@@ -30,7 +30,9 @@ class TestRouter:
 
     def test_routes_argument_routes_structs_you_do_not_own(self) -> None:
         """A Struct without @event is routed through routes={cls: Route(...)}."""
-        router = Router({Unrouted: Route(topic="other", key="order_id")}, source="s", content_type="x")
+        router = Router(
+            {Unrouted: Route(topic="other", key="order_id")}, source="s", content_type="x"
+        )
         assert router.resolve(Unrouted).topic == "other"
 
     def test_unregistered_type_is_a_routing_error(self) -> None:
@@ -45,19 +47,25 @@ class TestRouter:
 
     def test_int_key_is_encoded_as_decimal_text(self) -> None:
         """Integer keys become their decimal UTF-8 text."""
-        assert _router().resolve(PaymentTaken).key_of(PaymentTaken(payment_id=42, amount=1)) == b"42"
+        assert (
+            _router().resolve(PaymentTaken).key_of(PaymentTaken(payment_id=42, amount=1)) == b"42"
+        )
 
     def test_none_key_is_a_routing_error(self) -> None:
         """A key field holding None is refused, naming the field and the event type."""
+
         class MaybeKeyed(msgspec.Struct):
             order_id: str | None
 
-        router = Router({MaybeKeyed: Route(topic="t", key="order_id")}, source="s", content_type="x")
+        router = Router(
+            {MaybeKeyed: Route(topic="t", key="order_id")}, source="s", content_type="x"
+        )
         with pytest.raises(RoutingError, match=r"key field 'order_id' of .*MaybeKeyed is None"):
             router.resolve(MaybeKeyed).key_of(MaybeKeyed(order_id=None))
 
     def test_key_without_canonical_text_is_a_routing_error(self) -> None:
         """A float key is refused: it has no canonical text form."""
+
         class FloatKeyed(msgspec.Struct):
             k: float
 
@@ -67,6 +75,7 @@ class TestRouter:
 
     def test_key_function_uuid_and_enum_keys(self) -> None:
         """Key functions, UUID and str-Enum keys are encoded as their text."""
+
         class Color(enum.Enum):
             RED = "red"
 
@@ -77,15 +86,24 @@ class TestRouter:
         u = uuid.uuid4()
         r1 = Router({E: Route(topic="t", key="u")}, source="s", content_type="x").resolve(E)
         r2 = Router({E: Route(topic="t", key="c")}, source="s", content_type="x").resolve(E)
-        r3 = Router({E: Route(topic="t", key=lambda e: f"{e.c.value}-x")}, source="s", content_type="x").resolve(E)
+        r3 = Router(
+            {E: Route(topic="t", key=lambda e: f"{e.c.value}-x")}, source="s", content_type="x"
+        ).resolve(E)
         event = E(u=u, c=Color.RED)
-        assert (r1.key_of(event), r2.key_of(event), r3.key_of(event)) == (str(u).encode(), b"red", b"red-x")
+        assert (r1.key_of(event), r2.key_of(event), r3.key_of(event)) == (
+            str(u).encode(),
+            b"red",
+            b"red-x",
+        )
 
     def test_failing_key_function_is_a_routing_error(self) -> None:
         """An exception in a key function becomes a RoutingError naming the function."""
+
         def boom(e: object) -> str:
             raise KeyError("nope")
 
-        r = Router({Unrouted: Route(topic="t", key=boom)}, source="s", content_type="x").resolve(Unrouted)
+        r = Router({Unrouted: Route(topic="t", key=boom)}, source="s", content_type="x").resolve(
+            Unrouted
+        )
         with pytest.raises(RoutingError, match="key function"):
             r.key_of(Unrouted(order_id="x"))

@@ -56,7 +56,7 @@ class DemoReport:
         return self.failures == 0 and self.verification.ok
 
 
-def run_demo(
+def run_demo(  # noqa: PLR0915 - one linear story: publish, flush, read back, verify
     *,
     bootstrap: str | None,
     events: int,

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -71,7 +72,7 @@ def read_topic(
         deadline = time.monotonic() + timeout
         last_new = time.monotonic()
         while time.monotonic() < deadline:
-            batch = consumer.consume(num_messages=10_000, timeout=0.2)
+            batch: list[Any] = consumer.consume(num_messages=10_000, timeout=0.2)
             for msg in batch:
                 err = msg.error()
                 if err is not None:

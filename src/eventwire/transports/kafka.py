@@ -28,6 +28,8 @@ _log = structlog.get_logger("eventwire.kafka")
 # How long the poll thread blocks in one poll() call. Short enough that close()
 # is prompt, long enough that an idle producer costs nothing.
 _POLL_INTERVAL_S = 0.1
+# While publish() keeps being called, the poll thread stands back this long.
+_BUSY_BACKOFF_S = 0.02
 
 
 class KafkaTransport:
@@ -60,6 +62,8 @@ class KafkaTransport:
             raise ConfigurationError(
                 self._scrub(f"Kafka producer configuration rejected: {_text(exc)}")
             ) from None
+        self._poll = self._producer.poll
+        self._sends = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="eventwire-poll", daemon=True)
         self._thread.start()
@@ -93,6 +97,14 @@ class KafkaTransport:
         except confluent_kafka.KafkaException as exc:
             err = exc.args[0]
             raise SendRejected(err.name(), err.str(), fatal=err.fatal()) from None
+        # Serve ready reports here too, as a plain produce()+poll(0) loop does:
+        # callbacks then mostly run on the publishing thread, without a GIL
+        # hand-off to the poll thread per batch. The poll thread covers idle time.
+        self._sends += 1  # unlocked: a lost increment only delays the poll thread once
+        try:
+            self._poll(0)
+        except (confluent_kafka.KafkaException, SystemError) as exc:
+            self._handle_poll_exception(exc)
 
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for outstanding reports; return how many remain."""
@@ -131,7 +143,15 @@ class KafkaTransport:
     # -- internals -------------------------------------------------------------------
     def _poll_loop(self) -> None:
         poll = self._producer.poll
+        seen_sends = -1
         while not self._stop.is_set():
+            sends = self._sends
+            if sends != seen_sends:
+                # The publisher is busy and serves reports inline (see send());
+                # polling here too would only fight it for the GIL.
+                seen_sends = sends
+                self._stop.wait(_BUSY_BACKOFF_S)
+                continue
             try:
                 poll(_POLL_INTERVAL_S)
             except (confluent_kafka.KafkaException, SystemError) as exc:

@@ -9,6 +9,7 @@ broker in integration tests.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -71,6 +72,9 @@ class _Report:
 
     def timestamp(self) -> tuple[int, int]:
         return (1, self._timestamp)
+
+
+_cached_partition = functools.lru_cache(maxsize=65_536)(java_partition)
 
 
 class MemoryTransport:
@@ -154,7 +158,7 @@ class MemoryTransport:
         if key is None:
             partition = next(self._round_robin[topic]) % len(parts)
         else:
-            partition = java_partition(key, len(parts))
+            partition = _cached_partition(key, len(parts))
         offset = len(parts[partition])
         parts[partition].append(
             MemoryRecord(
