@@ -54,8 +54,9 @@ _POSSIBLY_WRITTEN = frozenset(
 )
 
 _MEANINGS = {
-    "MSG_SIZE_TOO_LARGE": "the event is larger than message.max.bytes",
-    "_MSG_SIZE_TOO_LARGE": "the event is larger than message.max.bytes",
+    "MSG_SIZE_TOO_LARGE": "the event is larger than the producer's message.max.bytes "
+    "or the broker/topic limit (max.message.bytes)",
+    "_MSG_SIZE_TOO_LARGE": "the event is larger than the producer's message.max.bytes",
     "RECORD_LIST_TOO_LARGE": "the batch is larger than the broker accepts",
     "TOPIC_AUTHORIZATION_FAILED": "the client may not write to this topic",
     "CLUSTER_AUTHORIZATION_FAILED": "the client lacks cluster permissions (idempotent write)",

@@ -26,10 +26,14 @@ class GracefulShutdown:
 
     Example::
 
-        with Publisher(bootstrap) as publisher, GracefulShutdown() as shutdown:
+        with GracefulShutdown() as shutdown, Publisher(bootstrap) as publisher:
             while not shutdown.requested:
                 publisher.publish(next_event())
         # SIGTERM -> the loop ends -> the publisher flushes (bounded) -> exit 0
+
+    Enter it *before* the publisher, as above, so the handlers are still in place
+    while the publisher's exit flushes: a second signal then cannot cut the
+    flush short.
 
     With asyncio, use ``async with GracefulShutdown() as shutdown`` and
     ``await shutdown.wait()``; handlers are then installed with

@@ -147,7 +147,7 @@ class TestBadInput:
             p.publish(OrderPlaced(order_id="o", customer_name="x" * 200, total_price=1))
         [failure] = info.value.failures
         assert (failure.code, failure.error_class) == ("MSG_SIZE_TOO_LARGE", ErrorClass.PERMANENT)
-        assert "larger than message.max.bytes" in str(info.value)
+        assert "larger than the producer's message.max.bytes" in str(info.value)
 
     def test_no_bootstrap_and_no_transport(self) -> None:
         """A publisher with nowhere to send names the missing argument."""
