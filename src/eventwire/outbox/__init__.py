@@ -1,0 +1,22 @@
+"""The durable outbox: events are committed to a local database first, then a
+relay ships them to Kafka, so they survive broker outages and process crashes.
+
+* :class:`~eventwire.outbox.sqlite.SQLiteOutbox` -- the embedded default.
+* :class:`~eventwire.outbox.postgres.PostgresOutbox` -- for production, in the
+  same transaction as your domain write.
+* :class:`~eventwire.outbox.relay.OutboxRelay` -- claims, sends, marks sent.
+"""
+
+from eventwire.outbox.base import ClaimedEntry, OutboxEntry, OutboxStatus, OutboxStore
+from eventwire.outbox.relay import OutboxRelay, RelayStats
+from eventwire.outbox.sqlite import SQLiteOutbox
+
+__all__ = [
+    "ClaimedEntry",
+    "OutboxEntry",
+    "OutboxRelay",
+    "OutboxStatus",
+    "OutboxStore",
+    "RelayStats",
+    "SQLiteOutbox",
+]

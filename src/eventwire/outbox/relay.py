@@ -1,0 +1,234 @@
+"""The relay: moves committed outbox entries to Kafka, at least once, in per-key order.
+
+Each round it claims a batch (a lease, so a crashed relay's entries come back),
+sends every entry with its stored bytes and headers (so ``ce_id`` is the same on
+every re-send), waits for the acks, and marks the acknowledged entries sent.
+Permanent failures are parked; retriable ones are rescheduled with exponential
+backoff and jitter. A crash at any point loses nothing: at worst an entry whose
+ack arrived but whose ``mark_sent`` did not commit is sent again, with the same
+``ce_id``, for consumers to de-duplicate.
+
+Retry scheduling lives in the store (``next_attempt_at``), not in a retry
+library's in-process loop, because it must survive restarts of the relay.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from eventwire._errors import ErrorClass
+from eventwire._policy import classify
+from eventwire.outbox.base import ClaimedEntry, OutboxStore
+from eventwire.transports.base import (
+    ReportError,
+    ReportMessage,
+    SendRejected,
+    Transport,
+    TransportQueueFull,
+)
+
+__all__ = ["OutboxRelay", "RelayStats"]
+
+_log = structlog.get_logger("eventwire.outbox")
+
+
+@dataclass
+class RelayStats:
+    """Running totals of one relay."""
+
+    rounds: int = 0
+    sent: int = 0
+    retried: int = 0
+    parked: int = 0
+    transport_restarts: int = 0
+
+
+class _Outcome:
+    """The delivery callback of one entry (one object, no closure)."""
+
+    __slots__ = ("entry_id", "results")
+
+    def __init__(self, entry_id: int, results: dict[int, tuple[str, str] | None]) -> None:
+        self.entry_id = entry_id
+        self.results = results
+
+    def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
+        self.results[self.entry_id] = None if err is None else (err.name(), err.str())
+
+
+class OutboxRelay:
+    """Ships outbox entries to Kafka.
+
+    Args:
+        store: the outbox to drain.
+        transport_factory: makes a transport (called again after a fatal producer
+            error), e.g. ``lambda: KafkaTransport(config, connect_timeout=None)``.
+        batch_size: entries claimed per round; bounds memory during long outages.
+        lease_s: how long a claim lasts before another relay may take the entries.
+        ack_timeout: how long a round waits for acks before rescheduling stragglers.
+        base_backoff_s / max_backoff_s: exponential backoff (with full jitter) for
+            retriable failures, by attempt number.
+        max_attempts: after this many attempts a retriable failure is parked too.
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        transport_factory: Callable[[], Transport],
+        *,
+        batch_size: int = 1000,
+        lease_s: float = 60.0,
+        ack_timeout: float = 30.0,
+        base_backoff_s: float = 0.5,
+        max_backoff_s: float = 60.0,
+        max_attempts: int = 1000,
+        idle_interval_s: float = 0.2,
+        cleanup_after_s: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self._factory = transport_factory
+        self._transport = transport_factory()
+        self._fatal = False
+        self._transport.on_fatal(self._on_fatal)
+        self.batch_size = batch_size
+        self.lease_s = lease_s
+        self.ack_timeout = ack_timeout
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_attempts = max_attempts
+        self.idle_interval_s = idle_interval_s
+        self.cleanup_after_s = cleanup_after_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.stats = RelayStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_cleanup = time.monotonic()
+
+    def _on_fatal(self, code: str, reason: str) -> None:
+        self._fatal = True
+
+    def run_once(self) -> int:
+        """Run one round; return how many entries were claimed."""
+        claimed = self.store.claim_batch(self.batch_size, owner=self.owner, lease_s=self.lease_s)
+        if not claimed:
+            return 0
+        results: dict[int, tuple[str, str] | None] = {}
+        for item in claimed:
+            self._send(item, results)
+        self._transport.flush(self.ack_timeout)
+        self._settle(claimed, results)
+        self.stats.rounds += 1
+        if self._fatal:
+            self._restart_transport()
+        return len(claimed)
+
+    def _send(self, item: ClaimedEntry, results: dict[int, tuple[str, str] | None]) -> None:
+        e = item.entry
+        deadline = time.monotonic() + self.ack_timeout
+        while True:
+            try:
+                self._transport.send(e.topic, e.key, e.value, e.headers, _Outcome(item.id, results))
+                return
+            except TransportQueueFull:
+                if time.monotonic() > deadline:
+                    results[item.id] = ("_QUEUE_FULL", "local queue stayed full")
+                    return
+                self._transport.wait_for_space(0.05)
+            except SendRejected as exc:
+                results[item.id] = (exc.code, exc.reason)
+                if exc.fatal:
+                    self._fatal = True
+                return
+
+    def _settle(
+        self, claimed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
+    ) -> None:
+        sent = [item.id for item in claimed if item.id in results and results[item.id] is None]
+        if sent:
+            self.store.mark_sent(sent)
+            self.stats.sent += len(sent)
+        for item in claimed:
+            if item.id in results and results[item.id] is None:
+                continue
+            code, reason = results.get(item.id) or ("_FLUSH_TIMEOUT", "no ack within ack_timeout")
+            if classify(code) is ErrorClass.PERMANENT or item.attempts >= self.max_attempts:
+                self.store.park(item.id, f"{code}: {reason}")
+                self.stats.parked += 1
+                _log.error(
+                    "outbox_parked",
+                    event_id=item.entry.event_id,
+                    event_type=item.entry.event_type,
+                    topic=item.entry.topic,
+                    code=code,
+                    attempts=item.attempts,
+                )
+            else:
+                delay = self.backoff(item.attempts)
+                self.store.mark_retry(item.id, f"{code}: {reason}", time.time() + delay)
+                self.stats.retried += 1
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait before attempt ``attempts + 1``: capped exponential, full jitter."""
+        cap = min(self.max_backoff_s, self.base_backoff_s * 2 ** max(0, attempts - 1))
+        return random.uniform(cap / 2, cap)
+
+    def _restart_transport(self) -> None:
+        _log.warning("producer_recreated", reason="fatal producer error")
+        try:
+            self._transport.close(0)
+        except Exception:
+            _log.exception("transport_close_failed")
+        self._transport = self._factory()
+        self._fatal = False
+        self._transport.on_fatal(self._on_fatal)
+        self.stats.transport_restarts += 1
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Relay until ``stop`` (or :meth:`stop`) is set; idle rounds sleep briefly."""
+        stop = stop or self._stop
+        while not stop.is_set():
+            try:
+                moved = self.run_once()
+            except Exception:
+                _log.exception("outbox_round_failed")
+                moved = 0
+            if time.monotonic() - self._last_cleanup > 60:
+                self._last_cleanup = time.monotonic()
+                self.store.cleanup(self.cleanup_after_s)
+            if not moved:
+                stop.wait(self.idle_interval_s)
+
+    def drain(self, timeout: float) -> bool:
+        """Run rounds until nothing is claimable or ``timeout``; True if the outbox is empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.run_once() == 0:
+                status = self.store.status()
+                if status.pending == 0:
+                    return True
+                time.sleep(self.idle_interval_s)
+        return self.store.status().pending == 0
+
+    def start(self) -> OutboxRelay:
+        """Run the relay in a background daemon thread."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self.run, name="eventwire-relay", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the background thread (finishing its round) and close the transport."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._transport.close(min(timeout, 5.0))

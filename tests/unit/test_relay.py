@@ -1,0 +1,84 @@
+"""The outbox relay on the memory transport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eventwire.outbox import OutboxEntry, OutboxRelay, SQLiteOutbox
+from eventwire.transports.memory import MemoryTransport
+
+
+def entry(n: int, key: str = "k") -> OutboxEntry:
+    return OutboxEntry(
+        f"id-{n}", "T", "orders", key.encode(), f"v{n}".encode(), (("ce_id", f"id-{n}".encode()),)
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteOutbox:
+    return SQLiteOutbox(tmp_path / "outbox.db")
+
+
+class TestRelay:
+    def test_drains_in_per_key_order_with_stored_bytes(self, store: SQLiteOutbox) -> None:
+        """Every entry reaches the log once, with its stored headers, in order per key."""
+        store.add([entry(n, key=f"k{n % 3}") for n in range(30)])
+        transport = MemoryTransport()
+        relay = OutboxRelay(store, lambda: transport, batch_size=7)
+        assert relay.drain(timeout=5)
+        records = transport.records("orders")
+        assert sorted(r.header("ce_id") for r in records) == sorted(
+            f"id-{n}".encode() for n in range(30)
+        )
+        for key in (b"k0", b"k1", b"k2"):
+            values = [int(r.value[1:]) for r in records if r.key == key]
+            assert values == sorted(values)
+        assert store.status().pending == 0
+
+    def test_retriable_failures_are_retried_with_the_same_id(self, store: SQLiteOutbox) -> None:
+        """A timed-out send is rescheduled and sent again with the same ce_id."""
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(1, "_MSG_TIMED_OUT")
+        relay = OutboxRelay(store, lambda: transport, base_backoff_s=0.01, max_backoff_s=0.02)
+        assert relay.drain(timeout=5)
+        assert [r.header("ce_id") for r in transport.records()] == [b"id-1"]
+        assert relay.stats.retried == 1
+
+    def test_permanent_failures_are_parked_not_retried(self, store: SQLiteOutbox) -> None:
+        """A permanent error parks the entry with its reason; later keys go on."""
+        store.add([entry(1, key="a"), entry(2, key="b")])
+        transport = MemoryTransport()
+        transport.fail_next(1, "TOPIC_AUTHORIZATION_FAILED")
+        relay = OutboxRelay(store, lambda: transport)
+        assert relay.drain(timeout=5)
+        [(parked, error)] = store.list_parked()
+        assert parked.entry.event_id == "id-1"
+        assert "TOPIC_AUTHORIZATION_FAILED" in error
+        assert [r.header("ce_id") for r in transport.records()] == [b"id-2"]
+
+    def test_fatal_producer_error_recreates_the_transport(self, store: SQLiteOutbox) -> None:
+        """After a fatal error the relay builds a new transport and the entry still lands."""
+        store.add([entry(1)])
+        transports: list[MemoryTransport] = []
+
+        def factory() -> MemoryTransport:
+            t = MemoryTransport()
+            if not transports:
+                t.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER")
+            transports.append(t)
+            return t
+
+        relay = OutboxRelay(store, factory, base_backoff_s=0.01, max_backoff_s=0.02)
+        assert relay.drain(timeout=5)
+        assert relay.stats.transport_restarts == 1
+        assert [r.header("ce_id") for r in transports[-1].records()] == [b"id-1"]
+
+    def test_backoff_grows_and_is_capped(self, store: SQLiteOutbox) -> None:
+        """Backoff doubles per attempt, with jitter in [cap/2, cap], never above the cap."""
+        relay = OutboxRelay(store, MemoryTransport, base_backoff_s=1, max_backoff_s=8)
+        assert 0.5 <= relay.backoff(1) <= 1
+        assert 2 <= relay.backoff(3) <= 4
+        assert 4 <= relay.backoff(30) <= 8
