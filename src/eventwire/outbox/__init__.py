@@ -1,5 +1,6 @@
-"""The durable outbox: events are committed to a local database first, then a
-relay ships them to Kafka, so they survive broker outages and process crashes.
+"""The durable outbox: commit events to a database first, then relay them to Kafka.
+
+Events so stored survive broker outages and process crashes.
 
 * :class:`~eventwire.outbox.sqlite.SQLiteOutbox` -- the embedded default.
 * :class:`~eventwire.outbox.postgres.PostgresOutbox` -- for production, in the
