@@ -17,21 +17,19 @@ thread-safe.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
 from eventwire.testing._kafka import admin as _admin
+from eventwire.testing._kafka import config as _config
 from eventwire.testing._kafka import jars as _jars
 from eventwire.testing._kafka import runtime as _runtime
 from eventwire.testing._kafka.errors import (
@@ -41,7 +39,7 @@ from eventwire.testing._kafka.errors import (
     KafkaClusterError,
     MavenNotFoundError,
 )
-from eventwire.testing._kafka.node import Node, free_ports, port_open
+from eventwire.testing._kafka.node import Node, free_ports, wait_ready
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -98,13 +96,6 @@ def stop_recorded_cluster(cluster_id: str, timeout: float = 15.0) -> list[int]:
     return _runtime.stop_recorded(cluster_id, timeout)
 
 
-def _new_cluster_id() -> str:
-    while True:  # Kafka's Uuid.randomUuid() also avoids ids starting with "-"
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cid.startswith("-"):
-            return cid
-
-
 class LocalKafkaCluster:
     """N combined broker+controller nodes on 127.0.0.1 with fault-injection helpers.
 
@@ -143,7 +134,7 @@ class LocalKafkaCluster:
         self._startup_timeout = startup_timeout
         self._jvm_args = list(jvm_args)
         self._progress = progress
-        self.cluster_id = _new_cluster_id()
+        self.cluster_id = _config.new_cluster_id()
         self.data_dir: Path | None = None
         self.startup_seconds: float | None = None
         self._nodes: dict[int, Node] = {}
@@ -187,14 +178,11 @@ class LocalKafkaCluster:
             self._classpath = f"{ensure_kafka_jars(self._progress)}/*"
             self._report(f"Starting {self._count}-node Kafka {KAFKA_VERSION} cluster")
             self._prepare_dirs()
-            self._format()
+            _config.format_storage(
+                list(self._nodes.values()), self._java, self._classpath, self.cluster_id
+            )
             for node in self._nodes.values():
-                node.start(
-                    self._java,
-                    self._classpath,
-                    self._jvm_args,
-                    die_with_parent=self._die_with_parent,
-                )
+                self._start_node(node)
             self._write_record()
             self._admin = _admin.new_admin(self.bootstrap_servers)
             self._wait_ready(self.node_ids, began + self._startup_timeout)
@@ -205,29 +193,32 @@ class LocalKafkaCluster:
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def close(self, timeout: float = 15.0) -> None:
-        """Stop every node (SIGTERM, SIGKILL after ``timeout``) and delete the temp data.
+    def close(self, timeout: float = 15.0, *, graceful: bool | None = None) -> None:
+        """Stop every node and delete the temp data dir (unless kept); idempotent.
 
-        Idempotent. Afterwards no JVM of this cluster runs: leftovers found in ``/proc`` are
-        SIGKILLed. Never raises for processes that are already gone.
+        ``graceful`` (default: only when the data is kept) sends SIGTERM and waits up to
+        ``timeout`` before SIGKILL; otherwise nodes are SIGKILLed at once, which is faster
+        for throw-away data. Afterwards no JVM of this cluster runs (leftovers found in
+        ``/proc`` are SIGKILLed). Never raises for processes that are already gone.
         """
         if self._state == "closed":
             return
         self._state = "closed"
         self._admin = None
-        for node in self._nodes.values():
-            node.send(signal.SIGTERM)
+        if graceful is None:
+            graceful = not self._deletes_data()
+        nodes = [n for n in self._nodes.values() if n.running]
+        for node in nodes:
+            node.send(signal.SIGTERM if graceful else signal.SIGKILL)
             node.resume()
         deadline = time.monotonic() + timeout
-        for node in self._nodes.values():
-            if node.process is not None:
-                try:
-                    node.process.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    node.kill()
+        for node in nodes:
+            try:
+                node.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.kill()
         if self.data_dir is not None:
-            left = _runtime.jvm_pids_of(self.data_dir)
-            _runtime.wait_gone(str(self.data_dir), _kill(left), 10.0)
+            _runtime.kill_all(str(self.data_dir), _runtime.jvm_pids_of(self.data_dir))
             if self._deletes_data():
                 shutil.rmtree(self.data_dir, ignore_errors=True)
         _runtime.delete_record(self.cluster_id)
@@ -276,23 +267,23 @@ class LocalKafkaCluster:
         """
         _admin.delete_topic(self._admin_client(), name, timeout)
 
-    def leader_of(self, topic: str, partition: int) -> int:
+    def leader_of(self, topic: str, partition: int, timeout: float = 10.0) -> int:
         """Return the leader's node id per a fresh Metadata request; -1 if none is elected.
 
         Raises:
             KafkaClusterError: the topic or partition is unknown, or metadata timed out.
 
         """
-        return int(self._partition(topic, partition).leader)
+        return int(self._partition(topic, partition, timeout).leader)
 
-    def isr_of(self, topic: str, partition: int) -> list[int]:
+    def isr_of(self, topic: str, partition: int, timeout: float = 10.0) -> list[int]:
         """Return the sorted in-sync replica node ids per a fresh Metadata request.
 
         Raises:
             KafkaClusterError: the topic or partition is unknown, or metadata timed out.
 
         """
-        return sorted(int(r) for r in self._partition(topic, partition).isrs)
+        return sorted(int(r) for r in self._partition(topic, partition, timeout).isrs)
 
     def running_node_ids(self, timeout: float = 10.0) -> list[int]:
         """Return the node ids a Metadata response currently lists (unfenced brokers)."""
@@ -308,7 +299,7 @@ class LocalKafkaCluster:
         return self._node(node).pid
 
     def node_dir(self, node: int) -> Path:
-        """Return the node's dir (``server.properties``, ``server.log``, ``stdout.log``, ``data/``)."""
+        """Return the node's dir: server.properties, server.log, stdout.log and data/."""
         return self._node(node).directory
 
     def is_running(self, node: int) -> bool:
@@ -342,23 +333,23 @@ class LocalKafkaCluster:
         """
         target = self._node(node)
         target.stop(timeout)
-        target.start(
-            self._java, self._classpath, self._jvm_args, die_with_parent=self._die_with_parent
-        )
+        self._start_node(target)
         self._write_record()
         self._wait_ready([node], time.monotonic() + timeout)
 
     def heal(self, timeout: float = 60.0) -> None:
-        """Resume paused nodes and restart stopped ones; return once Metadata lists all nodes."""
+        """Resume paused nodes and restart stopped ones; return once Metadata lists all nodes.
+
+        Raises:
+            KafkaClusterError: the cluster is not running.
+            ClusterStartError: a node did not come back within ``timeout``.
+
+        """
+        self._admin_client()  # raises unless running
         for node in self._nodes.values():
             node.resume()
             if not node.running:
-                node.start(
-                    self._java,
-                    self._classpath,
-                    self._jvm_args,
-                    die_with_parent=self._die_with_parent,
-                )
+                self._start_node(node)
         self._write_record()
         self._wait_ready(self.node_ids, time.monotonic() + timeout)
 
@@ -367,6 +358,11 @@ class LocalKafkaCluster:
     def _report(self, message: str) -> None:
         if self._progress is not None:
             self._progress(message)
+
+    def _start_node(self, node: Node) -> None:
+        node.start(
+            self._java, self._classpath, self._jvm_args, die_with_parent=self._die_with_parent
+        )
 
     def _deletes_data(self) -> bool:
         return self._given_dir is None and not self._keep_data
@@ -384,8 +380,8 @@ class LocalKafkaCluster:
             raise KafkaClusterError(f"cluster {self.cluster_id} is not running ({self._state})")
         return self._admin
 
-    def _partition(self, topic: str, partition: int) -> Any:
-        parts = _admin.partition_metadata(self._admin_client(), topic)
+    def _partition(self, topic: str, partition: int, timeout: float) -> Any:
+        parts = _admin.partition_metadata(self._admin_client(), topic, timeout)
         if partition not in parts:
             raise KafkaClusterError(f"topic {topic!r} has no partition {partition}")
         return parts[partition]
@@ -402,73 +398,14 @@ class LocalKafkaCluster:
             port, cport = ports[2 * (i - 1)], ports[2 * (i - 1) + 1]
             self._nodes[i] = Node(i, port, cport, self.data_dir / f"node-{i}")
         for node in self._nodes.values():
-            node.write_properties(self._properties(node))
-
-    def _properties(self, node: Node) -> dict[str, str]:
-        rf = str(min(3, self._count))
-        min_isr = "2" if self._count >= 3 else "1"
-        voters = ",".join(
-            f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self._nodes.values()
-        )
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": str(node.node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(node.data_path),
-            "num.partitions": str(self._partitions),
-            "auto.create.topics.enable": str(self._auto_create).lower(),
-            "default.replication.factor": rf,
-            "min.insync.replicas": min_isr,
-            "unclean.leader.election.enable": "false",
-            "offsets.topic.replication.factor": rf,
-            "transaction.state.log.replication.factor": rf,
-            "transaction.state.log.min.isr": min_isr,
-            "share.coordinator.state.topic.replication.factor": rf,
-            "share.coordinator.state.topic.min.isr": min_isr,
-            # startup speed and footprint on a small machine
-            "group.initial.rebalance.delay.ms": "0",
-            "offsets.topic.num.partitions": "1",
-            "transaction.state.log.num.partitions": "1",
-            "share.coordinator.state.topic.num.partitions": "1",
-            "log.cleaner.dedupe.buffer.size": "2097152",
-            "num.network.threads": "2",
-            "num.io.threads": "2",
-            "num.recovery.threads.per.data.dir": "1",
-        }
-        props.update(self._overrides)
-        return props
-
-    def _format(self) -> None:
-        procs = []
-        for node in self._nodes.values():
-            cmd = node.jvm_command(
-                self._java,
-                self._classpath,
-                [
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    self.cluster_id,
-                    "-c",
-                    str(node.properties_path),
-                ],
-                ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"],
+            props = _config.server_properties(
+                node,
+                list(self._nodes.values()),
+                partitions=self._partitions,
+                auto_create_topics=self._auto_create,
+                overrides=self._overrides,
             )
-            procs.append(
-                (node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-            )
-        for node, proc in procs:
-            out, _ = proc.communicate(timeout=120)
-            if proc.returncode != 0:
-                raise ClusterStartError(
-                    f"formatting node {node.node_id} failed (exit {proc.returncode}):\n"
-                    f"{out.decode(errors='replace')}\n{node.log_tail()}"
-                )
+            node.write_properties(props)
 
     def _write_record(self) -> None:
         owner = os.getpid() if self._die_with_parent else None
@@ -493,36 +430,12 @@ class LocalKafkaCluster:
         )
 
     def _wait_ready(self, node_ids: Sequence[int], deadline: float) -> None:
-        """Wait until every node in ``node_ids`` runs, accepts TCP and is listed in Metadata."""
-        nodes = [self._nodes[i] for i in node_ids]
-        seen: set[int] = set()
-        while True:
-            for node in nodes:
-                if not node.running:
-                    code = node.process.returncode if node.process is not None else None
-                    raise ClusterStartError(
-                        f"Kafka node {node.node_id} exited with code {code} while starting; "
-                        f"log in {node.directory}:\n{node.log_tail()}"
-                    )
-            if all(port_open(n.port, 0.2) for n in nodes):
-                try:
-                    seen = _admin.broker_ids(self._admin_client(), timeout=2.0)
-                except KafkaException:
-                    seen = set()
-                if seen.issuperset(node_ids):
-                    return
-            if time.monotonic() > deadline:
-                missing = [n for n in nodes if n.node_id not in seen]
-                tails = "\n".join(n.log_tail() for n in missing or nodes)
-                raise ClusterStartError(
-                    f"Kafka nodes {[n.node_id for n in missing]} not ready in time "
-                    f"(Metadata listed {sorted(seen)}); logs:\n{tails}"
-                )
-            time.sleep(0.1)
+        admin = self._admin_client()
 
+        def listed() -> set[int]:
+            try:
+                return _admin.broker_ids(admin, timeout=2.0)
+            except KafkaException:
+                return set()
 
-def _kill(pids: list[int]) -> list[int]:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
+        wait_ready([self._nodes[i] for i in node_ids], listed, deadline)

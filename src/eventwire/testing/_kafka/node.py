@@ -10,13 +10,23 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from eventwire.testing._kafka.errors import ClusterStartError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["LOG4J_CONFIG", "Node", "free_ports", "pdeathsig_preexec", "port_open"]
+__all__ = [
+    "LOG4J_CONFIG",
+    "Node",
+    "free_ports",
+    "pdeathsig_preexec",
+    "port_open",
+    "wait_ready",
+]
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.yaml")
 _PR_SET_PDEATHSIG = 1
@@ -174,6 +184,11 @@ class Node:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the JVM to exit (raises ``subprocess.TimeoutExpired``)."""
+        if self.process is not None:
+            self.process.wait(timeout)
+
     def kill(self) -> None:
         """SIGKILL the JVM and reap it."""
         self.send(signal.SIGKILL)
@@ -202,3 +217,35 @@ class Node:
             if text:
                 parts.append(f"--- {path} (last {len(text)} lines) ---\n" + "\n".join(text))
         return "\n".join(parts) or f"(node {self.node_id} wrote no log in {self.directory})"
+
+
+def wait_ready(nodes: Sequence[Node], listed: Callable[[], set[int]], deadline: float) -> None:
+    """Wait until every node runs, accepts TCP and is in ``listed()`` (a Metadata request).
+
+    Raises:
+        ClusterStartError: a node exited (fail fast) or ``deadline`` (monotonic) passed;
+            the message holds the tail of the nodes' logs.
+
+    """
+    seen: set[int] = set()
+    wanted = {n.node_id for n in nodes}
+    while True:
+        for node in nodes:
+            if not node.running:
+                code = node.process.returncode if node.process is not None else None
+                raise ClusterStartError(
+                    f"Kafka node {node.node_id} exited with code {code} while starting; "
+                    f"log in {node.directory}:\n{node.log_tail()}"
+                )
+        if all(port_open(n.port, 0.2) for n in nodes):
+            seen = listed()
+            if seen >= wanted:
+                return
+        if time.monotonic() > deadline:
+            missing = [n for n in nodes if n.node_id not in seen]
+            tails = "\n".join(n.log_tail() for n in missing or nodes)
+            raise ClusterStartError(
+                f"Kafka nodes {[n.node_id for n in missing]} not ready in time "
+                f"(Metadata listed {sorted(seen)}); logs:\n{tails}"
+            )
+        time.sleep(0.1)

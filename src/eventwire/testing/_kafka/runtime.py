@@ -22,6 +22,7 @@ __all__ = [
     "DATA_MARKER",
     "delete_record",
     "jvm_pids_of",
+    "kill_all",
     "process_start_time",
     "read_record",
     "reap_stale",
@@ -127,6 +128,12 @@ def wait_gone(data_dir: str, pids: list[int], timeout: float) -> list[int]:
     return alive
 
 
+def kill_all(data_dir: str, pids: list[int]) -> None:
+    """SIGKILL ``pids`` that are JVMs of ``data_dir`` and wait (10 s at most) until gone."""
+    _signal_all([p for p in pids if _is_our_jvm(p, data_dir)], signal.SIGKILL)
+    wait_gone(data_dir, pids, 10.0)
+
+
 def _delete_data(record: Record) -> None:
     data_dir = Path(str(record.get("data_dir", "")))
     if record.get("delete_data") and (data_dir / DATA_MARKER).is_file():
@@ -142,8 +149,7 @@ def _terminate(record: Record, graceful_timeout: float) -> list[int]:
         left = wait_gone(data_dir, pids, graceful_timeout)
     else:
         left = pids
-    _signal_all(left, signal.SIGKILL)
-    wait_gone(data_dir, left, 10.0)
+    kill_all(data_dir, left)
     return pids
 
 

@@ -1,0 +1,183 @@
+"""pytest plugin: fixtures backed by a real local Apache Kafka (loaded via ``pytest11``).
+
+Fixtures (clusters start lazily, the first time a test asks for them):
+
+* ``kafka_cluster`` -- session-scoped 1-node :class:`~eventwire.testing.kafka.LocalKafkaCluster`.
+* ``kafka_cluster3`` -- session-scoped 3-node cluster for fault injection (RF 3, min ISR 2,
+  ``replica.lag.time.max.ms=6000`` so a paused follower leaves the ISR within seconds).
+* ``kafka_bootstrap`` -- bootstrap servers of the 1-node cluster, or of the external cluster
+  given by ``--kafka-bootstrap`` / ``EVENTWIRE_BOOTSTRAP``.
+* ``kafka_topic`` / ``kafka_topic3`` -- a fresh topic (3 partitions) named
+  ``t-<test name>-<8 hex>`` on ``kafka_bootstrap`` / on ``kafka_cluster3`` (RF 3), deleted
+  afterwards on a best-effort basis. ``kafka_topic3`` first heals the cluster (resumes
+  paused and restarts stopped nodes) so every test starts with all three nodes up.
+
+With an external cluster, ``kafka_cluster`` and ``kafka_cluster3`` cannot inject faults and
+skip. When no cluster can be started (no Java, Maven failed, startup timeout) the test skips
+with the reason -- except when ``CI`` is ``true``/``1``, where it fails instead.
+Tests using these fixtures get the ``kafka`` marker (and ``cluster3`` for the 3-node ones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from eventwire.testing.kafka import LocalKafkaCluster
+
+ENV_BOOTSTRAP = "EVENTWIRE_BOOTSTRAP"
+CLUSTER3_OVERRIDES = {
+    "replica.lag.time.max.ms": "6000",
+    "broker.heartbeat.interval.ms": "1000",
+    "broker.session.timeout.ms": "6000",
+}
+_KAFKA_FIXTURES = {"kafka_cluster", "kafka_bootstrap", "kafka_topic"}
+_CLUSTER3_FIXTURES = {"kafka_cluster3", "kafka_topic3"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--kafka-bootstrap``."""
+    group = parser.getgroup("eventwire", "eventwire Kafka fixtures")
+    group.addoption(
+        "--kafka-bootstrap",
+        default=None,
+        metavar="HOST:PORT[,...]",
+        help=f"use this running Kafka cluster instead of starting one (env: {ENV_BOOTSTRAP})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``kafka`` and ``cluster3`` markers."""
+    config.addinivalue_line("markers", "kafka: needs a real Apache Kafka broker")
+    config.addinivalue_line("markers", "cluster3: needs the 3-node local Kafka cluster")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests that use the Kafka fixtures with ``kafka`` / ``cluster3``."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & (_KAFKA_FIXTURES | _CLUSTER3_FIXTURES):
+            item.add_marker(pytest.mark.kafka)
+        if names & _CLUSTER3_FIXTURES:
+            item.add_marker(pytest.mark.cluster3)
+
+
+def in_ci() -> bool:
+    """Return True when the ``CI`` environment variable is ``true``/``1``/``yes``."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if in_ci():
+        pytest.fail(f"{reason}\n(CI is set: failing instead of skipping)", pytrace=False)
+    pytest.skip(reason.splitlines()[0] if reason else "Kafka unavailable")
+
+
+def _external_bootstrap(config: pytest.Config) -> str | None:
+    value = config.getoption("--kafka-bootstrap") or os.environ.get(ENV_BOOTSTRAP, "")
+    return str(value).strip() or None
+
+
+def _topic_name(test_name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", test_name).strip("-.")[:180]
+    return f"t-{safe}-{uuid.uuid4().hex[:8]}"
+
+
+def _run_cluster(
+    config: pytest.Config, nodes: int, overrides: dict[str, str] | None = None
+) -> Iterator[LocalKafkaCluster]:
+    external = _external_bootstrap(config)
+    if external is not None:
+        _unavailable(
+            f"needs a local {nodes}-node cluster it can inject faults into, but an external "
+            f"cluster is configured ({external})"
+        )
+    from eventwire.testing._kafka.runtime import jvm_pids_of  # noqa: PLC0415
+    from eventwire.testing.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
+
+    cluster = LocalKafkaCluster(nodes, broker_overrides=overrides)
+    try:
+        cluster.start()
+    except KafkaClusterError as exc:
+        _unavailable(f"could not start a local {nodes}-node Kafka cluster: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        if cluster.data_dir is not None:
+            leftover = jvm_pids_of(cluster.data_dir)
+            assert not leftover, f"Kafka JVMs {leftover} outlived cluster.close()"
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
+    """Session-wide 1-node local Kafka cluster (skips with an external cluster)."""
+    yield from _run_cluster(request.config, 1)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster3(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
+    """Session-wide 3-node local Kafka cluster for fault injection (RF 3, min ISR 2)."""
+    yield from _run_cluster(request.config, 3, CLUSTER3_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """Bootstrap servers: the external cluster if configured, else the 1-node cluster's."""
+    external = _external_bootstrap(request.config)
+    if external is not None:
+        return external
+    cluster: LocalKafkaCluster = request.getfixturevalue("kafka_cluster")
+    return cluster.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def _eventwire_kafka_admin(kafka_bootstrap: str) -> Any:
+    from eventwire.testing._kafka.admin import new_admin  # noqa: PLC0415
+
+    return new_admin(kafka_bootstrap)
+
+
+@pytest.fixture
+def kafka_topic(request: pytest.FixtureRequest, _eventwire_kafka_admin: Any) -> Iterator[str]:
+    """A fresh 3-partition topic on ``kafka_bootstrap`` (broker-default RF), deleted after."""
+    from eventwire.testing._kafka import admin  # noqa: PLC0415
+    from eventwire.testing.kafka import KafkaClusterError  # noqa: PLC0415
+
+    name = _topic_name(request.node.name)
+    try:
+        admin.create_topic(_eventwire_kafka_admin, name, 3, -1, config=None, timeout=30.0)
+    except KafkaClusterError as exc:
+        _unavailable(f"could not create topic {name}: {exc}")
+    yield name
+    with contextlib.suppress(KafkaClusterError):  # best effort
+        admin.delete_topic(_eventwire_kafka_admin, name, timeout=10.0)
+
+
+@pytest.fixture
+def kafka_topic3(
+    request: pytest.FixtureRequest, kafka_cluster3: LocalKafkaCluster
+) -> Iterator[str]:
+    """A fresh 3-partition RF-3 topic on a healed ``kafka_cluster3``, deleted after."""
+    from eventwire.testing.kafka import KafkaClusterError  # noqa: PLC0415
+
+    name = _topic_name(request.node.name)
+    try:
+        kafka_cluster3.heal()
+        kafka_cluster3.create_topic(name, partitions=3, replication_factor=3)
+    except KafkaClusterError as exc:
+        _unavailable(f"could not prepare topic {name} on the 3-node cluster: {exc}")
+    yield name
+    try:
+        kafka_cluster3.heal()
+        kafka_cluster3.delete_topic(name, timeout=10.0)
+    except KafkaClusterError:
+        pass  # best effort
