@@ -24,12 +24,13 @@ demo: $(STAMP)
 	-@$(BIN)/eventwire broker fetch
 	$(BIN)/eventwire demo $(DEMO_ARGS)
 
-# Installs PostgreSQL from Debian's packages if absent (needs root/apt).
+# PostgreSQL for the outbox tests, from Debian's packages when absent (needs
+# root/apt). The tests start their own private server; none is left running.
 postgres:
-	@command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
-test: $(STAMP) kafka-jars
+test: $(STAMP) kafka-jars postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -70,3 +70,21 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     for pub in b.opened:
         if not pub._core.closed:
             pub.close(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A private PostgreSQL server (Debian's package) for the session; fails in CI if absent."""
+    import os
+
+    from eventwire.testing.postgres import LocalPostgres, PostgresUnavailableError
+
+    server = LocalPostgres()
+    try:
+        server.start()
+    except PostgresUnavailableError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"PostgreSQL unavailable in CI: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield server.dsn
+    server.close()

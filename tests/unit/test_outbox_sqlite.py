@@ -23,21 +23,8 @@ def store(tmp_path: Path) -> SQLiteOutbox:
     return SQLiteOutbox(tmp_path / "outbox.db")
 
 
-class TestSQLiteOutbox:
-    def test_uses_wal_and_full_sync(self, store: SQLiteOutbox) -> None:
-        """The database runs in WAL mode with synchronous=FULL (2)."""
-        conn = sqlite3.connect(store.path)
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
-
-    def test_added_entries_survive_reopening(self, store: SQLiteOutbox, tmp_path: Path) -> None:
-        """An entry is durable once add() returns: another connection claims it byte-for-byte."""
-        store.add([entry(1)])
-        store.close()
-        again = SQLiteOutbox(tmp_path / "outbox.db")
-        [claimed] = again.claim_batch(10, owner="o", lease_s=30)
-        assert claimed.entry == entry(1)
-        assert claimed.attempts == 0
+class OutboxStoreContract:
+    """Behaviour every outbox store must have (subclassed per backend)."""
 
     def test_claims_are_leases(self, store: SQLiteOutbox) -> None:
         """A claimed entry is not claimed again until its lease expires."""
@@ -80,6 +67,25 @@ class TestSQLiteOutbox:
         assert store.cleanup(-1) == 1
         assert store.status().pending == 1
 
+
+class TestSQLiteOutbox(OutboxStoreContract):
+    """The contract on SQLite, plus what is SQLite-specific."""
+
+    def test_uses_wal_and_full_sync(self, store: SQLiteOutbox) -> None:
+        """The database runs in WAL mode with synchronous=FULL (2)."""
+        conn = sqlite3.connect(store.path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+    def test_added_entries_survive_reopening(self, store: SQLiteOutbox, tmp_path: Path) -> None:
+        """An entry is durable once add() returns: another connection claims it byte-for-byte."""
+        store.add([entry(1)])
+        store.close()
+        again = SQLiteOutbox(tmp_path / "outbox.db")
+        [claimed] = again.claim_batch(10, owner="o", lease_s=30)
+        assert claimed.entry == entry(1)
+        assert claimed.attempts == 0
+
     def test_add_joins_the_callers_transaction(self, store: SQLiteOutbox) -> None:
         """With connection=, the entry commits or rolls back with the caller's domain write."""
         conn = sqlite3.connect(store.path)
@@ -105,3 +111,22 @@ class TestSQLiteOutbox:
         bad.write_bytes(b"not a database at all" * 100)
         with pytest.raises(ConfigurationError, match="bad.db"):
             SQLiteOutbox(bad)
+
+    def test_add_joins_an_sqlalchemy_session_transaction(self, store: SQLiteOutbox) -> None:
+        """An SQLAlchemy Session works as connection=: the event rolls back with it."""
+        import sqlalchemy
+        from sqlalchemy.orm import Session
+
+        engine = sqlalchemy.create_engine(f"sqlite:///{store.path}")
+        with Session(engine) as session:
+            session.execute(sqlalchemy.text("CREATE TABLE IF NOT EXISTS orders (id TEXT)"))
+            session.execute(sqlalchemy.text("INSERT INTO orders VALUES ('o-1')"))
+            store.add([entry(1)], connection=session)
+            session.rollback()
+        assert store.status().pending == 0
+        with Session(engine) as session:
+            session.execute(sqlalchemy.text("CREATE TABLE IF NOT EXISTS orders (id TEXT)"))
+            session.execute(sqlalchemy.text("INSERT INTO orders VALUES ('o-2')"))
+            store.add([entry(2)], connection=session)
+            session.commit()
+        assert store.status().pending == 1

@@ -15,6 +15,7 @@ __all__ = [
     "OutboxStore",
     "decode_headers",
     "encode_headers",
+    "unwrap_connection",
 ]
 
 
@@ -114,3 +115,18 @@ def encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
 def decode_headers(data: bytes) -> tuple[tuple[str, bytes], ...]:
     """Inverse of :func:`encode_headers`."""
     return tuple(_HEADERS_DECODER.decode(data))
+
+
+def unwrap_connection(connection: Any) -> Any:
+    """Return the DB-API connection inside an SQLAlchemy Session/Connection, or itself.
+
+    The outbox then writes through the same connection, so it shares the
+    caller's open transaction.
+    """
+    module = type(connection).__module__
+    if module.startswith("sqlalchemy"):
+        if hasattr(connection, "get_bind"):  # a Session: its current Connection
+            connection = connection.connection()
+        dbapi = connection.connection  # the pool's proxy of the DB-API connection
+        return getattr(dbapi, "driver_connection", dbapi)
+    return connection

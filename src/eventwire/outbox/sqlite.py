@@ -21,6 +21,7 @@ from eventwire.outbox.base import (
     OutboxStatus,
     decode_headers,
     encode_headers,
+    unwrap_connection,
 )
 
 __all__ = ["SQLiteOutbox"]
@@ -116,6 +117,7 @@ class SQLiteOutbox:
             for e in entries
         ]
         if connection is not None:
+            connection = unwrap_connection(connection)
             if not isinstance(connection, sqlite3.Connection):
                 raise ConfigurationError(
                     f"SQLiteOutbox.add(connection=...) needs a sqlite3.Connection, got "

@@ -1,0 +1,159 @@
+"""A throwaway local PostgreSQL server for tests (Debian's ``postgresql`` package).
+
+:class:`LocalPostgres` runs ``initdb`` into a temporary directory and starts
+``postgres`` on a free loopback port with trust authentication. PostgreSQL
+refuses to run as root, so as root the server runs as the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["LocalPostgres", "PostgresUnavailableError", "find_postgres_bin"]
+
+
+class PostgresUnavailableError(RuntimeError):
+    """PostgreSQL is not installed, or the local server did not start."""
+
+
+def find_postgres_bin() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<v>/bin`` with initdb and postgres, if any."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+    )
+    for path in reversed(candidates):
+        if (Path(path) / "initdb").exists() and (Path(path) / "postgres").exists():
+            return Path(path)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LocalPostgres:
+    """A private PostgreSQL server on 127.0.0.1; ``dsn`` is valid after :meth:`start`."""
+
+    def __init__(self, *, user: str = "eventwire", startup_timeout: float = 60.0) -> None:
+        self.user = user
+        self.port = 0
+        self._timeout = startup_timeout
+        self._dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._run_as: pwd.struct_passwd | None = None
+
+    @property
+    def dsn(self) -> str:
+        """``postgresql://<user>@127.0.0.1:<port>/postgres``."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    def _demote(self) -> None:
+        if self._run_as is not None:
+            os.setgid(self._run_as.pw_gid)
+            os.setuid(self._run_as.pw_uid)
+
+    def start(self) -> LocalPostgres:
+        """Initdb + start; raise PostgresUnavailableError with the server log on failure."""
+        bindir = find_postgres_bin()
+        if bindir is None:
+            raise PostgresUnavailableError(
+                "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); "
+                "install Debian's package: apt-get install postgresql"
+            )
+        self._dir = Path(tempfile.mkdtemp(prefix="eventwire-pg-"))
+        if os.geteuid() == 0:
+            self._run_as = pwd.getpwnam("postgres")
+            os.chown(self._dir, self._run_as.pw_uid, self._run_as.pw_gid)
+        data = self._dir / "data"
+        subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            preexec_fn=self._demote,
+        )
+        self.port = _free_port()
+        log = open(self._dir / "server.log", "wb")  # noqa: SIM115 - kept open for the server
+        self._proc = subprocess.Popen(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self._dir}",
+                "-c",
+                "fsync=on",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self._demote,  # noqa: PLW1509
+            start_new_session=True,
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.5),
+            ):
+                time.sleep(0.3)  # accepting TCP; give it a moment to finish recovery
+                return
+            time.sleep(0.2)
+        log = (self._dir / "server.log").read_text(errors="replace")[-2000:] if self._dir else ""
+        self.close()
+        raise PostgresUnavailableError(f"PostgreSQL did not start:\n{log}")
+
+    def close(self) -> None:
+        """Stop the server (fast shutdown) and delete its data."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._proc = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> LocalPostgres:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
