@@ -13,6 +13,7 @@ import typer
 
 from eventwire.cli import broker as broker
 from eventwire.cli import demo as _demo
+from eventwire.cli import outbox as _outbox
 
 app = typer.Typer(
     name="eventwire",
@@ -22,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.command(name="demo")(_demo.demo)
+app.add_typer(_outbox.app, name="outbox")
+app.add_typer(_outbox.dlq_app, name="dlq")
 
 
 @app.callback()

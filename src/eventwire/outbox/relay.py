@@ -135,7 +135,9 @@ class OutboxRelay:
         deadline = time.monotonic() + self.ack_timeout
         while True:
             try:
-                self._transport.send(e.topic, e.key, e.value, e.headers, _Outcome(item.id, results))
+                self._transport.send(
+                    e.topic, e.key, e.value, list(e.headers), _Outcome(item.id, results)
+                )
                 return
             except TransportQueueFull:
                 if time.monotonic() > deadline:
