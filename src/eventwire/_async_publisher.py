@@ -8,6 +8,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
 
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import TracerProvider
+
 from eventwire._codec import Codec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._core import PublisherCore
@@ -58,6 +62,9 @@ class AsyncPublisher:
         enqueue_timeout: float = 30.0,
         close_timeout: float = 30.0,
         connect_timeout: float | None = 10.0,
+        tracer_provider: TracerProvider | None = None,
+        propagator: TextMapPropagator | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._core = PublisherCore(
             bootstrap_servers,
@@ -69,6 +76,9 @@ class AsyncPublisher:
             codec=codec,
             transport=transport,
             enqueue_timeout=enqueue_timeout,
+            tracer_provider=tracer_provider,
+            propagator=propagator,
+            meter_provider=meter_provider,
             connect_timeout=None,
         )
         self._connect_timeout = connect_timeout

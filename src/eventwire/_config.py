@@ -44,10 +44,16 @@ PROFILES: Mapping[Profile, Mapping[str, ConfigValue]] = {
     },
 }
 
-_SECRET_KEY = re.compile(r"(password|secret|sasl\.oauthbearer\.config|sasl\.jaas|token)", re.I)
+# Property names whose values are secret: passwords, OAuth client secrets and
+# configs, JAAS configs, tokens, and inline private keys (ssl.key.pem).
+_SECRET_KEY = re.compile(
+    r"(password|secret|sasl\.oauthbearer\.config|sasl\.jaas|token|ssl\.key\.pem)", re.I
+)
 _PROPERTY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
 # eventwire owns these: setting them would bypass its delivery tracking.
-_RESERVED = frozenset({"on_delivery", "delivery.report.only.error", "error_cb", "logger"})
+_RESERVED = frozenset(
+    {"on_delivery", "delivery.report.only.error", "error_cb", "logger", "stats_cb"}
+)
 
 
 def is_secret_key(key: str) -> bool:
@@ -174,6 +180,13 @@ class KafkaConfig:
                     f"override {key!r} must be a str, int, float or bool, "
                     f"got {type(value).__name__}"
                 )
+        # Keep secret-named override values wrapped, so that printing
+        # ``config.overrides`` (or the dataclass fields) never shows them.
+        wrapped = {
+            k: Secret(v) if isinstance(v, str) and is_secret_key(k) else v
+            for k, v in self.overrides.items()
+        }
+        object.__setattr__(self, "overrides", wrapped)
 
     def to_librdkafka(self) -> dict[str, ConfigValue]:
         """The full librdkafka property dict, secrets included. Never log it."""

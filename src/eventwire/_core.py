@@ -1,9 +1,13 @@
 """The publisher core shared by :class:`Publisher` and :class:`AsyncPublisher`.
 
-It is the composition root: it builds the router, codec and transport from the
-arguments, turns an event into a record (route, key, value, CloudEvents
-headers), tracks every in-flight event until its report arrives, and collects
-failures for ``flush()``/``close()`` to raise.
+It is the composition root: it builds the router, codec, transport and the
+observability hooks from the arguments, turns an event into a record (route, key,
+value, CloudEvents and trace headers), tracks every in-flight event until its
+report arrives, and collects failures for ``flush()``/``close()`` to raise.
+
+Every event settles exactly once (``DeliveryHandle._settle``, which also ends its
+span), through :meth:`settled` for a delivery report or a sweep, or through
+:meth:`_abandon` for a synchronous rejection; that is where its outcome is counted.
 """
 
 from __future__ import annotations
@@ -31,9 +35,15 @@ from eventwire._errors import (
 from eventwire._event import Route
 from eventwire._handle import DeliveryHandle
 from eventwire._router import Router
+from eventwire.middleware.metrics import Outcome, PublisherMetrics, make_metrics
+from eventwire.middleware.tracing import Tracing, make_tracing
 from eventwire.transports.base import SendRejected, Transport, TransportQueueFull
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.trace import TracerProvider
+
     from eventwire._loop_bridge import LoopBridge
     from eventwire.transports.base import ReportMessage
 
@@ -75,6 +85,9 @@ class PublisherCore:
         transport: Transport | None,
         enqueue_timeout: float,
         connect_timeout: float | None,
+        tracer_provider: TracerProvider | None = None,
+        propagator: TextMapPropagator | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if not isinstance(source, str) or not source:
             raise ConfigurationError("source (the CloudEvents ce_source) must be a non-empty str")
@@ -96,13 +109,22 @@ class PublisherCore:
         self._enqueue_timeout = enqueue_timeout
         self.bridge: LoopBridge | None = None
         self.config = _build_config(bootstrap_servers, config, profile, overrides, transport)
+        #: Spans and trace propagation (always present: without an SDK it only propagates).
+        self.tracing: Tracing = make_tracing(tracer_provider, propagator)
+        #: None unless a real MeterProvider is configured.
+        self.metrics: PublisherMetrics | None = make_metrics(meter_provider, self._pending.__len__)
         if transport is None:
             from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
             assert self.config is not None
-            transport = KafkaTransport(self.config, connect_timeout=connect_timeout)
+            on_stats = self.metrics.on_stats if self.metrics is not None else None
+            transport = KafkaTransport(
+                self.config, connect_timeout=connect_timeout, on_stats=on_stats
+            )
         self.transport: Transport = transport
         transport.on_fatal(self._on_fatal)
+        if self.metrics is not None and hasattr(type(transport), "__len__"):
+            self.metrics.track_queue(transport.__len__)  # type: ignore[attr-defined]
 
     # -- building and sending records ------------------------------------------------
     def check_usable(self) -> None:
@@ -123,8 +145,13 @@ class PublisherCore:
         event: Any,
         event_id: str | None,
         headers: Sequence[tuple[str, bytes]] | None,
+        traced: bool = True,
     ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]], DeliveryHandle]:
-        """Route, key, encode and stamp one event; raise before anything is enqueued."""
+        """Route, key, encode and stamp one event; raise before anything is enqueued.
+
+        With ``traced`` (the default) the event's span starts here and the trace
+        context is added to its headers; otherwise call :meth:`trace` before sending.
+        """
         route = self._routes.get(type(event)) or self._router.resolve(type(event))
         key = route.key_of(event)
         value = self._encode(event)
@@ -132,7 +159,19 @@ class PublisherCore:
         eid = event_id or new_event_id()
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
         handle = DeliveryHandle(self, eid, route.type_name, route.topic, now_ns)
+        if traced:
+            self.tracing.start(handle, key, record_headers, len(value))
         return route.topic, key, value, record_headers, handle
+
+    def trace(
+        self,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        handle: DeliveryHandle,
+    ) -> None:
+        """Start the span of an event prepared with ``traced=False``."""
+        self.tracing.start(handle, key, headers, len(value))
 
     def try_send(
         self,
@@ -156,11 +195,13 @@ class PublisherCore:
             return False
         except SendRejected as exc:
             self._pending.pop(handle, None)
+            failure = handle.failure_from(exc.code, exc.reason)
+            self._abandon(handle, failure)
             if exc.fatal:
                 self._on_fatal(exc.code, exc.reason)
                 assert self._fatal is not None
                 raise self._fatal from None
-            raise DeliveryError([handle.failure_from(exc.code, exc.reason)]) from None
+            raise DeliveryError([failure]) from None
         return True
 
     def send_blocking(
@@ -175,7 +216,9 @@ class PublisherCore:
         if self.try_send(topic, key, value, headers, handle):
             return
         deadline = time.monotonic() + self._enqueue_timeout
-        _log.warning("buffer_full", event_id=handle.event_id, topic=topic)
+        _log.warning(
+            "buffer_full", event_id=handle.event_id, event_type=handle.event_type, topic=topic
+        )
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -185,13 +228,15 @@ class PublisherCore:
                 return
 
     def backpressure_error(self, handle: DeliveryHandle) -> BackpressureError:
-        """The error for an event that found the queue full until the deadline."""
-        return BackpressureError(
+        """Settle an event that found the queue full until the deadline; return its error."""
+        message = (
             f"event {handle.event_id} ({handle.event_type}) to {handle.topic!r} was NOT "
             f"enqueued: the local producer queue stayed full for {self._enqueue_timeout:g}s "
             "(Kafka is slow or unreachable). Retry it later, publish more slowly, or raise "
             "enqueue_timeout / queue.buffering.max.messages."
         )
+        self._abandon(handle, handle.failure_from("_QUEUE_FULL", message))
+        return BackpressureError(message)
 
     # -- delivery reports ------------------------------------------------------------
     def settled(
@@ -201,6 +246,9 @@ class PublisherCore:
         if not handle._settle(msg, failure):
             return
         self._pending.pop(handle, None)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.settled(handle, failure)
         if failure is not None:
             self._failures.append(failure)
             _log.warning(
@@ -213,6 +261,18 @@ class PublisherCore:
             )
         if handle._afut is not None and self.bridge is not None:
             self.bridge.push(handle)
+
+    def _abandon(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
+        """Settle an event that was never enqueued: the caller gets the error directly."""
+        if not handle._settle(None, failure):
+            return
+        if self.metrics is not None:
+            self.metrics.settled(handle, failure)
+
+    def count_outcome(self, topic: str, outcome: Outcome, n: int = 1) -> None:
+        """Count ``n`` events of ``topic`` with ``outcome`` (no-op without metrics)."""
+        if self.metrics is not None:
+            self.metrics.count(topic, outcome, n)
 
     def _on_fatal(self, code: str, reason: str) -> None:
         with self._lock:
@@ -259,8 +319,12 @@ class PublisherCore:
             self.unusable = True
         if self._fork_generation != _ForkWatch.generation:
             return  # the parent owns the producer; touching it here would hang
-        self.transport.close(timeout)
-        self.fail_pending("_NOT_REPORTED", "no delivery report arrived before close")
+        try:
+            self.transport.close(timeout)
+            self.fail_pending("_NOT_REPORTED", "no delivery report arrived before close")
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
         failures = self.take_failures(timed_out=False)
         if failures:
             raise DeliveryError(failures, context=f"close({timeout:g})")

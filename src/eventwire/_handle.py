@@ -18,9 +18,12 @@ import structlog
 
 from eventwire._errors import DeliveryError, DeliveryFailure
 from eventwire._policy import classify, is_possibly_written, meaning
+from eventwire.middleware.tracing import finish_span
 
 if TYPE_CHECKING:
     import asyncio
+
+    from opentelemetry.trace import Span
 
     from eventwire.transports.base import ReportError, ReportMessage
 
@@ -76,6 +79,7 @@ class DeliveryHandle:
         "_failure",
         "_lock",
         "_msg",
+        "_span",
         "_waiter",
         "event_id",
         "event_type",
@@ -98,6 +102,8 @@ class DeliveryHandle:
         self._waiter: threading.Event | None = None
         self._callbacks: list[Callable[[DeliveryHandle], Any]] | None = None
         self._afut: asyncio.Future[DeliveryResult] | None = None
+        #: The event's recording span, ended when the handle settles (tracing only).
+        self._span: Span | None = None
 
     def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
         """The transport's delivery callback for this event (one object, no closure)."""
@@ -177,12 +183,19 @@ class DeliveryHandle:
         _run_callback(fn, self)
 
     def _settle(self, msg: ReportMessage | None, failure: DeliveryFailure | None) -> bool:
-        """Settle once; return False if already settled. Called by the publisher core."""
+        """Settle once; return False if already settled. Called by the publisher core.
+
+        The event's span (if recording) ends here, before any waiter wakes, so a
+        span is complete by the time ``result()`` returns.
+        """
         with self._lock:
             if self._done:
                 return False
             self._msg, self._failure, self._done = msg, failure, True
             waiter, callbacks = self._waiter, self._callbacks
+        span = self._span
+        if span is not None:
+            finish_span(span, msg, failure)
         if waiter is not None:
             waiter.set()
         if callbacks:

@@ -6,6 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import TracerProvider
+
 from eventwire._codec import Codec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._core import PublisherCore
@@ -48,6 +52,14 @@ class Publisher:
         close_timeout: how long leaving the ``with`` block waits for deliveries.
         connect_timeout: seconds to wait at start for a broker to answer, raising
             :class:`BrokerUnavailableError` otherwise; None skips the check.
+        tracer_provider: the OpenTelemetry TracerProvider for the per-event PRODUCER
+            spans; default: the global one. Without an SDK no span is made, but a
+            valid current trace context is still propagated in the headers.
+        propagator: writes the trace context into the record headers; default: the
+            global propagator (W3C ``traceparent``/``tracestate`` and ``baggage``).
+        meter_provider: the OpenTelemetry MeterProvider for eventwire's metrics
+            (see :mod:`eventwire.middleware.metrics`); default: the global one, and
+            no metrics work at all if that is not an SDK provider.
 
     Raises:
         ConfigurationError: a bad configuration key or value (named).
@@ -68,6 +80,9 @@ class Publisher:
         enqueue_timeout: float = 30.0,
         close_timeout: float = 30.0,
         connect_timeout: float | None = 10.0,
+        tracer_provider: TracerProvider | None = None,
+        propagator: TextMapPropagator | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._core = PublisherCore(
             bootstrap_servers,
@@ -79,6 +94,9 @@ class Publisher:
             codec=codec,
             transport=transport,
             enqueue_timeout=enqueue_timeout,
+            tracer_provider=tracer_provider,
+            propagator=propagator,
+            meter_provider=meter_provider,
             connect_timeout=connect_timeout,
         )
         self._close_timeout = close_timeout
@@ -131,8 +149,9 @@ class Publisher:
         """
         core = self._core
         core.check_usable()
-        prepared = [core.prepare(event, None, None) for event in events]
+        prepared = [core.prepare(event, None, None, traced=False) for event in events]
         for topic, key, value, hdrs, handle in prepared:
+            core.trace(key, value, hdrs, handle)  # a span only for an event really sent
             core.send_blocking(topic, key, value, hdrs, handle)
         return [p[4] for p in prepared]
 

@@ -6,6 +6,11 @@ delivery reports arrive without the user ever calling ``poll()``. It turns
 into :class:`SendRejected`, and fatal errors (including the ``SystemError``
 wrapping a fatal ``KafkaException`` that confluent-kafka raises when callbacks
 are pending) into one call of the registered fatal callbacks.
+
+It also routes librdkafka's log lines and errors into structlog and, when asked
+(``on_stats``), its statistics JSON to a callback. Every text that comes from
+librdkafka is scrubbed of the configuration's secret values before it is logged
+or put in an exception.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import structlog
 
 from eventwire._config import KafkaConfig
 from eventwire._errors import BrokerUnavailableError, ConfigurationError
+from eventwire.middleware.logging import Scrubber
 from eventwire.transports.base import DeliveryCallback, SendRejected, TransportQueueFull
 
 __all__ = ["KafkaTransport"]
@@ -30,6 +36,9 @@ _log = structlog.get_logger("eventwire.kafka")
 _POLL_INTERVAL_S = 0.1
 # While publish() keeps being called, the poll thread polls only this often.
 _BUSY_BACKOFF_S = 0.001
+# librdkafka statistics period when a stats consumer is given and the
+# configuration does not set statistics.interval.ms itself.
+_DEFAULT_STATS_INTERVAL_MS = 15_000
 
 
 class KafkaTransport:
@@ -41,6 +50,9 @@ class KafkaTransport:
             Metadata request within this many seconds, and raise
             :class:`~eventwire.BrokerUnavailableError` otherwise. ``None`` skips
             the check (useful with an outbox, where Kafka may be down at start).
+        on_stats: called with each librdkafka statistics JSON document (on the
+            polling thread; exceptions are logged and swallowed). The period is
+            ``statistics.interval.ms`` from the configuration, 15 s if unset.
 
     Raises:
         ConfigurationError: librdkafka rejected a property (the key is named;
@@ -48,14 +60,25 @@ class KafkaTransport:
         BrokerUnavailableError: see ``connect_timeout``.
     """
 
-    def __init__(self, config: KafkaConfig, *, connect_timeout: float | None = 10.0) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        *,
+        connect_timeout: float | None = 10.0,
+        on_stats: Callable[[str], None] | None = None,
+    ) -> None:
         self._config = config
+        self._scrub = Scrubber(config.secret_values())
         self._fatal_callbacks: list[Callable[[str, str], None]] = []
         self._fatal_seen = False
         self._fatal_lock = threading.Lock()
+        self._on_stats = on_stats
         props: dict[str, Any] = config.to_librdkafka()
         props["error_cb"] = self._on_error
-        props["logger"] = _LIBRDKAFKA_LOG
+        props["logger"] = _LibrdkafkaLog(self._scrub)
+        if on_stats is not None:
+            props.setdefault("statistics.interval.ms", _DEFAULT_STATS_INTERVAL_MS)
+            props["stats_cb"] = self._stats
         try:
             self._producer = confluent_kafka.Producer(props)
         except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
@@ -159,8 +182,8 @@ class KafkaTransport:
                     poll(_POLL_INTERVAL_S)
             except (confluent_kafka.KafkaException, SystemError) as exc:
                 self._handle_poll_exception(exc)
-            except Exception:
-                _log.exception("poll_error")
+            except Exception as exc:
+                _log.error("poll_error", error=self._scrub(repr(exc)))
 
     def _handle_poll_exception(self, exc: BaseException) -> None:
         cause = exc if isinstance(exc, confluent_kafka.KafkaException) else exc.__cause__
@@ -169,7 +192,7 @@ class KafkaTransport:
             if err.fatal():
                 self._fire_fatal(err.name(), err.str())
                 return
-        _log.error("poll_error", error=repr(exc))
+        _log.error("poll_error", error=self._scrub(repr(exc)))
         self._stop.wait(_POLL_INTERVAL_S)
 
     def _on_error(self, err: confluent_kafka.KafkaError) -> None:
@@ -177,6 +200,14 @@ class KafkaTransport:
             self._fire_fatal(err.name(), err.str())
         else:
             _log.warning("kafka_error", code=err.name(), reason=self._scrub(err.str()))
+
+    def _stats(self, stats_json: str) -> None:
+        # Runs inside poll(): an exception here would surface from poll()/flush().
+        assert self._on_stats is not None
+        try:
+            self._on_stats(stats_json)
+        except Exception as exc:
+            _log.error("stats_error", error=self._scrub(repr(exc)))
 
     def _fire_fatal(self, code: str, reason: str) -> None:
         with self._fatal_lock:
@@ -193,15 +224,12 @@ class KafkaTransport:
             self._producer.list_topics(timeout=timeout)
         except confluent_kafka.KafkaException as exc:
             raise BrokerUnavailableError(
-                f"no Kafka broker at {self._config.bootstrap_servers!r} answered within "
-                f"{timeout:g}s ({_text(exc)}). Check bootstrap_servers and that the brokers "
-                "are up, or pass connect_timeout=None to start without the check."
+                self._scrub(
+                    f"no Kafka broker at {self._config.bootstrap_servers!r} answered within "
+                    f"{timeout:g}s ({_text(exc)}). Check bootstrap_servers and that the "
+                    "brokers are up, or pass connect_timeout=None to start without the check."
+                )
             ) from None
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._config.secret_values():
-            text = text.replace(secret, "***")
-        return text
 
 
 class _LibrdkafkaLog:
@@ -211,13 +239,13 @@ class _LibrdkafkaLog:
     # syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug
     _LEVELS = ("error", "error", "error", "error", "warning", "info", "info", "debug")
 
+    def __init__(self, scrub: Scrubber) -> None:
+        self._scrub = scrub
+
     def log(self, level: int, fmt: str, *args: object) -> None:
         name = self._LEVELS[level] if 0 <= level < len(self._LEVELS) else "info"
         message = fmt % args if args else fmt
-        getattr(self._log, name)("librdkafka_log", message=message)
-
-
-_LIBRDKAFKA_LOG = _LibrdkafkaLog()
+        getattr(self._log, name)("librdkafka_log", message=self._scrub(message))
 
 
 def _text(exc: BaseException) -> str:

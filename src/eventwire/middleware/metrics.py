@@ -1,0 +1,391 @@
+"""OpenTelemetry metrics for publishers, and a Prometheus ``/metrics`` endpoint.
+
+A publisher reports metrics when it is given a ``meter_provider=`` or when the
+global MeterProvider is a real one (an SDK) at the time the publisher is created.
+With neither, it does no metrics work at all.
+
+Instruments (OpenTelemetry name -> Prometheus name; the Prometheus names are a contract):
+
+=================================== ======================================= ===================
+``eventwire.events.published``      ``eventwire_events_published_total``    counter: topic,
+                                                                            outcome
+``eventwire.publish.duration``      ``eventwire_publish_duration_seconds``  histogram: topic,
+                                                                            outcome
+``eventwire.in_flight_events``      ``eventwire_in_flight_events``          gauge
+``eventwire.producer.queue_messages`` ``eventwire_producer_queue_messages`` gauge
+``eventwire.producer.queue_bytes``  ``eventwire_producer_queue_bytes``      gauge: producer
+``eventwire.broker.rtt``            ``eventwire_broker_rtt_seconds``        gauge: producer,
+                                                                            broker
+``eventwire.broker.tx_errors``      ``eventwire_broker_tx_errors``          gauge: producer,
+                                                                            broker
+=================================== ======================================= ===================
+
+* ``outcome`` is ``delivered`` or ``failed`` (the broker's answer, a sweep at close or
+  a fatal error, or a synchronous rejection), and ``retried`` / ``dead_lettered`` as
+  counted by :meth:`PublisherMetrics.count` (used by the reliability features).
+* ``publish_duration`` is from ``publish()`` to the event's delivery report.
+* The queue gauge counts records in librdkafka's queues, read when collected.
+* The last three come from librdkafka's statistics (``statistics.interval.ms``,
+  15 s by default when metrics are on; set it in ``overrides`` to change it, 0 to
+  disable): the average broker round-trip time of the last window, the bytes in the
+  producer's queues, and each broker's cumulative transmission errors (which restart
+  at 0 with a new producer, hence a gauge).
+
+Per event, a publisher with metrics adds one locked increment of a plain ``int`` (the
+counter is read only at collection time) and one histogram ``record``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
+
+from eventwire.middleware import instrumentation_version
+
+if TYPE_CHECKING:
+    from eventwire._errors import DeliveryFailure
+    from eventwire._handle import DeliveryHandle
+
+__all__ = [
+    "OUTCOMES",
+    "PROMETHEUS_NAMES",
+    "Outcome",
+    "PrometheusServer",
+    "PublisherMetrics",
+    "make_metrics",
+    "serve_prometheus",
+]
+
+Outcome = Literal["delivered", "failed", "dead_lettered", "retried"]
+OUTCOMES: tuple[Outcome, ...] = ("delivered", "failed", "dead_lettered", "retried")
+
+#: OpenTelemetry instrument name -> the name a Prometheus exporter gives it.
+PROMETHEUS_NAMES = {
+    "eventwire.events.published": "eventwire_events_published_total",
+    "eventwire.publish.duration": "eventwire_publish_duration_seconds",
+    "eventwire.in_flight_events": "eventwire_in_flight_events",
+    "eventwire.producer.queue_messages": "eventwire_producer_queue_messages",
+    "eventwire.producer.queue_bytes": "eventwire_producer_queue_bytes",
+    "eventwire.broker.rtt": "eventwire_broker_rtt_seconds",
+    "eventwire.broker.tx_errors": "eventwire_broker_tx_errors",
+}
+
+# Publish-to-ack seconds: from sub-millisecond (linger 0, local broker) to
+# librdkafka's default message.timeout.ms (300 s).
+_DURATION_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+_time_ns = time.time_ns
+
+
+# -- librdkafka statistics (only the fields used; msgspec skips the rest fast) ---------
+class _Window(msgspec.Struct):
+    avg: int = 0
+    cnt: int = 0
+
+
+class _BrokerStats(msgspec.Struct):
+    name: str = ""
+    nodeid: int = -1
+    txerrs: int = 0
+    rtt: _Window = msgspec.field(default_factory=_Window)
+
+
+class _Stats(msgspec.Struct):
+    name: str = ""
+    msg_cnt: int = 0
+    msg_size: int = 0
+    brokers: dict[str, _BrokerStats] = msgspec.field(default_factory=dict)
+
+
+_decode_stats = msgspec.json.Decoder(_Stats).decode
+
+
+class PublisherMetrics:
+    """One publisher's view of its MeterProvider's eventwire instruments.
+
+    Publishers sharing a MeterProvider share the instruments and the counters, so
+    a closed publisher's counts are never lost.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_attrs",
+        "_counts",
+        "_in_flight",
+        "_instruments",
+        "_lock",
+        "_queue_len",
+        "_record",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        instruments: _Instruments,
+        in_flight: Callable[[], int],
+    ) -> None:
+        self._instruments = instruments
+        self._counts = instruments.counts
+        self._lock = instruments.lock
+        self._attrs = instruments.attrs
+        self._record = instruments.duration.record
+        self._in_flight = in_flight
+        self._queue_len: Callable[[], int] | None = None
+        #: The latest librdkafka statistics, if any arrived.
+        self.stats: _Stats | None = None
+        instruments.members.add(self)
+
+    def track_queue(self, queue_len: Callable[[], int]) -> None:
+        """Report ``queue_len()`` (records in the transport's queues) as a gauge."""
+        self._queue_len = queue_len
+
+    def settled(self, handle: DeliveryHandle, failure: DeliveryFailure | None) -> None:
+        """Count one settled event and record its publish-to-ack duration."""
+        key = (handle.topic, "delivered" if failure is None else "failed")
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+        attrs = self._attrs.get(key) or self._instruments.attrs_for(key)
+        self._record((_time_ns() - handle.sent_at_ns) / 1e9, attrs)
+
+    def count(self, topic: str, outcome: Outcome, n: int = 1) -> None:
+        """Add ``n`` events with ``outcome`` to ``eventwire_events_published_total``.
+
+        Raises:
+            ValueError: ``outcome`` is not one of :data:`OUTCOMES`.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        key = (topic, outcome)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def on_stats(self, stats_json: str) -> None:
+        """Keep the latest librdkafka statistics (called by the transport, never raises)."""
+        with contextlib.suppress(msgspec.DecodeError, ValueError):
+            self.stats = _decode_stats(stats_json)
+
+    def close(self) -> None:
+        """Stop reporting this publisher's gauges (its counts stay in the counters)."""
+        self._instruments.members.discard(self)
+
+    def in_flight(self) -> int:
+        """Events published and not yet settled."""
+        return self._in_flight()
+
+    def queue_messages(self) -> int | None:
+        """Records in the transport's queues, if it can tell."""
+        return self._queue_len() if self._queue_len is not None else None
+
+
+class _Instruments:
+    """The eventwire instruments of one MeterProvider, shared by its publishers."""
+
+    def __init__(self, provider: MeterProvider) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[str, str], int] = {}
+        self.attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self.members: weakref.WeakSet[PublisherMetrics] = weakref.WeakSet()
+        meter = provider.get_meter("eventwire", instrumentation_version())
+        meter.create_observable_counter(
+            "eventwire.events.published",
+            [self._published],
+            unit="{event}",
+            description="Events that reached a final outcome, by topic and outcome",
+        )
+        self.duration = meter.create_histogram(
+            "eventwire.publish.duration",
+            unit="s",
+            description="Time from publish() to the event's delivery report",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        gauges: list[tuple[str, Callable[[CallbackOptions], Iterable[Observation]], str, str]] = [
+            ("eventwire.in_flight_events", self._in_flight, "{event}",
+             "Events published and not yet acknowledged or failed"),
+            ("eventwire.producer.queue_messages", self._queue_messages, "{message}",
+             "Records in the Kafka producer's queues"),
+            ("eventwire.producer.queue_bytes", self._queue_bytes, "By",
+             "Bytes of records in the Kafka producer's queues (librdkafka statistics)"),
+            ("eventwire.broker.rtt", self._rtt, "s",
+             "Average broker round-trip time in the last statistics window"),
+            ("eventwire.broker.tx_errors", self._tx_errors, "{error}",
+             "Transmission errors per broker since the producer started"),
+        ]  # fmt: skip
+        for name, callback, unit, description in gauges:
+            meter.create_observable_gauge(name, [callback], unit=unit, description=description)
+
+    def attrs_for(self, key: tuple[str, str]) -> dict[str, str]:
+        attrs = self.attrs.get(key)
+        if attrs is None:
+            attrs = self.attrs[key] = {"topic": key[0], "outcome": key[1]}
+        return attrs
+
+    # -- collection-time callbacks ---------------------------------------------------
+    def _published(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            counts = list(self.counts.items())
+        return [Observation(n, self.attrs_for(key)) for key, n in counts]
+
+    def _in_flight(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(sum(m.in_flight() for m in list(self.members)))]
+
+    def _queue_messages(self, _options: CallbackOptions) -> Iterable[Observation]:
+        sizes = [m.queue_messages() for m in list(self.members)]
+        known = [s for s in sizes if s is not None]
+        return [Observation(sum(known))] if known else []
+
+    def _snapshots(self) -> list[_Stats]:
+        return [s for s in (m.stats for m in list(self.members)) if s is not None]
+
+    def _queue_bytes(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.msg_size, {"producer": s.name}) for s in self._snapshots()]
+
+    def _rtt(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(b.rtt.avg / 1e6, {"producer": s.name, "broker": b.name})
+            for s in self._snapshots()
+            for b in s.brokers.values()
+            if b.nodeid >= 0 and b.rtt.cnt > 0
+        ]
+
+    def _tx_errors(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(b.txerrs, {"producer": s.name, "broker": b.name})
+            for s in self._snapshots()
+            for b in s.brokers.values()
+            if b.nodeid >= 0
+        ]
+
+
+_BOUND: weakref.WeakKeyDictionary[MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
+_BOUND_LOCK = threading.Lock()
+
+
+def is_real_provider(provider: MeterProvider) -> bool:
+    """False for the API's no-op and proxy providers (no SDK configured)."""
+    if isinstance(provider, NoOpMeterProvider):
+        return False
+    return not type(provider).__module__.startswith("opentelemetry.metrics")
+
+
+def make_metrics(
+    meter_provider: MeterProvider | None,
+    in_flight: Callable[[], int],
+) -> PublisherMetrics | None:
+    """A publisher's metrics hook, or None when there is no real MeterProvider."""
+    if meter_provider is None:
+        from opentelemetry.metrics import get_meter_provider  # noqa: PLC0415
+
+        meter_provider = get_meter_provider()
+    if not is_real_provider(meter_provider):
+        return None
+    with _BOUND_LOCK:
+        instruments = _BOUND.get(meter_provider)
+        if instruments is None:
+            instruments = _BOUND[meter_provider] = _Instruments(meter_provider)
+    return PublisherMetrics(instruments, in_flight)
+
+
+# -- Prometheus exposition -------------------------------------------------------------
+class PrometheusServer:
+    """A running ``/metrics`` endpoint and the MeterProvider that feeds it.
+
+    Pass :attr:`meter_provider` to publishers (``Publisher(meter_provider=...)``) or
+    make it the global provider. :meth:`close` stops the server and the provider.
+    """
+
+    def __init__(self, server: Any, thread: threading.Thread, meter_provider: Any, registry: Any):
+        self._server = server
+        self._thread = thread
+        #: An SDK MeterProvider whose only reader is the Prometheus bridge.
+        self.meter_provider: MeterProvider = meter_provider
+        #: The prometheus_client registry served at ``/metrics``.
+        self.registry = registry
+        self.addr: str = server.server_address[0]
+        self.port: int = int(server.server_port)
+
+    @property
+    def url(self) -> str:
+        """``http://addr:port/metrics``."""
+        return f"http://{self.addr}:{self.port}/metrics"
+
+    def close(self) -> None:
+        """Stop serving and shut the MeterProvider down. Idempotent."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.shutdown()
+        server.server_close()
+        self._thread.join(timeout=5)
+        self.meter_provider.shutdown()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> PrometheusServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PrometheusServer {self.url}{'' if self._server else ' closed'}>"
+
+
+def serve_prometheus(
+    port: int, addr: str = "127.0.0.1", *, registry: Any = None
+) -> PrometheusServer:
+    """Serve eventwire's metrics at ``http://addr:port/metrics`` (port 0 picks a free one).
+
+    It builds an OpenTelemetry SDK ``MeterProvider`` with the Prometheus bridge
+    (``opentelemetry-exporter-prometheus``'s ``PrometheusMetricReader``) writing to
+    ``registry`` (a new private ``prometheus_client.CollectorRegistry`` by default),
+    without scope labels or ``target_info``, so the exposition shows exactly the names
+    and labels of the table above. Example::
+
+        server = serve_prometheus(9464)
+        with Publisher("localhost:9092", meter_provider=server.meter_provider) as pub:
+            ...
+        server.close()
+
+    Raises:
+        ImportError: the ``prometheus`` extra is not installed, or its exporter is
+            older than 0.66b0 (``pip install -U 'eventwire[prometheus]'``).
+        OSError: the port cannot be bound.
+    """
+    try:
+        from opentelemetry.exporter.prometheus import (  # noqa: PLC0415
+            PrometheusMetricReader,
+        )
+        from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
+        from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"serve_prometheus needs {exc.name}: pip install 'eventwire[prometheus]'",
+            name=exc.name,
+        ) from exc
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=True)
+    try:
+        reader = PrometheusMetricReader(
+            disable_target_info=True, scope_info_enabled=False, registry=registry
+        )
+    except TypeError as exc:  # registry= and scope_info_enabled= came in 0.66b0
+        raise ImportError(
+            "serve_prometheus needs opentelemetry-exporter-prometheus>=0.66b0 "
+            f"(PrometheusMetricReader with registry= and scope_info_enabled=): {exc}. "
+            "Upgrade it: pip install -U 'eventwire[prometheus]'",
+            name="opentelemetry.exporter.prometheus",
+        ) from exc
+    provider = SdkMeterProvider(metric_readers=[reader])
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError:
+        provider.shutdown()
+        raise
+    return PrometheusServer(server, thread, provider, registry)
