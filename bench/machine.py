@@ -10,7 +10,7 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-__all__ = ["describe", "load_average"]
+__all__ = ["describe", "load_average", "source_digest"]
 
 
 def _cpu_model() -> str:
@@ -75,6 +75,19 @@ def _git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{rev}{' + uncommitted changes in src/' if dirty else ''}" if rev else "unknown"
+
+
+def source_digest() -> str:
+    """A short hash of eventwire's source files (to notice edits made during a run)."""
+    import hashlib  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parent.parent / "src" / "eventwire"
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def load_average() -> str:

@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--iterations", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--size", choices=("300", "1k"), default="300")
+    parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
     import logging  # noqa: PLC0415
 
@@ -260,6 +261,10 @@ def main(argv: list[str] | None = None) -> str:
         f"events, {args.size} size; loop overhead subtracted)\n\n" + _table(parts)
     )
     sys.stdout.write(text)
+    if args.out:
+        from pathlib import Path  # noqa: PLC0415
+
+        Path(args.out).write_text(text, encoding="utf-8")
     return text
 
 

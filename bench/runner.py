@@ -164,7 +164,10 @@ class _Runner:
         except ValueError:
             why = "timed out" if child.timed_out else f"exit {child.returncode}"
             return RunRecord(contender.name, mode, round_no, {}, f"{why}: {child.tail()}")
-        notes = ["random payload, no key, no headers; CPU/RSS: whole JVM (os.wait4)"]
+        notes = [
+            "random payload, no key, no headers; Java client defaults otherwise "
+            "(batch.size=16384 vs librdkafka's 1 MB); CPU/RSS: whole JVM (os.wait4)"
+        ]
         result: dict[str, Any] = {
             "name": contender.name,
             "mode": mode,
@@ -237,7 +240,7 @@ def run_benchmark(
     ``on_start(total_steps)``, ``on_step(label)`` before each process and
     ``on_done(record)`` after it drive a progress display.
     """
-    from bench.machine import describe, load_average  # noqa: PLC0415
+    from bench.machine import describe, load_average, source_digest  # noqa: PLC0415
     from eventwire.testing._kafka.jars import find_java  # noqa: PLC0415
     from eventwire.testing.kafka import KAFKA_VERSION, ensure_kafka_jars  # noqa: PLC0415
 
@@ -246,7 +249,7 @@ def run_benchmark(
     skipped = {n: by_name(n).missing() for n in cfg.contenders if by_name(n).missing()}
     throughput = [by_name(n) for n in cfg.contenders if n not in skipped]
     latency = [c for c in cfg.latency_contenders() if c.name not in skipped] if cfg.latency else []
-    load_before = load_average()
+    load_before, source_before = load_average(), source_digest()
     total = 2 + cfg.rounds * len(throughput) + cfg.latency_rounds * len(latency)
     on_start(total)
     records: list[RunRecord] = []
@@ -272,6 +275,12 @@ def run_benchmark(
         start_s = cluster.startup_seconds
     machine = describe(java, KAFKA_VERSION)
     machine["load_average_before_after"] = f"{load_before} -> {load_average()}"
+    source_after = source_digest()
+    machine["eventwire_source_digest"] = (
+        source_after
+        if source_after == source_before
+        else f"CHANGED DURING THE RUN: {source_before} -> {source_after} (results mix versions)"
+    )
     return BenchRun(cfg, machine, records, start_s, skipped)
 
 

@@ -4,8 +4,8 @@ acks=all and ``enable_idempotence=True`` (supported). linger_ms=5 for throughput
 (as eventwire's ``reliable``), 0 for latency. No compression: aiokafka's lz4
 needs the ``lz4`` package, which the bench extra does not install. Throughput
 uses the same batch window as ``eventwire-async``: ``await send()`` (returns the
-delivery future once buffered) for 1,000 events, ``gather`` them, 10 batches in
-flight.
+delivery future once buffered) for batches of 1,000 events, 10 batches in flight,
+the oldest batch's futures awaited in order.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``eventwire-async``: ``AsyncPublisher`` on the default asyncio loop.
 
-Throughput: ``publish_nowait`` for a batch of 1,000 events, ``gather`` the
-batch's futures, up to 10 batches in flight (:mod:`bench.contenders._window`).
+Throughput: ``publish_nowait`` for a batch of 1,000 events, up to 10 batches in
+flight, the oldest batch's futures awaited in order (:mod:`bench.contenders._window`).
 Latency: ``publish_nowait`` at the fixed rate (``low_latency`` profile), the
 ack time taken in the future's done-callback, i.e. when the loop sees it.
 """

@@ -77,7 +77,7 @@ def bench(
     if micro:
         from bench import micro as micro_bench  # noqa: PLC0415
 
-        micro_bench.main([])
+        micro_bench.main(["--out", str(_REPO_ROOT / "bench" / "results" / "micro.md")])
         return
     if profile:
         from bench import profile_publish  # noqa: PLC0415
