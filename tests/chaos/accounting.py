@@ -16,6 +16,7 @@ class Accounting:
     in_outbox: int
     consumed: int
     duplicates: int
+    #: Published, never in the log, and never reported failed to the caller.
     lost: int
     order_violations: int
 
@@ -33,8 +34,13 @@ def account(
     acked: int,
     reported_failed: int,
     in_outbox: int,
+    reported_ids: Iterable[str] = (),
 ) -> Accounting:
-    """``published`` maps ce_id -> (key, per-key sequence number)."""
+    """``published`` maps ce_id -> (key, per-key sequence number).
+
+    ``reported_ids`` are events the caller was told failed: missing from the log
+    is then expected, not a loss.
+    """
     seen: dict[str, int] = {}
     last_seq: dict[bytes, int] = {}
     violations = 0
@@ -56,6 +62,6 @@ def account(
         in_outbox=in_outbox,
         consumed=consumed,
         duplicates=sum(n - 1 for n in seen.values()),
-        lost=len(set(published) - set(seen)),
+        lost=len(set(published) - set(seen) - set(reported_ids)),
         order_violations=violations,
     )
