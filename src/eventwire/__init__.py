@@ -35,6 +35,7 @@ from eventwire._handle import DeliveryHandle, DeliveryResult
 from eventwire._publisher import Publisher
 from eventwire._shutdown import GracefulShutdown
 from eventwire._translator import Translator, translate_all
+from eventwire.middleware.metrics import PrometheusServer, serve_prometheus
 
 __version__ = "0.1.0"
 
@@ -58,12 +59,14 @@ __all__ = [
     "ProducerFatalError",
     "Profile",
     "PROFILES",
+    "PrometheusServer",
     "Publisher",
     "PublisherStateError",
     "Route",
     "RoutingError",
     "Secret",
     "SerializationError",
+    "serve_prometheus",
     "translate_all",
     "Translator",
 ]
