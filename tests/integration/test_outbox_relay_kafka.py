@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from eventwire import KafkaConfig
 from eventwire._cloudevents import HeaderTemplate, new_event_id
 from eventwire.outbox import OutboxEntry, OutboxRelay, SQLiteOutbox
 from eventwire.testing.consume import read_topic
+from eventwire.testing.kafka import LocalKafkaCluster
 from eventwire.transports.kafka import KafkaTransport
 
 TEMPLATE = HeaderTemplate(
@@ -91,7 +93,7 @@ class TestRelayToKafka:
             "outbox", "relay", "--bootstrap", kafka_bootstrap, "--sqlite", str(db), "--once"
         )
         assert relay.returncode == 0, relay.stderr
-        assert "relayed 50, parked 1" in relay.stderr
+        assert "relayed 50, dead-lettered 0, parked 1" in relay.stderr
 
         listed = eventwire_cli("dlq", "list", "--sqlite", str(db))
         assert "big-1" in listed.stdout
@@ -101,3 +103,69 @@ class TestRelayToKafka:
         assert "requeued 1" in replay.stdout
         assert SQLiteOutbox(db).status().pending == 1
         assert len(read_topic(kafka_bootstrap, kafka_topic, expected=50, idle=1.0)) == 50
+
+
+class TestDeadLetterTopic:
+    def test_broker_rejected_event_goes_to_the_dlq_and_can_be_replayed(
+        self, tmp_path: Path, kafka_cluster: LocalKafkaCluster
+    ) -> None:
+        """A record the topic refuses (max.message.bytes) lands in <topic>.dlq with reason
+        headers; `dlq list --topic` shows it; after the limit is raised, `dlq replay --topic`
+        re-publishes it to the original topic with the same ce_id."""
+        from confluent_kafka.admin import (
+            AdminClient,
+            AlterConfigOpType,
+            ConfigEntry,
+            ConfigResource,
+        )
+
+        topic = f"small-{new_event_id()[:8]}"
+        kafka_cluster.create_topic(topic, partitions=1, config={"max.message.bytes": "1000"})
+        store = SQLiteOutbox(tmp_path / "o.db")
+        eid = new_event_id()
+        store.add(
+            [OutboxEntry(eid, "test.Big", topic, b"k", os.urandom(5000), tuple(TEMPLATE.build(eid, 0)))]
+        )
+        relay = OutboxRelay(
+            store, lambda: KafkaTransport(KafkaConfig(kafka_cluster.bootstrap_servers))
+        )
+        assert relay.drain(timeout=60)
+        relay.stop()
+        assert relay.stats.dead_lettered == 1
+
+        [dead] = read_topic(kafka_cluster.bootstrap_servers, f"{topic}.dlq", expected=1, idle=0.5)
+        assert dead.header("ce_id") == eid.encode()
+        assert dead.header("eventwire_dlq_code") == b"MSG_SIZE_TOO_LARGE"
+        assert dead.header("eventwire_dlq_original_topic") == topic.encode()
+
+        listed = eventwire_cli(
+            "dlq", "list", "--topic", f"{topic}.dlq", "--bootstrap", kafka_cluster.bootstrap_servers
+        )
+        assert eid in listed.stdout
+        assert "MSG_SIZE_TOO_LARGE" in listed.stdout
+
+        admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap_servers})
+        resource = ConfigResource(
+            ConfigResource.Type.TOPIC,
+            topic,
+            incremental_configs=[
+                ConfigEntry(
+                    "max.message.bytes", "100000", incremental_operation=AlterConfigOpType.SET
+                )
+            ],
+        )
+        for fut in admin.incremental_alter_configs([resource]).values():
+            fut.result(30)
+        time.sleep(1)
+        replay = eventwire_cli(
+            "dlq",
+            "replay",
+            "--topic",
+            f"{topic}.dlq",
+            "--bootstrap",
+            kafka_cluster.bootstrap_servers,
+        )
+        assert replay.returncode == 0, replay.stderr
+        [back] = read_topic(kafka_cluster.bootstrap_servers, topic, expected=1, idle=0.5)
+        assert back.header("ce_id") == eid.encode()
+        assert back.header("eventwire_dlq_code") is None

@@ -47,17 +47,64 @@ class TestRelay:
         assert [r.header("ce_id") for r in transport.records()] == [b"id-1"]
         assert relay.stats.retried == 1
 
-    def test_permanent_failures_are_parked_not_retried(self, store: SQLiteOutbox) -> None:
-        """A permanent error parks the entry with its reason; later keys go on."""
+    def test_permanent_failures_go_to_the_dead_letter_topic(self, store: SQLiteOutbox) -> None:
+        """A permanent error sends the record to <topic>.dlq with its bytes, its headers
+        and eventwire_dlq_* reason headers; later keys go on; nothing is retried."""
         store.add([entry(1, key="a"), entry(2, key="b")])
         transport = MemoryTransport()
         transport.fail_next(1, "TOPIC_AUTHORIZATION_FAILED")
         relay = OutboxRelay(store, lambda: transport)
         assert relay.drain(timeout=5)
+        [dead] = transport.records("orders.dlq")
+        assert (dead.key, dead.value, dead.header("ce_id")) == (b"a", b"v1", b"id-1")
+        assert dead.header("eventwire_dlq_code") == b"TOPIC_AUTHORIZATION_FAILED"
+        assert dead.header("eventwire_dlq_original_topic") == b"orders"
+        assert dead.header("eventwire_dlq_attempts") == b"1"
+        assert b"may not write" in (dead.header("eventwire_dlq_reason") or b"")
+        assert dead.header("eventwire_dlq_first_failure") is not None
+        assert dead.header("eventwire_dlq_last_failure") is not None
+        assert [r.header("ce_id") for r in transport.records("orders")] == [b"id-2"]
+        assert (relay.stats.dead_lettered, relay.stats.retried, relay.stats.parked) == (1, 0, 0)
+
+    def test_without_a_dead_letter_topic_failures_are_parked(self, store: SQLiteOutbox) -> None:
+        """dead_letter=None keeps permanent failures in the outbox, parked with their reason."""
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(1, "MSG_SIZE_TOO_LARGE")
+        relay = OutboxRelay(store, lambda: transport, dead_letter=None)
+        assert relay.drain(timeout=5)
         [(parked, error)] = store.list_parked()
         assert parked.entry.event_id == "id-1"
-        assert "TOPIC_AUTHORIZATION_FAILED" in error
-        assert [r.header("ce_id") for r in transport.records()] == [b"id-2"]
+        assert "MSG_SIZE_TOO_LARGE" in error
+
+    def test_unreachable_dead_letter_topic_parks_the_entry(self, store: SQLiteOutbox) -> None:
+        """If the dead-letter send fails too, the entry is parked in the outbox, not lost."""
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(1, "TOPIC_AUTHORIZATION_FAILED")
+        transport.fail_topic("orders.dlq", "_MSG_TIMED_OUT")
+        relay = OutboxRelay(store, lambda: transport)
+        assert relay.drain(timeout=5)
+        assert store.status().parked == 1
+        assert relay.stats.parked == 1
+
+    def test_exhausted_retries_are_dead_lettered_with_first_failure_time(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """After max_attempts retriable failures the entry goes to the DLQ, attempts counted."""
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(3, "_MSG_TIMED_OUT")
+        relay = OutboxRelay(
+            store, lambda: transport, max_attempts=3, base_backoff_s=0.01, max_backoff_s=0.02
+        )
+        assert relay.drain(timeout=5)
+        [dead] = transport.records("orders.dlq")
+        assert dead.header("eventwire_dlq_attempts") == b"3"
+        assert dead.header("eventwire_dlq_code") == b"_MSG_TIMED_OUT"
+        assert dead.header("eventwire_dlq_first_failure") != dead.header(
+            "eventwire_dlq_last_failure"
+        )
 
     def test_fatal_producer_error_recreates_the_transport(self, store: SQLiteOutbox) -> None:
         """After a fatal error the relay builds a new transport and the entry still lands."""

@@ -78,7 +78,8 @@ def relay(
     try:
         if once:
             drained = worker.drain(timeout=3600)
-            err.print(f"relayed {worker.stats.sent}, parked {worker.stats.parked}")
+            s = worker.stats
+            err.print(f"relayed {s.sent}, dead-lettered {s.dead_lettered}, parked {s.parked}")
             if not drained:
                 raise typer.Exit(1)
         else:
@@ -93,13 +94,24 @@ def relay(
     )
 
 
+BootstrapOpt = Annotated[str | None, typer.Option(help="Kafka bootstrap servers (with --topic).")]
+TopicOpt = Annotated[
+    str | None, typer.Option("--topic", help="A dead-letter topic, e.g. orders.dlq.")
+]
+
+
 @dlq_app.command("list")
 def dlq_list(
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
+    topic: TopicOpt = None,
+    bootstrap: BootstrapOpt = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
-    """List parked events with their last error."""
+    """List dead letters: parked events in an outbox, or records of a dead-letter topic."""
+    if topic:
+        _list_topic(_need(bootstrap), topic, limit)
+        return
     store = open_store(sqlite, postgres)
     rows = store.list_parked(limit)
     store.close()
@@ -114,14 +126,89 @@ def dlq_list(
     out.print(table)
 
 
+def _need(bootstrap: str | None) -> str:
+    if not bootstrap:
+        err.print("[red]--topic needs --bootstrap HOST:PORT[/]")
+        raise typer.Exit(2)
+    return bootstrap
+
+
+def _list_topic(bootstrap: str, topic: str, limit: int) -> None:
+    from eventwire.testing.consume import read_topic  # noqa: PLC0415
+
+    records = read_topic(bootstrap, topic, timeout=30, idle=1.0)
+    table = Table(title=f"dead letters in {topic} ({min(limit, len(records))} of {len(records)})")
+    for col in (
+        "partition:offset",
+        "event id",
+        "type",
+        "original topic",
+        "code",
+        "attempts",
+        "reason",
+    ):
+        table.add_column(col)
+    for r in records[:limit]:
+        h = {k: v.decode(errors="replace") for k, v in r.headers}
+        table.add_row(
+            f"{r.partition}:{r.offset}",
+            h.get("ce_id", ""),
+            h.get("ce_type", ""),
+            h.get("eventwire_dlq_original_topic", ""),
+            h.get("eventwire_dlq_code", ""),
+            h.get("eventwire_dlq_attempts", ""),
+            h.get("eventwire_dlq_reason", ""),
+        )
+    out.print(table)
+
+
 @dlq_app.command("replay")
 def dlq_replay(
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
+    topic: TopicOpt = None,
+    bootstrap: BootstrapOpt = None,
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only these outbox ids.")] = None,
 ) -> None:
-    """Make parked events pending again, so the relay sends them (same ce_id)."""
+    """Re-send dead letters with their original ce_id.
+
+    Parked outbox events become pending again (the relay sends them). Records of
+    a dead-letter topic are re-published to their original topic, with the
+    eventwire_dlq_* headers removed.
+    """
+    if topic:
+        count = _replay_topic(_need(bootstrap), topic)
+        out.print(f"replayed {count} dead letter(s) from {topic}")
+        return
     store = open_store(sqlite, postgres)
     count = store.requeue_parked(ids or None)
     store.close()
     out.print(f"requeued {count} parked event(s)")
+
+
+def _replay_topic(bootstrap: str, topic: str) -> int:
+    from eventwire._config import KafkaConfig  # noqa: PLC0415
+    from eventwire._dlq import strip_dead_letter_headers  # noqa: PLC0415
+    from eventwire.testing.consume import read_topic  # noqa: PLC0415
+    from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
+
+    records = read_topic(bootstrap, topic, timeout=30, idle=1.0)
+    transport = KafkaTransport(KafkaConfig(bootstrap))
+    failures: list[str] = []
+
+    def report(err: object, msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    for r in records:
+        original = dict(r.headers).get("eventwire_dlq_original_topic")
+        if original is None:
+            failures.append(f"{r.partition}:{r.offset} has no eventwire_dlq_original_topic")
+            continue
+        headers = strip_dead_letter_headers(r.headers)
+        transport.send(original.decode(), r.key, r.value, headers, report)
+    remaining = transport.close(30)
+    if failures or remaining:
+        err.print(f"[red]{len(failures) + remaining} record(s) not replayed:[/] {failures[:5]}")
+        raise typer.Exit(1)
+    return len(records)

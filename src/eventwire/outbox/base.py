@@ -37,8 +37,11 @@ class ClaimedEntry:
 
     id: int
     entry: OutboxEntry
+    #: Attempts made before this claim.
     attempts: int
     created_at: float
+    #: When the first attempt failed (Unix seconds), if one did.
+    first_failed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

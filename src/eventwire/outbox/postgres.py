@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS eventwire_outbox (
     lease_owner     TEXT,
     lease_until     DOUBLE PRECISION NOT NULL DEFAULT 0,
     last_error      TEXT,
+    first_failed_at DOUBLE PRECISION,
     sent_at         DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS eventwire_outbox_pending ON eventwire_outbox (state, id);
@@ -70,7 +71,7 @@ UPDATE eventwire_outbox AS t
 SET lease_owner = %(owner)s, lease_until = %(until)s, attempts = t.attempts + 1
 FROM c WHERE t.id = c.id
 RETURNING t.id, t.event_id, t.event_type, t.topic, t.key, t.value, t.headers,
-          t.attempts - 1, t.created_at
+          t.attempts - 1, t.created_at, t.first_failed_at
 """
 
 _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
@@ -79,7 +80,7 @@ _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
 def _claimed(row: Sequence[Any]) -> ClaimedEntry:
     key = None if row[4] is None else bytes(row[4])
     entry = OutboxEntry(row[1], row[2], row[3], key, bytes(row[5]), decode_headers(bytes(row[6])))
-    return ClaimedEntry(row[0], entry, row[7], row[8])
+    return ClaimedEntry(row[0], entry, row[7], row[8], row[9])
 
 
 class PostgresOutbox:
@@ -164,16 +165,18 @@ class PostgresOutbox:
         """Release the lease and schedule another attempt."""
         self._write(
             "UPDATE eventwire_outbox SET lease_until = 0, lease_owner = NULL,"
-            " next_attempt_at = %s, last_error = %s WHERE id = %s",
-            [(next_attempt_at, error, entry_id)],
+            " next_attempt_at = %s, last_error = %s,"
+            " first_failed_at = COALESCE(first_failed_at, %s) WHERE id = %s",
+            [(next_attempt_at, error, time.time(), entry_id)],
         )
 
     def park(self, entry_id: int, error: str) -> None:
         """Set an entry aside after a permanent failure."""
         self._write(
             "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0,"
-            " lease_owner = NULL, last_error = %s WHERE id = %s",
-            [(error, entry_id)],
+            " lease_owner = NULL, last_error = %s,"
+            " first_failed_at = COALESCE(first_failed_at, %s) WHERE id = %s",
+            [(error, time.time(), entry_id)],
         )
 
     def requeue_parked(self, ids: Sequence[int] | None = None) -> int:
@@ -197,11 +200,12 @@ class PostgresOutbox:
         with self._lock, self._conn.transaction():
             rows = self._conn.execute(
                 "SELECT id, event_id, event_type, topic, key, value, headers, attempts,"
-                " created_at, last_error FROM eventwire_outbox WHERE state = 'parked'"
+                " created_at, first_failed_at, last_error FROM eventwire_outbox"
+                " WHERE state = 'parked'"
                 " ORDER BY id LIMIT %s",
                 (limit,),
             ).fetchall()
-        return [(_claimed(r), r[9] or "") for r in rows]
+        return [(_claimed(r), r[10] or "") for r in rows]
 
     def cleanup(self, sent_older_than_s: float) -> int:
         """Delete entries acknowledged more than ``sent_older_than_s`` seconds ago."""

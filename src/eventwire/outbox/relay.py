@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from eventwire._errors import ErrorClass
-from eventwire._policy import classify
+from eventwire._dlq import DeadLetterPolicy, dead_letter_headers
+from eventwire._errors import ErrorClass, RoutingError
+from eventwire._policy import classify, meaning
 from eventwire.outbox.base import ClaimedEntry, OutboxStore
 from eventwire.transports.base import (
     ReportError,
@@ -47,6 +48,7 @@ class RelayStats:
     rounds: int = 0
     sent: int = 0
     retried: int = 0
+    dead_lettered: int = 0
     parked: int = 0
     transport_restarts: int = 0
 
@@ -76,7 +78,11 @@ class OutboxRelay:
         ack_timeout: how long a round waits for acks before rescheduling stragglers.
         base_backoff_s / max_backoff_s: exponential backoff (with full jitter) for
             retriable failures, by attempt number.
-        max_attempts: after this many attempts a retriable failure is parked too.
+        max_attempts: after this many attempts a retriable failure is given up on too.
+        dead_letter: where permanent failures (and exhausted retries) go: a
+            :class:`DeadLetterPolicy` (default ``<topic>.dlq``), or None to only
+            park them in the outbox. If the dead-letter send fails too (Kafka
+            unreachable), the entry is parked in the outbox instead.
     """
 
     def __init__(
@@ -92,7 +98,9 @@ class OutboxRelay:
         max_attempts: int = 1000,
         idle_interval_s: float = 0.2,
         cleanup_after_s: float = 3600.0,
+        dead_letter: DeadLetterPolicy | None = DeadLetterPolicy(),  # noqa: B008 - immutable
     ) -> None:
+        self.dead_letter = dead_letter
         self.store = store
         self._factory = transport_factory
         self._transport = transport_factory()
@@ -157,25 +165,61 @@ class OutboxRelay:
         if sent:
             self.store.mark_sent(sent)
             self.stats.sent += len(sent)
+        given_up: list[tuple[ClaimedEntry, str, str]] = []
         for item in claimed:
             if item.id in results and results[item.id] is None:
                 continue
             code, reason = results.get(item.id) or ("_FLUSH_TIMEOUT", "no ack within ack_timeout")
-            if classify(code) is ErrorClass.PERMANENT or item.attempts >= self.max_attempts:
-                self.store.park(item.id, f"{code}: {reason}")
-                self.stats.parked += 1
-                _log.error(
-                    "outbox_parked",
-                    event_id=item.entry.event_id,
-                    event_type=item.entry.event_type,
-                    topic=item.entry.topic,
-                    code=code,
-                    attempts=item.attempts,
-                )
+            if classify(code) is ErrorClass.PERMANENT or item.attempts + 1 >= self.max_attempts:
+                given_up.append((item, code, reason))
             else:
-                delay = self.backoff(item.attempts)
+                delay = self.backoff(item.attempts + 1)
                 self.store.mark_retry(item.id, f"{code}: {reason}", time.time() + delay)
                 self.stats.retried += 1
+        if given_up:
+            self._dead_letter(given_up)
+
+    def _dead_letter(self, given_up: list[tuple[ClaimedEntry, str, str]]) -> None:
+        """Send each given-up entry to its dead-letter topic; park what cannot be sent."""
+        results: dict[int, tuple[str, str] | None] = {}
+        if self.dead_letter is not None:
+            now = time.time()
+            for item, code, reason in given_up:
+                e = item.entry
+                headers = dead_letter_headers(
+                    e.headers,
+                    code=code,
+                    reason=meaning(code, reason),
+                    attempts=item.attempts + 1,
+                    original_topic=e.topic,
+                    first_failure_s=item.first_failed_at or now,
+                    last_failure_s=now,
+                )
+                try:
+                    dlq_topic = self.dead_letter.topic(e.topic)
+                    self._transport.send(
+                        dlq_topic, e.key, e.value, headers, _Outcome(item.id, results)
+                    )
+                except (SendRejected, TransportQueueFull, RoutingError) as exc:
+                    results[item.id] = ("_DLQ_SEND_FAILED", str(exc))
+            self._transport.flush(self.ack_timeout)
+        for item, code, reason in given_up:
+            if item.id in results and results[item.id] is None:
+                self.store.mark_sent([item.id])
+                self.stats.dead_lettered += 1
+                event = "dead_lettered"
+            else:
+                self.store.park(item.id, f"{code}: {reason}")
+                self.stats.parked += 1
+                event = "outbox_parked"
+            _log.error(
+                event,
+                event_id=item.entry.event_id,
+                event_type=item.entry.event_type,
+                topic=item.entry.topic,
+                code=code,
+                attempts=item.attempts + 1,
+            )
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before attempt ``attempts + 1``: capped exponential, full jitter."""

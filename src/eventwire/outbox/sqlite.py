@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS eventwire_outbox (
     lease_owner     TEXT,
     lease_until     REAL NOT NULL DEFAULT 0,
     last_error      TEXT,
+    first_failed_at REAL,
     sent_at         REAL
 );
 CREATE INDEX IF NOT EXISTS eventwire_outbox_pending
@@ -58,7 +59,8 @@ _INSERT = (
 # Sendable now, and no earlier pending entry of the same (topic, key) is held
 # back (leased elsewhere or waiting for its retry time): per-key order.
 _CLAIMABLE = """
-SELECT id, event_id, event_type, topic, key, value, headers, attempts, created_at
+SELECT id, event_id, event_type, topic, key, value, headers, attempts, created_at,
+       first_failed_at
 FROM eventwire_outbox AS o
 WHERE o.state = 'pending' AND o.next_attempt_at <= :now AND o.lease_until < :now
   AND NOT EXISTS (
@@ -73,7 +75,7 @@ LIMIT :limit
 
 def _row_to_claimed(row: Sequence[Any]) -> ClaimedEntry:
     entry = OutboxEntry(row[1], row[2], row[3], row[4], row[5], decode_headers(row[6]))
-    return ClaimedEntry(row[0], entry, row[7], row[8])
+    return ClaimedEntry(row[0], entry, row[7], row[8], row[9])
 
 
 class SQLiteOutbox:
@@ -175,16 +177,18 @@ class SQLiteOutbox:
         """Release the lease and schedule another attempt."""
         self._write(
             "UPDATE eventwire_outbox SET lease_until = 0, lease_owner = NULL,"
-            " next_attempt_at = ?, last_error = ? WHERE id = ?",
-            [(next_attempt_at, error, entry_id)],
+            " next_attempt_at = ?, last_error = ?,"
+            " first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
+            [(next_attempt_at, error, time.time(), entry_id)],
         )
 
     def park(self, entry_id: int, error: str) -> None:
         """Set an entry aside after a permanent failure."""
         self._write(
             "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0,"
-            " lease_owner = NULL, last_error = ? WHERE id = ?",
-            [(error, entry_id)],
+            " lease_owner = NULL, last_error = ?,"
+            " first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
+            [(error, time.time(), entry_id)],
         )
 
     def requeue_parked(self, ids: Sequence[int] | None = None) -> int:
@@ -208,11 +212,12 @@ class SQLiteOutbox:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, event_id, event_type, topic, key, value, headers, attempts,"
-                " created_at, last_error FROM eventwire_outbox WHERE state = 'parked'"
+                " created_at, first_failed_at, last_error FROM eventwire_outbox"
+                " WHERE state = 'parked'"
                 " ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [(_row_to_claimed(row), row[9] or "") for row in rows]
+        return [(_row_to_claimed(row), row[10] or "") for row in rows]
 
     def cleanup(self, sent_older_than_s: float) -> int:
         """Delete entries acknowledged more than ``sent_older_than_s`` seconds ago."""
