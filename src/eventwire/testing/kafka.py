@@ -141,6 +141,7 @@ class LocalKafkaCluster:
         self._java = ""
         self._classpath = ""
         self._admin: Any = None
+        self._admin_nodes: tuple[int, ...] = ()
         self._state = "new"
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -184,7 +185,6 @@ class LocalKafkaCluster:
             for node in self._nodes.values():
                 self._start_node(node)
             self._write_record()
-            self._admin = _admin.new_admin(self.bootstrap_servers)
             self._wait_ready(self.node_ids, began + self._startup_timeout)
         except BaseException:
             self.close()
@@ -269,6 +269,9 @@ class LocalKafkaCluster:
 
     def leader_of(self, topic: str, partition: int, timeout: float = 10.0) -> int:
         """Return the leader's node id per a fresh Metadata request; -1 if none is elected.
+
+        Metadata comes from a running, unpaused node; an unknown topic is retried until
+        ``timeout`` (a just-created topic may not have reached every broker yet).
 
         Raises:
             KafkaClusterError: the topic or partition is unknown, or metadata timed out.
@@ -376,8 +379,20 @@ class LocalKafkaCluster:
             raise ValueError(f"no node {node}; node ids are {self.node_ids}") from None
 
     def _admin_client(self) -> Any:
-        if self._admin is None:
+        """Return an AdminClient bootstrapped only with running, unpaused nodes.
+
+        A paused node keeps its established connections "up", so a client that knew it
+        would keep sending Metadata requests into the void; a new client is made whenever
+        the set of healthy nodes changes.
+        """
+        if self._state not in {"running", "starting"}:
             raise KafkaClusterError(f"cluster {self.cluster_id} is not running ({self._state})")
+        nodes = self._nodes.values()
+        healthy = tuple(n.node_id for n in nodes if n.running and not n.paused)
+        if self._admin is None or healthy != self._admin_nodes:
+            servers = ",".join(f"127.0.0.1:{self._nodes[i].port}" for i in healthy)
+            self._admin = _admin.new_admin(servers or self.bootstrap_servers)
+            self._admin_nodes = healthy
         return self._admin
 
     def _partition(self, topic: str, partition: int, timeout: float) -> Any:
@@ -430,11 +445,9 @@ class LocalKafkaCluster:
         )
 
     def _wait_ready(self, node_ids: Sequence[int], deadline: float) -> None:
-        admin = self._admin_client()
-
         def listed() -> set[int]:
             try:
-                return _admin.broker_ids(admin, timeout=2.0)
+                return _admin.broker_ids(self._admin_client(), timeout=2.0)
             except KafkaException:
                 return set()
 
