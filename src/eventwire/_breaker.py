@@ -1,0 +1,163 @@
+"""A circuit breaker for "Kafka is unreachable": fail fast instead of queueing blindly.
+
+States::
+
+    CLOSED ──(connectivity failures, and no success, for open_after_s)──> OPEN
+    OPEN ──(reset_timeout_s passed)──> HALF_OPEN      a probe (a Metadata request) runs
+    HALF_OPEN ──probe ok / any delivery ok──> CLOSED
+    HALF_OPEN ──probe failed──> OPEN
+
+Only connectivity failures count (all brokers down, transport errors, message
+timeouts): a permanent error such as a too-large event says nothing about
+Kafka's health. Any successful delivery closes the circuit at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from eventwire._errors import EventwireError
+
+__all__ = ["CONNECTIVITY_CODES", "BreakerState", "CircuitBreaker", "CircuitOpenError"]
+
+_log = structlog.get_logger("eventwire.breaker")
+
+#: Error codes that mean "cannot reach Kafka" (from error_cb or delivery reports).
+CONNECTIVITY_CODES = frozenset(
+    {"_ALL_BROKERS_DOWN", "_TRANSPORT", "_MSG_TIMED_OUT", "_TIMED_OUT", "_RESOLVE"}
+)
+
+
+class BreakerState(enum.Enum):
+    """Where the breaker is."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitOpenError(EventwireError):
+    """Kafka has been unreachable for a while; the event was NOT enqueued.
+
+    Retry later, or give the publisher an outbox so events are kept durably
+    while the circuit is open.
+    """
+
+
+class CircuitBreaker:
+    """Thread-safe breaker state machine; the publisher feeds it and asks :meth:`allow`.
+
+    Args:
+        open_after_s: how long connectivity failures must persist, with no
+            successful delivery, before the circuit opens.
+        reset_timeout_s: how long it stays open before a half-open probe.
+        probe: called (outside the lock) to test Kafka when half-open; returns
+            True if a broker answered. Without one, the next publish is the probe.
+        on_change: called with the new state on every transition.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        open_after_s: float = 10.0,
+        reset_timeout_s: float = 5.0,
+        probe: Callable[[], bool] | None = None,
+        on_change: Callable[[BreakerState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.open_after_s = open_after_s
+        self.reset_timeout_s = reset_timeout_s
+        self._probe = probe
+        self._on_change = on_change
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = BreakerState.CLOSED
+        self._failing_since: float | None = None
+        self._opened_at = 0.0
+        self._probing = False
+        self.last_error = ""
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (OPEN turns HALF_OPEN lazily, when asked)."""
+        with self._lock:
+            self._maybe_half_open()
+            return self._state
+
+    def record_failure(self, code: str, reason: str = "") -> None:
+        """Note an error; only connectivity codes can open the circuit."""
+        if code not in CONNECTIVITY_CODES:
+            return
+        now = self._clock()
+        with self._lock:
+            self.last_error = f"{code}: {reason}" if reason else code
+            if self._failing_since is None:
+                self._failing_since = now
+            if (
+                self._state is BreakerState.CLOSED
+                and now - self._failing_since >= self.open_after_s
+            ):
+                self._transition(BreakerState.OPEN, now)
+
+    def record_success(self) -> None:
+        """A delivery succeeded: Kafka is reachable, close the circuit."""
+        with self._lock:
+            self._failing_since = None
+            if self._state is not BreakerState.CLOSED:
+                self._transition(BreakerState.CLOSED, self._clock())
+
+    def allow(self) -> bool:
+        """May an event be sent to Kafka now? Runs the half-open probe if due."""
+        with self._lock:
+            self._maybe_half_open()
+            state = self._state
+            if state is BreakerState.CLOSED:
+                return True
+            if state is BreakerState.OPEN or self._probing:
+                return False
+            if self._probe is None:
+                return True  # no probe: let this event test the water
+            self._probing = True
+        ok = False
+        try:
+            ok = self._probe()
+        finally:
+            with self._lock:
+                self._probing = False
+                if ok:
+                    self._failing_since = None
+                    self._transition(BreakerState.CLOSED, self._clock())
+                elif self._state is BreakerState.HALF_OPEN:
+                    self._transition(BreakerState.OPEN, self._clock())
+        return ok
+
+    def open_error(self, what: str) -> CircuitOpenError:
+        """The error for an event refused while the circuit is open."""
+        return CircuitOpenError(
+            f"{what} was NOT enqueued: Kafka has been unreachable for over "
+            f"{self.open_after_s:g}s ({self.last_error or 'no broker answered'}), so the "
+            "circuit is open. Retry later, or configure an outbox to keep events durably "
+            "while Kafka is down."
+        )
+
+    def _maybe_half_open(self) -> None:
+        if self._state is BreakerState.OPEN:
+            now = self._clock()
+            if now - self._opened_at >= self.reset_timeout_s:
+                self._transition(BreakerState.HALF_OPEN, now)
+
+    def _transition(self, state: BreakerState, now: float) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        if state is BreakerState.OPEN:
+            self._opened_at = now
+        _log.warning(f"circuit_{state.value}", last_error=self.last_error)
+        if self._on_change is not None:
+            self._on_change(state)
