@@ -205,6 +205,7 @@ def start_owner_and_sigkill_it(mode: str) -> dict[str, Any]:
     return info
 
 
+@pytest.mark.usefixtures("kafka_jars")
 class TestNoOrphans:
     def test_close_leaves_no_jvm_and_no_data(self) -> None:
         """After close() no JVM names the cluster's data dir and the dir and record are gone."""

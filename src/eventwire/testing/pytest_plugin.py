@@ -2,6 +2,7 @@
 
 Fixtures (clusters start lazily, the first time a test asks for them):
 
+* ``kafka_jars`` -- the Kafka jar directory (for tests that build their own cluster).
 * ``kafka_cluster`` -- session-scoped 1-node :class:`~eventwire.testing.kafka.LocalKafkaCluster`.
 * ``kafka_cluster3`` -- session-scoped 3-node cluster for fault injection (RF 3, min ISR 2,
   ``replica.lag.time.max.ms=6000`` so a paused follower leaves the ISR within seconds).
@@ -30,6 +31,7 @@ import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from eventwire.testing.kafka import LocalKafkaCluster
 
@@ -39,7 +41,7 @@ CLUSTER3_OVERRIDES = {
     "broker.heartbeat.interval.ms": "1000",
     "broker.session.timeout.ms": "6000",
 }
-_KAFKA_FIXTURES = {"kafka_cluster", "kafka_bootstrap", "kafka_topic"}
+_KAFKA_FIXTURES = {"kafka_jars", "kafka_cluster", "kafka_bootstrap", "kafka_topic"}
 _CLUSTER3_FIXTURES = {"kafka_cluster3", "kafka_topic3"}
 
 
@@ -104,10 +106,13 @@ def _run_cluster(
     from eventwire.testing.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
 
     cluster = LocalKafkaCluster(nodes, broker_overrides=overrides)
+    failure = None
     try:
         cluster.start()
     except KafkaClusterError as exc:
-        _unavailable(f"could not start a local {nodes}-node Kafka cluster: {exc}")
+        failure = f"could not start a local {nodes}-node Kafka cluster: {exc}"
+    if failure is not None:
+        _unavailable(failure)
     try:
         yield cluster
     finally:
@@ -115,6 +120,24 @@ def _run_cluster(
         if cluster.data_dir is not None:
             leftover = jvm_pids_of(cluster.data_dir)
             assert not leftover, f"Kafka JVMs {leftover} outlived cluster.close()"
+
+
+@pytest.fixture(scope="session")
+def kafka_jars() -> Path:
+    """Directory of the Kafka jars; skips (fails under CI) without Java or the jars.
+
+    For tests that build their own :class:`~eventwire.testing.kafka.LocalKafkaCluster`.
+    """
+    from eventwire.testing._kafka.jars import find_java  # noqa: PLC0415
+    from eventwire.testing.kafka import KafkaClusterError, ensure_kafka_jars  # noqa: PLC0415
+
+    failure = ""
+    try:
+        find_java()
+        return ensure_kafka_jars()
+    except KafkaClusterError as exc:
+        failure = f"cannot run a local Kafka broker: {exc}"
+    _unavailable(failure)
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +179,7 @@ def kafka_topic(request: pytest.FixtureRequest, _eventwire_kafka_admin: Any) -> 
     try:
         admin.create_topic(_eventwire_kafka_admin, name, 3, -1, config=None, timeout=30.0)
     except KafkaClusterError as exc:
-        _unavailable(f"could not create topic {name}: {exc}")
+        pytest.fail(f"could not create topic {name}: {exc}", pytrace=False)
     yield name
     with contextlib.suppress(KafkaClusterError):  # best effort
         admin.delete_topic(_eventwire_kafka_admin, name, timeout=10.0)
@@ -174,7 +197,7 @@ def kafka_topic3(
         kafka_cluster3.heal()
         kafka_cluster3.create_topic(name, partitions=3, replication_factor=3)
     except KafkaClusterError as exc:
-        _unavailable(f"could not prepare topic {name} on the 3-node cluster: {exc}")
+        pytest.fail(f"could not prepare topic {name} on the 3-node cluster: {exc}", pytrace=False)
     yield name
     try:
         kafka_cluster3.heal()
