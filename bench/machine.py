@@ -77,12 +77,13 @@ def _git_revision() -> str:
     return f"{rev}{' + uncommitted changes in src/' if dirty else ''}" if rev else "unknown"
 
 
-def source_digest() -> str:
-    """A short hash of eventwire's source files (to notice edits made during a run)."""
+def source_digest(src: str | None = None) -> str:
+    """A short hash of eventwire's source files under ``src`` (to notice edits during a run)."""
     import hashlib  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    root = Path(__file__).resolve().parent.parent / "src" / "eventwire"
+    base = Path(src) if src else Path(__file__).resolve().parent.parent / "src"
+    root = base / "eventwire"
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())

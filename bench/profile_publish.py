@@ -32,7 +32,9 @@ def _broker_profile(events: int) -> str:
 
     from bench.runner import REPO_ROOT, _cluster  # noqa: PLC0415
 
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    # Keep a PYTHONPATH given by the caller first (e.g. a snapshot of src/).
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO_ROOT)) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     with tempfile.TemporaryDirectory() as tmp, _cluster(1, lambda _m: None) as cluster:
         cluster.create_topic("bench.profile", partitions=3)
         path = str(Path(tmp) / "eventwire.prof")

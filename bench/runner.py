@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -48,6 +51,9 @@ class BenchConfig:
     duration_s: float = 10.0
     contenders: list[str] = field(default_factory=lambda: [c.name for c in CONTENDERS])
     quick: bool = False
+    #: A git revision whose src/ the contender processes import instead of the working
+    #: tree (``git archive``), so edits made during the run cannot mix versions.
+    snapshot: str | None = None
 
     @classmethod
     def preset(cls, *, quick: bool) -> BenchConfig:
@@ -77,7 +83,9 @@ Progress = Callable[[str], None]
 
 
 class _Runner:
-    def __init__(self, cfg: BenchConfig, cluster: Any, jars: Path, java: str) -> None:
+    def __init__(
+        self, cfg: BenchConfig, cluster: Any, jars: Path, java: str, src: str | None
+    ) -> None:
         self.cfg = cfg
         self.cluster = cluster
         self.jars = jars
@@ -86,7 +94,7 @@ class _Runner:
         self.java_base_cpu_s: float | None = None
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+            p for p in (src, str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
         self.env = env
 
@@ -194,6 +202,33 @@ class _Runner:
         return RunRecord(contender.name, mode, round_no, result)
 
 
+def _rev(revision: str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", revision],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def _snapshot(revision: str) -> Path:
+    """Extract ``src/`` of git ``revision`` into a temp dir (``git archive``); return the dir."""
+    target = Path(tempfile.mkdtemp(prefix="eventwire-bench-src-"))
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", "--format=tar", revision, "src"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if archive.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        raise ValueError(f"git archive {revision} failed: {archive.stderr.decode()[-300:]}")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True, timeout=60)
+    return target
+
+
 @contextmanager
 def _cluster(nodes: int, progress: Progress) -> Iterator[Any]:
     from eventwire.testing.kafka import LocalKafkaCluster  # noqa: PLC0415
@@ -249,12 +284,14 @@ def run_benchmark(
     skipped = {n: by_name(n).missing() for n in cfg.contenders if by_name(n).missing()}
     throughput = [by_name(n) for n in cfg.contenders if n not in skipped]
     latency = [c for c in cfg.latency_contenders() if c.name not in skipped] if cfg.latency else []
-    load_before, source_before = load_average(), source_digest()
+    snapshot_dir = _snapshot(cfg.snapshot) if cfg.snapshot else None
+    src = str(snapshot_dir / "src") if snapshot_dir else None
+    load_before, source_before = load_average(), source_digest(src)
     total = 2 + cfg.rounds * len(throughput) + cfg.latency_rounds * len(latency)
     on_start(total)
     records: list[RunRecord] = []
     with _cluster(cfg.nodes, progress) as cluster:
-        runner = _Runner(cfg, cluster, jars, java)
+        runner = _Runner(cfg, cluster, jars, java, src)
         on_step("warm-up (not recorded)")
         runner.run(by_name(RAW), "throughput", 0)
         on_step("java start-up baseline")
@@ -275,7 +312,10 @@ def run_benchmark(
         start_s = cluster.startup_seconds
     machine = describe(java, KAFKA_VERSION)
     machine["load_average_before_after"] = f"{load_before} -> {load_average()}"
-    source_after = source_digest()
+    source_after = source_digest(src)
+    if snapshot_dir is not None:
+        machine["eventwire"] += f"; contenders ran snapshot {cfg.snapshot} = {_rev(cfg.snapshot)}"
+        shutil.rmtree(snapshot_dir, ignore_errors=True)
     machine["eventwire_source_digest"] = (
         source_after
         if source_after == source_before

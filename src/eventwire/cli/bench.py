@@ -67,6 +67,13 @@ def bench(
         bool,
         typer.Option("--profile", help="Only profile eventwire's publish path (pyinstrument)."),
     ] = False,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the contenders on this git revision's src/ (e.g. HEAD) instead of the "
+            "working tree, so edits made during the run cannot mix versions."
+        ),
+    ] = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Where results go (default: bench/results).")
     ] = None,
@@ -94,6 +101,7 @@ def bench(
         raise typer.BadParameter("use 1 or 3", param_hint="--nodes")
     cfg = BenchConfig.preset(quick=quick)
     cfg.nodes, cfg.size, cfg.latency = nodes, size, latency  # type: ignore[assignment]
+    cfg.snapshot = snapshot
     if events is not None:
         cfg.events = events
     if rounds is not None:
@@ -166,6 +174,9 @@ def _run(cfg: Any, out_dir: Path, stem: str) -> None:
         except KafkaClusterError as exc:
             console.print(f"[red]could not run a local Kafka cluster:[/] {exc}")
             raise typer.Exit(code=1) from None
+        except ValueError as exc:  # e.g. an unknown --snapshot revision
+            console.print(f"[red]{exc}")
+            raise typer.Exit(code=2) from None
         progress.update(task, description="writing results", completed=progress.tasks[0].total)
         result_rows, result_ratios = rows(run), ratios(run)
         paths = write_all(out_dir, stem, run, result_rows, result_ratios)
