@@ -116,9 +116,9 @@ class TestLoopNeverBlocks:
 
             tick = asyncio.create_task(ticker())
             async with AsyncPublisher(transport=MemoryTransport()) as pub:
-                for chunk in range(20):
+                for chunk in range(200):
                     await pub.publish_many(
-                        order(n) for n in range(chunk * 1000, chunk * 1000 + 1000)
+                        order(n) for n in range(chunk * 100, chunk * 100 + 100)
                     )
                     await asyncio.sleep(0)
             stop.set()
