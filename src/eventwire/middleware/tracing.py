@@ -47,8 +47,10 @@ Cost, by set-up (the publish path is benchmarked against a bare ``produce()`` lo
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
@@ -103,7 +105,7 @@ class Tracing:
     runs once when the event settles, only for recording spans (``handle._span``).
     """
 
-    __slots__ = ("_names", "_propagator", "_shortcut", "_tracer", "spans")
+    __slots__ = ("_draw", "_names", "_propagator", "_root_bound", "_shortcut", "_tracer", "spans")
 
     def __init__(self, tracer: trace.Tracer | None, propagator: TextMapPropagator | None) -> None:
         self._tracer = tracer
@@ -111,7 +113,15 @@ class Tracing:
         self._names: dict[str, str] = {}
         #: False when no SDK is configured: the publisher only propagates.
         self.spans = tracer is not None
-        self._shortcut = _SamplingShortcut.for_tracer(tracer) if tracer is not None else None
+        shortcut = _SamplingShortcut.for_tracer(tracer) if tracer is not None else None
+        self._shortcut = shortcut
+        # A root span is sampled iff ``draw() & (2**64-1) < _root_bound``; None: ask
+        # the SDK (no shortcut) or, without an SDK, do nothing for roots.
+        self._root_bound: int | None = None
+        self._draw: Callable[[], int] = _no_draw
+        if shortcut is not None and shortcut.root_bound <= _TRACE_ID_LIMIT:
+            self._root_bound = shortcut.root_bound
+            self._draw = shortcut.drawer()
 
     # -- publish ---------------------------------------------------------------------
     def start(
@@ -119,21 +129,50 @@ class Tracing:
     ) -> None:
         """Start the event's span (if sampled) and inject the trace context into ``headers``."""
         ctx = _get_current()
-        parent: SpanContext | None = None
         if ctx:  # an empty context (the usual case without an SDK) has no span
             parent = _get_current_span(ctx).get_span_context()
-            if not parent.is_valid:
-                parent = None
-        tracer = self._tracer
-        if tracer is None:
-            if parent is not None:
-                self._inject(headers, ctx)
-            return
+            if parent.is_valid:
+                self._start_child(ctx, parent, handle, key, headers, size=size)
+                return
+        bound = self._root_bound
+        if bound is not None:  # the sampling shortcut for a root span
+            tid = self._draw()
+            if (tid & _TRACE_ID_LIMIT) >= bound:
+                return  # a sampled-out root: nothing to record or continue (see above)
+            assert self._shortcut is not None
+            self._shortcut.hand_over(tid)
+        elif self._tracer is None:
+            return  # no SDK and no trace to continue
+        self._record(ctx, handle, key, headers, size=size, has_parent=False)
+
+    def _start_child(
+        self,
+        ctx: Context,
+        parent: SpanContext,
+        handle: DeliveryHandle,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        *,
+        size: int,
+    ) -> None:
         shortcut = self._shortcut
-        if shortcut is not None and not shortcut.admit(parent):
-            if parent is not None:
-                self._inject(headers, ctx)
+        if self._tracer is None or (shortcut is not None and not shortcut.admit_child(parent)):
+            self._inject(headers, ctx)  # pass the caller's context through unchanged
             return
+        self._record(ctx, handle, key, headers, size=size, has_parent=True)
+
+    def _record(
+        self,
+        ctx: Context,
+        handle: DeliveryHandle,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        *,
+        size: int,
+        has_parent: bool,
+    ) -> None:
+        tracer = self._tracer
+        assert tracer is not None
         topic = handle.topic
         name = self._names.get(topic)
         if name is None:
@@ -152,13 +191,17 @@ class Tracing:
             if key is not None:
                 attributes["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
             span.set_attributes(attributes)
-        elif parent is None:
+        elif not has_parent:
             return  # a sampled-out root: nothing to continue (see the module docstring)
         self._inject(headers, _set_span_in_context(span, ctx))
 
     def _inject(self, headers: list[tuple[str, bytes]], ctx: Context) -> None:
         propagator = self._propagator or propagate.get_global_textmap()
         propagator.inject(headers, ctx, _SETTER)
+
+
+def _no_draw() -> int:  # pragma: no cover - never called: _root_bound is None then
+    return 0
 
 
 def finish_span(span: Span, msg: ReportMessage | None, failure: DeliveryFailure | None) -> None:
@@ -218,8 +261,23 @@ class _Handoff:
         check = getattr(self._inner, "is_trace_id_random", None)
         return bool(check()) if check is not None else False
 
-    def draw(self) -> int:
-        return int(self._inner.generate_trace_id())
+    def drawer(self) -> Callable[[], int]:
+        """The inner generator's ``generate_trace_id``, minus a frame for the default.
+
+        For the SDK's RandomIdGenerator that is ``random.getrandbits(128)`` called
+        directly (it only redraws the invalid id 0, which the hand-over treats as
+        "none" and the SDK then redraws itself).
+        """
+        inner = self._inner
+        try:
+            from opentelemetry.sdk.trace.id_generator import (  # noqa: PLC0415
+                RandomIdGenerator,
+            )
+        except ImportError:  # pragma: no cover
+            RandomIdGenerator = None  # type: ignore[assignment,misc]
+        if RandomIdGenerator is not None and type(inner) is RandomIdGenerator:
+            return functools.partial(random.getrandbits, 128)
+        return inner.generate_trace_id  # type: ignore[no-any-return]
 
     def hand_over(self, tid: int) -> None:
         self._local.tid = tid
@@ -228,42 +286,38 @@ class _Handoff:
 class _SamplingShortcut:
     """Decides ``sampled?`` for the SDK's stock samplers without building a span.
 
-    ``root_bound``: a root span is sampled iff ``trace_id & (2**64-1) < root_bound``.
-    ``follow_parent``: with a valid parent, its sampled flag decides (ParentBased with
-    default delegates); otherwise ``parent trace id & limit < root_bound`` does.
+    ``root_bound``: a root span is sampled iff ``trace_id & (2**64-1) < root_bound``
+    (``2**64`` for always). ``follow_parent``: with a valid parent, its sampled flag
+    decides (ParentBased with default delegates); otherwise the parent's trace id is
+    compared with ``root_bound``, as TraceIdRatioBased does.
     """
 
-    __slots__ = ("_follow_parent", "_handoff", "_root_bound")
+    __slots__ = ("_follow_parent", "_handoff", "root_bound")
 
     def __init__(self, root_bound: int, follow_parent: bool, handoff: _Handoff) -> None:
-        self._root_bound = root_bound
+        self.root_bound = root_bound
         self._follow_parent = follow_parent
         self._handoff = handoff
 
-    def admit(self, parent: SpanContext | None) -> bool:
-        """True if the span will be sampled; for a root, hand its trace id to the SDK."""
-        if parent is not None:
-            if self._follow_parent:
-                return bool(parent.trace_flags & TraceFlags.SAMPLED)
-            return (parent.trace_id & _TRACE_ID_LIMIT) < self._root_bound
-        bound = self._root_bound
-        if bound > _TRACE_ID_LIMIT:
-            return True  # always on: let the SDK draw the id itself
-        if bound == 0:
-            return False
-        handoff = self._handoff
-        tid = handoff.draw()
-        if (tid & _TRACE_ID_LIMIT) < bound:
-            handoff.hand_over(tid)
-            return True
-        return False
+    def drawer(self) -> Callable[[], int]:
+        """A function drawing root trace ids exactly as the SDK's id generator would."""
+        return self._handoff.drawer()
+
+    def hand_over(self, tid: int) -> None:
+        """Make the next root span ``start_span`` creates (on this thread) use ``tid``."""
+        self._handoff.hand_over(tid)
+
+    def admit_child(self, parent: SpanContext) -> bool:
+        """True if a span with this valid parent will be sampled."""
+        if self._follow_parent:
+            return bool(parent.trace_flags & TraceFlags.SAMPLED)
+        return (parent.trace_id & _TRACE_ID_LIMIT) < self.root_bound
 
     def decide(self, parent: SpanContext | None, tid: int) -> bool:
         """The shortcut's decision for a given trace id (used by the self-check)."""
-        if parent is not None and self._follow_parent:
-            return bool(parent.trace_flags & TraceFlags.SAMPLED)
-        trace_id = parent.trace_id if parent is not None else tid
-        return (trace_id & _TRACE_ID_LIMIT) < self._root_bound
+        if parent is not None:
+            return self.admit_child(parent)
+        return (tid & _TRACE_ID_LIMIT) < self.root_bound
 
     @classmethod
     def for_tracer(cls, tracer: Any) -> _SamplingShortcut | None:
@@ -314,7 +368,7 @@ def _sampler_shape(sampler: Any) -> tuple[int, bool] | None:
 def _agrees(shortcut: _SamplingShortcut, sampler: Any) -> bool:
     """Compare the shortcut with the real sampler on probe trace ids and parents."""
     rng = random.Random(0x5EED)
-    bound = shortcut._root_bound
+    bound = shortcut.root_bound
     probes = [rng.getrandbits(128) | 1 for _ in range(48)]
     if 0 < bound <= _TRACE_ID_LIMIT:  # ids just either side of the ratio bound
         probes += [(7 << 64) | (bound - 1), (7 << 64) | bound]
