@@ -93,6 +93,22 @@ def test_03_async_batch_isolates_the_invalid_event(kafka_bootstrap: str) -> None
     assert all(line.startswith("ok ") for line in lines[:3] + lines[4:11])
 
 
+def test_04_monitored_shows_spans_metrics_and_the_trace_in_headers(kafka_bootstrap: str) -> None:
+    """04 prints PRODUCER spans that end with partition/offset (or ERROR), a scraped
+    /metrics excerpt with the contract names, and a consumed traceparent of its trace."""
+    out = run_example("04_monitored.py", bootstrap=kafka_bootstrap).stdout
+    trace_id = re.search(r"^trace ([0-9a-f]{32}):", out, re.M)
+    assert trace_id is not None, out
+    assert re.search(r"send orders-monitored\s+PRODUCER UNSET partition \d+ offset \d+", out)
+    assert "PRODUCER ERROR error.type=MSG_SIZE_TOO_LARGE" in out
+    assert f"00-{trace_id.group(1)}-" in out  # the consumed record continues the trace
+    assert re.search(
+        r'eventwire_events_published_total\{outcome="delivered",topic="orders-monitored"\} \d', out
+    )
+    assert "eventwire_publish_duration_seconds_count" in out
+    assert summary_of(out)[3] == 0  # lost
+
+
 def test_05_context_manager_flushes_and_names_failed_events(kafka_bootstrap: str) -> None:
     """05 shows the block's end flushing everything, and DeliveryError naming the refused events."""
     out = run_example("05_context_manager.py", bootstrap=kafka_bootstrap).stdout
