@@ -29,7 +29,14 @@ _log = structlog.get_logger("eventwire.breaker")
 
 #: Error codes that mean "cannot reach Kafka" (from error_cb or delivery reports).
 CONNECTIVITY_CODES = frozenset(
-    {"_ALL_BROKERS_DOWN", "_TRANSPORT", "_MSG_TIMED_OUT", "_TIMED_OUT", "_RESOLVE"}
+    {
+        "_ALL_BROKERS_DOWN",
+        "_TRANSPORT",
+        "_MSG_TIMED_OUT",
+        "_TIMED_OUT",
+        "_RESOLVE",
+        "_FLUSH_TIMEOUT",
+    }
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,29 @@ class TestRelay:
         assert 0.5 <= relay.backoff(1) <= 1
         assert 2 <= relay.backoff(3) <= 4
         assert 4 <= relay.backoff(30) <= 8
+
+    def test_open_circuit_keeps_the_backlog_on_disk_until_a_probe_succeeds(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """After sustained connectivity failures the relay stops sending (entries stay
+        pending on disk) until the half-open probe finds Kafka again."""
+        from eventwire._breaker import BreakerState, CircuitBreaker
+
+        store.add([entry(n) for n in range(5)])
+        transport = MemoryTransport()
+        transport.fail_next(5, "_MSG_TIMED_OUT")
+        kafka_up = [False]
+        breaker = CircuitBreaker(open_after_s=0, reset_timeout_s=0.05, probe=lambda: kafka_up[0])
+        relay = OutboxRelay(
+            store, lambda: transport, breaker=breaker, base_backoff_s=0.001, max_backoff_s=0.002
+        )
+        relay.run_once()
+        assert breaker.state is BreakerState.OPEN
+        time.sleep(0.06)
+        assert relay.run_once() == 0  # probe fails: nothing claimed
+        assert store.status().pending == 5
+        kafka_up[0] = True
+        time.sleep(0.06)
+        assert relay.drain(timeout=5)
+        assert len(transport.records("orders")) == 5
+        assert breaker.state is BreakerState.CLOSED

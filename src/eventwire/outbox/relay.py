@@ -21,9 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
+from eventwire._breaker import CircuitBreaker
 from eventwire._dlq import DeadLetterPolicy, dead_letter_headers
 from eventwire._errors import ErrorClass, RoutingError
 from eventwire._policy import classify, meaning
@@ -36,7 +38,7 @@ from eventwire.transports.base import (
     TransportQueueFull,
 )
 
-__all__ = ["OutboxRelay", "RelayStats"]
+__all__ = ["OutboxRelay", "RelayListener", "RelayStats"]
 
 _log = structlog.get_logger("eventwire.outbox")
 
@@ -53,17 +55,37 @@ class RelayStats:
     transport_restarts: int = 0
 
 
+class RelayListener(Protocol):
+    """Told each entry's final outcome (e.g. an in-process publisher settling handles)."""
+
+    def delivered(self, event_id: str, msg: ReportMessage) -> None:
+        """Kafka acknowledged the event on its own topic."""
+        ...
+
+    def given_up(self, event_id: str, code: str, reason: str) -> None:
+        """The event was dead-lettered or parked: it will not reach its topic as is."""
+        ...
+
+
 class _Outcome:
     """The delivery callback of one entry (one object, no closure)."""
 
-    __slots__ = ("entry_id", "results")
+    __slots__ = ("entry_id", "messages", "results")
 
-    def __init__(self, entry_id: int, results: dict[int, tuple[str, str] | None]) -> None:
+    def __init__(
+        self,
+        entry_id: int,
+        results: dict[int, tuple[str, str] | None],
+        messages: dict[int, ReportMessage] | None = None,
+    ) -> None:
         self.entry_id = entry_id
         self.results = results
+        self.messages = messages
 
     def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
         self.results[self.entry_id] = None if err is None else (err.name(), err.str())
+        if err is None and self.messages is not None:
+            self.messages[self.entry_id] = msg
 
 
 class OutboxRelay:
@@ -79,6 +101,9 @@ class OutboxRelay:
         base_backoff_s / max_backoff_s: exponential backoff (with full jitter) for
             retriable failures, by attempt number.
         max_attempts: after this many attempts a retriable failure is given up on too.
+        listener: told each entry's final outcome (delivered, or given up).
+        breaker: a :class:`~eventwire._breaker.CircuitBreaker`; while it is open the
+            relay sends nothing (entries wait on disk) and probes Kafka instead.
         dead_letter: where permanent failures (and exhausted retries) go: a
             :class:`DeadLetterPolicy` (default ``<topic>.dlq``), or None to only
             park them in the outbox. If the dead-letter send fails too (Kafka
@@ -99,8 +124,12 @@ class OutboxRelay:
         idle_interval_s: float = 0.2,
         cleanup_after_s: float = 3600.0,
         dead_letter: DeadLetterPolicy | None = DeadLetterPolicy(),  # noqa: B008 - immutable
+        listener: RelayListener | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.dead_letter = dead_letter
+        self.listener = listener
+        self.breaker = breaker
         self.store = store
         self._factory = transport_factory
         self._transport = transport_factory()
@@ -125,27 +154,34 @@ class OutboxRelay:
 
     def run_once(self) -> int:
         """Run one round; return how many entries were claimed."""
+        if self.breaker is not None and not self.breaker.allow():
+            return 0  # Kafka is unreachable: the backlog stays on disk
         claimed = self.store.claim_batch(self.batch_size, owner=self.owner, lease_s=self.lease_s)
         if not claimed:
             return 0
         results: dict[int, tuple[str, str] | None] = {}
+        messages: dict[int, ReportMessage] = {}
         for item in claimed:
-            self._send(item, results)
+            self._send(item, results, messages)
         self._transport.flush(self.ack_timeout)
-        self._settle(claimed, results)
+        self._settle(claimed, results, messages)
         self.stats.rounds += 1
         if self._fatal:
             self._restart_transport()
         return len(claimed)
 
-    def _send(self, item: ClaimedEntry, results: dict[int, tuple[str, str] | None]) -> None:
+    def _send(
+        self,
+        item: ClaimedEntry,
+        results: dict[int, tuple[str, str] | None],
+        messages: dict[int, ReportMessage] | None = None,
+    ) -> None:
         e = item.entry
         deadline = time.monotonic() + self.ack_timeout
         while True:
             try:
-                self._transport.send(
-                    e.topic, e.key, e.value, list(e.headers), _Outcome(item.id, results)
-                )
+                outcome = _Outcome(item.id, results, messages)
+                self._transport.send(e.topic, e.key, e.value, list(e.headers), outcome)
                 return
             except TransportQueueFull:
                 if time.monotonic() > deadline:
@@ -159,12 +195,21 @@ class OutboxRelay:
                 return
 
     def _settle(
-        self, claimed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
+        self,
+        claimed: list[ClaimedEntry],
+        results: dict[int, tuple[str, str] | None],
+        messages: dict[int, ReportMessage] | None = None,
     ) -> None:
         sent = [item.id for item in claimed if item.id in results and results[item.id] is None]
         if sent:
             self.store.mark_sent(sent)
             self.stats.sent += len(sent)
+        self._feed_breaker(claimed, results)
+        if self.listener is not None and messages is not None:
+            for item in claimed:
+                msg = messages.get(item.id)
+                if msg is not None:
+                    self.listener.delivered(item.entry.event_id, msg)
         given_up: list[tuple[ClaimedEntry, str, str]] = []
         for item in claimed:
             if item.id in results and results[item.id] is None:
@@ -212,6 +257,8 @@ class OutboxRelay:
                 self.store.park(item.id, f"{code}: {reason}")
                 self.stats.parked += 1
                 event = "outbox_parked"
+            if self.listener is not None:
+                self.listener.given_up(item.entry.event_id, code, reason)
             _log.error(
                 event,
                 event_id=item.entry.event_id,
@@ -220,6 +267,19 @@ class OutboxRelay:
                 code=code,
                 attempts=item.attempts + 1,
             )
+
+    def _feed_breaker(
+        self, claimed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
+    ) -> None:
+        if self.breaker is None:
+            return
+        outcomes = [results.get(item.id, ("_FLUSH_TIMEOUT", "")) for item in claimed]
+        if any(o is None for o in outcomes):
+            self.breaker.record_success()
+            return
+        for outcome in outcomes:
+            if outcome is not None:
+                self.breaker.record_failure(*outcome)
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before attempt ``attempts + 1``: capped exponential, full jitter."""
