@@ -13,8 +13,11 @@ from opentelemetry.trace import TracerProvider
 from eventwire._codec import Codec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._core import PublisherCore
+from eventwire._errors import PublisherStateError
 from eventwire._event import Route
 from eventwire._handle import DeliveryHandle
+from eventwire._outbox_mode import NoDirectTransport, OutboxMode
+from eventwire.outbox.base import OutboxStore
 from eventwire.transports.base import Transport
 
 __all__ = ["Publisher"]
@@ -60,6 +63,14 @@ class Publisher:
         meter_provider: the OpenTelemetry MeterProvider for eventwire's metrics
             (see :mod:`eventwire.middleware.metrics`); default: the global one, and
             no metrics work at all if that is not an SDK provider.
+        outbox: a durable store (:class:`~eventwire.outbox.SQLiteOutbox`,
+            :class:`~eventwire.outbox.postgres.PostgresOutbox`). Then ``publish()``
+            returns once the event is committed there, and a relay ships it; see
+            :mod:`eventwire._outbox_mode`. No broker check runs at start.
+        relay: run the outbox relay in a background thread (default). False when a
+            separate ``eventwire outbox relay`` process ships the events.
+        relay_options: keyword arguments for :class:`~eventwire.outbox.OutboxRelay`
+            (``batch_size``, ``dead_letter``, ``max_attempts`` ...).
 
     Raises:
         ConfigurationError: a bad configuration key or value (named).
@@ -83,6 +94,9 @@ class Publisher:
         tracer_provider: TracerProvider | None = None,
         propagator: TextMapPropagator | None = None,
         meter_provider: MeterProvider | None = None,
+        outbox: OutboxStore | None = None,
+        relay: bool = True,
+        relay_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._core = PublisherCore(
             bootstrap_servers,
@@ -92,14 +106,23 @@ class Publisher:
             routes=routes,
             source=source,
             codec=codec,
-            transport=transport,
+            transport=transport if outbox is None else NoDirectTransport(),
             enqueue_timeout=enqueue_timeout,
             tracer_provider=tracer_provider,
             propagator=propagator,
             meter_provider=meter_provider,
-            connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout if outbox is None else None,
         )
         self._close_timeout = close_timeout
+        self._outbox: OutboxMode | None = None
+        if outbox is not None:
+            self._outbox = OutboxMode(
+                self._core,
+                outbox,
+                relay_transport=transport,
+                start_relay=relay,
+                relay_options=relay_options,
+            )
 
     @property
     def config(self) -> KafkaConfig | None:
@@ -136,6 +159,8 @@ class Publisher:
         core = self._core
         if core.unusable:
             core.check_usable()
+        if self._outbox is not None:
+            return self._outbox.publish(event, event_id, headers)
         topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
         if not core.try_send(topic, key, value, hdrs, handle):
             core.send_blocking(topic, key, value, hdrs, handle)
@@ -149,11 +174,38 @@ class Publisher:
         """
         core = self._core
         core.check_usable()
+        if self._outbox is not None:
+            return [self._outbox.publish(event, None, None) for event in events]
         prepared = [core.prepare(event, None, None, traced=False) for event in events]
         for topic, key, value, hdrs, handle in prepared:
             core.trace(key, value, hdrs, handle)  # a span only for an event really sent
             core.send_blocking(topic, key, value, hdrs, handle)
         return [p[4] for p in prepared]
+
+    def stage(
+        self,
+        event: Any,
+        *,
+        connection: Any,
+        event_id: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> str:
+        """Add ``event`` to the outbox inside *your* open transaction; return its ce_id.
+
+        ``connection`` is the sqlite3 / psycopg connection (or SQLAlchemy Session)
+        of your domain write: the event is sent if and only if you commit it.
+
+        Raises:
+            PublisherStateError: the publisher has no outbox.
+            RoutingError, SerializationError: as :meth:`publish`, before anything is written.
+        """
+        if self._outbox is None:
+            raise PublisherStateError(
+                "stage() needs an outbox: create the publisher with outbox=SQLiteOutbox(...) "
+                "or PostgresOutbox(...)"
+            )
+        self._core.check_usable()
+        return self._outbox.stage(event, connection, event_id, headers)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` s for every outstanding event.
@@ -163,6 +215,9 @@ class Publisher:
                 and every event still unacknowledged when the timeout ran out
                 (code ``_FLUSH_TIMEOUT``; those remain queued and may still land).
         """
+        if self._outbox is not None:
+            self._outbox.flush(timeout)
+            return
         self._core.flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
@@ -172,7 +227,14 @@ class Publisher:
         DeliveryError lists them (``_PURGE_QUEUE``/``_PURGE_INFLIGHT``) with every
         other failure. Closing twice is a no-op.
         """
-        self._core.close(self._close_timeout if timeout is None else timeout)
+        timeout = self._close_timeout if timeout is None else timeout
+        if self._outbox is not None and not self._core.closed:
+            try:
+                self._outbox.close(timeout)
+            finally:
+                self._core.close(0)
+            return
+        self._core.close(timeout)
 
     def __enter__(self) -> Publisher:
         return self

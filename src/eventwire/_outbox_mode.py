@@ -1,0 +1,201 @@
+"""The publisher's outbox mode: commit the event durably first, relay it to Kafka after.
+
+With ``Publisher(..., outbox=store)``:
+
+* ``publish(event)`` routes, validates and encodes the event exactly as without
+  an outbox, commits it to the store (fsynced), and only then returns. From
+  that moment the event survives a broker outage and a crash of this process.
+* An in-process relay (a background thread, unless ``relay=False``) ships the
+  committed entries; its acks settle the returned handles, so
+  ``handle.result()`` still means "Kafka has it". Entries committed by a
+  previous process, or with :meth:`Publisher.stage`, are shipped too.
+* ``stage(event, connection=...)`` writes the event in *your* database
+  transaction: it is sent if and only if that transaction commits.
+* ``flush()``/``close()`` wait (bounded) for the relay. An event still in the
+  outbox when they time out is *not* a failure: it is durable and will be sent
+  by the next relay. Only events given up on (dead-lettered or parked) raise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from eventwire._breaker import CircuitBreaker
+from eventwire._errors import DeliveryError
+from eventwire.outbox.base import OutboxEntry, OutboxStore
+from eventwire.outbox.relay import OutboxRelay
+from eventwire.transports.base import SendRejected, Transport
+
+if TYPE_CHECKING:
+    from eventwire._core import PublisherCore
+    from eventwire._handle import DeliveryHandle
+    from eventwire.transports.base import DeliveryCallback, ReportMessage
+
+__all__ = ["NoDirectTransport", "OutboxMode"]
+
+
+class NoDirectTransport:
+    """The core's transport in outbox mode: records never bypass the outbox."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        """Refuse: in outbox mode only the relay sends."""
+        raise SendRejected("_INVALID_ARG", "in outbox mode records go through the outbox")
+
+    def flush(self, timeout: float) -> int:
+        """Nothing is ever queued here."""
+        return 0
+
+    def close(self, timeout: float) -> int:
+        """Nothing to release."""
+        return 0
+
+    def wait_for_space(self, timeout: float) -> None:
+        """Never full."""
+
+    def on_fatal(self, callback: Any) -> None:
+        """Never fatal."""
+
+
+class OutboxMode:
+    """Commit-then-relay publishing for one :class:`Publisher` (see module docs)."""
+
+    def __init__(
+        self,
+        core: PublisherCore,
+        store: OutboxStore,
+        *,
+        relay_transport: Transport | None,
+        start_relay: bool,
+        relay_options: Mapping[str, Any] | None,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self._handles: dict[str, DeliveryHandle] = {}
+        self._lock = threading.Lock()
+        self.relay: OutboxRelay | None = None
+        if start_relay:
+            factory = self._transport_factory(relay_transport)
+            probe_transport: list[Transport] = []
+
+            def probe() -> bool:
+                check = (
+                    getattr(probe_transport[0], "check_connection", None)
+                    if probe_transport
+                    else None
+                )
+                if check is None:
+                    return True
+                try:
+                    check(5.0)
+                except Exception:
+                    return False
+                return True
+
+            def make() -> Transport:
+                transport: Transport = factory()
+                probe_transport[:] = [transport]
+                return transport
+
+            self.relay = OutboxRelay(
+                store,
+                make,
+                listener=self,
+                breaker=CircuitBreaker(probe=probe),
+                **dict(relay_options or {}),
+            )
+            self.relay.start()
+
+    def _transport_factory(self, given: Transport | None) -> Callable[[], Transport]:
+        if given is not None:
+            return lambda: given
+        config = self.core.config
+        if config is None:
+            raise ValueError("outbox mode needs bootstrap servers, a config or a transport")
+        from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
+
+        return lambda: KafkaTransport(config, connect_timeout=None)
+
+    # -- publishing -----------------------------------------------------------------------
+    def publish(
+        self, event: Any, event_id: str | None, headers: Sequence[tuple[str, bytes]] | None
+    ) -> DeliveryHandle:
+        """Commit one event durably; return its handle (settled by the relay's ack)."""
+        topic, key, value, hdrs, handle = self.core.prepare(event, event_id, headers)
+        entry = OutboxEntry(handle.event_id, handle.event_type, topic, key, value, tuple(hdrs))
+        with self._lock:
+            self._handles[handle.event_id] = handle
+        self.core._pending[handle] = None
+        try:
+            self.store.add([entry])
+        except BaseException as exc:
+            self._forget(handle)
+            self.core._abandon(handle, handle.failure_from("_OUTBOX_WRITE_FAILED", repr(exc)))
+            raise
+        return handle
+
+    def stage(self, event: Any, connection: Any, event_id: str | None, headers: Any) -> str:
+        """Add the event to the caller's open transaction; return its event id."""
+        topic, key, value, hdrs, handle = self.core.prepare(event, event_id, headers, traced=False)
+        entry = OutboxEntry(handle.event_id, handle.event_type, topic, key, value, tuple(hdrs))
+        self.store.add([entry], connection=connection)
+        return handle.event_id
+
+    def _forget(self, handle: DeliveryHandle) -> None:
+        with self._lock:
+            self._handles.pop(handle.event_id, None)
+        self.core._pending.pop(handle, None)
+
+    # -- the relay's listener ------------------------------------------------------------
+    def delivered(self, event_id: str, msg: ReportMessage) -> None:
+        """Settle the handle of an acknowledged event published by this publisher."""
+        with self._lock:
+            handle = self._handles.pop(event_id, None)
+        if handle is not None:
+            self.core.settled(handle, msg, None)
+
+    def given_up(self, event_id: str, code: str, reason: str) -> None:
+        """Settle the handle of a dead-lettered or parked event as failed."""
+        with self._lock:
+            handle = self._handles.pop(event_id, None)
+        if handle is not None:
+            self.core.settled(handle, None, handle.failure_from(code, reason))
+
+    # -- flush and close ---------------------------------------------------------------------
+    def flush(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the relay; raise only for events given up on."""
+        deadline = time.monotonic() + timeout
+        while self.relay is not None and self._handles and time.monotonic() < deadline:
+            time.sleep(0.01)
+        failures = self.core.take_failures(timed_out=False)
+        if failures:
+            raise DeliveryError(failures, context=f"flush({timeout:g}) with outbox")
+
+    def close(self, timeout: float) -> None:
+        """Flush (bounded), stop the relay; events left in the outbox stay durable."""
+        try:
+            self.flush(timeout)
+        finally:
+            if self.relay is not None:
+                self.relay.stop(min(timeout, 10.0))
+            with self._lock:
+                left, self._handles = list(self._handles.values()), {}
+            for handle in left:
+                # Not a failure: the event is committed and the next relay sends it.
+                self.core._pending.pop(handle, None)
+                failure = handle.failure_from("_IN_OUTBOX", "")
+                handle._settle(None, failure)
+
+    @property
+    def waiting(self) -> int:
+        """Events published here and not yet acknowledged (they are all durable)."""
+        return len(self._handles)

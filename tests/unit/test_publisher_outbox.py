@@ -1,0 +1,100 @@
+"""The Publisher in outbox mode, on SQLite and the memory transport."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from eventwire import DeliveryError, Publisher, PublisherStateError
+from eventwire.outbox import OutboxRelay, SQLiteOutbox
+from eventwire.transports.memory import MemoryTransport
+
+from .conftest import order
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteOutbox:
+    return SQLiteOutbox(tmp_path / "outbox.db")
+
+
+class TestOutboxPublisher:
+    def test_publish_commits_before_returning(self, store: SQLiteOutbox) -> None:
+        """With relay=False nothing is sent, yet every published event is in the store."""
+        transport = MemoryTransport()
+        with Publisher(transport=transport, outbox=store, relay=False) as pub:
+            handles = pub.publish_many([order(1), order(2)])
+            assert store.status().pending == 2
+        assert transport.records() == []
+        assert all(h.done() and h.failure is not None for h in handles)
+        assert handles[0].failure.code == "_IN_OUTBOX"  # type: ignore[union-attr]
+
+    def test_in_process_relay_settles_handles_at_the_ack(self, store: SQLiteOutbox) -> None:
+        """The relay ships committed events; their handles resolve to where they landed."""
+        transport = MemoryTransport()
+        with Publisher(transport=transport, outbox=store) as pub:
+            handle = pub.publish(order(1))
+            result = handle.result(timeout=5)
+            pub.flush(5)
+        [record] = transport.records("orders")
+        assert (record.partition, record.offset) == (result.partition, result.offset)
+        assert record.header("ce_id") == handle.event_id.encode()
+        assert store.status().pending == 0
+
+    def test_events_from_an_earlier_process_are_shipped_too(self, store: SQLiteOutbox) -> None:
+        """Entries left by a publisher that never relayed are sent by the next one's relay."""
+        with Publisher(transport=MemoryTransport(), outbox=store, relay=False) as pub:
+            first = pub.publish(order(1)).event_id
+        transport = MemoryTransport()
+        with Publisher(transport=transport, outbox=store) as pub:
+            pub.publish(order(2)).result(timeout=5)
+            relay = pub._outbox.relay  # type: ignore[union-attr]
+            assert relay is not None
+            relay.drain(timeout=5)
+        assert first.encode() in {r.header("ce_id") for r in transport.records()}
+
+    def test_stage_joins_the_callers_transaction(self, store: SQLiteOutbox) -> None:
+        """stage() writes in the caller's transaction: rolled back, it is never sent."""
+        conn = sqlite3.connect(store.path)
+        with Publisher(transport=MemoryTransport(), outbox=store, relay=False) as pub:
+            pub.stage(order(1), connection=conn)
+            conn.rollback()
+            assert store.status().pending == 0
+            kept = pub.stage(order(2), connection=conn)
+            conn.commit()
+        transport = MemoryTransport()
+        assert OutboxRelay(store, lambda: transport).drain(timeout=5)
+        assert [r.header("ce_id") for r in transport.records()] == [kept.encode()]
+
+    def test_stage_without_an_outbox_is_a_clear_error(self) -> None:
+        """stage() on a publisher without an outbox says how to get one."""
+        with (
+            Publisher(transport=MemoryTransport()) as pub,
+            pytest.raises(PublisherStateError, match="outbox=SQLiteOutbox"),
+        ):
+            pub.stage(order(1), connection=None)
+
+    def test_permanent_failure_fails_the_handle_and_flush(self, store: SQLiteOutbox) -> None:
+        """A dead-lettered event fails its handle; flush raises naming it."""
+        transport = MemoryTransport()
+        transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
+        pub = Publisher(transport=transport, outbox=store)
+        handle = pub.publish(order(1))
+        with pytest.raises(DeliveryError, match="TOPIC_AUTHORIZATION_FAILED"):
+            handle.result(timeout=5)
+        with pytest.raises(DeliveryError, match=handle.event_id):
+            pub.flush(5)
+        pub.close(5)
+        assert len(transport.records("orders.dlq")) == 1
+
+    def test_invalid_events_are_refused_before_anything_is_written(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """Routing and encoding errors raise at publish(); the outbox stays empty."""
+        from .conftest import Unrouted
+
+        with Publisher(transport=MemoryTransport(), outbox=store, relay=False) as pub:
+            with pytest.raises(Exception, match="has no route"):
+                pub.publish(Unrouted(order_id="x"))
+        assert store.status().pending == 0
