@@ -113,7 +113,12 @@ def _eventwire_cases(events: list[Any], closers: list[Callable[[], Any]]) -> lis
         return router.resolve(type(e)).key_of(e)
 
     live: list[Any] = []
-    closers.append(lambda: [_quiet_close(p) for p in live])
+
+    def close_all() -> None:
+        for pub in live:
+            _quiet_close(pub)
+
+    closers.append(close_all)
 
     def publisher(bootstrap: str | None) -> Callable[[Any], Any]:
         while live:
@@ -158,7 +163,7 @@ def _raw_cases(events: list[Any], closers: list[Callable[[], Any]]) -> list[Case
     encode = msgspec.json.Encoder().encode
     value, key = encode(events[0]), events[0].order_id.encode()
     template = HeaderTemplate(type_name="t", source="eventwire", content_type="application/json")
-    hdrs = template.build(new_event_id(), time.time_ns() // 1_000_000, ())
+    hdrs: Any = template.build(new_event_id(), time.time_ns() // 1_000_000, ())
     cb = _noop_callback
 
     def purged(body: Callable[[Any], Any]) -> Callable[[], Callable[[Any], Any]]:

@@ -2,8 +2,8 @@
 
 Two profiles, each a self-time table (``bench/results/profile-eventwire.md``):
 
-1. **real broker**: the ``eventwire`` contender (default ``Publisher``,
-   ``reliable`` profile) publishing to a local 1-node cluster, main thread only.
+1. **real broker**: the ``eventwire`` and ``eventwire-traced-100`` contenders
+   (``--contenders``) publishing to a local 1-node cluster, main thread only.
 2. **no broker**: ``Publisher.publish()`` into librdkafka with an unreachable
    bootstrap (nothing is ever acknowledged, so no settlement): the Python
    publish path without any network or broker CPU competing.
@@ -27,38 +27,46 @@ from bench.profiling import format_hot_spots
 __all__ = ["main"]
 
 
-def _broker_profile(events: int) -> str:
+def _broker_profiles(events: int, names: list[str]) -> str:
+    """Profile each named contender on one local 1-node cluster; one section each."""
     import os  # noqa: PLC0415
 
     from bench.runner import REPO_ROOT, _cluster  # noqa: PLC0415
 
     # Keep a PYTHONPATH given by the caller first (e.g. a snapshot of src/).
-    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO_ROOT)) if p)
-    env = dict(os.environ, PYTHONPATH=path)
+    pythonpath = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO_ROOT)) if p)
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    sections = []
     with tempfile.TemporaryDirectory() as tmp, _cluster(1, lambda _m: None) as cluster:
-        cluster.create_topic("bench.profile", partitions=3)
-        path = str(Path(tmp) / "eventwire.prof")
-        child = run_child(
-            [
-                sys.executable,
-                "-m",
-                "bench.worker",
-                "eventwire",
-                f"--bootstrap={cluster.bootstrap_servers}",
-                "--topic=bench.profile",
-                f"--events={events}",
-                f"--profile={path}",
-            ],
-            timeout=180,
-            cwd=REPO_ROOT,
-            env=env,
-        )
-        if child.returncode != 0:
-            return f"(profile run failed: {child.tail()})\n"
-        summary = next(
-            (ln for ln in child.stdout.splitlines() if ln.startswith("BENCH_RESULT")), ""
-        )
-        return f"{events:,} events; {summary[13:200]}…\n\n" + Path(path + ".top.md").read_text()
+        for name in names:
+            topic = cluster.create_topic(f"bench.profile.{name}", partitions=3)
+            path = str(Path(tmp) / f"{name}.prof")
+            child = run_child(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.worker",
+                    name,
+                    f"--bootstrap={cluster.bootstrap_servers}",
+                    f"--topic={topic}",
+                    f"--events={events}",
+                    f"--profile={path}",
+                ],
+                timeout=300,
+                cwd=REPO_ROOT,
+                env=env,
+            )
+            if child.returncode != 0:
+                sections.append(f"### {name}\n\n(profile run failed: {child.tail()})\n")
+                continue
+            line = next(
+                (ln for ln in child.stdout.splitlines() if ln.startswith("BENCH_RESULT")), ""
+            )
+            sections.append(
+                f"### {name}\n\n{events:,} events; {line[13:200]}…\n\n"
+                + Path(path + ".top.md").read_text()
+            )
+    return "\n".join(sections)
 
 
 def _no_broker_profile(events: int) -> str:
@@ -97,6 +105,11 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_publish", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="30k events instead of 200k")
     parser.add_argument("--out", default=None, help="markdown file to write")
+    parser.add_argument(
+        "--contenders",
+        default="eventwire,eventwire-traced-100",
+        help="comma-separated contenders to profile on the broker",
+    )
     args = parser.parse_args(argv)
     import logging  # noqa: PLC0415
 
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> str:
         "Self time = time in the function itself, including C functions it calls that have "
         "no frame of their own. Main (publishing) thread only.\n\n"
         "## 1. Real broker (local 1-node Kafka, reliable profile)\n\n"
-        + _broker_profile(events)
+        + _broker_profiles(events, args.contenders.split(","))
         + "\n## 2. No broker (publish() into librdkafka's queue, nothing acknowledged)\n\n"
         + _no_broker_profile(events)
     )

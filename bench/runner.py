@@ -313,7 +313,7 @@ def run_benchmark(
     machine = describe(java, KAFKA_VERSION)
     machine["load_average_before_after"] = f"{load_before} -> {load_average()}"
     source_after = source_digest(src)
-    if snapshot_dir is not None:
+    if snapshot_dir is not None and cfg.snapshot is not None:
         machine["eventwire"] += f"; contenders ran snapshot {cfg.snapshot} = {_rev(cfg.snapshot)}"
         shutil.rmtree(snapshot_dir, ignore_errors=True)
     machine["eventwire_source_digest"] = (

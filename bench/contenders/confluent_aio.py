@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -78,7 +79,7 @@ async def _latency(ctx: RunContext) -> LatencySample:
     try:
         await _warm_up(producer, ctx, encode)
 
-        def done(fut: Any, sent_ns: int) -> None:
+        def done(sent_ns: int, fut: Any) -> None:
             if not fut.cancelled() and fut.exception() is None:
                 lat.append(clock() - sent_ns)
 
@@ -93,7 +94,7 @@ async def _latency(ctx: RunContext) -> LatencySample:
             event = ctx.pool[i & ctx.mask]
             sent_ns = clock()
             fut = await producer.produce(ctx.topic, encode(event), event.order_id.encode())
-            fut.add_done_callback(lambda f, t=sent_ns: done(f, t))
+            fut.add_done_callback(partial(done, sent_ns))
             futures.append(fut)
         send_s = pacer.elapsed_s()
         await producer.flush()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import structlog
@@ -66,7 +67,7 @@ async def _latency(ctx: RunContext) -> LatencySample:
     async with AsyncPublisher(ctx.bootstrap, routes=routes, profile="low_latency") as publisher:
         await _warm_up(publisher, ctx)
 
-        def done(fut: Any, sent_ns: int) -> None:
+        def done(sent_ns: int, fut: Any) -> None:
             if not fut.cancelled() and fut.exception() is None:
                 lat.append(clock() - sent_ns)
 
@@ -80,7 +81,7 @@ async def _latency(ctx: RunContext) -> LatencySample:
                 await asyncio.sleep(delay)
             sent_ns = clock()
             fut = publisher.publish_nowait(ctx.pool[i & ctx.mask])
-            fut.add_done_callback(lambda f, t=sent_ns: done(f, t))
+            fut.add_done_callback(partial(done, sent_ns))
             futures.append(fut)
         send_s = pacer.elapsed_s()
         results = await asyncio.gather(*futures, return_exceptions=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import structlog
@@ -99,7 +100,7 @@ def latency(ctx: RunContext) -> LatencySample:
             publisher.publish(ctx.pool[i & ctx.mask])
         publisher.flush(30)
 
-        def done(handle: DeliveryHandle, sent_ns: int) -> None:
+        def done(sent_ns: int, handle: DeliveryHandle) -> None:
             if not handle.failed():
                 lat.append(clock() - sent_ns)
 
@@ -113,7 +114,7 @@ def latency(ctx: RunContext) -> LatencySample:
                 time.sleep(delay)
             sent_ns = clock()
             handle = publisher.publish(ctx.pool[i & ctx.mask])
-            handle.add_done_callback(lambda h, t=sent_ns: done(h, t))
+            handle.add_done_callback(partial(done, sent_ns))
         send_s = pacer.elapsed_s()
         try:
             publisher.flush(30)

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import msgspec
-from kafka import KafkaProducer
+from kafka import KafkaProducer  # type: ignore[import-untyped]
 
 from bench.contenders._context import RunContext
 from bench.measure import LatencySample, Pacer, Stopwatch, ThroughputSample

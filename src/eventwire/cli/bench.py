@@ -100,7 +100,7 @@ def bench(
     if nodes == 2:
         raise typer.BadParameter("use 1 or 3", param_hint="--nodes")
     cfg = BenchConfig.preset(quick=quick)
-    cfg.nodes, cfg.size, cfg.latency = nodes, size, latency  # type: ignore[assignment]
+    cfg.nodes, cfg.size, cfg.latency = nodes, size, latency
     cfg.snapshot = snapshot
     if events is not None:
         cfg.events = events
