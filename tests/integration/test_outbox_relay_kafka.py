@@ -7,6 +7,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from eventwire import KafkaConfig
 from eventwire._cloudevents import HeaderTemplate, new_event_id
@@ -124,7 +127,11 @@ class TestDeadLetterTopic:
         store = SQLiteOutbox(tmp_path / "o.db")
         eid = new_event_id()
         store.add(
-            [OutboxEntry(eid, "test.Big", topic, b"k", os.urandom(5000), tuple(TEMPLATE.build(eid, 0)))]
+            [
+                OutboxEntry(
+                    eid, "test.Big", topic, b"k", os.urandom(5000), tuple(TEMPLATE.build(eid, 0))
+                )
+            ]
         )
         relay = OutboxRelay(
             store, lambda: KafkaTransport(KafkaConfig(kafka_cluster.bootstrap_servers))
@@ -169,3 +176,49 @@ class TestDeadLetterTopic:
         [back] = read_topic(kafka_cluster.bootstrap_servers, topic, expected=1, idle=0.5)
         assert back.header("ce_id") == eid.encode()
         assert back.header("eventwire_dlq_code") is None
+
+
+class TestOutboxPublisherOnKafka:
+    @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+    def test_published_events_reach_kafka_through_the_outbox(
+        self,
+        backend: str,
+        tmp_path: Path,
+        request: pytest.FixtureRequest,
+        kafka_bootstrap: str,
+        kafka_topic: str,
+    ) -> None:
+        """Publisher(outbox=...) commits each event, its relay ships it, handles resolve,
+        and an independent consumer finds every event once, on SQLite and PostgreSQL."""
+        import msgspec
+
+        from eventwire import Publisher, Route
+
+        class Paid(msgspec.Struct, frozen=True):
+            order_id: str
+            n: int
+
+        if backend == "sqlite":
+            store: Any = SQLiteOutbox(tmp_path / "o.db")
+        else:
+            import psycopg
+
+            from eventwire.outbox.postgres import PostgresOutbox
+
+            dsn = request.getfixturevalue("postgres_dsn")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("DROP TABLE IF EXISTS eventwire_outbox")
+            store = PostgresOutbox(dsn)
+        routes = {Paid: Route(topic=kafka_topic, key="order_id")}
+        with Publisher(kafka_bootstrap, routes=routes, outbox=store) as pub:
+            handles = pub.publish_many(Paid(order_id=f"o{n % 7}", n=n) for n in range(1000))
+            pub.flush(60)
+            results = [h.result(timeout=1) for h in handles]
+        assert store.status().pending == 0
+        records = read_topic(kafka_bootstrap, kafka_topic, expected=1000, idle=1.0)
+        assert sorted(r.header("ce_id") for r in records) == sorted(
+            h.event_id.encode() for h in handles
+        )
+        assert {(r.partition, r.offset) for r in records} == {
+            (m.partition, m.offset) for m in results
+        }
