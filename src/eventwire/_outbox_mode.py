@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventwire._breaker import CircuitBreaker
@@ -130,18 +130,38 @@ class OutboxMode:
         self, event: Any, event_id: str | None, headers: Sequence[tuple[str, bytes]] | None
     ) -> DeliveryHandle:
         """Commit one event durably; return its handle (settled by the relay's ack)."""
-        topic, key, value, hdrs, handle = self.core.prepare(event, event_id, headers)
-        entry = OutboxEntry(handle.event_id, handle.event_type, topic, key, value, tuple(hdrs))
+        return self._commit([self.core.prepare(event, event_id, headers)])[0]
+
+    def publish_many(self, events: Iterable[Any]) -> list[DeliveryHandle]:
+        """Commit several events in ONE transaction (one fsync); return their handles.
+
+        Every event is validated and encoded first: an invalid one raises before
+        anything is written.
+        """
+        return self._commit([self.core.prepare(event, None, None) for event in events])
+
+    def _commit(
+        self,
+        prepared: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]], DeliveryHandle]],
+    ) -> list[DeliveryHandle]:
+        entries = [
+            OutboxEntry(h.event_id, h.event_type, topic, key, value, tuple(hdrs))
+            for topic, key, value, hdrs, h in prepared
+        ]
+        handles = [p[4] for p in prepared]
         with self._lock:
-            self._handles[handle.event_id] = handle
-        self.core._pending[handle] = None
+            for handle in handles:
+                self._handles[handle.event_id] = handle
+        for handle in handles:
+            self.core._pending[handle] = None
         try:
-            self.store.add([entry])
+            self.store.add(entries)
         except BaseException as exc:
-            self._forget(handle)
-            self.core._abandon(handle, handle.failure_from("_OUTBOX_WRITE_FAILED", repr(exc)))
+            for handle in handles:
+                self._forget(handle)
+                self.core._abandon(handle, handle.failure_from("_OUTBOX_WRITE_FAILED", repr(exc)))
             raise
-        return handle
+        return handles
 
     def stage(self, event: Any, connection: Any, event_id: str | None, headers: Any) -> str:
         """Add the event to the caller's open transaction; return its event id."""

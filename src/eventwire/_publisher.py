@@ -175,7 +175,7 @@ class Publisher:
         core = self._core
         core.check_usable()
         if self._outbox is not None:
-            return [self._outbox.publish(event, None, None) for event in events]
+            return self._outbox.publish_many(events)  # one transaction, one fsync
         prepared = [core.prepare(event, None, None, traced=False) for event in events]
         for topic, key, value, hdrs, handle in prepared:
             core.trace(key, value, hdrs, handle)  # a span only for an event really sent
