@@ -43,6 +43,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests examples bench
 
 bench: $(STAMP) kafka-jars
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/eventwire bench $(if $(QUICK),--quick,)
 
 clean:

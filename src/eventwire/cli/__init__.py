@@ -12,6 +12,7 @@ import structlog
 import typer
 
 from eventwire.cli import broker as broker
+from eventwire.cli import bench as _bench
 from eventwire.cli import demo as _demo
 from eventwire.cli import outbox as _outbox
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.command(name="demo")(_demo.demo)
+app.command(name="bench")(_bench.bench)
 app.add_typer(_outbox.app, name="outbox")
 app.add_typer(_outbox.dlq_app, name="dlq")
 
