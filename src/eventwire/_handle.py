@@ -213,4 +213,9 @@ def _run_callback(fn: Callable[[DeliveryHandle], Any], handle: DeliveryHandle) -
         fn(handle)
     except Exception:
         # A user callback must not break the poll thread or lose other reports.
-        _log.exception("done_callback_failed", event_id=handle.event_id, topic=handle.topic)
+        _log.exception(
+            "done_callback_failed",
+            event_id=handle.event_id,
+            event_type=handle.event_type,
+            topic=handle.topic,
+        )

@@ -17,7 +17,9 @@ event                 level   fields
                               (broker down, authentication failed...)
 ``librdkafka_log``    varies  ``message`` -- librdkafka's own log lines
 ``poll_error``        error   ``error`` -- an unexpected error while serving reports
-``done_callback_failed`` error ``event_id``, ``topic`` (with the traceback)
+``stats_error``       error   ``error`` -- the statistics consumer failed (metrics)
+``done_callback_failed`` error ``event_id``, ``event_type``, ``topic`` (with the
+                              traceback) -- a user's ``add_done_callback`` raised
 ===================== ======= ==========================================================
 
 Nothing is logged per event on the success path.
@@ -43,6 +45,7 @@ __all__ = [
     "POLL_ERROR",
     "PRODUCER_FATAL",
     "PRODUCER_RECREATED",
+    "STATS_ERROR",
     "Scrubber",
 ]
 
@@ -53,6 +56,7 @@ PRODUCER_RECREATED: Final = "producer_recreated"
 KAFKA_ERROR: Final = "kafka_error"
 LIBRDKAFKA_LOG: Final = "librdkafka_log"
 POLL_ERROR: Final = "poll_error"
+STATS_ERROR: Final = "stats_error"
 DONE_CALLBACK_FAILED: Final = "done_callback_failed"
 
 _MASK: Final = "***"

@@ -119,7 +119,7 @@ class KafkaTransport:
             raise TransportQueueFull() from None
         except confluent_kafka.KafkaException as exc:
             err = exc.args[0]
-            raise SendRejected(err.name(), err.str(), fatal=err.fatal()) from None
+            raise SendRejected(err.name(), self._scrub(err.str()), fatal=err.fatal()) from None
         # Serve ready reports here too, as a plain produce()+poll(0) loop does:
         # callbacks then mostly run on the publishing thread, without a GIL
         # hand-off to the poll thread per batch. The poll thread covers idle time.
@@ -214,7 +214,8 @@ class KafkaTransport:
             if self._fatal_seen:
                 return
             self._fatal_seen = True
-        _log.error("producer_fatal", code=code, reason=self._scrub(reason))
+        reason = self._scrub(reason)  # it ends up in ProducerFatalError's message too
+        _log.error("producer_fatal", code=code, reason=reason)
         for callback in self._fatal_callbacks:
             callback(code, reason)
 
