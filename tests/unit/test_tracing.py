@@ -361,6 +361,11 @@ class TestWithoutSdk:
         [record] = transport.records()
         assert traceparent_ids(headers_of(record)["traceparent"]) == (0xABC, 0xDEF, 1)
 
+    def test_a_disabled_sdk_counts_as_no_sdk(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An SDK TracerProvider disabled by OTEL_SDK_DISABLED makes no per-event spans."""
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        assert make_tracing(TracerProvider(), None).spans is False
+
     def test_the_api_default_global_provider_means_no_spans(self) -> None:
         """Without an SDK set globally, the publisher only propagates."""
         assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)

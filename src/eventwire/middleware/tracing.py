@@ -232,7 +232,10 @@ def make_tracing(
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
         return Tracing(None, propagator)
-    return Tracing(provider.get_tracer("eventwire", instrumentation_version()), propagator)
+    tracer = provider.get_tracer("eventwire", instrumentation_version())
+    if isinstance(tracer, trace.NoOpTracer):  # e.g. an SDK disabled by OTEL_SDK_DISABLED
+        return Tracing(None, propagator)
+    return Tracing(tracer, propagator)
 
 
 class _Handoff:
