@@ -81,6 +81,9 @@ class AsyncPublisher:
             meter_provider=meter_provider,
             connect_timeout=None,
         )
+        if hasattr(self._core.transport, "busy_backoff_s"):
+            # Every await waits on a report: keep the poll thread responsive.
+            self._core.transport.busy_backoff_s = 0.001
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._enqueue_timeout = enqueue_timeout

@@ -123,8 +123,14 @@ class PublisherCore:
             )
         self.transport: Transport = transport
         transport.on_fatal(self._on_fatal)
+        self._wake: Any = getattr(transport, "wake", None)
         if self.metrics is not None and hasattr(type(transport), "__len__"):
             self.metrics.track_queue(transport.__len__)  # type: ignore[attr-defined]
+
+    def wake_transport(self) -> None:
+        """Ask the transport to serve delivery reports now (a caller blocks on a result)."""
+        if self._wake is not None:
+            self._wake()
 
     # -- building and sending records ------------------------------------------------
     def check_usable(self) -> None:

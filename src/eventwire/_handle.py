@@ -33,6 +33,10 @@ class Settler(Protocol):
 
     _lock: threading.Lock
 
+    def wake_transport(self) -> None:
+        """Ask the transport to serve delivery reports promptly (a caller is blocked)."""
+        ...
+
     def settled(
         self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
     ) -> None:
@@ -151,6 +155,8 @@ class DeliveryHandle:
                 if not self._done and self._waiter is None:
                     self._waiter = threading.Event()
             waiter = self._waiter
+            if waiter is not None:
+                self._core.wake_transport()
             if waiter is not None and not waiter.wait(timeout):
                 raise TimeoutError(
                     f"event {self.event_id} ({self.event_type}) to {self.topic!r} was not "

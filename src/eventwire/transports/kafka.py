@@ -35,7 +35,7 @@ _log = structlog.get_logger("eventwire.kafka")
 # is prompt, long enough that an idle producer costs nothing.
 _POLL_INTERVAL_S = 0.1
 # While publish() keeps being called, the poll thread polls only this often.
-_BUSY_BACKOFF_S = 0.001
+_BUSY_BACKOFF_S = 0.02
 # librdkafka statistics period when a stats consumer is given and the
 # configuration does not set statistics.interval.ms itself.
 _DEFAULT_STATS_INTERVAL_MS = 15_000
@@ -87,6 +87,10 @@ class KafkaTransport:
             ) from None
         self._poll = self._producer.poll
         self._sends = 0
+        self._wake = threading.Event()
+        #: While publish() is busy the poll thread polls only this often (it serves
+        #: reports inline); :meth:`wake` cuts the wait short for a blocked waiter.
+        self.busy_backoff_s = _BUSY_BACKOFF_S
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="eventwire-poll", daemon=True)
         self._thread.start()
@@ -144,9 +148,14 @@ class KafkaTransport:
             self._producer.purge(in_queue=True, in_flight=True, blocking=False)
             self.flush(1.0)  # serve the _PURGE_* reports
         self._stop.set()
+        self._wake.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=2.0)
         return remaining
+
+    def wake(self) -> None:
+        """Make the poll thread serve reports now (someone is blocked on a result)."""
+        self._wake.set()
 
     def wait_for_space(self, timeout: float) -> None:
         """Serve delivery reports for up to ``timeout`` s so the local queue drains."""
@@ -176,7 +185,8 @@ class KafkaTransport:
                     # The publisher is busy and serves reports inline (see send()).
                     # Polling on every report would fight it for the GIL; polling
                     # once a millisecond bounds the extra ack latency to ~1 ms.
-                    self._stop.wait(_BUSY_BACKOFF_S)
+                    if self._wake.wait(self.busy_backoff_s):
+                        self._wake.clear()
                     poll(0)
                 else:
                     poll(_POLL_INTERVAL_S)
