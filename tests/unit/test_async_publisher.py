@@ -117,9 +117,7 @@ class TestLoopNeverBlocks:
             tick = asyncio.create_task(ticker())
             async with AsyncPublisher(transport=MemoryTransport()) as pub:
                 for chunk in range(200):
-                    await pub.publish_many(
-                        order(n) for n in range(chunk * 100, chunk * 100 + 100)
-                    )
+                    await pub.publish_many(order(n) for n in range(chunk * 100, chunk * 100 + 100))
                     await asyncio.sleep(0)
             stop.set()
             await tick

@@ -11,8 +11,8 @@ import sys
 import structlog
 import typer
 
-from eventwire.cli import broker as broker
 from eventwire.cli import bench as _bench
+from eventwire.cli import broker as broker
 from eventwire.cli import demo as _demo
 from eventwire.cli import outbox as _outbox
 
