@@ -15,8 +15,10 @@ Quick start::
 """
 
 from eventwire._async_publisher import AsyncPublisher
+from eventwire._breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from eventwire._codec import Codec, JsonCodec, MsgpackCodec
 from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
+from eventwire._dlq import DeadLetterPolicy
 from eventwire._errors import (
     BackpressureError,
     BrokerUnavailableError,
@@ -42,9 +44,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncPublisher",
     "BackpressureError",
+    "BreakerState",
     "BrokerUnavailableError",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "Codec",
     "ConfigurationError",
+    "DeadLetterPolicy",
     "DeliveryError",
     "DeliveryFailure",
     "DeliveryHandle",

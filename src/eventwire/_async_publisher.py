@@ -12,6 +12,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import TracerProvider
 
+from eventwire._breaker import CircuitBreaker
 from eventwire._codec import Codec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._core import PublisherCore
@@ -65,6 +66,7 @@ class AsyncPublisher:
         tracer_provider: TracerProvider | None = None,
         propagator: TextMapPropagator | None = None,
         meter_provider: MeterProvider | None = None,
+        circuit_breaker: CircuitBreaker | bool = False,
     ) -> None:
         self._core = PublisherCore(
             bootstrap_servers,
@@ -84,6 +86,7 @@ class AsyncPublisher:
         if hasattr(self._core.transport, "busy_backoff_s"):
             # Every await waits on a report: keep the poll thread responsive.
             self._core.transport.busy_backoff_s = 0.001
+        self._core.use_breaker(circuit_breaker)
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._enqueue_timeout = enqueue_timeout

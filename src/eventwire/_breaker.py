@@ -91,6 +91,11 @@ class CircuitBreaker:
         self.last_error = ""
 
     @property
+    def failing(self) -> bool:
+        """True while connectivity failures are being counted (cheap, lock-free read)."""
+        return self._failing_since is not None or self._state is not BreakerState.CLOSED
+
+    @property
     def state(self) -> BreakerState:
         """The current state (OPEN turns HALF_OPEN lazily, when asked)."""
         with self._lock:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
+from eventwire._breaker import BreakerState, CircuitBreaker
 from eventwire._cloudevents import new_event_id
 from eventwire._codec import Codec, resolve_codec
 from eventwire._config import KafkaConfig, Profile
@@ -29,6 +30,7 @@ from eventwire._errors import (
     ConfigurationError,
     DeliveryError,
     DeliveryFailure,
+    EventwireError,
     ProducerFatalError,
     PublisherStateError,
 )
@@ -108,6 +110,8 @@ class PublisherCore:
         _ForkWatch.cores.add(self)
         self._enqueue_timeout = enqueue_timeout
         self.bridge: LoopBridge | None = None
+        #: Fails publishes fast while Kafka is unreachable (see :meth:`use_breaker`).
+        self.breaker: CircuitBreaker | None = None
         self.config = _build_config(bootstrap_servers, config, profile, overrides, transport)
         #: Spans and trace propagation (always present: without an SDK it only propagates).
         self.tracing: Tracing = make_tracing(tracer_provider, propagator)
@@ -145,6 +149,51 @@ class PublisherCore:
             raise PublisherStateError("the publisher is closed; create a new one to publish")
         if self._fatal is not None:
             raise self._fatal
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            raise breaker.open_error("the event")
+
+    def use_breaker(self, breaker: CircuitBreaker | bool) -> None:
+        """Fail fast while ``breaker`` is open; feed it errors and deliveries.
+
+        ``True`` makes a default breaker whose half-open probe is a Metadata request.
+        """
+        if breaker is False:
+            return
+        if breaker is True:
+            check = getattr(self.transport, "check_connection", None)
+
+            def probe() -> bool:
+                if check is None:
+                    return True
+                try:
+                    check(5.0)
+                except EventwireError:
+                    return False
+                return True
+
+            breaker = CircuitBreaker(probe=probe)
+        self.breaker = breaker
+        user_callback = breaker._on_change
+
+        def on_change(state: BreakerState) -> None:
+            # The hot path tests one flag; an open circuit raises it, closing lowers it
+            # again unless the publisher is also closed, fatal or forked.
+            if state is BreakerState.CLOSED:
+                self.unusable = (
+                    self._closed
+                    or self._fatal is not None
+                    or self._fork_generation != _ForkWatch.generation
+                )
+            else:
+                self.unusable = True
+            if user_callback is not None:
+                user_callback(state)
+
+        breaker._on_change = on_change
+        on_error = getattr(self.transport, "on_error", None)
+        if on_error is not None:
+            on_error(breaker.record_failure)
 
     def prepare(
         self,
@@ -255,6 +304,13 @@ class PublisherCore:
         metrics = self.metrics
         if metrics is not None:
             metrics.settled(handle, failure)
+        breaker = self.breaker
+        if breaker is not None:
+            if failure is None:
+                if breaker.failing:
+                    breaker.record_success()
+            else:
+                breaker.record_failure(failure.code, failure.reason)
         if failure is not None:
             self._failures.append(failure)
             _log.warning(

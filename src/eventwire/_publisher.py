@@ -10,6 +10,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import TracerProvider
 
+from eventwire._breaker import CircuitBreaker
 from eventwire._codec import Codec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._core import PublisherCore
@@ -71,6 +72,12 @@ class Publisher:
             separate ``eventwire outbox relay`` process ships the events.
         relay_options: keyword arguments for :class:`~eventwire.outbox.OutboxRelay`
             (``batch_size``, ``dead_letter``, ``max_attempts`` ...).
+        circuit_breaker: ``True`` or a :class:`CircuitBreaker`: once Kafka has been
+            unreachable for a while (see its ``open_after_s``), ``publish()`` raises
+            :class:`CircuitOpenError` at once instead of queueing, until a probe finds
+            a broker again. Off by default: librdkafka's queue rides out short
+            outages. With an outbox, the relay has its own breaker and publishes
+            keep committing.
 
     Raises:
         ConfigurationError: a bad configuration key or value (named).
@@ -94,6 +101,7 @@ class Publisher:
         tracer_provider: TracerProvider | None = None,
         propagator: TextMapPropagator | None = None,
         meter_provider: MeterProvider | None = None,
+        circuit_breaker: CircuitBreaker | bool = False,
         outbox: OutboxStore | None = None,
         relay: bool = True,
         relay_options: Mapping[str, Any] | None = None,
@@ -114,6 +122,8 @@ class Publisher:
             connect_timeout=connect_timeout if outbox is None else None,
         )
         self._close_timeout = close_timeout
+        if outbox is None:
+            self._core.use_breaker(circuit_breaker)
         self._outbox: OutboxMode | None = None
         if outbox is not None:
             self._outbox = OutboxMode(

@@ -92,3 +92,37 @@ class TestCircuitBreaker:
         assert "e-1" in str(err)
         assert "3/3 brokers are down" in str(err)
         assert "outbox" in str(err)
+
+
+class TestPublisherWithBreaker:
+    def test_open_circuit_fails_fast_then_closes_after_a_probe(self) -> None:
+        """Sustained timeouts open the circuit: publish() raises CircuitOpenError without
+        enqueueing; after the reset timeout a good probe lets publishing resume."""
+        import time
+
+        import pytest
+
+        from eventwire import DeliveryError, Publisher
+        from eventwire.transports.memory import MemoryTransport
+
+        from .conftest import order
+
+        transport = MemoryTransport()
+        up = [False]
+        breaker = CircuitBreaker(open_after_s=0, reset_timeout_s=0.05, probe=lambda: up[0])
+        pub = Publisher(transport=transport, circuit_breaker=breaker)
+        transport.fail_next(1, "_MSG_TIMED_OUT")
+        pub.publish(order(1))
+        assert breaker.state is BreakerState.OPEN
+        with pytest.raises(CircuitOpenError, match="NOT enqueued"):
+            pub.publish(order(3))
+        time.sleep(0.06)
+        with pytest.raises(CircuitOpenError):  # the probe still fails
+            pub.publish(order(4))
+        up[0] = True
+        time.sleep(0.06)
+        pub.publish(order(5)).result(1)
+        assert breaker.state is BreakerState.CLOSED
+        assert [r.header("ce_id") is not None for r in transport.records()] == [True]
+        with pytest.raises(DeliveryError):
+            pub.close(1)  # the timed-out event is still reported

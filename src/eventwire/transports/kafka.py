@@ -87,6 +87,7 @@ class KafkaTransport:
             ) from None
         self._poll = self._producer.poll
         self._sends = 0
+        self._error_listeners: list[Callable[[str, str], None]] = []
         self._wake = threading.Event()
         #: While publish() is busy the poll thread polls only this often (it serves
         #: reports inline); :meth:`wake` cuts the wait short for a blocked waiter.
@@ -209,7 +210,17 @@ class KafkaTransport:
         if err.fatal():
             self._fire_fatal(err.name(), err.str())
         else:
-            _log.warning("kafka_error", code=err.name(), reason=self._scrub(err.str()))
+            reason = self._scrub(err.str())
+            _log.warning("kafka_error", code=err.name(), reason=reason)
+            for listener in self._error_listeners:
+                listener(err.name(), reason)
+
+    def on_error(self, callback: Callable[[str, str], None]) -> None:
+        """Register ``callback(code, reason)`` for librdkafka's non-fatal client errors.
+
+        For example ``_ALL_BROKERS_DOWN`` or ``_TRANSPORT``; the circuit breaker listens.
+        """
+        self._error_listeners.append(callback)
 
     def _stats(self, stats_json: str) -> None:
         # Runs inside poll(): an exception here would surface from poll()/flush().
