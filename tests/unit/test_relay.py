@@ -156,3 +156,17 @@ class TestRelay:
         assert relay.drain(timeout=5)
         assert len(transport.records("orders")) == 5
         assert breaker.state is BreakerState.CLOSED
+
+    def test_retries_stop_at_the_deadline(self, store: SQLiteOutbox) -> None:
+        """An entry still failing max_age_s after its commit is given up on (dead-lettered)."""
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_topic("orders", "_MSG_TIMED_OUT")
+        relay = OutboxRelay(
+            store, lambda: transport, max_age_s=0.05, base_backoff_s=0.01, max_backoff_s=0.02
+        )
+        assert relay.drain(timeout=5)
+        assert relay.stats.dead_lettered == 1
+        assert relay.stats.retried >= 1
+        [dead] = transport.records("orders.dlq")
+        assert dead.header("eventwire_dlq_code") == b"_MSG_TIMED_OUT"

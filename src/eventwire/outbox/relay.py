@@ -101,6 +101,8 @@ class OutboxRelay:
         base_backoff_s / max_backoff_s: exponential backoff (with full jitter) for
             retriable failures, by attempt number.
         max_attempts: after this many attempts a retriable failure is given up on too.
+        max_age_s: a deadline: an entry still failing this long after it was
+            committed is given up on (dead-lettered or parked). None: no deadline.
         listener: told each entry's final outcome (delivered, or given up).
         breaker: a :class:`~eventwire._breaker.CircuitBreaker`; while it is open the
             relay sends nothing (entries wait on disk) and probes Kafka instead.
@@ -121,6 +123,7 @@ class OutboxRelay:
         base_backoff_s: float = 0.5,
         max_backoff_s: float = 60.0,
         max_attempts: int = 1000,
+        max_age_s: float | None = None,
         idle_interval_s: float = 0.2,
         cleanup_after_s: float = 3600.0,
         dead_letter: DeadLetterPolicy | None = DeadLetterPolicy(),  # noqa: B008 - immutable
@@ -141,6 +144,7 @@ class OutboxRelay:
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_attempts = max_attempts
+        self.max_age_s = max_age_s
         self.idle_interval_s = idle_interval_s
         self.cleanup_after_s = cleanup_after_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -215,7 +219,12 @@ class OutboxRelay:
             if item.id in results and results[item.id] is None:
                 continue
             code, reason = results.get(item.id) or ("_FLUSH_TIMEOUT", "no ack within ack_timeout")
-            if classify(code) is ErrorClass.PERMANENT or item.attempts + 1 >= self.max_attempts:
+            too_old = self.max_age_s is not None and time.time() - item.created_at > self.max_age_s
+            if (
+                classify(code) is ErrorClass.PERMANENT
+                or item.attempts + 1 >= self.max_attempts
+                or too_old
+            ):
                 given_up.append((item, code, reason))
             else:
                 delay = self.backoff(item.attempts + 1)
