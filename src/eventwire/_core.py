@@ -81,7 +81,7 @@ class PublisherCore:
         config: KafkaConfig | None,
         profile: Profile,
         overrides: Mapping[str, Any] | None,
-        routes: Mapping[type, Route] | None,
+        routes: Mapping[Any, Route] | None,
         source: str,
         codec: Codec | str,
         transport: Transport | None,

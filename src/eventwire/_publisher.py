@@ -91,7 +91,7 @@ class Publisher:
         config: KafkaConfig | None = None,
         profile: Profile = "reliable",
         overrides: Mapping[str, Any] | None = None,
-        routes: Mapping[type, Route] | None = None,
+        routes: Mapping[Any, Route] | None = None,
         source: str = "eventwire",
         codec: Codec | str = "json",
         transport: Transport | None = None,

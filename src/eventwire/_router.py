@@ -94,7 +94,7 @@ class Router:
 
     def __init__(
         self,
-        routes: Mapping[type, Route] | None = None,
+        routes: Mapping[Any, Route] | None = None,
         *,
         source: str,
         content_type: str,

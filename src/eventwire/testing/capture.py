@@ -61,7 +61,7 @@ class CapturedEvents:
 @contextmanager
 def capture_events(
     *,
-    routes: Mapping[type, Route] | None = None,
+    routes: Mapping[Any, Route] | None = None,
     codec: Codec | str = "json",
     source: str = "eventwire-test",
     **transport_options: Any,
