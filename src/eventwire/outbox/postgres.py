@@ -45,8 +45,10 @@ CREATE TABLE IF NOT EXISTS eventwire_outbox (
     sent_at         DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS eventwire_outbox_pending ON eventwire_outbox (state, id);
+-- Per-key order looks up earlier pending rows of the same key. NULL and empty keys
+-- share one ordering group (COALESCE), which keeps the lookup an index search.
 CREATE INDEX IF NOT EXISTS eventwire_outbox_key
-    ON eventwire_outbox (topic, key, id) WHERE state = 'pending';
+    ON eventwire_outbox (topic, (COALESCE(key, ''::bytea)), id) WHERE state = 'pending';
 """
 
 _INSERT = (
@@ -55,17 +57,21 @@ _INSERT = (
 )
 
 _CLAIM = """
-WITH c AS (
-  SELECT id FROM eventwire_outbox AS o
+WITH blocked AS (
+  -- Keys held back by an earlier entry (leased, or waiting for its retry time):
+  -- nothing of theirs after that entry may go out, so per-key order holds.
+  SELECT topic, COALESCE(key, ''::bytea) AS k, MIN(id) AS first_id
+  FROM eventwire_outbox
+  WHERE state = 'pending' AND (next_attempt_at > %(now)s OR lease_until >= %(now)s)
+  GROUP BY topic, COALESCE(key, ''::bytea)
+), c AS (
+  SELECT o.id FROM eventwire_outbox AS o
+  LEFT JOIN blocked AS b ON b.topic = o.topic AND b.k = COALESCE(o.key, ''::bytea)
   WHERE o.state = 'pending' AND o.next_attempt_at <= %(now)s AND o.lease_until < %(now)s
-    AND NOT EXISTS (
-      SELECT 1 FROM eventwire_outbox AS p
-      WHERE p.state = 'pending' AND p.topic = o.topic AND p.key IS NOT DISTINCT FROM o.key
-        AND p.id < o.id AND (p.next_attempt_at > %(now)s OR p.lease_until >= %(now)s)
-    )
+    AND (b.first_id IS NULL OR o.id < b.first_id)
   ORDER BY o.id
   LIMIT %(limit)s
-  FOR UPDATE SKIP LOCKED
+  FOR UPDATE OF o SKIP LOCKED
 )
 UPDATE eventwire_outbox AS t
 SET lease_owner = %(owner)s, lease_until = %(until)s, attempts = t.attempts + 1

@@ -57,17 +57,22 @@ _INSERT = (
 )
 
 # Sendable now, and no earlier pending entry of the same (topic, key) is held
-# back (leased elsewhere or waiting for its retry time): per-key order.
+# back (leased elsewhere or waiting for its retry time): per-key order. The
+# held-back keys are found in one pass, so a claim costs O(backlog), not
+# O(backlog x entries per key). NULL and empty keys share one ordering group.
 _CLAIMABLE = """
-SELECT id, event_id, event_type, topic, key, value, headers, attempts, created_at,
-       first_failed_at
+WITH blocked AS (
+  SELECT topic, COALESCE(key, x'') AS k, MIN(id) AS first_id
+  FROM eventwire_outbox
+  WHERE state = 'pending' AND (next_attempt_at > :now OR lease_until >= :now)
+  GROUP BY topic, COALESCE(key, x'')
+)
+SELECT o.id, o.event_id, o.event_type, o.topic, o.key, o.value, o.headers, o.attempts,
+       o.created_at, o.first_failed_at
 FROM eventwire_outbox AS o
+LEFT JOIN blocked AS b ON b.topic = o.topic AND b.k = COALESCE(o.key, x'')
 WHERE o.state = 'pending' AND o.next_attempt_at <= :now AND o.lease_until < :now
-  AND NOT EXISTS (
-    SELECT 1 FROM eventwire_outbox AS p
-    WHERE p.state = 'pending' AND p.topic = o.topic AND p.key IS o.key AND p.id < o.id
-      AND (p.next_attempt_at > :now OR p.lease_until >= :now)
-  )
+  AND (b.first_id IS NULL OR o.id < b.first_id)
 ORDER BY o.id
 LIMIT :limit
 """
