@@ -36,17 +36,17 @@ class CrashingRelay(OutboxRelay):
     crash_point = ""
     sends = 0
 
-    def _send(self, item, results):  # type: ignore[no-untyped-def]
-        super()._send(item, results)
+    def _send(self, item, results, messages=None):  # type: ignore[no-untyped-def]
+        super()._send(item, results, messages)
         self.sends += 1
         if self.crash_point == "after_produce" and self.sends == self.batch_size // 2:
             self._transport.flush(0)  # librdkafka has the records; maybe some are sent
             die()
 
-    def _settle(self, claimed, results):  # type: ignore[no-untyped-def]
+    def _settle(self, claimed, results, messages=None):  # type: ignore[no-untyped-def]
         if self.crash_point == "after_ack":
             die()  # acked by Kafka, not yet marked sent
-        super()._settle(claimed, results)
+        super()._settle(claimed, results, messages)
 
 
 def main(db: str, bootstrap: str, topic: str, crash_point: str, count: int) -> None:
