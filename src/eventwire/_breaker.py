@@ -23,7 +23,13 @@ import structlog
 
 from eventwire._errors import EventwireError
 
-__all__ = ["CONNECTIVITY_CODES", "BreakerState", "CircuitBreaker", "CircuitOpenError"]
+__all__ = [
+    "CONNECTIVITY_CODES",
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "connection_probe",
+]
 
 _log = structlog.get_logger("eventwire.breaker")
 
@@ -38,6 +44,28 @@ CONNECTIVITY_CODES = frozenset(
         "_FLUSH_TIMEOUT",
     }
 )
+
+
+def connection_probe(
+    current_transport: Callable[[], object], timeout: float = 5.0
+) -> Callable[[], bool]:
+    """A half-open probe: a Metadata request through the transport in use right now.
+
+    ``current_transport`` is asked each time, so a re-created producer is probed.
+    A transport without ``check_connection`` (e.g. the memory one) always passes.
+    """
+
+    def probe() -> bool:
+        check = getattr(current_transport(), "check_connection", None)
+        if check is None:
+            return True
+        try:
+            check(timeout)
+        except EventwireError:
+            return False
+        return True
+
+    return probe
 
 
 class BreakerState(enum.Enum):

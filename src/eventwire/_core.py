@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from eventwire._breaker import BreakerState, CircuitBreaker
+from eventwire._breaker import BreakerState, CircuitBreaker, connection_probe
 from eventwire._cloudevents import new_event_id
 from eventwire._codec import Codec, resolve_codec
 from eventwire._config import KafkaConfig, Profile
@@ -30,7 +30,6 @@ from eventwire._errors import (
     ConfigurationError,
     DeliveryError,
     DeliveryFailure,
-    EventwireError,
     ProducerFatalError,
     PublisherStateError,
 )
@@ -161,18 +160,7 @@ class PublisherCore:
         if breaker is False:
             return
         if breaker is True:
-            check = getattr(self.transport, "check_connection", None)
-
-            def probe() -> bool:
-                if check is None:
-                    return True
-                try:
-                    check(5.0)
-                except EventwireError:
-                    return False
-                return True
-
-            breaker = CircuitBreaker(probe=probe)
+            breaker = CircuitBreaker(probe=connection_probe(lambda: self.transport))
         self.breaker = breaker
         user_callback = breaker._on_change
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from eventwire._breaker import CircuitBreaker
+from eventwire._breaker import CircuitBreaker, connection_probe
 from eventwire._errors import DeliveryError
 from eventwire.outbox.base import OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay
@@ -84,36 +84,17 @@ class OutboxMode:
         self._lock = threading.Lock()
         self.relay: OutboxRelay | None = None
         if start_relay:
-            factory = self._transport_factory(relay_transport)
-            probe_transport: list[Transport] = []
-
-            def probe() -> bool:
-                check = (
-                    getattr(probe_transport[0], "check_connection", None)
-                    if probe_transport
-                    else None
-                )
-                if check is None:
-                    return True
-                try:
-                    check(5.0)
-                except Exception:
-                    return False
-                return True
-
-            def make() -> Transport:
-                transport: Transport = factory()
-                probe_transport[:] = [transport]
-                return transport
-
             self.relay = OutboxRelay(
                 store,
-                make,
+                self._transport_factory(relay_transport),
                 listener=self,
-                breaker=CircuitBreaker(probe=probe),
+                breaker=CircuitBreaker(probe=connection_probe(self._relay_transport)),
                 **dict(relay_options or {}),
             )
             self.relay.start()
+
+    def _relay_transport(self) -> Transport | None:
+        return None if self.relay is None else self.relay.transport
 
     def _transport_factory(self, given: Transport | None) -> Callable[[], Transport]:
         if given is not None:

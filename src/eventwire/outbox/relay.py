@@ -153,6 +153,11 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._last_cleanup = time.monotonic()
 
+    @property
+    def transport(self) -> Transport:
+        """The transport in use now (a new one after a fatal producer error)."""
+        return self._transport
+
     def _on_fatal(self, code: str, reason: str) -> None:
         self._fatal = True
 
