@@ -67,6 +67,7 @@ class AsyncPublisher:
         propagator: TextMapPropagator | None = None,
         meter_provider: MeterProvider | None = None,
         circuit_breaker: CircuitBreaker | bool = False,
+        producer_restarts: int = 3,
     ) -> None:
         self._core = PublisherCore(
             bootstrap_servers,
@@ -81,11 +82,11 @@ class AsyncPublisher:
             tracer_provider=tracer_provider,
             propagator=propagator,
             meter_provider=meter_provider,
+            producer_restarts=producer_restarts,
             connect_timeout=None,
         )
-        if hasattr(self._core.transport, "busy_backoff_s"):
-            # Every await waits on a report: keep the poll thread responsive.
-            self._core.transport.busy_backoff_s = 0.001
+        # Every await waits on a report: keep the poll thread responsive.
+        self._core.set_busy_backoff(0.001)
         self._core.use_breaker(circuit_breaker)
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout

@@ -12,11 +12,13 @@ span), through :meth:`settled` for a delivery report or a sweep, or through
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -34,7 +36,7 @@ from eventwire._errors import (
     PublisherStateError,
 )
 from eventwire._event import Route
-from eventwire._handle import DeliveryHandle
+from eventwire._handle import DeliveryHandle, Resent
 from eventwire._router import Router
 from eventwire.middleware.metrics import Outcome, PublisherMetrics, make_metrics
 from eventwire.middleware.tracing import Tracing, make_tracing
@@ -89,11 +91,16 @@ class PublisherCore:
         tracer_provider: TracerProvider | None = None,
         propagator: TextMapPropagator | None = None,
         meter_provider: MeterProvider | None = None,
+        producer_restarts: int = 3,
     ) -> None:
         if not isinstance(source, str) or not source:
             raise ConfigurationError("source (the CloudEvents ce_source) must be a non-empty str")
         if enqueue_timeout < 0:
             raise ConfigurationError("enqueue_timeout must be >= 0 seconds")
+        if not isinstance(producer_restarts, int) or producer_restarts < 0:
+            raise ConfigurationError(
+                "producer_restarts must be an int >= 0 (0: a fatal error ends the publisher)"
+            )
         self._codec = resolve_codec(codec)
         self._router = Router(routes, source=source, content_type=self._codec.content_type)
         self._routes = self._router.cache  # hot path: one dict lookup per event
@@ -116,19 +123,58 @@ class PublisherCore:
         self.tracing: Tracing = make_tracing(tracer_provider, propagator)
         #: None unless a real MeterProvider is configured.
         self.metrics: PublisherMetrics | None = make_metrics(meter_provider, self._pending.__len__)
+        #: Makes a replacement producer after a fatal error (None: a custom transport).
+        self._transport_factory: Callable[[], Transport] | None = None
         if transport is None:
             from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
-            assert self.config is not None
+            kafka_config = self.config
+            assert kafka_config is not None
             on_stats = self.metrics.on_stats if self.metrics is not None else None
             transport = KafkaTransport(
-                self.config, connect_timeout=connect_timeout, on_stats=on_stats
+                kafka_config, connect_timeout=connect_timeout, on_stats=on_stats
             )
+            self._transport_factory = functools.partial(
+                KafkaTransport, kafka_config, connect_timeout=None, on_stats=on_stats
+            )
+        self._restarts = _RestartBudget(producer_restarts, _RESTART_WINDOW_S)
+        self._replace_lock = threading.RLock()
+        self._replaced: list[Transport] = []  # abandoned producers, dropped at close
+        self._error_listeners: list[Callable[[str, str], None]] = []
+        self._busy_backoff_s: float | None = None
+        self._wake: Any = None
         self.transport: Transport = transport
-        transport.on_fatal(self._on_fatal)
-        self._wake: Any = getattr(transport, "wake", None)
+        self._install(transport)
         if self.metrics is not None and hasattr(type(transport), "__len__"):
-            self.metrics.track_queue(transport.__len__)  # type: ignore[attr-defined]
+            self.metrics.track_queue(self._queue_len)
+
+    def _install(self, transport: Transport) -> None:
+        """Make ``transport`` the one events go through, with every listener attached."""
+        transport.on_fatal(functools.partial(self._on_fatal_from, transport))
+        on_error = getattr(transport, "on_error", None)
+        if on_error is not None:
+            for listener in self._error_listeners:
+                on_error(listener)
+        if self._busy_backoff_s is not None and hasattr(transport, "busy_backoff_s"):
+            transport.busy_backoff_s = self._busy_backoff_s
+        self._wake = getattr(transport, "wake", None)
+        self.transport = transport
+
+    def _queue_len(self) -> int:
+        return len(self.transport)  # type: ignore[arg-type]
+
+    def add_error_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(code, reason)`` on each non-fatal client error (any producer)."""
+        self._error_listeners.append(listener)
+        on_error = getattr(self.transport, "on_error", None)
+        if on_error is not None:
+            on_error(listener)
+
+    def set_busy_backoff(self, seconds: float) -> None:
+        """How long the poll thread waits between polls while publishing is busy."""
+        self._busy_backoff_s = seconds
+        if hasattr(self.transport, "busy_backoff_s"):
+            self.transport.busy_backoff_s = seconds
 
     def wake_transport(self) -> None:
         """Ask the transport to serve delivery reports now (a caller blocks on a result)."""
@@ -179,9 +225,7 @@ class PublisherCore:
                 user_callback(state)
 
         breaker._on_change = on_change
-        on_error = getattr(self.transport, "on_error", None)
-        if on_error is not None:
-            on_error(breaker.record_failure)
+        self.add_error_listener(breaker.record_failure)
 
     def prepare(
         self,
@@ -201,7 +245,9 @@ class PublisherCore:
         now_ns = _time_ns()
         eid = event_id or new_event_id()
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
-        handle = DeliveryHandle(self, eid, route.type_name, route.topic, now_ns)
+        handle = DeliveryHandle(
+            self, eid, route.type_name, route.topic, now_ns, (key, value, record_headers)
+        )
         if traced:
             self.tracing.start(handle, key, record_headers, len(value))
         return route.topic, key, value, record_headers, handle
@@ -230,18 +276,21 @@ class PublisherCore:
             DeliveryError: the transport refused the record for good (e.g. too large).
             ProducerFatalError: the producer is in a fatal state.
         """
+        transport = self.transport
         self._pending[handle] = None
         try:
-            self.transport.send(topic, key, value, headers, handle)
+            transport.send(topic, key, value, headers, handle)
         except TransportQueueFull:
             self._pending.pop(handle, None)
             return False
         except SendRejected as exc:
+            if exc.fatal and self._resumed_after_fatal(transport, exc.code, exc.reason, handle):
+                return True
             self._pending.pop(handle, None)
             failure = handle.failure_from(exc.code, exc.reason)
             self._abandon(handle, failure)
             if exc.fatal:
-                self._on_fatal(exc.code, exc.reason)
+                self._go_fatal(exc.code, exc.reason)
                 assert self._fatal is not None
                 raise self._fatal from None
             raise DeliveryError([failure]) from None
@@ -324,7 +373,98 @@ class PublisherCore:
         if self.metrics is not None:
             self.metrics.count(topic, outcome, n)
 
-    def _on_fatal(self, code: str, reason: str) -> None:
+    # -- fatal errors: replace the producer and resume, or give up --------------------
+    def _on_fatal_from(self, transport: Transport, code: str, reason: str) -> None:
+        """``transport`` hit a fatal error: replace it and re-send, or end the publisher."""
+        if transport is not self.transport:
+            return  # an already replaced producer
+        if not self._replace_producer(transport, code, reason):
+            self._go_fatal(code, reason)
+
+    def _resumed_after_fatal(
+        self, transport: Transport, code: str, reason: str, handle: DeliveryHandle
+    ) -> bool:
+        """A send found ``transport`` fatal: True if ``handle`` went out on its replacement."""
+        self._on_fatal_from(transport, code, reason)
+        with self._replace_lock:  # wait for a replacement running on another thread
+            if self._fatal is not None or self._closed:
+                return False
+            if handle._resends or handle._done:
+                return True  # the replacement re-sent it with the other unacked events
+            return self._resend(self.transport, handle) is not None
+
+    def _replace_producer(self, old: Transport, code: str, reason: str) -> bool:
+        """Swap in a new producer and re-send every unacknowledged event through it.
+
+        Re-sent events keep their ``ce_id`` and headers; one that the old producer
+        had already written is then in the log twice (at-least-once; consumers
+        de-duplicate on ``ce_id``). Returns False when no replacement is allowed
+        (custom transport, closed, or the restart budget is spent).
+        """
+        factory = self._transport_factory
+        if factory is None:
+            return False
+        with self._replace_lock:
+            if self.transport is not old:
+                return True  # another thread replaced it already
+            if self._closed or self._fatal is not None:
+                return False
+            if not self._restarts.take():
+                _log.error(
+                    "producer_restart_budget_spent",
+                    code=code,
+                    restarts=self._restarts.limit,
+                    window_s=_RESTART_WINDOW_S,
+                )
+                return False
+            try:
+                new = factory()
+            except Exception as exc:
+                _log.error("producer_restart_failed", code=code, error=repr(exc))
+                return False
+            abandon = getattr(old, "abandon", None)
+            if abandon is not None:
+                abandon()
+            self._replaced.append(old)
+            self._install(new)
+            resent: list[DeliveryHandle] = []
+            for handle in [h for h in list(self._pending) if not h._done]:
+                if self.transport is not new:
+                    break  # the new producer failed too and was itself replaced
+                if self._resend(new, handle) is not None:
+                    resent.append(handle)
+            _log.warning(
+                "producer_replaced",
+                code=code,
+                reason=reason,
+                resent=len(resent),
+                restarts_left=self._restarts.left(),
+            )
+            for topic, n in _count_by_topic(resent).items():
+                self.count_outcome(topic, "retried", n)
+            return True
+
+    def _resend(self, transport: Transport, handle: DeliveryHandle) -> Resent | None:
+        """Send a pending event again through ``transport``; None if it settled instead."""
+        record = handle._record
+        if handle._done or record is None:
+            return None
+        callback = Resent(handle)
+        deadline = time.monotonic() + self._enqueue_timeout
+        while True:
+            try:
+                transport.send(handle.topic, *record, callback)
+                return callback
+            except TransportQueueFull:
+                if time.monotonic() >= deadline:
+                    self.settled(handle, None, handle.failure_from("_QUEUE_FULL", "re-send"))
+                    return None
+                transport.wait_for_space(0.05)
+            except SendRejected as exc:
+                self.settled(handle, None, handle.failure_from(exc.code, exc.reason))
+                return None
+
+    def _go_fatal(self, code: str, reason: str) -> None:
         with self._lock:
             if self._fatal is not None:
                 return
@@ -367,6 +507,8 @@ class PublisherCore:
                 return
             self._closed = True
             self.unusable = True
+        with self._replace_lock:
+            self._replaced.clear()  # producers abandoned after fatal errors: never polled
         if self._fork_generation != _ForkWatch.generation:
             return  # the parent owns the producer; touching it here would hang
         try:
@@ -413,3 +555,41 @@ def _build_config(
     if not isinstance(bootstrap, str):
         bootstrap = ",".join(bootstrap)
     return KafkaConfig(bootstrap, profile=profile, overrides=dict(overrides or {}))
+
+
+#: Producer replacements after fatal errors are counted over this window.
+_RESTART_WINDOW_S = 600.0
+
+
+class _RestartBudget:
+    """At most ``limit`` producer replacements in any ``window_s`` seconds."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self._window_s = window_s
+        self._times: deque[float] = deque()
+
+    def _expire(self) -> None:
+        horizon = time.monotonic() - self._window_s
+        while self._times and self._times[0] < horizon:
+            self._times.popleft()
+
+    def take(self) -> bool:
+        """Use one replacement if any is left in the window."""
+        self._expire()
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(time.monotonic())
+        return True
+
+    def left(self) -> int:
+        """Replacements still allowed in the current window."""
+        self._expire()
+        return self.limit - len(self._times)
+
+
+def _count_by_topic(handles: list[DeliveryHandle]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for handle in handles:
+        counts[handle.topic] = counts.get(handle.topic, 0) + 1
+    return counts

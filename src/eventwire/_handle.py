@@ -83,6 +83,8 @@ class DeliveryHandle:
         "_failure",
         "_lock",
         "_msg",
+        "_record",
+        "_resends",
         "_span",
         "_waiter",
         "event_id",
@@ -92,7 +94,13 @@ class DeliveryHandle:
     )
 
     def __init__(
-        self, core: Settler, event_id: str, event_type: str, topic: str, sent_at_ns: int
+        self,
+        core: Settler,
+        event_id: str,
+        event_type: str,
+        topic: str,
+        sent_at_ns: int,
+        record: tuple[bytes | None, bytes, list[tuple[str, bytes]]] | None = None,
     ) -> None:
         self._core = core
         self._lock = core._lock
@@ -106,11 +114,26 @@ class DeliveryHandle:
         self._waiter: threading.Event | None = None
         self._callbacks: list[Callable[[DeliveryHandle], Any]] | None = None
         self._afut: asyncio.Future[DeliveryResult] | None = None
+        #: ``(key, value, headers)`` while in flight, kept so the event can be re-sent
+        #: through a new producer after a fatal error (dropped when settled).
+        self._record = record
+        #: How often the event was re-sent through a replacement producer; reports
+        #: from the producers it was sent through before are then ignored.
+        self._resends = 0
         #: The event's recording span, ended when the handle settles (tracing only).
         self._span: Span | None = None
 
     def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
         """The transport's delivery callback for this event (one object, no closure)."""
+        if self._resends:
+            return  # from a producer replaced after a fatal error; the re-send reports
+        # (the body of _report, inlined: this runs once per event)
+        if err is None:
+            self._core.settled(self, msg, None)
+            return
+        self._core.settled(self, msg, self.failure_from(err.name(), err.str()))
+
+    def _report(self, err: ReportError | None, msg: ReportMessage) -> None:
         if err is None:
             self._core.settled(self, msg, None)
             return
@@ -198,6 +221,7 @@ class DeliveryHandle:
             if self._done:
                 return False
             self._msg, self._failure, self._done = msg, failure, True
+            self._record = None
             waiter, callbacks = self._waiter, self._callbacks
         span = self._span
         if span is not None:
@@ -212,6 +236,27 @@ class DeliveryHandle:
     def __repr__(self) -> str:
         state = "failed" if self._failure else "delivered" if self._done else "pending"
         return f"<DeliveryHandle {self.event_id} {self.event_type} -> {self.topic} {state}>"
+
+
+class Resent:
+    """The delivery callback of an event re-sent through a replacement producer.
+
+    Only the latest re-send's report counts; one from an earlier producer (which
+    may still arrive) is ignored, so the handle settles from the producer that
+    really owns the event.
+    """
+
+    __slots__ = ("_handle", "_n")
+
+    def __init__(self, handle: DeliveryHandle) -> None:
+        handle._resends += 1
+        self._handle = handle
+        self._n = handle._resends
+
+    def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
+        handle = self._handle
+        if handle._resends == self._n:
+            handle._report(err, msg)
 
 
 def _run_callback(fn: Callable[[DeliveryHandle], Any], handle: DeliveryHandle) -> None:

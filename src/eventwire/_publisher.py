@@ -78,6 +78,13 @@ class Publisher:
             a broker again. Off by default: librdkafka's queue rides out short
             outages. With an outbox, the relay has its own breaker and publishes
             keep committing.
+        producer_restarts: how many times in any 10 minutes a producer that hit a
+            fatal librdkafka error (e.g. an idempotence sequence error) is replaced
+            by a new one, with every unacknowledged event re-sent through it (same
+            ``ce_id``; one already written may then appear twice). Beyond that, or
+            with 0, or with a custom ``transport``, the fatal error fails the
+            in-flight events and every later ``publish()`` raises
+            :class:`ProducerFatalError`.
 
     Raises:
         ConfigurationError: a bad configuration key or value (named).
@@ -102,6 +109,7 @@ class Publisher:
         propagator: TextMapPropagator | None = None,
         meter_provider: MeterProvider | None = None,
         circuit_breaker: CircuitBreaker | bool = False,
+        producer_restarts: int = 3,
         outbox: OutboxStore | None = None,
         relay: bool = True,
         relay_options: Mapping[str, Any] | None = None,
@@ -119,6 +127,7 @@ class Publisher:
             tracer_provider=tracer_provider,
             propagator=propagator,
             meter_provider=meter_provider,
+            producer_restarts=producer_restarts,
             connect_timeout=connect_timeout if outbox is None else None,
         )
         self._close_timeout = close_timeout

@@ -154,6 +154,17 @@ class KafkaTransport:
             self._thread.join(timeout=2.0)
         return remaining
 
+    def abandon(self) -> None:
+        """Stop serving this producer: it hit a fatal error and has been replaced.
+
+        Its poll thread ends and nothing polls it again, so no further delivery
+        report comes from it (the events were re-sent through the replacement).
+        """
+        self._stop.set()
+        self._wake.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2.0)
+
     def wake(self) -> None:
         """Make the poll thread serve reports now (someone is blocked on a result)."""
         self._wake.set()

@@ -1,0 +1,198 @@
+"""A producer hit by a fatal error is replaced, and unacknowledged events resume.
+
+These drive the replacement logic with memory transports (one per "producer");
+tests/integration/test_producer_restart_kafka.py raises a real librdkafka fatal
+error in a producer talking to a real broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+from structlog.testing import capture_logs
+
+from eventwire import DeliveryError, ProducerFatalError, Publisher
+from eventwire.transports.base import DeliveryCallback, SendRejected
+from eventwire.transports.memory import MemoryTransport
+
+from .conftest import order
+
+
+class _Producers:
+    """A factory of memory transports that remembers each one it made."""
+
+    def __init__(self) -> None:
+        self.made: list[MemoryTransport] = []
+
+    def __call__(self) -> MemoryTransport:
+        transport = MemoryTransport()
+        self.made.append(transport)
+        return transport
+
+
+@pytest.fixture
+def producers() -> _Producers:
+    return _Producers()
+
+
+def _publisher(first: MemoryTransport, producers: _Producers, restarts: int = 3) -> Publisher:
+    pub = Publisher(transport=first, source="urn:test", producer_restarts=restarts)
+    # A custom transport is never replaced; give this one a factory as KafkaTransport has.
+    pub._core._transport_factory = producers
+    return pub
+
+
+@pytest.fixture
+def first() -> MemoryTransport:
+    return MemoryTransport()
+
+
+@pytest.fixture
+def publisher(first: MemoryTransport, producers: _Producers) -> Iterator[Publisher]:
+    pub = _publisher(first, producers)
+    yield pub
+    if not pub._core.closed:
+        pub.close(1)
+
+
+def _ids(transport: MemoryTransport) -> list[bytes | None]:
+    return [r.header("ce_id") for r in transport.records()]
+
+
+def test_unacked_events_are_resent_through_a_new_producer_with_the_same_ce_id(
+    publisher: Publisher, first: MemoryTransport, producers: _Producers
+) -> None:
+    """Events in flight at a fatal error are delivered by the replacement producer."""
+    first.pause()  # written to the log, not yet acknowledged
+    handles = [publisher.publish(order(n)) for n in range(5)]
+    with capture_logs() as logs:
+        first.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER")
+    assert len(producers.made) == 1
+    second = producers.made[0]
+    assert all(h.done() and not h.failed() for h in handles)
+    assert _ids(second) == [h.event_id.encode() for h in handles]
+    replaced = [e for e in logs if e["event"] == "producer_replaced"]
+    assert replaced and replaced[0]["resent"] == 5
+    assert replaced[0]["code"] == "OUT_OF_ORDER_SEQUENCE_NUMBER"
+
+
+def test_the_old_producers_late_failure_reports_do_not_fail_resent_events(
+    publisher: Publisher, first: MemoryTransport, producers: _Producers
+) -> None:
+    """set_fatal fails the old producer's held reports with _FATAL after the swap: ignored."""
+    first.pause()
+    handle = publisher.publish(order(1))
+    first.set_fatal()
+    assert handle.result(1).topic == "orders"
+    publisher.flush(1)  # no failure collected
+
+
+def test_publishing_goes_on_through_the_replacement(
+    publisher: Publisher, first: MemoryTransport, producers: _Producers
+) -> None:
+    """After a replacement, new events go to the new producer and nothing raises."""
+    publisher.publish(order(1)).result(1)
+    first.set_fatal()
+    after = publisher.publish(order(2))
+    assert after.result(1).topic == "orders"
+    assert _ids(producers.made[0]) == [after.event_id.encode()]
+    assert len(first.records()) == 1
+
+
+def test_the_restart_budget_bounds_replacements_then_the_publisher_is_fatal(
+    first: MemoryTransport, producers: _Producers
+) -> None:
+    """With producer_restarts=1 a second fatal error ends the publisher, failing events."""
+    pub = _publisher(first, producers, restarts=1)
+    first.set_fatal()
+    second = producers.made[0]
+    second.pause()
+    stuck = pub.publish(order(1))
+    with capture_logs() as logs:
+        second.set_fatal("CLUSTER_AUTHORIZATION_FAILED")
+    assert len(producers.made) == 1
+    assert stuck.failure is not None and stuck.failure.code == "CLUSTER_AUTHORIZATION_FAILED"
+    assert any(e["event"] == "producer_restart_budget_spent" for e in logs)
+    with pytest.raises(ProducerFatalError, match="CLUSTER_AUTHORIZATION_FAILED"):
+        pub.publish(order(2))
+    with pytest.raises(DeliveryError):
+        pub.close(0.1)
+
+
+def test_zero_restarts_keeps_the_fail_fast_behaviour(
+    first: MemoryTransport, producers: _Producers
+) -> None:
+    """producer_restarts=0: a fatal error fails in-flight events at once; no new producer."""
+    pub = _publisher(first, producers, restarts=0)
+    first.pause()
+    handle = pub.publish(order(1))
+    first.set_fatal()
+    assert producers.made == []
+    assert handle.failed()
+    with pytest.raises(ProducerFatalError):
+        pub.publish(order(2))
+    with pytest.raises(DeliveryError):
+        pub.close(0.1)
+
+
+def test_negative_restarts_is_a_configuration_error() -> None:
+    """producer_restarts must be an int >= 0, and the error says so."""
+    from eventwire import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="producer_restarts"):
+        Publisher(transport=MemoryTransport(), producer_restarts=-1)
+
+
+class _FatalOnSend(MemoryTransport):
+    """A producer already fatal in librdkafka whose error callback has not run yet."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        raise SendRejected("OUT_OF_ORDER_SEQUENCE_NUMBER", "fatal", fatal=True)
+
+
+def test_a_send_that_finds_the_producer_fatal_goes_out_on_the_replacement(
+    producers: _Producers,
+) -> None:
+    """publish() meeting a fatal producer replaces it and sends there: no error, no loss."""
+    pub = _publisher(_FatalOnSend(), producers)
+    handle = pub.publish(order(7))
+    assert handle.result(1).topic == "orders"
+    assert _ids(producers.made[0]) == [handle.event_id.encode()]
+    pub.close(1)
+
+
+def test_many_threads_publishing_across_a_replacement_lose_nothing(
+    first: MemoryTransport, producers: _Producers
+) -> None:
+    """Four threads publish while the producer is replaced: every event settles delivered."""
+    import threading
+
+    pub = _publisher(first, producers)
+    handles: list[list[object]] = [[] for _ in range(4)]
+    started = threading.Barrier(5)
+
+    def work(t: int) -> None:
+        started.wait()
+        for n in range(3_000):
+            handles[t].append(pub.publish(order(n, key=f"k{t}-{n}")))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    first.set_fatal()
+    for thread in threads:
+        thread.join()
+    pub.close(1)  # raises DeliveryError if any event failed or never settled
+    done: list[Callable[[], bool]] = [h.done for hs in handles for h in hs]  # type: ignore[attr-defined]
+    assert len(done) == 12_000 and all(d() for d in done)
+    stored = {r.header("ce_id") for t in [first, *producers.made] for r in t.records()}
+    assert len(stored) == 12_000
