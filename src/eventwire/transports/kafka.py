@@ -124,7 +124,9 @@ class KafkaTransport:
             raise TransportQueueFull() from None
         except confluent_kafka.KafkaException as exc:
             err = exc.args[0]
-            raise SendRejected(err.name(), self._scrub(err.str()), fatal=err.fatal()) from None
+            # produce() on a producer in a fatal state raises _FATAL without fatal() set
+            fatal = err.fatal() or err.code() == confluent_kafka.KafkaError._FATAL
+            raise SendRejected(err.name(), self._scrub(err.str()), fatal=fatal) from None
         # Serve ready reports here too, as a plain produce()+poll(0) loop does:
         # callbacks then mostly run on the publishing thread, without a GIL
         # hand-off to the poll thread per batch. The poll thread covers idle time.

@@ -1,0 +1,77 @@
+"""A real librdkafka fatal error, raised in a producer talking to a real broker.
+
+``rd_kafka_test_fatal_error`` (through eventwire.testing.librdkafka) puts the
+producer into the same fatal state an idempotence sequence error would: its
+error callback reports it and every later ``produce()`` is refused. eventwire
+must replace the producer and deliver every event, including those in flight.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+from structlog.testing import capture_logs
+
+from eventwire import ProducerFatalError, Publisher, Route
+from eventwire.testing import librdkafka
+from eventwire.testing.consume import read_topic
+
+from .conftest import Placed
+
+
+def _inject(pub: Publisher) -> None:
+    try:
+        librdkafka.inject_fatal_error(
+            pub, librdkafka.ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by the test"
+        )
+    except librdkafka.LibrdkafkaTestApiUnavailable as exc:  # pragma: no cover - other wheels
+        pytest.skip(f"librdkafka test API unavailable: {exc}")
+
+
+def test_fatal_error_mid_stream_replaces_the_producer_and_loses_nothing(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """4,000 events, a fatal error after the first 2,000: all acked, all in the log, in order."""
+    routes = {Placed: Route(topic=kafka_topic, key="order_id")}
+    with capture_logs() as logs:
+        pub = Publisher(kafka_bootstrap, routes=routes)
+        first = [pub.publish(Placed(order_id=f"k{n % 10}", seq=n)) for n in range(2_000)]
+        _inject(pub)
+        rest = [pub.publish(Placed(order_id=f"k{n % 10}", seq=n)) for n in range(2_000, 4_000)]
+        pub.close(30)  # raises DeliveryError if any event failed or never settled
+    handles = first + rest
+    assert all(h.done() and not h.failed() for h in handles)
+    replaced = [e for e in logs if e["event"] == "producer_replaced"]
+    assert len(replaced) == 1, logs
+    print("producer_replaced:", {k: replaced[0][k] for k in ("code", "resent", "restarts_left")})
+    records = read_topic(kafka_bootstrap, kafka_topic, expected=4_000, timeout=60)
+    ids = collections.Counter(r.header("ce_id") for r in records)
+    assert set(ids) == {h.event_id.encode() for h in handles}  # every event, nothing else
+    # Per key, the first copy of each event keeps publish order (a re-sent copy may repeat).
+    by_key: dict[bytes | None, list[int]] = collections.defaultdict(list)
+    seen: set[bytes | None] = set()
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if r.header("ce_id") in seen:
+            continue
+        seen.add(r.header("ce_id"))
+        by_key[r.key].append(int(r.value.split(b'"seq":')[1].split(b",")[0].rstrip(b"}")))
+    assert all(seqs == sorted(seqs) for seqs in by_key.values())
+
+
+def test_with_no_restarts_a_fatal_error_fails_in_flight_events_and_later_publishes(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """producer_restarts=0: ProducerFatalError on publish; nothing is left unreported."""
+    routes = {Placed: Route(topic=kafka_topic, key="order_id")}
+    pub = Publisher(kafka_bootstrap, routes=routes, producer_restarts=0)
+    handles = [pub.publish(Placed(order_id="k", seq=n)) for n in range(500)]
+    _inject(pub)
+    with pytest.raises(ProducerFatalError):
+        for n in range(500, 100_000):  # the error callback arrives on the poll thread
+            handles.append(pub.publish(Placed(order_id="k", seq=n)))
+    try:
+        pub.close(10)
+    except Exception:  # noqa: BLE001 - DeliveryError lists the failed ones
+        pass
+    assert all(h.done() for h in handles)  # delivered, or failed and reported
