@@ -60,7 +60,8 @@ def child(mode: str, bootstrap: str, topic: str, events: int, db: str) -> None:
     )
     core = pub._core
     step = max(1, events // 10)
-    print("SAMPLE", json.dumps({"at": 0, "rss_mib": _rss_mib(), "queue": 0, "outbox": 0}), flush=True)
+    sample = {"at": 0, "rss_mib": _rss_mib(), "queue": 0, "outbox": 0}
+    print("SAMPLE", json.dumps(sample), flush=True)
     for n in range(1, events + 1):
         if store is not None and n % 1000 == 0:
             pub.publish_many(messages)  # one transaction per 1,000 (as a service batches)
@@ -71,7 +72,8 @@ def child(mode: str, bootstrap: str, topic: str, events: int, db: str) -> None:
             transport = relay.transport if relay is not None else core.transport
             queue = len(transport) if transport is not None else 0  # type: ignore[arg-type]
             depth = store.status().pending if store is not None else 0
-            print("SAMPLE", json.dumps({"at": n, "rss_mib": _rss_mib(), "queue": queue, "outbox": depth}))
+            sample = {"at": n, "rss_mib": _rss_mib(), "queue": queue, "outbox": depth}
+            print("SAMPLE", json.dumps(sample))
     print("OUTAGE_DONE", flush=True)
     sys.stdin.readline()  # the parent restarts the broker, then says go
     try:
@@ -95,7 +97,8 @@ def run_mode(mode: str, cluster: Any, events: int, tmp: str) -> dict[str, Any]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     samples: list[dict[str, Any]] = []
     for line in proc.stdout:
         if line.startswith("OUTAGE_DONE"):

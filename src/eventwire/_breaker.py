@@ -10,6 +10,10 @@ States::
 Only connectivity failures count (all brokers down, transport errors, message
 timeouts): a permanent error such as a too-large event says nothing about
 Kafka's health. Any successful delivery closes the circuit at once.
+
+Every transition is logged (``circuit_open``, ``circuit_half_open``,
+``circuit_closed``, with the breaker's ``name``) and told to the observers added
+with :meth:`CircuitBreaker.observe`, e.g. the ``eventwire_circuit_state`` gauge.
 """
 
 from __future__ import annotations
@@ -95,6 +99,9 @@ class CircuitBreaker:
             True if a broker answered. Without one, the next publish is the probe.
         on_change: called with the new state on every transition.
         clock: monotonic seconds (injectable for tests).
+        name: whose breaker this is, in logs and metrics. None: the owner names it
+            (``"publisher"`` for ``Publisher(circuit_breaker=...)``, ``"relay"`` for
+            an :class:`~eventwire.outbox.OutboxRelay`).
     """
 
     def __init__(
@@ -105,11 +112,14 @@ class CircuitBreaker:
         probe: Callable[[], bool] | None = None,
         on_change: Callable[[BreakerState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        name: str | None = None,
     ) -> None:
+        self.name = name
         self.open_after_s = open_after_s
         self.reset_timeout_s = reset_timeout_s
         self._probe = probe
         self._on_change = on_change
+        self._observers: tuple[Callable[[BreakerState], None], ...] = ()
         self._clock = clock
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
@@ -177,6 +187,15 @@ class CircuitBreaker:
                     self._transition(BreakerState.OPEN, self._clock())
         return ok
 
+    def observe(self, callback: Callable[[BreakerState], None]) -> None:
+        """Also call ``callback(new_state)`` on every transition, after ``on_change``.
+
+        It runs under the breaker's lock, on whichever thread caused the
+        transition: it must be quick and must not call back into the breaker.
+        """
+        with self._lock:
+            self._observers = (*self._observers, callback)
+
     def open_error(self, what: str) -> CircuitOpenError:
         """The error for an event refused while the circuit is open."""
         return CircuitOpenError(
@@ -198,6 +217,8 @@ class CircuitBreaker:
         self._state = state
         if state is BreakerState.OPEN:
             self._opened_at = now
-        _log.warning(f"circuit_{state.value}", last_error=self.last_error)
+        _log.warning(f"circuit_{state.value}", breaker=self.name, last_error=self.last_error)
         if self._on_change is not None:
             self._on_change(state)
+        for observer in self._observers:
+            observer(state)

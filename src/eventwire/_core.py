@@ -137,9 +137,13 @@ class PublisherCore:
             self._transport_factory = functools.partial(
                 KafkaTransport, kafka_config, connect_timeout=None, on_stats=on_stats
             )
+        if producer_restarts == 0:
+            self._transport_factory = None  # no replacement: no record kept per event
         self._restarts = _RestartBudget(producer_restarts, _RESTART_WINDOW_S)
         self._replace_lock = threading.RLock()
         self._replaced: list[Transport] = []  # abandoned producers, dropped at close
+        self._filling: Transport | None = None  # a replacement being given the re-sends
+        self._filling_fatal: tuple[str, str] | None = None
         self._error_listeners: list[Callable[[str, str], None]] = []
         self._busy_backoff_s: float | None = None
         self._wake: Any = None
@@ -149,7 +153,12 @@ class PublisherCore:
             self.metrics.track_queue(self._queue_len)
 
     def _install(self, transport: Transport) -> None:
-        """Make ``transport`` the one events go through, with every listener attached."""
+        """Make ``transport`` the one events go through."""
+        self._attach(transport)
+        self.transport = transport
+
+    def _attach(self, transport: Transport) -> None:
+        """Attach every listener (fatal, errors, poll backoff) to ``transport``."""
         transport.on_fatal(functools.partial(self._on_fatal_from, transport))
         on_error = getattr(transport, "on_error", None)
         if on_error is not None:
@@ -158,7 +167,6 @@ class PublisherCore:
         if self._busy_backoff_s is not None and hasattr(transport, "busy_backoff_s"):
             transport.busy_backoff_s = self._busy_backoff_s
         self._wake = getattr(transport, "wake", None)
-        self.transport = transport
 
     def _queue_len(self) -> int:
         return len(self.transport)  # type: ignore[arg-type]
@@ -202,12 +210,16 @@ class PublisherCore:
         """Fail fast while ``breaker`` is open; feed it errors and deliveries.
 
         ``True`` makes a default breaker whose half-open probe is a Metadata request.
+        An unnamed breaker is named ``"publisher"`` (in logs and metrics).
         """
         if breaker is False:
             return
         if breaker is True:
             breaker = CircuitBreaker(probe=connection_probe(lambda: self.transport))
         self.breaker = breaker
+        breaker.name = breaker.name or "publisher"
+        if self.metrics is not None:
+            self.metrics.watch_breaker(breaker)
         user_callback = breaker._on_change
 
         def on_change(state: BreakerState) -> None:
@@ -246,7 +258,13 @@ class PublisherCore:
         eid = event_id or new_event_id()
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
         handle = DeliveryHandle(
-            self, eid, route.type_name, route.topic, now_ns, (key, value, record_headers)
+            self,
+            eid,
+            route.type_name,
+            route.topic,
+            now_ns,
+            # kept while in flight only if a fatal error can lead to a re-send
+            record=(key, value, record_headers) if self._transport_factory is not None else None,
         )
         if traced:
             self.tracing.start(handle, key, record_headers, len(value))
@@ -376,22 +394,38 @@ class PublisherCore:
     # -- fatal errors: replace the producer and resume, or give up --------------------
     def _on_fatal_from(self, transport: Transport, code: str, reason: str) -> None:
         """``transport`` hit a fatal error: replace it and re-send, or end the publisher."""
-        if transport is not self.transport:
+        if transport is not self.transport and transport is not self._filling:
             return  # an already replaced producer
         if not self._replace_producer(transport, code, reason):
             self._go_fatal(code, reason)
 
     def _resumed_after_fatal(
-        self, transport: Transport, code: str, reason: str, handle: DeliveryHandle
+        self,
+        transport: Transport,
+        code: str,
+        reason: str,
+        handle: DeliveryHandle,
+        seen_resends: int = 0,
     ) -> bool:
-        """A send found ``transport`` fatal: True if ``handle`` went out on its replacement."""
-        self._on_fatal_from(transport, code, reason)
-        with self._replace_lock:  # wait for a replacement running on another thread
+        """A send found ``transport`` fatal: True if ``handle`` went out on its replacement.
+
+        False if no replacement is allowed: the handle is then out of the pending
+        set (not swept into flush()'s failures), as the caller raises for it.
+        """
+        with self._replace_lock:
+            if handle._resends > seen_resends or handle._done:
+                return True  # another thread's replacement re-sent it with the rest
+            self._pending.pop(handle, None)
+            self._on_fatal_from(transport, code, reason)  # replaces now, or already did
             if self._fatal is not None or self._closed:
                 return False
-            if handle._resends or handle._done:
-                return True  # the replacement re-sent it with the other unacked events
-            return self._resend(self.transport, handle) is not None
+            current = self.transport
+            self._pending[handle] = None
+            if self._resend(current, handle):
+                return True
+            self._pending.pop(handle, None)
+            seen = handle._resends
+        return self._resumed_after_fatal(current, "_FATAL", "replacement is fatal", handle, seen)
 
     def _replace_producer(self, old: Transport, code: str, reason: str) -> bool:
         """Swap in a new producer and re-send every unacknowledged event through it.
@@ -405,34 +439,32 @@ class PublisherCore:
         if factory is None:
             return False
         with self._replace_lock:
+            if old is self._filling:  # it failed while being filled, on this thread
+                self._filling_fatal = (code, reason)
+                return True  # handled once it is installed (below)
             if self.transport is not old:
                 return True  # another thread replaced it already
-            if self._closed or self._fatal is not None:
-                return False
-            if not self._restarts.take():
-                _log.error(
-                    "producer_restart_budget_spent",
-                    code=code,
-                    restarts=self._restarts.limit,
-                    window_s=_RESTART_WINDOW_S,
-                )
-                return False
-            try:
-                new = factory()
-            except Exception as exc:
-                _log.error("producer_restart_failed", code=code, error=repr(exc))
+            new = self._new_producer(factory, code)
+            if new is None:
                 return False
             abandon = getattr(old, "abandon", None)
             if abandon is not None:
                 abandon()
             self._replaced.append(old)
-            self._install(new)
+            # Re-send first, install after: a publish racing on another thread must not
+            # overtake the re-sent events of its key (it waits on _replace_lock instead).
+            self._attach(new)
+            self._filling, self._filling_fatal = new, None
             resent: list[DeliveryHandle] = []
-            for handle in [h for h in list(self._pending) if not h._done]:
-                if self.transport is not new:
-                    break  # the new producer failed too and was itself replaced
-                if self._resend(new, handle) is not None:
+            try:
+                for handle in [h for h in list(self._pending) if not h._done]:
+                    if not self._resend(new, handle):
+                        self._filling_fatal = self._filling_fatal or ("_FATAL", "on re-send")
+                        break  # the rest go to the next replacement
                     resent.append(handle)
+            finally:
+                self._filling = None
+            self.transport = new
             _log.warning(
                 "producer_replaced",
                 code=code,
@@ -442,27 +474,56 @@ class PublisherCore:
             )
             for topic, n in _count_by_topic(resent).items():
                 self.count_outcome(topic, "retried", n)
+            if self._filling_fatal is not None:  # the new producer is already fatal too
+                self._on_fatal_from(new, *self._filling_fatal)
             return True
 
-    def _resend(self, transport: Transport, handle: DeliveryHandle) -> Resent | None:
-        """Send a pending event again through ``transport``; None if it settled instead."""
-        record = handle._record
-        if handle._done or record is None:
+    def _new_producer(self, factory: Callable[[], Transport], code: str) -> Transport | None:
+        """A replacement producer, or None (closed, fatal, budget spent, creation failed)."""
+        if self._closed or self._fatal is not None:
             return None
+        if not self._restarts.take():
+            _log.error(
+                "producer_restart_budget_spent",
+                code=code,
+                restarts=self._restarts.limit,
+                window_s=_RESTART_WINDOW_S,
+            )
+            return None
+        try:
+            return factory()
+        except Exception as exc:
+            _log.error("producer_restart_failed", code=code, error=repr(exc))
+            return None
+
+    def _resend(self, transport: Transport, handle: DeliveryHandle) -> bool:
+        """Send the pending ``handle`` again, through ``transport``.
+
+        True if it is on its way, or settled (refused, or the queue stayed full);
+        False if ``transport`` is fatal too: the handle stays pending.
+        """
+        if handle._done:
+            return True
+        record = handle._record
+        if record is None:  # not kept (no replacement was possible when it was sent)
+            self.settled(handle, None, handle.failure_from("_FATAL", "not kept for a re-send"))
+            return True
         callback = Resent(handle)
         deadline = time.monotonic() + self._enqueue_timeout
         while True:
             try:
                 transport.send(handle.topic, *record, callback)
-                return callback
+                return True
             except TransportQueueFull:
                 if time.monotonic() >= deadline:
                     self.settled(handle, None, handle.failure_from("_QUEUE_FULL", "re-send"))
-                    return None
+                    return True
                 transport.wait_for_space(0.05)
             except SendRejected as exc:
+                if exc.fatal:
+                    return False
                 self.settled(handle, None, handle.failure_from(exc.code, exc.reason))
-                return None
+                return True
 
     def _go_fatal(self, code: str, reason: str) -> None:
         with self._lock:

@@ -100,6 +100,7 @@ class DeliveryHandle:
         event_type: str,
         topic: str,
         sent_at_ns: int,
+        *,
         record: tuple[bytes | None, bytes, list[tuple[str, bytes]]] | None = None,
     ) -> None:
         self._core = core

@@ -14,6 +14,9 @@ With ``Publisher(..., outbox=store)``:
 * ``flush()``/``close()`` wait (bounded) for the relay. An event still in the
   outbox when they time out is *not* a failure: it is durable and will be sent
   by the next relay. Only events given up on (dead-lettered or parked) raise.
+* The relay reports to the publisher's MeterProvider (if it has a real one; a
+  ``meter_provider`` in ``relay_options`` wins), and its circuit breaker is named
+  ``relay`` in logs and metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
 from eventwire._errors import DeliveryError
@@ -84,12 +89,20 @@ class OutboxMode:
         self._lock = threading.Lock()
         self.relay: OutboxRelay | None = None
         if start_relay:
+            options = dict(relay_options or {})
+            # The provider the publisher resolved at creation, not the global one of
+            # now; no-op when the publisher has no metrics.
+            metrics = core.metrics
+            options.setdefault(
+                "meter_provider",
+                metrics.meter_provider if metrics is not None else NoOpMeterProvider(),
+            )
             self.relay = OutboxRelay(
                 store,
                 self._transport_factory(relay_transport),
                 listener=self,
-                breaker=CircuitBreaker(probe=connection_probe(self._relay_transport)),
-                **dict(relay_options or {}),
+                breaker=CircuitBreaker(name="relay", probe=connection_probe(self._relay_transport)),
+                **options,
             )
             self.relay.start()
 

@@ -13,7 +13,7 @@ import collections
 import pytest
 from structlog.testing import capture_logs
 
-from eventwire import ProducerFatalError, Publisher, Route
+from eventwire import DeliveryError, ProducerFatalError, Publisher, Route
 from eventwire.testing import librdkafka
 from eventwire.testing.consume import read_topic
 
@@ -41,7 +41,8 @@ def test_fatal_error_mid_stream_replaces_the_producer_and_loses_nothing(
         rest = [pub.publish(Placed(order_id=f"k{n % 10}", seq=n)) for n in range(2_000, 4_000)]
         pub.close(30)  # raises DeliveryError if any event failed or never settled
     handles = first + rest
-    assert all(h.done() and not h.failed() for h in handles)
+    bad = [(h.done(), h.failure) for h in handles if not h.done() or h.failed()]
+    assert not bad, (len(bad), bad[:3], [e for e in logs if e["event"] != "librdkafka_log"][:8])
     replaced = [e for e in logs if e["event"] == "producer_replaced"]
     assert len(replaced) == 1, logs
     print("producer_replaced:", {k: replaced[0][k] for k in ("code", "resent", "restarts_left")})
@@ -67,11 +68,23 @@ def test_with_no_restarts_a_fatal_error_fails_in_flight_events_and_later_publish
     pub = Publisher(kafka_bootstrap, routes=routes, producer_restarts=0)
     handles = [pub.publish(Placed(order_id="k", seq=n)) for n in range(500)]
     _inject(pub)
-    with pytest.raises(ProducerFatalError):
+
+    def publish_until_refused() -> None:
         for n in range(500, 100_000):  # the error callback arrives on the poll thread
             handles.append(pub.publish(Placed(order_id="k", seq=n)))
+
+    with pytest.raises(ProducerFatalError):
+        publish_until_refused()
+    reported: set[str] = set()
     try:
         pub.close(10)
-    except Exception:  # noqa: BLE001 - DeliveryError lists the failed ones
-        pass
-    assert all(h.done() for h in handles)  # delivered, or failed and reported
+    except DeliveryError as exc:
+        reported = {f.event_id for f in exc.failures}
+    assert all(h.done() for h in handles)  # delivered, or failed...
+    failed_ids = {h.event_id for h in handles if h.failed()}
+    assert reported == failed_ids, (
+        len(reported),
+        len(failed_ids),
+        len(reported - failed_ids),
+        len(failed_ids - reported),
+    )

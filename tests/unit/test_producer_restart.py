@@ -196,3 +196,50 @@ def test_many_threads_publishing_across_a_replacement_lose_nothing(
     assert len(done) == 12_000 and all(d() for d in done)
     stored = {r.header("ce_id") for t in [first, *producers.made] for r in t.records()}
     assert len(stored) == 12_000
+
+
+class _FatalOnNthSend(MemoryTransport):
+    """A producer that turns fatal (callbacks first, as librdkafka) on its n-th send."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self._left = n
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER", "fatal while being filled")
+        super().send(topic, key, value, headers, on_delivery)
+
+
+def test_a_replacement_that_turns_fatal_while_re_sending_is_replaced_in_turn(
+    first: MemoryTransport,
+) -> None:
+    """The 2nd producer dies on its 3rd re-send: a 3rd one gets the rest, in order."""
+    made: list[MemoryTransport] = []
+    kinds = iter([_FatalOnNthSend(3), MemoryTransport()])
+
+    def factory() -> MemoryTransport:
+        made.append(next(kinds))
+        return made[-1]
+
+    pub = Publisher(transport=first, source="urn:test")
+    pub._core._transport_factory = factory
+    first.pause()
+    handles = [pub.publish(order(n, key="same-key")) for n in range(6)]
+    first.set_fatal()
+    assert len(made) == 2
+    assert all(h.done() and not h.failed() for h in handles)
+    ids = [h.event_id.encode() for h in handles]
+    assert _ids(made[0]) == ids[:2]  # acked by the 2nd producer before it died
+    assert _ids(made[1]) == ids[2:]  # the rest, in order, by the 3rd
+    after = pub.publish(order(9, key="same-key"))
+    assert _ids(made[1])[-1] == after.event_id.encode()
+    pub.close(1)

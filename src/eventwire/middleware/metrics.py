@@ -1,40 +1,75 @@
-"""OpenTelemetry metrics for publishers, and a Prometheus ``/metrics`` endpoint.
+"""OpenTelemetry metrics for publishers and outbox relays, and a Prometheus ``/metrics`` endpoint.
 
-A publisher reports metrics when it is given a ``meter_provider=`` or when the
-global MeterProvider is a real one (an SDK) at the time the publisher is created.
-With neither, it does no metrics work at all.
+A publisher (or an :class:`~eventwire.outbox.OutboxRelay`) reports metrics when it
+is given a ``meter_provider=`` or when the global MeterProvider is a real one (an
+SDK) at the time it is created. With neither, it does no metrics work at all. A
+publisher with an outbox hands its MeterProvider to its relay.
 
 Instruments (OpenTelemetry name -> Prometheus name; the Prometheus names are a contract):
 
-=================================== ======================================= ===================
-``eventwire.events.published``      ``eventwire_events_published_total``    counter: topic,
-                                                                            outcome
-``eventwire.publish.duration``      ``eventwire_publish_duration_seconds``  histogram
-``eventwire.in_flight_events``      ``eventwire_in_flight_events``          gauge
-``eventwire.producer.queue_messages`` ``eventwire_producer_queue_messages`` gauge
-``eventwire.producer.queue_bytes``  ``eventwire_producer_queue_bytes``      gauge: producer
-``eventwire.broker.rtt``            ``eventwire_broker_rtt_seconds``        gauge: producer,
-                                                                            broker
-``eventwire.broker.tx_errors``      ``eventwire_broker_tx_errors``          gauge: producer,
-                                                                            broker
-=================================== ======================================= ===================
+======================================= =============================================== ============
+``eventwire.events.published``          ``eventwire_events_published_total``            counter:
+                                                                                        topic,
+                                                                                        outcome
+``eventwire.publish.duration``          ``eventwire_publish_duration_seconds``          histogram
+``eventwire.in_flight_events``          ``eventwire_in_flight_events``                  gauge
+``eventwire.producer.queue_messages``   ``eventwire_producer_queue_messages``           gauge
+``eventwire.producer.queue_bytes``      ``eventwire_producer_queue_bytes``              gauge:
+                                                                                        producer
+``eventwire.broker.rtt``                ``eventwire_broker_rtt_seconds``                gauge:
+                                                                                        producer,
+                                                                                        broker
+``eventwire.broker.tx_errors``          ``eventwire_broker_tx_errors``                  gauge:
+                                                                                        producer,
+                                                                                        broker
+``eventwire.circuit.state``             ``eventwire_circuit_state``                     gauge:
+                                                                                        breaker
+``eventwire.circuit.transitions``       ``eventwire_circuit_transitions_total``         counter:
+                                                                                        breaker,
+                                                                                        state
+``eventwire.outbox.relayed``            ``eventwire_outbox_relayed_total``              counter:
+                                                                                        topic,
+                                                                                        outcome
+``eventwire.outbox.pending_events``     ``eventwire_outbox_pending_events``             gauge
+``eventwire.outbox.oldest_pending_age`` ``eventwire_outbox_oldest_pending_age_seconds`` gauge
+======================================= =============================================== ============
 
-* ``outcome`` is ``delivered`` or ``failed`` (the broker's answer, a sweep at close or
-  a fatal error, or a synchronous rejection), and ``retried`` / ``dead_lettered`` as
-  counted by :meth:`PublisherMetrics.count` (used by the reliability features).
+* ``outcome`` of ``eventwire.events.published`` is ``delivered`` or ``failed`` (the
+  broker's answer, a sweep at close or a fatal error, or a synchronous rejection).
+  :meth:`PublisherMetrics.count` also accepts ``retried`` / ``dead_lettered`` for
+  code of your own; eventwire's outbox relay counts its retries and dead letters
+  in ``eventwire.outbox.relayed`` instead, so that an event published through an
+  outbox (whose handle the relay settles) is never counted twice in one counter.
 * ``publish_duration`` is from ``publish()`` to the broker's acknowledgement, for
   delivered events. It has no labels: the SDK's ``Histogram.record`` costs several
   microseconds per call and about twice that with attributes.
 * The queue gauge counts records in librdkafka's queues, read when collected.
-* The last three come from librdkafka's statistics (``statistics.interval.ms``,
-  15 s by default when metrics are on; set it in ``overrides`` to change it, 0 to
-  disable): the average broker round-trip time of the last window, the bytes in the
-  producer's queues, and each broker's cumulative transmission errors (which restart
-  at 0 with a new producer, hence a gauge).
+* ``queue_bytes``, ``rtt`` and ``tx_errors`` come from librdkafka's statistics
+  (``statistics.interval.ms``, 15 s by default when metrics are on; set it in
+  ``overrides`` to change it, 0 to disable): the bytes in the producer's queues, the
+  average broker round-trip time of the last window, and each broker's cumulative
+  transmission errors (which restart at 0 with a new producer, hence a gauge).
+* ``eventwire.circuit.state`` is 0 closed, 1 half-open, 2 open, per ``breaker``
+  (the breaker's name: ``publisher`` for ``Publisher(circuit_breaker=...)``,
+  ``relay`` for the outbox relay's; the worst state if several share a name).
+  ``eventwire.circuit.transitions`` counts entries into each ``state``
+  (``closed``, ``half_open``, ``open``). A publisher or relay without a breaker
+  reports neither.
+* ``eventwire.outbox.relayed`` counts the relay's outcomes per entry and attempt,
+  by original ``topic``: ``delivered`` (acknowledged, marked sent), ``retried``
+  (failed, scheduled for another attempt), ``dead_lettered`` (given up on, sent to
+  the dead-letter topic) and ``parked`` (given up on, kept in the outbox).
+* The two outbox gauges are read from the store (``OutboxStore.status()``, as
+  ``eventwire outbox status`` shows) when collected, once per collection for both,
+  and summed (depth) or maxed (age) over the distinct stores of running relays.
+  ``oldest_pending_age`` is absent while nothing is pending. A store that cannot
+  answer is logged (``outbox_status_failed``) and reports nothing that time.
 
 Per event, a publisher with metrics adds one locked increment of a plain ``int`` (the
 counter is read only at collection time) and, for a delivered event, one histogram
-``record`` -- by far the larger cost, paid only with a real MeterProvider.
+``record`` -- by far the larger cost, paid only with a real MeterProvider. A relay
+adds one locked pass over each round's topics per outcome; the store is queried only
+by the collector, never on the relay's path.
 """
 
 from __future__ import annotations
@@ -44,29 +79,45 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
+import structlog
 from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
 
 from eventwire.middleware import instrumentation_version
 
 if TYPE_CHECKING:
+    from eventwire._breaker import BreakerState, CircuitBreaker
     from eventwire._errors import DeliveryFailure
     from eventwire._handle import DeliveryHandle
+    from eventwire.outbox.base import OutboxStatus, OutboxStore
 
 __all__ = [
+    "CIRCUIT_STATES",
     "OUTCOMES",
     "PROMETHEUS_NAMES",
+    "RELAY_OUTCOMES",
+    "BreakerWatch",
     "Outcome",
     "PrometheusServer",
     "PublisherMetrics",
+    "RelayMetrics",
+    "RelayOutcome",
     "make_metrics",
+    "make_relay_metrics",
     "serve_prometheus",
+    "watch_breaker",
 ]
+
+_log = structlog.get_logger("eventwire.outbox")
 
 Outcome = Literal["delivered", "failed", "dead_lettered", "retried"]
 OUTCOMES: tuple[Outcome, ...] = ("delivered", "failed", "dead_lettered", "retried")
+RelayOutcome = Literal["delivered", "retried", "dead_lettered", "parked"]
+RELAY_OUTCOMES: tuple[RelayOutcome, ...] = ("delivered", "retried", "dead_lettered", "parked")
+#: ``BreakerState.value`` -> the value of ``eventwire.circuit.state``.
+CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 #: OpenTelemetry instrument name -> the name a Prometheus exporter gives it.
 PROMETHEUS_NAMES = {
@@ -77,6 +128,11 @@ PROMETHEUS_NAMES = {
     "eventwire.producer.queue_bytes": "eventwire_producer_queue_bytes",
     "eventwire.broker.rtt": "eventwire_broker_rtt_seconds",
     "eventwire.broker.tx_errors": "eventwire_broker_tx_errors",
+    "eventwire.circuit.state": "eventwire_circuit_state",
+    "eventwire.circuit.transitions": "eventwire_circuit_transitions_total",
+    "eventwire.outbox.relayed": "eventwire_outbox_relayed_total",
+    "eventwire.outbox.pending_events": "eventwire_outbox_pending_events",
+    "eventwire.outbox.oldest_pending_age": "eventwire_outbox_oldest_pending_age_seconds",
 }
 
 # Publish-to-ack seconds: from sub-millisecond (linger 0, local broker) to
@@ -86,6 +142,7 @@ _DURATION_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
 _time_ns = time.time_ns
+_G = TypeVar("_G")
 
 
 # -- librdkafka statistics (only the fields used; msgspec skips the rest fast) ---------
@@ -120,6 +177,7 @@ class PublisherMetrics:
 
     __slots__ = (
         "__weakref__",
+        "_breaker",
         "_counts",
         "_delivered",
         "_in_flight",
@@ -127,6 +185,7 @@ class PublisherMetrics:
         "_lock",
         "_queue_len",
         "_record",
+        "meter_provider",
         "stats",
     )
 
@@ -134,7 +193,11 @@ class PublisherMetrics:
         self,
         instruments: _Instruments,
         in_flight: Callable[[], int],
+        meter_provider: MeterProvider | None = None,
     ) -> None:
+        #: The (real) MeterProvider these metrics report to.
+        self.meter_provider = meter_provider
+        self._breaker: BreakerWatch | None = None
         self._instruments = instruments
         self._counts = instruments.counts
         self._delivered = instruments.counts["delivered"]
@@ -145,6 +208,11 @@ class PublisherMetrics:
         #: The latest librdkafka statistics, if any arrived.
         self.stats: _Stats | None = None
         instruments.members.add(self)
+
+    def watch_breaker(self, breaker: CircuitBreaker) -> None:
+        """Report ``breaker``'s state and transitions (see :func:`watch_breaker`)."""
+        if self.meter_provider is not None:
+            self._breaker = watch_breaker(self.meter_provider, breaker)
 
     def track_queue(self, queue_len: Callable[[], int]) -> None:
         """Report ``queue_len()`` (records in the transport's queues) as a gauge."""
@@ -181,6 +249,8 @@ class PublisherMetrics:
     def close(self) -> None:
         """Stop reporting this publisher's gauges (its counts stay in the counters)."""
         self._instruments.members.discard(self)
+        if self._breaker is not None:
+            self._breaker.close()
 
     def in_flight(self) -> int:
         """Events published and not yet settled."""
@@ -264,8 +334,214 @@ class _Instruments:
         ]
 
 
-_BOUND: weakref.WeakKeyDictionary[MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
+# -- circuit breakers ------------------------------------------------------------------
+class BreakerWatch:
+    """Reports one circuit breaker: told each transition (under the breaker's lock)."""
+
+    __slots__ = ("__weakref__", "_group", "name", "value")
+
+    def __init__(self, group: _CircuitInstruments, name: str) -> None:
+        self._group = group
+        self.name = name
+        #: The breaker's state as ``eventwire.circuit.state`` reports it.
+        self.value = 0
+
+    def __call__(self, state: BreakerState) -> None:
+        """Record a transition into ``state``."""
+        self.value = CIRCUIT_STATES[state.value]
+        group = self._group
+        series = (self.name, state.value)
+        with group.lock:
+            group.transitions[series] = group.transitions.get(series, 0) + 1
+
+    def close(self) -> None:
+        """Stop reporting the state (its transitions stay in the counter)."""
+        self._group.members.discard(self)
+
+
+class _CircuitInstruments:
+    """The circuit-breaker instruments of one MeterProvider."""
+
+    def __init__(self, provider: MeterProvider) -> None:
+        self.lock = threading.Lock()
+        #: (breaker name, state entered) -> count.
+        self.transitions: dict[tuple[str, str], int] = {}
+        self.members: weakref.WeakSet[BreakerWatch] = weakref.WeakSet()
+        meter = provider.get_meter("eventwire", instrumentation_version())
+        meter.create_observable_gauge(
+            "eventwire.circuit.state",
+            [self._state],
+            unit="{state}",
+            description="Circuit breaker state: 0 closed, 1 half-open, 2 open",
+        )
+        meter.create_observable_counter(
+            "eventwire.circuit.transitions",
+            [self._transitions],
+            unit="{transition}",
+            description="Circuit breaker transitions, by breaker and state entered",
+        )
+
+    def _state(self, _options: CallbackOptions) -> Iterable[Observation]:
+        worst: dict[str, int] = {}
+        for watch in list(self.members):
+            worst[watch.name] = max(worst.get(watch.name, 0), watch.value)
+        return [Observation(v, {"breaker": name}) for name, v in worst.items()]
+
+    def _transitions(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            counts = list(self.transitions.items())
+        return [Observation(n, {"breaker": b, "state": st}) for (b, st), n in counts]
+
+
+def watch_breaker(provider: MeterProvider, breaker: CircuitBreaker) -> BreakerWatch:
+    """Report ``breaker`` (labelled with its ``name``) on ``provider``, a real one."""
+    watch = BreakerWatch(_bound(provider, _CircuitInstruments), breaker.name or "circuit")
+    breaker.observe(watch)
+    watch.value = CIRCUIT_STATES[breaker.state.value]
+    watch._group.members.add(watch)
+    return watch
+
+
+# -- the outbox relay -------------------------------------------------------------------
+class RelayMetrics:
+    """One relay's view of its MeterProvider's outbox instruments.
+
+    Relays sharing a MeterProvider share the ``eventwire.outbox.relayed`` counts.
+    """
+
+    __slots__ = ("__weakref__", "_breaker", "_counts", "_group", "_lock", "meter_provider", "store")
+
+    def __init__(self, group: _OutboxInstruments, store: OutboxStore, provider: MeterProvider):
+        self._group = group
+        self._counts = group.counts
+        self._lock = group.lock
+        self._breaker: BreakerWatch | None = None
+        #: The store whose depth and oldest pending age are reported.
+        self.store = store
+        self.meter_provider = provider
+        group.members.add(self)
+
+    def count(self, outcome: RelayOutcome, topics: Iterable[str]) -> None:
+        """Add one ``outcome`` per item of ``topics`` (the entries' original topics)."""
+        counts = self._counts[outcome]
+        with self._lock:
+            for topic in topics:
+                counts[topic] = counts.get(topic, 0) + 1
+
+    def watch_breaker(self, breaker: CircuitBreaker) -> None:
+        """Report the relay's breaker's state and transitions."""
+        self._breaker = watch_breaker(self.meter_provider, breaker)
+
+    def close(self) -> None:
+        """Stop reading the store and reporting the breaker (counts stay)."""
+        self._group.members.discard(self)
+        if self._breaker is not None:
+            self._breaker.close()
+
+
+class _OutboxInstruments:
+    """The outbox relay's instruments of one MeterProvider, shared by its relays."""
+
+    #: A status read serves the other gauge of the same collection if this fresh.
+    _SHARE_S = 1.0
+
+    def __init__(self, provider: MeterProvider) -> None:
+        self.lock = threading.Lock()
+        #: outcome -> topic -> count, read by the observable counter when collected.
+        self.counts: dict[str, dict[str, int]] = {outcome: {} for outcome in RELAY_OUTCOMES}
+        self.members: weakref.WeakSet[RelayMetrics] = weakref.WeakSet()
+        self._read_lock = threading.Lock()
+        self._unread: tuple[float, list[OutboxStatus]] | None = None
+        meter = provider.get_meter("eventwire", instrumentation_version())
+        meter.create_observable_counter(
+            "eventwire.outbox.relayed",
+            [self._relayed],
+            unit="{event}",
+            description="Outbox entries the relay handled, by topic and outcome",
+        )
+        meter.create_observable_gauge(
+            "eventwire.outbox.pending_events",
+            [self._pending],
+            unit="{event}",
+            description="Events committed to the outbox and not yet sent or given up on",
+        )
+        meter.create_observable_gauge(
+            "eventwire.outbox.oldest_pending_age",
+            [self._oldest_age],
+            unit="s",
+            description="Age of the oldest pending outbox event",
+        )
+
+    def _relayed(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            counts = [(o, t, n) for o, by_topic in self.counts.items() for t, n in by_topic.items()]
+        return [Observation(n, {"topic": t, "outcome": o}) for o, t, n in counts]
+
+    def _statuses(self) -> list[OutboxStatus] | None:
+        """Each distinct store's status, read once for both gauges; None if no relay runs."""
+        stores = list({id(m.store): m.store for m in list(self.members)}.values())
+        if not stores:
+            return None
+        with self._read_lock:
+            unread, self._unread = self._unread, None
+            if unread is not None and time.monotonic() - unread[0] < self._SHARE_S:
+                return unread[1]
+            statuses = []
+            for store in stores:
+                try:
+                    statuses.append(store.status())
+                except Exception as exc:  # a gauge callback must never raise
+                    _log.warning(
+                        "outbox_status_failed", store=type(store).__name__, error=repr(exc)
+                    )
+            self._unread = (time.monotonic(), statuses)
+            return statuses
+
+    def _pending(self, _options: CallbackOptions) -> Iterable[Observation]:
+        statuses = self._statuses()
+        if not statuses:
+            return []
+        return [Observation(sum(s.pending for s in statuses))]
+
+    def _oldest_age(self, _options: CallbackOptions) -> Iterable[Observation]:
+        ages = [s.oldest_pending_age_s for s in self._statuses() or ()]
+        known = [a for a in ages if a is not None]
+        return [Observation(max(known))] if known else []
+
+
+def make_relay_metrics(
+    meter_provider: MeterProvider | None, store: OutboxStore
+) -> RelayMetrics | None:
+    """A relay's metrics hook, or None when there is no real MeterProvider."""
+    provider = _resolve(meter_provider)
+    if provider is None:
+        return None
+    return RelayMetrics(_bound(provider, _OutboxInstruments), store, provider)
+
+
+_BOUND: weakref.WeakKeyDictionary[MeterProvider, dict[Any, Any]] = weakref.WeakKeyDictionary()
 _BOUND_LOCK = threading.Lock()
+
+
+def _bound(provider: MeterProvider, group: Callable[[MeterProvider], _G]) -> _G:
+    """The provider's one instance of an instrument group (instruments are made once)."""
+    with _BOUND_LOCK:
+        groups = _BOUND.get(provider)
+        if groups is None:
+            groups = _BOUND[provider] = {}
+        found = groups.get(group)
+        if found is None:
+            found = groups[group] = group(provider)
+        return found
+
+
+def _resolve(meter_provider: MeterProvider | None) -> MeterProvider | None:
+    """``meter_provider`` or the global one, if it is a real (SDK) provider; else None."""
+    if meter_provider is None:
+        from opentelemetry.metrics import get_meter_provider  # noqa: PLC0415
+
+        meter_provider = get_meter_provider()
+    return meter_provider if is_real_provider(meter_provider) else None
 
 
 def is_real_provider(provider: MeterProvider) -> bool:
@@ -280,17 +556,10 @@ def make_metrics(
     in_flight: Callable[[], int],
 ) -> PublisherMetrics | None:
     """A publisher's metrics hook, or None when there is no real MeterProvider."""
-    if meter_provider is None:
-        from opentelemetry.metrics import get_meter_provider  # noqa: PLC0415
-
-        meter_provider = get_meter_provider()
-    if not is_real_provider(meter_provider):
+    provider = _resolve(meter_provider)
+    if provider is None:
         return None
-    with _BOUND_LOCK:
-        instruments = _BOUND.get(meter_provider)
-        if instruments is None:
-            instruments = _BOUND[meter_provider] = _Instruments(meter_provider)
-    return PublisherMetrics(instruments, in_flight)
+    return PublisherMetrics(_bound(provider, _Instruments), in_flight, provider)
 
 
 # -- Prometheus exposition -------------------------------------------------------------

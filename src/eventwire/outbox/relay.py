@@ -10,6 +10,10 @@ ack arrived but whose ``mark_sent`` did not commit is sent again, with the same
 
 Retry scheduling lives in the store (``next_attempt_at``), not in a retry
 library's in-process loop, because it must survive restarts of the relay.
+
+With a real MeterProvider the relay counts each outcome in
+``eventwire_outbox_relayed_total{topic,outcome}`` and reports the store's depth,
+oldest pending age and its breaker's state (see :mod:`eventwire.middleware.metrics`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -29,6 +33,7 @@ from eventwire._breaker import CircuitBreaker
 from eventwire._dlq import DeadLetterPolicy, dead_letter_headers
 from eventwire._errors import ErrorClass, RoutingError
 from eventwire._policy import classify, meaning
+from eventwire.middleware.metrics import RelayMetrics, RelayOutcome, make_relay_metrics
 from eventwire.outbox.base import ClaimedEntry, OutboxStore
 from eventwire.transports.base import (
     ReportError,
@@ -37,6 +42,9 @@ from eventwire.transports.base import (
     Transport,
     TransportQueueFull,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
 __all__ = ["OutboxRelay", "RelayListener", "RelayStats"]
 
@@ -106,10 +114,14 @@ class OutboxRelay:
         listener: told each entry's final outcome (delivered, or given up).
         breaker: a :class:`~eventwire._breaker.CircuitBreaker`; while it is open the
             relay sends nothing (entries wait on disk) and probes Kafka instead.
+            Unnamed, it is named ``"relay"`` (in logs and metrics).
         dead_letter: where permanent failures (and exhausted retries) go: a
             :class:`DeadLetterPolicy` (default ``<topic>.dlq``), or None to only
             park them in the outbox. If the dead-letter send fails too (Kafka
             unreachable), the entry is parked in the outbox instead.
+        meter_provider: the OpenTelemetry MeterProvider for the relay's metrics;
+            default: the global one, and no metrics work at all if that is not an
+            SDK provider (see :mod:`eventwire.middleware.metrics`).
     """
 
     def __init__(
@@ -129,11 +141,18 @@ class OutboxRelay:
         dead_letter: DeadLetterPolicy | None = DeadLetterPolicy(),  # noqa: B008 - immutable
         listener: RelayListener | None = None,
         breaker: CircuitBreaker | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.dead_letter = dead_letter
         self.listener = listener
         self.breaker = breaker
         self.store = store
+        #: None unless a real MeterProvider is configured.
+        self.metrics: RelayMetrics | None = make_relay_metrics(meter_provider, store)
+        if breaker is not None:
+            breaker.name = breaker.name or "relay"
+            if self.metrics is not None:
+                self.metrics.watch_breaker(breaker)
         self._factory = transport_factory
         self._transport = transport_factory()
         self._fatal = False
@@ -209,10 +228,12 @@ class OutboxRelay:
         results: dict[int, tuple[str, str] | None],
         messages: dict[int, ReportMessage] | None = None,
     ) -> None:
-        sent = [item.id for item in claimed if item.id in results and results[item.id] is None]
-        if sent:
-            self.store.mark_sent(sent)
-            self.stats.sent += len(sent)
+        acked = [item for item in claimed if item.id in results and results[item.id] is None]
+        if acked:
+            self.store.mark_sent([item.id for item in acked])
+            self.stats.sent += len(acked)
+            if self.metrics is not None:
+                self.metrics.count("delivered", [item.entry.topic for item in acked])
         self._feed_breaker(claimed, results)
         if self.listener is not None and messages is not None:
             for item in claimed:
@@ -220,6 +241,7 @@ class OutboxRelay:
                 if msg is not None:
                     self.listener.delivered(item.entry.event_id, msg)
         given_up: list[tuple[ClaimedEntry, str, str]] = []
+        retried: list[str] = []
         for item in claimed:
             if item.id in results and results[item.id] is None:
                 continue
@@ -235,6 +257,9 @@ class OutboxRelay:
                 delay = self.backoff(item.attempts + 1)
                 self.store.mark_retry(item.id, f"{code}: {reason}", time.time() + delay)
                 self.stats.retried += 1
+                retried.append(item.entry.topic)
+        if retried and self.metrics is not None:
+            self.metrics.count("retried", retried)
         if given_up:
             self._dead_letter(given_up)
 
@@ -266,11 +291,14 @@ class OutboxRelay:
             if item.id in results and results[item.id] is None:
                 self.store.mark_sent([item.id])
                 self.stats.dead_lettered += 1
+                outcome: RelayOutcome = "dead_lettered"
                 event = "dead_lettered"
             else:
                 self.store.park(item.id, f"{code}: {reason}")
                 self.stats.parked += 1
-                event = "outbox_parked"
+                outcome, event = "parked", "outbox_parked"
+            if self.metrics is not None:
+                self.metrics.count(outcome, (item.entry.topic,))
             if self.listener is not None:
                 self.listener.given_up(item.entry.event_id, code, reason)
             _log.error(
@@ -346,9 +374,14 @@ class OutboxRelay:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the background thread (finishing its round) and close the transport."""
+        """Stop the background thread (finishing its round) and close the transport.
+
+        The relay's gauges (outbox depth and age, breaker state) stop reporting.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.metrics is not None:
+            self.metrics.close()
         self._transport.close(min(timeout, 5.0))
