@@ -17,7 +17,6 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,7 +35,8 @@ from eventwire._errors import (
     PublisherStateError,
 )
 from eventwire._event import Route
-from eventwire._handle import DeliveryHandle, Resent
+from eventwire._handle import DeliveryHandle
+from eventwire._replacement import ProducerReplacement
 from eventwire._router import Router
 from eventwire.middleware.metrics import Outcome, PublisherMetrics, make_metrics
 from eventwire.middleware.tracing import Tracing, make_tracing
@@ -123,8 +123,7 @@ class PublisherCore:
         self.tracing: Tracing = make_tracing(tracer_provider, propagator)
         #: None unless a real MeterProvider is configured.
         self.metrics: PublisherMetrics | None = make_metrics(meter_provider, self._pending.__len__)
-        #: Makes a replacement producer after a fatal error (None: a custom transport).
-        self._transport_factory: Callable[[], Transport] | None = None
+        factory: Callable[[], Transport] | None = None  # how to make a new producer
         if transport is None:
             from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
@@ -134,16 +133,13 @@ class PublisherCore:
             transport = KafkaTransport(
                 kafka_config, connect_timeout=connect_timeout, on_stats=on_stats
             )
-            self._transport_factory = functools.partial(
+            factory = functools.partial(
                 KafkaTransport, kafka_config, connect_timeout=None, on_stats=on_stats
             )
-        if producer_restarts == 0:
-            self._transport_factory = None  # no replacement: no record kept per event
-        self._restarts = _RestartBudget(producer_restarts, _RESTART_WINDOW_S)
-        self._replace_lock = threading.RLock()
-        self._replaced: list[Transport] = []  # abandoned producers, dropped at close
-        self._filling: Transport | None = None  # a replacement being given the re-sends
-        self._filling_fatal: tuple[str, str] | None = None
+        #: Replaces a producer hit by a fatal error (None: not allowed or not possible).
+        self._replacement: ProducerReplacement | None = None
+        if factory is not None and producer_restarts > 0:
+            self._replacement = ProducerReplacement(self, factory, producer_restarts)
         self._error_listeners: list[Callable[[str, str], None]] = []
         self._busy_backoff_s: float | None = None
         self._wake: Any = None
@@ -264,7 +260,7 @@ class PublisherCore:
             route.topic,
             now_ns,
             # kept while in flight only if a fatal error can lead to a re-send
-            record=(key, value, record_headers) if self._transport_factory is not None else None,
+            record=(key, value, record_headers) if self._replacement is not None else None,
         )
         if traced:
             self.tracing.start(handle, key, record_headers, len(value))
@@ -302,7 +298,8 @@ class PublisherCore:
             self._pending.pop(handle, None)
             return False
         except SendRejected as exc:
-            if exc.fatal and self._resumed_after_fatal(transport, exc.code, exc.reason, handle):
+            replacement = self._replacement
+            if exc.fatal and replacement and replacement.resume(transport, exc, handle):
                 return True
             self._pending.pop(handle, None)
             failure = handle.failure_from(exc.code, exc.reason)
@@ -394,136 +391,9 @@ class PublisherCore:
     # -- fatal errors: replace the producer and resume, or give up --------------------
     def _on_fatal_from(self, transport: Transport, code: str, reason: str) -> None:
         """``transport`` hit a fatal error: replace it and re-send, or end the publisher."""
-        if transport is not self.transport and transport is not self._filling:
-            return  # an already replaced producer
-        if not self._replace_producer(transport, code, reason):
+        replacement = self._replacement
+        if replacement is None or not replacement.on_fatal(transport, code, reason):
             self._go_fatal(code, reason)
-
-    def _resumed_after_fatal(
-        self,
-        transport: Transport,
-        code: str,
-        reason: str,
-        handle: DeliveryHandle,
-        seen_resends: int = 0,
-    ) -> bool:
-        """A send found ``transport`` fatal: True if ``handle`` went out on its replacement.
-
-        False if no replacement is allowed: the handle is then out of the pending
-        set (not swept into flush()'s failures), as the caller raises for it.
-        """
-        with self._replace_lock:
-            if handle._resends > seen_resends or handle._done:
-                return True  # another thread's replacement re-sent it with the rest
-            self._pending.pop(handle, None)
-            self._on_fatal_from(transport, code, reason)  # replaces now, or already did
-            if self._fatal is not None or self._closed:
-                return False
-            current = self.transport
-            self._pending[handle] = None
-            if self._resend(current, handle):
-                return True
-            self._pending.pop(handle, None)
-            seen = handle._resends
-        return self._resumed_after_fatal(current, "_FATAL", "replacement is fatal", handle, seen)
-
-    def _replace_producer(self, old: Transport, code: str, reason: str) -> bool:
-        """Swap in a new producer and re-send every unacknowledged event through it.
-
-        Re-sent events keep their ``ce_id`` and headers; one that the old producer
-        had already written is then in the log twice (at-least-once; consumers
-        de-duplicate on ``ce_id``). Returns False when no replacement is allowed
-        (custom transport, closed, or the restart budget is spent).
-        """
-        factory = self._transport_factory
-        if factory is None:
-            return False
-        with self._replace_lock:
-            if old is self._filling:  # it failed while being filled, on this thread
-                self._filling_fatal = (code, reason)
-                return True  # handled once it is installed (below)
-            if self.transport is not old:
-                return True  # another thread replaced it already
-            new = self._new_producer(factory, code)
-            if new is None:
-                return False
-            abandon = getattr(old, "abandon", None)
-            if abandon is not None:
-                abandon()
-            self._replaced.append(old)
-            # Re-send first, install after: a publish racing on another thread must not
-            # overtake the re-sent events of its key (it waits on _replace_lock instead).
-            self._attach(new)
-            self._filling, self._filling_fatal = new, None
-            resent: list[DeliveryHandle] = []
-            try:
-                for handle in [h for h in list(self._pending) if not h._done]:
-                    if not self._resend(new, handle):
-                        self._filling_fatal = self._filling_fatal or ("_FATAL", "on re-send")
-                        break  # the rest go to the next replacement
-                    resent.append(handle)
-            finally:
-                self._filling = None
-            self.transport = new
-            _log.warning(
-                "producer_replaced",
-                code=code,
-                reason=reason,
-                resent=len(resent),
-                restarts_left=self._restarts.left(),
-            )
-            for topic, n in _count_by_topic(resent).items():
-                self.count_outcome(topic, "retried", n)
-            if self._filling_fatal is not None:  # the new producer is already fatal too
-                self._on_fatal_from(new, *self._filling_fatal)
-            return True
-
-    def _new_producer(self, factory: Callable[[], Transport], code: str) -> Transport | None:
-        """A replacement producer, or None (closed, fatal, budget spent, creation failed)."""
-        if self._closed or self._fatal is not None:
-            return None
-        if not self._restarts.take():
-            _log.error(
-                "producer_restart_budget_spent",
-                code=code,
-                restarts=self._restarts.limit,
-                window_s=_RESTART_WINDOW_S,
-            )
-            return None
-        try:
-            return factory()
-        except Exception as exc:
-            _log.error("producer_restart_failed", code=code, error=repr(exc))
-            return None
-
-    def _resend(self, transport: Transport, handle: DeliveryHandle) -> bool:
-        """Send the pending ``handle`` again, through ``transport``.
-
-        True if it is on its way, or settled (refused, or the queue stayed full);
-        False if ``transport`` is fatal too: the handle stays pending.
-        """
-        if handle._done:
-            return True
-        record = handle._record
-        if record is None:  # not kept (no replacement was possible when it was sent)
-            self.settled(handle, None, handle.failure_from("_FATAL", "not kept for a re-send"))
-            return True
-        callback = Resent(handle)
-        deadline = time.monotonic() + self._enqueue_timeout
-        while True:
-            try:
-                transport.send(handle.topic, *record, callback)
-                return True
-            except TransportQueueFull:
-                if time.monotonic() >= deadline:
-                    self.settled(handle, None, handle.failure_from("_QUEUE_FULL", "re-send"))
-                    return True
-                transport.wait_for_space(0.05)
-            except SendRejected as exc:
-                if exc.fatal:
-                    return False
-                self.settled(handle, None, handle.failure_from(exc.code, exc.reason))
-                return True
 
     def _go_fatal(self, code: str, reason: str) -> None:
         with self._lock:
@@ -568,8 +438,8 @@ class PublisherCore:
                 return
             self._closed = True
             self.unusable = True
-        with self._replace_lock:
-            self._replaced.clear()  # producers abandoned after fatal errors: never polled
+        if self._replacement is not None:
+            self._replacement.forget_replaced()
         if self._fork_generation != _ForkWatch.generation:
             return  # the parent owns the producer; touching it here would hang
         try:
@@ -616,41 +486,3 @@ def _build_config(
     if not isinstance(bootstrap, str):
         bootstrap = ",".join(bootstrap)
     return KafkaConfig(bootstrap, profile=profile, overrides=dict(overrides or {}))
-
-
-#: Producer replacements after fatal errors are counted over this window.
-_RESTART_WINDOW_S = 600.0
-
-
-class _RestartBudget:
-    """At most ``limit`` producer replacements in any ``window_s`` seconds."""
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit = limit
-        self._window_s = window_s
-        self._times: deque[float] = deque()
-
-    def _expire(self) -> None:
-        horizon = time.monotonic() - self._window_s
-        while self._times and self._times[0] < horizon:
-            self._times.popleft()
-
-    def take(self) -> bool:
-        """Use one replacement if any is left in the window."""
-        self._expire()
-        if len(self._times) >= self.limit:
-            return False
-        self._times.append(time.monotonic())
-        return True
-
-    def left(self) -> int:
-        """Replacements still allowed in the current window."""
-        self._expire()
-        return self.limit - len(self._times)
-
-
-def _count_by_topic(handles: list[DeliveryHandle]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for handle in handles:
-        counts[handle.topic] = counts.get(handle.topic, 0) + 1
-    return counts

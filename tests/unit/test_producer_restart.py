@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from eventwire import DeliveryError, ProducerFatalError, Publisher
+from eventwire._replacement import ProducerReplacement
 from eventwire.transports.base import DeliveryCallback, SendRejected
 from eventwire.transports.memory import MemoryTransport
 
@@ -39,7 +40,8 @@ def producers() -> _Producers:
 def _publisher(first: MemoryTransport, producers: _Producers, restarts: int = 3) -> Publisher:
     pub = Publisher(transport=first, source="urn:test", producer_restarts=restarts)
     # A custom transport is never replaced; give this one a factory as KafkaTransport has.
-    pub._core._transport_factory = producers
+    if restarts:
+        pub._core._replacement = ProducerReplacement(pub._core, producers, restarts)
     return pub
 
 
@@ -231,7 +233,7 @@ def test_a_replacement_that_turns_fatal_while_re_sending_is_replaced_in_turn(
         return made[-1]
 
     pub = Publisher(transport=first, source="urn:test")
-    pub._core._transport_factory = factory
+    pub._core._replacement = ProducerReplacement(pub._core, factory, 3)
     first.pause()
     handles = [pub.publish(order(n, key="same-key")) for n in range(6)]
     first.set_fatal()
