@@ -76,6 +76,7 @@ class DeliveryHandle:
     """
 
     __slots__ = (
+        "__weakref__",  # the outbox mode tracks handles weakly
         "_afut",
         "_callbacks",
         "_core",

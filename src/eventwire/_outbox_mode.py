@@ -11,9 +11,13 @@ With ``Publisher(..., outbox=store)``:
   previous process, or with :meth:`Publisher.stage`, are shipped too.
 * ``stage(event, connection=...)`` writes the event in *your* database
   transaction: it is sent if and only if that transaction commits.
-* ``flush()``/``close()`` wait (bounded) for the relay. An event still in the
-  outbox when they time out is *not* a failure: it is durable and will be sent
-  by the next relay. Only events given up on (dead-lettered or parked) raise.
+* ``flush()``/``close()`` wait (bounded) until the outbox has nothing pending.
+  An event still there when they time out is *not* a failure: it is durable
+  and will be sent by the next relay. Only events given up on (dead-lettered or
+  parked) raise, for handles still held; all are logged and counted anyway.
+* Bounded memory: the publisher tracks handles weakly, so during an outage
+  the backlog costs disk, not RAM -- except for the handles the caller keeps.
+  The relay holds at most ``batch_size`` entries at a time.
 * The relay reports to the publisher's MeterProvider (if it has a real one; a
   ``meter_provider`` in ``relay_options`` wins), and its circuit breaker is named
   ``relay`` in logs and metrics.
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
@@ -40,6 +46,8 @@ if TYPE_CHECKING:
     from eventwire.transports.base import DeliveryCallback, ReportMessage
 
 __all__ = ["NoDirectTransport", "OutboxMode"]
+
+_log = structlog.get_logger("eventwire.outbox")
 
 
 class NoDirectTransport:
@@ -85,7 +93,11 @@ class OutboxMode:
     ) -> None:
         self.core = core
         self.store = store
-        self._handles: dict[str, DeliveryHandle] = {}
+        # Weak: during a long outage the backlog is on disk, and a handle the caller
+        # dropped must not keep its event in memory (see "Bounded memory" above).
+        self._handles: weakref.WeakValueDictionary[str, DeliveryHandle] = (
+            weakref.WeakValueDictionary()
+        )
         self._lock = threading.Lock()
         self.relay: OutboxRelay | None = None
         if start_relay:
@@ -146,8 +158,6 @@ class OutboxMode:
         with self._lock:
             for handle in handles:
                 self._handles[handle.event_id] = handle
-        for handle in handles:
-            self.core._pending[handle] = None
         try:
             self.store.add(entries)
         except BaseException as exc:
@@ -167,7 +177,6 @@ class OutboxMode:
     def _forget(self, handle: DeliveryHandle) -> None:
         with self._lock:
             self._handles.pop(handle.event_id, None)
-        self.core._pending.pop(handle, None)
 
     # -- the relay's listener ------------------------------------------------------------
     def delivered(self, event_id: str, msg: ReportMessage) -> None:
@@ -186,10 +195,16 @@ class OutboxMode:
 
     # -- flush and close ---------------------------------------------------------------------
     def flush(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for the relay; raise only for events given up on."""
+        """Wait up to ``timeout`` s for the relay to empty the outbox.
+
+        Raises only for events given up on (dead-lettered or parked) whose handles
+        are still held; the others are logged and counted by the relay.
+        """
         deadline = time.monotonic() + timeout
-        while self.relay is not None and self._handles and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while self.relay is not None and time.monotonic() < deadline:
+            if not self.waiting and self._drained():
+                break
+            time.sleep(0.02)
         failures = self.core.take_failures(timed_out=False)
         if failures:
             raise DeliveryError(failures, context=f"flush({timeout:g}) with outbox")
@@ -202,14 +217,23 @@ class OutboxMode:
             if self.relay is not None:
                 self.relay.stop(min(timeout, 10.0))
             with self._lock:
-                left, self._handles = list(self._handles.values()), {}
+                left = list(self._handles.values())
+                self._handles.clear()
             for handle in left:
                 # Not a failure: the event is committed and the next relay sends it.
-                self.core._pending.pop(handle, None)
                 failure = handle.failure_from("_IN_OUTBOX", "")
                 handle._settle(None, failure)
 
     @property
     def waiting(self) -> int:
-        """Events published here and not yet acknowledged (they are all durable)."""
-        return len(self._handles)
+        """Events published here, not yet acknowledged, whose handles are still held."""
+        with self._lock:
+            return sum(1 for h in self._handles.values() if not h._done)
+
+    def _drained(self) -> bool:
+        """True when the outbox has nothing pending (any publisher's events)."""
+        try:
+            return self.store.status().pending == 0
+        except Exception as exc:  # a store error must not turn flush into a crash
+            _log.warning("outbox_status_failed", error=repr(exc))
+            return True

@@ -150,7 +150,13 @@ class Publisher:
 
     @property
     def in_flight(self) -> int:
-        """Events published and not yet acknowledged or failed."""
+        """Events published and not yet acknowledged or failed.
+
+        With an outbox: those whose handles are still held (the rest wait on disk;
+        see ``eventwire outbox status`` or the ``eventwire_outbox_pending_events`` gauge).
+        """
+        if self._outbox is not None:
+            return self._outbox.waiting
         return self._core.in_flight
 
     def publish(

@@ -98,3 +98,38 @@ class TestOutboxPublisher:
             with pytest.raises(Exception, match="has no route"):
                 pub.publish(Unrouted(order_id="x"))
         assert store.status().pending == 0
+
+
+class TestOutboxMemory:
+    def test_dropped_handles_are_not_kept_while_the_relay_cannot_send(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """During an outage the backlog is on disk: a handle you drop is not held in memory."""
+        import gc
+        import weakref
+
+        transport = MemoryTransport()
+        transport.pause()  # Kafka takes the records but never acknowledges them
+        pub = Publisher(transport=transport, outbox=store, relay_options={"batch_size": 50})
+        refs = [weakref.ref(pub.publish(order(n))) for n in range(200)]
+        gc.collect()
+        assert all(r() is None for r in refs)
+        assert pub.in_flight == 0
+        assert store.status().pending == 200  # nothing lost: all on disk
+        pub.close(0.1)
+
+    def test_close_ships_events_whose_handles_were_dropped(self, store: SQLiteOutbox) -> None:
+        """close() waits (bounded) for the outbox to drain, not just for held handles."""
+        transport = MemoryTransport()
+        with Publisher(transport=transport, outbox=store) as pub:
+            for n in range(300):
+                pub.publish(order(n))  # fire and forget
+        assert len(transport.records("orders")) == 300
+        assert store.status().pending == 0
+
+    def test_held_handles_still_settle_at_the_ack(self, store: SQLiteOutbox) -> None:
+        """Weak tracking does not lose a handle the caller keeps: it resolves at the ack."""
+        transport = MemoryTransport()
+        with Publisher(transport=transport, outbox=store) as pub:
+            handles = [pub.publish(order(n)) for n in range(50)]
+            assert all(h.result(timeout=5).topic == "orders" for h in handles)
