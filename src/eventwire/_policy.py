@@ -21,7 +21,8 @@ _PERMANENT = frozenset(
         "CLUSTER_AUTHORIZATION_FAILED",
         "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
         "INVALID_REQUIRED_ACKS",
-        "CORRUPT_MESSAGE",
+        "CORRUPT_MESSAGE",  # Kafka's name for code 2
+        "INVALID_MSG",  # librdkafka's name for code 2 (it retries it itself first)
         "INVALID_RECORD",
         "INVALID_TOPIC_EXCEPTION",
         "TOPIC_EXCEPTION",
