@@ -37,7 +37,7 @@ from eventwire._handle import DeliveryHandle, DeliveryResult
 from eventwire._publisher import Publisher
 from eventwire._shutdown import GracefulShutdown
 from eventwire._translator import Translator, translate_all
-from eventwire.middleware.metrics import PrometheusServer, serve_prometheus
+from eventwire.middleware.prometheus import PrometheusServer, serve_prometheus
 
 __version__ = "0.1.0"
 

@@ -35,7 +35,7 @@ from eventwire import (
     Publisher,
     Route,
 )
-from eventwire.middleware.metrics import serve_prometheus
+from eventwire.middleware.prometheus import serve_prometheus
 from eventwire.testing.consume import read_topic
 
 from .conftest import Placed

@@ -19,12 +19,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from eventwire import DeliveryError, Publisher
-from eventwire.middleware.metrics import (
-    OUTCOMES,
-    PROMETHEUS_NAMES,
-    make_metrics,
-    serve_prometheus,
-)
+from eventwire.middleware.metrics import OUTCOMES, PROMETHEUS_NAMES, make_metrics
+from eventwire.middleware.prometheus import serve_prometheus
 from eventwire.transports.memory import MemoryTransport
 
 from .conftest import order
@@ -226,6 +222,15 @@ class TestPrometheus:
             "eventwire_in_flight_events",
         }
         assert PROMETHEUS_NAMES["eventwire.events.published"] == "eventwire_events_published_total"
+
+    def test_the_documented_table_is_the_contract(self) -> None:
+        """The module docstring's table lists exactly the names of PROMETHEUS_NAMES."""
+        import eventwire.middleware.metrics as module
+
+        rows = re.findall(
+            r"^``(eventwire\.[a-z_.]+)``\s+``(eventwire_[a-z_]+)``", module.__doc__ or "", re.M
+        )
+        assert dict(rows) == PROMETHEUS_NAMES
 
     def test_close_stops_serving(self) -> None:
         """After close() the port no longer answers."""

@@ -27,3 +27,11 @@ class TestPublicApi:
             obj = getattr(eventwire, name)
             if isinstance(obj, type) and issubclass(obj, BaseException):
                 assert issubclass(obj, eventwire.EventwireError), name
+
+    def test_metrics_module_keeps_its_prometheus_import_path(self) -> None:
+        """serve_prometheus and PrometheusServer stay importable from middleware.metrics."""
+        from eventwire.middleware import metrics, prometheus
+
+        assert metrics.serve_prometheus is prometheus.serve_prometheus is eventwire.serve_prometheus
+        assert metrics.PrometheusServer is prometheus.PrometheusServer
+        assert eventwire.PrometheusServer is prometheus.PrometheusServer

@@ -6,7 +6,10 @@ every layer of a call chain costs a Python call per event on the hot path.
 Each hook object is ``None`` (or does nothing) when its feature is not configured.
 
 * :mod:`eventwire.middleware.tracing` -- OpenTelemetry spans and W3C propagation.
-* :mod:`eventwire.middleware.metrics` -- OpenTelemetry metrics, Prometheus exposition.
+* :mod:`eventwire.middleware.metrics` -- the publisher's OpenTelemetry metrics, and the
+  table of every instrument's Prometheus name.
+* :mod:`eventwire.middleware.reliability_metrics` -- circuit-breaker and outbox relay metrics.
+* :mod:`eventwire.middleware.prometheus` -- the Prometheus ``/metrics`` endpoint.
 * :mod:`eventwire.middleware.logging` -- the structlog event names and secret scrubbing.
 """
 

@@ -13,7 +13,8 @@ library's in-process loop, because it must survive restarts of the relay.
 
 With a real MeterProvider the relay counts each outcome in
 ``eventwire_outbox_relayed_total{topic,outcome}`` and reports the store's depth,
-oldest pending age and its breaker's state (see :mod:`eventwire.middleware.metrics`).
+oldest pending age and its breaker's state (see
+:mod:`eventwire.middleware.reliability_metrics`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ from eventwire._breaker import CircuitBreaker
 from eventwire._dlq import DeadLetterPolicy, dead_letter_headers
 from eventwire._errors import ErrorClass, RoutingError
 from eventwire._policy import classify, meaning
-from eventwire.middleware.metrics import RelayMetrics, RelayOutcome, make_relay_metrics
+from eventwire.middleware.reliability_metrics import (
+    RelayMetrics,
+    RelayOutcome,
+    make_relay_metrics,
+)
 from eventwire.outbox.base import ClaimedEntry, OutboxStore
 from eventwire.transports.base import (
     ReportError,
@@ -121,7 +126,7 @@ class OutboxRelay:
             unreachable), the entry is parked in the outbox instead.
         meter_provider: the OpenTelemetry MeterProvider for the relay's metrics;
             default: the global one, and no metrics work at all if that is not an
-            SDK provider (see :mod:`eventwire.middleware.metrics`).
+            SDK provider (see :mod:`eventwire.middleware.reliability_metrics`).
     """
 
     def __init__(
