@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import uuid_utils
 
-__all__ = ["HeaderTemplate", "Headers", "new_event_id", "rfc3339_millis"]
+__all__ = ["CE_HEADER_COUNT", "HeaderTemplate", "Headers", "new_event_id", "rfc3339_millis"]
 
 #: Kafka record headers as confluent-kafka takes them.
 Headers = list[tuple[str, bytes]]
@@ -66,6 +66,8 @@ def rfc3339_millis(ms: int) -> str:
 
 
 _SPECVERSION_HEADER = ("ce_specversion", SPECVERSION)
+#: How many headers :meth:`HeaderTemplate.build` writes before the extra ones.
+CE_HEADER_COUNT = 6
 _last_ms = -1
 _last_time = b""
 

@@ -101,8 +101,6 @@ class DeliveryHandle:
         event_type: str,
         topic: str,
         sent_at_ns: int,
-        *,
-        record: tuple[bytes | None, bytes, list[tuple[str, bytes]]] | None = None,
     ) -> None:
         self._core = core
         self._lock = core._lock
@@ -116,9 +114,9 @@ class DeliveryHandle:
         self._waiter: threading.Event | None = None
         self._callbacks: list[Callable[[DeliveryHandle], Any]] | None = None
         self._afut: asyncio.Future[DeliveryResult] | None = None
-        #: ``(key, value, headers)`` while in flight, kept so the event can be re-sent
-        #: through a new producer after a fatal error (dropped when settled).
-        self._record = record
+        #: ``(key, value, extra headers)`` while in flight, kept so the event can be
+        #: re-sent through a new producer after a fatal error (dropped when settled).
+        self._record: tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...] | None] | None = None
         #: How often the event was re-sent through a replacement producer; reports
         #: from the producers it was sent through before are then ignored.
         self._resends = 0

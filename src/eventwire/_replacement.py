@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from eventwire._cloudevents import HeaderTemplate
 from eventwire._handle import DeliveryHandle, Resent
 from eventwire.transports.base import SendRejected, Transport, TransportQueueFull
 
@@ -53,6 +54,7 @@ class ProducerReplacement:
         self._replaced: list[Transport] = []  # abandoned producers, dropped at close
         self._filling: Transport | None = None  # a replacement being given the re-sends
         self._filling_fatal: tuple[str, str] | None = None
+        self._templates: dict[str, HeaderTemplate] = {}
 
     def on_fatal(self, transport: Transport, code: str, reason: str) -> bool:
         """``transport`` reported a fatal error. False: not replaced, the core goes fatal."""
@@ -169,11 +171,13 @@ class ProducerReplacement:
         if record is None:  # not kept (no replacement was possible when it was sent)
             core.settled(handle, None, handle.failure_from("_FATAL", "not kept for a re-send"))
             return True
+        key, value, extra = record
+        headers = self._headers(handle, extra)
         callback = Resent(handle)
         deadline = time.monotonic() + core._enqueue_timeout
         while True:
             try:
-                transport.send(handle.topic, *record, callback)
+                transport.send(handle.topic, key, value, headers, callback)
                 return True
             except TransportQueueFull:
                 if time.monotonic() >= deadline:
@@ -185,6 +189,17 @@ class ProducerReplacement:
                     return False
                 core.settled(handle, None, handle.failure_from(exc.code, exc.reason))
                 return True
+
+    def _headers(
+        self, handle: DeliveryHandle, extra: tuple[tuple[str, bytes], ...] | None
+    ) -> list[tuple[str, bytes]]:
+        """The event's original headers: CloudEvents ones rebuilt, then the kept extras."""
+        template = self._templates.get(handle.event_type)
+        if template is None:
+            template = self._templates[handle.event_type] = self._core.header_template(
+                handle.event_type
+            )
+        return template.build(handle.event_id, handle.sent_at_ns // 1_000_000, extra)
 
 
 class _RestartBudget:

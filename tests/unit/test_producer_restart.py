@@ -67,13 +67,18 @@ def test_unacked_events_are_resent_through_a_new_producer_with_the_same_ce_id(
 ) -> None:
     """Events in flight at a fatal error are delivered by the replacement producer."""
     first.pause()  # written to the log, not yet acknowledged
-    handles = [publisher.publish(order(n)) for n in range(5)]
+    handles = [publisher.publish(order(n)) for n in range(4)]
+    handles.append(publisher.publish(order(4), headers=[("tenant", b"acme")]))
     with capture_logs() as logs:
         first.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER")
     assert len(producers.made) == 1
     second = producers.made[0]
     assert all(h.done() and not h.failed() for h in handles)
     assert _ids(second) == [h.event_id.encode() for h in handles]
+    # byte for byte the same record: key, value and every header (ce_time included)
+    assert [(r.key, r.value, r.headers) for r in second.records()] == [
+        (r.key, r.value, r.headers) for r in first.records()
+    ]
     replaced = [e for e in logs if e["event"] == "producer_replaced"]
     assert replaced and replaced[0]["resent"] == 5
     assert replaced[0]["code"] == "OUT_OF_ORDER_SEQUENCE_NUMBER"
@@ -244,4 +249,30 @@ def test_a_replacement_that_turns_fatal_while_re_sending_is_replaced_in_turn(
     assert _ids(made[1]) == ids[2:]  # the rest, in order, by the 3rd
     after = pub.publish(order(9, key="same-key"))
     assert _ids(made[1])[-1] == after.event_id.encode()
+    pub.close(1)
+
+
+def test_a_re_sent_event_keeps_its_trace_context_and_its_span_ends_once(
+    first: MemoryTransport, producers: _Producers
+) -> None:
+    """traceparent is re-sent as it was; the span ends at the new producer's ack."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    pub = Publisher(transport=first, source="urn:test", tracer_provider=provider)
+    pub._core._replacement = ProducerReplacement(pub._core, producers, 3)
+    first.pause()
+    handles = pub.publish_many([order(1), order(2)])
+    first.set_fatal()
+    assert all(h.result(1).topic == "orders" for h in handles)
+    original = [r.header("traceparent") for r in first.records()]
+    assert None not in original
+    assert [r.header("traceparent") for r in producers.made[0].records()] == original
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 2
+    assert all(s.attributes and "messaging.kafka.offset" in s.attributes for s in spans)
     pub.close(1)
