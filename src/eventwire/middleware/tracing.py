@@ -47,6 +47,7 @@ Cost, by set-up (the publish path is benchmarked against a bare ``produce()`` lo
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import random
 import threading
@@ -80,7 +81,28 @@ if TYPE_CHECKING:
 
 __all__ = ["HeaderSetter", "Tracing", "finish_span", "make_tracing"]
 
-_get_current = otel_context.get_current
+
+def _context_reader() -> Callable[[], Context]:
+    """``opentelemetry.context.get_current``, minus two calls for the stock runtime.
+
+    The API's default runtime context keeps the current Context in one ContextVar,
+    and ``get_current()`` is that variable's ``get()``. Any other runtime (chosen
+    with ``OTEL_PYTHON_CONTEXT``) gets the API function.
+    """
+    from opentelemetry.context.contextvars_context import (  # noqa: PLC0415
+        ContextVarsRuntimeContext,
+    )
+
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(var, contextvars.ContextVar):
+        reader: Callable[[], Context] = var.get
+        if reader() is otel_context.get_current():
+            return reader
+    return otel_context.get_current
+
+
+_get_current = _context_reader()
 _get_current_span = trace.get_current_span
 _set_span_in_context = trace.set_span_in_context
 _PRODUCER = SpanKind.PRODUCER
