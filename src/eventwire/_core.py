@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["PublisherCore"]
 
 _log = structlog.get_logger("eventwire")
+#: Report codes that, while a producer replacement is possible, mean "re-send me".
+_HELD_BACK = frozenset({"_PURGE_QUEUE", "_PURGE_INFLIGHT", "_FATAL"})
 _time_ns = time.time_ns
 
 
@@ -184,6 +186,11 @@ class PublisherCore:
         self._busy_backoff_s = seconds
         if hasattr(self.transport, "busy_backoff_s"):
             self.transport.busy_backoff_s = seconds
+
+    def holds_back(self, code: str) -> bool:
+        """True if a report with ``code`` must not settle its event (see ProducerReplacement)."""
+        replacement = self._replacement
+        return replacement is not None and code in _HELD_BACK and replacement.holds_back()
 
     def wake_transport(self) -> None:
         """Ask the transport to serve delivery reports now (a caller blocks on a result)."""
@@ -436,8 +443,14 @@ class PublisherCore:
         """Wait up to ``timeout`` s; raise DeliveryError for any failure or straggler."""
         if self._fork_generation != _ForkWatch.generation:
             self.check_usable()
-        remaining = self.transport.flush(timeout) if not self._closed else 0
-        failures = self.take_failures(timed_out=remaining > 0)
+        deadline = time.monotonic() + timeout
+        remaining, transport = 0, self.transport
+        while not self._closed:
+            transport = self.transport
+            remaining = transport.flush(max(0.0, deadline - time.monotonic()))
+            if transport is self.transport or time.monotonic() >= deadline:
+                break  # else the producer was replaced meanwhile: flush the new one
+        failures = self.take_failures(timed_out=remaining > 0 or transport is not self.transport)
         if failures:
             raise DeliveryError(failures, context=f"flush({timeout:g})")
 
@@ -448,8 +461,6 @@ class PublisherCore:
                 return
             self._closed = True
             self.unusable = True
-        if self._replacement is not None:
-            self._replacement.forget_replaced()
         if self._fork_generation != _ForkWatch.generation:
             return  # the parent owns the producer; touching it here would hang
         try:

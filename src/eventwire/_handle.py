@@ -37,6 +37,10 @@ class Settler(Protocol):
         """Ask the transport to serve delivery reports promptly (a caller is blocked)."""
         ...
 
+    def holds_back(self, code: str) -> bool:
+        """True if a failed report with ``code`` must leave the event pending."""
+        ...
+
     def settled(
         self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
     ) -> None:
@@ -131,13 +135,18 @@ class DeliveryHandle:
         if err is None:
             self._core.settled(self, msg, None)
             return
-        self._core.settled(self, msg, self.failure_from(err.name(), err.str()))
+        code = err.name()
+        if self._core.holds_back(code):
+            return  # a fatal error's purge: the producer's replacement re-sends it
+        self._core.settled(self, msg, self.failure_from(code, err.str()))
 
     def _report(self, err: ReportError | None, msg: ReportMessage) -> None:
         if err is None:
             self._core.settled(self, msg, None)
             return
         code = err.name()
+        if self._core.holds_back(code):
+            return
         self._core.settled(self, msg, self.failure_from(code, err.str()))
 
     def failure_from(self, code: str, reason: str) -> DeliveryFailure:

@@ -15,9 +15,11 @@ With ``Publisher(..., outbox=store)``:
   An event still there when they time out is *not* a failure: it is durable
   and will be sent by the next relay. Only events given up on (dead-lettered or
   parked) raise, for handles still held; all are logged and counted anyway.
-* Bounded memory: the publisher tracks handles weakly, so during an outage
-  the backlog costs disk, not RAM -- except for the handles the caller keeps.
-  The relay holds at most ``batch_size`` entries at a time.
+* Bounded memory: the publisher holds at most :data:`TRACKED_HANDLES` handles
+  strongly (their done-callbacks fire, their spans end, flush() waits for them);
+  beyond that it tracks them weakly, so during a long outage the backlog costs
+  disk, not RAM -- except for the handles the caller keeps. The relay holds at
+  most ``batch_size`` entries at a time.
 * The relay reports to the publisher's MeterProvider (if it has a real one; a
   ``meter_provider`` in ``relay_options`` wins), and its circuit breaker is named
   ``relay`` in logs and metrics.
@@ -48,6 +50,10 @@ if TYPE_CHECKING:
 __all__ = ["NoDirectTransport", "OutboxMode"]
 
 _log = structlog.get_logger("eventwire.outbox")
+
+#: Handles held strongly per publisher while their events wait for the relay (~0.5 kB
+#: each); beyond that they are held weakly.
+TRACKED_HANDLES = 50_000
 
 
 class NoDirectTransport:
@@ -93,11 +99,12 @@ class OutboxMode:
     ) -> None:
         self.core = core
         self.store = store
-        # Weak: during a long outage the backlog is on disk, and a handle the caller
-        # dropped must not keep its event in memory (see "Bounded memory" above).
-        self._handles: weakref.WeakValueDictionary[str, DeliveryHandle] = (
-            weakref.WeakValueDictionary()
-        )
+        # Handles are held strongly (callbacks fire, spans end, flush waits for them)
+        # up to TRACKED_HANDLES; beyond that only weakly, so a long outage costs disk,
+        # not RAM (see "Bounded memory" above).
+        self._handles: dict[str, DeliveryHandle] = {}
+        self._weak: weakref.WeakValueDictionary[str, DeliveryHandle] = weakref.WeakValueDictionary()
+        self._overflowed = False
         self._lock = threading.Lock()
         self.relay: OutboxRelay | None = None
         if start_relay:
@@ -157,7 +164,11 @@ class OutboxMode:
         handles = [p[4] for p in prepared]
         with self._lock:
             for handle in handles:
-                self._handles[handle.event_id] = handle
+                if len(self._handles) < TRACKED_HANDLES:
+                    self._handles[handle.event_id] = handle
+                else:
+                    self._weak[handle.event_id] = handle
+                    self._overflow_once()
         try:
             self.store.add(entries)
         except BaseException as exc:
@@ -176,20 +187,20 @@ class OutboxMode:
 
     def _forget(self, handle: DeliveryHandle) -> None:
         with self._lock:
-            self._handles.pop(handle.event_id, None)
+            self._take(handle.event_id)
 
     # -- the relay's listener ------------------------------------------------------------
     def delivered(self, event_id: str, msg: ReportMessage) -> None:
         """Settle the handle of an acknowledged event published by this publisher."""
         with self._lock:
-            handle = self._handles.pop(event_id, None)
+            handle = self._take(event_id)
         if handle is not None:
             self.core.settled(handle, msg, None)
 
     def given_up(self, event_id: str, code: str, reason: str) -> None:
         """Settle the handle of a dead-lettered or parked event as failed."""
         with self._lock:
-            handle = self._handles.pop(event_id, None)
+            handle = self._take(event_id)
         if handle is not None:
             self.core.settled(handle, None, handle.failure_from(code, reason))
 
@@ -202,9 +213,9 @@ class OutboxMode:
         """
         deadline = time.monotonic() + timeout
         while self.relay is not None and time.monotonic() < deadline:
-            if not self.waiting and self._drained():
+            if not self.waiting and (not self._overflowed or self._drained()):
                 break
-            time.sleep(0.02)
+            time.sleep(0.1 if self._overflowed else 0.01)
         failures = self.core.take_failures(timed_out=False)
         if failures:
             raise DeliveryError(failures, context=f"flush({timeout:g}) with outbox")
@@ -217,8 +228,9 @@ class OutboxMode:
             if self.relay is not None:
                 self.relay.stop(min(timeout, 10.0))
             with self._lock:
-                left = list(self._handles.values())
+                left = [*self._handles.values(), *self._weak.values()]
                 self._handles.clear()
+                self._weak.clear()
             for handle in left:
                 # Not a failure: the event is committed and the next relay sends it.
                 failure = handle.failure_from("_IN_OUTBOX", "")
@@ -228,10 +240,30 @@ class OutboxMode:
     def waiting(self) -> int:
         """Events published here, not yet acknowledged, whose handles are still held."""
         with self._lock:
-            return sum(1 for h in self._handles.values() if not h._done)
+            weak = sum(1 for h in self._weak.values() if not h._done)
+            return weak + sum(1 for h in self._handles.values() if not h._done)
+
+    def _take(self, event_id: str) -> DeliveryHandle | None:
+        """Stop tracking ``event_id``; its handle if still alive. Call with the lock held."""
+        handle = self._handles.pop(event_id, None)
+        return handle if handle is not None else self._weak.pop(event_id, None)
+
+    def _overflow_once(self) -> None:
+        if not self._overflowed:
+            self._overflowed = True
+            _log.warning(
+                "outbox_handles_untracked",
+                tracked=TRACKED_HANDLES,
+                hint="more events wait for the relay than are tracked; handles you drop "
+                "from now on are not kept (their events are safe on disk)",
+            )
 
     def _drained(self) -> bool:
-        """True when the outbox has nothing pending (any publisher's events)."""
+        """True when the outbox has nothing pending (any publisher's events).
+
+        Only asked after handles overflowed TRACKED_HANDLES (a status() count is not
+        free), so flush() still waits for the untracked events this publisher wrote.
+        """
         try:
             return self.store.status().pending == 0
         except Exception as exc:  # a store error must not turn flush into a crash

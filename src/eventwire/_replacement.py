@@ -51,7 +51,6 @@ class ProducerReplacement:
         self._factory = factory
         self._budget = _RestartBudget(limit, RESTART_WINDOW_S)
         self._lock = threading.RLock()
-        self._replaced: list[Transport] = []  # abandoned producers, dropped at close
         self._filling: Transport | None = None  # a replacement being given the re-sends
         self._filling_fatal: tuple[str, str] | None = None
         self._templates: dict[str, HeaderTemplate] = {}
@@ -70,10 +69,17 @@ class ProducerReplacement:
         """
         return self._resume(transport, exc.code, exc.reason, handle, 0)
 
-    def forget_replaced(self) -> None:
-        """Drop the abandoned producers (at close)."""
-        with self._lock:
-            self._replaced.clear()
+    def holds_back(self) -> bool:
+        """True while a purge/fatal report means "wait for the replacement", not "failed".
+
+        On a fatal error librdkafka purges its queues, reporting ``_PURGE_QUEUE`` /
+        ``_PURGE_INFLIGHT`` / ``_FATAL`` for each event -- possibly on another thread
+        before the replacement has taken its snapshot. Those events stay pending and
+        are re-sent; if no replacement is allowed after all, the core's fatal sweep
+        reports them.
+        """
+        core = self._core
+        return not core.closed and core._fatal is None
 
     # -- internals --------------------------------------------------------------------
     def _resume(
@@ -92,7 +98,8 @@ class ProducerReplacement:
             core._on_fatal_from(transport, code, reason)  # replaces now, or already did
             if core._fatal is not None or core.closed:
                 return False
-            current = core.transport
+            # (a done-callback publishing during a fill goes to the producer being filled)
+            current = self._filling or core.transport
             core._pending[handle] = None
             if self._resend(current, handle):
                 return True
@@ -106,6 +113,8 @@ class ProducerReplacement:
             if old is self._filling:  # it failed while being filled, on this thread
                 self._filling_fatal = (code, reason)
                 return True  # handled once it is installed (below)
+            if self._filling is not None:
+                return True  # a fill of its replacement runs on this thread (re-entered)
             if core.transport is not old:
                 return True  # another thread replaced it already
             new = self._new_producer(code)
@@ -113,8 +122,7 @@ class ProducerReplacement:
                 return False
             abandon = getattr(old, "abandon", None)
             if abandon is not None:
-                abandon()
-            self._replaced.append(old)
+                abandon()  # returns at once; the old producer is closed in the background
             core._attach(new)
             self._filling, self._filling_fatal = new, None
             resent: list[DeliveryHandle] = []

@@ -278,6 +278,12 @@ def _fatal_codes(logs: list[dict[str, Any]]) -> list[str]:
     return [entry["code"] for entry in logs if entry["event"] == "producer_fatal"]
 
 
+def _assert_replaced_without_loss(logs: list[dict[str, Any]], handles: list[Any]) -> None:
+    """The default publisher replaced its producer, and no event failed."""
+    assert any(entry["event"] == "producer_replaced" for entry in logs)
+    assert [h.failure.code for h in handles if h.failure is not None] == []
+
+
 class TestFatalErrors:
     def test_out_of_order_sequence_is_fatal_and_no_event_is_left_pending(
         self, mock: MockCluster
@@ -291,7 +297,7 @@ class TestFatalErrors:
         Without producer restarts (eventwire before producer_restarts) every event
         of the batch fails with that code as FATAL and publish() raises
         ProducerFatalError; with restarts the events are re-sent through a new
-        producer and delivered. Only what holds either way is asserted.
+        producer and delivered. With the default producer_restarts=3 the producer is replaced and nothing fails.
         """
         publisher = connect(mock)
         with capture_logs() as logs:
@@ -306,6 +312,7 @@ class TestFatalErrors:
         for failure in (h.failure for h in handles if h.failure is not None):
             assert failure.error_class is not ErrorClass.PERMANENT  # a re-send may work
         _assert_settled_and_accounted(mock, publisher, handles, reported)
+        _assert_replaced_without_loss(logs, handles)
 
     def test_cluster_authorization_failure_on_init_producer_id_is_fatal(
         self, mock: MockCluster
@@ -328,6 +335,7 @@ class TestFatalErrors:
         assert _fatal_codes(logs)[:1] == ["CLUSTER_AUTHORIZATION_FAILED"]
         assert mock.request_count(ApiKey.INIT_PRODUCER_ID) >= 1
         _assert_settled_and_accounted(mock, publisher, handles, reported)
+        _assert_replaced_without_loss(logs, handles)
 
     def test_an_injected_fatal_error_is_noticed_and_no_event_is_left_pending(
         self, mock: MockCluster
@@ -354,6 +362,7 @@ class TestFatalErrors:
         assert fatal["code"] == "OUT_OF_ORDER_SEQUENCE_NUMBER"
         assert "test_fatal_error: by the test" in fatal["reason"]
         _assert_settled_and_accounted(mock, publisher, handles, reported)
+        _assert_replaced_without_loss(logs, handles)
 
     def test_injection_refuses_a_publisher_without_a_kafka_producer(self) -> None:
         """inject_fatal_error raises LibrdkafkaTestApiUnavailable for a memory-transport publisher."""

@@ -276,3 +276,99 @@ def test_a_re_sent_event_keeps_its_trace_context_and_its_span_ends_once(
     assert len(spans) == 2
     assert all(s.attributes and "messaging.kafka.offset" in s.attributes for s in spans)
     pub.close(1)
+
+
+class _FatalThenPurgeElsewhere(MemoryTransport):
+    """As librdkafka: the fatal error, then purge reports served by ANOTHER thread."""
+
+    def fatal_with_concurrent_purge(self) -> None:
+        import threading
+
+        from eventwire.transports.memory import _Error
+
+        with self._lock:
+            self._fatal = ("OUT_OF_ORDER_SEQUENCE_NUMBER", "x")
+            held, self._held = self._held, []
+        purge = threading.Thread(
+            target=lambda: [cb(_Error("_PURGE_QUEUE", "Purged in queue"), m) for cb, _e, m in held]
+        )
+        fatal = threading.Thread(
+            target=lambda: [f("OUT_OF_ORDER_SEQUENCE_NUMBER", "x") for f in self._fatal_callbacks]
+        )
+        purge.start()
+        fatal.start()
+        purge.join()
+        fatal.join()
+
+
+def test_purge_reports_racing_the_replacement_do_not_fail_events(producers: _Producers) -> None:
+    """_PURGE_QUEUE reports served on another thread leave events pending: all re-sent."""
+    first = _FatalThenPurgeElsewhere()
+    pub = _publisher(first, producers)
+    first.pause()
+    handles = [pub.publish(order(n)) for n in range(5_000)]
+    first.fatal_with_concurrent_purge()
+    assert [h for h in handles if h.failed()] == []
+    assert len(producers.made[0].records()) == 5_000
+    pub.close(1)
+
+
+def test_purge_reports_fail_events_when_no_replacement_is_left(producers: _Producers) -> None:
+    """With the budget spent, the same purge reports (or the fatal sweep) fail the events."""
+    first = _FatalThenPurgeElsewhere()
+    pub = _publisher(first, producers, restarts=1)
+    pub._core._replacement._budget.take()  # type: ignore[union-attr]  # spend it
+    first.pause()
+    handles = [pub.publish(order(n)) for n in range(100)]
+    first.fatal_with_concurrent_purge()
+    assert all(h.failed() for h in handles)
+    with pytest.raises(DeliveryError) as failed:
+        pub.close(1)
+    assert len(failed.value.failures) == 100
+
+
+class _FatalInFlush(MemoryTransport):
+    """librdkafka serves the fatal error inside flush(), then has nothing left queued."""
+
+    def flush(self, timeout: float) -> int:
+        self.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER", "from flush")
+        return 0
+
+
+def test_flush_across_a_replacement_flushes_the_new_producer(producers: _Producers) -> None:
+    """flush() that meets the fatal error goes on with the replacement: never a false "done"."""
+    first = _FatalInFlush()
+    pub = _publisher(first, producers)
+    first.pause()
+    handles = [pub.publish(order(n)) for n in range(5)]
+
+    def slow_producer() -> MemoryTransport:
+        made = producers()
+        made.pause()  # the re-sent events are not acknowledged yet
+        return made
+
+    pub._core._replacement._factory = slow_producer  # type: ignore[union-attr]
+    with pytest.raises(DeliveryError) as failed:
+        pub.flush(0.5)
+    assert {f.code for f in failed.value.failures} == {"_FLUSH_TIMEOUT"}
+    assert {f.event_id for f in failed.value.failures} == {h.event_id for h in handles}
+    producers.made[0].resume()
+    assert all(h.done() and not h.failed() for h in handles)
+    pub.close(1)
+
+
+def test_a_done_callback_publishing_during_the_refill_makes_no_second_producer(
+    first: MemoryTransport, producers: _Producers
+) -> None:
+    """A callback run while the new producer is filled publishes through that producer."""
+    pub = _publisher(first, producers)
+    first.pause()
+    handles = [pub.publish(order(n, key="k")) for n in range(3)]
+    chained: list[object] = []
+    handles[0].add_done_callback(lambda h: chained.append(pub.publish(order(99, key="k"))))
+    first.set_fatal()
+    assert len(producers.made) == 1
+    assert pub._core.transport is producers.made[0]
+    assert len(producers.made[0].records()) == 4
+    assert all(h.done() and not h.failed() for h in handles)
+    pub.close(1)

@@ -101,22 +101,35 @@ class TestOutboxPublisher:
 
 
 class TestOutboxMemory:
-    def test_dropped_handles_are_not_kept_while_the_relay_cannot_send(
-        self, store: SQLiteOutbox
+    def test_beyond_the_tracked_handles_dropped_ones_are_not_kept(
+        self, store: SQLiteOutbox, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """During an outage the backlog is on disk: a handle you drop is not held in memory."""
+        """During an outage the backlog is on disk: past the cap, a dropped handle is freed."""
         import gc
         import weakref
 
+        monkeypatch.setattr("eventwire._outbox_mode.TRACKED_HANDLES", 50)
         transport = MemoryTransport()
         transport.pause()  # Kafka takes the records but never acknowledges them
-        pub = Publisher(transport=transport, outbox=store, relay_options={"batch_size": 50})
+        pub = Publisher(transport=transport, outbox=store, relay_options={"batch_size": 20})
         refs = [weakref.ref(pub.publish(order(n))) for n in range(200)]
         gc.collect()
-        assert all(r() is None for r in refs)
-        assert pub.in_flight == 0
+        assert all(r() is not None for r in refs[:50])  # tracked: callbacks, spans, flush
+        assert all(r() is None for r in refs[50:])
+        assert pub.in_flight == 50
         assert store.status().pending == 200  # nothing lost: all on disk
         pub.close(0.1)
+
+    def test_a_dropped_handles_done_callback_still_fires(self, store: SQLiteOutbox) -> None:
+        """publish(e).add_done_callback(cb) without keeping the handle: cb runs at the ack."""
+        import gc
+
+        transport = MemoryTransport()
+        seen: list[str] = []
+        with Publisher(transport=transport, outbox=store) as pub:
+            pub.publish(order(1)).add_done_callback(lambda h: seen.append(h.event_id))
+            gc.collect()
+        assert len(seen) == 1
 
     def test_close_ships_events_whose_handles_were_dropped(self, store: SQLiteOutbox) -> None:
         """close() waits (bounded) for the outbox to drain, not just for held handles."""

@@ -72,16 +72,19 @@ CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 class BreakerWatch:
     """Reports one circuit breaker: told each transition (under the breaker's lock)."""
 
-    __slots__ = ("__weakref__", "_group", "name", "value")
+    __slots__ = ("__weakref__", "_closed", "_group", "name", "value")
 
     def __init__(self, group: _CircuitInstruments, name: str) -> None:
         self._group = group
         self.name = name
         #: The breaker's state as ``eventwire.circuit.state`` reports it.
         self.value = 0
+        self._closed = False
 
     def __call__(self, state: BreakerState) -> None:
-        """Record a transition into ``state``."""
+        """Record a transition into ``state`` (nothing once closed: a reused breaker)."""
+        if self._closed:
+            return
         self.value = CIRCUIT_STATES[state.value]
         group = self._group
         series = (self.name, state.value)
@@ -90,6 +93,7 @@ class BreakerWatch:
 
     def close(self) -> None:
         """Stop reporting the state (its transitions stay in the counter)."""
+        self._closed = True
         self._group.members.discard(self)
 
 

@@ -122,6 +122,8 @@ class KafkaTransport:
             )
         except BufferError:
             raise TransportQueueFull() from None
+        except RuntimeError:  # "Producer has been closed": abandoned and disposed of
+            raise SendRejected("_DESTROY", "the producer was replaced", fatal=True) from None
         except confluent_kafka.KafkaException as exc:
             err = exc.args[0]
             # produce() on a producer in a fatal state raises _FATAL without fatal() set
@@ -143,6 +145,8 @@ class KafkaTransport:
         except (confluent_kafka.KafkaException, SystemError) as exc:
             self._handle_poll_exception(exc)
             return len(self._producer)
+        except RuntimeError:  # closed after being abandoned: nothing of ours is left in it
+            return 0
 
     def close(self, timeout: float) -> int:
         """Flush up to ``timeout`` s, purge what remains (each gets a failed report), stop."""
@@ -157,15 +161,25 @@ class KafkaTransport:
         return remaining
 
     def abandon(self) -> None:
-        """Stop serving this producer: it hit a fatal error and has been replaced.
+        """Give up this producer: it hit a fatal error and has been replaced.
 
-        Its poll thread ends and nothing polls it again, so no further delivery
-        report comes from it (the events were re-sent through the replacement).
+        Returns at once. Its poll thread ends, and a daemon thread then purges and
+        closes the producer, releasing librdkafka's threads and connections. Late
+        reports from it (purges) are ignored by the handles, which were re-sent.
         """
         self._stop.set()
         self._wake.set()
+        threading.Thread(target=self._dispose, name="eventwire-dispose", daemon=True).start()
+
+    def _dispose(self) -> None:
         if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2.0)
+            self._thread.join(timeout=10.0)
+        try:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self._producer.flush(1.0)  # serve the purge reports (ignored by the handles)
+            self._producer.close()
+        except (confluent_kafka.KafkaException, SystemError, RuntimeError) as exc:
+            _log.info("producer_dispose_error", error=self._scrub(repr(exc)))
 
     def wake(self) -> None:
         """Make the poll thread serve reports now (someone is blocked on a result)."""
@@ -177,6 +191,8 @@ class KafkaTransport:
             self._producer.poll(timeout)
         except (confluent_kafka.KafkaException, SystemError) as exc:
             self._handle_poll_exception(exc)
+        except RuntimeError:  # closed after being abandoned
+            self._stop.wait(min(timeout, _POLL_INTERVAL_S))
 
     def on_fatal(self, callback: Callable[[str, str], None]) -> None:
         """Register ``callback(code, reason)``, called once on a fatal producer error."""
