@@ -95,6 +95,9 @@ class ProducerReplacement:
             if handle._resends > seen_resends or handle._done:
                 return True  # another thread's replacement re-sent it with the rest
             core._pending.pop(handle, None)
+            surface = getattr(transport, "surface_fatal", None)
+            if surface is not None:
+                surface()  # the real cause replaces the producer, rather than "_FATAL"
             core._on_fatal_from(transport, code, reason)  # replaces now, or already did
             if core._fatal is not None or core.closed:
                 return False

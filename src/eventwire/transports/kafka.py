@@ -138,6 +138,21 @@ class KafkaTransport:
         except (confluent_kafka.KafkaException, SystemError) as exc:
             self._handle_poll_exception(exc)
 
+    def surface_fatal(self) -> None:
+        """Poll once, so the fatal callbacks learn a fatal error's real code.
+
+        ``produce()`` on a fatal producer only says ``_FATAL``; the cause (e.g.
+        OUT_OF_ORDER_SEQUENCE_NUMBER) comes from librdkafka's error event.
+        """
+        if self._fatal_seen:
+            return
+        try:
+            self._poll(0)
+        except (confluent_kafka.KafkaException, SystemError) as exc:
+            self._handle_poll_exception(exc)
+        except RuntimeError:
+            pass  # closed after being abandoned
+
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for outstanding reports; return how many remain."""
         try:
