@@ -107,6 +107,48 @@ class TestRelayToKafka:
         assert SQLiteOutbox(db).status().pending == 1
         assert len(read_topic(kafka_bootstrap, kafka_topic, expected=50, idle=1.0)) == 50
 
+    def test_cli_relay_serves_prometheus_metrics(
+        self, tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """`outbox relay --metrics-port` exposes relayed counts and the outbox depth."""
+        import signal
+        import socket
+        import urllib.request
+
+        db = tmp_path / "m.db"
+        store = SQLiteOutbox(db)
+        store.add(entries(kafka_topic, 20))
+        store.close()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        args = ["outbox", "relay", "--bootstrap", kafka_bootstrap, "--sqlite", str(db)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eventwire.cli", *args, "--metrics-port", str(port)],
+            stdout=subprocess.DEVNULL,  # structlog writes here; an unread pipe could fill
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        text, deadline = "", time.monotonic() + 60
+        try:
+            wanted = (
+                f'eventwire_outbox_relayed_total{{outcome="delivered",topic="{kafka_topic}"}} 20.0'
+            )
+            while wanted not in text and time.monotonic() < deadline:
+                time.sleep(0.5)
+                try:
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                        text = response.read().decode()
+                except OSError:
+                    continue
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        assert wanted in text, (text[-2000:], stderr[-2000:])
+        assert "eventwire_outbox_pending_events 0.0" in text
+        assert proc.returncode == 0, stderr
+
 
 class TestDeadLetterTopic:
     def test_broker_rejected_event_goes_to_the_dlq_and_can_be_replayed(

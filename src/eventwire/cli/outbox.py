@@ -55,22 +55,40 @@ def status(sqlite: SqliteOpt = None, postgres: PostgresOpt = None) -> None:
 
 
 @app.command()
-def relay(
+def relay(  # noqa: PLR0917 - typer maps each parameter to an option
     bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers.")],
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     once: Annotated[bool, typer.Option(help="Drain what is there, then exit.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 1000,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Serve Prometheus metrics (relay outcomes, outbox depth and age, breaker "
+            "state) on this port at /metrics (needs the prometheus extra).",
+        ),
+    ] = None,
+    metrics_addr: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Relay outbox entries to Kafka until SIGTERM/Ctrl-C (or until drained with --once)."""
     from eventwire._config import KafkaConfig  # noqa: PLC0415
     from eventwire.outbox.relay import OutboxRelay  # noqa: PLC0415
     from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
+    server = None
+    if metrics_port is not None:
+        from eventwire.middleware.prometheus import serve_prometheus  # noqa: PLC0415
+
+        server = serve_prometheus(metrics_port, metrics_addr)
+        err.print(f"metrics at {server.url}")
     store = open_store(sqlite, postgres)
     config = KafkaConfig(bootstrap)
     worker = OutboxRelay(
-        store, lambda: KafkaTransport(config, connect_timeout=None), batch_size=batch_size
+        store,
+        lambda: KafkaTransport(config, connect_timeout=None),
+        batch_size=batch_size,
+        meter_provider=server.meter_provider if server is not None else None,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -88,6 +106,8 @@ def relay(
     finally:
         worker.stop(10)
         store.close()
+        if server is not None:
+            server.close()
     err.print(
         f"stopped: sent={worker.stats.sent} retried={worker.stats.retried} "
         f"parked={worker.stats.parked}"
