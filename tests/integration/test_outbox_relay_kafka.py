@@ -138,7 +138,7 @@ class TestRelayToKafka:
                 time.sleep(0.5)
                 try:
                     url = f"http://127.0.0.1:{port}/metrics"
-                    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                    with urllib.request.urlopen(url, timeout=5) as response:
                         text = response.read().decode()
                 except OSError:
                     continue
