@@ -44,9 +44,15 @@ class AsyncPublisher:
         * ``publish_many`` isolates failures: one bad event does not cancel others.
         * ``flush``/``close`` run librdkafka's blocking waits in a worker thread.
 
-    It takes the same arguments as :class:`Publisher`. The broker connection
-    check (``connect_timeout``) runs in a worker thread on ``async with`` (or
-    :meth:`start`), not in the constructor.
+    It takes the same arguments as :class:`Publisher` except ``outbox``, ``relay``
+    and ``relay_options``: there is no asyncio outbox mode. asyncio code that needs
+    the outbox can call a ``Publisher(outbox=...)`` through ``asyncio.to_thread``,
+    or ``stage()`` the event in its own (synchronous) database transaction. The
+    broker connection check (``connect_timeout``) runs in a worker thread on
+    ``async with`` (or :meth:`start`), not in the constructor. With
+    ``circuit_breaker``, the half-open probe (a Metadata request, up to 5 s) runs
+    inside the ``publish_nowait()``/``publish()`` call that triggers it, on the
+    event loop.
     """
 
     def __init__(

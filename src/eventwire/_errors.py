@@ -11,6 +11,9 @@
     ├── BrokerUnavailableError  no broker answered the start-up connection check
     ├── BackpressureError       the local queue stayed full past the bounded wait;
     │                           the event was *not* enqueued
+    ├── CircuitOpenError        (in :mod:`eventwire._breaker`) ``circuit_breaker=``
+    │                           only: Kafka has been unreachable for a while; the
+    │                           event was *not* enqueued
     ├── DeliveryError           one or more events were not acknowledged by Kafka;
     │                           ``.failures`` lists each one (id, type, topic, code)
     └── ProducerFatalError      the underlying producer hit a fatal error and cannot
@@ -118,7 +121,7 @@ class DeliveryFailure:
         return (
             f"event {self.event_id} ({self.event_type}) to topic {self.topic!r}: "
             f"{self.code} [{self.error_class.value}] {self.reason}{written}; "
-            f"{_REMEDY[self.error_class]}"
+            f"{_CODE_REMEDY.get(self.code) or _REMEDY[self.error_class]}"
         )
 
 
@@ -126,6 +129,10 @@ _REMEDY = {
     ErrorClass.PERMANENT: "re-sending will not help; fix the event, the topic or the ACLs",
     ErrorClass.RETRIABLE: "it can be re-sent with the same ce_id once Kafka is reachable",
     ErrorClass.FATAL: "the producer is unusable; create a new publisher and re-send",
+}
+#: Remedies that differ from their class's.
+_CODE_REMEDY = {
+    "_IN_OUTBOX": "do not re-send it: the next relay sends it (same ce_id)",
 }
 
 

@@ -81,6 +81,12 @@ class DeliveryHandle:
     ``result(timeout)`` returns a :class:`DeliveryResult` or raises
     :class:`DeliveryError`; ``add_done_callback(fn)`` calls ``fn(handle)`` once
     settled (at once if it already is), on the thread that settles it.
+
+    That is whichever thread serves the report: often the caller's own thread,
+    inside a later ``publish()`` (``KafkaTransport.send`` serves ready reports),
+    otherwise the ``eventwire-poll`` thread or the thread in ``flush()``/``close()``
+    (with an outbox: the relay thread, or the one in ``close()``). Keep callbacks
+    short, and never take a lock in one that is held around ``publish()``.
     """
 
     __slots__ = (

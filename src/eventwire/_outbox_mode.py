@@ -9,20 +9,35 @@ With ``Publisher(..., outbox=store)``:
   committed entries; its acks settle the returned handles, so
   ``handle.result()`` still means "Kafka has it". Entries committed by a
   previous process, or with :meth:`Publisher.stage`, are shipped too.
+* With ``relay=False`` (another process relays) nothing here settles the
+  handles with the broker's answer: they stay pending (no done-callback runs)
+  until ``close()`` settles them as ``_IN_OUTBOX``, and ``flush()`` returns at
+  once. ``eventwire outbox status`` and the relay process's outbox gauges show
+  what is still pending.
 * ``stage(event, connection=...)`` writes the event in *your* database
-  transaction: it is sent if and only if that transaction commits.
-* ``flush()``/``close()`` wait (bounded) until the outbox has nothing pending.
-  An event still there when they time out is *not* a failure: it is durable
-  and will be sent by the next relay. Only events given up on (dead-lettered or
-  parked) raise, for handles still held; all are logged and counted anyway.
+  transaction: it is sent if and only if that transaction commits. It returns
+  the event id, not a handle, and the event gets no span and no trace headers.
+* ``flush()``/``close()`` wait (bounded) for the events this publisher published
+  and still tracks (see below); staged events and other processes' events are
+  not waited for. An event still in the outbox when they time out is *not* a
+  failure: it is durable and will be sent by the next relay. Only events given
+  up on (dead-lettered or parked) raise, for handles still held; all are logged
+  and counted anyway. At ``close()`` the handles still waiting settle with
+  ``_IN_OUTBOX``: their ``result()`` raises DeliveryError although the event is
+  durable and the next relay sends it, so the caller must not re-send it (that
+  would duplicate it).
 * Bounded memory: the publisher holds at most :data:`TRACKED_HANDLES` handles
   strongly (their done-callbacks fire, their spans end, flush() waits for them);
-  beyond that it tracks them weakly, so during a long outage the backlog costs
-  disk, not RAM -- except for the handles the caller keeps. The relay holds at
-  most ``batch_size`` entries at a time.
+  beyond that (logged once, ``outbox_handles_untracked``) it holds them weakly, so
+  during a long outage the backlog costs disk, not RAM -- except for the handles
+  the caller keeps. A handle the caller drops then never runs its done-callbacks
+  or ends its span, and from then on ``flush()`` waits until the whole outbox has
+  nothing pending (any publisher's or process's events). The relay holds at most
+  ``batch_size`` entries at a time.
 * The relay reports to the publisher's MeterProvider (if it has a real one; a
-  ``meter_provider`` in ``relay_options`` wins), and its circuit breaker is named
-  ``relay`` in logs and metrics.
+  ``meter_provider`` in ``relay_options`` wins), and its circuit breaker (fixed:
+  the defaults of :class:`~eventwire._breaker.CircuitBreaker`; ``relay_options``
+  cannot replace it) is named ``relay`` in logs and metrics.
 """
 
 from __future__ import annotations
@@ -206,8 +221,10 @@ class OutboxMode:
 
     # -- flush and close ---------------------------------------------------------------------
     def flush(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for the relay to empty the outbox.
+        """Wait up to ``timeout`` s for the relay to settle this publisher's tracked handles.
 
+        Once handles overflowed :data:`TRACKED_HANDLES`, also until the whole outbox
+        has nothing pending. Without a relay (``relay=False``) it returns at once.
         Raises only for events given up on (dead-lettered or parked) whose handles
         are still held; the others are logged and counted by the relay.
         """

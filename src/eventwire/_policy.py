@@ -72,8 +72,7 @@ _MEANINGS = {
     "_PURGE_QUEUE": "dropped from the local queue when the producer was closed",
     "_PURGE_INFLIGHT": "in flight when the producer was closed; it may have been written",
     "_FLUSH_TIMEOUT": "not acknowledged before the flush timeout; it is still queued",
-    "_IN_OUTBOX": "committed to the outbox but not yet acknowledged when the publisher "
-    "closed; the next relay sends it",
+    "_IN_OUTBOX": "durable in the outbox, not yet acknowledged when the publisher closed",
     "_OUTBOX_WRITE_FAILED": "the outbox could not commit the event; it was not published",
     "_FATAL": "the producer hit a fatal error",
     "OUT_OF_ORDER_SEQUENCE_NUMBER": "idempotent sequence broken; the producer is unusable",

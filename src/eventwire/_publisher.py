@@ -69,15 +69,21 @@ class Publisher:
             returns once the event is committed there, and a relay ships it; see
             :mod:`eventwire._outbox_mode`. No broker check runs at start.
         relay: run the outbox relay in a background thread (default). False when a
-            separate ``eventwire outbox relay`` process ships the events.
+            separate ``eventwire outbox relay`` process ships the events; the
+            returned handles then never get the broker's answer: no done-callback
+            runs before ``close()``, ``flush()`` returns at once, and ``close()``
+            settles them as ``_IN_OUTBOX``. Follow delivery with ``eventwire
+            outbox status`` or the relay process's outbox gauges.
         relay_options: keyword arguments for :class:`~eventwire.outbox.OutboxRelay`
-            (``batch_size``, ``dead_letter``, ``max_attempts`` ...).
+            (``batch_size``, ``dead_letter``, ``max_attempts`` ...). Not ``breaker``:
+            the in-process relay's circuit breaker is fixed (CircuitBreaker's
+            defaults; passing one raises TypeError).
         circuit_breaker: ``True`` or a :class:`CircuitBreaker`: once Kafka has been
             unreachable for a while (see its ``open_after_s``), ``publish()`` raises
             :class:`CircuitOpenError` at once instead of queueing, until a probe finds
             a broker again. Off by default: librdkafka's queue rides out short
-            outages. With an outbox, the relay has its own breaker and publishes
-            keep committing.
+            outages. Ignored with an outbox: the relay has its own breaker and
+            publishes keep committing.
         producer_restarts: how many times in any 10 minutes a producer that hit a
             fatal librdkafka error (e.g. an idempotence sequence error) is replaced
             by a new one, with every unacknowledged event re-sent through it (same
@@ -235,6 +241,10 @@ class Publisher:
     def flush(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` s for every outstanding event.
 
+        With an outbox it waits for the events this publisher published and still
+        tracks (not staged ones), and raises only for events given up on
+        (dead-lettered or parked); see :mod:`eventwire._outbox_mode`.
+
         Raises:
             DeliveryError: listing every event that failed since the last flush,
                 and every event still unacknowledged when the timeout ran out
@@ -251,6 +261,10 @@ class Publisher:
         Events still queued after the timeout are dropped *and reported*:
         DeliveryError lists them (``_PURGE_QUEUE``/``_PURGE_INFLIGHT``) with every
         other failure. Closing twice is a no-op.
+
+        With an outbox nothing is dropped: handles still waiting settle with
+        ``_IN_OUTBOX`` (the event is durable and the next relay sends it; do not
+        re-send it), and only events given up on raise.
         """
         timeout = self._close_timeout if timeout is None else timeout
         if self._outbox is not None and not self._core.closed:

@@ -1,4 +1,4 @@
-"""``eventwire outbox status|relay`` and ``eventwire dlq list|replay`` (parked events)."""
+"""``eventwire outbox status|relay`` and ``eventwire dlq list|replay`` (dead letters)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from eventwire.outbox.base import OutboxStore
 
 app = typer.Typer(help="Inspect and relay the durable outbox.", no_args_is_help=True)
 dlq_app = typer.Typer(
-    help="Dead letters: events parked after permanent failures.", no_args_is_help=True
+    help="Dead letters (outbox only): events given up on after a permanent failure or "
+    "exhausted retries, in a dead-letter topic or parked in the outbox.",
+    no_args_is_help=True,
 )
 out = Console()
 err = Console(stderr=True)
@@ -56,7 +58,10 @@ def status(sqlite: SqliteOpt = None, postgres: PostgresOpt = None) -> None:
 
 @app.command()
 def relay(  # noqa: PLR0917 - typer maps each parameter to an option
-    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers.")],
+    bootstrap: Annotated[
+        str,
+        typer.Option(help="Kafka bootstrap servers (plain connection: no SASL/SSL or overrides)."),
+    ],
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     once: Annotated[bool, typer.Option(help="Drain what is there, then exit.")] = False,
@@ -65,13 +70,17 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         int | None,
         typer.Option(
             min=0,
-            help="Serve Prometheus metrics (relay outcomes, outbox depth and age, breaker "
-            "state) on this port at /metrics (needs the prometheus extra).",
+            help="Serve Prometheus metrics (relay outcomes, outbox depth and age) on this "
+            "port at /metrics (needs the prometheus extra).",
         ),
     ] = None,
     metrics_addr: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
-    """Relay outbox entries to Kafka until SIGTERM/Ctrl-C (or until drained with --once)."""
+    """Relay outbox entries to Kafka until SIGTERM/Ctrl-C (or until drained with --once).
+
+    It connects with a plain --bootstrap only (no SASL/SSL or other
+    overrides) and has no circuit breaker; dead letters go to <topic>.dlq.
+    """
     from eventwire._config import KafkaConfig  # noqa: PLC0415
     from eventwire.outbox.relay import OutboxRelay  # noqa: PLC0415
     from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
@@ -114,7 +123,10 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
     )
 
 
-BootstrapOpt = Annotated[str | None, typer.Option(help="Kafka bootstrap servers (with --topic).")]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(help="Kafka bootstrap servers (with --topic; plain connection: no SASL/SSL)."),
+]
 TopicOpt = Annotated[
     str | None, typer.Option("--topic", help="A dead-letter topic, e.g. orders.dlq.")
 ]
@@ -194,7 +206,9 @@ def dlq_replay(
 
     Parked outbox events become pending again (the relay sends them). Records of
     a dead-letter topic are re-published to their original topic, with the
-    eventwire_dlq_* headers removed.
+    eventwire_dlq_* headers removed; the topic is read from the beginning every
+    time, so a second run re-publishes them all again (consumers de-duplicate on
+    ce_id).
     """
     if topic:
         count = _replay_topic(_need(bootstrap), topic)

@@ -1,26 +1,57 @@
 """What eventwire logs, through structlog, and how secrets are kept out of it.
 
-eventwire logs with ``structlog.get_logger("eventwire" | "eventwire.kafka" |
-"eventwire.librdkafka")`` and never configures structlog: the application does.
-The event names are stable; alerting can match on them.
+eventwire logs with ``structlog.get_logger(name)`` and never configures structlog:
+the application does. The loggers are ``"eventwire.kafka"`` (``producer_fatal``,
+``producer_dispose_error``, ``kafka_error``, ``poll_error``, ``stats_error``),
+``"eventwire.librdkafka"`` (``librdkafka_log``), ``"eventwire.breaker"``
+(``circuit_*``), ``"eventwire.outbox"`` (``producer_recreated``, ``dead_lettered``,
+``transport_close_failed`` and the ``outbox_*`` events) and ``"eventwire"`` (the
+rest). The event names are stable; alerting can match on them.
 
-===================== ======= ==========================================================
-event                 level   fields
-===================== ======= ==========================================================
-``delivery_failed``   warning ``event_id``, ``event_type``, ``topic``, ``code``,
-                              ``error_class``
-``buffer_full``       warning ``event_id``, ``event_type``, ``topic`` -- the local queue
-                              is full; ``publish()`` waits up to ``enqueue_timeout``
-``producer_fatal``    error   ``code``, ``reason`` -- the producer cannot send any more
-``producer_recreated`` info   (reserved for fatal-error recovery)
-``kafka_error``       warning ``code``, ``reason`` -- a non-fatal client error
-                              (broker down, authentication failed...)
-``librdkafka_log``    varies  ``message`` -- librdkafka's own log lines
-``poll_error``        error   ``error`` -- an unexpected error while serving reports
-``stats_error``       error   ``error`` -- the statistics consumer failed (metrics)
-``done_callback_failed`` error ``event_id``, ``event_type``, ``topic`` (with the
-                              traceback) -- a user's ``add_done_callback`` raised
-===================== ======= ==========================================================
+================================= ======= ===================================================
+event                             level   fields
+================================= ======= ===================================================
+``delivery_failed``               warning ``event_id``, ``event_type``, ``topic``, ``code``,
+                                          ``error_class``
+``buffer_full``                   warning ``event_id``, ``event_type``, ``topic`` -- the local
+                                          queue is full; ``publish()`` waits up to
+                                          ``enqueue_timeout``
+``done_callback_failed``          error   ``event_id``, ``event_type``, ``topic`` (with the
+                                          traceback) -- a user's ``add_done_callback`` raised
+``producer_fatal``                error   ``code``, ``reason`` -- a producer hit a fatal
+                                          error (logged before every replacement)
+``producer_replaced``             warning ``code``, ``reason``, ``resent``, ``restarts_left``
+                                          -- a new producer took over; the unacknowledged
+                                          events were re-sent through it
+``producer_restart_budget_spent`` error   ``code``, ``restarts``, ``window_s`` -- no
+                                          replacement left: the publisher goes fatal
+``producer_restart_failed``       error   ``code``, ``error`` -- the new producer could not
+                                          be created: the publisher goes fatal
+``producer_recreated``            warning ``reason`` -- the outbox relay re-created its
+                                          producer after a fatal error (no budget)
+``producer_dispose_error``        info    ``error`` -- closing a replaced producer failed
+``kafka_error``                   warning ``code``, ``reason`` -- a non-fatal client error
+                                          (broker down, authentication failed...)
+``librdkafka_log``                varies  ``message`` -- librdkafka's own log lines
+``poll_error``                    error   ``error`` -- an unexpected error while serving
+                                          reports
+``stats_error``                   error   ``error`` -- the statistics consumer failed
+                                          (metrics)
+``circuit_<state>``               warning ``breaker``, ``last_error`` -- a circuit breaker
+                                          became ``open``, ``half_open`` or ``closed``
+``dead_lettered``                 error   ``event_id``, ``event_type``, ``topic``, ``code``,
+                                          ``attempts`` -- sent to its dead-letter topic
+``outbox_parked``                 error   as ``dead_lettered`` -- kept in the outbox instead
+                                          (no dead-letter topic, or its send failed)
+``outbox_handles_untracked``      warning ``tracked``, ``hint`` -- (once per publisher) more
+                                          handles wait than are held strongly
+``outbox_status_failed``          warning ``error`` (and ``store`` from the gauges) -- the
+                                          store could not report its status
+``outbox_round_failed``           error   (with the traceback) -- a relay round raised; the
+                                          relay carries on
+``transport_close_failed``        error   (with the traceback) -- closing the relay's
+                                          fatal producer failed
+================================= ======= ===================================================
 
 Nothing is logged per event on the success path.
 

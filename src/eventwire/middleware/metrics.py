@@ -37,21 +37,28 @@ names are a contract, kept in :data:`PROMETHEUS_NAMES`):
 
 This module makes the publisher's instruments (the first seven):
 
-* ``outcome`` of ``eventwire.events.published`` is ``delivered`` or ``failed`` (the
-  broker's answer, a sweep at close or a fatal error, or a synchronous rejection).
-  :meth:`PublisherMetrics.count` also accepts ``retried`` / ``dead_lettered`` for
-  code of your own; eventwire's outbox relay counts its retries and dead letters
-  in ``eventwire.outbox.relayed`` instead, so that an event published through an
-  outbox (whose handle the relay settles) is never counted twice in one counter.
+* ``outcome`` of ``eventwire.events.published`` is ``delivered`` or ``failed`` when
+  an event settles (the broker's answer, a sweep at close or a fatal error, a
+  synchronous rejection, or the outbox relay's ack or giving up), and ``retried``
+  for an event re-sent through a replacement producer after a fatal error
+  (counted at the re-send; the event is counted again, as ``delivered`` or
+  ``failed``, when it settles). :meth:`PublisherMetrics.count` also accepts
+  ``dead_lettered``, which eventwire itself never records here: the outbox relay
+  counts its retries and dead letters in ``eventwire.outbox.relayed`` instead.
+* With an outbox, a publisher adds 0 to ``in_flight_events`` and nothing to the
+  queue and librdkafka-statistics gauges (its events wait in the store, and the
+  relay's producer is not measured): ``eventwire.outbox.pending_events`` and
+  ``eventwire.outbox.oldest_pending_age`` show the backlog.
 * ``publish_duration`` is from ``publish()`` to the broker's acknowledgement, for
   delivered events. It has no labels: the SDK's ``Histogram.record`` costs several
   microseconds per call and about twice that with attributes.
 * The queue gauge counts records in librdkafka's queues, read when collected.
 * ``queue_bytes``, ``rtt`` and ``tx_errors`` come from librdkafka's statistics
   (``statistics.interval.ms``, 15 s by default when metrics are on; set it in
-  ``overrides`` to change it, 0 to disable): the bytes in the producer's queues, the
-  average broker round-trip time of the last window, and each broker's cumulative
-  transmission errors (which restart at 0 with a new producer, hence a gauge).
+  ``overrides`` to change it, 0 to disable), so they appear only once the first
+  statistics arrived: the bytes in the producer's queues, the average broker
+  round-trip time of the last window, and each broker's cumulative transmission
+  errors (which restart at 0 with a new producer, hence a gauge).
 
 The circuit-breaker and outbox instruments, and what they promise, live in
 :mod:`eventwire.middleware.reliability_metrics`; the ``/metrics`` endpoint

@@ -3,17 +3,20 @@
 Each round it claims a batch (a lease, so a crashed relay's entries come back),
 sends every entry with its stored bytes and headers (so ``ce_id`` is the same on
 every re-send), waits for the acks, and marks the acknowledged entries sent.
-Permanent failures are parked; retriable ones are rescheduled with exponential
-backoff and jitter. A crash at any point loses nothing: at worst an entry whose
-ack arrived but whose ``mark_sent`` did not commit is sent again, with the same
-``ce_id``, for consumers to de-duplicate.
+Retriable failures are rescheduled with capped exponential backoff and jitter.
+Permanent failures, and retriable ones past ``max_attempts`` or ``max_age_s``, go
+to a dead-letter topic (``<topic>.dlq`` by default); they are parked in the
+outbox only with ``dead_letter=None`` or when the dead-letter send fails. A crash
+at any point loses nothing: at worst an entry whose ack arrived but whose
+``mark_sent`` did not commit is sent again, with the same ``ce_id``, for
+consumers to de-duplicate.
 
 Retry scheduling lives in the store (``next_attempt_at``), not in a retry
 library's in-process loop, because it must survive restarts of the relay.
 
 With a real MeterProvider the relay counts each outcome in
 ``eventwire_outbox_relayed_total{topic,outcome}`` and reports the store's depth,
-oldest pending age and its breaker's state (see
+oldest pending age and, if it has one, its breaker's state (see
 :mod:`eventwire.middleware.reliability_metrics`).
 """
 
@@ -106,20 +109,28 @@ class OutboxRelay:
 
     Args:
         store: the outbox to drain.
-        transport_factory: makes a transport (called again after a fatal producer
-            error), e.g. ``lambda: KafkaTransport(config, connect_timeout=None)``.
+        transport_factory: makes a transport (called again after every fatal
+            producer error, with no budget; logged as ``producer_recreated``), e.g.
+            ``lambda: KafkaTransport(config, connect_timeout=None)``.
         batch_size: entries claimed per round; bounds memory during long outages.
         lease_s: how long a claim lasts before another relay may take the entries.
-        ack_timeout: how long a round waits for acks before rescheduling stragglers.
-        base_backoff_s / max_backoff_s: exponential backoff (with full jitter) for
-            retriable failures, by attempt number.
-        max_attempts: after this many attempts a retriable failure is given up on too.
+        ack_timeout: how long a round waits for acks before rescheduling stragglers
+            (and before a breaker hears of the round's failures).
+        base_backoff_s / max_backoff_s: capped exponential backoff with equal jitter
+            for retriable failures: after attempt n the entry waits a random time
+            between cap/2 and cap, cap = min(max_backoff_s, base_backoff_s * 2**(n-1))
+            (0.5 s doubling up to 60 s by default).
+        max_attempts: after this many attempts a retriable failure is given up on too
+            (1000 by default: about 12 h of backoff on average).
         max_age_s: a deadline: an entry still failing this long after it was
             committed is given up on (dead-lettered or parked). None: no deadline.
         listener: told each entry's final outcome (delivered, or given up).
         breaker: a :class:`~eventwire._breaker.CircuitBreaker`; while it is open the
             relay sends nothing (entries wait on disk) and probes Kafka instead.
-            Unnamed, it is named ``"relay"`` (in logs and metrics).
+            Unnamed, it is named ``"relay"`` (in logs and metrics). It hears of
+            failures only at the end of a round (up to ``ack_timeout``), so with
+            the defaults it opens about 60 s after Kafka becomes unreachable.
+            None (the default, and ``eventwire outbox relay``): no breaker.
         dead_letter: where permanent failures (and exhausted retries) go: a
             :class:`DeadLetterPolicy` (default ``<topic>.dlq``), or None to only
             park them in the outbox. If the dead-letter send fails too (Kafka
@@ -329,7 +340,7 @@ class OutboxRelay:
                 self.breaker.record_failure(*outcome)
 
     def backoff(self, attempts: int) -> float:
-        """Seconds to wait before attempt ``attempts + 1``: capped exponential, full jitter."""
+        """Seconds to wait before attempt ``attempts + 1``: capped exponential, equal jitter."""
         cap = min(self.max_backoff_s, self.base_backoff_s * 2 ** max(0, attempts - 1))
         return random.uniform(cap / 2, cap)
 
