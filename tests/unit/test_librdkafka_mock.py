@@ -369,3 +369,42 @@ class TestFatalErrors:
         with Publisher(transport=MemoryTransport()) as publisher:
             with pytest.raises(LibrdkafkaTestApiUnavailable, match="no confluent-kafka producer"):
                 inject_fatal_error(publisher, ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, "x")
+
+
+class TestRelayBreaker:
+    def test_the_relay_breaker_opens_while_a_round_still_waits_for_acks(
+        self, mock: MockCluster, tmp_path: Any
+    ) -> None:
+        """librdkafka's connection errors reach the relay's breaker as they happen.
+
+        Before, the breaker heard of failures only when a round ended (after
+        ack_timeout, 30 s here), so it opened ~60 s into an outage.
+        """
+        from eventwire import CircuitBreaker, KafkaConfig, Publisher
+        from eventwire._breaker import BreakerState
+        from eventwire.outbox import OutboxRelay, SQLiteOutbox
+        from eventwire.transports.kafka import KafkaTransport
+
+        store = SQLiteOutbox(tmp_path / "relay.db")
+        with Publisher(transport=MemoryTransport(), outbox=store, relay=False) as pub:
+            pub.publish_many([order(n) for n in range(5)])
+        config = KafkaConfig(mock.bootstrap_servers)
+        breaker = CircuitBreaker(open_after_s=1.0)
+        mock.broker_down(1)
+        relay = OutboxRelay(
+            store,
+            lambda: KafkaTransport(config, connect_timeout=None),
+            breaker=breaker,
+            ack_timeout=30.0,
+        )
+        relay.start()
+        try:
+            deadline = time.monotonic() + 15  # well inside the round's 30 s wait
+            while breaker.state is not BreakerState.OPEN and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert breaker.state is BreakerState.OPEN
+            assert store.status().pending == 5  # nothing lost meanwhile
+        finally:
+            mock.broker_up(1)
+            relay.stop(5)
+            store.close()

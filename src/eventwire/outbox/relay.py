@@ -128,8 +128,8 @@ class OutboxRelay:
         breaker: a :class:`~eventwire._breaker.CircuitBreaker`; while it is open the
             relay sends nothing (entries wait on disk) and probes Kafka instead.
             Unnamed, it is named ``"relay"`` (in logs and metrics). It hears of
-            failures only at the end of a round (up to ``ack_timeout``), so with
-            the defaults it opens about 60 s after Kafka becomes unreachable.
+            connectivity errors from librdkafka as they happen (also mid-round)
+            and of each round's results, so it opens ``open_after_s`` into an outage.
             None (the default, and ``eventwire outbox relay``): no breaker.
         dead_letter: where permanent failures (and exhausted retries) go: a
             :class:`DeadLetterPolicy` (default ``<topic>.dlq``), or None to only
@@ -170,9 +170,8 @@ class OutboxRelay:
             if self.metrics is not None:
                 self.metrics.watch_breaker(breaker)
         self._factory = transport_factory
-        self._transport = transport_factory()
         self._fatal = False
-        self._transport.on_fatal(self._on_fatal)
+        self._transport = self._attach(transport_factory())
         self.batch_size = batch_size
         self.lease_s = lease_s
         self.ack_timeout = ack_timeout
@@ -350,10 +349,21 @@ class OutboxRelay:
             self._transport.close(0)
         except Exception:
             _log.exception("transport_close_failed")
-        self._transport = self._factory()
         self._fatal = False
-        self._transport.on_fatal(self._on_fatal)
+        self._transport = self._attach(self._factory())
         self.stats.transport_restarts += 1
+
+    def _attach(self, transport: Transport) -> Transport:
+        """Listen to ``transport``'s fatal errors, and feed its client errors to the breaker.
+
+        librdkafka reports ``_ALL_BROKERS_DOWN``/``_TRANSPORT`` as they happen, so the
+        breaker can open while a round still waits for acks, not only after it.
+        """
+        transport.on_fatal(self._on_fatal)
+        on_error = getattr(transport, "on_error", None)
+        if self.breaker is not None and on_error is not None:
+            on_error(self.breaker.record_failure)
+        return transport
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Relay until ``stop`` (or :meth:`stop`) is set; idle rounds sleep briefly."""
