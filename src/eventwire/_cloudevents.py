@@ -34,7 +34,6 @@ _last_second = -1
 _second_prefix = ""
 
 
-_uuid7 = uuid_utils.uuid7
 #: ``str(uuid7())`` is a new event id (what :func:`new_event_id` returns), for hot paths.
 uuid7 = uuid_utils.uuid7
 
@@ -47,7 +46,7 @@ def new_event_id(now_ms: int | None = None) -> str:
     explicit timestamps (tests, re-stamping).
     """
     if now_ms is None:
-        return str(_uuid7())
+        return str(uuid7())
     return _pure_python_uuid7(now_ms)
 
 

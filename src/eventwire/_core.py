@@ -105,7 +105,6 @@ class PublisherCore:
                 "producer_restarts must be an int >= 0 (0: a fatal error ends the publisher)"
             )
         self._codec = resolve_codec(codec)
-        self._source = source
         self._router = Router(routes, source=source, content_type=self._codec.content_type)
         self._routes = self._router.cache  # hot path: one dict lookup per event
         # The bare msgspec encoder when the codec is ours (one call less per event).
@@ -276,10 +275,8 @@ class PublisherCore:
         return route.topic, key, value, record_headers, handle
 
     def header_template(self, type_name: str) -> HeaderTemplate:
-        """The CloudEvents headers this publisher writes for events of ``type_name``."""
-        return HeaderTemplate(
-            type_name=type_name, source=self._source, content_type=self._codec.content_type
-        )
+        """The CloudEvents header template used for events of ``type_name``."""
+        return self._router.template_for(type_name)
 
     def trace(
         self,

@@ -120,6 +120,19 @@ class Router:
             bound = self.cache[cls] = self._bind(cls)
         return bound
 
+    def template_for(self, type_name: str) -> HeaderTemplate:
+        """The CloudEvents header template of the bound route whose ``ce_type`` is ``type_name``.
+
+        For re-sending an event already published (its route is bound by then).
+
+        Raises:
+            RoutingError: no bound route has that type name.
+        """
+        for bound in list(self.cache.values()):
+            if bound.type_name == type_name:
+                return bound.headers
+        raise RoutingError(f"no bound route has ce_type {type_name!r}")
+
     def _bind(self, cls: type) -> BoundRoute:
         if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
             raise RoutingError(
