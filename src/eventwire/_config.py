@@ -3,7 +3,10 @@
 ``KafkaConfig`` holds what eventwire needs to build a librdkafka producer. Three
 profiles set safe defaults; ``overrides`` passes raw librdkafka properties
 explicitly. Secrets are wrapped in :class:`Secret` and never appear in a repr,
-a log, an error message or :meth:`KafkaConfig.redacted`.
+a log, an error message or :meth:`KafkaConfig.redacted`. A property's value is
+shown only if its name is in :data:`NON_SECRET_PROPERTIES`, an allow-list of
+properties known to hold no secret; any other value (a property librdkafka adds
+later included) is masked, yet still handed to librdkafka unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from typing import Literal, get_args
 
 from eventwire._errors import ConfigurationError
 
-__all__ = ["PROFILES", "KafkaConfig", "Profile", "Secret", "is_secret_key"]
+__all__ = [
+    "MIN_SCRUBBED_LENGTH",
+    "NON_SECRET_PROPERTIES",
+    "PROFILES",
+    "KafkaConfig",
+    "Profile",
+    "Secret",
+    "is_secret_key",
+]
 
 Profile = Literal["reliable", "low_latency", "high_throughput"]
 ConfigValue = str | int | float | bool
@@ -44,11 +55,161 @@ PROFILES: Mapping[Profile, Mapping[str, ConfigValue]] = {
     },
 }
 
-# Property names whose values are secret: passwords, OAuth client secrets and
-# configs, JAAS configs, tokens, and inline private keys (ssl.key.pem).
-_SECRET_KEY = re.compile(
-    r"(password|secret|sasl\.oauthbearer\.config|sasl\.jaas|token|ssl\.key\.pem)", re.I
+#: librdkafka properties (2.16, producer and global) whose values hold no secret,
+#: so ``repr``, :meth:`KafkaConfig.redacted` and logs may show them. Built from
+#: librdkafka's CONFIGURATION.md (``rd_kafka_conf_properties_show``): every ``*``
+#: (global) and ``P`` (producer) property except those that can carry a secret
+#: (passwords, passphrases, client secrets, inline private keys, the OAUTHBEARER
+#: config and extensions, ``sasl.kerberos.kinit.cmd``), the ``see dedicated API``
+#: callbacks and the deprecated ``topic.blacklist``. Everything NOT listed here
+#: is masked, so a property librdkafka adds later is secret until listed.
+#: Identities (``sasl.username``, OAuth client ids, Kerberos principals), file
+#: paths and public certificates are not secrets and are shown.
+NON_SECRET_PROPERTIES: frozenset[str] = frozenset(
+    {
+        # Connection, metadata and sockets
+        "builtin.features",
+        "client.id",
+        "metadata.broker.list",
+        "bootstrap.servers",
+        "message.max.bytes",
+        "message.copy.max.bytes",
+        "receive.message.max.bytes",
+        "max.in.flight.requests.per.connection",
+        "max.in.flight",
+        "metadata.recovery.strategy",
+        "metadata.recovery.rebootstrap.trigger.ms",
+        "topic.metadata.refresh.interval.ms",
+        "metadata.max.age.ms",
+        "topic.metadata.refresh.fast.interval.ms",
+        "topic.metadata.refresh.fast.cnt",
+        "topic.metadata.refresh.sparse",
+        "topic.metadata.propagation.max.ms",
+        "debug",
+        "socket.timeout.ms",
+        "socket.blocking.max.ms",
+        "socket.send.buffer.bytes",
+        "socket.receive.buffer.bytes",
+        "socket.keepalive.enable",
+        "socket.nagle.disable",
+        "socket.max.fails",
+        "broker.address.ttl",
+        "broker.address.family",
+        "socket.connection.setup.timeout.ms",
+        "connections.max.idle.ms",
+        "reconnect.backoff.jitter.ms",
+        "reconnect.backoff.ms",
+        "reconnect.backoff.max.ms",
+        "statistics.interval.ms",
+        "enabled_events",
+        "log_level",
+        "log.queue",
+        "log.thread.name",
+        "enable.random.seed",
+        "log.connection.close",
+        "internal.termination.signal",
+        "api.version.request",
+        "api.version.request.timeout.ms",
+        "api.version.fallback.ms",
+        "broker.version.fallback",
+        "allow.auto.create.topics",
+        "client.rack",
+        "client.dns.lookup",
+        "enable.metrics.push",
+        "retry.backoff.ms",
+        "retry.backoff.max.ms",
+        "plugin.library.paths",
+        # TLS: paths, public certificates, algorithms (not ssl.key.password,
+        # ssl.key.pem or ssl.keystore.password)
+        "security.protocol",
+        "ssl.cipher.suites",
+        "ssl.curves.list",
+        "ssl.sigalgs.list",
+        "ssl.key.location",
+        "ssl.certificate.location",
+        "ssl.certificate.pem",
+        "ssl.ca.location",
+        "ssl.ca.pem",
+        "https.ca.location",
+        "https.ca.pem",
+        "ssl.ca.certificate.stores",
+        "ssl.crl.location",
+        "ssl.keystore.location",
+        "ssl.providers",
+        "ssl.engine.location",
+        "ssl.engine.id",
+        "enable.ssl.certificate.verification",
+        "ssl.endpoint.identification.algorithm",
+        # SASL: mechanisms, identities, paths and claims (not sasl.password,
+        # sasl.oauthbearer.config/.extensions/.client.secret, the assertion's
+        # private key and passphrase, or sasl.kerberos.kinit.cmd)
+        "sasl.mechanisms",
+        "sasl.mechanism",
+        "sasl.kerberos.service.name",
+        "sasl.kerberos.principal",
+        "sasl.kerberos.keytab",
+        "sasl.kerberos.min.time.before.relogin",
+        "sasl.username",
+        "enable.sasl.oauthbearer.unsecure.jwt",
+        "sasl.oauthbearer.method",
+        "sasl.oauthbearer.client.id",
+        "sasl.oauthbearer.client.credentials.client.id",
+        "sasl.oauthbearer.scope",
+        "sasl.oauthbearer.token.endpoint.url",
+        "sasl.oauthbearer.sub.claim.name",
+        "sasl.oauthbearer.grant.type",
+        "sasl.oauthbearer.assertion.algorithm",
+        "sasl.oauthbearer.assertion.private.key.file",
+        "sasl.oauthbearer.assertion.file",
+        "sasl.oauthbearer.assertion.claim.aud",
+        "sasl.oauthbearer.assertion.claim.exp.seconds",
+        "sasl.oauthbearer.assertion.claim.iss",
+        "sasl.oauthbearer.assertion.claim.jti.include",
+        "sasl.oauthbearer.assertion.claim.nbf.seconds",
+        "sasl.oauthbearer.assertion.claim.sub",
+        "sasl.oauthbearer.assertion.jwt.template.file",
+        "sasl.oauthbearer.metadata.authentication.type",
+        # Producer
+        "transactional.id",
+        "transaction.timeout.ms",
+        "enable.idempotence",
+        "enable.gapless.guarantee",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "queue.buffering.max.ms",
+        "linger.ms",
+        "message.send.max.retries",
+        "retries",
+        "queue.buffering.backpressure.threshold",
+        "compression.codec",
+        "compression.type",
+        "compression.level",
+        "batch.num.messages",
+        "batch.size",
+        "sticky.partitioning.linger.ms",
+        "request.required.acks",
+        "acks",
+        "request.timeout.ms",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "queuing.strategy",
+        "produce.offset.report",
+        "partitioner",
+    }
 )
+
+# Names that say "secret" outright. Their values are scrubbed from log text
+# whatever their length; other masked values only from 6 characters on.
+_SECRET_NAME = re.compile(
+    r"(password|passphrase|secret|token|credential|private|\.pem$|\.config$|"
+    r"extensions|jaas|kinit)",
+    re.I,
+)
+#: Masked values shorter than this, of a property whose name does not say
+#: "secret", are not scrubbed from log text: replacing a word such as "none"
+#: or "1" everywhere would wreck the logs for no gain.
+MIN_SCRUBBED_LENGTH = 6
+_NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?")
 _PROPERTY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
 # eventwire owns these: setting them would bypass its delivery tracking.
 _RESERVED = frozenset(
@@ -57,8 +218,12 @@ _RESERVED = frozenset(
 
 
 def is_secret_key(key: str) -> bool:
-    """True for property names whose values must never be shown."""
-    return bool(_SECRET_KEY.search(key))
+    """True for property names whose values must never be shown.
+
+    That is every name not in :data:`NON_SECRET_PROPERTIES`: an unknown or new
+    property is treated as secret until it is known to hold none.
+    """
+    return key not in NON_SECRET_PROPERTIES
 
 
 class Secret:
@@ -85,6 +250,15 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+class _Masked(Secret):
+    """A value masked by eventwire, not by the user: its property is not known to be harmless.
+
+    Log text is scrubbed of it by the rules of :meth:`KafkaConfig.secret_values`.
+    """
+
+    __slots__ = ()
 
 
 def _reveal(value: object) -> ConfigValue:
@@ -180,17 +354,18 @@ class KafkaConfig:
                     f"override {key!r} must be a str, int, float or bool, "
                     f"got {type(value).__name__}"
                 )
-        # Keep secret-named override values wrapped, so that printing
-        # ``config.overrides`` (or the dataclass fields) never shows them.
+        # Keep the string values of properties not known to be harmless wrapped,
+        # so that printing ``config.overrides`` (or the dataclass fields) never
+        # shows them; ``to_librdkafka()`` unwraps them.
         wrapped = {
-            k: Secret(v) if isinstance(v, str) and is_secret_key(k) else v
+            k: _Masked(v) if isinstance(v, str) and is_secret_key(k) else v
             for k, v in self.overrides.items()
         }
         object.__setattr__(self, "overrides", wrapped)
 
-    def to_librdkafka(self) -> dict[str, ConfigValue]:
-        """The full librdkafka property dict, secrets included. Never log it."""
-        props: dict[str, ConfigValue] = dict(PROFILES[self.profile])
+    def _properties(self) -> dict[str, ConfigValue | Secret]:
+        """The librdkafka property dict with secrets still wrapped."""
+        props: dict[str, ConfigValue | Secret] = dict(PROFILES[self.profile])
         props["bootstrap.servers"] = self.bootstrap_servers
         props["client.id"] = self.client_id
         for f in fields(self):
@@ -198,22 +373,53 @@ class KafkaConfig:
                 continue
             value = getattr(self, f.name)
             if value is not None:
-                props[f.name.replace("_", ".")] = _reveal(value)
-        for key, value in self.overrides.items():
-            props[key] = _reveal(value)
+                props[f.name.replace("_", ".")] = value
+        props.update(self.overrides)
         return props
 
+    def to_librdkafka(self) -> dict[str, ConfigValue]:
+        """The full librdkafka property dict, secrets included. Never log it."""
+        return {k: _reveal(v) for k, v in self._properties().items()}
+
     def redacted(self) -> dict[str, str]:
-        """The librdkafka property dict with every secret value replaced by ``***``."""
-        return {k: ("***" if is_secret_key(k) else str(v)) for k, v in self.to_librdkafka().items()}
+        """The librdkafka property dict with values masked as ``***``.
+
+        A value is shown only if its property is in :data:`NON_SECRET_PROPERTIES`
+        and it was not given as a :class:`Secret`.
+        """
+        return {
+            k: "***" if isinstance(v, Secret) or is_secret_key(k) else str(v)
+            for k, v in self._properties().items()
+        }
 
     def secret_values(self) -> list[str]:
-        """Every secret string in this config (used to scrub error messages)."""
-        return [
-            v
-            for k, v in self.to_librdkafka().items()
-            if is_secret_key(k) and isinstance(v, str) and v
-        ]
+        """The strings to scrub from text that comes from librdkafka (logs, errors).
+
+        Those are the values :meth:`redacted` masks, except the ones that cannot be
+        a secret worth hiding and whose scrubbing would wreck the logs: bools and
+        numbers, ``"true"``/``"false"``, numeric strings, and strings shorter than
+        :data:`MIN_SCRUBBED_LENGTH`. That exception never applies to a value given
+        as a :class:`Secret` or to a property whose name says it holds a secret
+        (password, passphrase, secret, token, private key, PEM, ...): those are
+        scrubbed whatever their length.
+        """
+        values: list[str] = []
+        for key, wrapped in self._properties().items():
+            value = _reveal(wrapped)
+            if not isinstance(value, str) or not value:
+                continue
+            if isinstance(wrapped, Secret) and not isinstance(wrapped, _Masked):
+                values.append(value)  # the user (or a secret field) said so
+            elif is_secret_key(key) and (
+                _SECRET_NAME.search(key)
+                or not (
+                    len(value) < MIN_SCRUBBED_LENGTH
+                    or value.lower() in ("true", "false")
+                    or _NUMBER.fullmatch(value)
+                )
+            ):
+                values.append(value)
+        return values
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())

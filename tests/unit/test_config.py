@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from eventwire import PROFILES, ConfigurationError, KafkaConfig, Publisher, Secret
+from eventwire.middleware.logging import Scrubber
+from eventwire.transports.memory import MemoryTransport
 
 
 class TestProfiles:
@@ -116,3 +118,103 @@ class TestSecrets:
                 connect_timeout=None,
             )
         assert self.SECRET not in str(info.value)
+
+
+# Accepted by librdkafka 2.16; shown in clear before the allow-list.
+NEW_SECRETS = {
+    "sasl.oauthbearer.assertion.private.key.passphrase": "pass-phrase-77",
+    "sasl.oauthbearer.assertion.private.key.pem": "-----BEGIN PRIVATE KEY-----MIIEvQ",
+    "sasl.oauthbearer.extensions": "logicalCluster=lkc-4242,identityPoolId=pool-99",
+}
+# Properties librdkafka might add one day: masked until someone lists them,
+# whether or not the name looks secret.
+FUTURE = {
+    "sasl.foo.secret.thing": "future-value-31337",
+    "sasl.oauthbearer.client.assertion": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+}
+
+MASKED = {**NEW_SECRETS, **FUTURE}
+
+
+class TestAllowListedValues:
+    """Regression tests for issue 10, item 7: only allow-listed values are shown."""
+
+    def _config(self) -> KafkaConfig:
+        return KafkaConfig(
+            "h:9092",
+            security_protocol="SASL_SSL",
+            sasl_mechanism="OAUTHBEARER",
+            sasl_username="svc-orders",
+            overrides={**NEW_SECRETS, **FUTURE, "linger.ms": 7},
+        )
+
+    @pytest.mark.parametrize("key", [*NEW_SECRETS, *FUTURE])
+    def test_values_not_on_the_allow_list_are_masked(self, key: str) -> None:
+        """repr(), redacted(), repr(overrides) and the publisher's repr never show them."""
+        cfg = self._config()
+        value = MASKED[key]
+        assert cfg.redacted()[key] == "***"
+        with Publisher(config=cfg, transport=MemoryTransport()) as pub:
+            texts = [repr(cfg), str(cfg.redacted()), repr(cfg.overrides), repr(pub)]
+        for text in texts:
+            assert value not in text
+
+    @pytest.mark.parametrize("key", [*NEW_SECRETS, *FUTURE])
+    def test_masked_values_are_scrubbed_from_logs(self, key: str) -> None:
+        """secret_values() lists them, so the Scrubber masks them in librdkafka's text."""
+        cfg = self._config()
+        value = MASKED[key]
+        assert value in cfg.secret_values()
+        scrub = Scrubber(cfg.secret_values())
+        assert scrub(f"failed: {key}={value}") == f"failed: {key}=***"
+
+    def test_masked_values_reach_librdkafka_unchanged(self) -> None:
+        """A value masked in the repr is still handed to librdkafka as given."""
+        props = self._config().to_librdkafka()
+        for key, value in MASKED.items():
+            assert props[key] == value
+
+    def test_known_harmless_values_are_shown(self) -> None:
+        """bootstrap.servers, acks, linger.ms, compression.type, the SASL mechanism and
+        username (an identity, not a secret) are shown as they are."""
+        shown = self._config().redacted()
+        assert shown["bootstrap.servers"] == "h:9092"
+        assert shown["acks"] == "all"
+        assert shown["linger.ms"] == "7"
+        assert shown["compression.type"] == "lz4"
+        assert shown["security.protocol"] == "SASL_SSL"
+        assert shown["sasl.mechanism"] == "OAUTHBEARER"
+        assert shown["sasl.username"] == "svc-orders"
+
+    def test_the_scrubber_leaves_short_plain_values_of_unknown_properties(self) -> None:
+        """Short, numeric or boolean values of unlisted properties are masked in the repr
+        but not scrubbed from logs, unless the name says secret or the user wrapped them."""
+        cfg = KafkaConfig(
+            "h:1",
+            overrides={
+                "group.id": "grp",
+                "some.future.flag": "true",
+                "some.future.count": "1200",
+                "some.password": "pw",
+                "acks": Secret("all"),
+            },
+        )
+        assert set(cfg.secret_values()) == {"pw", "all"}
+        assert {cfg.redacted()[k] for k in ("group.id", "some.future.flag")} == {"***"}
+
+    def test_allow_list_names_only_real_librdkafka_properties(self) -> None:
+        """Every allow-listed name is a property librdkafka accepts (no typo unmasks nothing)."""
+        import confluent_kafka
+
+        from eventwire._config import NON_SECRET_PROPERTIES
+
+        unknown = []
+        for key in sorted(NON_SECRET_PROPERTIES):
+            # An invalid value: librdkafka checks the name first, then refuses it.
+            value = "127.0.0.1:9" if key in ("bootstrap.servers", "metadata.broker.list") else "x!"
+            try:
+                confluent_kafka.Producer({key: value})
+            except confluent_kafka.KafkaException as exc:
+                if "No such configuration property" in str(exc):
+                    unknown.append(key)
+        assert unknown == []

@@ -55,11 +55,15 @@ event                             level   fields
 
 Nothing is logged per event on the success path.
 
-Secrets: configuration secrets (SASL passwords, SSL key passwords and PEM keys, OAuth
-client secrets, any override whose name looks secret) are wrapped in
-:class:`~eventwire.Secret` and redacted from reprs and ``KafkaConfig.redacted()``;
-text that comes from librdkafka (log lines, error strings) is scrubbed of every
-secret value of the publisher's configuration before it is logged or raised.
+Secrets: reprs and ``KafkaConfig.redacted()`` show a property's value only if the
+property is on an allow-list of librdkafka properties known to hold no secret
+(:data:`eventwire._config.NON_SECRET_PROPERTIES`); every other value -- passwords,
+private keys, OAuth secrets and extensions, and any property librdkafka adds later --
+is masked. Text that comes from librdkafka (log lines, error strings) is scrubbed of
+the masked values (``KafkaConfig.secret_values()``) before it is logged or raised;
+masked values too short or plain to be worth hiding (fewer than 6 characters,
+numbers, ``true``/``false``) are scrubbed only if their property's name says it holds
+a secret, or the user wrapped them in :class:`~eventwire.Secret`.
 """
 
 from __future__ import annotations
