@@ -16,6 +16,8 @@
     │                           event was *not* enqueued
     ├── DeliveryError           one or more events were not acknowledged by Kafka;
     │                           ``.failures`` lists each one (id, type, topic, code)
+    ├── OutboxWriteError        an outbox store could not commit events;
+    │                           ``.possibly_written`` says whether they may be stored
     └── ProducerFatalError      the underlying producer hit a fatal error and cannot
                                 send any more
 
@@ -37,6 +39,7 @@ __all__ = [
     "DeliveryFailure",
     "ErrorClass",
     "EventwireError",
+    "OutboxWriteError",
     "ProducerFatalError",
     "PublisherStateError",
     "RoutingError",
@@ -163,3 +166,29 @@ class BrokerUnavailableError(EventwireError, ConnectionError):
     Raised by the publisher's start-up check (``connect_timeout``); the message
     names the bootstrap servers and librdkafka's reason.
     """
+
+
+class OutboxWriteError(EventwireError):
+    """An outbox store could not commit events (``store.add`` without ``connection=``).
+
+    :attr:`possibly_written` is False when nothing was stored (the write failed or
+    was rolled back before COMMIT), True when the outcome is unknown (e.g. the
+    connection dropped during COMMIT: the events may be stored and will then be
+    relayed). Either way the remedy is the same: re-send with the same
+    ``event_id``; the outbox does not store an event twice while it is unsent.
+    The database's own exception is ``__cause__``.
+    """
+
+    def __init__(self, count: int, reason: str, *, possibly_written: bool) -> None:
+        self.possibly_written = possibly_written
+        what = f"{count} event{'s' if count != 1 else ''}"
+        if possibly_written:
+            head = (
+                f"the outcome of the outbox write of {what} is unknown ({reason}): "
+                "they may be stored"
+            )
+        else:
+            head = f"the outbox write of {what} failed ({reason}): nothing was stored"
+        super().__init__(
+            f"{head}; re-send with the same event_id: the outbox will not store it twice"
+        )
