@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
     from eventwire.transports.base import ReportMessage
 
 __all__ = ["PublisherCore"]
+
+#: How long close() waits at least for sends already past the close gate.
+_SENDERS_GRACE_S = 1.0
+_CLOSED_REASON = "the publisher is closed (or closing); create a new one to publish"
 
 _log = structlog.get_logger("eventwire")
 #: Report codes that, while a producer replacement is possible, mean "re-send me".
@@ -116,6 +121,8 @@ class PublisherCore:
         self._failures: list[DeliveryFailure] = []
         self._fatal: ProducerFatalError | None = None
         self._closed = False
+        #: One entry per send in progress (see :meth:`try_send` and :meth:`close`).
+        self._senders: deque[None] = deque()
         #: True once closed, fatal or forked: the hot path tests this one flag.
         self.unusable = False
         self._fork_generation = _ForkWatch.generation
@@ -300,30 +307,60 @@ class PublisherCore:
     ) -> bool:
         """Enqueue once. False if the local queue is full (nothing enqueued).
 
+        The close gate: a send that finds ``close()`` begun enqueues nothing and
+        raises; ``close()`` waits for the sends already past this check, so each of
+        their events is settled and reported by that ``close()``.
+
         Raises:
+            PublisherStateError: ``close()`` has begun; the event was not enqueued.
             DeliveryError: the transport refused the record for good (e.g. too large).
             ProducerFatalError: the producer is in a fatal state.
         """
-        transport = self.transport
-        self._pending[handle] = None
+        # Lock-free gate (CPython's GIL orders these steps): register, then look at
+        # the flag; close() sets the flag, then waits until no send is registered.
+        # Either this send sees the flag, or close() sees this send and waits for it.
+        senders = self._senders
+        senders.append(None)
         try:
-            transport.send(topic, key, value, headers, handle)
-        except TransportQueueFull:
-            self._pending.pop(handle, None)
-            return False
-        except SendRejected as exc:
-            replacement = self._replacement
-            if exc.fatal and replacement and replacement.resume(transport, exc, handle):
-                return True
-            self._pending.pop(handle, None)
-            failure = handle.failure_from(exc.code, exc.reason)
-            self._abandon(handle, failure)
-            if exc.fatal:
-                self._go_fatal(exc.code, exc.reason)
-                assert self._fatal is not None
-                raise self._fatal from None
-            raise DeliveryError([failure]) from None
-        return True
+            if self._closed:
+                raise self._refuse_closed(handle)
+            transport = self.transport
+            self._pending[handle] = None
+            try:
+                transport.send(topic, key, value, headers, handle)
+            except TransportQueueFull:
+                self._pending.pop(handle, None)
+                return False
+            except SendRejected as exc:
+                self._rejected(transport, exc, handle)
+            return True
+        finally:
+            senders.pop()
+
+    def _rejected(self, transport: Transport, exc: SendRejected, handle: DeliveryHandle) -> None:
+        """``transport`` refused ``handle``: re-send it through a replacement, or raise."""
+        replacement = self._replacement
+        if exc.fatal and replacement and replacement.resume(transport, exc, handle):
+            return
+        self._pending.pop(handle, None)
+        failure = handle.failure_from(exc.code, exc.reason)
+        self._abandon(handle, failure)
+        if exc.fatal:
+            if self._closed:  # a producer destroyed by close(), not a fatal error
+                raise PublisherStateError(_CLOSED_REASON) from None
+            self._go_fatal(exc.code, exc.reason)
+            assert self._fatal is not None
+            raise self._fatal from None
+        raise DeliveryError([failure]) from None
+
+    def _refuse_closed(self, handle: DeliveryHandle) -> PublisherStateError:
+        """Settle an event refused because ``close()`` has begun; return its error."""
+        message = (
+            f"event {handle.event_id} ({handle.event_type}) to {handle.topic!r} was NOT "
+            f"enqueued: {_CLOSED_REASON}"
+        )
+        self._abandon(handle, handle.failure_from("_CLOSED", message))
+        return PublisherStateError(message)
 
     def send_blocking(
         self,
@@ -452,7 +489,12 @@ class PublisherCore:
             raise DeliveryError(failures, context=f"flush({timeout:g})")
 
     def close(self, timeout: float) -> None:
-        """Flush up to ``timeout`` s, drop and report the rest, release the producer."""
+        """Flush up to ``timeout`` s, drop and report the rest, destroy the producer.
+
+        From the moment this begins every send is refused (PublisherStateError,
+        nothing enqueued); the sends already under way finish first, so their
+        events are flushed, or dropped and reported, with the rest.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -460,6 +502,7 @@ class PublisherCore:
             self.unusable = True
         if self._fork_generation != _ForkWatch.generation:
             return  # the parent owns the producer; touching it here would hang
+        self._await_senders(max(timeout, _SENDERS_GRACE_S))
         try:
             self.transport.close(timeout)
             self.fail_pending("_NOT_REPORTED", "no delivery report arrived before close")
@@ -469,6 +512,18 @@ class PublisherCore:
         failures = self.take_failures(timed_out=False)
         if failures:
             raise DeliveryError(failures, context=f"close({timeout:g})")
+
+    def _await_senders(self, timeout: float) -> None:
+        """Wait until no send is in progress (they never block; bounded anyway).
+
+        A send still running at the deadline is one on this very thread (a
+        done-callback that called close()); its event is reported by the sweep.
+        """
+        deadline = time.monotonic() + timeout
+        while self._senders and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        if self._senders:
+            _log.warning("close_with_send_in_progress", sends=len(self._senders))
 
     @property
     def closed(self) -> bool:

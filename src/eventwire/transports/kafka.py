@@ -159,20 +159,28 @@ class KafkaTransport:
             return int(self._producer.flush(timeout))
         except (confluent_kafka.KafkaException, SystemError) as exc:
             self._handle_poll_exception(exc)
-            return len(self._producer)
+            return len(self)
         except RuntimeError:  # closed after being abandoned: nothing of ours is left in it
             return 0
 
     def close(self, timeout: float) -> int:
-        """Flush up to ``timeout`` s, purge what remains (each gets a failed report), stop."""
+        """Flush up to ``timeout`` s, purge what remains (each gets a failed report), destroy.
+
+        The producer is destroyed before this returns (librdkafka's threads and
+        connections end), so nothing is sent behind the caller's back afterwards;
+        a later :meth:`send` raises :class:`SendRejected` (``_DESTROY``). Called
+        from the poll thread (a delivery callback), the destruction runs on a
+        daemon thread instead, since librdkafka deadlocks closing from a callback.
+        """
         remaining = self.flush(timeout)
         if remaining:
-            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            self.flush(1.0)  # serve the _PURGE_* reports
+            self._purge()
         self._stop.set()
         self._wake.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2.0)
+        if threading.current_thread() is self._thread:
+            threading.Thread(target=self._dispose, name="eventwire-dispose", daemon=True).start()
+        else:
+            self._dispose()
         return remaining
 
     def abandon(self) -> None:
@@ -186,12 +194,21 @@ class KafkaTransport:
         self._wake.set()
         threading.Thread(target=self._dispose, name="eventwire-dispose", daemon=True).start()
 
+    def _purge(self) -> None:
+        """Drop every queued and in-flight record, serving their ``_PURGE_*`` reports."""
+        try:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self._producer.flush(1.0)
+        except (confluent_kafka.KafkaException, SystemError, RuntimeError) as exc:
+            _log.info("producer_purge_error", error=self._scrub(repr(exc)))
+
     def _dispose(self) -> None:
+        """Stop polling, purge what is left, and destroy the producer."""
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10.0)
         try:
-            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            self._producer.flush(1.0)  # serve the purge reports (ignored by the handles)
+            if len(self._producer):
+                self._purge()  # Producer.close() would otherwise flush with no timeout
             self._producer.close()
         except (confluent_kafka.KafkaException, SystemError, RuntimeError) as exc:
             _log.info("producer_dispose_error", error=self._scrub(repr(exc)))
@@ -214,8 +231,11 @@ class KafkaTransport:
         self._fatal_callbacks.append(callback)
 
     def __len__(self) -> int:
-        """Records in librdkafka's queues (waiting to be sent or acknowledged)."""
-        return len(self._producer)
+        """Records in librdkafka's queues (waiting to be sent or acknowledged); 0 once closed."""
+        try:
+            return len(self._producer)
+        except RuntimeError:  # destroyed by close() or after being abandoned
+            return 0
 
     # -- internals -------------------------------------------------------------------
     def _poll_loop(self) -> None:
