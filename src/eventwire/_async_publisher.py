@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.propagators.textmap import TextMapPropagator
@@ -24,6 +25,24 @@ from eventwire.transports.base import Transport
 
 __all__ = ["AsyncPublisher"]
 
+_running_loop = asyncio.get_running_loop
+
+
+class _Waiting(NamedTuple):
+    """An event that found the local queue full, waiting in the backlog."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    handle: DeliveryHandle
+
+
+def _fail(handle: DeliveryHandle, error: BaseException) -> None:
+    fut = handle._afut
+    if fut is not None and not fut.done():
+        fut.set_exception(error)
+
 
 class AsyncPublisher:
     """Publish events from asyncio code without ever blocking the event loop.
@@ -40,7 +59,11 @@ class AsyncPublisher:
           future at once. Delivery reports reach the loop through one thread-safe
           wake-up per burst, never by blocking it.
         * A full local queue is waited on with ``asyncio.sleep`` (bounded by
-          ``enqueue_timeout``), never with a blocking call.
+          ``enqueue_timeout``), never with a blocking call. Meanwhile every new
+          event joins one FIFO backlog behind the waiting ones, so events are
+          enqueued in publish order and per-key order is log order. If the queue
+          stays full for ``enqueue_timeout``, every event then waiting fails with
+          :class:`BackpressureError` (none of them is enqueued later).
         * ``publish_many`` isolates failures: one bad event does not cancel others.
         * ``flush``/``close`` run librdkafka's blocking waits in a worker thread.
 
@@ -97,7 +120,9 @@ class AsyncPublisher:
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._enqueue_timeout = enqueue_timeout
-        self._retry_tasks: set[asyncio.Task[None]] = set()
+        #: Events waiting for room in the local queue, in publish order.
+        self._backlog: deque[_Waiting] = deque()
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> KafkaConfig | None:
@@ -148,15 +173,21 @@ class AsyncPublisher:
         core = self._core
         if core.unusable:
             core.check_usable()
-        bridge = core.bridge if core.bridge is not None else self._bind()
+        bridge = core.bridge
+        if bridge is None or bridge.loop is not _running_loop():
+            bridge = self._bind()
         topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
         fut: asyncio.Future[DeliveryResult] = bridge.loop.create_future()
         handle._afut = fut
-        if not core.try_send(topic, key, value, hdrs, handle):
-            task = bridge.loop.create_task(self._send_later(topic, key, value, hdrs, handle))
-            self._retry_tasks.add(task)
-            task.add_done_callback(self._retry_tasks.discard)
+        if self._backlog or not core.try_send(topic, key, value, hdrs, handle):
+            self._wait_for_room(_Waiting(topic, key, value, hdrs, handle), bridge.loop)
         return fut
+
+    def _wait_for_room(self, waiting: _Waiting, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``waiting`` behind the events already waiting; start draining them."""
+        self._backlog.append(waiting)
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
 
     async def publish(
         self,
@@ -191,29 +222,43 @@ class AsyncPublisher:
         results = await asyncio.gather(*futures, return_exceptions=True)
         return cast("list[DeliveryResult | EventwireError]", results)
 
-    async def _send_later(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-        handle: DeliveryHandle,
-    ) -> None:
-        fut = handle._afut
-        assert fut is not None
+    async def _drain(self) -> None:
+        """Enqueue the backlog in order, sleeping (backed off) while the queue is full.
+
+        The head waits at most ``enqueue_timeout``; then it and everything behind
+        it fail with BackpressureError, so no later event of a key overtakes it.
+        """
+        backlog, core = self._backlog, self._core
         deadline = time.monotonic() + self._enqueue_timeout
         delay = 0.001
         try:
-            while time.monotonic() < deadline:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-                if self._core.try_send(topic, key, value, headers, handle):
-                    return
-            error: BaseException = self._core.backpressure_error(handle)
-        except EventwireError as exc:
-            error = exc
-        if not fut.done():
-            fut.set_exception(error)
+            while backlog:
+                head = backlog[0]
+                try:
+                    sent = core.try_send(
+                        head.topic, head.key, head.value, head.headers, head.handle
+                    )
+                except EventwireError as exc:  # refused for good, closed, or fatal
+                    backlog.popleft()
+                    _fail(head.handle, exc)
+                    continue
+                if sent:
+                    backlog.popleft()
+                    deadline = time.monotonic() + self._enqueue_timeout
+                    delay = 0.001
+                elif time.monotonic() >= deadline:
+                    self._fail_backlog(core.backpressure_error)
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+        finally:
+            self._drainer = None
+
+    def _fail_backlog(self, error_for: Callable[[DeliveryHandle], EventwireError]) -> None:
+        """Settle every waiting event as not enqueued, failing its future."""
+        while self._backlog:
+            handle = self._backlog.popleft().handle
+            _fail(handle, error_for(handle))
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait (in a worker thread) up to ``timeout`` s for every outstanding event.
@@ -229,9 +274,16 @@ class AsyncPublisher:
         See :meth:`Publisher.close`.
         """
         timeout = self._close_timeout if timeout is None else timeout
-        if self._retry_tasks:
-            await asyncio.wait(set(self._retry_tasks), timeout=timeout)
-        await asyncio.to_thread(self._core.close, timeout)
+        deadline = time.monotonic() + timeout
+        drainer = self._drainer
+        if drainer is not None:
+            await asyncio.wait({drainer}, timeout=timeout)
+        try:
+            left = max(0.0, deadline - time.monotonic())
+            await asyncio.to_thread(self._core.close, left)
+        finally:
+            # Still waiting for room: never enqueued, and now never will be.
+            self._fail_backlog(self._core.refuse_closed)
 
     aclose = close
 

@@ -323,7 +323,7 @@ class PublisherCore:
         senders.append(None)
         try:
             if self._closed:
-                raise self._refuse_closed(handle)
+                raise self.refuse_closed(handle)
             transport = self.transport
             self._pending[handle] = None
             try:
@@ -353,7 +353,7 @@ class PublisherCore:
             raise self._fatal from None
         raise DeliveryError([failure]) from None
 
-    def _refuse_closed(self, handle: DeliveryHandle) -> PublisherStateError:
+    def refuse_closed(self, handle: DeliveryHandle) -> PublisherStateError:
         """Settle an event refused because ``close()`` has begun; return its error."""
         message = (
             f"event {handle.event_id} ({handle.event_type}) to {handle.topic!r} was NOT "

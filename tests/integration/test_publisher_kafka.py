@@ -7,10 +7,20 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from eventwire import AsyncPublisher, BrokerUnavailableError, Publisher, Route
+import msgspec
+
+from eventwire import (
+    AsyncPublisher,
+    BrokerUnavailableError,
+    DeliveryHandle,
+    Publisher,
+    PublisherStateError,
+    Route,
+)
 from eventwire.testing.consume import read_topic
 
 from .conftest import Placed
@@ -142,3 +152,68 @@ class TestGracefulShutdown:
         assert "FLUSH-REPORTED 1000" in out  # flush listed every straggler
         assert "FAILED 1000 signal=15" in out  # close dropped and reported them all
         assert elapsed < 20
+
+
+def _slow_key(event: Placed) -> str:
+    time.sleep(0.5)
+    return event.order_id
+
+
+class TestCloseGate:
+    def test_a_publish_racing_close_is_refused_or_reported_and_not_sent_later(
+        self, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """A publish whose key function runs while close() begins raises
+        PublisherStateError (and its event never reaches the broker), or is reported."""
+        routes = {Placed: Route(topic=kafka_topic, key=_slow_key)}
+        pub = Publisher(kafka_bootstrap, routes=routes)
+        outcome: dict[str, object] = {}
+
+        def racing_publish() -> None:
+            try:
+                outcome["handle"] = pub.publish(Placed(order_id="late", seq=1))
+            except Exception as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=racing_publish)
+        thread.start()
+        time.sleep(0.1)  # the key function is running
+        pub.close(5)
+        thread.join(10)
+        if "error" in outcome:
+            assert isinstance(outcome["error"], PublisherStateError)
+            assert read_topic(kafka_bootstrap, kafka_topic, idle=2.0, timeout=20) == []
+        else:
+            handle = outcome["handle"]
+            assert isinstance(handle, DeliveryHandle)
+            assert handle.done(), "publish() returned a handle that close() never settled"
+
+
+class TestAsyncBackpressureOrder:
+    def test_per_key_order_holds_with_a_tiny_local_queue(
+        self, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """3,000 events over 5 keys through a 20-message local queue: every key's events
+        are in the log in publish order, and all are delivered."""
+        routes = {Placed: Route(topic=kafka_topic, key="order_id")}
+
+        async def main() -> int:
+            async with AsyncPublisher(
+                kafka_bootstrap,
+                routes=routes,
+                overrides={"queue.buffering.max.messages": 20},
+            ) as pub:
+                futures = [
+                    pub.publish_nowait(Placed(order_id=f"k{n % 5}", seq=n)) for n in range(3000)
+                ]
+                results = await asyncio.gather(*futures)
+            return len(results)
+
+        assert asyncio.run(main()) == 3000
+        records = read_topic(kafka_bootstrap, kafka_topic, expected=3000, idle=1.0)
+        seqs: dict[bytes | None, list[int]] = {}
+        for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+            seqs.setdefault(r.key, []).append(msgspec.json.decode(r.value)["seq"])
+        assert len(records) == 3000
+        for key, seq in seqs.items():
+            assert seq == sorted(seq), f"key {key!r} out of order"
