@@ -21,6 +21,7 @@ from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
 from eventwire._dlq import DeadLetterPolicy
 from eventwire._errors import (
     BackpressureError,
+    BatchPublishError,
     BrokerUnavailableError,
     ConfigurationError,
     DeliveryError,
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncPublisher",
     "BackpressureError",
+    "BatchPublishError",
     "BreakerState",
     "BrokerUnavailableError",
     "CircuitBreaker",

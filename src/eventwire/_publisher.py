@@ -14,7 +14,12 @@ from eventwire._breaker import CircuitBreaker
 from eventwire._codec import Codec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._core import PublisherCore
-from eventwire._errors import PublisherStateError
+from eventwire._errors import (
+    BatchPublishError,
+    ConfigurationError,
+    EventwireError,
+    PublisherStateError,
+)
 from eventwire._event import Route
 from eventwire._handle import DeliveryHandle
 from eventwire._outbox_mode import NoDirectTransport, OutboxMode
@@ -197,20 +202,54 @@ class Publisher:
             core.send_blocking(topic, key, value, hdrs, handle)
         return handle
 
-    def publish_many(self, events: Iterable[Any]) -> list[DeliveryHandle]:
+    def publish_many(
+        self, events: Iterable[Any], *, event_ids: Sequence[str] | None = None
+    ) -> list[DeliveryHandle]:
         """Publish several events, in order; return their handles.
 
-        Every event is routed and encoded first, so an invalid event raises before
-        *any* of them is enqueued. Delivery failures are per event, in the handles.
+        Every event is routed and encoded first, so an invalid event raises
+        (RoutingError, SerializationError) before *any* of them is enqueued.
+        Delivery failures are per event, in the handles.
+
+        Without an outbox the events are then enqueued one by one, and a queue
+        is not all-or-nothing: if event ``k`` cannot be enqueued (the queue stayed
+        full for ``enqueue_timeout``, it was refused as too large, the publisher
+        began closing), :class:`BatchPublishError` is raised with the handles of
+        events ``0..k-1`` (enqueued; they are reported as usual) and the ce_id of
+        every event, for a re-send of the rest with ``event_ids=``. With an outbox
+        the batch is one transaction: all of it is committed, or none.
+
+        Args:
+            events: the events, in publish order.
+            event_ids: the ``ce_id`` of each event (e.g. to re-send a batch under
+                the ids it was first given); new UUIDv7s if None.
+
+        Raises:
+            BatchPublishError: see above (``__cause__`` is the event's own error).
+            ValueError: ``event_ids`` does not have one id per event.
+            and the errors of :meth:`publish` raised before anything is enqueued.
         """
         core = self._core
         core.check_usable()
+        batch = list(events)
+        ids: Sequence[str | None] = [None] * len(batch) if event_ids is None else event_ids
+        if len(ids) != len(batch):
+            raise ConfigurationError(
+                f"publish_many got {len(batch)} events but {len(ids)} event_ids; "
+                "pass one id per event, in the same order"
+            )
         if self._outbox is not None:
-            return self._outbox.publish_many(events)  # one transaction, one fsync
-        prepared = [core.prepare(event, None, None, traced=False) for event in events]
-        for topic, key, value, hdrs, handle in prepared:
+            # one transaction, one fsync  (TODO(session): pass ids once _outbox_mode takes them)
+            return self._outbox.publish_many(batch)
+        prepared = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
+        for n, (topic, key, value, hdrs, handle) in enumerate(prepared):
             core.trace(key, value, hdrs, handle)  # a span only for an event really sent
-            core.send_blocking(topic, key, value, hdrs, handle)
+            try:
+                core.send_blocking(topic, key, value, hdrs, handle)
+            except EventwireError as exc:
+                handles = [p[4] for p in prepared]
+                ids_given = [h.event_id for h in handles]
+                raise BatchPublishError(handles[:n], ids_given, n, exc) from exc
         return [p[4] for p in prepared]
 
     def stage(
