@@ -12,13 +12,14 @@ span), through :meth:`settled` for a delivery report or a sweep, or through
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -495,14 +496,27 @@ class PublisherCore:
         nothing enqueued); the sends already under way finish first, so their
         events are flushed, or dropped and reported, with the rest.
         """
+        if self.begin_close(timeout):
+            self.finish_close(timeout)
+
+    def begin_close(self, timeout: float) -> bool:
+        """Shut the close gate and wait for the sends already past it (bounded).
+
+        Returns False if the publisher was already closed (or is a forked child's
+        copy, which must not touch the parent's producer): nothing left to do.
+        """
         with self._lock:
             if self._closed:
-                return
+                return False
             self._closed = True
             self.unusable = True
         if self._fork_generation != _ForkWatch.generation:
-            return  # the parent owns the producer; touching it here would hang
+            return False  # the parent owns the producer; touching it here would hang
         self._await_senders(max(timeout, _SENDERS_GRACE_S))
+        return True
+
+    def finish_close(self, timeout: float) -> None:
+        """After :meth:`begin_close`: flush, drop and report the rest, destroy the producer."""
         try:
             self.transport.close(timeout)
             self.fail_pending("_NOT_REPORTED", "no delivery report arrived before close")
@@ -512,6 +526,22 @@ class PublisherCore:
         failures = self.take_failures(timed_out=False)
         if failures:
             raise DeliveryError(failures, context=f"close({timeout:g})")
+
+    @contextlib.contextmanager
+    def gate(self) -> Iterator[None]:
+        """Pass the close gate for one write that is not a transport send (the outbox).
+
+        Raises:
+            PublisherStateError: ``close()`` has begun; do not write.
+        """
+        senders = self._senders
+        senders.append(None)
+        try:
+            if self._closed:
+                raise PublisherStateError(_CLOSED_REASON)
+            yield
+        finally:
+            senders.pop()
 
     def _await_senders(self, timeout: float) -> None:
         """Wait until no send is in progress (they never block; bounded anyway).

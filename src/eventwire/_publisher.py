@@ -196,7 +196,8 @@ class Publisher:
         if core.unusable:
             core.check_usable()
         if self._outbox is not None:
-            return self._outbox.publish(event, event_id, headers)
+            with core.gate():  # a publish racing close() commits nothing, or is settled
+                return self._outbox.publish(event, event_id, headers)
         topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
         if not core.try_send(topic, key, value, hdrs, handle):
             core.send_blocking(topic, key, value, hdrs, handle)
@@ -240,7 +241,8 @@ class Publisher:
             )
         if self._outbox is not None:
             # one transaction, one fsync  (TODO(session): pass ids once _outbox_mode takes them)
-            return self._outbox.publish_many(batch)
+            with core.gate():
+                return self._outbox.publish_many(batch)
         prepared = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
         for n, (topic, key, value, hdrs, handle) in enumerate(prepared):
             core.trace(key, value, hdrs, handle)  # a span only for an event really sent
@@ -306,13 +308,13 @@ class Publisher:
         re-send it), and only events given up on raise.
         """
         timeout = self._close_timeout if timeout is None else timeout
-        if self._outbox is not None and not self._core.closed:
+        if self._outbox is None:
+            self._core.close(timeout)
+        elif self._core.begin_close(timeout):  # no publish gets past this any more
             try:
                 self._outbox.close(timeout)
             finally:
-                self._core.close(0)
-            return
-        self._core.close(timeout)
+                self._core.finish_close(0)
 
     def __enter__(self) -> Publisher:
         return self

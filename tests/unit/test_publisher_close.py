@@ -199,3 +199,23 @@ class TestCloseRacingPublishLibrdkafka:
         assert not (not_written & in_log), (
             f"events reported possibly_written=False reached the broker: {not_written & in_log}"
         )
+
+
+class TestCloseRacingPublishOutbox:
+    def test_an_outbox_publish_in_progress_when_close_begins_is_refused_or_settled(
+        self, tmp_path: Path
+    ) -> None:
+        """With an outbox, a publish whose key function runs while close() begins raises
+        PublisherStateError (nothing committed) or returns a handle close() settled."""
+        from eventwire.outbox import SQLiteOutbox
+
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+        pub = Publisher(
+            transport=MemoryTransport(), routes=SLOW_ROUTES, source="urn:test", outbox=store
+        )
+        out = publish_in_thread(pub, Slow("o-1"))
+        time.sleep(0.1)
+        reported = close_reporting(pub, 0.2)
+        assert_raised_or_reported(out, reported)
+        if out.error is not None:
+            assert store.status().pending == 0, "a refused publish was committed anyway"
