@@ -17,7 +17,7 @@ from eventwire._breaker import CircuitBreaker
 from eventwire._codec import Codec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._core import PublisherCore
-from eventwire._errors import EventwireError, PublisherStateError
+from eventwire._errors import DeliveryError, DeliveryFailure, EventwireError, PublisherStateError
 from eventwire._event import Route
 from eventwire._handle import DeliveryHandle, DeliveryResult
 from eventwire._loop_bridge import LoopBridge
@@ -261,12 +261,32 @@ class AsyncPublisher:
             _fail(handle, error_for(handle))
 
     async def flush(self, timeout: float = 30.0) -> None:
-        """Wait (in a worker thread) up to ``timeout`` s for every outstanding event.
+        """Wait up to ``timeout`` s for every outstanding event, the backlog included.
+
+        Events waiting for room in the local queue are waited for first (on the
+        loop), then librdkafka's queue is flushed in a worker thread.
 
         Raises:
-            DeliveryError: as :meth:`Publisher.flush`.
+            DeliveryError: as :meth:`Publisher.flush`; an event still waiting for
+                room when the timeout runs out is listed as ``_FLUSH_TIMEOUT`` too
+                (it keeps waiting, as a queued one stays queued).
         """
-        await asyncio.to_thread(self._core.flush, timeout)
+        deadline = time.monotonic() + timeout
+        drainer = self._drainer
+        if drainer is not None:
+            await asyncio.wait({drainer}, timeout=timeout)
+        failures: list[DeliveryFailure] = []
+        try:
+            left = max(0.0, deadline - time.monotonic())
+            await asyncio.to_thread(self._core.flush, left)
+        except DeliveryError as exc:
+            failures.extend(exc.failures)
+        failures.extend(
+            w.handle.failure_from("_FLUSH_TIMEOUT", "still waiting for room in the local queue")
+            for w in self._backlog
+        )
+        if failures:
+            raise DeliveryError(failures, context=f"flush({timeout:g})")
 
     async def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.

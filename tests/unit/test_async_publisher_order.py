@@ -14,6 +14,7 @@ import pytest
 from eventwire import (
     AsyncPublisher,
     BackpressureError,
+    DeliveryError,
     DeliveryResult,
     EventwireError,
     PublisherStateError,
@@ -99,6 +100,46 @@ class TestBacklogOrder:
 
         results = asyncio.run(main())
         assert all(isinstance(r, PublisherStateError) for r in results), results
+
+
+class TestFlushWithBacklog:
+    def test_flush_waits_for_events_waiting_for_room(self) -> None:
+        """flush() returns only once events that found the queue full are delivered."""
+
+        async def main() -> list[asyncio.Future[DeliveryResult]]:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.queue_full_next(20)
+            futs = [pub.publish_nowait(order(i, key="k")) for i in range(3)]
+            await pub.flush(10)
+            done = [f.done() for f in futs]
+            await pub.close(1)
+            assert done == [True, True, True]
+            return futs
+
+        asyncio.run(main())
+
+    def test_flush_reports_events_still_waiting_for_room_at_its_timeout(self) -> None:
+        """flush(timeout) raises DeliveryError naming each event still waiting for room
+        when the timeout runs out (they keep waiting, as queued ones do)."""
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport, enqueue_timeout=30)
+            await pub.start()
+            transport.queue_full_next(1_000_000)
+            futs = [pub.publish_nowait(order(i, key="k")) for i in range(2)]
+            with pytest.raises(DeliveryError) as caught:
+                await pub.flush(0.2)
+            codes = [f.code for f in caught.value.failures]
+            assert codes == ["_FLUSH_TIMEOUT", "_FLUSH_TIMEOUT"]
+            assert not any(f.done() for f in futs)
+            transport.heal()
+            await asyncio.gather(*futs)
+            await pub.close(1)
+
+        asyncio.run(main())
 
 
 class TestLoopBinding:
