@@ -299,9 +299,13 @@ class Publisher:
     def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.
 
+        From the moment ``close()`` begins, ``publish()`` on any thread raises
+        :class:`PublisherStateError` without enqueueing (or committing) the event;
+        publishes already under way finish first and are covered by this close.
         Events still queued after the timeout are dropped *and reported*:
         DeliveryError lists them (``_PURGE_QUEUE``/``_PURGE_INFLIGHT``) with every
-        other failure. Closing twice is a no-op.
+        other failure. The producer is destroyed before this returns, so nothing
+        is sent afterwards. Closing twice is a no-op.
 
         With an outbox nothing is dropped: handles still waiting settle with
         ``_IN_OUTBOX`` (the event is durable and the next relay sends it; do not
