@@ -2,14 +2,17 @@
 
 States::
 
-    CLOSED ──(connectivity failures, and no success, for open_after_s)──> OPEN
+    CLOSED ──(connectivity failures for open_after_s: no success, no quiet_after_s pause)──> OPEN
     OPEN ──(reset_timeout_s passed)──> HALF_OPEN      a probe (a Metadata request) runs
     HALF_OPEN ──probe ok / any delivery ok──> CLOSED
     HALF_OPEN ──probe failed──> OPEN
 
 Only connectivity failures count (all brokers down, transport errors, message
 timeouts): a permanent error such as a too-large event says nothing about
-Kafka's health. Any successful delivery closes the circuit at once.
+Kafka's health. Any successful delivery closes the circuit at once. The failures
+must keep coming: once none has come for ``quiet_after_s``, the outage is taken to
+be over, and the next failure starts a new ``open_after_s`` window. So isolated
+blips, however many and however far apart, never open the circuit.
 
 Every transition is logged (``circuit_open``, ``circuit_half_open``,
 ``circuit_closed``, with the breaker's ``name``) and told to the observers added
@@ -91,10 +94,25 @@ class CircuitOpenError(EventwireError):
 class CircuitBreaker:
     """Thread-safe breaker state machine; the publisher feeds it and asks :meth:`allow`.
 
+    The circuit opens once connectivity failures have kept coming for
+    ``open_after_s`` with no successful delivery in between and no pause longer
+    than ``quiet_after_s`` between two of them. A pause that long ends the
+    failure window: the next failure starts a new one. During an outage with
+    traffic, librdkafka reports a connectivity error about every second
+    (measured on its mock cluster, 2.16: the metadata retries of
+    ``retry.backoff.max.ms``), well inside the default pause of 5 s; an outage
+    in which errors come rarer than that (e.g. connections that hang until
+    ``socket.connection.setup.timeout.ms``, 30 s) opens the circuit only once
+    failures arrive more often, e.g. when queued events time out.
+
     Args:
         open_after_s: how long connectivity failures must persist, with no
-            successful delivery, before the circuit opens.
+            successful delivery and no ``quiet_after_s`` pause, before the
+            circuit opens.
         reset_timeout_s: how long it stays open before a half-open probe.
+        quiet_after_s: a pause between two connectivity failures longer than
+            this ends the failure window. None (the default): half of
+            ``open_after_s``, i.e. 5 s with the defaults.
         probe: called (outside the lock) to test Kafka when half-open; returns
             True if a broker answered. Without one, the next publish is the probe.
         on_change: called with the new state on every transition.
@@ -109,6 +127,7 @@ class CircuitBreaker:
         *,
         open_after_s: float = 10.0,
         reset_timeout_s: float = 5.0,
+        quiet_after_s: float | None = None,
         probe: Callable[[], bool] | None = None,
         on_change: Callable[[BreakerState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -117,6 +136,7 @@ class CircuitBreaker:
         self.name = name
         self.open_after_s = open_after_s
         self.reset_timeout_s = reset_timeout_s
+        self.quiet_after_s = open_after_s / 2 if quiet_after_s is None else quiet_after_s
         self._probe = probe
         self._on_change = on_change
         self._observers: tuple[Callable[[BreakerState], None], ...] = ()
@@ -124,6 +144,7 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._failing_since: float | None = None
+        self._last_failure_at = 0.0
         self._opened_at = 0.0
         self._probing = False
         self.last_error = ""
@@ -147,8 +168,9 @@ class CircuitBreaker:
         now = self._clock()
         with self._lock:
             self.last_error = f"{code}: {reason}" if reason else code
-            if self._failing_since is None:
-                self._failing_since = now
+            if self._failing_since is None or now - self._last_failure_at > self.quiet_after_s:
+                self._failing_since = now  # a new failure window
+            self._last_failure_at = now
             if (
                 self._state is BreakerState.CLOSED
                 and now - self._failing_since >= self.open_after_s

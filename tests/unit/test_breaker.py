@@ -17,14 +17,22 @@ def breaker(clock: Clock, probe: object = None, **kw: float) -> CircuitBreaker:
     return CircuitBreaker(open_after_s=10, reset_timeout_s=5, clock=clock, probe=probe, **kw)  # type: ignore[arg-type]
 
 
+def fail_until(b: CircuitBreaker, clock: Clock, end: float, code: str = "_TRANSPORT") -> None:
+    """Report a connectivity failure every second from ``clock.now`` up to ``end``."""
+    while True:
+        b.record_failure(code)
+        if clock.now >= end:
+            return
+        clock.now = min(clock.now + 1, end)
+
+
 class TestCircuitBreaker:
     def test_opens_only_on_sustained_connectivity_failures(self) -> None:
         """Failures for less than open_after_s keep it closed; past that it opens."""
         clock = Clock()
         b = breaker(clock)
         b.record_failure("_ALL_BROKERS_DOWN")
-        clock.now = 9
-        b.record_failure("_TRANSPORT")
+        fail_until(b, clock, 9)
         assert b.state is BreakerState.CLOSED
         clock.now = 10
         b.record_failure("_TRANSPORT")
@@ -35,12 +43,64 @@ class TestCircuitBreaker:
         """A delivered event in between restarts the clock: intermittent errors never open it."""
         clock = Clock()
         b = breaker(clock)
-        b.record_failure("_TRANSPORT")
-        clock.now = 8
+        fail_until(b, clock, 8)
         b.record_success()
-        clock.now = 12
-        b.record_failure("_TRANSPORT")
+        fail_until(b, clock, 12)
         assert b.state is BreakerState.CLOSED
+
+    def test_two_blips_11_s_apart_do_not_open_it(self) -> None:
+        """Two one-second error bursts 11 s apart, nothing delivered in between, keep it
+        closed: the pause between them ended the first failure window (issue 10, item 8)."""
+        clock = Clock()
+        b = breaker(clock)
+        fail_until(b, clock, 1)
+        clock.now = 11
+        fail_until(b, clock, 12)
+        assert b.state is BreakerState.CLOSED
+        assert b.allow()
+
+    def test_two_blips_an_hour_apart_do_not_open_it(self) -> None:
+        """A single error, then another an hour later, keep it closed (issue 10, item 8)."""
+        clock = Clock()
+        b = breaker(clock)
+        b.record_failure("_ALL_BROKERS_DOWN")
+        clock.now = 3600
+        b.record_failure("_ALL_BROKERS_DOWN")
+        assert b.state is BreakerState.CLOSED
+
+    def test_many_isolated_blips_never_open_it(self) -> None:
+        """Blips every 6 s (just over the default 5 s pause) for a minute keep it closed."""
+        clock = Clock()
+        b = breaker(clock)
+        for start in range(0, 60, 6):
+            clock.now = start
+            b.record_failure("_TRANSPORT")
+        assert b.state is BreakerState.CLOSED
+
+    def test_continuous_errors_for_open_after_s_open_it_after_a_blip(self) -> None:
+        """After a past blip, errors that then keep coming open it open_after_s after they
+        began, not earlier and not later."""
+        clock = Clock()
+        b = breaker(clock)
+        b.record_failure("_TRANSPORT")  # the old blip
+        clock.now = 100
+        fail_until(b, clock, 109)
+        assert b.state is BreakerState.CLOSED
+        clock.now = 110
+        b.record_failure("_TRANSPORT")
+        assert b.state is BreakerState.OPEN
+
+    def test_quiet_after_s_defaults_to_half_of_open_after_s_and_can_be_set(self) -> None:
+        """A pause up to quiet_after_s keeps the window going; a longer one restarts it."""
+        assert CircuitBreaker(open_after_s=10).quiet_after_s == 5
+        clock = Clock()
+        b = breaker(clock, quiet_after_s=8)
+        b.record_failure("_TRANSPORT")
+        clock.now = 8  # a pause of exactly quiet_after_s: still the same outage
+        b.record_failure("_TRANSPORT")
+        clock.now = 10
+        b.record_failure("_TRANSPORT")
+        assert b.state is BreakerState.OPEN
 
     def test_permanent_errors_never_open_it(self) -> None:
         """A too-large event says nothing about Kafka's health."""
@@ -56,9 +116,7 @@ class TestCircuitBreaker:
         clock = Clock()
         calls: list[float] = []
         b = breaker(clock, probe=lambda: calls.append(clock.now) or True)
-        b.record_failure("_ALL_BROKERS_DOWN")
-        clock.now = 10
-        b.record_failure("_ALL_BROKERS_DOWN")
+        fail_until(b, clock, 10, "_ALL_BROKERS_DOWN")
         clock.now = 14
         assert not b.allow()
         assert calls == []
@@ -73,9 +131,7 @@ class TestCircuitBreaker:
         clock = Clock()
         states: list[BreakerState] = []
         b = breaker(clock, probe=lambda: False, on_change=states.append)
-        b.record_failure("_TRANSPORT")
-        clock.now = 10
-        b.record_failure("_TRANSPORT")
+        fail_until(b, clock, 10)
         clock.now = 15
         assert not b.allow()
         assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.OPEN]
