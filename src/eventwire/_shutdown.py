@@ -39,7 +39,10 @@ class GracefulShutdown:
     ``await shutdown.wait()``; handlers are then installed with
     ``loop.add_signal_handler``.
 
-    Previous handlers are restored on exit. Must be entered in the main thread.
+    Previous handlers are restored on exit, exactly: the Python-level handler
+    that :func:`signal.getsignal` returned on entry (a function, ``SIG_DFL``,
+    ``SIG_IGN``), or, with asyncio, a handler the running loop had for that
+    signal before (e.g. a web server's). Must be entered in the main thread.
     """
 
     def __init__(self, signals: Sequence[signal.Signals] = _DEFAULT_SIGNALS) -> None:
@@ -48,6 +51,7 @@ class GracefulShutdown:
         self._async_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._previous_in_loop: dict[signal.Signals, asyncio.Handle] = {}
         self.received: signal.Signals | None = None
 
     @property
@@ -90,13 +94,20 @@ class GracefulShutdown:
         tb: TracebackType | None,
     ) -> None:
         for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+            _restore(sig, previous)
         self._previous.clear()
 
     async def __aenter__(self) -> GracefulShutdown:
         self._loop = asyncio.get_running_loop()
         self._async_event = asyncio.Event()
+        # A handler the loop already has for the signal is not visible through
+        # signal.getsignal() (that shows asyncio's no-op); the selector loops keep
+        # them in _signal_handlers, and add_signal_handler would drop it.
+        in_loop: dict[int, asyncio.Handle] = getattr(self._loop, "_signal_handlers", {})
         for sig in self._signals:
+            self._previous[sig] = signal.getsignal(sig)
+            if sig in in_loop:
+                self._previous_in_loop[sig] = in_loop[sig]
             self._loop.add_signal_handler(sig, self.request, sig)
         return self
 
@@ -107,5 +118,21 @@ class GracefulShutdown:
         tb: TracebackType | None,
     ) -> None:
         assert self._loop is not None
+        # remove_signal_handler() leaves the signal at SIG_DFL (SIGINT: Python's
+        # KeyboardInterrupt handler), whatever was there before: put that back.
         for sig in self._signals:
             self._loop.remove_signal_handler(sig)
+            loop_handle = self._previous_in_loop.get(sig)
+            callback = getattr(loop_handle, "_callback", None)
+            if loop_handle is not None and callback is not None and not loop_handle.cancelled():
+                self._loop.add_signal_handler(sig, callback, *getattr(loop_handle, "_args", ()))
+            else:
+                _restore(sig, self._previous.get(sig))
+        self._previous.clear()
+        self._previous_in_loop.clear()
+
+
+def _restore(sig: signal.Signals, previous: Any) -> None:
+    """Reinstall ``previous``; None (a handler not installed from Python) cannot be."""
+    if previous is not None:
+        signal.signal(sig, previous)
