@@ -1,86 +1,263 @@
-"""The PostgreSQL outbox passes the same store tests as SQLite, plus transactions."""
+"""What only the PostgreSQL outbox does: transactions, commit order, reconnects.
+
+The behaviour both stores share is in test_outbox_store_contract.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
+from eventwire import ConfigurationError
 from eventwire.outbox.postgres import PostgresOutbox
 
-from ..unit import test_outbox_sqlite as sqlite_tests
-
-entry = sqlite_tests.entry
+from .test_outbox_store_contract import entry, ids
 
 
 @pytest.fixture
-def pg_store(postgres_dsn: str) -> Iterator[PostgresOutbox]:
+def admin(postgres_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection on a database without outbox tables."""
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS eventwire_outbox")
-        conn.execute("DROP TABLE IF EXISTS orders")
+        for table in ("eventwire_outbox", "eventwire_outbox_relays", "orders"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        yield conn
+
+
+@pytest.fixture
+def store(admin: psycopg.Connection[Any], postgres_dsn: str) -> Iterator[PostgresOutbox]:
+    """A store on a fresh outbox table."""
     store = PostgresOutbox(postgres_dsn)
     yield store
     store.close()
 
 
-class TestPostgresOutbox(sqlite_tests.OutboxStoreContract):
-    """Every SQLite store behaviour, on PostgreSQL."""
+def backend_pid(store: PostgresOutbox) -> int:
+    """The server process of the store's connection (connecting if it has none)."""
+    run = getattr(store, "_run", None)
+    if run is None:  # the store before the fix: one connection for its life
+        old_pid: int = store._conn.info.backend_pid  # type: ignore[union-attr]
+        return old_pid
+    pid = run(lambda conn: conn.info.backend_pid)
+    assert isinstance(pid, int)
+    return pid
 
-    @pytest.fixture
-    def store(self, pg_store: PostgresOutbox) -> Any:
-        return pg_store
 
-    def test_added_entries_survive_reopening(self, store: Any, postgres_dsn: str) -> None:
-        """An entry is durable once add() returns: a new connection claims it byte-for-byte."""
-        store.add([entry(1)])
-        store.close()
-        again = PostgresOutbox(postgres_dsn)
-        [claimed] = again.claim_batch(10, owner="o", lease_s=30)
-        assert claimed.entry == entry(1)
-        again.close()
+def wait_for(admin: psycopg.Connection[Any], query: str, *params: Any) -> Any:
+    """Poll ``query`` until it returns a row (10 s at most); its first column."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = admin.execute(query, params).fetchone()
+        if row is not None:
+            return row[0]
+        time.sleep(0.02)
+    raise AssertionError(f"nothing from {query!r} within 10 s")
 
-    def test_wrong_connection_type_is_a_clear_error(self, store: Any) -> None:
-        """Passing something that is not a psycopg connection names what is needed."""
-        from eventwire import ConfigurationError
 
-        with pytest.raises(ConfigurationError, match="psycopg Connection"):
-            store.add([entry(1)], connection=object())
+def test_added_entries_survive_reopening(store: PostgresOutbox, postgres_dsn: str) -> None:
+    """An entry is durable once add() returns: a new connection claims it byte-for-byte."""
+    store.add([entry(1)])
+    store.close()
+    again = PostgresOutbox(postgres_dsn)
+    [claimed] = again.claim_batch(10, owner="o", lease_s=30)
+    assert claimed.entry == entry(1)
+    again.close()
 
-    def test_add_joins_the_callers_transaction(self, store: Any, postgres_dsn: str) -> None:
-        """With connection=, the entry commits or rolls back with the caller's domain write."""
-        with psycopg.connect(postgres_dsn) as conn:
-            conn.execute("CREATE TABLE orders (id TEXT)")
-            conn.commit()
-            conn.execute("INSERT INTO orders VALUES ('o-1')")
-            store.add([entry(1)], connection=conn)
-            conn.rollback()
-            assert store.status().pending == 0
-            conn.execute("INSERT INTO orders VALUES ('o-2')")
-            store.add([entry(2)], connection=conn)
-            conn.commit()
+
+def test_wrong_connection_type_is_a_clear_error(store: PostgresOutbox) -> None:
+    """Passing something that is not a psycopg connection names what is needed."""
+    with pytest.raises(ConfigurationError, match="psycopg Connection"):
+        store.add([entry(1)], connection=object())
+
+
+def test_add_joins_the_callers_transaction(store: PostgresOutbox, postgres_dsn: str) -> None:
+    """With connection=, the entry commits or rolls back with the caller's domain write."""
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("CREATE TABLE orders (id TEXT)")
+        conn.commit()
+        conn.execute("INSERT INTO orders VALUES ('o-1')")
+        store.add([entry(1)], connection=conn)
+        conn.rollback()
+        assert store.status().pending == 0
+        conn.execute("INSERT INTO orders VALUES ('o-2')")
+        store.add([entry(2)], connection=conn)
+        conn.commit()
+    assert store.status().pending == 1
+
+
+def test_a_table_of_an_older_eventwire_is_refused_clearly(
+    admin: psycopg.Connection[Any], postgres_dsn: str
+) -> None:
+    """An outbox table without the xid and clock columns is a ConfigurationError saying what to do."""
+    admin.execute(
+        "CREATE TABLE eventwire_outbox (id BIGSERIAL PRIMARY KEY, event_id TEXT,"
+        " event_type TEXT, topic TEXT, key BYTEA, value BYTEA, headers BYTEA,"
+        " created_at DOUBLE PRECISION, state TEXT, attempts INTEGER,"
+        " next_attempt_at DOUBLE PRECISION, lease_owner TEXT, lease_until DOUBLE PRECISION,"
+        " last_error TEXT, first_failed_at DOUBLE PRECISION, sent_at DOUBLE PRECISION)"
+    )
+    with pytest.raises(ConfigurationError, match="older eventwire.*xid"):
+        PostgresOutbox(postgres_dsn)
+
+
+class TestCommitOrder:
+    def test_a_row_that_commits_later_is_not_overtaken_on_its_key(
+        self, store: PostgresOutbox, postgres_dsn: str
+    ) -> None:
+        """T1 adds A, T2 adds B (same key) and commits first: B waits for T1; then A, B."""
+        with psycopg.connect(postgres_dsn) as t1, psycopg.connect(postgres_dsn) as t2:
+            store.add([entry(1, key=b"k")], connection=t1)  # A: the lower id
+            store.add([entry(2, key=b"k")], connection=t2)  # B
+            t2.commit()
+            assert store.claim_batch(10, owner="o", lease_s=30) == []
+            t1.commit()
+        assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-1", "id-2"]
+
+    def test_claims_follow_transaction_order_not_id_order(
+        self, store: PostgresOutbox, postgres_dsn: str
+    ) -> None:
+        """A row whose transaction began first goes out first, although its id is higher."""
+        with psycopg.connect(postgres_dsn) as t1, psycopg.connect(postgres_dsn) as t2:
+            t1.execute("SELECT pg_current_xact_id()")  # T1 takes its transaction id first
+            store.add([entry(2, key=b"k")], connection=t2)  # lower id, later transaction
+            store.add([entry(1, key=b"k")], connection=t1)
+            t1.commit()
+            t2.commit()
+        assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-1", "id-2"]
+
+
+class TestWriteErrors:
+    def test_a_connection_lost_during_commit_is_possibly_written(
+        self, store: PostgresOutbox, admin: psycopg.Connection[Any]
+    ) -> None:
+        """The backend killed while COMMIT runs: OutboxWriteError(possibly_written=True), cause kept."""
+        admin.execute(
+            "CREATE OR REPLACE FUNCTION eventwire_test_slow_commit() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$"
+        )
+        admin.execute(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON eventwire_outbox"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+            " EXECUTE FUNCTION eventwire_test_slow_commit()"
+        )
+        pid = backend_pid(store)
+        raised: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                store.add([entry(1)])
+            except Exception as exc:
+                raised.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        wait_for(
+            admin,
+            "SELECT pid FROM pg_stat_activity WHERE pid = %s AND query = 'COMMIT'"
+            " AND wait_event = 'PgSleep'",
+            pid,
+        )
+        admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+        writer.join(30)
+        [exc] = raised
+        assert type(exc).__name__ == "OutboxWriteError"
+        assert exc.possibly_written is True  # type: ignore[attr-defined]
+        assert isinstance(exc.__cause__, psycopg.OperationalError)
+        assert "re-send with the same event_id" in str(exc)
+        admin.execute("DROP TRIGGER slow_commit ON eventwire_outbox")
+        store.add([entry(1)])  # the re-send the message asks for
+        store.add([entry(1)])  # and once more: still one row
         assert store.status().pending == 1
 
-    def test_two_relays_never_claim_the_same_entry(self, store: Any, postgres_dsn: str) -> None:
-        """Concurrent claimers (separate connections) split the entries without overlap."""
-        import threading
+    def test_a_commit_the_server_rejects_is_not_written(
+        self, store: PostgresOutbox, admin: psycopg.Connection[Any]
+    ) -> None:
+        """A COMMIT the server answers with an error (deferred check): possibly_written=False."""
+        admin.execute(
+            "CREATE OR REPLACE FUNCTION eventwire_test_reject() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'rejected at commit'; END $$"
+        )
+        admin.execute(
+            "CREATE CONSTRAINT TRIGGER reject AFTER INSERT ON eventwire_outbox"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION eventwire_test_reject()"
+        )
+        with pytest.raises(Exception, match="rejected at commit") as info:
+            store.add([entry(1)])
+        assert type(info.value).__name__ == "OutboxWriteError"
+        assert info.value.possibly_written is False  # type: ignore[attr-defined]
+        admin.execute("DROP TRIGGER reject ON eventwire_outbox")
+        assert store.status().pending == 0
 
-        store.add([entry(n, key=f"k{n}".encode()) for n in range(200)])
+    def test_concurrent_adds_of_one_event_store_one_row(
+        self, store: PostgresOutbox, admin: psycopg.Connection[Any], postgres_dsn: str
+    ) -> None:
+        """A second add of an event waits for the first's transaction, then returns its row."""
         other = PostgresOutbox(postgres_dsn)
-        got: list[list[int]] = [[], []]
-
-        def claim(i: int, s: PostgresOutbox) -> None:
-            while batch := s.claim_batch(7, owner=f"r{i}", lease_s=60):
-                got[i].extend(c.id for c in batch)
-
-        threads = [
-            threading.Thread(target=claim, args=(i, s)) for i, s in enumerate((store, other))
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        other_pid = backend_pid(other)
+        got: list[list[int]] = []
+        with psycopg.connect(postgres_dsn) as caller:
+            first = store.add([entry(1)], connection=caller)
+            adder = threading.Thread(target=lambda: got.append(other.add([entry(1)])))
+            adder.start()
+            wait_for(
+                admin,
+                "SELECT pid FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                other_pid,
+            )
+            caller.commit()
+        adder.join(10)
         other.close()
-        assert not set(got[0]) & set(got[1])
-        assert len(got[0]) + len(got[1]) == 200
+        assert got == [first]
+        assert store.status().pending == 1
+
+
+#: One call of every store method, each needing the connection.
+CALLS: dict[str, Callable[[PostgresOutbox], object]] = {
+    "add": lambda s: s.add([entry(9, key=b"other")]),
+    "claim_batch": lambda s: s.claim_batch(10, owner="o", lease_s=30),
+    "mark_sent": lambda s: s.mark_sent([1]),
+    "mark_retry": lambda s: s.mark_retry(1, "_MSG_TIMED_OUT: x", 0),
+    "park": lambda s: s.park(1, "MSG_SIZE_TOO_LARGE: x"),
+    "requeue_parked": lambda s: s.requeue_parked(),
+    "list_parked": lambda s: s.list_parked(),
+    "cleanup": lambda s: s.cleanup(3600),
+    "heartbeat": lambda s: s.heartbeat("relay", "boom"),
+    "status": lambda s: s.status(),
+}
+
+
+class TestReconnects:
+    @pytest.mark.parametrize("method", sorted(CALLS))
+    def test_every_call_survives_a_terminated_backend(
+        self, store: PostgresOutbox, admin: psycopg.Connection[Any], method: str
+    ) -> None:
+        """After pg_terminate_backend on the store's connection, the next call just works."""
+        store.add([entry(1)])
+        admin.execute("SELECT pg_terminate_backend(%s, 10000)", (backend_pid(store),))
+        CALLS[method](store)
+        assert store.status().pending >= 0
+
+    def test_the_store_survives_a_database_restart(self) -> None:
+        """Down: calls raise (add: OutboxWriteError, nothing written); back up: they work again."""
+        from eventwire._errors import OutboxWriteError
+        from eventwire.testing.postgres import LocalPostgres
+
+        with LocalPostgres() as server:
+            store = PostgresOutbox(server.dsn, connect_timeout_s=2)
+            store.add([entry(1)])
+            server.stop()
+            with pytest.raises(psycopg.OperationalError):
+                store.status()
+            with pytest.raises(OutboxWriteError) as info:
+                store.add([entry(2)])
+            assert info.value.possibly_written is False
+            server.resume()
+            store.add([entry(2)])
+            assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-1", "id-2"]
+            server.restart()
+            assert store.status().pending == 2
+            store.close()

@@ -1,14 +1,14 @@
-"""The SQLite outbox store."""
+"""The SQLite outbox store: what only SQLite does (the contract runs on both stores)."""
 
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
 from eventwire import ConfigurationError
+from eventwire._errors import OutboxWriteError
 from eventwire.outbox import OutboxEntry, SQLiteOutbox
 
 
@@ -23,53 +23,8 @@ def store(tmp_path: Path) -> SQLiteOutbox:
     return SQLiteOutbox(tmp_path / "outbox.db")
 
 
-class OutboxStoreContract:
-    """Behaviour every outbox store must have (subclassed per backend)."""
-
-    def test_claims_are_leases(self, store: SQLiteOutbox) -> None:
-        """A claimed entry is not claimed again until its lease expires."""
-        store.add([entry(1, key=b"a")])
-        assert len(store.claim_batch(10, owner="a", lease_s=0.2)) == 1
-        assert store.claim_batch(10, owner="b", lease_s=30) == []
-        time.sleep(0.3)
-        [again] = store.claim_batch(10, owner="b", lease_s=30)
-        assert again.attempts == 1
-
-    def test_a_held_back_entry_blocks_later_entries_of_its_key(self, store: SQLiteOutbox) -> None:
-        """While entry 1 of key k waits for its retry, entry 2 of k is not claimable; other keys are."""
-        store.add([entry(1, key=b"k"), entry(2, key=b"k"), entry(3, key=b"other")])
-        first = store.claim_batch(1, owner="o", lease_s=30)
-        assert [c.entry.event_id for c in first] == ["id-1"]
-        store.mark_retry(first[0].id, "_MSG_TIMED_OUT", time.time() + 60)
-        assert [c.entry.event_id for c in store.claim_batch(10, owner="o", lease_s=30)] == ["id-3"]
-
-    def test_sent_parked_and_status(self, store: SQLiteOutbox) -> None:
-        """mark_sent and park move entries out of pending; status counts them."""
-        store.add([entry(n, key=f"k{n}".encode()) for n in range(3)])
-        claimed = store.claim_batch(10, owner="o", lease_s=30)
-        store.mark_sent([claimed[0].id])
-        store.park(claimed[1].id, "MSG_SIZE_TOO_LARGE: too big")
-        status = store.status()
-        assert (status.pending, status.parked, status.sent_retained) == (1, 1, 1)
-        assert status.oldest_pending_age_s is not None
-        [(parked, error)] = store.list_parked()
-        assert parked.entry.event_id == "id-1"
-        assert "MSG_SIZE_TOO_LARGE" in error
-        assert store.requeue_parked() == 1
-        assert store.status().parked == 0
-
-    def test_cleanup_deletes_only_old_sent_entries(self, store: SQLiteOutbox) -> None:
-        """cleanup() removes sent entries older than the cut-off and nothing else."""
-        store.add([entry(1, key=b"a"), entry(2, key=b"b")])
-        claimed = store.claim_batch(10, owner="o", lease_s=30)
-        store.mark_sent([claimed[0].id])
-        assert store.cleanup(3600) == 0
-        assert store.cleanup(-1) == 1
-        assert store.status().pending == 1
-
-
-class TestSQLiteOutbox(OutboxStoreContract):
-    """The contract on SQLite, plus what is SQLite-specific."""
+class TestSQLiteOutbox:
+    """What is SQLite-specific (the shared contract: tests/integration/test_outbox_store_contract.py)."""
 
     def test_uses_wal_and_full_sync(self, store: SQLiteOutbox) -> None:
         """The database runs in WAL mode with synchronous=FULL (2)."""
@@ -129,4 +84,32 @@ class TestSQLiteOutbox(OutboxStoreContract):
             session.execute(sqlalchemy.text("INSERT INTO orders VALUES ('o-2')"))
             store.add([entry(2)], connection=session)
             session.commit()
+        assert store.status().pending == 1
+
+    def test_a_file_of_an_older_eventwire_is_refused_clearly(self, tmp_path: Path) -> None:
+        """An outbox table without the clock columns is a ConfigurationError saying what to do."""
+        path = tmp_path / "old.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "CREATE TABLE eventwire_outbox (id INTEGER PRIMARY KEY, event_id TEXT,"
+                " event_type TEXT, topic TEXT, key BLOB, value BLOB, headers BLOB,"
+                " created_at REAL, state TEXT, attempts INTEGER, next_attempt_at REAL,"
+                " lease_owner TEXT, lease_until REAL, last_error TEXT, first_failed_at REAL,"
+                " sent_at REAL)"
+            )
+        with pytest.raises(ConfigurationError, match="older eventwire.*leased_at"):
+            SQLiteOutbox(path)
+
+    def test_a_locked_file_fails_add_with_nothing_written(self, tmp_path: Path) -> None:
+        """While another process holds the write lock, add() raises OutboxWriteError(False)."""
+        store = SQLiteOutbox(tmp_path / "outbox.db", busy_timeout_s=0.1)
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OutboxWriteError) as info:
+            store.add([entry(1)])
+        blocker.execute("ROLLBACK")
+        assert info.value.possibly_written is False
+        assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        assert "same event_id" in str(info.value)
+        store.add([entry(1)])
         assert store.status().pending == 1

@@ -4,89 +4,154 @@ Requires the ``postgres`` extra (psycopg 3). Claims use ``FOR UPDATE SKIP
 LOCKED`` under a transaction-scoped advisory lock: claiming is serialized (it is
 short), which keeps per-key order exact even with several relays, while sending
 and acknowledging run fully in parallel.
+
+Commit order. A ``BIGSERIAL`` id is taken at insert, not at commit, so a row
+with a lower id can become visible after one with a higher id. Each row records
+its transaction (``xid``, from ``pg_current_xact_id()``), and a claim only takes
+rows whose transaction is older than every transaction still running
+(``pg_snapshot_xmin(pg_current_snapshot())``), in (xid, id) order: everything
+that can still appear later sorts after everything claimed so far, so per-key
+order holds across concurrently committing writers. The price: a transaction
+that stays open (anywhere in the cluster, e.g. idle in transaction) holds back
+rows committed after it started until it ends.
+
+Clocks. Every time the store writes or compares (created_at, leases, retry
+times, sent_at, first_failed_at, the cleanup cut-off, ages, heartbeats) is the
+database server's (``statement_timestamp()``), never the relay host's, so relays
+on hosts with skewed clocks agree. If the server's clock steps back, a lease or
+retry time set before the step is treated as over (see ``_sql.HELD_BACK``):
+a retry then goes out early and a live lease may be taken over (a duplicate
+with the same ``ce_id``), rather than stalling a key for as long as the step. If
+it steps forward by more than a lease, live leases expire early (the same
+duplicate).
+
+Connections. The store keeps one connection and replaces it when it is found
+broken (database restart, failover, ``pg_terminate_backend``): reads, claims and
+the idempotent updates are retried once on a new connection; ``add`` is retried
+only when the failure came before COMMIT (nothing was written), and a failure
+during COMMIT raises :class:`OutboxWriteError` with ``possibly_written=True``.
+
+Schema: a table made by an older eventwire (without ``xid``, ``leased_at``,
+``retry_scheduled_at``) is refused with a :class:`ConfigurationError`; it is not
+migrated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventwire._errors import ConfigurationError
+from eventwire._errors import ConfigurationError, OutboxWriteError
+from eventwire.outbox import _sql
 from eventwire.outbox.base import (
     ClaimedEntry,
     OutboxEntry,
     OutboxStatus,
-    decode_headers,
+    RelayHeartbeat,
     encode_headers,
     unwrap_connection,
 )
 
+if TYPE_CHECKING:
+    import psycopg
+
 __all__ = ["PostgresOutbox"]
 
-_SCHEMA = """
+_T = TypeVar("_T")
+
+#: The server's clock, in Unix seconds: the one clock every relay agrees on.
+_NOW = "(EXTRACT(EPOCH FROM statement_timestamp())::float8)"
+
+_TABLES = """
 CREATE TABLE IF NOT EXISTS eventwire_outbox (
-    id              BIGSERIAL PRIMARY KEY,
-    event_id        TEXT NOT NULL,
-    event_type      TEXT NOT NULL,
-    topic           TEXT NOT NULL,
-    key             BYTEA,
-    value           BYTEA NOT NULL,
-    headers         BYTEA NOT NULL,
-    created_at      DOUBLE PRECISION NOT NULL,
-    state           TEXT NOT NULL DEFAULT 'pending',
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
-    lease_owner     TEXT,
-    lease_until     DOUBLE PRECISION NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    first_failed_at DOUBLE PRECISION,
-    sent_at         DOUBLE PRECISION
+    id                 BIGSERIAL PRIMARY KEY,
+    xid                xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    event_id           TEXT NOT NULL,
+    event_type         TEXT NOT NULL,
+    topic              TEXT NOT NULL,
+    key                BYTEA,
+    value              BYTEA NOT NULL,
+    headers            BYTEA NOT NULL,
+    created_at         DOUBLE PRECISION NOT NULL,
+    state              TEXT NOT NULL DEFAULT 'pending',
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at    DOUBLE PRECISION NOT NULL DEFAULT 0,
+    retry_scheduled_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    lease_owner        TEXT,
+    leased_at          DOUBLE PRECISION NOT NULL DEFAULT 0,
+    lease_until        DOUBLE PRECISION NOT NULL DEFAULT 0,
+    last_error         TEXT,
+    first_failed_at    DOUBLE PRECISION,
+    sent_at            DOUBLE PRECISION
 );
-CREATE INDEX IF NOT EXISTS eventwire_outbox_pending ON eventwire_outbox (state, id);
--- Per-key order looks up earlier pending rows of the same key. NULL and empty keys
--- share one ordering group (COALESCE), which keeps the lookup an index search.
-CREATE INDEX IF NOT EXISTS eventwire_outbox_key
-    ON eventwire_outbox (topic, (COALESCE(key, ''::bytea)), id) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS eventwire_outbox_relays (
+    owner         TEXT PRIMARY KEY,
+    last_round_at DOUBLE PRECISION NOT NULL,
+    last_error    TEXT
+);
 """
 
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS eventwire_outbox_claim
+    ON eventwire_outbox (xid, id) WHERE state = 'pending';
+-- Per-key order looks up earlier pending rows of the same key. NULL and empty keys
+-- share one ordering group (COALESCE), which keeps the lookup an index search.
+CREATE INDEX IF NOT EXISTS eventwire_outbox_key_order
+    ON eventwire_outbox (topic, (COALESCE(key, ''::bytea)), xid, id) WHERE state = 'pending';
+-- One unsent row per event id: add() of an event still waiting returns that row.
+CREATE UNIQUE INDEX IF NOT EXISTS eventwire_outbox_unsent_event
+    ON eventwire_outbox (event_id) WHERE state <> 'sent';
+"""
+
+# DO NOTHING, not a no-op DO UPDATE: an update would lock a pending row, and a
+# claim (SKIP LOCKED) would then skip it and could send a later row of its key.
 _INSERT = (
     "INSERT INTO eventwire_outbox (event_id, event_type, topic, key, value, headers, created_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    f" VALUES (%s, %s, %s, %s, %s, %s, {_NOW})"
+    " ON CONFLICT (event_id) WHERE state <> 'sent' DO NOTHING RETURNING id"
 )
 
-_CLAIM = """
+_REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=_NOW)}"
+
+_KEY = "COALESCE(key, ''::bytea)"
+
+_CLAIM = f"""
 WITH blocked AS (
-  -- Keys held back by an earlier entry (leased, or waiting for its retry time):
-  -- nothing of theirs after that entry may go out, so per-key order holds.
-  SELECT topic, COALESCE(key, ''::bytea) AS k, MIN(id) AS first_id
+  -- The first entry of each key that is held back (leased, or waiting for its retry
+  -- time): nothing of its key after it may go out, so per-key order holds.
+  SELECT DISTINCT ON (topic, {_KEY}) topic, {_KEY} AS k, xid, id
   FROM eventwire_outbox
-  WHERE state = 'pending' AND (next_attempt_at > %(now)s OR lease_until >= %(now)s)
-  GROUP BY topic, COALESCE(key, ''::bytea)
+  WHERE state = 'pending' AND {_sql.held_back(_NOW)}
+  ORDER BY topic, {_KEY}, xid, id
 ), c AS (
   SELECT o.id FROM eventwire_outbox AS o
   LEFT JOIN blocked AS b ON b.topic = o.topic AND b.k = COALESCE(o.key, ''::bytea)
-  WHERE o.state = 'pending' AND o.next_attempt_at <= %(now)s AND o.lease_until < %(now)s
-    AND (b.first_id IS NULL OR o.id < b.first_id)
-  ORDER BY o.id
+  WHERE o.state = 'pending'
+    -- Only rows whose transaction ended before every running one began: no row
+    -- that commits later can sort before them.
+    AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+    AND NOT {_sql.held_back(_NOW, "o")}
+    AND (b.id IS NULL OR (o.xid, o.id) < (b.xid, b.id))
+  ORDER BY o.xid, o.id
   LIMIT %(limit)s
   FOR UPDATE OF o SKIP LOCKED
 )
 UPDATE eventwire_outbox AS t
-SET lease_owner = %(owner)s, lease_until = %(until)s, attempts = t.attempts + 1
+SET lease_owner = %(owner)s, leased_at = {_NOW}, lease_until = {_NOW} + %(lease_s)s,
+    attempts = t.attempts + 1
 FROM c WHERE t.id = c.id
 RETURNING t.id, t.event_id, t.event_type, t.topic, t.key, t.value, t.headers,
-          t.attempts - 1, t.created_at, t.first_failed_at
+          t.attempts - 1, t.created_at, t.first_failed_at, {_NOW} - t.created_at,
+          t.xid::text
 """
 
 _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
 
-
-def _claimed(row: Sequence[Any]) -> ClaimedEntry:
-    key = None if row[4] is None else bytes(row[4])
-    entry = OutboxEntry(row[1], row[2], row[3], key, bytes(row[5]), decode_headers(bytes(row[6])))
-    return ClaimedEntry(row[0], entry, row[7], row[8], row[9])
+_BEAT_INTERVAL_S = 1.0
+_BEATS_KEPT_S = 86400.0
 
 
 class PostgresOutbox:
@@ -94,43 +159,161 @@ class PostgresOutbox:
 
     Args:
         dsn: a libpq connection string, e.g. ``"postgresql://app@db/app"``.
+        connect_timeout_s: libpq's ``connect_timeout`` for the store's own
+            connections, unless the DSN sets one.
 
     Raises:
-        ConfigurationError: psycopg is not installed, or the database refused us.
+        ConfigurationError: psycopg is not installed, the database refused us, or
+            it holds an outbox table of an older eventwire.
+
+    After construction, a method raises ``psycopg.OperationalError`` only when the
+    database cannot be reached even on a new connection (``add``:
+    :class:`OutboxWriteError`); the next call tries to connect again.
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, connect_timeout_s: float = 10.0) -> None:
         try:
             import psycopg  # noqa: PLC0415
+            from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise ConfigurationError(
                 "PostgresOutbox needs psycopg 3: pip install 'eventwire[postgres]'"
             ) from exc
         self._psycopg = psycopg
+        self._dsn = dsn
+        self._connect_kwargs: dict[str, Any] = {"autocommit": False}
         self._lock = threading.Lock()
+        self._beats: dict[str, tuple[float, str | None]] = {}
+        self._conn: psycopg.Connection[Any] | None = None
         try:
-            self._conn = psycopg.connect(dsn, autocommit=False)
-            with self._conn.transaction():
-                self._conn.execute(_SCHEMA)
+            if "connect_timeout" not in conninfo_to_dict(dsn):
+                self._connect_kwargs["connect_timeout"] = max(1, round(connect_timeout_s))
+            conn = self._connection()
+            with conn.transaction():
+                self.prepare_connection(conn)
         except psycopg.Error as exc:
+            self.close()
             raise ConfigurationError(f"cannot open the PostgreSQL outbox: {exc}") from None
+        except ConfigurationError:
+            self.close()
+            raise
 
     @staticmethod
     def prepare_connection(conn: Any) -> None:
-        """Create the outbox table through the caller's psycopg connection."""
-        unwrap_connection(conn).execute(_SCHEMA)
+        """Create the outbox tables through the caller's psycopg connection (idempotent).
 
-    def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> None:
-        """Insert entries; commit now, or join ``connection``'s open transaction.
+        Raises:
+            ConfigurationError: the database holds an outbox table of an older eventwire.
+        """
+        conn = unwrap_connection(conn)
+        conn.execute(_TABLES)
+        columns = {
+            row[0]
+            for row in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'eventwire_outbox'::regclass"
+                " AND attnum > 0 AND NOT attisdropped"
+            ).fetchall()
+        }
+        problem = _sql.outdated_table(columns, extra={"xid"})
+        if problem is not None:
+            raise ConfigurationError(f"{problem} (PostgreSQL)")
+        conn.execute(_INDEXES)
+
+    # -- connections ------------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The store's connection, a new one if there is none or it is broken."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._conn = None
+            conn = self._psycopg.connect(self._dsn, **self._connect_kwargs)
+            self._conn = conn
+        return conn
+
+    def _lost(self, conn: psycopg.Connection[Any]) -> bool:
+        """True (and forget it) if ``conn`` is broken: the next call reconnects."""
+        if conn.closed or conn.broken:
+            if self._conn is conn:
+                self._conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
+            return True
+        return False
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run ``work`` in a transaction; once more on a new connection if it broke.
+
+        Only for work that may safely run twice (reads, claims, idempotent updates).
+        """
+        with self._lock:
+            for attempt in (0, 1):
+                conn = self._connection()
+                try:
+                    with conn.transaction():
+                        return work(conn)
+                except self._psycopg.OperationalError:
+                    if not self._lost(conn) or attempt:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- writing ------------------------------------------------------------------------------
+    def _insert(self, conn: psycopg.Connection[Any], entries: Sequence[OutboxEntry]) -> list[int]:
+        """Insert (or find the unsent rows of) ``entries`` in ``conn``'s open transaction."""
+        ids: list[int | None] = [None] * len(entries)
+        todo = list(range(len(entries)))
+        for _ in range(3):  # a conflicting row sent in between is inserted anew
+            rows = [
+                (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers))
+                for e in (entries[i] for i in todo)
+            ]
+            with conn.cursor() as cur:
+                cur.executemany(_INSERT, rows, returning=True)
+                for i in todo:
+                    row = cur.fetchone()
+                    ids[i] = None if row is None else row[0]
+                    cur.nextset()
+            todo = [i for i in todo if ids[i] is None]
+            if not todo:
+                break
+            wanted = list({entries[i].event_id for i in todo})
+            found = {
+                event_id: (row_id, state)
+                for event_id, row_id, state in conn.execute(
+                    "SELECT event_id, id, state FROM eventwire_outbox"
+                    " WHERE event_id = ANY(%s) AND state <> 'sent'",
+                    (wanted,),
+                ).fetchall()
+            }
+            parked = [found[e][0] for e in wanted if e in found and found[e][1] == "parked"]
+            if parked:  # a deliberate re-send of a parked event: it starts over
+                conn.execute(f"{_REQUEUE} WHERE id = ANY(%s) AND state = 'parked'", (parked,))
+            for i in todo:
+                ids[i] = found.get(entries[i].event_id, (None, ""))[0]
+            todo = [i for i in todo if ids[i] is None]
+            if not todo:
+                break
+        if todo:  # pragma: no cover - needs a row sent between every retry
+            raise RuntimeError("an outbox row kept changing under add(); try again")
+        return [i for i in ids if i is not None]
+
+    def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
+        """Insert entries; return their row ids. See :meth:`OutboxStore.add`.
 
         ``connection`` may be a psycopg connection or an SQLAlchemy Session or
-        Connection bound to psycopg; the caller commits or rolls back.
+        Connection bound to psycopg; the caller commits or rolls back, and
+        database errors propagate unchanged.
+
+        Raises:
+            ConfigurationError: ``connection`` is not a psycopg connection.
+            OutboxWriteError: (without ``connection``) ``possibly_written=False``:
+                the write failed before COMMIT, or the server rejected the COMMIT
+                (rolled back); ``possibly_written=True``: the connection failed
+                during COMMIT, so the outcome is unknown.
         """
-        now = time.time()
-        rows = [
-            (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers), now)
-            for e in entries
-        ]
+        if not entries:
+            return []
         if connection is not None:
             conn = unwrap_connection(connection)
             if not isinstance(conn, self._psycopg.Connection):
@@ -138,110 +321,190 @@ class PostgresOutbox:
                     "PostgresOutbox.add(connection=...) needs a psycopg Connection or an "
                     f"SQLAlchemy Session/Connection on psycopg, got {type(connection).__name__}"
                 )
-            with conn.cursor() as cur:
-                cur.executemany(_INSERT, rows)
-            return
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(_INSERT, rows)
+            return self._insert(conn, entries)
+        n = len(entries)
+        with self._lock:
+            for attempt in (0, 1):
+                try:
+                    conn = self._connection()
+                except self._psycopg.Error as exc:
+                    raise OutboxWriteError(
+                        n, f"cannot connect to PostgreSQL: {exc}", possibly_written=False
+                    ) from exc
+                ids = self._insert_uncommitted(conn, entries, may_retry=attempt == 0)
+                if ids is not None:
+                    self._commit(conn, n)
+                    return ids
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert_uncommitted(
+        self, conn: psycopg.Connection[Any], entries: Sequence[OutboxEntry], *, may_retry: bool
+    ) -> list[int] | None:
+        """Insert in a new transaction, not committed; None: the connection broke, retry."""
+        try:
+            return self._insert(conn, entries)
+        except self._psycopg.Error as exc:
+            if self._lost(conn):
+                if may_retry:
+                    return None  # nothing was committed: once more, on a new connection
+            else:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+            raise OutboxWriteError(
+                len(entries), f"PostgreSQL: {exc}", possibly_written=False
+            ) from exc
+        except BaseException:
+            if not self._lost(conn):
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+            raise
+
+    def _commit(self, conn: psycopg.Connection[Any], count: int) -> None:
+        """COMMIT; OutboxWriteError saying whether the rows may be stored if it fails."""
+        try:
+            conn.commit()
+        except self._psycopg.Error as exc:
+            # The server answered with an error: it rolled the transaction back.
+            # Any other failure (the connection was lost): it may have committed.
+            answered = not self._lost(conn) and exc.sqlstate is not None
+            if answered:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+            raise OutboxWriteError(
+                count, f"PostgreSQL COMMIT failed: {exc}", possibly_written=not answered
+            ) from exc
 
     def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
-        """Lease up to ``limit`` sendable entries, oldest first, keeping per-key order."""
-        now = time.time()
-        params = {"now": now, "limit": limit, "owner": owner, "until": now + lease_s}
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
-            rows = self._conn.execute(_CLAIM, params).fetchall()
-        return sorted((_claimed(r) for r in rows), key=lambda c: c.id)
+        """Lease up to ``limit`` sendable entries in commit order, keeping per-key order.
 
-    def _write(self, sql: str, params: Sequence[Sequence[Any]]) -> int:
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(sql, params)
-            return cur.rowcount
+        A claim whose COMMIT is lost with the connection leaves its entries leased
+        until ``lease_s`` passes; the retried claim takes others.
+        """
+        params = {"limit": limit, "owner": owner, "lease_s": lease_s}
+
+        def work(conn: psycopg.Connection[Any]) -> list[Any]:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+            return conn.execute(_CLAIM, params).fetchall()
+
+        rows = self._run(work)
+        rows.sort(key=lambda r: (int(r[11]), r[0]))
+        return [_sql.claimed(r) for r in rows]
+
+    def _write(self, sql: str, params: Sequence[Any]) -> int:
+        def work(conn: psycopg.Connection[Any]) -> int:
+            return conn.execute(sql, params).rowcount
+
+        return self._run(work)
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Mark entries acknowledged by Kafka."""
         if ids:
             self._write(
-                "UPDATE eventwire_outbox SET state = 'sent', sent_at = %s, lease_until = 0,"
-                " lease_owner = NULL WHERE id = ANY(%s)",
-                [(time.time(), list(ids))],
+                f"UPDATE eventwire_outbox SET state = 'sent', sent_at = {_NOW}, lease_until = 0,"
+                " leased_at = 0, lease_owner = NULL WHERE id = ANY(%s)",
+                (list(ids),),
             )
 
-    def mark_retry(self, entry_id: int, error: str, next_attempt_at: float) -> None:
-        """Release the lease and schedule another attempt."""
+    def mark_retry(self, entry_id: int, error: str, delay_s: float) -> None:
+        """Release the lease; the entry is sendable again ``delay_s`` s from now (server clock)."""
         self._write(
-            "UPDATE eventwire_outbox SET lease_until = 0, lease_owner = NULL,"
-            " next_attempt_at = %s, last_error = %s,"
-            " first_failed_at = COALESCE(first_failed_at, %s) WHERE id = %s",
-            [(next_attempt_at, error, time.time(), entry_id)],
+            "UPDATE eventwire_outbox SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
+            f" next_attempt_at = {_NOW} + %s, retry_scheduled_at = {_NOW}, last_error = %s,"
+            f" first_failed_at = COALESCE(first_failed_at, {_NOW}) WHERE id = %s",
+            (max(0.0, delay_s), error, entry_id),
         )
 
     def park(self, entry_id: int, error: str) -> None:
         """Set an entry aside after a permanent failure."""
         self._write(
-            "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0,"
+            "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0, leased_at = 0,"
             " lease_owner = NULL, last_error = %s,"
-            " first_failed_at = COALESCE(first_failed_at, %s) WHERE id = %s",
-            [(error, time.time(), entry_id)],
+            f" first_failed_at = COALESCE(first_failed_at, {_NOW}) WHERE id = %s",
+            (error, entry_id),
         )
 
     def requeue_parked(self, ids: Sequence[int] | None = None) -> int:
-        """Make parked entries pending again (all, or ``ids``); return how many."""
-        with self._lock, self._conn.transaction():
-            if ids is None:
-                cur = self._conn.execute(
-                    "UPDATE eventwire_outbox SET state = 'pending', next_attempt_at = 0"
-                    " WHERE state = 'parked'"
-                )
-            else:
-                cur = self._conn.execute(
-                    "UPDATE eventwire_outbox SET state = 'pending', next_attempt_at = 0"
-                    " WHERE state = 'parked' AND id = ANY(%s)",
-                    (list(ids),),
-                )
-            return cur.rowcount
+        """Make parked entries pending again (all, or ``ids``) with a fresh start; how many.
+
+        See :meth:`OutboxStore.requeue_parked`.
+        """
+        if ids is None:
+            return self._write(f"{_REQUEUE} WHERE state = 'parked'", ())
+        return self._write(f"{_REQUEUE} WHERE state = 'parked' AND id = ANY(%s)", (list(ids),))
 
     def list_parked(self, limit: int = 100) -> list[tuple[ClaimedEntry, str]]:
         """Parked entries and their last error, oldest first."""
-        with self._lock, self._conn.transaction():
-            rows = self._conn.execute(
-                "SELECT id, event_id, event_type, topic, key, value, headers, attempts,"
-                " created_at, first_failed_at, last_error FROM eventwire_outbox"
-                " WHERE state = 'parked'"
-                " ORDER BY id LIMIT %s",
+
+        def work(conn: psycopg.Connection[Any]) -> list[Any]:
+            return conn.execute(
+                f"SELECT {_sql.ENTRY_COLUMNS}, {_NOW} - created_at, last_error"
+                " FROM eventwire_outbox WHERE state = 'parked' ORDER BY xid, id LIMIT %s",
                 (limit,),
             ).fetchall()
-        return [(_claimed(r), r[10] or "") for r in rows]
+
+        return [(_sql.claimed(r), r[11] or "") for r in self._run(work)]
 
     def cleanup(self, sent_older_than_s: float) -> int:
-        """Delete entries acknowledged more than ``sent_older_than_s`` seconds ago."""
-        with self._lock, self._conn.transaction():
-            cur = self._conn.execute(
-                "DELETE FROM eventwire_outbox WHERE state = 'sent' AND sent_at < %s",
-                (time.time() - sent_older_than_s,),
+        """Delete entries acknowledged more than ``sent_older_than_s`` s ago; return how many.
+
+        Also deletes heartbeats older than a day.
+        """
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(
+                f"DELETE FROM eventwire_outbox_relays WHERE last_round_at < {_NOW} - %s",
+                (_BEATS_KEPT_S,),
             )
-            return cur.rowcount
+            return conn.execute(
+                f"DELETE FROM eventwire_outbox WHERE state = 'sent' AND sent_at < {_NOW} - %s",
+                (sent_older_than_s,),
+            ).rowcount
+
+        return self._run(work)
+
+    def heartbeat(self, owner: str, error: str | None = None) -> None:
+        """Record a relay round of ``owner``; see :meth:`OutboxStore.heartbeat`."""
+        mono = time.monotonic()
+        last = self._beats.get(owner)
+        if last is not None and last[1] == error and mono - last[0] < _BEAT_INTERVAL_S:
+            return
+        self._write(
+            "INSERT INTO eventwire_outbox_relays (owner, last_round_at, last_error)"
+            f" VALUES (%s, {_NOW}, %s) ON CONFLICT (owner) DO UPDATE"
+            " SET last_round_at = excluded.last_round_at, last_error = excluded.last_error",
+            (owner, error),
+        )
+        self._beats[owner] = (mono, error)
 
     def status(self) -> OutboxStatus:
-        """Pending, parked and retained-sent counts, and the oldest pending age."""
-        with self._lock, self._conn.transaction():
+        """Pending, parked and retained-sent counts, the oldest pending age, heartbeats."""
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[dict[str, int], Any, list[Any]]:
             counts: dict[str, int] = dict(
-                self._conn.execute(
-                    "SELECT state, COUNT(*) FROM eventwire_outbox GROUP BY state"
-                ).fetchall()
+                conn.execute("SELECT state, COUNT(*) FROM eventwire_outbox GROUP BY state")
             )
-            row = self._conn.execute(
-                "SELECT MIN(created_at) FROM eventwire_outbox WHERE state = 'pending'"
+            row = conn.execute(
+                f"SELECT {_NOW} - MIN(created_at) FROM eventwire_outbox WHERE state = 'pending'"
             ).fetchone()
-        oldest = None if row is None else row[0]
+            beats = conn.execute(
+                f"SELECT owner, {_NOW} - last_round_at, last_error FROM eventwire_outbox_relays"
+                f" WHERE last_round_at >= {_NOW} - %s ORDER BY last_round_at DESC, owner",
+                (_BEATS_KEPT_S,),
+            ).fetchall()
+            return counts, None if row is None else row[0], beats
+
+        counts, oldest_age, beats = self._run(work)
         return OutboxStatus(
             pending=counts.get("pending", 0),
             parked=counts.get("parked", 0),
             sent_retained=counts.get("sent", 0),
-            oldest_pending_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+            oldest_pending_age_s=None if oldest_age is None else max(0.0, oldest_age),
+            relays=tuple(RelayHeartbeat(o, max(0.0, age), err) for o, age, err in beats),
         )
 
     def close(self) -> None:
         """Close the store's connection."""
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

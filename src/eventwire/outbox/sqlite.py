@@ -2,7 +2,23 @@
 
 ``add()`` returns after the entries are committed and fsynced, so an event
 survives a crash of the process (and of the machine) from then on. Several
-processes may share the file; claims take a write lock (``BEGIN IMMEDIATE``).
+processes may share the file; claims take a write lock (``BEGIN IMMEDIATE``),
+which also makes id order commit order.
+
+Clocks. A WAL database can only be shared by processes of one host, so leases
+and retry times are measured with the host's *monotonic* clock
+(``time.monotonic()``, system-wide, immune to wall-clock steps in either
+direction): a step of the wall clock neither steals a live lease nor stalls a
+retry. The monotonic clock restarts at a reboot; a lease or retry time then
+appears to lie in the future from before it was set, and is treated as over
+(the processes of the previous boot are gone). Timestamps meant for people --
+``created_at``, ``first_failed_at``, ``sent_at``, heartbeats, and the ages
+computed from them (``max_age_s``, ``cleanup``, ``status``) -- use the wall clock,
+so a wall-clock step shifts those by the step, and nothing else.
+
+Schema: a file made by an older eventwire (without the ``leased_at`` and
+``retry_scheduled_at`` columns) is refused with a :class:`ConfigurationError`
+saying what to do; it is not migrated.
 """
 
 from __future__ import annotations
@@ -14,73 +30,92 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eventwire._errors import ConfigurationError
+from eventwire._errors import ConfigurationError, OutboxWriteError
+from eventwire.outbox import _sql
 from eventwire.outbox.base import (
     ClaimedEntry,
     OutboxEntry,
     OutboxStatus,
-    decode_headers,
+    RelayHeartbeat,
     encode_headers,
     unwrap_connection,
 )
 
 __all__ = ["SQLiteOutbox"]
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS eventwire_outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id        TEXT NOT NULL,
-    event_type      TEXT NOT NULL,
-    topic           TEXT NOT NULL,
-    key             BLOB,
-    value           BLOB NOT NULL,
-    headers         BLOB NOT NULL,
-    created_at      REAL NOT NULL,
-    state           TEXT NOT NULL DEFAULT 'pending',
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    lease_owner     TEXT,
-    lease_until     REAL NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    first_failed_at REAL,
-    sent_at         REAL
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id           TEXT NOT NULL,
+    event_type         TEXT NOT NULL,
+    topic              TEXT NOT NULL,
+    key                BLOB,
+    value              BLOB NOT NULL,
+    headers            BLOB NOT NULL,
+    created_at         REAL NOT NULL,            -- wall clock (Unix s)
+    state              TEXT NOT NULL DEFAULT 'pending',
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at    REAL NOT NULL DEFAULT 0,  -- monotonic clock
+    retry_scheduled_at REAL NOT NULL DEFAULT 0,  -- monotonic clock
+    lease_owner        TEXT,
+    leased_at          REAL NOT NULL DEFAULT 0,  -- monotonic clock
+    lease_until        REAL NOT NULL DEFAULT 0,  -- monotonic clock
+    last_error         TEXT,
+    first_failed_at    REAL,                     -- wall clock
+    sent_at            REAL                      -- wall clock
 );
+CREATE TABLE IF NOT EXISTS eventwire_outbox_relays (
+    owner         TEXT PRIMARY KEY,
+    last_round_at REAL NOT NULL,                 -- wall clock
+    last_error    TEXT
+);
+"""
+
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS eventwire_outbox_pending
     ON eventwire_outbox (state, id);
 CREATE INDEX IF NOT EXISTS eventwire_outbox_key
     ON eventwire_outbox (topic, key, id) WHERE state = 'pending';
+-- One unsent row per event id: add() of an event still waiting returns that row.
+CREATE UNIQUE INDEX IF NOT EXISTS eventwire_outbox_unsent_event
+    ON eventwire_outbox (event_id) WHERE state <> 'sent';
 """
 
+# ON CONFLICT: the event already has an unsent row; the no-op update makes RETURNING
+# give that row's id (and state, so a parked one can be requeued).
 _INSERT = (
     "INSERT INTO eventwire_outbox (event_id, event_type, topic, key, value, headers, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (event_id) WHERE state <> 'sent' DO UPDATE SET state = state"
+    " RETURNING id, state"
 )
+
+_REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=':wall')}"
 
 # Sendable now, and no earlier pending entry of the same (topic, key) is held
 # back (leased elsewhere or waiting for its retry time): per-key order. The
 # held-back keys are found in one pass, so a claim costs O(backlog), not
 # O(backlog x entries per key). NULL and empty keys share one ordering group.
-_CLAIMABLE = """
+_CLAIMABLE = f"""
 WITH blocked AS (
   SELECT topic, COALESCE(key, x'') AS k, MIN(id) AS first_id
   FROM eventwire_outbox
-  WHERE state = 'pending' AND (next_attempt_at > :now OR lease_until >= :now)
+  WHERE state = 'pending' AND {_sql.held_back(":now")}
   GROUP BY topic, COALESCE(key, x'')
 )
-SELECT o.id, o.event_id, o.event_type, o.topic, o.key, o.value, o.headers, o.attempts,
-       o.created_at, o.first_failed_at
+SELECT {", ".join(f"o.{c.strip()}" for c in _sql.ENTRY_COLUMNS.split(","))},
+       :wall - o.created_at
 FROM eventwire_outbox AS o
 LEFT JOIN blocked AS b ON b.topic = o.topic AND b.k = COALESCE(o.key, x'')
-WHERE o.state = 'pending' AND o.next_attempt_at <= :now AND o.lease_until < :now
+WHERE o.state = 'pending' AND NOT {_sql.held_back(":now", "o")}
   AND (b.first_id IS NULL OR o.id < b.first_id)
 ORDER BY o.id
 LIMIT :limit
 """
 
-
-def _row_to_claimed(row: Sequence[Any]) -> ClaimedEntry:
-    entry = OutboxEntry(row[1], row[2], row[3], row[4], row[5], decode_headers(row[6]))
-    return ClaimedEntry(row[0], entry, row[7], row[8], row[9])
+#: Heartbeats of one owner with the same error are written at most this often.
+_BEAT_INTERVAL_S = 1.0
+_BEATS_KEPT_S = 86400.0
 
 
 class SQLiteOutbox:
@@ -89,40 +124,80 @@ class SQLiteOutbox:
     Args:
         path: the database file. Use the same file as your domain tables to add
             events in your own transaction (``add(..., connection=conn)``).
+        busy_timeout_s: how long a statement waits for another process's write
+            lock before failing with ``database is locked``.
 
     Raises:
-        ConfigurationError: the file cannot be opened or is not a database.
+        ConfigurationError: the file cannot be opened, is not a database, or holds
+            an outbox table of an older eventwire.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
+        self._beats: dict[str, tuple[float, str | None]] = {}
         try:
             self._conn = self._connect()
-            self._conn.executescript(_SCHEMA)
+            self.prepare_connection(self._conn)
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(
                 f"cannot open the SQLite outbox at {self.path}: {exc}"
             ) from exc
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
     @staticmethod
     def prepare_connection(conn: sqlite3.Connection) -> None:
-        """Create the outbox table on the caller's connection (idempotent)."""
-        conn.executescript(_SCHEMA)
+        """Create the outbox tables on the caller's connection (idempotent).
 
-    def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> None:
-        """Insert entries; commit durably, or join ``connection``'s open transaction."""
-        now = time.time()
-        rows = [
-            (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers), now)
-            for e in entries
-        ]
+        Raises:
+            ConfigurationError: the file holds an outbox table of an older eventwire.
+        """
+        conn.executescript(_TABLES)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(eventwire_outbox)")}
+        problem = _sql.outdated_table(columns)
+        if problem is not None:
+            raise ConfigurationError(f"{problem} (SQLite outbox {conn!r})")
+        conn.executescript(_INDEXES)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[int]:
+        wall = time.time()
+        ids: list[int] = []
+        parked: list[int] = []
+        for e in entries:
+            row = (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers))
+            [(entry_id, state)] = conn.execute(_INSERT, (*row, wall)).fetchall()
+            ids.append(entry_id)
+            if state == "parked":
+                parked.append(entry_id)
+        if parked:  # a deliberate re-send of a parked event: it starts over
+            conn.executemany(
+                f"{_REQUEUE} WHERE state = 'parked' AND id = :id",
+                [{"wall": wall, "id": i} for i in parked],
+            )
+        return ids
+
+    def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
+        """Insert entries; return their row ids. See :meth:`OutboxStore.add`.
+
+        Without ``connection``, the entries are committed (fsynced) before this
+        returns, in one transaction.
+
+        Raises:
+            ConfigurationError: ``connection`` is not a sqlite3 connection.
+            OutboxWriteError: (without ``connection``) the write failed, e.g. the
+                file stayed locked by another process for ``busy_timeout_s``.
+                ``possibly_written`` is True only if COMMIT itself failed and the
+                transaction could not be rolled back.
+        """
         if connection is not None:
             connection = unwrap_connection(connection)
             if not isinstance(connection, sqlite3.Connection):
@@ -130,111 +205,158 @@ class SQLiteOutbox:
                     f"SQLiteOutbox.add(connection=...) needs a sqlite3.Connection, got "
                     f"{type(connection).__name__}"
                 )
-            connection.executemany(_INSERT, rows)  # the caller commits or rolls back
-            return
+            return self._insert(connection, entries)  # the caller commits or rolls back
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(_INSERT, rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise OutboxWriteError(
+                    len(entries), f"SQLite: {exc}", possibly_written=False
+                ) from exc
+            try:
+                ids = self._insert(self._conn, entries)
+            except BaseException as exc:
+                self._rolled_back()
+                if isinstance(exc, sqlite3.Error):
+                    raise OutboxWriteError(
+                        len(entries), f"SQLite: {exc}", possibly_written=False
+                    ) from exc
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                written = not self._rolled_back()
+                raise OutboxWriteError(
+                    len(entries), f"SQLite COMMIT failed: {exc}", possibly_written=written
+                ) from exc
+        return ids
+
+    def _rolled_back(self) -> bool:
+        """Roll back the open transaction; True if one was open and is now undone."""
+        if not self._conn.in_transaction:
+            return False
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return True
 
     def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
         """Lease up to ``limit`` sendable entries, oldest first, keeping per-key order."""
-        now = time.time()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                rows = self._conn.execute(_CLAIMABLE, {"now": now, "limit": limit}).fetchall()
+                now = time.monotonic()
+                params = {"now": now, "wall": time.time(), "limit": limit}
+                rows = self._conn.execute(_CLAIMABLE, params).fetchall()
                 self._conn.executemany(
-                    "UPDATE eventwire_outbox SET lease_owner = ?, lease_until = ?,"
+                    "UPDATE eventwire_outbox SET lease_owner = ?, leased_at = ?, lease_until = ?,"
                     " attempts = attempts + 1 WHERE id = ?",
-                    [(owner, now + lease_s, row[0]) for row in rows],
+                    [(owner, now, now + lease_s, row[0]) for row in rows],
                 )
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-        return [_row_to_claimed(row) for row in rows]
+        return [_sql.claimed(row) for row in rows]
 
-    def _write(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+    def _write(self, sql: str, params: Sequence[Sequence[Any] | dict[str, Any]]) -> int:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(sql, params)
+                count = self._conn.executemany(sql, params).rowcount
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            return count
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Mark entries acknowledged by Kafka."""
         now = time.time()
         self._write(
             "UPDATE eventwire_outbox SET state = 'sent', sent_at = ?, lease_until = 0,"
-            " lease_owner = NULL WHERE id = ?",
+            " leased_at = 0, lease_owner = NULL WHERE id = ?",
             [(now, i) for i in ids],
         )
 
-    def mark_retry(self, entry_id: int, error: str, next_attempt_at: float) -> None:
-        """Release the lease and schedule another attempt."""
+    def mark_retry(self, entry_id: int, error: str, delay_s: float) -> None:
+        """Release the lease; the entry is sendable again ``delay_s`` s from now (monotonic)."""
+        now = time.monotonic()
         self._write(
-            "UPDATE eventwire_outbox SET lease_until = 0, lease_owner = NULL,"
-            " next_attempt_at = ?, last_error = ?,"
+            "UPDATE eventwire_outbox SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
+            " next_attempt_at = ?, retry_scheduled_at = ?, last_error = ?,"
             " first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
-            [(next_attempt_at, error, time.time(), entry_id)],
+            [(now + max(0.0, delay_s), now, error, time.time(), entry_id)],
         )
 
     def park(self, entry_id: int, error: str) -> None:
         """Set an entry aside after a permanent failure."""
         self._write(
-            "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0,"
+            "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0, leased_at = 0,"
             " lease_owner = NULL, last_error = ?,"
             " first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
             [(error, time.time(), entry_id)],
         )
 
     def requeue_parked(self, ids: Sequence[int] | None = None) -> int:
-        """Make parked entries pending again (all, or ``ids``); return how many."""
-        with self._lock:
-            if ids is None:
-                cur = self._conn.execute(
-                    "UPDATE eventwire_outbox SET state = 'pending', next_attempt_at = 0"
-                    " WHERE state = 'parked'"
-                )
-            else:
-                cur = self._conn.executemany(
-                    "UPDATE eventwire_outbox SET state = 'pending', next_attempt_at = 0"
-                    " WHERE state = 'parked' AND id = ?",
-                    [(i,) for i in ids],
-                )
-            return cur.rowcount
+        """Make parked entries pending again (all, or ``ids``) with a fresh start; how many.
+
+        See :meth:`OutboxStore.requeue_parked`.
+        """
+        wall = time.time()
+        if ids is None:
+            return self._write(f"{_REQUEUE} WHERE state = 'parked'", [{"wall": wall}])
+        return self._write(
+            f"{_REQUEUE} WHERE state = 'parked' AND id = :id",
+            [{"wall": wall, "id": i} for i in ids],
+        )
 
     def list_parked(self, limit: int = 100) -> list[tuple[ClaimedEntry, str]]:
         """Parked entries and their last error, oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, event_id, event_type, topic, key, value, headers, attempts,"
-                " created_at, first_failed_at, last_error FROM eventwire_outbox"
-                " WHERE state = 'parked'"
-                " ORDER BY id LIMIT ?",
-                (limit,),
+                f"SELECT {_sql.ENTRY_COLUMNS}, ? - created_at, last_error FROM eventwire_outbox"
+                " WHERE state = 'parked' ORDER BY id LIMIT ?",
+                (time.time(), limit),
             ).fetchall()
-        return [(_row_to_claimed(row), row[10] or "") for row in rows]
+        return [(_sql.claimed(row), row[11] or "") for row in rows]
 
     def cleanup(self, sent_older_than_s: float) -> int:
-        """Delete entries acknowledged more than ``sent_older_than_s`` seconds ago."""
+        """Delete entries acknowledged more than ``sent_older_than_s`` s ago; return how many.
+
+        Also deletes heartbeats older than a day.
+        """
+        now = time.time()
         with self._lock:
+            self._conn.execute(
+                "DELETE FROM eventwire_outbox_relays WHERE last_round_at < ?",
+                (now - _BEATS_KEPT_S,),
+            )
             cur = self._conn.execute(
                 "DELETE FROM eventwire_outbox WHERE state = 'sent' AND sent_at < ?",
-                (time.time() - sent_older_than_s,),
+                (now - sent_older_than_s,),
             )
             return cur.rowcount
 
+    def heartbeat(self, owner: str, error: str | None = None) -> None:
+        """Record a relay round of ``owner``; see :meth:`OutboxStore.heartbeat`."""
+        mono = time.monotonic()
+        with self._lock:
+            last = self._beats.get(owner)
+            if last is not None and last[1] == error and mono - last[0] < _BEAT_INTERVAL_S:
+                return
+            self._conn.execute(
+                "INSERT INTO eventwire_outbox_relays (owner, last_round_at, last_error)"
+                " VALUES (?, ?, ?) ON CONFLICT (owner) DO UPDATE"
+                " SET last_round_at = excluded.last_round_at, last_error = excluded.last_error",
+                (owner, time.time(), error),
+            )
+            self._beats[owner] = (mono, error)
+
     def status(self) -> OutboxStatus:
-        """Pending, parked and retained-sent counts, and the oldest pending age."""
+        """Pending, parked and retained-sent counts, the oldest pending age, heartbeats."""
+        now = time.time()
         with self._lock:
             counts = dict(
                 self._conn.execute(
@@ -244,11 +366,17 @@ class SQLiteOutbox:
             oldest = self._conn.execute(
                 "SELECT MIN(created_at) FROM eventwire_outbox WHERE state = 'pending'"
             ).fetchone()[0]
+            beats = self._conn.execute(
+                "SELECT owner, ? - last_round_at, last_error FROM eventwire_outbox_relays"
+                " WHERE last_round_at >= ? ORDER BY last_round_at DESC, owner",
+                (now, now - _BEATS_KEPT_S),
+            ).fetchall()
         return OutboxStatus(
             pending=counts.get("pending", 0),
             parked=counts.get("parked", 0),
             sent_retained=counts.get("sent", 0),
-            oldest_pending_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+            oldest_pending_age_s=None if oldest is None else max(0.0, now - oldest),
+            relays=tuple(RelayHeartbeat(o, max(0.0, age), err) for o, age, err in beats),
         )
 
     def close(self) -> None:

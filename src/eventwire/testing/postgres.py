@@ -12,6 +12,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -94,7 +95,15 @@ class LocalPostgres:
             preexec_fn=self._demote,
         )
         self.port = _free_port()
-        log = open(self._dir / "server.log", "wb")  # noqa: SIM115 - kept open for the server
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
+        bindir = find_postgres_bin()
+        assert bindir is not None
+        assert self._dir is not None
+        data = self._dir / "data"
+        log = open(self._dir / "server.log", "ab")  # noqa: SIM115 - kept open for the server
         self._proc = subprocess.Popen(
             [
                 str(bindir / "postgres"),
@@ -115,34 +124,57 @@ class LocalPostgres:
             start_new_session=True,
         )
         self._wait_ready()
-        return self
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self._timeout
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                break
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.5),
-            ):
-                time.sleep(0.3)  # accepting TCP; give it a moment to finish recovery
-                return
-            time.sleep(0.2)
-        log = (self._dir / "server.log").read_text(errors="replace")[-2000:] if self._dir else ""
-        self.close()
-        raise PostgresUnavailableError(f"PostgreSQL did not start:\n{log}")
-
-    def close(self) -> None:
-        """Stop the server (fast shutdown) and delete its data."""
+    def stop(self) -> None:
+        """Stop the server (fast shutdown), keeping its data; :meth:`resume` starts it again."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+            self._proc.send_signal(signal.SIGINT)  # fast shutdown: cuts sessions (SIGTERM waits)
             try:
                 self._proc.wait(20)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(5)
         self._proc = None
+
+    def resume(self) -> LocalPostgres:
+        """Start a server stopped with :meth:`stop` again: same data, same port and DSN."""
+        if self._dir is None:
+            raise PostgresUnavailableError("resume() needs a server started with start()")
+        self._launch()
+        return self
+
+    def restart(self) -> LocalPostgres:
+        """Stop and start the server (as a database restart); every connection is cut."""
+        self.stop()
+        return self.resume()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            if self._accepting():
+                return
+            time.sleep(0.2)
+        log = (self._dir / "server.log").read_text(errors="replace")[-2000:] if self._dir else ""
+        self.close()
+        raise PostgresUnavailableError(f"PostgreSQL did not start:\n{log}")
+
+    def _accepting(self) -> bool:
+        """True once the server accepts sessions (not only TCP: recovery is over)."""
+        bindir = find_postgres_bin()
+        isready = None if bindir is None else bindir / "pg_isready"
+        if isready is not None and isready.exists():
+            probe = [str(isready), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"]
+            return subprocess.run(probe, check=False, capture_output=True).returncode == 0
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
+            time.sleep(0.3)  # accepting TCP; give it a moment to finish recovery
+            return True
+        return False
+
+    def close(self) -> None:
+        """Stop the server (fast shutdown) and delete its data."""
+        self.stop()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

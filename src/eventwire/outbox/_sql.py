@@ -1,0 +1,89 @@
+"""SQL the SQLite and PostgreSQL outboxes share: columns, conditions, row decoding.
+
+Each store fills in its own "now" (``{now}``): SQLite's is a parameter (the
+host's monotonic clock), PostgreSQL's an expression on the server's clock. The
+dialects differ enough elsewhere (placeholders, types, ``xid8``) that whole
+statements stay in the store modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventwire.outbox.base import ClaimedEntry, OutboxEntry, decode_headers
+
+#: Columns that make a :class:`ClaimedEntry` (see :func:`claimed`), in this order;
+#: a store selects them, then ``age_s`` (and for ``list_parked`` ``last_error``).
+ENTRY_COLUMNS = (
+    "id, event_id, event_type, topic, key, value, headers, attempts, created_at, first_failed_at"
+)
+
+#: Columns an existing outbox table must have (a table of an older eventwire lacks some).
+REQUIRED_COLUMNS = frozenset(
+    {
+        "id",
+        "event_id",
+        "event_type",
+        "topic",
+        "key",
+        "value",
+        "headers",
+        "created_at",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "retry_scheduled_at",
+        "lease_owner",
+        "leased_at",
+        "lease_until",
+        "last_error",
+        "first_failed_at",
+        "sent_at",
+    }
+)
+
+#: A pending row that may not go out now: leased, or waiting for its retry time.
+#: Both compare with the store's clock and need "now" to lie between the moment the
+#: lease or retry was set and the moment it ends: if the clock is *before* the moment
+#: it was set, the clock stepped back since, and the lease or wait is over (a stale
+#: lease is taken over, a retry goes out at once) instead of lasting as long as the
+#: step. Format with ``now``.
+HELD_BACK = (
+    "(({p}next_attempt_at > {now} AND {p}retry_scheduled_at <= {now})"
+    " OR ({p}lease_until > {now} AND {p}leased_at <= {now}))"
+)
+
+#: What requeueing a parked row (or re-adding its event) resets. Format with ``wall``
+#: (the new ``created_at``); the row keeps its place in its key's order.
+REQUEUE_SET = (
+    "state = 'pending', attempts = 0, next_attempt_at = 0, retry_scheduled_at = 0,"
+    " leased_at = 0, lease_until = 0, lease_owner = NULL, first_failed_at = NULL,"
+    " created_at = {wall}"
+)
+
+
+def held_back(now: str, alias: str = "") -> str:
+    """The :data:`HELD_BACK` condition for ``now`` on table ``alias`` (none: unqualified)."""
+    return HELD_BACK.format(now=now, p=f"{alias}." if alias else "")
+
+
+def outdated_table(
+    existing: set[str], extra: frozenset[str] | set[str] = frozenset()
+) -> str | None:
+    """A message if an outbox table with these columns (needing ``extra`` too) is outdated."""
+    missing = (REQUIRED_COLUMNS | extra) - existing
+    if not missing:
+        return None
+    return (
+        "the table eventwire_outbox was created by an older eventwire (missing columns: "
+        f"{', '.join(sorted(missing))}). Drain it with the version that created it (or "
+        "move its pending rows elsewhere), then drop or rename it; it is created anew"
+    )
+
+
+def claimed(row: Sequence[Any]) -> ClaimedEntry:
+    """A :class:`ClaimedEntry` from :data:`ENTRY_COLUMNS` followed by ``age_s``."""
+    key = None if row[4] is None else bytes(row[4])
+    entry = OutboxEntry(row[1], row[2], row[3], key, bytes(row[5]), decode_headers(bytes(row[6])))
+    return ClaimedEntry(row[0], entry, row[7], row[8], row[9], max(0.0, float(row[10])))
