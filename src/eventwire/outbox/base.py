@@ -83,9 +83,12 @@ class OutboxStore(Protocol):
       ``connection=``, are part of the caller's open transaction). It is
       idempotent by ``event_id`` while an entry is unsent: re-adding an event whose
       row is still pending or parked returns that row's id and stores nothing new.
-    * ``claim_batch`` returns pending entries in commit order and never returns an
-      entry while an earlier entry of the same (topic, key) is still pending, so
-      per-key order survives retries.
+    * ``claim_batch`` returns pending entries in the store's order and never returns
+      an entry while an earlier entry of the same (topic, key) is still pending, so
+      per-key order survives retries. The order is fixed once an entry can be
+      claimed: no entry that becomes visible later sorts before it (SQLite: commit
+      order; PostgreSQL: the order of the writing transactions' ids, and an entry
+      waits until every transaction that could still add an earlier one has ended).
     * A claim is a lease that expires, so a crashed relay's entries are claimed
       again. Leases and retry times are measured by the store's clock (the
       database server's, or for SQLite the host's monotonic clock), never by the

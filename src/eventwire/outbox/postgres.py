@@ -13,7 +13,11 @@ rows whose transaction is older than every transaction still running
 that can still appear later sorts after everything claimed so far, so per-key
 order holds across concurrently committing writers. The price: a transaction
 that stays open (anywhere in the cluster, e.g. idle in transaction) holds back
-rows committed after it started until it ends.
+rows committed after it started until it ends. The limit: a transaction takes
+its id at its first write, so if transaction T2 writes something, then waits for
+a row lock held by T1, and both add an event of one key, T2's event (lower xid)
+goes out first although T1 committed first; write the event after taking the
+locks that order your writers (or lock before the first write).
 
 Clocks. Every time the store writes or compares (created_at, leases, retry
 times, sent_at, first_failed_at, the cleanup cut-off, ages, heartbeats) is the
