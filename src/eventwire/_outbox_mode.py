@@ -22,7 +22,10 @@ With ``Publisher(..., outbox=store)``:
   not waited for. An event still in the outbox when they time out is *not* a
   failure: it is durable and will be sent by the next relay. Only events given
   up on (dead-lettered or parked) raise, for handles still held; all are logged
-  and counted anyway. At ``close()`` the handles still waiting settle with
+  and counted anyway. If events still wait while the in-process relay cannot
+  run (its thread died, or its rounds keep failing on store or producer
+  errors), they raise :class:`~eventwire.outbox.relay.RelayFailingError`
+  instead of returning. At ``close()`` the handles still waiting settle with
   ``_IN_OUTBOX``: their ``result()`` raises DeliveryError although the event is
   durable and the next relay sends it, so the caller must not re-send it (that
   would duplicate it).
@@ -54,7 +57,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 from eventwire._breaker import CircuitBreaker, connection_probe
 from eventwire._errors import DeliveryError
 from eventwire.outbox.base import OutboxEntry, OutboxStore
-from eventwire.outbox.relay import OutboxRelay
+from eventwire.outbox.relay import OutboxRelay, RelayFailingError
 from eventwire.transports.base import SendRejected, Transport
 
 if TYPE_CHECKING:
@@ -205,14 +208,14 @@ class OutboxMode:
             self._take(handle.event_id)
 
     # -- the relay's listener ------------------------------------------------------------
-    def delivered(self, event_id: str, msg: ReportMessage) -> None:
+    def delivered(self, row_id: int, event_id: str, msg: ReportMessage) -> None:
         """Settle the handle of an acknowledged event published by this publisher."""
         with self._lock:
             handle = self._take(event_id)
         if handle is not None:
             self.core.settled(handle, msg, None)
 
-    def given_up(self, event_id: str, code: str, reason: str) -> None:
+    def given_up(self, row_id: int, event_id: str, code: str, reason: str) -> None:
         """Settle the handle of a dead-lettered or parked event as failed."""
         with self._lock:
             handle = self._take(event_id)
@@ -225,20 +228,49 @@ class OutboxMode:
 
         Once handles overflowed :data:`TRACKED_HANDLES`, also until the whole outbox
         has nothing pending. Without a relay (``relay=False``) it returns at once.
-        Raises only for events given up on (dead-lettered or parked) whose handles
-        are still held; the others are logged and counted by the relay.
+        An event still waiting at the timeout is not a failure (it is durable) --
+        unless the relay cannot run.
+
+        Raises:
+            DeliveryError: events given up on (dead-lettered or parked) whose
+                handles are still held; the others are logged and counted by the
+                relay. If the relay is failing too, the message says so.
+            RelayFailingError: events are still waiting and the in-process relay
+                cannot ship them: its thread died (raised without waiting), or its
+                rounds (store or producer errors) still fail at the timeout. The
+                events stay in the outbox; the relay keeps retrying.
         """
+        relay = self.relay
         deadline = time.monotonic() + timeout
-        while self.relay is not None and time.monotonic() < deadline:
-            if not self.waiting and (not self._overflowed or self._drained()):
+        while relay is not None and relay.running and time.monotonic() < deadline:
+            if self._all_settled():
                 break
             time.sleep(0.1 if self._overflowed else 0.01)
+        problem = None
+        if relay is not None and not self._all_settled():
+            problem = relay.problem()
         failures = self.core.take_failures(timed_out=False)
         if failures:
-            raise DeliveryError(failures, context=f"flush({timeout:g}) with outbox")
+            context = f"flush({timeout:g}) with outbox"
+            if problem is not None:
+                context += f"; the relay is failing too: {problem}"
+            raise DeliveryError(failures, context=context)
+        if problem is not None:
+            raise RelayFailingError(problem)
+
+    def _all_settled(self) -> bool:
+        """True when no tracked handle waits (and, past the cap, nothing is pending)."""
+        return not self.waiting and (not self._overflowed or self._drained())
 
     def close(self, timeout: float) -> None:
-        """Flush (bounded), stop the relay; events left in the outbox stay durable."""
+        """Flush (bounded), stop the relay; events left in the outbox stay durable.
+
+        The relay is stopped and the handles still waiting settle with
+        ``_IN_OUTBOX`` even when the flush raises.
+
+        Raises:
+            DeliveryError, RelayFailingError: as :meth:`flush`.
+        """
         try:
             self.flush(timeout)
         finally:

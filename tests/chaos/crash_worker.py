@@ -36,12 +36,13 @@ class CrashingRelay(OutboxRelay):
     crash_point = ""
     sends = 0
 
-    def _send(self, item, results, messages=None):  # type: ignore[no-untyped-def]
-        super()._send(item, results, messages)
+    def _send(self, item, results, messages, deadline):  # type: ignore[no-untyped-def]
+        enqueued = super()._send(item, results, messages, deadline)
         self.sends += 1
         if self.crash_point == "after_produce" and self.sends == self.batch_size // 2:
             self._transport.flush(0)  # librdkafka has the records; maybe some are sent
             die()
+        return enqueued
 
     def _settle(self, claimed, results, messages=None):  # type: ignore[no-untyped-def]
         if self.crash_point == "after_ack":

@@ -77,6 +77,41 @@ class TestRelayToKafka:
             ]
             assert ns == sorted(ns), key
 
+    def test_a_full_local_queue_never_reorders_a_key(
+        self, tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """With a 5-message local queue that drains slower than the enqueue deadline, entries
+        that miss the deadline hold back their key: each key's first appearances in the log
+        are in commit order (re-sends may repeat an event, never overtake one)."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        sent = entries(kafka_topic, 300, keys=3)
+        store.add(sent)
+        config = KafkaConfig(
+            kafka_bootstrap,
+            overrides={"queue.buffering.max.messages": 5, "linger.ms": 400},
+        )
+        relay = OutboxRelay(
+            store,
+            lambda: KafkaTransport(config),
+            batch_size=100,
+            ack_timeout=0.25,
+            base_backoff_s=0.01,
+            max_backoff_s=0.05,
+        )
+        assert relay.drain(timeout=240)
+        relay.stop()
+        records = read_topic(kafka_bootstrap, kafka_topic, expected=300, idle=2.0)
+        assert {r.header("ce_id") for r in records} == {e.event_id.encode() for e in sent}
+        by_log = sorted(records, key=lambda r: (r.partition, r.offset))
+        for key in {r.key for r in records}:
+            firsts: list[int] = []
+            for r in by_log:
+                n = int(r.value[5:-1])
+                if r.key == key and n not in firsts:
+                    firsts.append(n)
+            assert firsts == sorted(firsts), (key, firsts)
+        assert relay.stats.held_back > 0
+
     def test_cli_status_relay_and_dead_letters(
         self, tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
     ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from eventwire.outbox import OutboxEntry, OutboxRelay, SQLiteOutbox
+from eventwire.transports.base import TransportQueueFull
 from eventwire.transports.memory import MemoryTransport
 
 
@@ -170,3 +171,51 @@ class TestRelay:
         assert relay.stats.retried >= 1
         [dead] = transport.records("orders.dlq")
         assert dead.header("eventwire_dlq_code") == b"_MSG_TIMED_OUT"
+
+
+class FullFor(MemoryTransport):
+    """A memory transport whose local queue is full for one record value until healed."""
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__()
+        self.full_for: bytes | None = value
+
+    def send(self, topic, key, value, headers, on_delivery):  # type: ignore[no-untyped-def]
+        if value == self.full_for:
+            raise TransportQueueFull()
+        super().send(topic, key, value, headers, on_delivery)
+
+
+class TestPerKeyOrderUnderBackpressure:
+    def test_an_entry_left_out_by_a_full_queue_holds_back_its_key(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """When an entry of a key stays out of a full queue, the later entries of that key
+        wait for it (other keys go on), so the log keeps each key's commit order."""
+        store.add([entry(1, key="a"), entry(2, key="a"), entry(3, key="b"), entry(4, key="a")])
+        transport = FullFor(b"v1")
+        relay = OutboxRelay(
+            store, lambda: transport, ack_timeout=0.05, base_backoff_s=0.01, max_backoff_s=0.02
+        )
+        relay.run_once()
+        assert [r.value for r in transport.records("orders") if r.key == b"a"] == []
+        assert [r.value for r in transport.records("orders")] == [b"v3"]
+        transport.full_for = None
+        assert relay.drain(timeout=5)
+        in_order = sorted(transport.records("orders"), key=lambda r: r.sequence)
+        assert [r.value for r in in_order if r.key == b"a"] == [b"v1", b"v2", b"v4"]
+        assert (relay.stats.held_back, relay.stats.retried) == (2, 1)
+
+    def test_a_refused_entry_holds_back_its_key_until_it_is_given_up(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """An entry refused at enqueue (too large) is given up on (parked: the DLQ refuses
+        it too); the next entry of its key is not sent before that, and then follows."""
+        store.add([entry(1), OutboxEntry("big", "T", "orders", b"k", b"x" * 100, ()), entry(3)])
+        transport = MemoryTransport(max_message_bytes=50)
+        relay = OutboxRelay(store, lambda: transport)
+        relay.run_once()
+        assert [r.value for r in transport.records("orders")] == [b"v1"]
+        assert relay.drain(timeout=5)
+        assert [r.value for r in transport.records("orders")] == [b"v1", b"v3"]
+        assert store.status().parked == 1

@@ -32,6 +32,7 @@ RELAYED = "eventwire.outbox.relayed"
 PENDING = "eventwire.outbox.pending_events"
 OLDEST = "eventwire.outbox.oldest_pending_age"
 PUBLISHED = "eventwire.events.published"
+RELAY_ERRORS = "eventwire.outbox.relay_errors"
 
 
 @pytest.fixture
@@ -239,6 +240,31 @@ class TestRelayOutcomes:
                 pub.publish(order(n)).result(timeout=5)
         assert meter.value(PUBLISHED, topic="orders", outcome="delivered") == 2
         assert meter.value(RELAYED, topic="orders", outcome="delivered") == 2
+
+
+class TestRelayErrors:
+    def test_errors_of_the_relay_loop_are_counted_by_step(
+        self, meter: Meter, store: SQLiteOutbox
+    ) -> None:
+        """Two failed claims count as eventwire.outbox.relay_errors{step="round"} = 2; the
+        relay then ships the entry."""
+        import math
+
+        from .test_relay_resilience import FlakyStore, wait_until
+
+        flaky = FlakyStore(store)
+        flaky.fail("claim_batch", 2)
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        worker = relay(flaky, transport, meter, idle_interval_s=0.01)
+        worker._last_cleanup = -math.inf
+        worker.start()
+        try:
+            assert wait_until(lambda: len(transport.records("orders")) == 1)
+        finally:
+            worker.stop(5)
+        assert meter.value(RELAY_ERRORS, step="round") == 2
+        assert meter.value(RELAY_ERRORS, step="cleanup") is None
 
 
 class TestOutboxGauges:

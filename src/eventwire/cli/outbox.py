@@ -1,16 +1,22 @@
-"""``eventwire outbox status|relay`` and ``eventwire dlq list|replay`` (dead letters)."""
+"""``eventwire outbox status|relay`` and ``eventwire dlq list|replay`` (dead letters).
+
+``outbox status`` also lists each relay's heartbeat (written every few seconds by
+a running relay): when it last finished a round, its last error, and STALE when
+that was more than :data:`STALE_AFTER_S` ago.
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from eventwire.outbox.base import OutboxStore
+from eventwire.outbox.base import OutboxStore, RelayHeartbeat
 
 app = typer.Typer(help="Inspect and relay the durable outbox.", no_args_is_help=True)
 dlq_app = typer.Typer(
@@ -40,9 +46,16 @@ def open_store(sqlite: str | None, postgres: str | None) -> OutboxStore:
     return PostgresOutbox(postgres)
 
 
+#: A relay whose last heartbeat is older than this is shown as stale (it beats every 5 s).
+STALE_AFTER_S = 30.0
+
+
 @app.command()
 def status(sqlite: SqliteOpt = None, postgres: PostgresOpt = None) -> None:
-    """Show the outbox depth: pending, parked, sent-and-retained, oldest pending age."""
+    """Show the outbox depth and each relay's last heartbeat (age, last error, stale?).
+
+    Depth: pending, parked, sent-and-retained, and the oldest pending age.
+    """
     store = open_store(sqlite, postgres)
     s = store.status()
     store.close()
@@ -53,6 +66,26 @@ def status(sqlite: SqliteOpt = None, postgres: PostgresOpt = None) -> None:
     table.add_column("oldest pending", justify="right")
     age = "-" if s.oldest_pending_age_s is None else f"{s.oldest_pending_age_s:.1f} s"
     table.add_row(str(s.pending), str(s.parked), str(s.sent_retained), age)
+    out.print(table)
+    _print_relays(s.relays)
+
+
+def _print_relays(relays: Sequence[RelayHeartbeat]) -> None:
+    """One row per relay heartbeat: owner, age of its last round, state, last error."""
+    if not relays:
+        out.print("relays: none has reported in the last day (is a relay running?)")
+        return
+    table = Table(title="relays (heartbeat every 5 s)")
+    for col in ("owner", "last round", "state", "last error"):
+        table.add_column(col)
+    for beat in relays:
+        if beat.age_s > STALE_AFTER_S:
+            state = "[red]STALE[/] (not running?)"
+        elif beat.last_error:
+            state = "[red]FAILING[/]"
+        else:
+            state = "ok"
+        table.add_row(beat.owner, f"{beat.age_s:.1f} s ago", state, beat.last_error or "-")
     out.print(table)
 
 

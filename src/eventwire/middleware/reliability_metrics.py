@@ -20,6 +20,12 @@ Instruments (OpenTelemetry name: labels):
   (acknowledged, marked sent), ``retried`` (failed, scheduled for another attempt),
   ``dead_lettered`` (given up on, sent to the dead-letter topic) and ``parked``
   (given up on, kept in the outbox) -- :data:`RELAY_OUTCOMES`.
+* ``eventwire.outbox.relay_errors`` (counter: ``step``; Prometheus
+  ``eventwire_outbox_relay_errors_total``) counts the errors of the relay loop's
+  steps, each of which the relay survives and retries: ``round`` (claiming,
+  marking, creating a producer), ``cleanup`` and ``heartbeat`` --
+  :data:`RELAY_STEPS`. A series appears at its first error; a rate above zero
+  for ``round`` means the relay is not shipping events.
 * ``eventwire.outbox.pending_events`` and ``eventwire.outbox.oldest_pending_age``
   (gauges, seconds for the age) are read from the store (``OutboxStore.status()``,
   as ``eventwire outbox status`` shows) when collected, once per collection for
@@ -53,9 +59,11 @@ if TYPE_CHECKING:
 __all__ = [
     "CIRCUIT_STATES",
     "RELAY_OUTCOMES",
+    "RELAY_STEPS",
     "BreakerWatch",
     "RelayMetrics",
     "RelayOutcome",
+    "RelayStep",
     "make_relay_metrics",
     "watch_breaker",
 ]
@@ -64,6 +72,8 @@ _log = structlog.get_logger("eventwire.outbox")
 
 RelayOutcome = Literal["delivered", "retried", "dead_lettered", "parked"]
 RELAY_OUTCOMES: tuple[RelayOutcome, ...] = ("delivered", "retried", "dead_lettered", "parked")
+RelayStep = Literal["round", "cleanup", "heartbeat"]
+RELAY_STEPS: tuple[RelayStep, ...] = ("round", "cleanup", "heartbeat")
 #: ``BreakerState.value`` -> the value of ``eventwire.circuit.state``.
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -166,6 +176,12 @@ class RelayMetrics:
             for topic in topics:
                 counts[topic] = counts.get(topic, 0) + 1
 
+    def count_error(self, step: RelayStep) -> None:
+        """Add one error of the relay loop's ``step``."""
+        errors = self._group.errors
+        with self._lock:
+            errors[step] = errors.get(step, 0) + 1
+
     def watch_breaker(self, breaker: CircuitBreaker) -> None:
         """Report the relay's breaker's state and transitions."""
         self._breaker = watch_breaker(self.meter_provider, breaker)
@@ -187,6 +203,8 @@ class _OutboxInstruments:
         self.lock = threading.Lock()
         #: outcome -> topic -> count, read by the observable counter when collected.
         self.counts: dict[str, dict[str, int]] = {outcome: {} for outcome in RELAY_OUTCOMES}
+        #: step -> errors of the relay loop (under ``lock``).
+        self.errors: dict[str, int] = {}
         self.members: weakref.WeakSet[RelayMetrics] = weakref.WeakSet()
         self._read_lock = threading.Lock()
         self._unread: tuple[float, list[OutboxStatus]] | None = None
@@ -196,6 +214,12 @@ class _OutboxInstruments:
             [self._relayed],
             unit="{event}",
             description="Outbox entries the relay handled, by topic and outcome",
+        )
+        meter.create_observable_counter(
+            "eventwire.outbox.relay_errors",
+            [self._relay_errors],
+            unit="{error}",
+            description="Errors of the outbox relay's loop (each retried), by step",
         )
         meter.create_observable_gauge(
             "eventwire.outbox.pending_events",
@@ -214,6 +238,11 @@ class _OutboxInstruments:
         with self.lock:
             counts = [(o, t, n) for o, by_topic in self.counts.items() for t, n in by_topic.items()]
         return [Observation(n, {"topic": t, "outcome": o}) for o, t, n in counts]
+
+    def _relay_errors(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            errors = list(self.errors.items())
+        return [Observation(n, {"step": step}) for step, n in errors]
 
     def _statuses(self) -> list[OutboxStatus] | None:
         """Each distinct store's status, read once for both gauges; None if no relay runs."""

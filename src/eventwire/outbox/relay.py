@@ -3,6 +3,11 @@
 Each round it claims a batch (a lease, so a crashed relay's entries come back),
 sends every entry with its stored bytes and headers (so ``ce_id`` is the same on
 every re-send), waits for the acks, and marks the acknowledged entries sent.
+A round's entries share one enqueue deadline (``ack_timeout``); once an entry of
+a (topic, key) is not enqueued (the local queue stayed full, Kafka refused it,
+or the producer hit a fatal error), the later entries of that key are held back
+to a later round, unsent and with no backoff, so a key's events never overtake
+one another.
 Retriable failures are rescheduled with capped exponential backoff and jitter.
 Permanent failures, and retriable ones past ``max_attempts`` or ``max_age_s``, go
 to a dead-letter topic (``<topic>.dlq`` by default); they are parked in the
@@ -11,17 +16,28 @@ at any point loses nothing: at worst an entry whose ack arrived but whose
 ``mark_sent`` did not commit is sent again, with the same ``ce_id``, for
 consumers to de-duplicate.
 
+:meth:`OutboxRelay.run` survives errors of its store and its transport anywhere
+in its loop (claiming, marking, cleaning up, the heartbeat, creating a
+producer): it logs each distinct error once (``outbox_relay_failing``, then
+``outbox_relay_recovered``), counts it, backs off (capped exponential, at most
+:data:`MAX_ERROR_BACKOFF_S`) and tries again. :meth:`OutboxRelay.problem` says
+when it cannot ship events (a publisher's ``flush()`` raises
+:class:`RelayFailingError` with it), and every few seconds it writes a heartbeat
+to the store with its last error, which ``eventwire outbox status`` shows.
+
 Retry scheduling lives in the store (``next_attempt_at``), not in a retry
 library's in-process loop, because it must survive restarts of the relay.
 
 With a real MeterProvider the relay counts each outcome in
-``eventwire_outbox_relayed_total{topic,outcome}`` and reports the store's depth,
+``eventwire_outbox_relayed_total{topic,outcome}``, each error of its loop in
+``eventwire_outbox_relay_errors_total{step}``, and reports the store's depth,
 oldest pending age and, if it has one, its breaker's state (see
 :mod:`eventwire.middleware.reliability_metrics`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
@@ -29,17 +45,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import structlog
 
 from eventwire._breaker import CircuitBreaker
 from eventwire._dlq import DeadLetterPolicy, dead_letter_headers
-from eventwire._errors import ErrorClass, RoutingError
+from eventwire._errors import ErrorClass, EventwireError, RoutingError
 from eventwire._policy import classify, meaning
 from eventwire.middleware.reliability_metrics import (
     RelayMetrics,
     RelayOutcome,
+    RelayStep,
     make_relay_metrics,
 )
 from eventwire.outbox.base import ClaimedEntry, OutboxStore
@@ -54,9 +71,46 @@ from eventwire.transports.base import (
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
-__all__ = ["OutboxRelay", "RelayListener", "RelayStats"]
+__all__ = [
+    "MAX_ERROR_BACKOFF_S",
+    "OutboxRelay",
+    "RelayFailingError",
+    "RelayListener",
+    "RelayStats",
+]
 
 _log = structlog.get_logger("eventwire.outbox")
+_T = TypeVar("_T")
+
+#: The longest pause between two tries of a relay loop whose store or transport fails.
+MAX_ERROR_BACKOFF_S = 10.0
+#: Seconds between two heartbeats written to the store by :meth:`OutboxRelay.run`.
+HEARTBEAT_INTERVAL_S = 5.0
+#: Seconds between two deletions of long-sent entries by :meth:`OutboxRelay.run`.
+CLEANUP_INTERVAL_S = 60.0
+#: Relay-internal result of an entry not tried this round because an earlier entry
+#: of its (topic, key) was not enqueued; it goes out in a later round, in order.
+_HELD_BACK = "_HELD_BACK"
+#: Steps whose failure stops events from moving (see :meth:`OutboxRelay.problem`).
+_BLOCKING_STEPS = frozenset({"round"})
+
+
+class RelayFailingError(EventwireError):
+    """The outbox relay cannot ship events: its store or producer fails, or its thread died.
+
+    Nothing is lost: the events stay committed in the outbox and are sent once a
+    relay runs again. ``reason`` says what fails (the relay's last error).
+    ``Publisher.flush()``/``close()`` with an outbox raise it instead of returning
+    as if the relay were merely slow.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the outbox relay is failing: {reason}. The events are safe in the outbox "
+            "and are sent once a relay runs again; fix the database or Kafka connection "
+            "(see `eventwire outbox status` and the outbox_relay_failing log)."
+        )
 
 
 @dataclass
@@ -69,18 +123,36 @@ class RelayStats:
     dead_lettered: int = 0
     parked: int = 0
     transport_restarts: int = 0
+    #: Entries put back untried because an earlier entry of their key was not enqueued.
+    held_back: int = 0
+    #: Errors of the relay loop's steps (store or transport), each retried.
+    errors: int = 0
 
 
 class RelayListener(Protocol):
-    """Told each entry's final outcome (e.g. an in-process publisher settling handles)."""
+    """Told each entry's final outcome (e.g. an in-process publisher settling handles).
 
-    def delivered(self, event_id: str, msg: ReportMessage) -> None:
-        """Kafka acknowledged the event on its own topic."""
+    ``row_id`` is the outbox row (:attr:`ClaimedEntry.id`): several publishes with
+    the same ``event_id`` may share one row, and one ``event_id`` may have several
+    rows over time, so the row, not the event id, identifies what was delivered.
+    """
+
+    def delivered(self, row_id: int, event_id: str, msg: ReportMessage) -> None:
+        """Kafka acknowledged the event of outbox row ``row_id`` on its own topic."""
         ...
 
-    def given_up(self, event_id: str, code: str, reason: str) -> None:
+    def given_up(self, row_id: int, event_id: str, code: str, reason: str) -> None:
         """The event was dead-lettered or parked: it will not reach its topic as is."""
         ...
+
+
+@dataclass
+class _StepError:
+    """A step of the relay loop that is failing now."""
+
+    text: str
+    since: float
+    count: int = 1
 
 
 class _Outcome:
@@ -115,7 +187,8 @@ class OutboxRelay:
         batch_size: entries claimed per round; bounds memory during long outages.
         lease_s: how long a claim lasts before another relay may take the entries.
         ack_timeout: how long a round waits for acks before rescheduling stragglers
-            (and before a breaker hears of the round's failures).
+            (and before a breaker hears of the round's failures); also how long
+            the round's sends together may wait for room in a full local queue.
         base_backoff_s / max_backoff_s: capped exponential backoff with equal jitter
             for retriable failures: after attempt n the entry waits a random time
             between cap/2 and cap, cap = min(max_backoff_s, base_backoff_s * 2**(n-1))
@@ -123,8 +196,13 @@ class OutboxRelay:
         max_attempts: after this many attempts a retriable failure is given up on too
             (1000 by default: about 12 h of backoff on average).
         max_age_s: a deadline: an entry still failing this long after it was
-            committed is given up on (dead-lettered or parked). None: no deadline.
-        listener: told each entry's final outcome (delivered, or given up).
+            committed (by the store's clock) is given up on (dead-lettered or
+            parked). None: no deadline.
+        idle_interval_s: how long :meth:`run` sleeps after a round found nothing.
+        cleanup_after_s: sent entries older than this are deleted (checked every
+            :data:`CLEANUP_INTERVAL_S` by :meth:`run`).
+        listener: told each entry's final outcome (delivered, or given up), by
+            outbox row (see :class:`RelayListener`).
         breaker: a :class:`~eventwire._breaker.CircuitBreaker`; while it is open the
             relay sends nothing (entries wait on disk) and probes Kafka instead.
             Unnamed, it is named ``"relay"`` (in logs and metrics). It hears of
@@ -186,6 +264,11 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_cleanup = time.monotonic()
+        self._last_heartbeat = -math.inf  # the first loop writes one
+        # Steps of the loop failing now; read by problem() from other threads.
+        self._errors: dict[str, _StepError] = {}
+        self._errors_lock = threading.Lock()
+        self._died: str | None = None
 
     @property
     def transport(self) -> Transport:
@@ -195,8 +278,19 @@ class OutboxRelay:
     def _on_fatal(self, code: str, reason: str) -> None:
         self._fatal = True
 
+    # -- one round ------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Run one round; return how many entries were claimed."""
+        """Run one round; return how many entries were claimed.
+
+        A transport left unusable by a fatal error is replaced first.
+
+        Raises:
+            Exception: whatever the store (claim, mark) or the transport factory
+                raises; :meth:`run` survives it, a caller of ``run_once`` must too.
+                Entries claimed by a failed round come back when their lease ends.
+        """
+        if self._fatal:
+            self._restart_transport()
         if self.breaker is not None and not self.breaker.allow():
             return 0  # Kafka is unreachable: the backlog stays on disk
         claimed = self.store.claim_batch(self.batch_size, owner=self.owner, lease_s=self.lease_s)
@@ -204,38 +298,59 @@ class OutboxRelay:
             return 0
         results: dict[int, tuple[str, str] | None] = {}
         messages: dict[int, ReportMessage] = {}
-        for item in claimed:
-            self._send(item, results, messages)
+        self._send_all(claimed, results, messages)
         self._transport.flush(self.ack_timeout)
         self._settle(claimed, results, messages)
         self.stats.rounds += 1
-        if self._fatal:
-            self._restart_transport()
         return len(claimed)
+
+    def _send_all(
+        self,
+        claimed: list[ClaimedEntry],
+        results: dict[int, tuple[str, str] | None],
+        messages: dict[int, ReportMessage],
+    ) -> None:
+        """Enqueue a round's entries in claim order, never letting a key's entries overtake.
+
+        The round shares one enqueue deadline (``ack_timeout`` from now). Once an
+        entry is not enqueued (queue still full at the deadline, or refused), the
+        later entries of its (topic, key) are held back (``_HELD_BACK``), and after a
+        fatal producer error all the rest are.
+        """
+        deadline = time.monotonic() + self.ack_timeout
+        stopped: set[tuple[str, bytes]] = set()
+        for item in claimed:
+            group = (item.entry.topic, item.entry.key or b"")  # None and b"" share one order
+            if self._fatal or group in stopped:
+                results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
+            elif not self._send(item, results, messages, deadline):
+                stopped.add(group)
 
     def _send(
         self,
         item: ClaimedEntry,
         results: dict[int, tuple[str, str] | None],
-        messages: dict[int, ReportMessage] | None = None,
-    ) -> None:
+        messages: dict[int, ReportMessage] | None,
+        deadline: float,
+    ) -> bool:
+        """Enqueue one entry, waiting for queue space until ``deadline``; True if enqueued."""
         e = item.entry
-        deadline = time.monotonic() + self.ack_timeout
+        outcome = _Outcome(item.id, results, messages)
         while True:
             try:
-                outcome = _Outcome(item.id, results, messages)
                 self._transport.send(e.topic, e.key, e.value, list(e.headers), outcome)
-                return
+                return True
             except TransportQueueFull:
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     results[item.id] = ("_QUEUE_FULL", "local queue stayed full")
-                    return
-                self._transport.wait_for_space(0.05)
+                    return False
+                self._transport.wait_for_space(min(left, 0.05))
             except SendRejected as exc:
                 results[item.id] = (exc.code, exc.reason)
                 if exc.fatal:
                     self._fatal = True
-                return
+                return False
 
     def _settle(
         self,
@@ -243,6 +358,7 @@ class OutboxRelay:
         results: dict[int, tuple[str, str] | None],
         messages: dict[int, ReportMessage] | None = None,
     ) -> None:
+        """Mark the acked entries sent (telling the listener); reschedule or give up the rest."""
         acked = [item for item in claimed if item.id in results and results[item.id] is None]
         if acked:
             self.store.mark_sent([item.id for item in acked])
@@ -251,26 +367,28 @@ class OutboxRelay:
                 self.metrics.count("delivered", [item.entry.topic for item in acked])
         self._feed_breaker(claimed, results)
         if self.listener is not None and messages is not None:
-            for item in claimed:
+            for item in acked:
                 msg = messages.get(item.id)
                 if msg is not None:
-                    self.listener.delivered(item.entry.event_id, msg)
+                    self.listener.delivered(item.id, item.entry.event_id, msg)
+        done = {item.id for item in acked}
+        self._reschedule([item for item in claimed if item.id not in done], results)
+
+    def _reschedule(
+        self, failed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
+    ) -> None:
+        """Retry each failed entry after a backoff, or give it up; put held-back ones back."""
         given_up: list[tuple[ClaimedEntry, str, str]] = []
         retried: list[str] = []
-        for item in claimed:
-            if item.id in results and results[item.id] is None:
-                continue
+        for item in failed:
             code, reason = results.get(item.id) or ("_FLUSH_TIMEOUT", "no ack within ack_timeout")
-            too_old = self.max_age_s is not None and time.time() - item.created_at > self.max_age_s
-            if (
-                classify(code) is ErrorClass.PERMANENT
-                or item.attempts + 1 >= self.max_attempts
-                or too_old
-            ):
+            if code == _HELD_BACK:  # never tried: claimable again at once, after its key's blocker
+                self.store.mark_retry(item.id, f"{code}: {reason}", 0.0)
+                self.stats.held_back += 1
+            elif self._gives_up(item, code):
                 given_up.append((item, code, reason))
             else:
-                delay = self.backoff(item.attempts + 1)
-                self.store.mark_retry(item.id, f"{code}: {reason}", time.time() + delay)
+                self.store.mark_retry(item.id, f"{code}: {reason}", self.backoff(item.attempts + 1))
                 self.stats.retried += 1
                 retried.append(item.entry.topic)
         if retried and self.metrics is not None:
@@ -278,30 +396,18 @@ class OutboxRelay:
         if given_up:
             self._dead_letter(given_up)
 
+    def _gives_up(self, item: ClaimedEntry, code: str) -> bool:
+        """True for a permanent failure, or a retriable one past max_attempts/max_age_s."""
+        too_old = self.max_age_s is not None and item.age_s > self.max_age_s
+        return (
+            classify(code) is ErrorClass.PERMANENT
+            or item.attempts + 1 >= self.max_attempts
+            or too_old
+        )
+
     def _dead_letter(self, given_up: list[tuple[ClaimedEntry, str, str]]) -> None:
         """Send each given-up entry to its dead-letter topic; park what cannot be sent."""
-        results: dict[int, tuple[str, str] | None] = {}
-        if self.dead_letter is not None:
-            now = time.time()
-            for item, code, reason in given_up:
-                e = item.entry
-                headers = dead_letter_headers(
-                    e.headers,
-                    code=code,
-                    reason=meaning(code, reason),
-                    attempts=item.attempts + 1,
-                    original_topic=e.topic,
-                    first_failure_s=item.first_failed_at or now,
-                    last_failure_s=now,
-                )
-                try:
-                    dlq_topic = self.dead_letter.topic(e.topic)
-                    self._transport.send(
-                        dlq_topic, e.key, e.value, headers, _Outcome(item.id, results)
-                    )
-                except (SendRejected, TransportQueueFull, RoutingError) as exc:
-                    results[item.id] = ("_DLQ_SEND_FAILED", str(exc))
-            self._transport.flush(self.ack_timeout)
+        results = self._send_dead_letters(given_up) if self.dead_letter is not None else {}
         for item, code, reason in given_up:
             if item.id in results and results[item.id] is None:
                 self.store.mark_sent([item.id])
@@ -315,7 +421,7 @@ class OutboxRelay:
             if self.metrics is not None:
                 self.metrics.count(outcome, (item.entry.topic,))
             if self.listener is not None:
-                self.listener.given_up(item.entry.event_id, code, reason)
+                self.listener.given_up(item.id, item.entry.event_id, code, reason)
             _log.error(
                 event,
                 event_id=item.entry.event_id,
@@ -324,6 +430,32 @@ class OutboxRelay:
                 code=code,
                 attempts=item.attempts + 1,
             )
+
+    def _send_dead_letters(
+        self, given_up: list[tuple[ClaimedEntry, str, str]]
+    ) -> dict[int, tuple[str, str] | None]:
+        """Send the dead letters and wait for their acks; each entry's result."""
+        assert self.dead_letter is not None
+        results: dict[int, tuple[str, str] | None] = {}
+        now = time.time()
+        for item, code, reason in given_up:
+            e = item.entry
+            headers = dead_letter_headers(
+                e.headers,
+                code=code,
+                reason=meaning(code, reason),
+                attempts=item.attempts + 1,
+                original_topic=e.topic,
+                first_failure_s=item.first_failed_at or now,
+                last_failure_s=now,
+            )
+            try:
+                dlq_topic = self.dead_letter.topic(e.topic)
+                self._transport.send(dlq_topic, e.key, e.value, headers, _Outcome(item.id, results))
+            except (SendRejected, TransportQueueFull, RoutingError) as exc:
+                results[item.id] = ("_DLQ_SEND_FAILED", str(exc))
+        self._transport.flush(self.ack_timeout)
+        return results
 
     def _feed_breaker(
         self, claimed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
@@ -335,7 +467,7 @@ class OutboxRelay:
             self.breaker.record_success()
             return
         for outcome in outcomes:
-            if outcome is not None:
+            if outcome is not None and outcome[0] != _HELD_BACK:
                 self.breaker.record_failure(*outcome)
 
     def backoff(self, attempts: int) -> float:
@@ -344,13 +476,14 @@ class OutboxRelay:
         return random.uniform(cap / 2, cap)
 
     def _restart_transport(self) -> None:
+        """Replace the transport after a fatal error; raises what the factory raises."""
         _log.warning("producer_recreated", reason="fatal producer error")
         try:
             self._transport.close(0)
         except Exception:
             _log.exception("transport_close_failed")
-        self._fatal = False
         self._transport = self._attach(self._factory())
+        self._fatal = False
         self.stats.transport_restarts += 1
 
     def _attach(self, transport: Transport) -> Transport:
@@ -365,23 +498,115 @@ class OutboxRelay:
             on_error(self.breaker.record_failure)
         return transport
 
+    # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
-        """Relay until ``stop`` (or :meth:`stop`) is set; idle rounds sleep briefly."""
+        """Relay until ``stop`` (or :meth:`stop`) is set; idle rounds sleep briefly.
+
+        Never returns early on an error of the store or the transport (any
+        ``Exception``): the failing step is logged (once per distinct error),
+        counted (``stats.errors``, ``eventwire.outbox.relay_errors``), reported by
+        :meth:`problem` and the heartbeat, and tried again after a capped
+        exponential backoff. Every :data:`HEARTBEAT_INTERVAL_S` it writes a
+        heartbeat (owner, last error) to the store.
+        """
         stop = stop or self._stop
+        failing_loops = 0
         while not stop.is_set():
-            try:
-                moved = self.run_once()
-            except Exception:
-                _log.exception("outbox_round_failed")
-                moved = 0
-            if time.monotonic() - self._last_cleanup > 60:
-                self._last_cleanup = time.monotonic()
-                self.store.cleanup(self.cleanup_after_s)
-            if not moved:
-                stop.wait(self.idle_interval_s)
+            errors = self.stats.errors
+            moved = self._step("round", self.run_once)
+            now = time.monotonic()
+            if now - self._last_cleanup > CLEANUP_INTERVAL_S:
+                self._last_cleanup = now
+                self._step("cleanup", self._cleanup)
+            if now - self._last_heartbeat >= HEARTBEAT_INTERVAL_S:
+                self._last_heartbeat = now
+                self._step("heartbeat", self._heartbeat)
+            if self.stats.errors > errors:
+                failing_loops += 1
+                stop.wait(min(MAX_ERROR_BACKOFF_S, self.backoff(failing_loops)))
+            else:
+                failing_loops = 0
+                if not moved:
+                    stop.wait(self.idle_interval_s)
+
+    def _step(self, step: RelayStep, action: Callable[[], _T]) -> _T | None:
+        """Run one step of the loop; record its error (returning None) or its recovery."""
+        try:
+            value = action()
+        except Exception as exc:
+            self._record_error(step, exc)
+            return None
+        if step in self._errors:
+            with self._errors_lock:
+                error = self._errors.pop(step)
+            _log.warning("outbox_relay_recovered", step=step, failures=error.count)
+        return value
+
+    def _record_error(self, step: RelayStep, exc: Exception) -> None:
+        """Count an error of ``step``; log it unless it repeats the step's last one."""
+        text = f"{type(exc).__name__}: {exc}"
+        with self._errors_lock:
+            known = self._errors.get(step)
+            repeated = known is not None and known.text == text
+            if known is None:
+                self._errors[step] = _StepError(text, time.monotonic())
+            else:
+                known.count += 1
+                known.text = text
+        self.stats.errors += 1
+        if self.metrics is not None:
+            self.metrics.count_error(step)
+        if not repeated:
+            _log.error(
+                "outbox_relay_failing",
+                step=step,
+                error=text,
+                owner=self.owner,
+                exc_info=exc,
+                hint="the relay retries with backoff; events stay safe in the outbox",
+            )
+
+    def _cleanup(self) -> None:
+        self.store.cleanup(self.cleanup_after_s)
+
+    def _heartbeat(self) -> None:
+        beat = getattr(self.store, "heartbeat", None)
+        if beat is not None:  # a store of the older protocol has none
+            beat(self.owner, self.last_error())
+
+    def last_error(self) -> str | None:
+        """The errors of the loop's steps that fail now (``"step: error"``), or None."""
+        with self._errors_lock:
+            errors = [f"{step}: {e.text}" for step, e in self._errors.items()]
+        return "; ".join(errors) or None
+
+    def problem(self) -> str | None:
+        """Why this relay's thread ships nothing now, or None if it is not known to fail.
+
+        Something is said when the thread started by :meth:`start` died, or when
+        its rounds (claiming, marking, creating a producer) fail and have not
+        succeeded since. Cleanup and heartbeat errors are logged and counted but
+        are not a problem here: events still move. A Kafka outage is not one
+        either: the relay is working, the events wait on disk.
+        """
+        if self._died is not None:
+            return f"the relay thread died: {self._died}"
+        thread = self._thread
+        if thread is not None and not thread.is_alive() and not self._stop.is_set():
+            return "the relay thread died"
+        with self._errors_lock:
+            failing = [(s, e) for s, e in self._errors.items() if s in _BLOCKING_STEPS]
+        if not failing:
+            return None
+        step, error = failing[0]
+        age = time.monotonic() - error.since
+        return f"its {step}s have failed for {age:.1f} s ({error.count} tries); last: {error.text}"
 
     def drain(self, timeout: float) -> bool:
-        """Run rounds until nothing is claimable or ``timeout``; True if the outbox is empty."""
+        """Run rounds until nothing is claimable or ``timeout``; True if the outbox is empty.
+
+        Raises whatever the store raises (see :meth:`run_once`).
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.run_once() == 0:
@@ -392,12 +617,29 @@ class OutboxRelay:
         return self.store.status().pending == 0
 
     def start(self) -> OutboxRelay:
-        """Run the relay in a background daemon thread."""
+        """Run the relay in a background daemon thread (``eventwire-relay``)."""
         if self._thread is None:
             self._stop.clear()
-            self._thread = threading.Thread(target=self.run, name="eventwire-relay", daemon=True)
+            self._died = None
+            self._thread = threading.Thread(
+                target=self._run_thread, name="eventwire-relay", daemon=True
+            )
             self._thread.start()
         return self
+
+    @property
+    def running(self) -> bool:
+        """True while the thread started by :meth:`start` is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _run_thread(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # run() survives Exception; this is the last word
+            self._died = f"{type(exc).__name__}: {exc}"
+            _log.critical("outbox_relay_died", error=self._died, owner=self.owner, exc_info=exc)
+            raise
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the background thread (finishing its round) and close the transport.

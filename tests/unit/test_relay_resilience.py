@@ -1,0 +1,277 @@
+"""The outbox relay survives its store's and its transport's errors, and says when it cannot run."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from eventwire import EventwireError, Publisher
+from eventwire.outbox import OutboxRelay, SQLiteOutbox
+from eventwire.transports.memory import MemoryTransport
+
+from .conftest import order
+from .test_relay import entry
+
+
+class FlakyStore:
+    """A SQLiteOutbox whose chosen methods raise ``database is locked`` for a while."""
+
+    def __init__(self, inner: SQLiteOutbox) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+        self._failures: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def fail(self, method: str, times: float = 1) -> None:
+        """Make the next ``times`` calls of ``method`` raise (``math.inf``: until healed)."""
+        with self._lock:
+            self._failures[method] = times
+
+    def heal(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.calls[name] += 1
+                failing = self._failures.get(name, 0) > 0
+                if failing:
+                    self._failures[name] -= 1
+            if failing:
+                raise sqlite3.OperationalError("database is locked")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` s pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FlakyStore:
+    return FlakyStore(SQLiteOutbox(tmp_path / "outbox.db"))
+
+
+def fast_relay(store: FlakyStore, transport: MemoryTransport, **kwargs: Any) -> OutboxRelay:
+    return OutboxRelay(
+        store,  # type: ignore[arg-type]
+        lambda: transport,
+        idle_interval_s=0.01,
+        base_backoff_s=0.01,
+        max_backoff_s=0.02,
+        **kwargs,
+    )
+
+
+class TestRelaySurvivesStoreErrors:
+    def test_a_locked_database_at_cleanup_does_not_stop_the_relay(self, store: FlakyStore) -> None:
+        """One 'database is locked' from cleanup() leaves the relay thread running: events
+        committed afterwards are still sent."""
+        store.fail("cleanup")
+        transport = MemoryTransport()
+        relay = fast_relay(store, transport)
+        relay._last_cleanup = -math.inf  # cleanup is due at the first round
+        relay.start()
+        try:
+            assert wait_until(lambda: store.calls["cleanup"] >= 1)
+            store.inner.add([entry(n) for n in range(3)])
+            assert wait_until(lambda: len(transport.records("orders")) == 3)
+        finally:
+            relay.stop(5)
+        assert [r.value for r in transport.records("orders")] == [b"v0", b"v1", b"v2"]
+
+    def test_failing_claims_are_retried_and_logged_once(self, store: FlakyStore) -> None:
+        """Five failed claims in a row: the relay backs off, logs the error once (and its
+        recovery once), counts all five, then ships everything."""
+        store.inner.add([entry(n) for n in range(3)])
+        store.fail("claim_batch", 5)
+        transport = MemoryTransport()
+        relay = fast_relay(store, transport)
+        with capture_logs() as logs:
+            relay.start()
+            try:
+                assert wait_until(lambda: len(transport.records("orders")) == 3)
+            finally:
+                relay.stop(5)
+        failing = [e for e in logs if e["event"] == "outbox_relay_failing"]
+        assert [(e["step"], e["error"]) for e in failing] == [
+            ("round", "OperationalError: database is locked")
+        ]
+        assert [e["failures"] for e in logs if e["event"] == "outbox_relay_recovered"] == [5]
+        assert relay.stats.errors == 5
+        assert relay.problem() is None
+
+    def test_a_failing_mark_sent_resends_after_the_lease_without_losing_the_event(
+        self, store: FlakyStore
+    ) -> None:
+        """If marking an acked entry sent fails, the relay goes on; the entry is sent again
+        (same ce_id) once its lease ends, and then marked sent."""
+        store.inner.add([entry(1)])
+        store.fail("mark_sent")
+        transport = MemoryTransport()
+        relay = fast_relay(store, transport, lease_s=0.2)
+        relay.start()
+        try:
+            assert wait_until(lambda: store.inner.status().pending == 0)
+        finally:
+            relay.stop(5)
+        assert [r.header("ce_id") for r in transport.records("orders")] == [b"id-1", b"id-1"]
+
+    def test_a_failing_transport_factory_is_retried(self, store: FlakyStore) -> None:
+        """After a fatal producer error, a factory that fails once is called again later;
+        the entry still lands on the new transport."""
+        store.inner.add([entry(1)])
+        made: list[MemoryTransport] = []
+        failures = [RuntimeError("cannot resolve broker")]
+
+        def factory() -> MemoryTransport:
+            if made and failures:
+                raise failures.pop()
+            made.append(MemoryTransport())
+            if len(made) == 1:
+                made[0].set_fatal()
+            return made[-1]
+
+        relay = OutboxRelay(
+            store,  # type: ignore[arg-type]
+            factory,
+            idle_interval_s=0.01,
+            base_backoff_s=0.01,
+            max_backoff_s=0.02,
+        )
+        relay.start()
+        try:
+            assert wait_until(lambda: len(made) == 2 and len(made[1].records("orders")) == 1)
+        finally:
+            relay.stop(5)
+        assert relay.stats.errors == 1
+        assert relay.stats.transport_restarts == 1
+
+    def test_the_heartbeat_carries_the_last_error(self, store: FlakyStore) -> None:
+        """While its rounds fail, the relay's heartbeat in the store says why."""
+        store.fail("claim_batch", math.inf)
+        relay = fast_relay(store, MemoryTransport())
+        relay.start()
+        try:
+            assert wait_until(lambda: bool(store.inner.status().relays))
+            [beat] = store.inner.status().relays
+        finally:
+            relay.stop(5)
+        assert beat.owner == relay.owner
+        assert "database is locked" in (beat.last_error or "")
+
+
+class TestFlushDoesNotPretend:
+    def test_flush_raises_when_the_relay_keeps_failing(self, store: FlakyStore) -> None:
+        """With an outbox whose claims keep failing, flush() raises RelayFailingError naming
+        the error instead of returning as if the relay were only slow."""
+        store.fail("claim_batch", math.inf)
+        pub = Publisher(
+            transport=MemoryTransport(),
+            outbox=store,  # type: ignore[arg-type]
+            relay_options={"base_backoff_s": 0.01, "max_backoff_s": 0.02},
+        )
+        handle = pub.publish(order(1))
+        with pytest.raises(EventwireError, match="database is locked") as raised:
+            pub.flush(0.5)
+        assert type(raised.value).__name__ == "RelayFailingError"
+        store.heal()
+        assert handle.result(timeout=20).topic == "orders"
+        pub.flush(5)
+        pub.close(5)
+
+    @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+    def test_flush_and_close_raise_when_the_relay_thread_died(self, store: FlakyStore) -> None:
+        """If the relay thread is gone, flush() and close() raise RelayFailingError saying
+        so, while the event stays pending in the outbox."""
+        pub = Publisher(transport=MemoryTransport(), outbox=store, relay=True)  # type: ignore[arg-type]
+        relay = pub._outbox.relay  # type: ignore[union-attr]
+        assert relay is not None
+        original = store.inner.claim_batch
+
+        def die(*args: Any, **kwargs: Any) -> Any:
+            raise SystemExit("relay killed")
+
+        store.inner.claim_batch = die  # type: ignore[method-assign]
+        assert wait_until(lambda: relay._thread is not None and not relay._thread.is_alive())
+        pub.publish(order(1))
+        with pytest.raises(EventwireError, match="died") as raised:
+            pub.flush(5)
+        assert type(raised.value).__name__ == "RelayFailingError"
+        store.inner.claim_batch = original  # type: ignore[method-assign]
+        with pytest.raises(EventwireError, match="died"):
+            pub.close(0)
+        assert store.inner.status().pending == 1
+
+
+class TestOutboxStatusShowsRelays:
+    def test_status_shows_a_failing_relay_and_its_error(
+        self, store: FlakyStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`eventwire outbox status` lists the relay from its heartbeat, FAILING with the
+        error of its rounds."""
+        from eventwire.cli import outbox as cli
+
+        store.fail("claim_batch", math.inf)
+        relay = fast_relay(store, MemoryTransport())
+        relay.start()
+        try:
+            assert wait_until(lambda: bool(store.inner.status().relays))
+        finally:
+            relay.stop(5)
+        text = self._status(cli, store.inner.path, monkeypatch)
+        assert relay.owner in text
+        assert "FAILING" in text
+        assert "database is locked" in text
+
+    def test_status_flags_a_relay_that_stopped_beating_as_stale(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A relay whose last heartbeat is older than STALE_AFTER_S is shown STALE."""
+        from eventwire.cli import outbox as cli
+
+        store = SQLiteOutbox(tmp_path / "o.db")
+        store.heartbeat("host:1:dead", None)
+        monkeypatch.setattr(cli, "STALE_AFTER_S", -1.0)
+        text = self._status(cli, store.path, monkeypatch)
+        assert "host:1:dead" in text
+        assert "STALE" in text
+
+    def test_status_says_when_no_relay_reported(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no heartbeat in the store, status says that no relay has reported."""
+        from eventwire.cli import outbox as cli
+
+        store = SQLiteOutbox(tmp_path / "o.db")
+        assert "none has reported" in self._status(cli, store.path, monkeypatch)
+
+    @staticmethod
+    def _status(cli: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+        import io
+
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        monkeypatch.setattr(cli, "out", Console(file=buffer, width=250))
+        cli.status(sqlite=str(path), postgres=None)
+        return buffer.getvalue()
