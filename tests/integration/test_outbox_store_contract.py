@@ -205,9 +205,16 @@ class TestLeases:
         stores = [backend.open(), backend.open()]
         stores[0].add([entry(n, key=f"k{n % 20}".encode()) for n in range(200)])
         got: list[list[Any]] = [[], []]
+        claim_order: list[Any] = []
+        recording = threading.Lock()  # held across claim + record: the record is claim order
 
         def claim(i: int) -> None:
-            while batch := stores[i].claim_batch(7, owner=f"r{i}", lease_s=60):
+            while True:
+                with recording:
+                    batch = stores[i].claim_batch(7, owner=f"r{i}", lease_s=60)
+                    claim_order.extend(batch)
+                if not batch:
+                    return
                 got[i].extend(batch)
                 stores[i].mark_sent([c.id for c in batch])
 
@@ -220,6 +227,10 @@ class TestLeases:
         assert not mine & theirs
         assert len(mine) + len(theirs) == 200
         assert stores[0].status().sent_retained == 200
+        per_key: dict[bytes, list[int]] = {}
+        for c in claim_order:
+            per_key.setdefault(c.entry.key, []).append(int(c.entry.event_id.removeprefix("id-")))
+        assert all(seq == sorted(seq) for seq in per_key.values())
 
 
 class TestRetries:
