@@ -9,6 +9,14 @@ With ``Publisher(..., outbox=store)``:
   committed entries; its acks settle the returned handles, so
   ``handle.result()`` still means "Kafka has it". Entries committed by a
   previous process, or with :meth:`Publisher.stage`, are shipped too.
+* Handles are tracked by outbox row. Publishing again with the same
+  ``event_id`` while the event is unsent (the re-send pattern) stores nothing
+  new: both handles share the row, and both settle with its outcome.
+* A failed commit raises the store's ``OutboxWriteError`` and settles the
+  handles as failed: ``_OUTBOX_WRITE_FAILED`` when nothing was stored,
+  ``_OUTBOX_WRITE_UNKNOWN`` (``possibly_written``) when the outcome is unknown
+  (or the store raised something else). Either way re-send with the same
+  ``event_id``.
 * With ``relay=False`` (another process relays) nothing here settles the
   handles with the broker's answer: they stay pending (no done-callback runs)
   until ``close()`` settles them as ``_IN_OUTBOX``, and ``flush()`` returns at
@@ -45,6 +53,8 @@ With ``Publisher(..., outbox=store)``:
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
 import time
 import weakref
@@ -55,7 +65,7 @@ import structlog
 from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
-from eventwire._errors import DeliveryError
+from eventwire._errors import DeliveryError, OutboxWriteError
 from eventwire.outbox.base import OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
 from eventwire.transports.base import SendRejected, Transport
@@ -117,13 +127,7 @@ class OutboxMode:
     ) -> None:
         self.core = core
         self.store = store
-        # Handles are held strongly (callbacks fire, spans end, flush waits for them)
-        # up to TRACKED_HANDLES; beyond that only weakly, so a long outage costs disk,
-        # not RAM (see "Bounded memory" above).
-        self._handles: dict[str, DeliveryHandle] = {}
-        self._weak: weakref.WeakValueDictionary[str, DeliveryHandle] = weakref.WeakValueDictionary()
-        self._overflowed = False
-        self._lock = threading.Lock()
+        self._tracked = _Tracker()
         self.relay: OutboxRelay | None = None
         if start_relay:
             options = dict(relay_options or {})
@@ -163,37 +167,54 @@ class OutboxMode:
         """Commit one event durably; return its handle (settled by the relay's ack)."""
         return self._commit([self.core.prepare(event, event_id, headers)])[0]
 
-    def publish_many(self, events: Iterable[Any]) -> list[DeliveryHandle]:
+    def publish_many(
+        self, events: Iterable[Any], event_ids: Sequence[str | None] | None = None
+    ) -> list[DeliveryHandle]:
         """Commit several events in ONE transaction (one fsync); return their handles.
 
-        Every event is validated and encoded first: an invalid one raises before
-        anything is written.
+        ``event_ids``: the ``ce_id`` of each event (None: a new one). Every event is
+        validated and encoded first: an invalid one raises before anything is
+        written. The batch is committed whole or not at all (see :meth:`_commit`).
         """
-        return self._commit([self.core.prepare(event, None, None) for event in events])
+        batch = list(events)
+        ids: Sequence[str | None] = [None] * len(batch) if event_ids is None else event_ids
+        return self._commit(
+            [self.core.prepare(e, i, None) for e, i in zip(batch, ids, strict=True)]
+        )
 
     def _commit(
         self,
         prepared: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]], DeliveryHandle]],
     ) -> list[DeliveryHandle]:
+        """Add the events to the store in one commit; track their handles by outbox row.
+
+        Raises:
+            OutboxWriteError: as the store raised it; the handles are settled as
+                failed: ``_OUTBOX_WRITE_FAILED`` (nothing stored) or, with
+                ``possibly_written``, ``_OUTBOX_WRITE_UNKNOWN`` (maybe stored).
+                Either way a re-send with the same ``event_id`` is safe: the outbox
+                stores an unsent event once.
+            Exception: anything else the store raised (the handles are settled
+                ``_OUTBOX_WRITE_UNKNOWN``: the store did not say what happened).
+        """
         entries = [
             OutboxEntry(h.event_id, h.event_type, topic, key, value, tuple(hdrs))
             for topic, key, value, hdrs, h in prepared
         ]
         handles = [p[4] for p in prepared]
-        with self._lock:
-            for handle in handles:
-                if len(self._handles) < TRACKED_HANDLES:
-                    self._handles[handle.event_id] = handle
-                else:
-                    self._weak[handle.event_id] = handle
-                    self._overflow_once()
+        token = self._tracked.begin()
         try:
-            self.store.add(entries)
+            rows = self.store.add(entries)
         except BaseException as exc:
+            self._tracked.end(token)
+            stored = isinstance(exc, OutboxWriteError) and not exc.possibly_written
+            code = "_OUTBOX_WRITE_FAILED" if stored else "_OUTBOX_WRITE_UNKNOWN"
             for handle in handles:
-                self._forget(handle)
-                self.core._abandon(handle, handle.failure_from("_OUTBOX_WRITE_FAILED", repr(exc)))
+                self.core._abandon(handle, handle.failure_from(code, str(exc)))
             raise
+        early = self._tracked.end(token, rows, handles)
+        for handle, outcome in early:  # the relay was faster than add() returned
+            self._settle(handle, outcome)
         return handles
 
     def stage(self, event: Any, connection: Any, event_id: str | None, headers: Any) -> str:
@@ -203,24 +224,21 @@ class OutboxMode:
         self.store.add([entry], connection=connection)
         return handle.event_id
 
-    def _forget(self, handle: DeliveryHandle) -> None:
-        with self._lock:
-            self._take(handle.event_id)
-
     # -- the relay's listener ------------------------------------------------------------
     def delivered(self, row_id: int, event_id: str, msg: ReportMessage) -> None:
-        """Settle the handle of an acknowledged event published by this publisher."""
-        with self._lock:
-            handle = self._take(event_id)
-        if handle is not None:
+        """Settle every handle of outbox row ``row_id`` (acknowledged by Kafka)."""
+        for handle in self._tracked.report(row_id, (msg, "", "")):
             self.core.settled(handle, msg, None)
 
     def given_up(self, row_id: int, event_id: str, code: str, reason: str) -> None:
-        """Settle the handle of a dead-lettered or parked event as failed."""
-        with self._lock:
-            handle = self._take(event_id)
-        if handle is not None:
+        """Settle every handle of outbox row ``row_id`` (dead-lettered or parked) as failed."""
+        for handle in self._tracked.report(row_id, (None, code, reason)):
             self.core.settled(handle, None, handle.failure_from(code, reason))
+
+    def _settle(self, handle: DeliveryHandle, outcome: _Outcome) -> None:
+        msg, code, reason = outcome
+        failure = None if msg is not None else handle.failure_from(code, reason)
+        self.core.settled(handle, msg, failure)
 
     # -- flush and close ---------------------------------------------------------------------
     def flush(self, timeout: float) -> None:
@@ -276,10 +294,7 @@ class OutboxMode:
         finally:
             if self.relay is not None:
                 self.relay.stop(min(timeout, 10.0))
-            with self._lock:
-                left = [*self._handles.values(), *self._weak.values()]
-                self._handles.clear()
-                self._weak.clear()
+            left = self._tracked.take_all()
             for handle in left:
                 # Not a failure: the event is committed and the next relay sends it.
                 failure = handle.failure_from("_IN_OUTBOX", "")
@@ -288,24 +303,11 @@ class OutboxMode:
     @property
     def waiting(self) -> int:
         """Events published here, not yet acknowledged, whose handles are still held."""
-        with self._lock:
-            weak = sum(1 for h in self._weak.values() if not h._done)
-            return weak + sum(1 for h in self._handles.values() if not h._done)
+        return self._tracked.waiting()
 
-    def _take(self, event_id: str) -> DeliveryHandle | None:
-        """Stop tracking ``event_id``; its handle if still alive. Call with the lock held."""
-        handle = self._handles.pop(event_id, None)
-        return handle if handle is not None else self._weak.pop(event_id, None)
-
-    def _overflow_once(self) -> None:
-        if not self._overflowed:
-            self._overflowed = True
-            _log.warning(
-                "outbox_handles_untracked",
-                tracked=TRACKED_HANDLES,
-                hint="more events wait for the relay than are tracked; handles you drop "
-                "from now on are not kept (their events are safe on disk)",
-            )
+    @property
+    def _overflowed(self) -> bool:
+        return self._tracked.overflowed
 
     def _drained(self) -> bool:
         """True when the outbox has nothing pending (any publisher's events).
@@ -318,3 +320,107 @@ class OutboxMode:
         except Exception as exc:  # a store error must not turn flush into a crash
             _log.warning("outbox_status_failed", error=repr(exc))
             return True
+
+
+#: What the relay said of a row: (ack, "", "") or (None, code, reason).
+_Outcome = tuple["ReportMessage | None", str, str]
+
+
+class _Tracker:
+    """The handles of one publisher's outbox events, by outbox row id; thread-safe.
+
+    Several handles may share a row (publishes of one ``event_id`` while it is
+    unsent). Up to :data:`TRACKED_HANDLES` handles are held strongly; beyond that a
+    row's only handle is held weakly (see "Bounded memory" in the module docs).
+    The relay may report a row before ``add()`` has returned its id: while adds are
+    in flight such reports are kept, and matched when the add ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._strong: dict[int, list[DeliveryHandle]] = {}
+        self._count = 0
+        self._weak: weakref.WeakValueDictionary[int, DeliveryHandle] = weakref.WeakValueDictionary()
+        self.overflowed = False
+        self._adds: dict[int, float] = {}  # add in flight -> when it began
+        self._tokens = itertools.count()
+        self._early: dict[int, tuple[float, _Outcome]] = {}  # row -> (when reported, outcome)
+
+    def begin(self) -> int:
+        """Note an add() starting; return its token for :meth:`end`."""
+        with self._lock:
+            token = next(self._tokens)
+            self._adds[token] = time.monotonic()
+            return token
+
+    def end(
+        self,
+        token: int,
+        rows: Sequence[int] = (),
+        handles: Sequence[DeliveryHandle] = (),
+    ) -> list[tuple[DeliveryHandle, _Outcome]]:
+        """Track ``handles`` by ``rows`` (none if the add failed); return those already reported."""
+        early: list[tuple[DeliveryHandle, _Outcome]] = []
+        with self._lock:
+            del self._adds[token]
+            for row, handle in zip(rows, handles, strict=True):
+                reported = self._early.pop(row, None)
+                if reported is not None:
+                    early.append((handle, reported[1]))
+                else:
+                    self._hold(row, handle)
+            oldest = min(self._adds.values(), default=math.inf)
+            while self._early:  # reports older than every add in flight match none
+                row, (when, _) = next(iter(self._early.items()))
+                if when >= oldest:
+                    break
+                del self._early[row]
+        return early
+
+    def _hold(self, row: int, handle: DeliveryHandle) -> None:
+        if self._count < TRACKED_HANDLES or row in self._strong or row in self._weak:
+            self._strong.setdefault(row, []).append(handle)
+            self._count += 1
+            return
+        self._weak[row] = handle
+        if not self.overflowed:
+            self.overflowed = True
+            _log.warning(
+                "outbox_handles_untracked",
+                tracked=TRACKED_HANDLES,
+                hint="more events wait for the relay than are tracked; handles you drop "
+                "from now on are not kept (their events are safe on disk)",
+            )
+
+    def report(self, row: int, outcome: _Outcome) -> list[DeliveryHandle]:
+        """Stop tracking ``row``; its live handles.
+
+        While adds are in flight the outcome is kept too: one of them may return
+        this row (a publish of the same ``event_id`` that found it unsent).
+        """
+        with self._lock:
+            handles = self._strong.pop(row, [])
+            self._count -= len(handles)
+            weak = self._weak.pop(row, None)
+            if weak is not None:
+                handles.append(weak)
+            if self._adds:
+                self._early.pop(row, None)  # re-inserted last: the dict stays in time order
+                self._early[row] = (time.monotonic(), outcome)
+        return handles
+
+    def take_all(self) -> list[DeliveryHandle]:
+        """Stop tracking everything; the live handles."""
+        with self._lock:
+            left = [h for hs in self._strong.values() for h in hs]
+            left.extend(self._weak.values())
+            self._strong.clear()
+            self._weak.clear()
+            self._count = 0
+        return left
+
+    def waiting(self) -> int:
+        """Tracked handles not settled yet."""
+        with self._lock:
+            weak = sum(1 for h in self._weak.values() if not h._done)
+            return weak + sum(1 for hs in self._strong.values() for h in hs if not h._done)

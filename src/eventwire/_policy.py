@@ -49,9 +49,15 @@ _FATAL = frozenset(
     }
 )
 
-# Failed, but the broker may have written the record anyway.
+# Failed, but the broker may have written the record (or the outbox stored it) anyway.
 _POSSIBLY_WRITTEN = frozenset(
-    {"_MSG_TIMED_OUT", "_TIMED_OUT", "REQUEST_TIMED_OUT", "_PURGE_INFLIGHT"}
+    {
+        "_MSG_TIMED_OUT",
+        "_TIMED_OUT",
+        "REQUEST_TIMED_OUT",
+        "_PURGE_INFLIGHT",
+        "_OUTBOX_WRITE_UNKNOWN",
+    }
 )
 
 _MEANINGS = {
@@ -73,7 +79,11 @@ _MEANINGS = {
     "_PURGE_INFLIGHT": "in flight when the producer was closed; it may have been written",
     "_FLUSH_TIMEOUT": "not acknowledged before the flush timeout; it is still queued",
     "_IN_OUTBOX": "durable in the outbox, not yet acknowledged when the publisher closed",
-    "_OUTBOX_WRITE_FAILED": "the outbox could not commit the event; it was not published",
+    "_OUTBOX_WRITE_FAILED": "the outbox could not commit the event: it was not stored, so "
+    "it is not published; safe to re-send (with the same event_id)",
+    "_OUTBOX_WRITE_UNKNOWN": "the outcome of the outbox write is unknown (e.g. the "
+    "connection dropped during COMMIT): the event may be stored and then will be sent; "
+    "re-send it with the same event_id (the outbox will not store it twice)",
     "_FATAL": "the producer hit a fatal error",
     "OUT_OF_ORDER_SEQUENCE_NUMBER": "idempotent sequence broken; the producer is unusable",
 }

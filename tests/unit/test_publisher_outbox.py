@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from eventwire import DeliveryError, Publisher, PublisherStateError
-from eventwire.outbox import OutboxRelay, SQLiteOutbox
+from eventwire._handle import DeliveryHandle
+from eventwire.outbox import ClaimedEntry, OutboxRelay, SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
 from .conftest import order
@@ -146,3 +150,129 @@ class TestOutboxMemory:
         with Publisher(transport=transport, outbox=store) as pub:
             handles = [pub.publish(order(n)) for n in range(50)]
             assert all(h.result(timeout=5).topic == "orders" for h in handles)
+
+
+class GatedStore:
+    """A SQLiteOutbox whose relay claims nothing until ``open`` is set."""
+
+    def __init__(self, inner: SQLiteOutbox) -> None:
+        self.inner = inner
+        self.open = threading.Event()
+
+    def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
+        if not self.open.is_set():
+            return []
+        return self.inner.claim_batch(limit, owner=owner, lease_s=lease_s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class TestResendWithTheSameEventId:
+    def test_both_handles_of_a_resent_event_id_resolve(self, store: SQLiteOutbox) -> None:
+        """Publishing twice with one event_id before the relay sends it: both handles
+        resolve, to the one record the outbox sent."""
+        gated = GatedStore(store)
+        transport = MemoryTransport()
+        with Publisher(transport=transport, outbox=gated) as pub:  # type: ignore[arg-type]
+            first = pub.publish(order(1), event_id="same-id")
+            second = pub.publish(order(1), event_id="same-id")
+            gated.open.set()
+            assert second.result(timeout=20).offset == first.result(timeout=20).offset
+        assert [r.header("ce_id") for r in transport.records("orders")] == [b"same-id"]
+
+    def test_both_handles_of_a_dead_lettered_resend_fail_and_are_reported(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """When that event is dead-lettered, both handles fail and flush() reports both."""
+        gated = GatedStore(store)
+        transport = MemoryTransport()
+        transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
+        pub = Publisher(transport=transport, outbox=gated)  # type: ignore[arg-type]
+        first = pub.publish(order(1), event_id="same-id")
+        second = pub.publish(order(1), event_id="same-id")
+        gated.open.set()
+        with pytest.raises(DeliveryError) as raised:
+            pub.flush(20)
+        assert [f.event_id for f in raised.value.failures] == ["same-id", "same-id"]
+        assert first.failed() and second.failed()
+        pub.close(5)
+
+    def test_a_report_that_overtakes_add_still_settles_the_handle(self) -> None:
+        """If the relay reports a row before add() has returned its id, the handle bound
+        to that row when add() returns is settled with the report."""
+        from eventwire._outbox_mode import _Tracker
+
+        tracker = _Tracker()
+        handle = types.SimpleNamespace(_done=False)  # a handle not yet settled
+        token = tracker.begin()
+        assert tracker.report(7, (None, "MSG_SIZE_TOO_LARGE", "too big")) == []
+        early = tracker.end(token, [7], [handle])  # type: ignore[list-item]
+        assert early == [(handle, (None, "MSG_SIZE_TOO_LARGE", "too big"))]
+        assert tracker.waiting() == 0
+        token = tracker.begin()
+        assert tracker.end(token, [7], [handle]) == []  # the report was used up
+        assert tracker.waiting() == 1
+
+
+def outbox_write_error(possibly_written: bool) -> Exception:
+    """The store's OutboxWriteError (on code older than it, a stand-in with the same flag)."""
+    import eventwire._errors
+
+    cls = getattr(eventwire._errors, "OutboxWriteError", None)
+    if cls is not None:
+        return cls(1, "injected", possibly_written=possibly_written)  # type: ignore[no-any-return]
+    error = RuntimeError("injected")
+    error.possibly_written = possibly_written  # type: ignore[attr-defined]
+    return error
+
+
+class FailingAdd:
+    """A SQLiteOutbox whose add() raises ``error``."""
+
+    def __init__(self, inner: SQLiteOutbox, error: Exception) -> None:
+        self.inner = inner
+        self.error = error
+
+    def add(self, entries: Any, *, connection: Any = None) -> list[int]:
+        raise self.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class TestFailedOutboxWrites:
+    @pytest.mark.parametrize(
+        ("possibly_written", "code", "says"),
+        [
+            (True, "_OUTBOX_WRITE_UNKNOWN", "outcome of the outbox write is unknown"),
+            (False, "_OUTBOX_WRITE_FAILED", "it was not stored"),
+        ],
+    )
+    def test_the_handle_says_whether_the_event_may_be_stored(
+        self, store: SQLiteOutbox, possibly_written: bool, code: str, says: str
+    ) -> None:
+        """A write whose outcome is unknown settles the handle _OUTBOX_WRITE_UNKNOWN,
+        possibly_written, 'unknown ... re-send with the same event_id'; a write that stored
+        nothing settles it _OUTBOX_WRITE_FAILED; publish() re-raises the store's error."""
+        error = outbox_write_error(possibly_written)
+        pub = Publisher(transport=MemoryTransport(), outbox=FailingAdd(store, error), relay=False)  # type: ignore[arg-type]
+        prepared: list[DeliveryHandle] = []
+        prepare = pub._core.prepare
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            result = prepare(*args, **kwargs)
+            prepared.append(result[4])
+            return result
+
+        pub._core.prepare = spy  # type: ignore[method-assign]
+        with pytest.raises(type(error)) as raised:
+            pub.publish(order(1))
+        assert raised.value is error
+        [handle] = prepared
+        failure = handle.failure
+        assert failure is not None
+        assert (failure.code, failure.possibly_written) == (code, possibly_written)
+        assert says in failure.reason
+        assert "same event_id" in failure.reason
+        pub.close(1)
