@@ -241,6 +241,21 @@ class TestReconnects:
         CALLS[method](store)
         assert store.status().pending >= 0
 
+    def test_dead_peer_timeouts_are_on_unless_the_dsn_sets_them(self, postgres_dsn: str) -> None:
+        """The store's connections get keepalives and tcp_user_timeout; the DSN's own values win."""
+        plain = PostgresOutbox(postgres_dsn)
+        tuned = PostgresOutbox(f"{postgres_dsn}?tcp_user_timeout=5000&connect_timeout=3")
+        try:
+            plain_dsn = plain._run(lambda conn: conn.info.dsn)
+            tuned_dsn = tuned._run(lambda conn: conn.info.dsn)
+        finally:
+            plain.close()
+            tuned.close()
+        assert "tcp_user_timeout=60000" in plain_dsn
+        assert "keepalives_idle=30" in plain_dsn
+        assert "tcp_user_timeout=5000" in tuned_dsn
+        assert "connect_timeout=3" in tuned_dsn
+
     def test_the_store_survives_a_database_restart(self) -> None:
         """Down: calls raise (add: OutboxWriteError, nothing written); back up: they work again."""
         from eventwire._errors import OutboxWriteError

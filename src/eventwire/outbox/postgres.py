@@ -152,6 +152,16 @@ RETURNING t.id, t.event_id, t.event_type, t.topic, t.key, t.value, t.headers,
           t.xid::text
 """
 
+#: libpq options for the store's own connections (unless the DSN sets them): notice a
+#: peer that vanished without closing the connection within about a minute.
+_DEAD_PEER_DEFAULTS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
 _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
 
 _BEAT_INTERVAL_S = 1.0
@@ -164,7 +174,9 @@ class PostgresOutbox:
     Args:
         dsn: a libpq connection string, e.g. ``"postgresql://app@db/app"``.
         connect_timeout_s: libpq's ``connect_timeout`` for the store's own
-            connections, unless the DSN sets one.
+            connections, unless the DSN sets one. TCP keepalives and
+            ``tcp_user_timeout`` (60 s) are on too unless the DSN sets them, so a
+            server that vanished (failover) is noticed instead of hanging a call.
 
     Raises:
         ConfigurationError: psycopg is not installed, the database refused us, or
@@ -190,8 +202,9 @@ class PostgresOutbox:
         self._beats: dict[str, tuple[float, str | None]] = {}
         self._conn: psycopg.Connection[Any] | None = None
         try:
-            if "connect_timeout" not in conninfo_to_dict(dsn):
-                self._connect_kwargs["connect_timeout"] = max(1, round(connect_timeout_s))
+            given = conninfo_to_dict(dsn)
+            defaults = {**_DEAD_PEER_DEFAULTS, "connect_timeout": max(1, round(connect_timeout_s))}
+            self._connect_kwargs.update({k: v for k, v in defaults.items() if k not in given})
             conn = self._connection()
             with conn.transaction():
                 self.prepare_connection(conn)
