@@ -8,7 +8,13 @@ Events so stored survive broker outages and process crashes.
 * :class:`~eventwire.outbox.relay.OutboxRelay` -- claims, sends, marks sent.
 """
 
-from eventwire.outbox.base import ClaimedEntry, OutboxEntry, OutboxStatus, OutboxStore
+from eventwire.outbox.base import (
+    ClaimedEntry,
+    OutboxEntry,
+    OutboxStatus,
+    OutboxStore,
+    RelayHeartbeat,
+)
 from eventwire.outbox.relay import OutboxRelay, RelayStats
 from eventwire.outbox.sqlite import SQLiteOutbox
 
@@ -18,6 +24,7 @@ __all__ = [
     "OutboxRelay",
     "OutboxStatus",
     "OutboxStore",
+    "RelayHeartbeat",
     "RelayStats",
     "SQLiteOutbox",
 ]
