@@ -113,6 +113,8 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
 
     It connects with a plain --bootstrap only (no SASL/SSL or other
     overrides) and has no circuit breaker; dead letters go to <topic>.dlq.
+    Database and producer errors are logged, retried with backoff and shown by
+    `eventwire outbox status` (with --once the first one ends the command).
     """
     from eventwire._config import KafkaConfig  # noqa: PLC0415
     from eventwire.outbox.relay import OutboxRelay  # noqa: PLC0415
@@ -152,7 +154,7 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
             server.close()
     err.print(
         f"stopped: sent={worker.stats.sent} retried={worker.stats.retried} "
-        f"parked={worker.stats.parked}"
+        f"parked={worker.stats.parked} errors={worker.stats.errors}"
     )
 
 
