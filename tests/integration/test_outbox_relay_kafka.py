@@ -299,3 +299,65 @@ class TestOutboxPublisherOnKafka:
         assert {(r.partition, r.offset) for r in records} == {
             (m.partition, m.offset) for m in results
         }
+
+
+class _Gated:
+    """A store whose relay claims nothing until ``open`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        import threading
+
+        self.inner = inner
+        self.open = threading.Event()
+
+    def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> Any:
+        return (
+            self.inner.claim_batch(limit, owner=owner, lease_s=lease_s)
+            if self.open.is_set()
+            else []
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class TestResendWithTheSameEventIdOnKafka:
+    @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+    def test_a_resend_before_the_relay_sent_it_is_one_record_and_both_handles_resolve(
+        self,
+        backend: str,
+        tmp_path: Path,
+        request: pytest.FixtureRequest,
+        kafka_bootstrap: str,
+        kafka_topic: str,
+    ) -> None:
+        """publish(e, event_id=X) twice while X is unsent, on SQLite and PostgreSQL: the
+        outbox keeps one row, Kafka gets one record, and both handles resolve to it."""
+        import msgspec
+
+        from eventwire import Publisher, Route
+
+        class Paid(msgspec.Struct, frozen=True):
+            order_id: str
+
+        if backend == "sqlite":
+            inner: Any = SQLiteOutbox(tmp_path / "o.db")
+        else:
+            import psycopg
+
+            from eventwire.outbox.postgres import PostgresOutbox
+
+            dsn = request.getfixturevalue("postgres_dsn")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("DROP TABLE IF EXISTS eventwire_outbox")
+            inner = PostgresOutbox(dsn)
+        store = _Gated(inner)
+        routes = {Paid: Route(topic=kafka_topic, key="order_id")}
+        with Publisher(kafka_bootstrap, routes=routes, outbox=store) as pub:
+            first = pub.publish(Paid(order_id="o1"), event_id="resent-1")
+            second = pub.publish(Paid(order_id="o1"), event_id="resent-1")
+            store.open.set()
+            results = [first.result(timeout=60), second.result(timeout=60)]
+        assert results[0].offset == results[1].offset
+        [record] = read_topic(kafka_bootstrap, kafka_topic, expected=1, idle=1.0)
+        assert record.header("ce_id") == b"resent-1"
