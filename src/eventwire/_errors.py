@@ -177,6 +177,10 @@ _REMEDY = {
 #: Remedies that differ from their class's.
 _CODE_REMEDY = {
     "_IN_OUTBOX": "do not re-send it: the next relay sends it (same ce_id)",
+    "_OUTBOX_WRITE_FAILED": "it is safe to re-send it",
+    "_OUTBOX_WRITE_UNKNOWN": "re-send it with the same event_id: the outbox will not store "
+    "it twice",
+    "_CLOSED": "it was not sent; publish it with a new publisher",
 }
 
 

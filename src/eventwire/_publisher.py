@@ -240,9 +240,8 @@ class Publisher:
                 "pass one id per event, in the same order"
             )
         if self._outbox is not None:
-            # one transaction, one fsync  (TODO(session): pass ids once _outbox_mode takes them)
-            with core.gate():
-                return self._outbox.publish_many(batch)
+            with core.gate():  # one transaction, one fsync: all or nothing
+                return self._outbox.publish_many(batch, ids)
         prepared = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
         for n, (topic, key, value, hdrs, handle) in enumerate(prepared):
             core.trace(key, value, hdrs, handle)  # a span only for an event really sent
@@ -284,12 +283,16 @@ class Publisher:
 
         With an outbox it waits for the events this publisher published and still
         tracks (not staged ones), and raises only for events given up on
-        (dead-lettered or parked); see :mod:`eventwire._outbox_mode`.
+        (dead-lettered or parked), or when the relay cannot run; see
+        :mod:`eventwire._outbox_mode`.
 
         Raises:
             DeliveryError: listing every event that failed since the last flush,
                 and every event still unacknowledged when the timeout ran out
                 (code ``_FLUSH_TIMEOUT``; those remain queued and may still land).
+            RelayFailingError: (outbox) events still wait and the in-process relay
+                cannot run (its thread died, or its rounds keep failing); the
+                message says why. The events are safe on disk.
         """
         if self._outbox is not None:
             self._outbox.flush(timeout)
@@ -309,7 +312,8 @@ class Publisher:
 
         With an outbox nothing is dropped: handles still waiting settle with
         ``_IN_OUTBOX`` (the event is durable and the next relay sends it; do not
-        re-send it), and only events given up on raise.
+        re-send it), and only events given up on raise (or RelayFailingError, as
+        for :meth:`flush`).
         """
         timeout = self._close_timeout if timeout is None else timeout
         if self._outbox is None:

@@ -115,3 +115,18 @@ class TestPartialBatch:
             pub.publish_many([order(0), order(1)], event_ids=["a"])
         assert transport.records() == []
         pub.close(1)
+
+
+class TestOutboxBatch:
+    def test_an_outbox_batch_takes_the_given_event_ids(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        """With an outbox, publish_many(event_ids=) commits the batch under those ids."""
+        from eventwire.outbox import SQLiteOutbox
+
+        transport = MemoryTransport()
+        pub = Publisher(
+            transport=transport, source="urn:test", outbox=SQLiteOutbox(tmp_path / "o.db")
+        )
+        handles = pub.publish_many([order(0), order(1)], event_ids=["id-a", "id-b"])
+        assert [h.result(10).event_id for h in handles] == ["id-a", "id-b"]
+        assert ce_ids(transport) == ["id-a", "id-b"]
+        pub.close(5)

@@ -33,6 +33,8 @@ names are a contract, kept in :data:`PROMETHEUS_NAMES`):
                                                                                         outcome
 ``eventwire.outbox.pending_events``     ``eventwire_outbox_pending_events``             gauge
 ``eventwire.outbox.oldest_pending_age`` ``eventwire_outbox_oldest_pending_age_seconds`` gauge
+``eventwire.outbox.relay_errors``       ``eventwire_outbox_relay_errors_total``         counter:
+                                                                                        step
 ======================================= =============================================== ============
 
 This module makes the publisher's instruments (the first seven):
@@ -118,6 +120,7 @@ PROMETHEUS_NAMES = {
     "eventwire.outbox.relayed": "eventwire_outbox_relayed_total",
     "eventwire.outbox.pending_events": "eventwire_outbox_pending_events",
     "eventwire.outbox.oldest_pending_age": "eventwire_outbox_oldest_pending_age_seconds",
+    "eventwire.outbox.relay_errors": "eventwire_outbox_relay_errors_total",
 }
 
 # Publish-to-ack seconds: from sub-millisecond (linger 0, local broker) to

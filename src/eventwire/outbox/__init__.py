@@ -15,7 +15,7 @@ from eventwire.outbox.base import (
     OutboxStore,
     RelayHeartbeat,
 )
-from eventwire.outbox.relay import OutboxRelay, RelayStats
+from eventwire.outbox.relay import OutboxRelay, RelayFailingError, RelayStats
 from eventwire.outbox.sqlite import SQLiteOutbox
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "OutboxRelay",
     "OutboxStatus",
     "OutboxStore",
+    "RelayFailingError",
     "RelayHeartbeat",
     "RelayStats",
     "SQLiteOutbox",
