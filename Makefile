@@ -1,5 +1,6 @@
 # eventwire developer entry points. Every target is idempotent and fast when
-# nothing changed: the venv is rebuilt only when pyproject.toml changes, and
+# nothing changed: the venv is reinstalled only when a pyproject.toml changes
+# (the runtime's, or the devkit's: the second distribution in ./devkit), and
 # the Kafka jars are fetched once into ~/.cache/eventwire/kafka/<version>/.
 PYTHON ?= python3
 VENV   := .venv
@@ -8,15 +9,16 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint fmt kafka-jars postgres bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devkit/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' -e ./devkit
 	touch $(STAMP)
 
 # Fetch the pinned Apache Kafka jars with Maven (skipped when cached or when
-# KAFKA_HOME names a distribution). Without Java this prints why and goes on:
-# the demo then falls back to the in-memory transport.
+# KAFKA_HOME names a distribution). Without Java this prints why and goes on
+# (the demo then falls back to the in-memory transport), unless
+# EVENTWIRE_DEVKIT_STRICT=1. `eventwire broker` comes from ./devkit.
 kafka-jars: $(STAMP)
 	$(BIN)/eventwire broker fetch
 
@@ -34,13 +36,13 @@ test: $(STAMP) kafka-jars postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src devkit tests examples bench
+	$(BIN)/ruff format --check src devkit tests examples bench
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests examples bench
-	$(BIN)/ruff check --fix src tests examples bench
+	$(BIN)/ruff format src devkit tests examples bench
+	$(BIN)/ruff check --fix src devkit tests examples bench
 
 bench: $(STAMP) kafka-jars
 	$(BIN)/python -m pip install -q -e '.[bench]'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from eventwire.cli.bench import bench
+from eventwire_devkit.cli.bench import bench
 
 app = typer.Typer(add_completion=False)
 app.command()(bench)

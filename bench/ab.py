@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    from eventwire.testing._kafka.jars import find_java  # noqa: PLC0415
-    from eventwire.testing.kafka import ensure_kafka_jars  # noqa: PLC0415
+    from eventwire_devkit._kafka.jars import find_java  # noqa: PLC0415
+    from eventwire_devkit.kafka import ensure_kafka_jars  # noqa: PLC0415
 
     cfg = BenchConfig(events=args.events, warmup=1_000, rounds=args.rounds, latency=False)
     snapshot = _snapshot(args.base)

@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from eventwire import Route
-from eventwire.demo.messages import LineItemEventMessage, OrderEventMessage
+from eventwire_devkit.demo.messages import LineItemEventMessage, OrderEventMessage
 
 __all__ = ["POOL_SIZE", "SIZES", "Size", "encoded_size", "make_pool", "route_for"]
 

@@ -97,8 +97,8 @@ def _eventwire_cases(events: list[Any], closers: list[Callable[[], Any]]) -> lis
     from eventwire._cloudevents import new_event_id  # noqa: PLC0415
     from eventwire._codec import JsonCodec  # noqa: PLC0415
     from eventwire._router import Router  # noqa: PLC0415
-    from eventwire.demo.messages import OrderEventMessage  # noqa: PLC0415
     from eventwire.transports.memory import MemoryTransport  # noqa: PLC0415
+    from eventwire_devkit.demo.messages import OrderEventMessage  # noqa: PLC0415
 
     routes: dict[type, Any] = {OrderEventMessage: route_for(TOPIC)}
     codec = JsonCodec()

@@ -40,10 +40,10 @@ def _rss_mib() -> float:
 def child(mode: str, bootstrap: str, topic: str, events: int, db: str) -> None:
     """Publish ``events`` while the broker is down; print samples as JSON lines."""
     from eventwire import DeliveryError, Publisher, Route  # noqa: PLC0415
-    from eventwire.demo.domain import make_orders  # noqa: PLC0415
-    from eventwire.demo.messages import OrderEventMessage  # noqa: PLC0415
-    from eventwire.demo.translator import OrderEventTranslator  # noqa: PLC0415
     from eventwire.outbox import SQLiteOutbox  # noqa: PLC0415
+    from eventwire_devkit.demo.domain import make_orders  # noqa: PLC0415
+    from eventwire_devkit.demo.messages import OrderEventMessage  # noqa: PLC0415
+    from eventwire_devkit.demo.translator import OrderEventTranslator  # noqa: PLC0415
 
     translator = OrderEventTranslator()
     messages = [translator.to_event_message(o) for o in make_orders(1000)]
@@ -84,7 +84,7 @@ def child(mode: str, bootstrap: str, topic: str, events: int, db: str) -> None:
 
 
 def run_mode(mode: str, cluster: Any, events: int, tmp: str) -> dict[str, Any]:
-    from eventwire.testing.consume import read_topic  # noqa: PLC0415
+    from eventwire_devkit.consume import read_topic  # noqa: PLC0415
 
     topic = f"outage-{mode}-{uuid.uuid4().hex[:6]}"
     cluster.create_topic(topic, partitions=3)
@@ -125,7 +125,7 @@ def main() -> None:
         mode, bootstrap, topic, events, db = args.child
         child(mode, bootstrap, topic, int(events), db)
         return
-    from eventwire.testing.kafka import LocalKafkaCluster  # noqa: PLC0415
+    from eventwire_devkit.kafka import LocalKafkaCluster  # noqa: PLC0415
 
     results: dict[str, dict[str, Any]] = {}
     with TemporaryDirectory() as tmp, LocalKafkaCluster(1) as cluster:

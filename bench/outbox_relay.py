@@ -17,14 +17,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from eventwire import KafkaConfig, Publisher, Route
-from eventwire.demo.domain import make_orders
-from eventwire.demo.messages import OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
 from eventwire.outbox import OutboxRelay, OutboxStore, SQLiteOutbox
 from eventwire.outbox.postgres import PostgresOutbox
-from eventwire.testing.kafka import LocalKafkaCluster
-from eventwire.testing.postgres import LocalPostgres
 from eventwire.transports.kafka import KafkaTransport
+from eventwire_devkit.demo.domain import make_orders
+from eventwire_devkit.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
+from eventwire_devkit.kafka import LocalKafkaCluster
+from eventwire_devkit.postgres import LocalPostgres
 
 RESULTS = Path(__file__).parent / "results" / "outbox-relay.md"
 

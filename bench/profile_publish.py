@@ -73,7 +73,7 @@ def _no_broker_profile(events: int) -> str:
     from pyinstrument import Profiler  # noqa: PLC0415
 
     from eventwire import DeliveryError, Publisher  # noqa: PLC0415
-    from eventwire.demo.messages import OrderEventMessage  # noqa: PLC0415
+    from eventwire_devkit.demo.messages import OrderEventMessage  # noqa: PLC0415
 
     pool = make_pool()
     routes: dict[type, Any] = {OrderEventMessage: route_for("bench.profile")}

@@ -231,7 +231,7 @@ def _snapshot(revision: str) -> Path:
 
 @contextmanager
 def _cluster(nodes: int, progress: Progress) -> Iterator[Any]:
-    from eventwire.testing.kafka import LocalKafkaCluster  # noqa: PLC0415
+    from eventwire_devkit.kafka import LocalKafkaCluster  # noqa: PLC0415
 
     cluster = LocalKafkaCluster(nodes=nodes, progress=progress)
     cluster.start()
@@ -276,8 +276,8 @@ def run_benchmark(
     ``on_done(record)`` after it drive a progress display.
     """
     from bench.machine import describe, load_average, source_digest  # noqa: PLC0415
-    from eventwire.testing._kafka.jars import find_java  # noqa: PLC0415
-    from eventwire.testing.kafka import KAFKA_VERSION, ensure_kafka_jars  # noqa: PLC0415
+    from eventwire_devkit._kafka.jars import find_java  # noqa: PLC0415
+    from eventwire_devkit.kafka import KAFKA_VERSION, ensure_kafka_jars  # noqa: PLC0415
 
     java = find_java()
     jars = ensure_kafka_jars(progress)

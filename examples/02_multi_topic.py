@@ -3,7 +3,7 @@
 * ``PaymentCaptured`` and ``ShipmentDispatched`` are your own events: ``@event``
   declares their topic and key.
 * ``OrderEventMessage`` comes from another package (here the guide's message in
-  ``eventwire.demo``), so you cannot decorate it: it is routed with
+  ``eventwire_devkit.demo``), so you cannot decorate it: it is routed with
   ``routes={OrderEventMessage: Route(...)}`` when the publisher is created.
 
 Every event is keyed by its order id, so within each topic all events of one
@@ -18,9 +18,9 @@ import msgspec
 from _common import bootstrap
 
 from eventwire import DeliveryHandle, Publisher, Route, event
-from eventwire.demo.domain import make_orders
-from eventwire.demo.messages import OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
+from eventwire_devkit.demo.domain import make_orders
+from eventwire_devkit.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
 
 
 @event(topic="payments", key="order_id", type_name="com.example.payments.PaymentCaptured")

@@ -16,9 +16,9 @@ from typing import Any
 from _common import bootstrap
 
 from eventwire import AsyncPublisher, DeliveryResult, EventwireError, translate_all
-from eventwire.demo.domain import make_orders
-from eventwire.demo.messages import ORDER_ROUTE, OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
+from eventwire_devkit.demo.domain import make_orders
+from eventwire_devkit.demo.messages import ORDER_ROUTE, OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
 
 BATCH = 10
 

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from eventwire import DeliveryError, Publisher, event, serve_prometheus
-from eventwire.testing.consume import read_topic
+from eventwire_devkit.consume import read_topic
 
 TOPIC = "orders-monitored"
 

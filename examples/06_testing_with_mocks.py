@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from eventwire import DeliveryError, Publisher, event
-from eventwire.testing.capture import capture_events
+from eventwire.testing import capture_events
 
 
 @event(topic="orders", key="order_id", type_name="com.example.orders.OrderPlaced")

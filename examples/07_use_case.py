@@ -20,9 +20,9 @@ import asyncio
 from _common import bootstrap
 
 from eventwire import AsyncPublisher, Route
-from eventwire.demo.domain import Order, make_orders
-from eventwire.demo.messages import ORDER_ROUTE, OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
+from eventwire_devkit.demo.domain import Order, make_orders
+from eventwire_devkit.demo.messages import ORDER_ROUTE, OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
 
 
 class FakeShopifyGateway:

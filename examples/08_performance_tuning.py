@@ -17,9 +17,9 @@ import time
 from _common import bootstrap
 
 from eventwire import Publisher, Route, translate_all
-from eventwire.demo.domain import make_orders
-from eventwire.demo.messages import ORDER_ROUTE, OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
+from eventwire_devkit.demo.domain import make_orders
+from eventwire_devkit.demo.messages import ORDER_ROUTE, OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
 
 OVERRIDES = {
     "queue.buffering.max.messages": 500_000,  # room for the whole burst

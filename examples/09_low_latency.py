@@ -19,9 +19,9 @@ import time
 from _common import bootstrap
 
 from eventwire import AsyncPublisher, Route
-from eventwire.demo.domain import make_orders
-from eventwire.demo.messages import ORDER_ROUTE, OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
+from eventwire_devkit.demo.domain import make_orders
+from eventwire_devkit.demo.messages import ORDER_ROUTE, OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
 
 
 async def measure(servers: str, count: int) -> list[float]:

@@ -24,9 +24,9 @@ import time
 from _common import bootstrap
 
 from eventwire import DeliveryError, DeliveryHandle, GracefulShutdown, Publisher, Route
-from eventwire.demo.domain import make_orders
-from eventwire.demo.messages import OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
+from eventwire_devkit.demo.domain import make_orders
+from eventwire_devkit.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
 
 
 def main() -> int:

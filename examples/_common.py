@@ -30,7 +30,7 @@ def bootstrap() -> Iterator[str]:
     if given:
         yield given
         return
-    from eventwire.testing.kafka import LocalKafkaCluster  # noqa: PLC0415 (needs Java)
+    from eventwire_devkit.kafka import LocalKafkaCluster  # noqa: PLC0415 (needs Java)
 
     print("EVENTWIRE_BOOTSTRAP is not set: starting a local 1-node Kafka...", file=sys.stderr)
     with LocalKafkaCluster(nodes=1, progress=lambda line: print(line, file=sys.stderr)) as cluster:

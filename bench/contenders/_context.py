@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bench.events import Size
-from eventwire.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.messages import OrderEventMessage
 
 __all__ = ["Mode", "RunContext"]
 

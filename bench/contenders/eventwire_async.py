@@ -23,7 +23,7 @@ from bench.events import route_for
 from bench.measure import LatencySample, Pacer, Stopwatch, ThroughputSample
 from bench.profiling import profiled
 from eventwire import AsyncPublisher
-from eventwire.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.messages import OrderEventMessage
 
 __all__ = ["latency", "throughput"]
 

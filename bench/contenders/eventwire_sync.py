@@ -29,7 +29,7 @@ from bench.events import route_for
 from bench.measure import LatencySample, Pacer, Stopwatch, ThroughputSample
 from bench.profiling import profiled
 from eventwire import DeliveryError, DeliveryHandle, Publisher, Route
-from eventwire.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.messages import OrderEventMessage
 
 __all__ = ["latency", "throughput"]
 

@@ -39,7 +39,7 @@ from bench.contenders._context import RunContext
 from bench.measure import LatencySample, Pacer, Stopwatch, ThroughputSample
 from bench.otel import finish, install_sdk
 from bench.profiling import profiled
-from eventwire.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.messages import OrderEventMessage
 
 __all__ = ["OrderEventPublisher", "latency", "throughput"]
 

@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, cast
+from typing import Any, Unpack, cast
 
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import TracerProvider
-
-from eventwire._breaker import CircuitBreaker
-from eventwire._codec import Codec
-from eventwire._config import KafkaConfig, Profile
+from eventwire._config import KafkaConfig
 from eventwire._core import PublisherCore
 from eventwire._errors import DeliveryError, DeliveryFailure, EventwireError, PublisherStateError
-from eventwire._event import Route
 from eventwire._handle import DeliveryHandle, DeliveryResult
 from eventwire._loop_bridge import LoopBridge
-from eventwire.transports.base import Transport
+from eventwire._options import PublisherOptions, resolve_options
+from eventwire._record import Record
 
 __all__ = ["AsyncPublisher"]
 
 _running_loop = asyncio.get_running_loop
-
-
-class _Waiting(NamedTuple):
-    """An event that found the local queue full, waiting in the backlog."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    handle: DeliveryHandle
 
 
 def _fail(handle: DeliveryHandle, error: BaseException) -> None:
@@ -67,7 +52,8 @@ class AsyncPublisher:
         * ``publish_many`` isolates failures: one bad event does not cancel others.
         * ``flush``/``close`` run librdkafka's blocking waits in a worker thread.
 
-    It takes the same arguments as :class:`Publisher` except ``outbox``, ``relay``
+    It takes the same options as :class:`Publisher`
+    (:class:`~eventwire._options.PublisherOptions`) but not ``outbox``, ``relay``
     and ``relay_options``: there is no asyncio outbox mode. asyncio code that needs
     the outbox can call a ``Publisher(outbox=...)`` through ``asyncio.to_thread``,
     or ``stage()`` the event in its own (synchronous) database transaction. The
@@ -81,53 +67,34 @@ class AsyncPublisher:
     def __init__(
         self,
         bootstrap_servers: str | Sequence[str] | None = None,
-        *,
-        config: KafkaConfig | None = None,
-        profile: Profile = "reliable",
-        overrides: Mapping[str, Any] | None = None,
-        routes: Mapping[Any, Route] | None = None,
-        source: str = "eventwire",
-        codec: Codec | str = "json",
-        transport: Transport | None = None,
-        enqueue_timeout: float = 30.0,
-        close_timeout: float = 30.0,
-        connect_timeout: float | None = 10.0,
-        tracer_provider: TracerProvider | None = None,
-        propagator: TextMapPropagator | None = None,
-        meter_provider: MeterProvider | None = None,
-        circuit_breaker: CircuitBreaker | bool = False,
-        producer_restarts: int = 3,
+        **options: Unpack[PublisherOptions],
     ) -> None:
-        self._core = PublisherCore(
-            bootstrap_servers,
-            config=config,
-            profile=profile,
-            overrides=overrides,
-            routes=routes,
-            source=source,
-            codec=codec,
-            transport=transport,
-            enqueue_timeout=enqueue_timeout,
-            tracer_provider=tracer_provider,
-            propagator=propagator,
-            meter_provider=meter_provider,
-            producer_restarts=producer_restarts,
-            connect_timeout=None,
-        )
+        resolved = resolve_options(bootstrap_servers, options)
+        # The broker check runs in start() (a worker thread), not here on the loop.
+        self._core = PublisherCore(dataclasses.replace(resolved, connect_timeout=None))
+        producer = self._core.producer
+        assert producer is not None
+        self._producer = producer
         # Every await waits on a report: keep the poll thread responsive.
-        self._core.set_busy_backoff(0.001)
-        self._core.use_breaker(circuit_breaker)
-        self._connect_timeout = connect_timeout
-        self._close_timeout = close_timeout
-        self._enqueue_timeout = enqueue_timeout
+        producer.set_busy_backoff(0.001)
+        self._core.use_breaker(resolved.circuit_breaker)
+        self._connect_timeout = resolved.connect_timeout
+        self._close_timeout = resolved.close_timeout
+        self._enqueue_timeout = resolved.enqueue_timeout
+        self._bridge: LoopBridge | None = None
         #: Events waiting for room in the local queue, in publish order.
-        self._backlog: deque[_Waiting] = deque()
+        self._backlog: deque[Record] = deque()
         self._drainer: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> KafkaConfig | None:
         """The Kafka configuration (None with a custom transport). Its repr hides secrets."""
         return self._core.config
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has begun (publishing is refused from then on)."""
+        return self._core.closed
 
     @property
     def in_flight(self) -> int:
@@ -137,19 +104,19 @@ class AsyncPublisher:
     async def start(self) -> None:
         """Bind to the running loop and run the broker connection check in a thread."""
         self._bind()
-        check = getattr(self._core.transport, "check_connection", None)
-        if check is not None and self._connect_timeout is not None:
+        if self._connect_timeout is not None:
             try:
-                await asyncio.to_thread(check, self._connect_timeout)
+                await asyncio.to_thread(self._producer.check_connection, self._connect_timeout)
             except EventwireError:
                 await asyncio.to_thread(self._core.close, 0)
                 raise
 
     def _bind(self) -> LoopBridge:
         loop = asyncio.get_running_loop()
-        bridge = self._core.bridge
+        bridge = self._bridge
         if bridge is None:
-            bridge = self._core.bridge = LoopBridge(loop)
+            bridge = self._bridge = LoopBridge(loop)
+            self._core.ledger.on_settle(bridge.on_settle)
         elif bridge.loop is not loop:
             raise PublisherStateError(
                 "this AsyncPublisher is bound to another event loop; create one per loop"
@@ -173,19 +140,19 @@ class AsyncPublisher:
         core = self._core
         if core.unusable:
             core.check_usable()
-        bridge = core.bridge
+        bridge = self._bridge
         if bridge is None or bridge.loop is not _running_loop():
             bridge = self._bind()
-        topic, key, value, hdrs, handle = core.prepare(event, event_id, headers)
+        record = core.prepare(event, event_id, headers)
         fut: asyncio.Future[DeliveryResult] = bridge.loop.create_future()
-        handle._afut = fut
-        if self._backlog or not core.try_send(topic, key, value, hdrs, handle):
-            self._wait_for_room(_Waiting(topic, key, value, hdrs, handle), bridge.loop)
+        record.handle._afut = fut
+        if self._backlog or not self._producer.try_send(record):
+            self._wait_for_room(record, bridge.loop)
         return fut
 
-    def _wait_for_room(self, waiting: _Waiting, loop: asyncio.AbstractEventLoop) -> None:
-        """Queue ``waiting`` behind the events already waiting; start draining them."""
-        self._backlog.append(waiting)
+    def _wait_for_room(self, record: Record, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``record`` behind the events already waiting; start draining them."""
+        self._backlog.append(record)
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain())
 
@@ -228,16 +195,14 @@ class AsyncPublisher:
         The head waits at most ``enqueue_timeout``; then it and everything behind
         it fail with BackpressureError, so no later event of a key overtakes it.
         """
-        backlog, core = self._backlog, self._core
+        backlog, producer = self._backlog, self._producer
         deadline = time.monotonic() + self._enqueue_timeout
         delay = 0.001
         try:
             while backlog:
                 head = backlog[0]
                 try:
-                    sent = core.try_send(
-                        head.topic, head.key, head.value, head.headers, head.handle
-                    )
+                    sent = producer.try_send(head)
                 except EventwireError as exc:  # refused for good, closed, or fatal
                     backlog.popleft()
                     _fail(head.handle, exc)
@@ -247,7 +212,7 @@ class AsyncPublisher:
                     deadline = time.monotonic() + self._enqueue_timeout
                     delay = 0.001
                 elif time.monotonic() >= deadline:
-                    self._fail_backlog(core.backpressure_error)
+                    self._fail_backlog(producer.backpressure_error)
                 else:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.05)
@@ -303,7 +268,7 @@ class AsyncPublisher:
             await asyncio.to_thread(self._core.close, left)
         finally:
             # Still waiting for room: never enqueued, and now never will be.
-            self._fail_backlog(self._core.refuse_closed)
+            self._fail_backlog(self._producer.refuse_closed)
 
     aclose = close
 

@@ -12,7 +12,10 @@ timeouts): a permanent error such as a too-large event says nothing about
 Kafka's health. Any successful delivery closes the circuit at once. The failures
 must keep coming: once none has come for ``quiet_after_s``, the outage is taken to
 be over, and the next failure starts a new ``open_after_s`` window. So isolated
-blips, however many and however far apart, never open the circuit.
+blips, however many and however far apart, never open the circuit. (librdkafka
+holds back repeats of one broker's identical error for 30 s and then reports
+"N identical error(s) suppressed": with N >= 2 the failures went on all along,
+and the window does not restart.)
 
 Every transition is logged (``circuit_open``, ``circuit_half_open``,
 ``circuit_closed``, with the breaker's ``name``) and told to the observers added
@@ -22,13 +25,18 @@ with :meth:`CircuitBreaker.observe`, e.g. the ``eventwire_circuit_state`` gauge.
 from __future__ import annotations
 
 import enum
+import re
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
 from eventwire._errors import EventwireError
+
+if TYPE_CHECKING:
+    from eventwire.transports.base import BaseTransport
 
 __all__ = [
     "CONNECTIVITY_CODES",
@@ -39,6 +47,11 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("eventwire.breaker")
+
+# librdkafka (rd_kafka_broker_set_error) holds back a broker's error identical to
+# its previous one for 30 s, then appends ", N identical error(s) suppressed",
+# where N - 1 errors were held back (N is 1 when none were).
+_SUPPRESSED = re.compile(r"(\d+) identical error\(s\) suppressed")
 
 #: Error codes that mean "cannot reach Kafka" (from error_cb or delivery reports).
 CONNECTIVITY_CODES = frozenset(
@@ -54,20 +67,21 @@ CONNECTIVITY_CODES = frozenset(
 
 
 def connection_probe(
-    current_transport: Callable[[], object], timeout: float = 5.0
+    current_transport: Callable[[], BaseTransport | None], timeout: float = 5.0
 ) -> Callable[[], bool]:
     """A half-open probe: a Metadata request through the transport in use right now.
 
     ``current_transport`` is asked each time, so a re-created producer is probed.
-    A transport without ``check_connection`` (e.g. the memory one) always passes.
+    A transport with nothing to check (the default ``check_connection``, e.g. the
+    memory one) always passes; so does no transport yet.
     """
 
     def probe() -> bool:
-        check = getattr(current_transport(), "check_connection", None)
-        if check is None:
+        transport = current_transport()
+        if transport is None:
             return True
         try:
-            check(timeout)
+            transport.check_connection(timeout)
         except EventwireError:
             return False
         return True
@@ -98,12 +112,17 @@ class CircuitBreaker:
     ``open_after_s`` with no successful delivery in between and no pause longer
     than ``quiet_after_s`` between two of them. A pause that long ends the
     failure window: the next failure starts a new one. During an outage with
-    traffic, librdkafka reports a connectivity error about every second
-    (measured on its mock cluster, 2.16: the metadata retries of
-    ``retry.backoff.max.ms``), well inside the default pause of 5 s; an outage
-    in which errors come rarer than that (e.g. connections that hang until
-    ``socket.connection.setup.timeout.ms``, 30 s) opens the circuit only once
-    failures arrive more often, e.g. when queued events time out.
+    traffic, librdkafka often reports a connectivity error about every second
+    (measured on its mock cluster, 2.16), well inside the default pause of
+    5 s. It may also go quiet for up to 30 s: it suppresses a broker's
+    repeated identical error for that long, then reports it with "N identical
+    error(s) suppressed" in the reason. Such a report (N >= 2) proves the
+    failures never stopped, so it does not restart the window: the circuit
+    then opens when it arrives, as it did before the pause existed. Errors that
+    truly come rarer than ``quiet_after_s`` apart with nothing suppressed
+    (e.g. connections that hang until ``socket.connection.setup.timeout.ms``,
+    30 s, each with a different text) open the circuit only once failures
+    arrive more often, e.g. when queued events time out.
 
     Args:
         open_after_s: how long connectivity failures must persist, with no
@@ -162,13 +181,21 @@ class CircuitBreaker:
             return self._state
 
     def record_failure(self, code: str, reason: str = "") -> None:
-        """Note an error; only connectivity codes can open the circuit."""
+        """Note an error; only connectivity codes can open the circuit.
+
+        ``reason`` is librdkafka's text; one saying "N identical error(s)
+        suppressed" (N >= 2) shows the failures went on through any pause.
+        """
         if code not in CONNECTIVITY_CODES:
             return
         now = self._clock()
+        suppressed = _SUPPRESSED.search(reason) if reason else None
+        kept_failing = suppressed is not None and int(suppressed.group(1)) >= 2
         with self._lock:
             self.last_error = f"{code}: {reason}" if reason else code
-            if self._failing_since is None or now - self._last_failure_at > self.quiet_after_s:
+            if self._failing_since is None or (
+                now - self._last_failure_at > self.quiet_after_s and not kept_failing
+            ):
                 self._failing_since = now  # a new failure window
             self._last_failure_at = now
             if (

@@ -1,6 +1,7 @@
 """Delivery handles: the per-event promise that :meth:`Publisher.publish` returns.
 
-A handle is settled exactly once, by the transport's delivery report, by a
+A handle is settled exactly once, through the publisher's in-flight ledger
+(:class:`~eventwire._inflight.InFlight`): by the transport's delivery report, by a
 fatal-error sweep, or by ``close()``. It is deliberately lighter than
 ``concurrent.futures.Future``: no lock or condition is created per event; a
 waiter is made only when someone blocks on an unsettled handle.
@@ -18,22 +19,22 @@ import structlog
 
 from eventwire._errors import DeliveryError, DeliveryFailure
 from eventwire._policy import classify, is_possibly_written, meaning
-from eventwire.middleware.tracing import finish_span
 
 if TYPE_CHECKING:
     import asyncio
 
-    from opentelemetry.trace import Span
-
     from eventwire.transports.base import ReportError, ReportMessage
+
+#: Ends an event's span with its outcome (set by tracing for recording spans only).
+SpanEnd = Callable[["ReportMessage | None", "DeliveryFailure | None"], None]
 
 
 class Settler(Protocol):
-    """The publisher core as a handle sees it."""
+    """The in-flight ledger, as a handle sees it."""
 
-    _lock: threading.Lock
+    lock: threading.Lock
 
-    def wake_transport(self) -> None:
+    def wake(self) -> None:
         """Ask the transport to serve delivery reports promptly (a caller is blocked)."""
         ...
 
@@ -41,7 +42,7 @@ class Settler(Protocol):
         """True if a failed report with ``code`` must leave the event pending."""
         ...
 
-    def settled(
+    def settle(
         self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
     ) -> None:
         """Book-keep a delivery report for ``handle`` (settles it)."""
@@ -93,14 +94,14 @@ class DeliveryHandle:
         "__weakref__",  # the outbox mode tracks handles weakly
         "_afut",
         "_callbacks",
-        "_core",
         "_done",
         "_failure",
+        "_ledger",
         "_lock",
         "_msg",
+        "_on_end",
         "_record",
         "_resends",
-        "_span",
         "_waiter",
         "event_id",
         "event_type",
@@ -110,14 +111,14 @@ class DeliveryHandle:
 
     def __init__(
         self,
-        core: Settler,
+        ledger: Settler,
         event_id: str,
         event_type: str,
         topic: str,
         sent_at_ns: int,
     ) -> None:
-        self._core = core
-        self._lock = core._lock
+        self._ledger = ledger
+        self._lock = ledger.lock
         self.event_id = event_id
         self.event_type = event_type
         self.topic = topic
@@ -134,8 +135,8 @@ class DeliveryHandle:
         #: How often the event was re-sent through a replacement producer; reports
         #: from the producers it was sent through before are then ignored.
         self._resends = 0
-        #: The event's recording span, ended when the handle settles (tracing only).
-        self._span: Span | None = None
+        #: Ends the event's recording span when the handle settles (tracing only).
+        self._on_end: SpanEnd | None = None
 
     def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
         """The transport's delivery callback for this event (one object, no closure)."""
@@ -143,21 +144,21 @@ class DeliveryHandle:
             return  # from a producer replaced after a fatal error; the re-send reports
         # (the body of _report, inlined: this runs once per event)
         if err is None:
-            self._core.settled(self, msg, None)
+            self._ledger.settle(self, msg, None)
             return
         code = err.name()
-        if self._core.holds_back(code):
+        if self._ledger.holds_back(code):
             return  # a fatal error's purge: the producer's replacement re-sends it
-        self._core.settled(self, msg, self.failure_from(code, err.str()))
+        self._ledger.settle(self, msg, self.failure_from(code, err.str()))
 
     def _report(self, err: ReportError | None, msg: ReportMessage) -> None:
         if err is None:
-            self._core.settled(self, msg, None)
+            self._ledger.settle(self, msg, None)
             return
         code = err.name()
-        if self._core.holds_back(code):
+        if self._ledger.holds_back(code):
             return
-        self._core.settled(self, msg, self.failure_from(code, err.str()))
+        self._ledger.settle(self, msg, self.failure_from(code, err.str()))
 
     def failure_from(self, code: str, reason: str) -> DeliveryFailure:
         """Build this event's DeliveryFailure for Kafka error ``code``."""
@@ -198,7 +199,7 @@ class DeliveryHandle:
                     self._waiter = threading.Event()
             waiter = self._waiter
             if waiter is not None:
-                self._core.wake_transport()
+                self._ledger.wake()
             if waiter is not None and not waiter.wait(timeout):
                 raise TimeoutError(
                     f"event {self.event_id} ({self.event_type}) to {self.topic!r} was not "
@@ -231,7 +232,7 @@ class DeliveryHandle:
         _run_callback(fn, self)
 
     def _settle(self, msg: ReportMessage | None, failure: DeliveryFailure | None) -> bool:
-        """Settle once; return False if already settled. Called by the publisher core.
+        """Settle once; return False if already settled. Called by the in-flight ledger.
 
         The event's span (if recording) ends here, before any waiter wakes, so a
         span is complete by the time ``result()`` returns.
@@ -242,9 +243,9 @@ class DeliveryHandle:
             self._msg, self._failure, self._done = msg, failure, True
             self._record = None
             waiter, callbacks = self._waiter, self._callbacks
-        span = self._span
-        if span is not None:
-            finish_span(span, msg, failure)
+        on_end = self._on_end
+        if on_end is not None:
+            on_end(msg, failure)
         if waiter is not None:
             waiter.set()
         if callbacks:
@@ -255,27 +256,6 @@ class DeliveryHandle:
     def __repr__(self) -> str:
         state = "failed" if self._failure else "delivered" if self._done else "pending"
         return f"<DeliveryHandle {self.event_id} {self.event_type} -> {self.topic} {state}>"
-
-
-class Resent:
-    """The delivery callback of an event re-sent through a replacement producer.
-
-    Only the latest re-send's report counts; one from an earlier producer (which
-    may still arrive) is ignored, so the handle settles from the producer that
-    really owns the event.
-    """
-
-    __slots__ = ("_handle", "_n")
-
-    def __init__(self, handle: DeliveryHandle) -> None:
-        handle._resends += 1
-        self._handle = handle
-        self._n = handle._resends
-
-    def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
-        handle = self._handle
-        if handle._resends == self._n:
-            handle._report(err, msg)
 
 
 def _run_callback(fn: Callable[[DeliveryHandle], Any], handle: DeliveryHandle) -> None:

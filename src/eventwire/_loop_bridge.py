@@ -28,6 +28,11 @@ class LoopBridge:
         self._lock = threading.Lock()
         self._scheduled = False
 
+    def on_settle(self, handle: DeliveryHandle, _failure: object) -> None:
+        """The ledger's settle hook: resolve ``handle``'s future if it has one."""
+        if handle._afut is not None:
+            self.push(handle)
+
     def push(self, handle: DeliveryHandle) -> None:
         """Queue a settled handle; wake the loop if no drain is scheduled yet."""
         self._queue.append(handle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from eventwire.testing.consume import ConsumedRecord
+from eventwire_devkit.consume import ConsumedRecord
 
 
 @dataclass

@@ -13,8 +13,8 @@ import threading
 import time
 
 from eventwire import AsyncPublisher, DeliveryResult, Route
-from eventwire.testing.consume import read_topic
-from eventwire.testing.kafka import LocalKafkaCluster
+from eventwire_devkit.consume import read_topic
+from eventwire_devkit.kafka import LocalKafkaCluster
 
 from .accounting import account
 from .test_publisher_faults import KEYS, Tick

@@ -11,8 +11,8 @@ import pytest
 
 from eventwire import KafkaConfig
 from eventwire.outbox import OutboxRelay, SQLiteOutbox
-from eventwire.testing.consume import read_topic
 from eventwire.transports.kafka import KafkaTransport
+from eventwire_devkit.consume import read_topic
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 COUNT = 1000

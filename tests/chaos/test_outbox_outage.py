@@ -9,9 +9,9 @@ from pathlib import Path
 from eventwire import KafkaConfig
 from eventwire._cloudevents import HeaderTemplate, new_event_id
 from eventwire.outbox import OutboxEntry, OutboxRelay, SQLiteOutbox
-from eventwire.testing.consume import read_topic
-from eventwire.testing.kafka import LocalKafkaCluster
 from eventwire.transports.kafka import KafkaTransport
+from eventwire_devkit.consume import read_topic
+from eventwire_devkit.kafka import LocalKafkaCluster
 
 from .accounting import account
 

@@ -13,8 +13,8 @@ import time
 import msgspec
 
 from eventwire import DeliveryError, DeliveryHandle, Publisher, Route
-from eventwire.testing.consume import read_topic
-from eventwire.testing.kafka import LocalKafkaCluster
+from eventwire_devkit.consume import read_topic
+from eventwire_devkit.kafka import LocalKafkaCluster
 
 from .accounting import account
 

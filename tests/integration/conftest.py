@@ -52,7 +52,7 @@ class Backend:
     def read(self, expected: int) -> Sequence[_Record]:
         if self.memory is not None:
             return self.memory.records(self.topic)
-        from eventwire.testing.consume import read_topic
+        from eventwire_devkit.consume import read_topic
 
         assert self.bootstrap is not None
         return read_topic(self.bootstrap, self.topic, expected=expected, timeout=60, idle=0.5)
@@ -74,17 +74,17 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    """A private PostgreSQL server (Debian's package) for the session; fails in CI if absent."""
-    import os
+    """A private PostgreSQL server (Debian's package) for the session; skips if absent.
 
-    from eventwire.testing.postgres import LocalPostgres, PostgresUnavailableError
+    In strict mode (``--eventwire-strict`` / ``EVENTWIRE_DEVKIT_STRICT=1``) it fails instead.
+    """
+    from eventwire_devkit.postgres import LocalPostgres, PostgresUnavailableError
+    from eventwire_devkit.pytest_plugin import unavailable
 
     server = LocalPostgres()
     try:
         server.start()
     except PostgresUnavailableError as exc:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"PostgreSQL unavailable in CI: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+        unavailable(f"PostgreSQL unavailable: {exc}")
     yield server.dsn
     server.close()

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from eventwire.testing._kafka.runtime import jvm_pids_of, record_path
-from eventwire.testing.kafka import KafkaClusterError, LocalKafkaCluster, reap_stale_clusters
+from eventwire_devkit._kafka.runtime import jvm_pids_of, record_path
+from eventwire_devkit.kafka import KafkaClusterError, LocalKafkaCluster, reap_stale_clusters
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -176,8 +176,8 @@ class TestFaults:
 _CHILD = textwrap.dedent(
     """
     import json, sys, time
-    import eventwire.testing._kafka.node as node
-    from eventwire.testing.kafka import LocalKafkaCluster
+    import eventwire_devkit._kafka.node as node
+    from eventwire_devkit.kafka import LocalKafkaCluster
     if sys.argv[1] == "no-pdeathsig":
         node.pdeathsig_preexec = lambda: None
     cluster = LocalKafkaCluster(1).start()

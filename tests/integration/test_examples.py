@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from eventwire.testing.consume import read_topic
+from eventwire_devkit.consume import read_topic
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SUMMARY = re.compile(

@@ -36,7 +36,7 @@ from eventwire import (
     Route,
 )
 from eventwire.middleware.prometheus import serve_prometheus
-from eventwire.testing.consume import read_topic
+from eventwire_devkit.consume import read_topic
 
 from .conftest import Placed
 

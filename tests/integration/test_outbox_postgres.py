@@ -259,7 +259,7 @@ class TestReconnects:
     def test_the_store_survives_a_database_restart(self) -> None:
         """After a restart calls just work; while down they raise (add: OutboxWriteError(False))."""
         from eventwire import _errors
-        from eventwire.testing.postgres import LocalPostgres
+        from eventwire_devkit.postgres import LocalPostgres
 
         with LocalPostgres() as server:
             store = PostgresOutbox(f"{server.dsn}?connect_timeout=2")

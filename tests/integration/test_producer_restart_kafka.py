@@ -1,6 +1,6 @@
 """A real librdkafka fatal error, raised in a producer talking to a real broker.
 
-``rd_kafka_test_fatal_error`` (through eventwire.testing.librdkafka) puts the
+``rd_kafka_test_fatal_error`` (through eventwire_devkit.librdkafka) puts the
 producer into the same fatal state an idempotence sequence error would: its
 error callback reports it and every later ``produce()`` is refused. eventwire
 must replace the producer and deliver every event, including those in flight.
@@ -14,8 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from eventwire import DeliveryError, ProducerFatalError, Publisher, Route
-from eventwire.testing import librdkafka
-from eventwire.testing.consume import read_topic
+from eventwire_devkit import librdkafka
+from eventwire_devkit.consume import read_topic
 
 from .conftest import Placed
 

@@ -21,7 +21,7 @@ from eventwire import (
     PublisherStateError,
     Route,
 )
-from eventwire.testing.consume import read_topic
+from eventwire_devkit.consume import read_topic
 
 from .conftest import Placed
 

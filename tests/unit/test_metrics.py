@@ -5,6 +5,7 @@ Every test passes its own MeterProvider explicitly; no global is ever set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import urllib.error
@@ -93,12 +94,12 @@ class TestOutcomeCounter:
         self, meter: Meter, transport: MemoryTransport
     ) -> None:
         """count() adds the outcomes other features report; unknown outcomes raise."""
-        with publisher(transport, meter) as pub:
-            pub._core.count_outcome("orders", "retried", 3)
-            pub._core.count_outcome("orders-dlq", "dead_lettered")
-            assert pub._core.metrics is not None
-            with pytest.raises(ValueError, match="outcome"):
-                pub._core.metrics.count("orders", "lost")  # type: ignore[arg-type]
+        hooks = make_metrics(meter.provider, lambda: 0)
+        assert hooks is not None
+        hooks.count("orders", "retried", 3)
+        hooks.count("orders-dlq", "dead_lettered")
+        with pytest.raises(ValueError, match="outcome"):
+            hooks.count("orders", "lost")  # type: ignore[arg-type]
         assert meter.value(PUBLISHED, topic="orders", outcome="retried") == 3
         assert meter.value(PUBLISHED, topic="orders-dlq", outcome="dead_lettered") == 1
         assert set(OUTCOMES) == {"delivered", "failed", "dead_lettered", "retried"}
@@ -151,10 +152,11 @@ class TestGauges:
         self, meter: Meter, transport: MemoryTransport
     ) -> None:
         """rtt (µs -> s), queue bytes and tx errors are taken from the statistics JSON."""
-        with publisher(transport, meter) as pub:
-            assert pub._core.metrics is not None
-            pub._core.metrics.on_stats(json.dumps(STATS))
-            pub._core.metrics.on_stats("{not json")  # ignored, never raises
+        hooks = make_metrics(meter.provider, lambda: 0)
+        assert hooks is not None
+        with contextlib.closing(hooks):
+            hooks.on_stats(json.dumps(STATS))
+            hooks.on_stats("{not json")  # ignored, never raises
             assert meter.value("eventwire.producer.queue_bytes", producer="p#1") == 4096
             assert meter.value(
                 "eventwire.broker.rtt", producer="p#1", broker="127.0.0.1:9092/1"
@@ -196,8 +198,7 @@ class TestWithoutProvider:
         assert make_metrics(NoOpMeterProvider(), lambda: 0) is None
         assert not isinstance(metrics.get_meter_provider(), MeterProvider)
         with Publisher(transport=transport) as pub:
-            assert pub._core.metrics is None
-            pub.publish(order(1))
+            pub.publish(order(1)).result(1)  # and publishing works without any metrics
 
 
 class TestPrometheus:

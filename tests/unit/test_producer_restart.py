@@ -13,21 +13,41 @@ import pytest
 from structlog.testing import capture_logs
 
 from eventwire import DeliveryError, ProducerFatalError, Publisher
-from eventwire._replacement import ProducerReplacement
 from eventwire.transports.base import DeliveryCallback, SendRejected
 from eventwire.transports.memory import MemoryTransport
 
 from .conftest import order
 
 
+class _Chained(MemoryTransport):
+    """A memory producer whose replacement comes from the test's factory, with its own log.
+
+    (A plain MemoryTransport re-creates itself on the same log; a log per producer
+    lets these tests see which producer sent what.)
+    """
+
+    def __init__(self, factory: Callable[[], MemoryTransport] | None = None) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def recreate(self) -> MemoryTransport:
+        assert self.factory is not None, "this test expected no replacement"
+        return self.factory()
+
+
 class _Producers:
     """A factory of memory transports that remembers each one it made."""
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: Iterator[_Chained] | None = None, *, paused: bool = False) -> None:
         self.made: list[MemoryTransport] = []
+        self._kinds = kinds
+        self._paused = paused
 
     def __call__(self) -> MemoryTransport:
-        transport = MemoryTransport()
+        transport = next(self._kinds) if self._kinds is not None else _Chained()
+        transport.factory = self
+        if self._paused:
+            transport.pause()
         self.made.append(transport)
         return transport
 
@@ -37,25 +57,21 @@ def producers() -> _Producers:
     return _Producers()
 
 
-def _publisher(first: MemoryTransport, producers: _Producers, restarts: int = 3) -> Publisher:
-    pub = Publisher(transport=first, source="urn:test", producer_restarts=restarts)
-    # A custom transport is never replaced; give this one a factory as KafkaTransport has.
-    if restarts:
-        pub._core._replacement = ProducerReplacement(pub._core, producers, restarts)
-    return pub
+def _publisher(first: _Chained, producers: _Producers, restarts: int = 3) -> Publisher:
+    first.factory = producers
+    return Publisher(transport=first, source="urn:test", producer_restarts=restarts)
 
 
 @pytest.fixture
-def first() -> MemoryTransport:
-    return MemoryTransport()
+def first() -> _Chained:
+    return _Chained()
 
 
 @pytest.fixture
-def publisher(first: MemoryTransport, producers: _Producers) -> Iterator[Publisher]:
+def publisher(first: _Chained, producers: _Producers) -> Iterator[Publisher]:
     pub = _publisher(first, producers)
     yield pub
-    if not pub._core.closed:
-        pub.close(1)
+    pub.close(1)
 
 
 def _ids(transport: MemoryTransport) -> list[bytes | None]:
@@ -63,7 +79,7 @@ def _ids(transport: MemoryTransport) -> list[bytes | None]:
 
 
 def test_unacked_events_are_resent_through_a_new_producer_with_the_same_ce_id(
-    publisher: Publisher, first: MemoryTransport, producers: _Producers
+    publisher: Publisher, first: _Chained, producers: _Producers
 ) -> None:
     """Events in flight at a fatal error are delivered by the replacement producer."""
     first.pause()  # written to the log, not yet acknowledged
@@ -85,7 +101,7 @@ def test_unacked_events_are_resent_through_a_new_producer_with_the_same_ce_id(
 
 
 def test_the_old_producers_late_failure_reports_do_not_fail_resent_events(
-    publisher: Publisher, first: MemoryTransport, producers: _Producers
+    publisher: Publisher, first: _Chained, producers: _Producers
 ) -> None:
     """set_fatal fails the old producer's held reports with _FATAL after the swap: ignored."""
     first.pause()
@@ -96,7 +112,7 @@ def test_the_old_producers_late_failure_reports_do_not_fail_resent_events(
 
 
 def test_publishing_goes_on_through_the_replacement(
-    publisher: Publisher, first: MemoryTransport, producers: _Producers
+    publisher: Publisher, first: _Chained, producers: _Producers
 ) -> None:
     """After a replacement, new events go to the new producer and nothing raises."""
     publisher.publish(order(1)).result(1)
@@ -108,7 +124,7 @@ def test_publishing_goes_on_through_the_replacement(
 
 
 def test_the_restart_budget_bounds_replacements_then_the_publisher_is_fatal(
-    first: MemoryTransport, producers: _Producers
+    first: _Chained, producers: _Producers
 ) -> None:
     """With producer_restarts=1 a second fatal error ends the publisher, failing events."""
     pub = _publisher(first, producers, restarts=1)
@@ -128,7 +144,7 @@ def test_the_restart_budget_bounds_replacements_then_the_publisher_is_fatal(
 
 
 def test_zero_restarts_keeps_the_fail_fast_behaviour(
-    first: MemoryTransport, producers: _Producers
+    first: _Chained, producers: _Producers
 ) -> None:
     """producer_restarts=0: a fatal error fails in-flight events at once; no new producer."""
     pub = _publisher(first, producers, restarts=0)
@@ -151,7 +167,7 @@ def test_negative_restarts_is_a_configuration_error() -> None:
         Publisher(transport=MemoryTransport(), producer_restarts=-1)
 
 
-class _FatalOnSend(MemoryTransport):
+class _FatalOnSend(_Chained):
     """A producer already fatal in librdkafka whose error callback has not run yet."""
 
     def send(
@@ -177,7 +193,7 @@ def test_a_send_that_finds_the_producer_fatal_goes_out_on_the_replacement(
 
 
 def test_many_threads_publishing_across_a_replacement_lose_nothing(
-    first: MemoryTransport, producers: _Producers
+    first: _Chained, producers: _Producers
 ) -> None:
     """Four threads publish while the producer is replaced: every event settles delivered."""
     import threading
@@ -205,7 +221,7 @@ def test_many_threads_publishing_across_a_replacement_lose_nothing(
     assert len(stored) == 12_000
 
 
-class _FatalOnNthSend(MemoryTransport):
+class _FatalOnNthSend(_Chained):
     """A producer that turns fatal (callbacks first, as librdkafka) on its n-th send."""
 
     def __init__(self, n: int) -> None:
@@ -227,18 +243,12 @@ class _FatalOnNthSend(MemoryTransport):
 
 
 def test_a_replacement_that_turns_fatal_while_re_sending_is_replaced_in_turn(
-    first: MemoryTransport,
+    first: _Chained,
 ) -> None:
     """The 2nd producer dies on its 3rd re-send: a 3rd one gets the rest, in order."""
-    made: list[MemoryTransport] = []
-    kinds = iter([_FatalOnNthSend(3), MemoryTransport()])
-
-    def factory() -> MemoryTransport:
-        made.append(next(kinds))
-        return made[-1]
-
-    pub = Publisher(transport=first, source="urn:test")
-    pub._core._replacement = ProducerReplacement(pub._core, factory, 3)
+    producers = _Producers(iter([_FatalOnNthSend(3), _Chained()]))
+    made = producers.made
+    pub = _publisher(first, producers)
     first.pause()
     handles = [pub.publish(order(n, key="same-key")) for n in range(6)]
     first.set_fatal()
@@ -253,7 +263,7 @@ def test_a_replacement_that_turns_fatal_while_re_sending_is_replaced_in_turn(
 
 
 def test_a_re_sent_event_keeps_its_trace_context_and_its_span_ends_once(
-    first: MemoryTransport, producers: _Producers
+    first: _Chained, producers: _Producers
 ) -> None:
     """traceparent is re-sent as it was; the span ends at the new producer's ack."""
     from opentelemetry.sdk.trace import TracerProvider
@@ -263,8 +273,8 @@ def test_a_re_sent_event_keeps_its_trace_context_and_its_span_ends_once(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    first.factory = producers
     pub = Publisher(transport=first, source="urn:test", tracer_provider=provider)
-    pub._core._replacement = ProducerReplacement(pub._core, producers, 3)
     first.pause()
     handles = pub.publish_many([order(1), order(2)])
     first.set_fatal()
@@ -278,7 +288,7 @@ def test_a_re_sent_event_keeps_its_trace_context_and_its_span_ends_once(
     pub.close(1)
 
 
-class _FatalThenPurgeElsewhere(MemoryTransport):
+class _FatalThenPurgeElsewhere(_Chained):
     """As librdkafka: the fatal error, then purge reports served by ANOTHER thread."""
 
     def fatal_with_concurrent_purge(self) -> None:
@@ -293,7 +303,7 @@ class _FatalThenPurgeElsewhere(MemoryTransport):
             target=lambda: [cb(_Error("_PURGE_QUEUE", "Purged in queue"), m) for cb, _e, m in held]
         )
         fatal = threading.Thread(
-            target=lambda: [f("OUT_OF_ORDER_SEQUENCE_NUMBER", "x") for f in self._fatal_callbacks]
+            target=lambda: self._report_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER", "x")
         )
         purge.start()
         fatal.start()
@@ -313,21 +323,24 @@ def test_purge_reports_racing_the_replacement_do_not_fail_events(producers: _Pro
     pub.close(1)
 
 
-def test_purge_reports_fail_events_when_no_replacement_is_left(producers: _Producers) -> None:
+def test_purge_reports_fail_events_when_no_replacement_is_left() -> None:
     """With the budget spent, the same purge reports (or the fatal sweep) fail the events."""
-    first = _FatalThenPurgeElsewhere()
-    pub = _publisher(first, producers, restarts=1)
-    pub._core._replacement._budget.take()  # type: ignore[union-attr]  # spend it
-    first.pause()
+    producers = _Producers(iter([_FatalThenPurgeElsewhere()]))
+    original = _Chained()
+    pub = _publisher(original, producers, restarts=1)
+    original.set_fatal()  # the one replacement allowed: the budget is spent now
+    second = producers.made[0]
+    assert isinstance(second, _FatalThenPurgeElsewhere)
+    second.pause()
     handles = [pub.publish(order(n)) for n in range(100)]
-    first.fatal_with_concurrent_purge()
+    second.fatal_with_concurrent_purge()
     assert all(h.failed() for h in handles)
     with pytest.raises(DeliveryError) as failed:
         pub.close(1)
     assert len(failed.value.failures) == 100
 
 
-class _FatalInFlush(MemoryTransport):
+class _FatalInFlush(_Chained):
     """librdkafka serves the fatal error inside flush(), then has nothing left queued."""
 
     def flush(self, timeout: float) -> int:
@@ -335,19 +348,13 @@ class _FatalInFlush(MemoryTransport):
         return 0
 
 
-def test_flush_across_a_replacement_flushes_the_new_producer(producers: _Producers) -> None:
+def test_flush_across_a_replacement_flushes_the_new_producer() -> None:
     """flush() that meets the fatal error goes on with the replacement: never a false "done"."""
+    producers = _Producers(paused=True)  # the re-sent events are not acknowledged yet
     first = _FatalInFlush()
     pub = _publisher(first, producers)
     first.pause()
     handles = [pub.publish(order(n)) for n in range(5)]
-
-    def slow_producer() -> MemoryTransport:
-        made = producers()
-        made.pause()  # the re-sent events are not acknowledged yet
-        return made
-
-    pub._core._replacement._factory = slow_producer  # type: ignore[union-attr]
     with pytest.raises(DeliveryError) as failed:
         pub.flush(0.5)
     assert {f.code for f in failed.value.failures} == {"_FLUSH_TIMEOUT"}
@@ -358,7 +365,7 @@ def test_flush_across_a_replacement_flushes_the_new_producer(producers: _Produce
 
 
 def test_a_done_callback_publishing_during_the_refill_makes_no_second_producer(
-    first: MemoryTransport, producers: _Producers
+    first: _Chained, producers: _Producers
 ) -> None:
     """A callback run while the new producer is filled publishes through that producer."""
     pub = _publisher(first, producers)
@@ -368,7 +375,6 @@ def test_a_done_callback_publishing_during_the_refill_makes_no_second_producer(
     handles[0].add_done_callback(lambda h: chained.append(pub.publish(order(99, key="k"))))
     first.set_fatal()
     assert len(producers.made) == 1
-    assert pub._core.transport is producers.made[0]
-    assert len(producers.made[0].records()) == 4
+    assert len(producers.made[0].records()) == 4  # the chained publish went to the new one
     assert all(h.done() and not h.failed() for h in handles)
     pub.close(1)

@@ -231,10 +231,12 @@ class TestBackpressure:
 
 
 class TestFatal:
-    def test_fatal_error_fails_in_flight_events_and_refuses_new_ones(
-        self, publisher: Publisher, transport: MemoryTransport
+    def test_fatal_error_without_restarts_fails_in_flight_events_and_refuses_new_ones(
+        self, transport: MemoryTransport
     ) -> None:
-        """After a fatal producer error, in-flight events fail as FATAL and publish raises."""
+        """With producer_restarts=0, a fatal producer error fails in-flight events as FATAL
+        and every later publish raises ProducerFatalError."""
+        publisher = Publisher(transport=transport, source="urn:test", producer_restarts=0)
         transport.pause()
         handle = publisher.publish(order(1))
         transport.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER")
@@ -243,6 +245,20 @@ class TestFatal:
             publisher.publish(order(2))
         with pytest.raises(DeliveryError):
             publisher.flush(0.1)
+        publisher.close(0.1)
+
+    def test_a_memory_transport_is_replaced_after_a_fatal_error_like_kafka(
+        self, publisher: Publisher, transport: MemoryTransport
+    ) -> None:
+        """A fatal error on the memory transport makes a new one on the same log: the
+        in-flight event is re-sent (same ce_id) and publishing goes on."""
+        transport.pause()
+        handle = publisher.publish(order(1))
+        transport.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER")
+        assert handle.result(1).event_id == handle.event_id
+        publisher.publish(order(2)).result(1)
+        ids = [r.header("ce_id") for r in sorted(transport.records(), key=lambda r: r.sequence)]
+        assert ids[-2] == handle.event_id.encode()
 
 
 class TestThreadsAndFork:

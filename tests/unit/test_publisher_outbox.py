@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from eventwire import DeliveryError, Publisher, PublisherStateError
-from eventwire._handle import DeliveryHandle
 from eventwire.outbox import ClaimedEntry, OutboxRelay, SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
@@ -112,7 +111,7 @@ class TestOutboxMemory:
         import gc
         import weakref
 
-        monkeypatch.setattr("eventwire._outbox_mode.TRACKED_HANDLES", 50)
+        monkeypatch.setattr("eventwire.outbox.sink.TRACKED_HANDLES", 50)
         transport = MemoryTransport()
         transport.pause()  # Kafka takes the records but never acknowledges them
         pub = Publisher(transport=transport, outbox=store, relay_options={"batch_size": 20})
@@ -201,7 +200,7 @@ class TestResendWithTheSameEventId:
     def test_a_report_that_overtakes_add_still_settles_the_handle(self) -> None:
         """If the relay reports a row before add() has returned its id, the handle bound
         to that row when add() returns is settled with the report."""
-        from eventwire._outbox_mode import _Tracker
+        from eventwire.outbox.sink import _Tracker
 
         tracker = _Tracker()
         handle = types.SimpleNamespace(_done=False)  # a handle not yet settled
@@ -255,24 +254,30 @@ class TestFailedOutboxWrites:
         """A write whose outcome is unknown settles the handle _OUTBOX_WRITE_UNKNOWN,
         possibly_written, 'unknown ... re-send with the same event_id'; a write that stored
         nothing settles it _OUTBOX_WRITE_FAILED; publish() re-raises the store's error."""
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
         error = outbox_write_error(possibly_written)
-        pub = Publisher(transport=MemoryTransport(), outbox=FailingAdd(store, error), relay=False)  # type: ignore[arg-type]
-        prepared: list[DeliveryHandle] = []
-        prepare = pub._core.prepare
-
-        def spy(*args: Any, **kwargs: Any) -> Any:
-            result = prepare(*args, **kwargs)
-            prepared.append(result[4])
-            return result
-
-        pub._core.prepare = spy  # type: ignore[method-assign]
+        pub = Publisher(
+            transport=MemoryTransport(),
+            outbox=FailingAdd(store, error),  # type: ignore[arg-type]
+            relay=False,
+            tracer_provider=provider,
+        )
         with pytest.raises(type(error)) as raised:
             pub.publish(order(1))
         assert raised.value is error
-        [handle] = prepared
-        failure = handle.failure
-        assert failure is not None
-        assert (failure.code, failure.possibly_written) == (code, possibly_written)
+        [span] = spans.get_finished_spans()  # the event's span ends as the handle settles
+        assert span.attributes is not None and span.attributes["error.type"] == code
+        failure = types.SimpleNamespace(
+            reason=span.status.description or "",
+            possibly_written="may still have been written" in (span.status.description or ""),
+        )
+        assert failure.possibly_written == possibly_written
         assert says in failure.reason
         assert "same event_id" in failure.reason
         pub.close(1)

@@ -1,46 +1,30 @@
-"""The ``eventwire`` command line: ``broker``, ``demo`` and friends.
+"""The ``eventwire`` command line (the ``cli`` extra): ``outbox`` and ``dlq``, plus plug-ins.
 
-Each sub-command lives in its own module and registers on :data:`app`.
+:func:`main` is the console script. Without the extra's typer and rich it prints one
+line naming the extra and exits 1. Other distributions add sub-commands through the
+``eventwire.commands`` entry-point group (see :mod:`eventwire.cli._app`); the
+``eventwire-devkit`` distribution adds ``broker``, ``demo`` and ``bench`` that way.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
-import structlog
-import typer
-
-from eventwire.cli import bench as _bench
-from eventwire.cli import broker as broker
-from eventwire.cli import demo as _demo
-from eventwire.cli import outbox as _outbox
-
-app = typer.Typer(
-    name="eventwire",
-    help="Publish typed domain events to Apache Kafka; run a local cluster; verify it.",
-    no_args_is_help=True,
-    add_completion=False,
+#: The one line printed when the ``cli`` extra is not installed.
+MISSING_EXTRA = (
+    "eventwire: the command line needs the 'cli' extra: pip install 'eventwire[cli]' "
+    "(missing: {missing})"
 )
-app.add_typer(broker.app, name="broker")
-app.command(name="demo")(_demo.demo)
-app.command(name="bench")(_bench.bench)
-app.add_typer(_outbox.app, name="outbox")
-app.add_typer(_outbox.dlq_app, name="dlq")
-
-
-@app.callback()
-def _configure(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show info-level logs."),
-) -> None:
-    """Logs go to stderr (warnings and up unless -v), so stdout stays for results."""
-    level = logging.INFO if verbose else logging.WARNING
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the CLI, or exit 1 naming the missing ``cli`` extra."""
+    try:
+        import rich  # noqa: F401, PLC0415
+        import typer  # noqa: F401, PLC0415
+    except ImportError as exc:
+        sys.stderr.write(MISSING_EXTRA.format(missing=exc.name or exc) + "\n")
+        raise SystemExit(1) from None
+    from eventwire.cli._app import build_app  # noqa: PLC0415
+
+    build_app()()

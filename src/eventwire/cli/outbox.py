@@ -200,10 +200,26 @@ def _need(bootstrap: str | None) -> str:
     return bootstrap
 
 
-def _list_topic(bootstrap: str, topic: str, limit: int) -> None:
-    from eventwire.testing.consume import read_topic  # noqa: PLC0415
+#: (partition, offset, key, value, headers), as :func:`read_records` returns them.
+DeadLetterRecord = tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
+#: How many records ``dlq list/replay --topic`` read at most in one run.
+READ_MAX = 1_000_000
 
-    records = read_topic(bootstrap, topic, timeout=30, idle=1.0)
+
+def _read(bootstrap: str, topic: str, max_records: int) -> list[DeadLetterRecord]:
+    """Every record of ``topic`` (up to ``max_records``), or exit 1 saying why not."""
+    from eventwire._errors import BrokerUnavailableError  # noqa: PLC0415
+    from eventwire.transports.kafka import read_records  # noqa: PLC0415
+
+    try:
+        return read_records(bootstrap, topic, max_records=max_records, timeout=30)
+    except BrokerUnavailableError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+def _list_topic(bootstrap: str, topic: str, limit: int) -> None:
+    records = _read(bootstrap, topic, READ_MAX)
     table = Table(title=f"dead letters in {topic} ({min(limit, len(records))} of {len(records)})")
     for col in (
         "partition:offset",
@@ -215,10 +231,10 @@ def _list_topic(bootstrap: str, topic: str, limit: int) -> None:
         "reason",
     ):
         table.add_column(col)
-    for r in records[:limit]:
-        h = {k: v.decode(errors="replace") for k, v in r.headers}
+    for partition, offset, _key, _value, headers in records[:limit]:
+        h = {k: v.decode(errors="replace") for k, v in headers}
         table.add_row(
-            f"{r.partition}:{r.offset}",
+            f"{partition}:{offset}",
             h.get("ce_id", ""),
             h.get("ce_type", ""),
             h.get("eventwire_dlq_original_topic", ""),
@@ -258,10 +274,9 @@ def dlq_replay(
 def _replay_topic(bootstrap: str, topic: str) -> int:
     from eventwire._config import KafkaConfig  # noqa: PLC0415
     from eventwire._dlq import strip_dead_letter_headers  # noqa: PLC0415
-    from eventwire.testing.consume import read_topic  # noqa: PLC0415
     from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
-    records = read_topic(bootstrap, topic, timeout=30, idle=1.0)
+    records = _read(bootstrap, topic, READ_MAX)
     transport = KafkaTransport(KafkaConfig(bootstrap))
     failures: list[str] = []
 
@@ -269,13 +284,13 @@ def _replay_topic(bootstrap: str, topic: str) -> int:
         if err is not None:
             failures.append(str(err))
 
-    for r in records:
-        original = dict(r.headers).get("eventwire_dlq_original_topic")
+    for partition, offset, key, value, dlq_headers in records:
+        original = dict(dlq_headers).get("eventwire_dlq_original_topic")
         if original is None:
-            failures.append(f"{r.partition}:{r.offset} has no eventwire_dlq_original_topic")
+            failures.append(f"{partition}:{offset} has no eventwire_dlq_original_topic")
             continue
-        headers = strip_dead_letter_headers(r.headers)
-        transport.send(original.decode(), r.key, r.value, headers, report)
+        headers = strip_dead_letter_headers(dlq_headers)
+        transport.send(original.decode(), key, value, headers, report)
     remaining = transport.close(30)
     if failures or remaining:
         err.print(f"[red]{len(failures) + remaining} record(s) not replayed:[/] {failures[:5]}")

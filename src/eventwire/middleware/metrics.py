@@ -191,7 +191,7 @@ class PublisherMetrics:
         self._lock = instruments.lock
         self._record = instruments.duration.record
         self._in_flight = in_flight
-        self._queue_len: Callable[[], int] | None = None
+        self._queue_len: Callable[[], int | None] | None = None
         #: The latest librdkafka statistics, if any arrived.
         self.stats: _Stats | None = None
         instruments.members.add(self)
@@ -201,8 +201,8 @@ class PublisherMetrics:
         if self.meter_provider is not None:
             self._breaker = watch_breaker(self.meter_provider, breaker)
 
-    def track_queue(self, queue_len: Callable[[], int]) -> None:
-        """Report ``queue_len()`` (records in the transport's queues) as a gauge."""
+    def track_queue(self, queue_len: Callable[[], int | None]) -> None:
+        """Report ``queue_len()`` (records in the transport's queues; None: unknown) as a gauge."""
         self._queue_len = queue_len
 
     def settled(self, handle: DeliveryHandle, failure: DeliveryFailure | None) -> None:

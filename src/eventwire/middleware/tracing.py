@@ -124,7 +124,7 @@ class Tracing:
     """The tracing hooks of one publisher: propagation only, or spans as well.
 
     ``start`` runs in ``publish()`` after the record is built; :func:`finish_span`
-    runs once when the event settles, only for recording spans (``handle._span``).
+    runs once when the event settles, only for recording spans (``handle._on_end``).
     """
 
     __slots__ = ("_draw", "_names", "_propagator", "_root_bound", "_shortcut", "_tracer", "spans")
@@ -201,7 +201,7 @@ class Tracing:
             name = self._names[topic] = f"send {topic}"
         span = tracer.start_span(name, ctx, _PRODUCER)
         if span.is_recording():
-            handle._span = span
+            handle._on_end = functools.partial(finish_span, span)
             attributes: dict[str, str | int] = {
                 "messaging.system": "kafka",
                 "messaging.operation.name": "send",

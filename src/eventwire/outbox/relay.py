@@ -61,11 +61,12 @@ from eventwire.middleware.reliability_metrics import (
 )
 from eventwire.outbox.base import ClaimedEntry, OutboxStore
 from eventwire.transports.base import (
+    BaseTransport,
     ReportError,
     ReportMessage,
     SendRejected,
-    Transport,
     TransportQueueFull,
+    send_within,
 )
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ class OutboxRelay:
     def __init__(
         self,
         store: OutboxStore,
-        transport_factory: Callable[[], Transport],
+        transport_factory: Callable[[], BaseTransport],
         *,
         batch_size: int = 1000,
         lease_s: float = 60.0,
@@ -271,7 +272,7 @@ class OutboxRelay:
         self._died: str | None = None
 
     @property
-    def transport(self) -> Transport:
+    def transport(self) -> BaseTransport:
         """The transport in use now (a new one after a fatal producer error)."""
         return self._transport
 
@@ -335,22 +336,29 @@ class OutboxRelay:
     ) -> bool:
         """Enqueue one entry, waiting for queue space until ``deadline``; True if enqueued."""
         e = item.entry
+        transport = self._transport
         outcome = _Outcome(item.id, results, messages)
-        while True:
+        refused: SendRejected | None = None
+
+        def send() -> bool:
+            nonlocal refused
             try:
-                self._transport.send(e.topic, e.key, e.value, list(e.headers), outcome)
-                return True
+                transport.send(e.topic, e.key, e.value, list(e.headers), outcome)
             except TransportQueueFull:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    results[item.id] = ("_QUEUE_FULL", "local queue stayed full")
-                    return False
-                self._transport.wait_for_space(min(left, 0.05))
-            except SendRejected as exc:
-                results[item.id] = (exc.code, exc.reason)
-                if exc.fatal:
-                    self._fatal = True
                 return False
+            except SendRejected as exc:
+                refused = exc
+            return True
+
+        if not send_within(send, transport.wait_for_space, deadline):
+            results[item.id] = ("_QUEUE_FULL", "local queue stayed full")
+            return False
+        if refused is not None:
+            results[item.id] = (refused.code, refused.reason)
+            if refused.fatal:
+                self._fatal = True
+            return False
+        return True
 
     def _settle(
         self,
@@ -486,16 +494,15 @@ class OutboxRelay:
         self._fatal = False
         self.stats.transport_restarts += 1
 
-    def _attach(self, transport: Transport) -> Transport:
+    def _attach(self, transport: BaseTransport) -> BaseTransport:
         """Listen to ``transport``'s fatal errors, and feed its client errors to the breaker.
 
         librdkafka reports ``_ALL_BROKERS_DOWN``/``_TRANSPORT`` as they happen, so the
         breaker can open while a round still waits for acks, not only after it.
         """
         transport.on_fatal(self._on_fatal)
-        on_error = getattr(transport, "on_error", None)
-        if self.breaker is not None and on_error is not None:
-            on_error(self.breaker.record_failure)
+        if self.breaker is not None:
+            transport.on_error(self.breaker.record_failure)
         return transport
 
     # -- the loop ---------------------------------------------------------------------------
@@ -570,9 +577,7 @@ class OutboxRelay:
         self.store.cleanup(self.cleanup_after_s)
 
     def _heartbeat(self) -> None:
-        beat = getattr(self.store, "heartbeat", None)
-        if beat is not None:  # a store of the older protocol has none
-            beat(self.owner, self.last_error())
+        self.store.heartbeat(self.owner, self.last_error())
 
     def last_error(self) -> str | None:
         """The errors of the loop's steps that fail now (``"step: error"``), or None."""

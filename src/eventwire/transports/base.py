@@ -8,16 +8,20 @@ works the same on every transport and never imports confluent_kafka.
 
 from __future__ import annotations
 
+import abc
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 __all__ = [
+    "BaseTransport",
     "DeliveryCallback",
     "ReportError",
     "ReportMessage",
     "SendRejected",
-    "Transport",
     "TransportQueueFull",
+    "factory_of",
+    "send_within",
 ]
 
 
@@ -74,9 +78,23 @@ class SendRejected(Exception):
         self.fatal = fatal
 
 
-class Transport(Protocol):
-    """Moves encoded records to a log and reports each one's fate exactly once."""
+class BaseTransport(abc.ABC):
+    """Moves encoded records to a log and reports each one's fate exactly once.
 
+    A transport implements :meth:`send`, :meth:`flush` and :meth:`close`. Every
+    other capability the publisher and the relay use is a method here with a
+    default that is correct for a simple transport, so they call it without
+    probing (httpx's ``BaseTransport`` is the model). Subclasses call
+    ``super().__init__()`` and report errors with :meth:`_report_fatal` and
+    :meth:`_report_error`.
+    """
+
+    def __init__(self) -> None:
+        self._fatal_listeners: list[Callable[[str, str], None]] = []
+        self._error_listeners: list[Callable[[str, str], None]] = []
+
+    # -- what every transport implements ------------------------------------------------
+    @abc.abstractmethod
     def send(
         self,
         topic: str,
@@ -87,28 +105,137 @@ class Transport(Protocol):
     ) -> None:
         """Enqueue one record without blocking on the network.
 
+        ``on_delivery`` is called exactly once for an enqueued record, later, from a
+        thread the transport owns (or inside a later ``send``/``flush``).
+
         Raises:
             TransportQueueFull: the local queue is full; nothing was enqueued.
             SendRejected: the record can never be enqueued as it is.
         """
-        ...
 
+    @abc.abstractmethod
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for outstanding reports; return how many remain."""
-        ...
 
+    @abc.abstractmethod
     def close(self, timeout: float) -> int:
         """Flush up to ``timeout`` s, then drop and report what remains; release resources.
 
         Every record still outstanding gets a failed report (``_PURGE_QUEUE`` or
-        ``_PURGE_INFLIGHT``) before this returns. Returns the number that remained.
+        ``_PURGE_INFLIGHT``) before this returns, and nothing is sent afterwards
+        (``send`` raises :class:`SendRejected`). Returns the number that remained.
         """
-        ...
 
+    # -- capabilities with defaults -------------------------------------------------------
     def wait_for_space(self, timeout: float) -> None:
-        """Block up to ``timeout`` s, serving reports, so the queue can drain."""
-        ...
+        """Block up to ``timeout`` s, serving reports, so the queue can drain.
+
+        Default: a 1 ms sleep (a transport that reports synchronously drains at once).
+        """
+        time.sleep(min(timeout, 0.001))
 
     def on_fatal(self, callback: Callable[[str, str], None]) -> None:
-        """Register ``callback(code, reason)`` for a fatal producer error."""
-        ...
+        """Register ``callback(code, reason)``, called once on a fatal producer error."""
+        self._fatal_listeners.append(callback)
+
+    def on_error(self, callback: Callable[[str, str], None]) -> None:
+        """Register ``callback(code, reason)`` for non-fatal client errors.
+
+        E.g. ``_ALL_BROKERS_DOWN`` or ``_TRANSPORT``; circuit breakers listen. A
+        transport that has no such errors never calls it.
+        """
+        self._error_listeners.append(callback)
+
+    def wake(self) -> None:
+        """Serve delivery reports promptly: a caller is blocked on one. Default: nothing."""
+        return None  # a default that does nothing, on purpose
+
+    def set_busy_backoff(self, seconds: float) -> None:
+        """How long a polling thread waits between polls while sends keep coming.
+
+        Default: nothing (no polling thread).
+        """
+        return None  # a default that does nothing, on purpose
+
+    def surface_fatal(self) -> None:
+        """Make a pending fatal error known to the fatal listeners now. Default: nothing."""
+        return None  # a default that does nothing, on purpose
+
+    def abandon(self) -> None:
+        """Give this transport up after a fatal error; must return promptly.
+
+        Its late reports are ignored by the caller. Default: ``close(0)``.
+        """
+        self.close(0)
+
+    def check_connection(self, timeout: float) -> None:
+        """Raise BrokerUnavailableError unless the log answers within ``timeout`` s.
+
+        Default: nothing to check (an in-process log is always there).
+        """
+        return None  # a default that does nothing, on purpose
+
+    def queue_length(self) -> int | None:
+        """Records waiting to be sent or acknowledged; None if unknown (the default)."""
+        return None
+
+    def recreate(self) -> BaseTransport | None:
+        """A fresh transport to the same log, to replace this one after a fatal error.
+
+        None (the default) means this transport cannot make one: a fatal error is
+        then final for a publisher, and the outbox relay keeps retrying this one.
+        """
+        return None
+
+    # -- for subclasses -------------------------------------------------------------------
+    def _report_fatal(self, code: str, reason: str) -> None:
+        """Tell every fatal listener (call it once per fatal error)."""
+        for listener in list(self._fatal_listeners):
+            listener(code, reason)
+
+    def _report_error(self, code: str, reason: str) -> None:
+        """Tell every error listener about a non-fatal client error."""
+        for listener in list(self._error_listeners):
+            listener(code, reason)
+
+
+def factory_of(first: BaseTransport) -> Callable[[], BaseTransport]:
+    """A transport factory: ``first`` on the first call, then a re-created one each call.
+
+    For the outbox relay, which asks for a new transport after every fatal error.
+
+    Raises (from the second call on):
+        SendRejected: the latest transport cannot be re-created (see :meth:`recreate`).
+    """
+    latest: BaseTransport | None = None
+
+    def make() -> BaseTransport:
+        nonlocal latest
+        if latest is None:
+            latest = first
+            return first
+        new = latest.recreate()
+        if new is None:
+            raise SendRejected(
+                "_FATAL", f"{type(latest).__name__} cannot be re-created after a fatal error"
+            )
+        latest = new
+        return new
+
+    return make
+
+
+def send_within(
+    send: Callable[[], bool], wait_for_space: Callable[[float], None], deadline: float
+) -> bool:
+    """Call ``send()`` until it enqueues (True) or ``deadline`` passes (False).
+
+    Between tries it waits for room with ``wait_for_space(seconds)``, at most 50 ms
+    at a time. The one "wait for queue space until the deadline" loop.
+    """
+    while not send():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        wait_for_space(min(left, 0.05))
+    return True

@@ -25,7 +25,12 @@ import structlog
 from eventwire._config import KafkaConfig
 from eventwire._errors import BrokerUnavailableError, ConfigurationError
 from eventwire.middleware.logging import Scrubber
-from eventwire.transports.base import DeliveryCallback, SendRejected, TransportQueueFull
+from eventwire.transports.base import (
+    BaseTransport,
+    DeliveryCallback,
+    SendRejected,
+    TransportQueueFull,
+)
 
 __all__ = ["KafkaTransport"]
 
@@ -41,7 +46,7 @@ _BUSY_BACKOFF_S = 0.02
 _DEFAULT_STATS_INTERVAL_MS = 15_000
 
 
-class KafkaTransport:
+class KafkaTransport(BaseTransport):
     """Sends records through librdkafka and reports each one exactly once.
 
     Args:
@@ -67,9 +72,9 @@ class KafkaTransport:
         connect_timeout: float | None = 10.0,
         on_stats: Callable[[str], None] | None = None,
     ) -> None:
+        super().__init__()
         self._config = config
         self._scrub = Scrubber(config.secret_values())
-        self._fatal_callbacks: list[Callable[[str, str], None]] = []
         self._fatal_seen = False
         self._fatal_lock = threading.Lock()
         self._on_stats = on_stats
@@ -87,7 +92,6 @@ class KafkaTransport:
             ) from None
         self._poll = self._producer.poll
         self._sends = 0
-        self._error_listeners: list[Callable[[str, str], None]] = []
         self._wake = threading.Event()
         #: While publish() is busy the poll thread polls only this often (it serves
         #: reports inline); :meth:`wake` cuts the wait short for a blocked waiter.
@@ -226,9 +230,17 @@ class KafkaTransport:
         except RuntimeError:  # closed after being abandoned
             self._stop.wait(min(timeout, _POLL_INTERVAL_S))
 
-    def on_fatal(self, callback: Callable[[str, str], None]) -> None:
-        """Register ``callback(code, reason)``, called once on a fatal producer error."""
-        self._fatal_callbacks.append(callback)
+    def set_busy_backoff(self, seconds: float) -> None:
+        """Poll only every ``seconds`` while sends keep coming (they serve reports inline)."""
+        self.busy_backoff_s = seconds
+
+    def recreate(self) -> KafkaTransport:
+        """A new producer with the same configuration (no start-up connection check)."""
+        return KafkaTransport(self._config, connect_timeout=None, on_stats=self._on_stats)
+
+    def queue_length(self) -> int:
+        """Records in librdkafka's queues (waiting to be sent or acknowledged); 0 once closed."""
+        return len(self)
 
     def __len__(self) -> int:
         """Records in librdkafka's queues (waiting to be sent or acknowledged); 0 once closed."""
@@ -276,15 +288,7 @@ class KafkaTransport:
         else:
             reason = self._scrub(err.str())
             _log.warning("kafka_error", code=err.name(), reason=reason)
-            for listener in self._error_listeners:
-                listener(err.name(), reason)
-
-    def on_error(self, callback: Callable[[str, str], None]) -> None:
-        """Register ``callback(code, reason)`` for librdkafka's non-fatal client errors.
-
-        For example ``_ALL_BROKERS_DOWN`` or ``_TRANSPORT``; the circuit breaker listens.
-        """
-        self._error_listeners.append(callback)
+            self._report_error(err.name(), reason)
 
     def _stats(self, stats_json: str) -> None:
         # Runs inside poll(): an exception here would surface from poll()/flush().
@@ -301,8 +305,7 @@ class KafkaTransport:
             self._fatal_seen = True
         reason = self._scrub(reason)  # it ends up in ProducerFatalError's message too
         _log.error("producer_fatal", code=code, reason=reason)
-        for callback in self._fatal_callbacks:
-            callback(code, reason)
+        self._report_fatal(code, reason)
 
     def check_connection(self, timeout: float) -> None:
         """Raise BrokerUnavailableError unless a broker answers Metadata within ``timeout`` s."""
@@ -339,3 +342,76 @@ def _text(exc: BaseException) -> str:
     if isinstance(arg, confluent_kafka.KafkaError):
         return f"{arg.name()}: {arg.str()}"
     return str(arg)
+
+
+def read_records(
+    bootstrap_servers: str, topic: str, *, max_records: int, timeout: float
+) -> list[tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]]:
+    """Read up to ``max_records`` committed records of ``topic`` from the start of the log.
+
+    Each record is ``(partition, offset, key, value, headers)``, sorted by partition
+    then offset; a missing value or header value reads as ``b""``.
+
+    Promises: a throwaway consumer group reads every partition from its first offset
+    (``read_committed``, plain connection, no SASL/SSL); no offset is committed and
+    nothing is produced. It returns at the end of every partition, at ``max_records``
+    or after about ``timeout`` seconds, whichever comes first, and closes the consumer.
+
+    Raises:
+        BrokerUnavailableError: the topic's metadata could not be read within
+            ``timeout`` (no broker answered, or the topic does not exist).
+    """
+    import time  # noqa: PLC0415 - kept local: only the dlq command reads topics
+    import uuid  # noqa: PLC0415
+
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"eventwire-read-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "log_level": 3,
+        }
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        try:
+            meta = consumer.list_topics(topic, timeout=max(timeout, 0.1)).topics[topic]
+        except confluent_kafka.KafkaException as exc:
+            raise BrokerUnavailableError(
+                f"cannot read topic {topic!r} from {bootstrap_servers!r}: {_text(exc)}"
+            ) from None
+        if meta.error is not None:
+            raise BrokerUnavailableError(
+                f"cannot read topic {topic!r} from {bootstrap_servers!r}: {meta.error.str()}"
+            )
+        partitions = set(meta.partitions)
+        start = confluent_kafka.OFFSET_BEGINNING
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, start) for p in partitions])
+        records: list[tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]] = []
+        at_end: set[int] = set()
+        while len(records) < max_records and at_end != partitions:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for msg in consumer.consume(max_records - len(records), min(left, 0.5)):
+                err = msg.error()
+                partition = msg.partition() or 0
+                if err is not None:
+                    if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                        at_end.add(partition)
+                    continue
+                at_end.discard(partition)
+                raw = msg.headers() or []
+                headers = tuple(
+                    (k, v.encode() if isinstance(v, str) else v or b"")
+                    for k, v in (raw.items() if isinstance(raw, dict) else raw)
+                )
+                records.append(
+                    (partition, msg.offset() or 0, msg.key(), msg.value() or b"", headers)
+                )
+        records.sort(key=lambda r: (r[0], r[1]))
+        return records
+    finally:
+        consumer.close()

@@ -5,6 +5,11 @@ read back with :meth:`MemoryTransport.records`. Faults are injected with
 :meth:`fail_next`, :meth:`fail_topic`, :meth:`queue_full_next`,
 :meth:`set_fatal` and :meth:`pause`. It is never a substitute for the real
 broker in integration tests.
+
+The log (topics, records, injected faults) is shared by every transport that
+:meth:`MemoryTransport.recreate` makes from it, as a Kafka cluster is shared by
+producers: a publisher that replaces a producer after a fatal error keeps writing
+to the same log, and the test reads it through the instance it holds.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ import itertools
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eventwire._partitioner import java_partition
-from eventwire.transports.base import DeliveryCallback, SendRejected, TransportQueueFull
+from eventwire.transports.base import (
+    BaseTransport,
+    DeliveryCallback,
+    SendRejected,
+    TransportQueueFull,
+)
 
 __all__ = ["MemoryRecord", "MemoryTransport"]
 
@@ -77,7 +87,51 @@ class _Report:
 _cached_partition = functools.lru_cache(maxsize=65_536)(java_partition)
 
 
-class MemoryTransport:
+class _Log:
+    """Topics, partitions and records, plus the faults injected into them."""
+
+    def __init__(self, partitions: int, max_message_bytes: int, auto_create_topics: bool) -> None:
+        self.lock = threading.Lock()
+        self.partitions = partitions
+        self.max_bytes = max_message_bytes
+        self.auto_create = auto_create_topics
+        self.topics: dict[str, list[list[MemoryRecord]]] = {}
+        self.fail_next: list[tuple[str, str]] = []
+        self.fail_topics: dict[str, str] = {}
+        self.queue_full = 0
+        self.sequence = itertools.count()
+        self.round_robin: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
+
+    def append(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> tuple[_Error | None, _Report]:
+        """Store one record (or apply an injected failure); call with ``lock`` held."""
+        now = time.time_ns() // 1_000_000
+        if self.fail_next:
+            code, text = self.fail_next.pop(0)
+            return _Error(code, text), _Report(topic, -1, -1, now)
+        if topic in self.fail_topics:
+            code = self.fail_topics[topic]
+            return _Error(code, f"injected failure for topic {topic}"), _Report(topic, -1, -1, now)
+        parts = self.topics.get(topic)
+        if parts is None:
+            if not self.auto_create:
+                return _Error("_UNKNOWN_TOPIC", "Unknown topic"), _Report(topic, -1, -1, now)
+            parts = self.topics[topic] = [[] for _ in range(self.partitions)]
+        if key is None:
+            partition = next(self.round_robin[topic]) % len(parts)
+        else:
+            partition = _cached_partition(key, len(parts))
+        offset = len(parts[partition])
+        parts[partition].append(
+            MemoryRecord(
+                topic, partition, offset, key, value, tuple(headers), now, next(self.sequence)
+            )
+        )
+        return None, _Report(topic, partition, offset, now)
+
+
+class MemoryTransport(BaseTransport):
     """A thread-safe in-memory transport.
 
     Reports are delivered synchronously inside :meth:`send` unless
@@ -97,24 +151,17 @@ class MemoryTransport:
         partitions: int = 3,
         max_message_bytes: int = 1_000_000,
         auto_create_topics: bool = True,
+        _log: _Log | None = None,
     ) -> None:
-        self._lock = threading.Lock()
-        self._partitions = partitions
-        self._max_bytes = max_message_bytes
-        self._auto_create = auto_create_topics
-        self._log: dict[str, list[list[MemoryRecord]]] = {}
-        self._fail_next: list[tuple[str, str]] = []
-        self._fail_topics: dict[str, str] = {}
-        self._queue_full = 0
+        super().__init__()
+        self._shared = _log or _Log(partitions, max_message_bytes, auto_create_topics)
+        self._lock = self._shared.lock
         self._fatal: tuple[str, str] | None = None
-        self._fatal_callbacks: list[Callable[[str, str], None]] = []
         self._paused = False
         self._held: list[tuple[DeliveryCallback, _Error | None, _Report]] = []
-        self._sequence = itertools.count()
-        self._round_robin: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
         self.closed = False
 
-    # -- the Transport protocol ------------------------------------------------
+    # -- the transport ----------------------------------------------------------------------
     def send(
         self,
         topic: str,
@@ -124,48 +171,22 @@ class MemoryTransport:
         on_delivery: DeliveryCallback,
     ) -> None:
         """Append the record (or apply an injected fault) and report it."""
+        log = self._shared
         with self._lock:
             if self.closed:
                 raise SendRejected("_DESTROY", "the transport is closed", fatal=True)
             if self._fatal is not None:
                 raise SendRejected(*self._fatal, fatal=True)
-            if self._queue_full > 0:
-                self._queue_full -= 1
+            if log.queue_full > 0:
+                log.queue_full -= 1
                 raise TransportQueueFull()
-            if len(value) + len(key or b"") > self._max_bytes:
+            if len(value) + len(key or b"") > log.max_bytes:
                 raise SendRejected(
                     "MSG_SIZE_TOO_LARGE",
-                    f"record of {len(value)} bytes exceeds max {self._max_bytes}",
+                    f"record of {len(value)} bytes exceeds max {log.max_bytes}",
                 )
-            report = self._append(topic, key, value, headers)
+            report = log.append(topic, key, value, headers)
         self._report(on_delivery, *report)
-
-    def _append(
-        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
-    ) -> tuple[_Error | None, _Report]:
-        now = time.time_ns() // 1_000_000
-        if self._fail_next:
-            code, text = self._fail_next.pop(0)
-            return _Error(code, text), _Report(topic, -1, -1, now)
-        if topic in self._fail_topics:
-            code = self._fail_topics[topic]
-            return _Error(code, f"injected failure for topic {topic}"), _Report(topic, -1, -1, now)
-        parts = self._log.get(topic)
-        if parts is None:
-            if not self._auto_create:
-                return _Error("_UNKNOWN_TOPIC", "Unknown topic"), _Report(topic, -1, -1, now)
-            parts = self._log[topic] = [[] for _ in range(self._partitions)]
-        if key is None:
-            partition = next(self._round_robin[topic]) % len(parts)
-        else:
-            partition = _cached_partition(key, len(parts))
-        offset = len(parts[partition])
-        parts[partition].append(
-            MemoryRecord(
-                topic, partition, offset, key, value, tuple(headers), now, next(self._sequence)
-            )
-        )
-        return None, _Report(topic, partition, offset, now)
 
     def _report(self, cb: DeliveryCallback, err: _Error | None, msg: _Report) -> None:
         with self._lock:
@@ -188,52 +209,54 @@ class MemoryTransport:
             cb(_Error("_PURGE_QUEUE", "Purged in queue"), msg)
         return len(held)
 
-    def wait_for_space(self, timeout: float) -> None:
-        """Sleep briefly; the memory queue drains as faults are consumed."""
-        time.sleep(min(timeout, 0.001))
+    def queue_length(self) -> int:
+        """Records whose reports :meth:`pause` holds back."""
+        with self._lock:
+            return len(self._held)
 
-    def on_fatal(self, callback: Callable[[str, str], None]) -> None:
-        """Register a callback for :meth:`set_fatal`."""
-        self._fatal_callbacks.append(callback)
+    def recreate(self) -> MemoryTransport:
+        """A new, healthy transport writing to the same log (a new producer)."""
+        return MemoryTransport(_log=self._shared)
 
-    # -- test controls --------------------------------------------------------------
+    # -- test controls --------------------------------------------------------------------
     def create_topic(self, topic: str, partitions: int | None = None) -> None:
         """Create ``topic`` with ``partitions`` partitions (default: the transport's)."""
+        log = self._shared
         with self._lock:
-            self._log.setdefault(topic, [[] for _ in range(partitions or self._partitions)])
+            log.topics.setdefault(topic, [[] for _ in range(partitions or log.partitions)])
 
     def records(self, topic: str | None = None) -> list[MemoryRecord]:
         """Every stored record (of ``topic``), ordered by topic, partition, offset.
 
         Sort by :attr:`MemoryRecord.sequence` for the order they were sent in.
         """
+        log = self._shared
         with self._lock:
-            topics = [topic] if topic is not None else sorted(self._log)
-            return [r for t in topics for part in self._log.get(t, []) for r in part]
+            topics = [topic] if topic is not None else sorted(log.topics)
+            return [r for t in topics for part in log.topics.get(t, []) for r in part]
 
     def fail_next(self, count: int = 1, code: str = "_MSG_TIMED_OUT", reason: str = "") -> None:
         """Make the next ``count`` sends fail in their delivery report with ``code``."""
         with self._lock:
-            self._fail_next.extend([(code, reason or f"injected {code}")] * count)
+            self._shared.fail_next.extend([(code, reason or f"injected {code}")] * count)
 
     def fail_topic(self, topic: str, code: str = "TOPIC_AUTHORIZATION_FAILED") -> None:
         """Make every send to ``topic`` fail with ``code`` until :meth:`heal`."""
         with self._lock:
-            self._fail_topics[topic] = code
+            self._shared.fail_topics[topic] = code
 
     def queue_full_next(self, count: int) -> None:
         """Make the next ``count`` sends find the local queue full."""
         with self._lock:
-            self._queue_full += count
+            self._shared.queue_full += count
 
     def set_fatal(self, code: str = "OUT_OF_ORDER_SEQUENCE_NUMBER", reason: str = "") -> None:
-        """Put the transport into a fatal state, as librdkafka does, and fail held reports."""
+        """Put this transport into a fatal state, as librdkafka does, and fail held reports."""
         reason = reason or f"injected fatal {code}"
         with self._lock:
             self._fatal = (code, reason)
             held, self._held = self._held, []
-        for fatal_cb in self._fatal_callbacks:
-            fatal_cb(code, reason)
+        self._report_fatal(code, reason)
         for cb, _err, msg in held:
             cb(_Error("_FATAL", reason), msg)
 
@@ -250,9 +273,10 @@ class MemoryTransport:
             cb(err, msg)
 
     def heal(self) -> None:
-        """Remove every injected fault."""
+        """Remove every injected fault (and this transport's fatal state)."""
+        log = self._shared
         with self._lock:
-            self._fail_next.clear()
-            self._fail_topics.clear()
-            self._queue_full = 0
+            log.fail_next.clear()
+            log.fail_topics.clear()
+            log.queue_full = 0
             self._fatal = None

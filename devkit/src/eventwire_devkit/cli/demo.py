@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from eventwire.demo.run import DemoReport, run_demo
+from eventwire_devkit.demo.run import DemoReport, run_demo
 
 console = Console(stderr=True)
 out = Console()
@@ -24,7 +24,7 @@ def _cluster(bootstrap: str | None) -> Iterator[tuple[str | None, str, object]]:
     if bootstrap:
         yield bootstrap, f"Kafka at {bootstrap}", None
         return
-    from eventwire.testing.kafka import LocalKafkaCluster, java_available  # noqa: PLC0415
+    from eventwire_devkit.kafka import LocalKafkaCluster, java_available  # noqa: PLC0415
 
     if not java_available():
         console.print(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eventwire.testing._kafka.errors import ClusterStartError
+from eventwire_devkit._kafka.errors import ClusterStartError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

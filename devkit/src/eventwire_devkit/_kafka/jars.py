@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from eventwire.testing._kafka.errors import JarFetchError, JavaNotFoundError, MavenNotFoundError
+from eventwire_devkit._kafka.errors import JarFetchError, JavaNotFoundError, MavenNotFoundError
 
 __all__ = [
     "POM_PATH",

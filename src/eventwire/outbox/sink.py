@@ -1,4 +1,4 @@
-"""The publisher's outbox mode: commit the event durably first, relay it to Kafka after.
+"""The outbox sink: commit each event durably first, relay it to Kafka after.
 
 With ``Publisher(..., outbox=store)``:
 
@@ -58,24 +58,27 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
-from eventwire._errors import DeliveryError, OutboxWriteError
+from eventwire._errors import ConfigurationError, DeliveryError, OutboxWriteError
 from eventwire.outbox.base import OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
-from eventwire.transports.base import SendRejected, Transport
+from eventwire.transports.base import BaseTransport, factory_of
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from eventwire._core import PublisherCore
     from eventwire._handle import DeliveryHandle
-    from eventwire.transports.base import DeliveryCallback, ReportMessage
+    from eventwire._record import Record
+    from eventwire.transports.base import ReportMessage
 
-__all__ = ["NoDirectTransport", "OutboxMode"]
+__all__ = ["TRACKED_HANDLES", "OutboxSink"]
 
 _log = structlog.get_logger("eventwire.outbox")
 
@@ -84,44 +87,18 @@ _log = structlog.get_logger("eventwire.outbox")
 TRACKED_HANDLES = 50_000
 
 
-class NoDirectTransport:
-    """The core's transport in outbox mode: records never bypass the outbox."""
+class OutboxSink:
+    """Commit-then-relay publishing for one :class:`Publisher` (see module docs).
 
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: Sequence[tuple[str, bytes]],
-        on_delivery: DeliveryCallback,
-    ) -> None:
-        """Refuse: in outbox mode only the relay sends."""
-        raise SendRejected("_INVALID_ARG", "in outbox mode records go through the outbox")
-
-    def flush(self, timeout: float) -> int:
-        """Nothing is ever queued here."""
-        return 0
-
-    def close(self, timeout: float) -> int:
-        """Nothing to release."""
-        return 0
-
-    def wait_for_space(self, timeout: float) -> None:
-        """Never full."""
-
-    def on_fatal(self, callback: Any) -> None:
-        """Never fatal."""
-
-
-class OutboxMode:
-    """Commit-then-relay publishing for one :class:`Publisher` (see module docs)."""
+    Raises:
+        ConfigurationError: no bootstrap servers, config or transport to relay to.
+    """
 
     def __init__(
         self,
         core: PublisherCore,
         store: OutboxStore,
         *,
-        relay_transport: Transport | None,
         start_relay: bool,
         relay_options: Mapping[str, Any] | None,
     ) -> None:
@@ -140,55 +117,44 @@ class OutboxMode:
             )
             self.relay = OutboxRelay(
                 store,
-                self._transport_factory(relay_transport),
+                self._transport_factory(),
                 listener=self,
                 breaker=CircuitBreaker(name="relay", probe=connection_probe(self._relay_transport)),
                 **options,
             )
             self.relay.start()
 
-    def _relay_transport(self) -> Transport | None:
+    def _relay_transport(self) -> BaseTransport | None:
         return None if self.relay is None else self.relay.transport
 
-    def _transport_factory(self, given: Transport | None) -> Callable[[], Transport]:
+    def _transport_factory(self) -> Callable[[], BaseTransport]:
+        given = self.core.options.transport
         if given is not None:
-            return lambda: given
-        config = self.core.config
-        if config is None:
-            raise ValueError("outbox mode needs bootstrap servers, a config or a transport")
-        from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
-
-        return lambda: KafkaTransport(config, connect_timeout=None)
+            return factory_of(given)  # later calls re-create it (same log)
+        if self.core.config is None:
+            raise ConfigurationError(
+                "outbox mode needs bootstrap servers, a config= or a transport= to relay to"
+            )
+        return lambda: self.core.kafka_transport(connect_timeout=None)
 
     # -- publishing -----------------------------------------------------------------------
-    def publish(
-        self, event: Any, event_id: str | None, headers: Sequence[tuple[str, bytes]] | None
-    ) -> DeliveryHandle:
-        """Commit one event durably; return its handle (settled by the relay's ack)."""
-        return self._commit([self.core.prepare(event, event_id, headers)])[0]
-
-    def publish_many(
-        self, events: Iterable[Any], event_ids: Sequence[str | None] | None = None
-    ) -> list[DeliveryHandle]:
-        """Commit several events in ONE transaction (one fsync); return their handles.
-
-        ``event_ids``: the ``ce_id`` of each event (None: a new one). Every event is
-        validated and encoded first: an invalid one raises before anything is
-        written. The batch is committed whole or not at all (see :meth:`_commit`).
-        """
-        batch = list(events)
-        ids: Sequence[str | None] = [None] * len(batch) if event_ids is None else event_ids
-        return self._commit(
-            [self.core.prepare(e, i, None) for e, i in zip(batch, ids, strict=True)]
-        )
-
-    def _commit(
-        self,
-        prepared: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]], DeliveryHandle]],
-    ) -> list[DeliveryHandle]:
-        """Add the events to the store in one commit; track their handles by outbox row.
+    def send(self, record: Record) -> None:
+        """Commit one event durably (past the close gate); the relay's ack settles its handle.
 
         Raises:
+            PublisherStateError: ``close()`` has begun; nothing was written.
+            OutboxWriteError: and the others of :meth:`send_many`.
+        """
+        with self.core.ledger.gate():
+            self._commit([record])
+
+    def send_many(self, records: list[Record]) -> None:
+        """Commit several events in ONE transaction (one fsync): all of them, or none.
+
+        The records were prepared untraced: their spans start here.
+
+        Raises:
+            PublisherStateError: ``close()`` has begun; nothing was written.
             OutboxWriteError: as the store raised it; the handles are settled as
                 failed: ``_OUTBOX_WRITE_FAILED`` (nothing stored) or, with
                 ``possibly_written``, ``_OUTBOX_WRITE_UNKNOWN`` (maybe stored).
@@ -197,11 +163,15 @@ class OutboxMode:
             Exception: anything else the store raised (the handles are settled
                 ``_OUTBOX_WRITE_UNKNOWN``: the store did not say what happened).
         """
-        entries = [
-            OutboxEntry(h.event_id, h.event_type, topic, key, value, tuple(hdrs))
-            for topic, key, value, hdrs, h in prepared
-        ]
-        handles = [p[4] for p in prepared]
+        with self.core.ledger.gate():
+            for record in records:
+                self.core.trace(record)
+            self._commit(records)
+
+    def _commit(self, records: list[Record]) -> None:
+        """Add the records to the store in one commit; track their handles by outbox row."""
+        entries = [_entry(r) for r in records]
+        handles = [r.handle for r in records]
         token = self._tracked.begin()
         try:
             rows = self.store.add(entries)
@@ -210,35 +180,32 @@ class OutboxMode:
             stored = isinstance(exc, OutboxWriteError) and not exc.possibly_written
             code = "_OUTBOX_WRITE_FAILED" if stored else "_OUTBOX_WRITE_UNKNOWN"
             for handle in handles:
-                self.core._abandon(handle, handle.failure_from(code, str(exc)))
+                self.core.ledger.abandon(handle, handle.failure_from(code, str(exc)))
             raise
         early = self._tracked.end(token, rows, handles)
         for handle, outcome in early:  # the relay was faster than add() returned
             self._settle(handle, outcome)
-        return handles
 
-    def stage(self, event: Any, connection: Any, event_id: str | None, headers: Any) -> str:
-        """Add the event to the caller's open transaction; return its event id."""
-        topic, key, value, hdrs, handle = self.core.prepare(event, event_id, headers, traced=False)
-        entry = OutboxEntry(handle.event_id, handle.event_type, topic, key, value, tuple(hdrs))
-        self.store.add([entry], connection=connection)
-        return handle.event_id
+    def stage(self, record: Record, connection: Any) -> str:
+        """Add the (untraced) record to the caller's open transaction; return its event id."""
+        self.store.add([_entry(record)], connection=connection)
+        return record.handle.event_id
 
     # -- the relay's listener ------------------------------------------------------------
     def delivered(self, row_id: int, event_id: str, msg: ReportMessage) -> None:
         """Settle every handle of outbox row ``row_id`` (acknowledged by Kafka)."""
         for handle in self._tracked.report(row_id, (msg, "", "")):
-            self.core.settled(handle, msg, None)
+            self.core.ledger.settle(handle, msg, None)
 
     def given_up(self, row_id: int, event_id: str, code: str, reason: str) -> None:
         """Settle every handle of outbox row ``row_id`` (dead-lettered or parked) as failed."""
         for handle in self._tracked.report(row_id, (None, code, reason)):
-            self.core.settled(handle, None, handle.failure_from(code, reason))
+            self.core.ledger.settle(handle, None, handle.failure_from(code, reason))
 
     def _settle(self, handle: DeliveryHandle, outcome: _Outcome) -> None:
         msg, code, reason = outcome
         failure = None if msg is not None else handle.failure_from(code, reason)
-        self.core.settled(handle, msg, failure)
+        self.core.ledger.settle(handle, msg, failure)
 
     # -- flush and close ---------------------------------------------------------------------
     def flush(self, timeout: float) -> None:
@@ -267,7 +234,7 @@ class OutboxMode:
         problem = None
         if relay is not None and not self._all_settled():
             problem = relay.problem()
-        failures = self.core.take_failures(timed_out=False)
+        failures = self.core.ledger.take_failures(timed_out=False)
         if failures:
             context = f"flush({timeout:g}) with outbox"
             if problem is not None:
@@ -278,10 +245,10 @@ class OutboxMode:
 
     def _all_settled(self) -> bool:
         """True when no tracked handle waits (and, past the cap, nothing is pending)."""
-        return not self.waiting and (not self._overflowed or self._drained())
+        return not self.in_flight and (not self._overflowed or self._drained())
 
     def close(self, timeout: float) -> None:
-        """Flush (bounded), stop the relay; events left in the outbox stay durable.
+        """After the close gate shut: flush (bounded), stop the relay; events stay durable.
 
         The relay is stopped and the handles still waiting settle with
         ``_IN_OUTBOX`` even when the flush raises.
@@ -294,14 +261,13 @@ class OutboxMode:
         finally:
             if self.relay is not None:
                 self.relay.stop(min(timeout, 10.0))
-            left = self._tracked.take_all()
-            for handle in left:
+            for handle in self._tracked.take_all():
                 # Not a failure: the event is committed and the next relay sends it.
-                failure = handle.failure_from("_IN_OUTBOX", "")
-                handle._settle(None, failure)
+                self.core.ledger.release(handle, handle.failure_from("_IN_OUTBOX", ""))
+            self.core.finish_close(0)
 
     @property
-    def waiting(self) -> int:
+    def in_flight(self) -> int:
         """Events published here, not yet acknowledged, whose handles are still held."""
         return self._tracked.waiting()
 
@@ -320,6 +286,18 @@ class OutboxMode:
         except Exception as exc:  # a store error must not turn flush into a crash
             _log.warning("outbox_status_failed", error=repr(exc))
             return True
+
+
+def _entry(record: Record) -> OutboxEntry:
+    handle = record.handle
+    return OutboxEntry(
+        handle.event_id,
+        handle.event_type,
+        record.topic,
+        record.key,
+        record.value,
+        tuple(record.headers),
+    )
 
 
 #: What the relay said of a row: (ack, "", "") or (None, code, reason).

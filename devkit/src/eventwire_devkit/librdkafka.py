@@ -45,11 +45,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from eventwire._errors import EventwireError
+from eventwire import EventwireError
 
 if TYPE_CHECKING:
-    from eventwire._async_publisher import AsyncPublisher
-    from eventwire._publisher import Publisher
+    from eventwire import AsyncPublisher, Publisher
 
 __all__ = [
     "TESTED_VERSIONS",
@@ -396,11 +395,15 @@ def inject_fatal_error(publisher: Publisher | AsyncPublisher, code: int, reason:
 
 def _producer_of(publisher: Publisher | AsyncPublisher) -> object:
     """The confluent_kafka.Producer behind ``publisher`` (KafkaTransport keeps it here)."""
-    producer = getattr(getattr(publisher._core, "transport", None), "_producer", None)
+    # A test tool reaching into eventwire's internals on purpose: the Producer, its
+    # current transport (KafkaTransport), and the confluent_kafka.Producer it owns.
+    eventwire_producer = publisher._core.producer
+    transport = eventwire_producer.transport if eventwire_producer is not None else None
+    producer = getattr(transport, "_producer", None)
     if producer is None:
         raise LibrdkafkaTestApiUnavailable(
-            "the publisher has no confluent-kafka producer at ._core.transport._producer "
-            "(another transport, or KafkaTransport renamed it)"
+            "the publisher has no confluent-kafka producer at ._core.producer.transport."
+            "_producer (an outbox publisher, another transport, or a renamed attribute)"
         )
     return producer
 

@@ -1,9 +1,11 @@
-"""pytest plugin: fixtures backed by a real local Apache Kafka (loaded via ``pytest11``).
+"""pytest plugin: fixtures backed by a real local Apache Kafka. Opt-in, never auto-loaded.
 
-Fixtures (clusters start lazily, the first time a test asks for them):
+Load it in a ``conftest.py`` (``pytest_plugins = ["eventwire_devkit.pytest_plugin"]``) or
+with ``-p eventwire_devkit.pytest_plugin``. Its fixtures (clusters start lazily, the first
+time a test asks for them):
 
 * ``kafka_jars`` -- the Kafka jar directory (for tests that build their own cluster).
-* ``kafka_cluster`` -- session-scoped 1-node :class:`~eventwire.testing.kafka.LocalKafkaCluster`.
+* ``kafka_cluster`` -- session-scoped 1-node :class:`~eventwire_devkit.kafka.LocalKafkaCluster`.
 * ``kafka_cluster3`` -- session-scoped 3-node cluster for fault injection (RF 3, min ISR 2,
   ``replica.lag.time.max.ms=6000`` so a paused follower leaves the ISR within seconds).
 * ``kafka_bootstrap`` -- bootstrap servers of the 1-node cluster, or of the external cluster
@@ -15,8 +17,13 @@ Fixtures (clusters start lazily, the first time a test asks for them):
 
 With an external cluster, ``kafka_cluster`` and ``kafka_cluster3`` cannot inject faults and
 skip. When no cluster can be started (no Java, Maven failed, startup timeout) the test skips
-with the reason -- except when ``CI`` is ``true``/``1``, where it fails instead.
-Tests using these fixtures get the ``kafka`` marker (and ``cluster3`` for the 3-node ones).
+with the reason -- except in strict mode (``--eventwire-strict``, or the environment variable
+``EVENTWIRE_DEVKIT_STRICT=1``), where it fails instead. ``CI=true`` alone does not switch it
+on. :func:`unavailable` gives your own tests the same skip-or-fail rule.
+
+Tests that request these fixtures by name get the ``kafka`` marker (and ``cluster3`` for the
+3-node ones), so ``-m "not kafka"`` deselects them. This only happens where the plugin is
+loaded, which is your choice.
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from eventwire_devkit import STRICT_ENV, strict_from_env
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from eventwire.testing.kafka import LocalKafkaCluster
+    from eventwire_devkit.kafka import LocalKafkaCluster
 
 ENV_BOOTSTRAP = "EVENTWIRE_BOOTSTRAP"
 CLUSTER3_OVERRIDES = {
@@ -46,7 +55,7 @@ _CLUSTER3_FIXTURES = {"kafka_cluster3", "kafka_topic3"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--kafka-bootstrap``."""
+    """Add ``--kafka-bootstrap`` and ``--eventwire-strict``."""
     group = parser.getgroup("eventwire", "eventwire Kafka fixtures")
     group.addoption(
         "--kafka-bootstrap",
@@ -54,10 +63,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="HOST:PORT[,...]",
         help=f"use this running Kafka cluster instead of starting one (env: {ENV_BOOTSTRAP})",
     )
+    group.addoption(
+        "--eventwire-strict",
+        action="store_true",
+        default=False,
+        help="fail instead of skip when Kafka, PostgreSQL or the librdkafka mock cannot run "
+        f"here (env: {STRICT_ENV}=1)",
+    )
+
+
+_strict = False
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``kafka`` and ``cluster3`` markers."""
+    """Register the ``kafka`` and ``cluster3`` markers; read the strict switch."""
+    global _strict  # noqa: PLW0603 - read at collection time too, where no config is at hand
+    _strict = bool(config.getoption("--eventwire-strict")) or strict_from_env()
     config.addinivalue_line("markers", "kafka: needs a real Apache Kafka broker")
     config.addinivalue_line("markers", "cluster3: needs the 3-node local Kafka cluster")
 
@@ -72,15 +93,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster3)
 
 
-def in_ci() -> bool:
-    """Return True when the ``CI`` environment variable is ``true``/``1``/``yes``."""
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+def strict() -> bool:
+    """Return True in strict mode: ``--eventwire-strict`` or ``EVENTWIRE_DEVKIT_STRICT=1``."""
+    return _strict or strict_from_env()
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if in_ci():
-        pytest.fail(f"{reason}\n(CI is set: failing instead of skipping)", pytrace=False)
-    pytest.skip(reason.splitlines()[0] if reason else "Kafka unavailable")
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test (or module, at import time) for ``reason``; fail instead in strict mode.
+
+    For a resource the test cannot do without (a broker, PostgreSQL, the librdkafka mock)::
+
+        try:
+            server.start()
+        except PostgresUnavailableError as exc:
+            unavailable(f"PostgreSQL unavailable: {exc}")
+    """
+    if strict():
+        pytest.fail(f"{reason}\n(strict mode: failing instead of skipping)", pytrace=False)
+    pytest.skip(reason.splitlines()[0] if reason else "unavailable", allow_module_level=True)
 
 
 def _external_bootstrap(config: pytest.Config) -> str | None:
@@ -98,12 +128,12 @@ def _run_cluster(
 ) -> Iterator[LocalKafkaCluster]:
     external = _external_bootstrap(config)
     if external is not None:
-        _unavailable(
+        unavailable(
             f"needs a local {nodes}-node cluster it can inject faults into, but an external "
             f"cluster is configured ({external})"
         )
-    from eventwire.testing._kafka.runtime import jvm_pids_of  # noqa: PLC0415
-    from eventwire.testing.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
+    from eventwire_devkit._kafka.runtime import jvm_pids_of  # noqa: PLC0415
+    from eventwire_devkit.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
 
     cluster = LocalKafkaCluster(nodes, broker_overrides=overrides)
     failure = None
@@ -112,7 +142,7 @@ def _run_cluster(
     except KafkaClusterError as exc:
         failure = f"could not start a local {nodes}-node Kafka cluster: {exc}"
     if failure is not None:
-        _unavailable(failure)
+        unavailable(failure)
     try:
         yield cluster
     finally:
@@ -124,12 +154,12 @@ def _run_cluster(
 
 @pytest.fixture(scope="session")
 def kafka_jars() -> Path:
-    """Directory of the Kafka jars; skips (fails under CI) without Java or the jars.
+    """Directory of the Kafka jars; skips (fails in strict mode) without Java or the jars.
 
-    For tests that build their own :class:`~eventwire.testing.kafka.LocalKafkaCluster`.
+    For tests that build their own :class:`~eventwire_devkit.kafka.LocalKafkaCluster`.
     """
-    from eventwire.testing._kafka.jars import find_java  # noqa: PLC0415
-    from eventwire.testing.kafka import KafkaClusterError, ensure_kafka_jars  # noqa: PLC0415
+    from eventwire_devkit._kafka.jars import find_java  # noqa: PLC0415
+    from eventwire_devkit.kafka import KafkaClusterError, ensure_kafka_jars  # noqa: PLC0415
 
     failure = ""
     try:
@@ -137,7 +167,7 @@ def kafka_jars() -> Path:
         return ensure_kafka_jars()
     except KafkaClusterError as exc:
         failure = f"cannot run a local Kafka broker: {exc}"
-    _unavailable(failure)
+    unavailable(failure)
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +194,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def _eventwire_kafka_admin(kafka_bootstrap: str) -> Any:
-    from eventwire.testing._kafka.admin import new_admin  # noqa: PLC0415
+    from eventwire_devkit._kafka.admin import new_admin  # noqa: PLC0415
 
     return new_admin(kafka_bootstrap)
 
@@ -172,8 +202,8 @@ def _eventwire_kafka_admin(kafka_bootstrap: str) -> Any:
 @pytest.fixture
 def kafka_topic(request: pytest.FixtureRequest, _eventwire_kafka_admin: Any) -> Iterator[str]:
     """A fresh 3-partition topic on ``kafka_bootstrap`` (broker-default RF), deleted after."""
-    from eventwire.testing._kafka import admin  # noqa: PLC0415
-    from eventwire.testing.kafka import KafkaClusterError  # noqa: PLC0415
+    from eventwire_devkit._kafka import admin  # noqa: PLC0415
+    from eventwire_devkit.kafka import KafkaClusterError  # noqa: PLC0415
 
     name = _topic_name(request.node.name)
     try:
@@ -190,7 +220,7 @@ def kafka_topic3(
     request: pytest.FixtureRequest, kafka_cluster3: LocalKafkaCluster
 ) -> Iterator[str]:
     """A fresh 3-partition RF-3 topic on a healed ``kafka_cluster3``, deleted after."""
-    from eventwire.testing.kafka import KafkaClusterError  # noqa: PLC0415
+    from eventwire_devkit.kafka import KafkaClusterError  # noqa: PLC0415
 
     name = _topic_name(request.node.name)
     try:

@@ -28,18 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
-from eventwire.testing._kafka import admin as _admin
-from eventwire.testing._kafka import config as _config
-from eventwire.testing._kafka import jars as _jars
-from eventwire.testing._kafka import runtime as _runtime
-from eventwire.testing._kafka.errors import (
+from eventwire_devkit._kafka import admin as _admin
+from eventwire_devkit._kafka import config as _config
+from eventwire_devkit._kafka import jars as _jars
+from eventwire_devkit._kafka import runtime as _runtime
+from eventwire_devkit._kafka.errors import (
     ClusterStartError,
     JarFetchError,
     JavaNotFoundError,
     KafkaClusterError,
     MavenNotFoundError,
 )
-from eventwire.testing._kafka.node import Node, free_ports, wait_ready
+from eventwire_devkit._kafka.node import Node, free_ports, wait_ready
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -1,7 +1,9 @@
 """``eventwire bench``: compare eventwire with other Kafka publishers on a local real cluster.
 
-The harness itself lives in the source checkout's ``bench/`` folder (it is not
-part of the installed package); this command finds it next to ``src/``.
+The harness itself lives in the source checkout's ``bench/`` folder (it is in no
+distribution); this command finds it at the root of the checkout this devkit is installed
+from (``devkit/src/eventwire_devkit/cli/bench.py`` -> the repository root), and puts that
+root on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from rich.progress import (
 
 console = Console(stderr=True)
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]
+_REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 def _import_bench() -> None:
     if not (_REPO_ROOT / "bench" / "runner.py").is_file():
         console.print(
-            "[red]eventwire bench runs from a source checkout[/]: no bench/ folder next to "
-            f"{_REPO_ROOT / 'src'}. Clone the repository and run `make bench`."
+            "[red]eventwire bench runs from a source checkout[/]: no bench/ folder in "
+            f"{_REPO_ROOT}. Clone the repository and run `make bench`."
         )
         raise typer.Exit(code=2)
     if str(_REPO_ROOT) not in sys.path:
@@ -125,7 +127,7 @@ def _run(cfg: Any, out_dir: Path, stem: str) -> None:
     from bench.runner import run_benchmark  # noqa: PLC0415
     from bench.summary import ratios, rows  # noqa: PLC0415
 
-    from eventwire.testing.kafka import KafkaClusterError  # noqa: PLC0415
+    from eventwire_devkit.kafka import KafkaClusterError  # noqa: PLC0415
 
     with Progress(
         SpinnerColumn(),

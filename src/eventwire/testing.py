@@ -1,6 +1,15 @@
-"""Capture published events in memory, for your own unit tests.
+"""In-process test helpers for code that publishes with eventwire.
 
-Like ``structlog.testing.capture_logs()``, but for events::
+* :func:`capture_events` -- a real :class:`~eventwire.Publisher` over the in-memory
+  transport, and the events it sent.
+* :class:`MemoryTransport` (and the :class:`MemoryRecord` it stores) -- an in-memory log
+  with topics, partitions, offsets and injectable faults, to pass as ``transport=``.
+
+Nothing here starts a process or opens a socket. The real local Kafka cluster, the
+PostgreSQL runner and the pytest fixtures live in the separate ``eventwire-devkit``
+distribution.
+
+:func:`capture_events` is like ``structlog.testing.capture_logs()``, but for events::
 
     from eventwire.testing import capture_events
 
@@ -10,7 +19,7 @@ Like ``structlog.testing.capture_logs()``, but for events::
         assert captured.events(OrderPlaced) == [OrderPlaced(order_id="o-1", ...)]
 
 The publisher is a real :class:`eventwire.Publisher` over a
-:class:`~eventwire.transports.memory.MemoryTransport`: routing, validation,
+:class:`MemoryTransport`: routing, validation,
 encoding and CloudEvents headers all run exactly as in production.
 """
 
@@ -25,7 +34,7 @@ from eventwire._event import Route
 from eventwire._publisher import Publisher
 from eventwire.transports.memory import MemoryRecord, MemoryTransport
 
-__all__ = ["CapturedEvents", "capture_events"]
+__all__ = ["CapturedEvents", "MemoryRecord", "MemoryTransport", "capture_events"]
 
 T = TypeVar("T")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from eventwire.demo.domain import Order
-from eventwire.demo.messages import LineItemEventMessage, OrderEventMessage
+from eventwire_devkit.demo.domain import Order
+from eventwire_devkit.demo.messages import LineItemEventMessage, OrderEventMessage
 
 __all__ = ["OrderEventTranslator"]
 

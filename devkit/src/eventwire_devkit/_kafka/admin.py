@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from eventwire.testing._kafka.errors import KafkaClusterError
+from eventwire_devkit._kafka.errors import KafkaClusterError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

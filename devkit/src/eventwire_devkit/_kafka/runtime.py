@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eventwire.testing._kafka.jars import cache_root
+from eventwire_devkit._kafka.jars import cache_root
 
 __all__ = [
     "DATA_MARKER",

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import msgspec
 
-from eventwire.demo.messages import OrderEventMessage
+from eventwire_devkit.demo.messages import OrderEventMessage
 
 __all__ = ["Verification", "verify_records"]
 

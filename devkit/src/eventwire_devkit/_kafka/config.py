@@ -7,12 +7,12 @@ import subprocess
 import uuid
 from typing import TYPE_CHECKING
 
-from eventwire.testing._kafka.errors import ClusterStartError
+from eventwire_devkit._kafka.errors import ClusterStartError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from eventwire.testing._kafka.node import Node
+    from eventwire_devkit._kafka.node import Node
 
 __all__ = ["format_storage", "new_cluster_id", "server_properties"]
 

@@ -1,4 +1,4 @@
-"""Typed errors raised by :mod:`eventwire.testing.kafka` (re-exported there)."""
+"""Typed errors raised by :mod:`eventwire_devkit.kafka` (re-exported there)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ __all__ = [
     "MavenNotFoundError",
 ]
 
-_PUBLIC_MODULE = "eventwire.testing.kafka"
+_PUBLIC_MODULE = "eventwire_devkit.kafka"
 
 
 class KafkaClusterError(Exception):

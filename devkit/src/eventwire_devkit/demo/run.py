@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from eventwire import DeliveryHandle, Publisher, Route
-from eventwire.demo.domain import make_orders
-from eventwire.demo.messages import ORDER_ROUTE, OrderEventMessage
-from eventwire.demo.translator import OrderEventTranslator
-from eventwire.demo.verify import Verification, verify_records
+from eventwire_devkit.demo.domain import make_orders
+from eventwire_devkit.demo.messages import ORDER_ROUTE, OrderEventMessage
+from eventwire_devkit.demo.translator import OrderEventTranslator
+from eventwire_devkit.demo.verify import Verification, verify_records
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -83,7 +83,7 @@ def run_demo(  # noqa: PLR0915 - one linear story: publish, flush, read back, ve
 
     transport = None
     if bootstrap is None:
-        from eventwire.transports.memory import MemoryTransport  # noqa: PLC0415
+        from eventwire.testing import MemoryTransport  # noqa: PLC0415
 
         transport = MemoryTransport(partitions=6)
     publisher = Publisher(
@@ -121,7 +121,7 @@ def run_demo(  # noqa: PLR0915 - one linear story: publish, flush, read back, ve
     if transport is not None:
         records = list(transport.records(topic))
     else:
-        from eventwire.testing.consume import read_topic  # noqa: PLC0415
+        from eventwire_devkit.consume import read_topic  # noqa: PLC0415
 
         assert bootstrap is not None
         records = list(read_topic(bootstrap, topic, expected=len(published), idle=1.0))  # type: ignore[arg-type]

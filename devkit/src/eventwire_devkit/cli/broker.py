@@ -20,6 +20,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from eventwire_devkit import strict_from_env
+
 app = typer.Typer(
     help="Run a real local Apache Kafka (KRaft) cluster for development and tests.",
     no_args_is_help=True,
@@ -34,7 +36,7 @@ def default_state_file() -> Path:
     override = os.environ.get(STATE_ENV)
     if override:
         return Path(override).expanduser()
-    from eventwire.testing._kafka.runtime import run_dir  # noqa: PLC0415
+    from eventwire_devkit._kafka.runtime import run_dir  # noqa: PLC0415
 
     return run_dir() / "broker.json"
 
@@ -49,10 +51,6 @@ StateOption = Annotated[
 ]
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
 def _read_state(path: Path) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
@@ -62,7 +60,7 @@ def _read_state(path: Path) -> dict[str, Any] | None:
 
 
 def _alive_pids(state: dict[str, Any]) -> list[int]:
-    from eventwire.testing._kafka.runtime import jvm_pids_of  # noqa: PLC0415
+    from eventwire_devkit._kafka.runtime import jvm_pids_of  # noqa: PLC0415
 
     return jvm_pids_of(str(state["data_dir"]))
 
@@ -70,16 +68,20 @@ def _alive_pids(state: dict[str, Any]) -> list[int]:
 @app.command()
 def fetch(
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 if Kafka cannot run here (implied by CI=true).")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 if Kafka cannot run here (implied by EVENTWIRE_DEVKIT_STRICT=1).",
+        ),
     ] = False,
 ) -> None:
     """Download the pinned Apache Kafka jars once (with Maven) and print where they are.
 
     Without Java or Maven this only warns and exits 0, so ``make demo`` still works (on
-    the in-memory transport); with --strict, or when CI=true, it exits 1.
+    the in-memory transport); with --strict, or when EVENTWIRE_DEVKIT_STRICT=1, it exits 1.
     """
-    from eventwire.testing._kafka.jars import find_java  # noqa: PLC0415
-    from eventwire.testing.kafka import (  # noqa: PLC0415
+    from eventwire_devkit._kafka.jars import find_java  # noqa: PLC0415
+    from eventwire_devkit.kafka import (  # noqa: PLC0415
         KAFKA_VERSION,
         KafkaClusterError,
         ensure_kafka_jars,
@@ -91,7 +93,7 @@ def fetch(
             libs = ensure_kafka_jars(progress=status.update)
     except KafkaClusterError as exc:
         err.print(f"[bold yellow]warning:[/] {exc}")
-        if strict or _in_ci():
+        if strict or strict_from_env():
             raise typer.Exit(1) from None
         err.print("Going on without a local Kafka broker (the demo falls back to in-memory).")
         return
@@ -113,7 +115,7 @@ def _check_no_running(path: Path) -> None:
             f"{state['bootstrap_servers']} (state: {path}). Stop it with `eventwire broker down`."
         )
         raise typer.Exit(1)
-    from eventwire.testing.kafka import stop_recorded_cluster  # noqa: PLC0415
+    from eventwire_devkit.kafka import stop_recorded_cluster  # noqa: PLC0415
 
     stop_recorded_cluster(str(state["cluster_id"]))  # clean up what a dead one left
     path.unlink(missing_ok=True)
@@ -134,7 +136,7 @@ def up(
     In the foreground it runs until Ctrl-C or SIGTERM, then stops every node. With --detach
     it returns once ready and records the cluster in the state file for status/down.
     """
-    from eventwire.testing.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
+    from eventwire_devkit.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
 
     if nodes not in {1, 3}:
         err.print("[bold red]error:[/] --nodes must be 1 or 3")
@@ -173,7 +175,7 @@ def up(
 
 
 def _write_state(path: Path, cluster: Any) -> None:
-    from eventwire.testing.kafka import KAFKA_VERSION  # noqa: PLC0415
+    from eventwire_devkit.kafka import KAFKA_VERSION  # noqa: PLC0415
 
     state = {
         "cluster_id": cluster.cluster_id,
@@ -214,7 +216,7 @@ def status(state_file: StateOption = None) -> None:
     """Show the detached cluster (exit 0 if every node answers, 1 otherwise)."""
     from confluent_kafka import KafkaException  # noqa: PLC0415
 
-    from eventwire.testing._kafka.admin import broker_ids, new_admin  # noqa: PLC0415
+    from eventwire_devkit._kafka.admin import broker_ids, new_admin  # noqa: PLC0415
 
     path = state_file or default_state_file()
     state = _read_state(path)
@@ -243,8 +245,8 @@ def down(
     timeout: Annotated[float, typer.Option(help="Seconds to wait before SIGKILL.")] = 15.0,
 ) -> None:
     """Stop the detached cluster and delete its data."""
-    from eventwire.testing._kafka.runtime import kill_all  # noqa: PLC0415
-    from eventwire.testing.kafka import stop_recorded_cluster  # noqa: PLC0415
+    from eventwire_devkit._kafka.runtime import kill_all  # noqa: PLC0415
+    from eventwire_devkit.kafka import stop_recorded_cluster  # noqa: PLC0415
 
     path = state_file or default_state_file()
     state = _read_state(path)

@@ -1,0 +1,194 @@
+"""The in-flight ledger: the single owner of a publisher's unacknowledged events.
+
+An event is in exactly one place: not yet published, in the ledger (enqueued,
+waiting for its report), or settled. Only the ledger moves it: :meth:`add` before
+the send, :meth:`discard` if the send did not enqueue it, :meth:`settle` for a
+report or a sweep, :meth:`abandon` for a synchronous rejection. Everything that
+must happen when an event settles -- metrics, the circuit breaker, resolving an
+asyncio future -- is a hook registered with :meth:`on_settle`; the span ends in
+the handle itself, before any waiter wakes.
+
+It is also the close gate: :meth:`shut` makes every later :meth:`enter` fail
+and waits for the sends already past it, so ``close()`` reports every event
+that got in, and no event gets in afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import structlog
+
+from eventwire._errors import DeliveryFailure, PublisherStateError
+
+if TYPE_CHECKING:
+    from eventwire._handle import DeliveryHandle
+    from eventwire.transports.base import ReportMessage
+
+__all__ = ["CLOSED_REASON", "InFlight", "SettleHook"]
+
+_log = structlog.get_logger("eventwire")
+
+#: Called once per settled event with its failure (None: delivered).
+SettleHook = Callable[["DeliveryHandle", "DeliveryFailure | None"], None]
+
+CLOSED_REASON = "the publisher is closed (or closing); create a new one to publish"
+#: How long shutting the gate waits at least for sends already past it.
+_SENDERS_GRACE_S = 1.0
+
+
+class InFlight:
+    """Tracks every enqueued, unsettled event of one publisher; see the module docs."""
+
+    def __init__(self) -> None:
+        #: The lock every handle of this publisher settles under.
+        self.lock = threading.Lock()
+        self._pending: dict[DeliveryHandle, None] = {}
+        self._failures: list[DeliveryFailure] = []
+        self._hooks: list[SettleHook] = []
+        self._abandon_hooks: list[SettleHook] = []
+        #: One entry per send past the close gate (see :meth:`gate`).
+        self.senders: deque[None] = deque()
+        #: True once :meth:`shut` has begun.
+        self.closed = False
+        #: Set by the producer: True if a failed report with this code must leave
+        #: its event pending (a fatal error's purge, re-sent by the replacement).
+        self.holds_back: Callable[[str], bool] = _never
+        #: Set by the producer: make the transport serve delivery reports now.
+        self.wake: Callable[[], None] = _nothing
+
+    # -- the close gate -------------------------------------------------------------------
+    @contextmanager
+    def gate(self) -> Iterator[None]:
+        """Hold the gate open for one send (or outbox write); refuse once shut.
+
+        Lock-free, ordered by CPython's GIL: a send registers, then reads the flag;
+        :meth:`shut` sets the flag, then waits until no send is registered. Either
+        the send sees the flag, or ``shut`` sees the send and waits for it.
+
+        Raises:
+            PublisherStateError: :meth:`shut` has begun; do not send.
+        """
+        senders = self.senders
+        senders.append(None)
+        try:
+            if self.closed:
+                raise PublisherStateError(CLOSED_REASON)
+            yield
+        finally:
+            senders.pop()
+
+    def enter(self) -> bool:
+        """The gate without a context manager (hot path): False if shut (not entered).
+
+        Every True must be followed by exactly one :meth:`leave`.
+        """
+        self.senders.append(None)
+        if self.closed:
+            self.senders.pop()
+            return False
+        return True
+
+    def leave(self) -> None:
+        """End a send that :meth:`enter` let in."""
+        self.senders.pop()
+
+    def shut(self, timeout: float) -> bool:
+        """Refuse every later send; wait (bounded) for those under way. False if already shut."""
+        with self.lock:
+            if self.closed:
+                return False
+            self.closed = True
+        deadline = time.monotonic() + max(timeout, _SENDERS_GRACE_S)
+        while self.senders and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        if self.senders:  # a send on this very thread: a done-callback called close()
+            _log.warning("close_with_send_in_progress", sends=len(self.senders))
+        return True
+
+    # -- tracking ---------------------------------------------------------------------------
+    def on_settle(self, hook: SettleHook, *, abandoned: bool = False) -> None:
+        """Call ``hook(handle, failure)`` for every event that settles from now on.
+
+        With ``abandoned`` also for events refused before they were enqueued (whose
+        error the caller got directly), e.g. to count them.
+        """
+        self._hooks.append(hook)
+        if abandoned:
+            self._abandon_hooks.append(hook)
+
+    def add(self, handle: DeliveryHandle) -> None:
+        """Track ``handle`` (call before sending: its report may come at once)."""
+        self._pending[handle] = None
+
+    def discard(self, handle: DeliveryHandle) -> None:
+        """Stop tracking ``handle`` without settling it (the send did not enqueue it)."""
+        self._pending.pop(handle, None)
+
+    def settle(
+        self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
+    ) -> None:
+        """Settle an enqueued event (its report, or a sweep); keep its failure for flush."""
+        if not handle._settle(msg, failure):
+            return
+        self._pending.pop(handle, None)
+        for hook in self._hooks:
+            hook(handle, failure)
+        if failure is not None:
+            self._failures.append(failure)
+            _log.warning(
+                "delivery_failed",
+                event_id=failure.event_id,
+                event_type=failure.event_type,
+                topic=failure.topic,
+                code=failure.code,
+                error_class=failure.error_class.value,
+            )
+
+    def abandon(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
+        """Settle an event that was never enqueued: the caller gets its error directly."""
+        self._pending.pop(handle, None)
+        if handle._settle(None, failure):
+            for hook in self._abandon_hooks:
+                hook(handle, failure)
+
+    def release(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
+        """Settle an event that is safe elsewhere (e.g. in the outbox), not as a failure."""
+        self._pending.pop(handle, None)
+        handle._settle(None, failure)
+
+    def fail_all(self, code: str, reason: str) -> int:
+        """Settle every tracked event as failed with ``code``; return how many."""
+        stuck = list(self._pending)
+        for handle in stuck:
+            self.settle(handle, None, handle.failure_from(code, reason))
+        return len(stuck)
+
+    def snapshot(self) -> list[DeliveryHandle]:
+        """The unsettled events, in the order they were added (for a re-send)."""
+        return [h for h in list(self._pending) if not h.done()]
+
+    def take_failures(self, timed_out: bool) -> list[DeliveryFailure]:
+        """Return and forget the failures so far, plus every unsettled event if ``timed_out``."""
+        with self.lock:
+            failures, self._failures = self._failures, []
+        if timed_out:
+            failures.extend(h.failure_from("_FLUSH_TIMEOUT", "") for h in self.snapshot())
+        return failures
+
+    def __len__(self) -> int:
+        """Events enqueued and not yet settled."""
+        return len(self._pending)
+
+
+def _never(_code: str) -> bool:
+    return False
+
+
+def _nothing() -> None:
+    return None

@@ -1,0 +1,131 @@
+"""The options :class:`Publisher` and :class:`AsyncPublisher` share, declared once.
+
+``PublisherOptions`` types the keyword arguments (``**options``) of both; the
+publisher resolves them into :class:`Options`, which applies the defaults and
+checks every value before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import TracerProvider
+
+from eventwire._breaker import CircuitBreaker
+from eventwire._codec import Codec
+from eventwire._config import KafkaConfig, Profile
+from eventwire._errors import ConfigurationError
+from eventwire._event import Route
+from eventwire.transports.base import BaseTransport
+
+__all__ = ["Options", "PublisherOptions", "resolve_options"]
+
+
+class PublisherOptions(TypedDict, total=False):
+    """Keyword options of :class:`Publisher` and :class:`AsyncPublisher` (all optional).
+
+    * ``config``: a full :class:`KafkaConfig` instead of ``bootstrap_servers``.
+    * ``profile``: ``"reliable"`` (default), ``"low_latency"`` or ``"high_throughput"``.
+    * ``overrides``: raw librdkafka properties, applied last.
+    * ``routes``: routes for Struct classes not decorated with ``@event``.
+    * ``source``: the CloudEvents ``ce_source`` of every event (default ``"eventwire"``).
+    * ``codec``: ``"json"`` (default), ``"msgpack"`` or a :class:`Codec`.
+    * ``transport``: a transport instead of Kafka (e.g. ``MemoryTransport()``).
+    * ``enqueue_timeout``: the longest a publish waits for room in a full local
+      queue (30 s), then BackpressureError.
+    * ``close_timeout``: how long leaving the ``with`` block waits for deliveries (30 s).
+    * ``connect_timeout``: seconds to wait at start for a broker to answer (10 s),
+      else BrokerUnavailableError; None skips the check.
+    * ``tracer_provider`` / ``propagator`` / ``meter_provider``: OpenTelemetry; the
+      global ones by default.
+    * ``circuit_breaker``: True or a :class:`CircuitBreaker`: fail fast with
+      CircuitOpenError while Kafka is unreachable (off by default).
+    * ``producer_restarts``: producer replacements after fatal errors allowed in any
+      10 minutes (3); 0: the first fatal error is final.
+    """
+
+    config: KafkaConfig | None
+    profile: Profile
+    overrides: Mapping[str, Any] | None
+    routes: Mapping[Any, Route] | None
+    source: str
+    codec: Codec | str
+    transport: BaseTransport | None
+    enqueue_timeout: float
+    close_timeout: float
+    connect_timeout: float | None
+    tracer_provider: TracerProvider | None
+    propagator: TextMapPropagator | None
+    meter_provider: MeterProvider | None
+    circuit_breaker: CircuitBreaker | bool
+    producer_restarts: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """:class:`PublisherOptions` with their defaults, checked.
+
+    Raises:
+        ConfigurationError: a value is out of range (the option is named).
+    """
+
+    bootstrap_servers: str | Sequence[str] | None = None
+    config: KafkaConfig | None = None
+    profile: Profile = "reliable"
+    overrides: Mapping[str, Any] | None = None
+    routes: Mapping[Any, Route] | None = None
+    source: str = "eventwire"
+    codec: Codec | str = "json"
+    transport: BaseTransport | None = None
+    enqueue_timeout: float = 30.0
+    close_timeout: float = 30.0
+    connect_timeout: float | None = 10.0
+    tracer_provider: TracerProvider | None = None
+    propagator: TextMapPropagator | None = None
+    meter_provider: MeterProvider | None = None
+    circuit_breaker: CircuitBreaker | bool = False
+    producer_restarts: int = 3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source:
+            raise ConfigurationError("source (the CloudEvents ce_source) must be a non-empty str")
+        for name in ("enqueue_timeout", "close_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0 seconds")
+        if self.connect_timeout is not None and self.connect_timeout <= 0:
+            raise ConfigurationError("connect_timeout must be > 0 seconds, or None to skip")
+        restarts = self.producer_restarts
+        if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
+            raise ConfigurationError(
+                "producer_restarts must be an int >= 0 (0: a fatal error ends the publisher)"
+            )
+        if self.transport is not None and not isinstance(self.transport, BaseTransport):
+            raise ConfigurationError(
+                f"transport must be a eventwire.transports.base.BaseTransport, got "
+                f"{type(self.transport).__name__}"
+            )
+
+
+_NAMES = frozenset(PublisherOptions.__annotations__)
+
+
+def resolve_options(
+    bootstrap_servers: str | Sequence[str] | None, options: Mapping[str, Any]
+) -> Options:
+    """Check ``options`` (a publisher's ``**options``) and apply the defaults.
+
+    Raises:
+        TypeError: an option name that does not exist (the valid ones are listed).
+        ConfigurationError: a value out of range.
+    """
+    unknown = sorted(set(options) - _NAMES)
+    if unknown:
+        raise TypeError(
+            f"unknown publisher option(s) {', '.join(unknown)}; "
+            f"valid: bootstrap_servers, {', '.join(sorted(_NAMES))}"
+        )
+    return Options(bootstrap_servers=bootstrap_servers, **options)

@@ -1,0 +1,57 @@
+"""The ``eventwire`` Typer application: built-in commands plus the entry-point plug-ins.
+
+An entry point in the ``eventwire.commands`` group named ``NAME`` adds
+``eventwire NAME``: a :class:`typer.Typer` as a command group, any other callable as a
+single command. A plug-in that fails to load is reported on stderr in one line and left
+out, so the built-in commands keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib.metadata import entry_points
+
+import structlog
+import typer
+
+from eventwire.cli import outbox as _outbox
+
+#: The entry-point group other distributions register sub-commands in.
+COMMANDS_GROUP = "eventwire.commands"
+
+
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show info-level logs."),
+) -> None:
+    """Logs go to stderr (warnings and up unless -v), so stdout stays for results."""
+    level = logging.INFO if verbose else logging.WARNING
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def build_app() -> typer.Typer:
+    """Return a new ``eventwire`` app: ``outbox``, ``dlq`` and every registered plug-in."""
+    app = typer.Typer(
+        name="eventwire",
+        help="Publish typed domain events to Apache Kafka: inspect and relay the outbox, "
+        "dead letters, and the commands of installed plug-ins.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    app.callback()(_configure)
+    app.add_typer(_outbox.app, name="outbox")
+    app.add_typer(_outbox.dlq_app, name="dlq")
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            command = ep.load()
+        except Exception as exc:  # a broken plug-in must not break the built-in commands
+            sys.stderr.write(f"eventwire: skipping command {ep.name!r} ({ep.value}): {exc}\n")
+            continue
+        if isinstance(command, typer.Typer):
+            app.add_typer(command, name=ep.name)
+        else:
+            app.command(name=ep.name)(command)
+    return app
