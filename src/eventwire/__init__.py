@@ -21,7 +21,6 @@ from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
 from eventwire._dlq import DeadLetterPolicy
 from eventwire._errors import (
     BackpressureError,
-    BatchPublishError,
     BrokerUnavailableError,
     ConfigurationError,
     DeliveryError,
@@ -38,6 +37,7 @@ from eventwire._event import Route, event
 from eventwire._handle import DeliveryHandle, DeliveryResult
 from eventwire._publisher import Publisher
 from eventwire._shutdown import GracefulShutdown
+from eventwire._sink import BatchPublishError
 from eventwire._translator import Translator, translate_all
 from eventwire.middleware.prometheus import PrometheusServer, serve_prometheus
 

@@ -11,8 +11,9 @@
     ├── BrokerUnavailableError  no broker answered the start-up connection check
     ├── BackpressureError       the local queue stayed full past the bounded wait;
     │                           the event was *not* enqueued
-    ├── BatchPublishError       ``publish_many`` stopped at one event: those before
-    │                           it were enqueued (``.handles``), the rest were not
+    ├── BatchPublishError       (in :mod:`eventwire._sink`) ``publish_many`` stopped at
+    │                           one event: those before it were enqueued
+    │                           (``.handles``), the rest were not
     ├── CircuitOpenError        (in :mod:`eventwire._breaker`) ``circuit_breaker=``
     │                           only: Kafka has been unreachable for a while; the
     │                           event was *not* enqueued
@@ -32,14 +33,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from eventwire._handle import DeliveryHandle
 
 __all__ = [
     "BackpressureError",
-    "BatchPublishError",
     "BrokerUnavailableError",
     "ConfigurationError",
     "DeliveryError",
@@ -80,40 +76,6 @@ class BackpressureError(EventwireError):
     The event was **not** enqueued: the caller still owns it and may retry, slow
     down, or raise ``queue.buffering.max.messages``.
     """
-
-
-class BatchPublishError(EventwireError):
-    """``publish_many`` enqueued only part of a batch: events before one that failed.
-
-    The events ``0 .. failed_index - 1`` were enqueued and will be reported as
-    usual (:attr:`handles`); the event at :attr:`failed_index` and every later one
-    were *not*. :attr:`event_ids` holds the ``ce_id`` given to each event of the
-    batch, so the rest can be re-sent under the same ids::
-
-        except BatchPublishError as err:
-            rest = events[err.failed_index:]
-            publisher.publish_many(rest, event_ids=err.event_ids[err.failed_index:])
-
-    ``__cause__`` is the failed event's own error (e.g. BackpressureError, or a
-    DeliveryError for an event refused as too large).
-    """
-
-    def __init__(
-        self,
-        handles: Sequence[DeliveryHandle],
-        event_ids: Sequence[str],
-        failed_index: int,
-        cause: BaseException,
-    ) -> None:
-        self.handles: list[DeliveryHandle] = list(handles)
-        self.event_ids: list[str] = list(event_ids)
-        self.failed_index = failed_index
-        super().__init__(
-            f"publish_many enqueued {failed_index} of {len(self.event_ids)} events, then "
-            f"stopped at event {failed_index} (ce_id {self.event_ids[failed_index]}): {cause}. "
-            "The enqueued ones are in .handles; re-send the rest with "
-            "event_ids=err.event_ids[err.failed_index:] to keep their ids."
-        )
 
 
 class ProducerFatalError(EventwireError):

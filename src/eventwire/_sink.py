@@ -7,16 +7,52 @@ A :class:`Sink` takes the records :class:`~eventwire._core.PublisherCore` built.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from eventwire._errors import BatchPublishError, EventwireError
+from eventwire._errors import EventwireError
 
 if TYPE_CHECKING:
     from eventwire._core import PublisherCore
+    from eventwire._handle import DeliveryHandle
     from eventwire._producer import Producer
     from eventwire._record import Record
 
-__all__ = ["DirectSink", "Sink"]
+__all__ = ["BatchPublishError", "DirectSink", "Sink"]
+
+
+class BatchPublishError(EventwireError):
+    """``publish_many`` enqueued only part of a batch: events before one that failed.
+
+    The events ``0 .. failed_index - 1`` were enqueued and will be reported as
+    usual (:attr:`handles`); the event at :attr:`failed_index` and every later one
+    were *not*. :attr:`event_ids` holds the ``ce_id`` given to each event of the
+    batch, so the rest can be re-sent under the same ids::
+
+        except BatchPublishError as err:
+            rest = events[err.failed_index:]
+            publisher.publish_many(rest, event_ids=err.event_ids[err.failed_index:])
+
+    ``__cause__`` is the failed event's own error (e.g. BackpressureError, or a
+    DeliveryError for an event refused as too large).
+    """
+
+    def __init__(
+        self,
+        handles: Sequence[DeliveryHandle],
+        event_ids: Sequence[str],
+        failed_index: int,
+        cause: BaseException,
+    ) -> None:
+        self.handles: list[DeliveryHandle] = list(handles)
+        self.event_ids: list[str] = list(event_ids)
+        self.failed_index = failed_index
+        super().__init__(
+            f"publish_many enqueued {failed_index} of {len(self.event_ids)} events, then "
+            f"stopped at event {failed_index} (ce_id {self.event_ids[failed_index]}): {cause}. "
+            "The enqueued ones are in .handles; re-send the rest with "
+            "event_ids=err.event_ids[err.failed_index:] to keep their ids."
+        )
 
 
 class Sink(Protocol):
