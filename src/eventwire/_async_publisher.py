@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Unpack, cast
 
-from eventwire._config import KafkaConfig
 from eventwire._core import PublisherCore
 from eventwire._errors import DeliveryError, DeliveryFailure, EventwireError, PublisherStateError
+from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle, DeliveryResult
 from eventwire._loop_bridge import LoopBridge
 from eventwire._options import PublisherOptions, resolve_options
@@ -29,7 +29,7 @@ def _fail(handle: DeliveryHandle, error: BaseException) -> None:
         fut.set_exception(error)
 
 
-class AsyncPublisher:
+class AsyncPublisher(Facade):
     """Publish events from asyncio code without ever blocking the event loop.
 
     Example::
@@ -85,21 +85,6 @@ class AsyncPublisher:
         #: Events waiting for room in the local queue, in publish order.
         self._backlog: deque[Record] = deque()
         self._drainer: asyncio.Task[None] | None = None
-
-    @property
-    def config(self) -> KafkaConfig | None:
-        """The Kafka configuration (None with a custom transport). Its repr hides secrets."""
-        return self._core.config
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` has begun (publishing is refused from then on)."""
-        return self._core.closed
-
-    @property
-    def in_flight(self) -> int:
-        """Events published and not yet acknowledged or failed."""
-        return self._core.in_flight
 
     async def start(self) -> None:
         """Bind to the running loop and run the broker connection check in a thread."""
@@ -283,7 +268,3 @@ class AsyncPublisher:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._core.closed else f"in_flight={self.in_flight}"
-        return f"<AsyncPublisher {self.config!r} {state}>"

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
-from eventwire._config import KafkaConfig
 from eventwire._core import PublisherCore
 from eventwire._errors import ConfigurationError, PublisherStateError
+from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle
 from eventwire._options import PublisherOptions, resolve_options
 from eventwire._sink import DirectSink, Sink
@@ -18,7 +18,7 @@ from eventwire.outbox.sink import OutboxSink
 __all__ = ["Publisher"]
 
 
-class Publisher:
+class Publisher(Facade):
     """Publish msgspec Struct events to Kafka, thread-safely and without blocking.
 
     Example::
@@ -85,16 +85,6 @@ class Publisher:
             core.use_breaker(resolved.circuit_breaker)
             self._sink = DirectSink(core, core.producer)
         self._send = self._sink.send
-
-    @property
-    def config(self) -> KafkaConfig | None:
-        """The Kafka configuration (None with a custom transport). Its repr hides secrets."""
-        return self._core.config
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` has begun (publishing is refused from then on)."""
-        return self._core.closed
 
     @property
     def in_flight(self) -> int:
@@ -250,7 +240,3 @@ class Publisher:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._core.closed else f"in_flight={self.in_flight}"
-        return f"<Publisher {self.config!r} {state}>"
