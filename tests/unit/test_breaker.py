@@ -90,6 +90,33 @@ class TestCircuitBreaker:
         b.record_failure("_TRANSPORT")
         assert b.state is BreakerState.OPEN
 
+    def test_repeats_librdkafka_held_back_keep_the_window_going(self) -> None:
+        """librdkafka reports a broker's identical error again only after 30 s, saying how
+        many it held back: such a report (N >= 2) shows the outage never paused."""
+        refused = "127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"
+        clock = Clock()
+        b = breaker(clock)
+        b.record_failure("_TRANSPORT", f"{refused} (after 0ms in state CONNECT)")
+        clock.now = 30
+        b.record_failure(
+            "_TRANSPORT",
+            f"{refused} (after 0ms in state CONNECT, 12 identical error(s) suppressed)",
+        )
+        assert b.state is BreakerState.OPEN
+
+    def test_a_repeat_with_nothing_held_back_is_a_new_blip(self) -> None:
+        """ "1 identical error(s) suppressed" means none was held back: after a pause it is a
+        new blip, and the circuit stays closed."""
+        clock = Clock()
+        b = breaker(clock)
+        b.record_failure("_TRANSPORT", "Connection refused (after 0ms in state CONNECT)")
+        clock.now = 30
+        b.record_failure(
+            "_TRANSPORT",
+            "Connection refused (after 0ms in state CONNECT, 1 identical error(s) suppressed)",
+        )
+        assert b.state is BreakerState.CLOSED
+
     def test_quiet_after_s_defaults_to_half_of_open_after_s_and_can_be_set(self) -> None:
         """A pause up to quiet_after_s keeps the window going; a longer one restarts it."""
         assert CircuitBreaker(open_after_s=10).quiet_after_s == 5
