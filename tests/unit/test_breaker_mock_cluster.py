@@ -15,24 +15,12 @@ import pytest
 
 from eventwire import CircuitBreaker, DeliveryError, Publisher
 from eventwire._breaker import BreakerState, CircuitOpenError
-
-try:  # the mock cluster's home since the devkit split, and before it
-    from eventwire_devkit.librdkafka import (
-        LibrdkafkaTestApiUnavailable,
-        MockCluster,
-        librdkafka_version,
-    )
-    from eventwire_devkit.pytest_plugin import unavailable
-except ImportError:
-    from eventwire.testing.librdkafka import (  # type: ignore[no-redef]
-        LibrdkafkaTestApiUnavailable,
-        MockCluster,
-        librdkafka_version,
-    )
-
-    def unavailable(reason: str) -> None:  # type: ignore[misc]
-        pytest.skip(reason, allow_module_level=True)
-
+from eventwire_devkit.librdkafka import (
+    LibrdkafkaTestApiUnavailable,
+    MockCluster,
+    librdkafka_version,
+)
+from eventwire_devkit.pytest_plugin import unavailable
 
 from .conftest import order
 

@@ -1,0 +1,182 @@
+"""What the runtime wheel ships, and how the ``eventwire`` command behaves without its extra.
+
+The wheel is built from this checkout the way ``pip wheel .`` builds it (offline: no
+build isolation, hatchling comes with the dev extra). The dev/test workshop lives in the
+``eventwire-devkit`` distribution (``devkit/``) and must not leak into it.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Modules of the workshop, by the names they had in the runtime package or have now.
+WORKSHOP_NAMES = ("_kafka", "librdkafka", "pytest_plugin", "consume", "demo", "bench", "broker")
+WORKSHOP_FILES = (
+    "eventwire/testing/",
+    "eventwire/demo/",
+    "eventwire/cli/broker.py",
+    "eventwire/cli/demo.py",
+    "eventwire/cli/bench.py",
+    "eventwire_devkit/",
+    "bench/",
+)
+#: Imports no runtime module may make (the workshop's tools, the test runner).
+FORBIDDEN_IMPORTS = {"ctypes", "pytest", "eventwire_devkit", "bench", "subprocess"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "-q", "-w", str(out)),
+            *("--no-deps", "--no-build-isolation", "--no-index"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [path] = out.glob("eventwire-*.whl")
+    with zipfile.ZipFile(path) as zf:
+        yield zf
+
+
+def _dist_info(wheel: zipfile.ZipFile, name: str) -> str:
+    [member] = [n for n in wheel.namelist() if n.endswith(f".dist-info/{name}")]
+    return wheel.read(member).decode()
+
+
+def _requirements(wheel: zipfile.ZipFile) -> list[Requirement]:
+    metadata = Parser().parsestr(_dist_info(wheel, "METADATA"))
+    return [Requirement(r) for r in metadata.get_all("Requires-Dist") or []]
+
+
+def _extras_of(req: Requirement) -> set[str]:
+    """The extras whose installation pulls ``req`` in (empty: always installed)."""
+    if req.marker is None:
+        return set()
+    names = {"cli", "dev", "postgres", "otel", "prometheus", "bench"}
+    return {e for e in names if req.marker.evaluate({"extra": e})}
+
+
+class TestRuntimeWheel:
+    def test_it_holds_no_workshop_module(self, wheel: zipfile.ZipFile) -> None:
+        """No file of the cluster runner, librdkafka mock, PostgreSQL runner, plugin, demo
+        or bench is in the runtime wheel, and no Maven pom or log4j config either."""
+        names = wheel.namelist()
+        leaked = [n for n in names if n.startswith(WORKSHOP_FILES)]
+        leaked += [n for n in names if Path(n).stem in WORKSHOP_NAMES]
+        leaked += [n for n in names if n.endswith(("pom.xml", "log4j2.yaml"))]
+        assert not leaked, leaked
+        assert "eventwire/testing.py" in names
+
+    def test_no_module_imports_workshop_tools(self, wheel: zipfile.ZipFile) -> None:
+        """No runtime module imports ctypes, subprocess, pytest, the devkit or bench, none
+        runs initdb or Maven, and none changes sys.path; only transports/kafka.py imports
+        confluent_kafka."""
+        problems = []
+        for name in wheel.namelist():
+            if not name.endswith(".py"):
+                continue
+            source = wheel.read(name).decode()
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Import):
+                    modules = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    if top in FORBIDDEN_IMPORTS:
+                        problems.append(f"{name} imports {module}")
+                    if top == "confluent_kafka" and name != "eventwire/transports/kafka.py":
+                        problems.append(f"{name} imports {module}")
+            for word in (
+                "initdb",
+                "mvn",
+                "sys.path.insert",
+                "sys.path.append",
+                "class LocalKafkaCluster",
+                "class LocalPostgres",
+                "class MockCluster",
+            ):
+                if word in source:
+                    problems.append(f"{name} mentions {word}")
+        assert not problems, problems
+
+    def test_it_registers_no_pytest_plugin(self, wheel: zipfile.ZipFile) -> None:
+        """The wheel's entry points are the console script only: no pytest11 plugin."""
+        entry_points = configparser.ConfigParser()
+        entry_points.read_string(_dist_info(wheel, "entry_points.txt"))
+        assert entry_points.sections() == ["console_scripts"]
+        assert entry_points["console_scripts"]["eventwire"].strip() == "eventwire.cli:main"
+
+    def test_typer_and_rich_come_only_with_the_cli_extra(self, wheel: zipfile.ZipFile) -> None:
+        """typer and rich are never installed by default: only through ``cli`` (and ``dev``,
+        which includes ``cli``)."""
+        reqs = [r for r in _requirements(wheel) if r.name in {"typer", "rich"}]
+        assert {r.name for r in reqs if "cli" in _extras_of(r)} == {"typer", "rich"}
+        for req in reqs:
+            assert _extras_of(req), f"{req} is a base dependency"
+            assert _extras_of(req) <= {"cli", "dev"}, req
+
+    def test_postgres_extra_lets_the_application_pick_the_psycopg_build(
+        self, wheel: zipfile.ZipFile
+    ) -> None:
+        """The ``postgres`` extra needs plain ``psycopg`` (no ``[binary]``); ``dev`` keeps binary."""
+        psycopg = [r for r in _requirements(wheel) if r.name == "psycopg"]
+        postgres = [r for r in psycopg if "postgres" in _extras_of(r)]
+        assert [r.extras for r in postgres] == [set()]
+        assert any("binary" in r.extras for r in psycopg if "dev" in _extras_of(r))
+
+
+def _run_cli(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+class TestCommandLine:
+    @pytest.mark.parametrize("blocked", ["typer", "rich"])
+    def test_without_the_cli_extra_it_names_the_extra_in_one_line(self, blocked: str) -> None:
+        """With typer or rich missing, ``eventwire`` prints one line naming
+        ``pip install 'eventwire[cli]'`` on stderr and exits 1."""
+        code = (
+            f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['eventwire', 'outbox']; "
+            "from eventwire.cli import main; main()"
+        )
+        proc = _run_cli(code)
+        assert proc.returncode == 1
+        assert proc.stdout == ""
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert "pip install 'eventwire[cli]'" in lines[0]
+
+    def test_devkit_commands_are_discovered_through_entry_points(self) -> None:
+        """With the devkit installed, ``eventwire --help`` lists its broker, demo and bench
+        commands beside the runtime's outbox and dlq."""
+        proc = _run_cli("from eventwire.cli import main; main()", "--help")
+        assert proc.returncode == 0, proc.stderr
+        for command in ("outbox", "dlq", "broker", "demo", "bench"):
+            assert f" {command} " in proc.stdout, proc.stdout
+        assert "skipping command" not in proc.stderr
