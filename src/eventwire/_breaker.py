@@ -118,11 +118,10 @@ class CircuitBreaker:
     repeated identical error for that long, then reports it with "N identical
     error(s) suppressed" in the reason. Such a report (N >= 2) proves the
     failures never stopped, so it does not restart the window: the circuit
-    then opens when it arrives, as it did before the pause existed. Errors that
-    truly come rarer than ``quiet_after_s`` apart with nothing suppressed
-    (e.g. connections that hang until ``socket.connection.setup.timeout.ms``,
-    30 s, each with a different text) open the circuit only once failures
-    arrive more often, e.g. when queued events time out.
+    then opens when that report arrives. Failures that truly come rarer than
+    ``quiet_after_s`` apart (e.g. connection attempts that each hang until
+    ``socket.connection.setup.timeout.ms``, 30 s) open the circuit only once
+    failures arrive more often, e.g. when queued events time out.
 
     Args:
         open_after_s: how long connectivity failures must persist, with no
