@@ -387,7 +387,7 @@ class TestRelayBreaker:
         with Publisher(transport=MemoryTransport(), outbox=store, relay=False) as pub:
             pub.publish_many([order(n) for n in range(5)])
         config = KafkaConfig(mock.bootstrap_servers)
-        breaker = CircuitBreaker(open_after_s=1.0)
+        breaker = CircuitBreaker(open_after_s=1.0, quiet_after_s=2.0)  # errors come ~1 s apart
         mock.broker_down(1)
         relay = OutboxRelay(
             store,
