@@ -18,7 +18,6 @@ from eventwire._async_publisher import AsyncPublisher
 from eventwire._breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from eventwire._codec import Codec, JsonCodec, MsgpackCodec
 from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
-from eventwire._dlq import DeadLetterPolicy
 from eventwire._errors import (
     BackpressureError,
     BrokerUnavailableError,
@@ -39,7 +38,8 @@ from eventwire._publisher import Publisher
 from eventwire._shutdown import GracefulShutdown
 from eventwire._sink import BatchPublishError
 from eventwire._translator import Translator, translate_all
-from eventwire.middleware.prometheus import PrometheusServer, serve_prometheus
+from eventwire.observability.prometheus import PrometheusServer, serve_prometheus
+from eventwire.outbox.dead_letter import DeadLetterPolicy
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ later included) is masked, yet still handed to librdkafka unchanged.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args
 
@@ -24,12 +24,15 @@ __all__ = [
     "PROFILES",
     "KafkaConfig",
     "Profile",
+    "Scrubber",
     "Secret",
     "is_secret_key",
 ]
 
 Profile = Literal["reliable", "low_latency", "high_throughput"]
 ConfigValue = str | int | float | bool
+#: What a secret value is shown as.
+_MASK = "***"
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 _COMMON: dict[str, ConfigValue] = {
@@ -388,7 +391,7 @@ class KafkaConfig:
         and it was not given as a :class:`Secret`.
         """
         return {
-            k: "***" if isinstance(v, Secret) or is_secret_key(k) else str(v)
+            k: _MASK if isinstance(v, Secret) or is_secret_key(k) else str(v)
             for k, v in self._properties().items()
         }
 
@@ -424,3 +427,32 @@ class KafkaConfig:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
         return f"KafkaConfig({shown})"
+
+
+class Scrubber:
+    """Replaces every known secret value in a text with ``***``.
+
+    Example::
+
+        scrub = Scrubber(config.secret_values())
+        log.warning("kafka_error", reason=scrub(err.str()))
+    """
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """Return ``text`` with every secret masked."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, _MASK)
+        return text
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def __repr__(self) -> str:
+        return f"<Scrubber of {len(self._secrets)} secret(s)>"

@@ -33,8 +33,8 @@ from eventwire._options import Options
 from eventwire._producer import Producer
 from eventwire._record import Record
 from eventwire._router import Router
-from eventwire.middleware.metrics import Outcome, PublisherMetrics, make_metrics
-from eventwire.middleware.tracing import Tracing, make_tracing
+from eventwire.observability.metrics import Outcome, PublisherMetrics, make_metrics
+from eventwire.observability.tracing import Tracing, make_tracing
 from eventwire.transports.base import BaseTransport
 
 __all__ = ["PublisherCore"]

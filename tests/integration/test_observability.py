@@ -35,7 +35,7 @@ from eventwire import (
     Publisher,
     Route,
 )
-from eventwire.middleware.prometheus import serve_prometheus
+from eventwire.observability.prometheus import serve_prometheus
 from eventwire_devkit.consume import read_topic
 
 from .conftest import Placed

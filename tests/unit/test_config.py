@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventwire import PROFILES, ConfigurationError, KafkaConfig, Publisher, Secret
-from eventwire.middleware.logging import Scrubber
+from eventwire._config import Scrubber
 from eventwire.transports.memory import MemoryTransport
 
 

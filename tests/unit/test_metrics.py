@@ -20,8 +20,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from eventwire import DeliveryError, Publisher
-from eventwire.middleware.metrics import OUTCOMES, PROMETHEUS_NAMES, make_metrics
-from eventwire.middleware.prometheus import serve_prometheus
+from eventwire.observability.metrics import OUTCOMES, PROMETHEUS_NAMES, make_metrics
+from eventwire.observability.prometheus import serve_prometheus
 from eventwire.transports.memory import MemoryTransport
 
 from .conftest import order
@@ -226,7 +226,7 @@ class TestPrometheus:
 
     def test_the_documented_table_is_the_contract(self) -> None:
         """The module docstring's table lists exactly the names of PROMETHEUS_NAMES."""
-        import eventwire.middleware.metrics as module
+        import eventwire.observability.metrics as module
 
         rows = re.findall(
             r"^``(eventwire\.[a-z_.]+)``\s+``(eventwire_[a-z_]+)``", module.__doc__ or "", re.M

@@ -29,8 +29,8 @@ class TestPublicApi:
                 assert issubclass(obj, eventwire.EventwireError), name
 
     def test_metrics_module_keeps_its_prometheus_import_path(self) -> None:
-        """serve_prometheus and PrometheusServer stay importable from middleware.metrics."""
-        from eventwire.middleware import metrics, prometheus
+        """serve_prometheus and PrometheusServer stay importable from observability.metrics."""
+        from eventwire.observability import metrics, prometheus
 
         assert metrics.serve_prometheus is prometheus.serve_prometheus is eventwire.serve_prometheus
         assert metrics.PrometheusServer is prometheus.PrometheusServer

@@ -16,8 +16,8 @@ from opentelemetry.metrics import NoOpMeterProvider
 from structlog.testing import capture_logs
 
 from eventwire import CircuitBreaker, CircuitOpenError, DeliveryError, Publisher
-from eventwire.middleware.metrics import PROMETHEUS_NAMES
-from eventwire.middleware.prometheus import serve_prometheus
+from eventwire.observability.metrics import PROMETHEUS_NAMES
+from eventwire.observability.prometheus import serve_prometheus
 from eventwire.outbox import OutboxRelay, OutboxStatus, SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 

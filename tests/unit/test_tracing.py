@@ -42,7 +42,7 @@ from eventwire import (
     Publisher,
     RoutingError,
 )
-from eventwire.middleware.tracing import make_tracing
+from eventwire.observability.tracing import make_tracing
 from eventwire.transports.memory import MemoryRecord, MemoryTransport
 
 from .conftest import Unrouted, order

@@ -122,7 +122,7 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
 
     server = None
     if metrics_port is not None:
-        from eventwire.middleware.prometheus import serve_prometheus  # noqa: PLC0415
+        from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
 
         server = serve_prometheus(metrics_port, metrics_addr)
         err.print(f"metrics at {server.url}")
@@ -273,7 +273,7 @@ def dlq_replay(
 
 def _replay_topic(bootstrap: str, topic: str) -> int:
     from eventwire._config import KafkaConfig  # noqa: PLC0415
-    from eventwire._dlq import strip_dead_letter_headers  # noqa: PLC0415
+    from eventwire.outbox.dead_letter import strip_dead_letter_headers  # noqa: PLC0415
     from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
     records = _read(bootstrap, topic, READ_MAX)

@@ -32,7 +32,7 @@ With a real MeterProvider the relay counts each outcome in
 ``eventwire_outbox_relayed_total{topic,outcome}``, each error of its loop in
 ``eventwire_outbox_relay_errors_total{step}``, and reports the store's depth,
 oldest pending age and, if it has one, its breaker's state (see
-:mod:`eventwire.middleware.reliability_metrics`).
+:mod:`eventwire.observability.relay_metrics`).
 """
 
 from __future__ import annotations
@@ -50,16 +50,16 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import structlog
 
 from eventwire._breaker import CircuitBreaker
-from eventwire._dlq import DeadLetterPolicy, dead_letter_headers
 from eventwire._errors import ErrorClass, EventwireError, RoutingError
 from eventwire._policy import classify, meaning
-from eventwire.middleware.reliability_metrics import (
+from eventwire.observability.relay_metrics import (
     RelayMetrics,
     RelayOutcome,
     RelayStep,
     make_relay_metrics,
 )
 from eventwire.outbox.base import ClaimedEntry, OutboxStore
+from eventwire.outbox.dead_letter import DeadLetterPolicy, dead_letter_headers
 from eventwire.transports.base import (
     BaseTransport,
     ReportError,
@@ -216,7 +216,7 @@ class OutboxRelay:
             unreachable), the entry is parked in the outbox instead.
         meter_provider: the OpenTelemetry MeterProvider for the relay's metrics;
             default: the global one, and no metrics work at all if that is not an
-            SDK provider (see :mod:`eventwire.middleware.reliability_metrics`).
+            SDK provider (see :mod:`eventwire.observability.relay_metrics`).
     """
 
     def __init__(

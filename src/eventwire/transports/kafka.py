@@ -22,9 +22,8 @@ from typing import Any
 import confluent_kafka
 import structlog
 
-from eventwire._config import KafkaConfig
+from eventwire._config import KafkaConfig, Scrubber
 from eventwire._errors import BrokerUnavailableError, ConfigurationError
-from eventwire.middleware.logging import Scrubber
 from eventwire.transports.base import (
     BaseTransport,
     DeliveryCallback,

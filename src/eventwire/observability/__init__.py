@@ -5,12 +5,12 @@ published and when it settles -- rather than a chain of wrapper calls, because
 every layer of a call chain costs a Python call per event on the hot path.
 Each hook object is ``None`` (or does nothing) when its feature is not configured.
 
-* :mod:`eventwire.middleware.tracing` -- OpenTelemetry spans and W3C propagation.
-* :mod:`eventwire.middleware.metrics` -- the publisher's OpenTelemetry metrics, and the
+* :mod:`eventwire.observability.tracing` -- OpenTelemetry spans and W3C propagation.
+* :mod:`eventwire.observability.metrics` -- the publisher's OpenTelemetry metrics, and the
   table of every instrument's Prometheus name.
-* :mod:`eventwire.middleware.reliability_metrics` -- circuit-breaker and outbox relay metrics.
-* :mod:`eventwire.middleware.prometheus` -- the Prometheus ``/metrics`` endpoint.
-* :mod:`eventwire.middleware.logging` -- the structlog event names and secret scrubbing.
+* :mod:`eventwire.observability.relay_metrics` -- circuit-breaker and outbox relay metrics.
+* :mod:`eventwire.observability.prometheus` -- the Prometheus ``/metrics`` endpoint.
+* :mod:`eventwire.observability.logging` -- the structlog event names and secret scrubbing.
 """
 
 from __future__ import annotations

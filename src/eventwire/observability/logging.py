@@ -60,7 +60,8 @@ property is on an allow-list of librdkafka properties known to hold no secret
 (:data:`eventwire._config.NON_SECRET_PROPERTIES`); every other value -- passwords,
 private keys, OAuth secrets and extensions, and any property librdkafka adds later --
 is masked. Text that comes from librdkafka (log lines, error strings) is scrubbed of
-the masked values (``KafkaConfig.secret_values()``) before it is logged or raised;
+the masked values (``KafkaConfig.secret_values()``, by :class:`eventwire._config.Scrubber`)
+before it is logged or raised;
 masked values too short or plain to be worth hiding (fewer than 6 characters,
 numbers, ``true``/``false``) are scrubbed only if their property's name says it holds
 a secret, or the user wrapped them in :class:`~eventwire.Secret`.
@@ -68,7 +69,6 @@ a secret, or the user wrapped them in :class:`~eventwire.Secret`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
@@ -81,7 +81,6 @@ __all__ = [
     "PRODUCER_FATAL",
     "PRODUCER_RECREATED",
     "STATS_ERROR",
-    "Scrubber",
 ]
 
 DELIVERY_FAILED: Final = "delivery_failed"
@@ -93,34 +92,3 @@ LIBRDKAFKA_LOG: Final = "librdkafka_log"
 POLL_ERROR: Final = "poll_error"
 STATS_ERROR: Final = "stats_error"
 DONE_CALLBACK_FAILED: Final = "done_callback_failed"
-
-_MASK: Final = "***"
-
-
-class Scrubber:
-    """Replaces every known secret value in a text with ``***``.
-
-    Example::
-
-        scrub = Scrubber(config.secret_values())
-        log.warning("kafka_error", reason=scrub(err.str()))
-    """
-
-    __slots__ = ("_secrets",)
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        """Return ``text`` with every secret masked."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, _MASK)
-        return text
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
-    def __repr__(self) -> str:
-        return f"<Scrubber of {len(self._secrets)} secret(s)>"

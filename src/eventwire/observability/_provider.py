@@ -7,8 +7,8 @@ no metrics work at all. :func:`bound` then gives the provider's one instance of 
 instrument group, so each instrument is created once per provider and every hook on
 that provider shares its counts.
 
-This is private plumbing, shared by :mod:`eventwire.middleware.metrics` and
-:mod:`eventwire.middleware.reliability_metrics`.
+This is private plumbing, shared by :mod:`eventwire.observability.metrics` and
+:mod:`eventwire.observability.relay_metrics`.
 """
 
 from __future__ import annotations

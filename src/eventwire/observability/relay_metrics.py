@@ -1,6 +1,6 @@
 """OpenTelemetry metrics of the reliability features: circuit breakers and the outbox relay.
 
-Like the publisher's (see :mod:`eventwire.middleware.metrics`, whose table lists
+Like the publisher's (see :mod:`eventwire.observability.metrics`, whose table lists
 every instrument's Prometheus name), these report only to a real (SDK)
 MeterProvider: the relay's ``meter_provider=``, else the global one, and a
 publisher with an outbox hands its MeterProvider to its relay. With none, a relay
@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from eventwire.middleware import instrumentation_version
-from eventwire.middleware._provider import bound, resolve
+from eventwire.observability import instrumentation_version
+from eventwire.observability._provider import bound, resolve
 
 if TYPE_CHECKING:
     from eventwire._breaker import BreakerState, CircuitBreaker

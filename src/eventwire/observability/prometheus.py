@@ -2,8 +2,8 @@
 
 :func:`serve_prometheus` starts an HTTP server fed by its own SDK MeterProvider;
 hand :attr:`PrometheusServer.meter_provider` to publishers (and relays). The names
-it exposes are the contract listed in :data:`eventwire.middleware.metrics.PROMETHEUS_NAMES`
-(and the table in :mod:`eventwire.middleware.metrics`).
+it exposes are the contract listed in :data:`eventwire.observability.metrics.PROMETHEUS_NAMES`
+(and the table in :mod:`eventwire.observability.metrics`).
 
 The ``prometheus`` extra (``pip install 'eventwire[prometheus]'``) is imported only
 when :func:`serve_prometheus` is called, so importing this module never needs it.
@@ -70,7 +70,7 @@ def serve_prometheus(
     (``opentelemetry-exporter-prometheus``'s ``PrometheusMetricReader``) writing to
     ``registry`` (a new private ``prometheus_client.CollectorRegistry`` by default),
     without scope labels or ``target_info``, so the exposition shows exactly the names
-    and labels of :data:`eventwire.middleware.metrics.PROMETHEUS_NAMES`. Example::
+    and labels of :data:`eventwire.observability.metrics.PROMETHEUS_NAMES`. Example::
 
         server = serve_prometheus(9464)
         with Publisher("localhost:9092", meter_provider=server.meter_provider) as pub:

@@ -63,8 +63,8 @@ This module makes the publisher's instruments (the first seven):
   errors (which restart at 0 with a new producer, hence a gauge).
 
 The circuit-breaker and outbox instruments, and what they promise, live in
-:mod:`eventwire.middleware.reliability_metrics`; the ``/metrics`` endpoint
-(:func:`serve_prometheus`, re-exported here) in :mod:`eventwire.middleware.prometheus`.
+:mod:`eventwire.observability.relay_metrics`; the ``/metrics`` endpoint
+(:func:`serve_prometheus`, re-exported here) in :mod:`eventwire.observability.prometheus`.
 
 Per event, a publisher with metrics adds one locked increment of a plain ``int`` (the
 counter is read only at collection time) and, for a delivered event, one histogram
@@ -83,10 +83,10 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from eventwire.middleware import instrumentation_version
-from eventwire.middleware._provider import bound, resolve
-from eventwire.middleware.prometheus import PrometheusServer, serve_prometheus
-from eventwire.middleware.reliability_metrics import BreakerWatch, watch_breaker
+from eventwire.observability import instrumentation_version
+from eventwire.observability._provider import bound, resolve
+from eventwire.observability.prometheus import PrometheusServer, serve_prometheus
+from eventwire.observability.relay_metrics import BreakerWatch, watch_breaker
 
 if TYPE_CHECKING:
     from eventwire._breaker import CircuitBreaker

@@ -69,7 +69,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from eventwire.middleware import instrumentation_version
+from eventwire.observability import instrumentation_version
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
