@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
 
-from eventwire import DeliveryError, DeliveryResult, ErrorClass
+from eventwire import (
+    BatchPublishError,
+    DeliveryError,
+    DeliveryResult,
+    ErrorClass,
+    PublisherStateError,
+)
 from eventwire._partitioner import java_partition
 
 from .conftest import Backend, Placed
@@ -81,3 +88,88 @@ class TestSharedBehaviour:
         offsets = [r.offset for r in results]
         assert offsets == sorted(offsets) and len(set(offsets)) == 50
         assert len(backend.read(expected=50)) == 50
+
+
+def _tiny_queue(backend: Backend) -> dict[str, Any]:
+    """Publisher options (and faults) that make the local queue fill up at once.
+
+    Kafka: a 20-message librdkafka queue. Memory: the first sends find the queue full
+    (MemoryTransport reports synchronously, so its queue never fills by itself).
+    """
+    if backend.memory is not None:
+        backend.memory.queue_full_next(5)
+        return {}
+    return {"overrides": {"queue.buffering.max.messages": 20}}
+
+
+class TestCloseGateAndBatches:
+    def test_publish_after_close_raises_and_writes_nothing(self, backend: Backend) -> None:
+        """After close(), publish() and publish_many() raise PublisherStateError and the log
+        gains nothing."""
+        pub = backend.publisher()
+        pub.publish(Placed(order_id="o", seq=1)).result(30)
+        pub.close(10)
+        assert pub.closed
+        with pytest.raises(PublisherStateError):
+            pub.publish(Placed(order_id="o", seq=2))
+        with pytest.raises(PublisherStateError):
+            pub.publish_many([Placed(order_id="o", seq=3)])
+        records = backend.read(expected=1)
+        assert [msgspec.json.decode(r.value, type=Placed).seq for r in records] == [1]
+
+    def test_async_publish_after_close_raises(self, backend: Backend) -> None:
+        """After an AsyncPublisher is closed, publish() raises PublisherStateError and the
+        log gains nothing."""
+
+        async def main() -> None:
+            async with backend.async_publisher() as pub:
+                await pub.publish(Placed(order_id="o", seq=1))
+            with pytest.raises(PublisherStateError):
+                await pub.publish(Placed(order_id="o", seq=2))
+
+        asyncio.run(main())
+        records = backend.read(expected=1)
+        assert [msgspec.json.decode(r.value, type=Placed).seq for r in records] == [1]
+
+    def test_publish_many_stops_at_a_too_large_event(self, backend: Backend) -> None:
+        """publish_many raises BatchPublishError at an oversize event: the events before it
+        are enqueued and delivered, it and the rest are not, and every ce_id is given."""
+        batch = [
+            Placed(order_id="o", seq=1),
+            Placed(order_id="o", seq=2, note="x" * 1_100_000),
+            Placed(order_id="o", seq=3),
+        ]
+        with backend.publisher() as pub:
+            with pytest.raises(BatchPublishError) as info:
+                pub.publish_many(batch)
+            err = info.value
+            assert err.failed_index == 1
+            assert len(err.event_ids) == 3
+            [enqueued] = err.handles
+            assert enqueued.result(30).event_id == err.event_ids[0]
+        assert isinstance(err.__cause__, DeliveryError)
+        assert "SIZE_TOO_LARGE" in err.__cause__.failures[0].code
+        records = backend.read(expected=1)
+        assert [r.header("ce_id") for r in records] == [err.event_ids[0].encode()]
+
+    def test_async_per_key_order_holds_with_a_tiny_queue(self, backend: Backend) -> None:
+        """Events published while the local queue is full reach the log in publish order
+        per key, and all are delivered."""
+
+        async def main() -> int:
+            async with backend.async_publisher(**_tiny_queue(backend)) as pub:
+                futures = [
+                    pub.publish_nowait(Placed(order_id=f"k{n % 5}", seq=n)) for n in range(3000)
+                ]
+                results = await asyncio.gather(*futures)
+            return len(results)
+
+        assert asyncio.run(main()) == 3000
+        records = backend.read(expected=3000)
+        assert len(records) == 3000
+        seqs: dict[bytes | None, list[int]] = {}
+        for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+            seqs.setdefault(r.key, []).append(msgspec.json.decode(r.value, type=Placed).seq)
+        assert len(seqs) == 5
+        for key, seq in seqs.items():
+            assert seq == sorted(seq), f"key {key!r} out of order"
