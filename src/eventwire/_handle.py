@@ -58,8 +58,6 @@ class DeliveryResult(msgspec.Struct, frozen=True):
     """Where Kafka stored an event: returned once the broker acknowledged it.
 
     Immutable; compares and hashes by value; ``msgspec.json.encode`` serializes it.
-    (A msgspec Struct rather than a frozen dataclass: it is built for every event an
-    AsyncPublisher resolves, and constructs in ~0.09 us instead of ~0.7 us.)
     """
 
     event_id: str

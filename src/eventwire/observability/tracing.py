@@ -23,26 +23,15 @@ The span starts in ``publish()`` and ends exactly once, when the event settles: 
 delivery report, a fatal-error or ``close()`` sweep, or a synchronous rejection
 (too large, queue full past ``enqueue_timeout``, fatal producer).
 
-Cost, by set-up (the publish path is benchmarked against a bare ``produce()`` loop):
+Nothing is done per event without an SDK, or for an event that is not sampled,
+beyond reading the current context; the README's "Observability" section gives the
+costs and the sampling shortcut for the SDK's stock samplers.
 
-* **No SDK** (the global provider is the API's proxy/no-op): no span is ever created.
-  Per event, one look at the current context; only if it holds a *valid* span context
-  (e.g. one a consumer extracted and attached) is it injected, so pass-through
-  propagation still works without an SDK.
-* **SDK, span not sampled:** no attributes are built and nothing is done at settle
-  time (only recording spans are kept on the handle). For the SDK's stock samplers
-  (``ALWAYS_ON``/``ALWAYS_OFF``, ``TraceIdRatioBased``, ``ParentBased`` with the default
-  delegates) eventwire takes the sampler's decision itself, from the same trace id the
-  SDK's id generator would use, and only calls ``start_span`` when the span will be
-  recorded. A construction-time self-check compares that shortcut with the sampler on
-  probe trace ids and parents; any disagreement (or any other sampler) falls back to
-  calling ``start_span`` for every event.
-* **Sampled-out root (choice):** when the caller has no valid span context and the
-  span is not sampled, **nothing is injected**. There is no trace to continue: the
-  trace id would exist nowhere else, and a ``...-00`` traceparent would only make
-  parent-based consumers drop their own traces. Consumers make their own sampling
-  decision instead. When the caller *does* have a valid (sampled or not) span context,
-  it is always propagated.
+**A sampled-out root (choice):** when the caller has no valid span context and the
+span is not sampled, **nothing is injected**. There is no trace to continue: the
+trace id would exist nowhere else, and a ``...-00`` traceparent would only make
+parent-based consumers drop their own traces. When the caller *does* have a valid
+(sampled or not) span context, it is always propagated.
 """
 
 from __future__ import annotations
