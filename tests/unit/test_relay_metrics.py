@@ -24,7 +24,7 @@ from eventwire.transports.memory import MemoryTransport
 from .conftest import order
 from .test_breaker import Clock
 from .test_metrics import Meter
-from .test_relay import entry
+from .test_outbox_relay import entry
 
 STATE = "eventwire.circuit.state"
 TRANSITIONS = "eventwire.circuit.transitions"
@@ -250,7 +250,7 @@ class TestRelayErrors:
         relay then ships the entry."""
         import math
 
-        from .test_relay_resilience import FlakyStore, wait_until
+        from .test_outbox_relay_resilience import FlakyStore, wait_until
 
         flaky = FlakyStore(store)
         flaky.fail("claim_batch", 2)

@@ -19,7 +19,7 @@ from eventwire.outbox import OutboxRelay, SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
 from .conftest import order
-from .test_relay import entry
+from .test_outbox_relay import entry
 
 
 class FlakyStore:
