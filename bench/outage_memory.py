@@ -58,7 +58,6 @@ def child(mode: str, bootstrap: str, topic: str, events: int, db: str) -> None:
         connect_timeout=None,
         relay_options={"batch_size": 1000} if store else None,
     )
-    core = pub._core
     step = max(1, events // 10)
     sample = {"at": 0, "rss_mib": _rss_mib(), "queue": 0, "outbox": 0}
     print("SAMPLE", json.dumps(sample), flush=True)
@@ -68,9 +67,7 @@ def child(mode: str, bootstrap: str, topic: str, events: int, db: str) -> None:
         elif store is None:
             pub.publish(messages[n % 1000])
         if n % step == 0:
-            relay = pub._outbox.relay if pub._outbox is not None else None
-            transport = relay.transport if relay is not None else core.transport
-            queue = len(transport) if transport is not None else 0  # type: ignore[arg-type]
+            queue = pub.in_flight if store is None else 0  # events held in RAM, unacknowledged
             depth = store.status().pending if store is not None else 0
             sample = {"at": n, "rss_mib": _rss_mib(), "queue": queue, "outbox": depth}
             print("SAMPLE", json.dumps(sample))

@@ -68,7 +68,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         b = Backend("kafka", topic, bootstrap=request.getfixturevalue("kafka_bootstrap"))
     yield b
     for pub in b.opened:
-        if not pub._core.closed:
+        if not pub.closed:
             pub.close(10)
 
 

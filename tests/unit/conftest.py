@@ -37,7 +37,7 @@ def transport() -> MemoryTransport:
 def publisher(transport: MemoryTransport) -> Iterator[Publisher]:
     pub = Publisher(transport=transport, source="urn:test")
     yield pub
-    if not pub._core.closed:
+    if not pub.closed:
         pub.close(1)
 
 
