@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from eventwire._codec import Codec, resolve_codec
 from eventwire._event import Route
 from eventwire._publisher import Publisher
+from eventwire._router import Router
 from eventwire.transports.memory import MemoryRecord, MemoryTransport
 
 __all__ = ["CapturedEvents", "MemoryRecord", "MemoryTransport", "capture_events"]
@@ -42,10 +43,13 @@ T = TypeVar("T")
 class CapturedEvents:
     """What a captured publisher sent: raw records, or decoded events."""
 
-    def __init__(self, publisher: Publisher, transport: MemoryTransport, codec: Codec) -> None:
+    def __init__(
+        self, publisher: Publisher, transport: MemoryTransport, codec: Codec, router: Router
+    ) -> None:
         self.publisher = publisher
         self.transport = transport
         self._codec = codec
+        self._router = router
 
     def records(self, topic: str | None = None) -> list[MemoryRecord]:
         """Every record sent (to ``topic``), by topic, partition and offset."""
@@ -64,7 +68,7 @@ class CapturedEvents:
 
     def publisher_type_name(self, cls: type) -> str:
         """The ``ce_type`` the publisher uses for ``cls``."""
-        return self.publisher._core._router.resolve(cls).type_name
+        return self._router.resolve(cls).type_name
 
 
 @contextmanager
@@ -84,5 +88,7 @@ def capture_events(
     codec_obj = resolve_codec(codec)
     transport = MemoryTransport(**transport_options)
     publisher = Publisher(routes=routes, codec=codec_obj, source=source, transport=transport)
+    # The same routing as the publisher's, to name the types it sends.
+    router = Router(routes, source=source, content_type=codec_obj.content_type)
     with publisher:
-        yield CapturedEvents(publisher, transport, codec_obj)
+        yield CapturedEvents(publisher, transport, codec_obj, router)

@@ -372,14 +372,7 @@ class TestClose:
         assert transport.queue_length() in (0, None)
         assert backend.read(backend.topic, expected=0) == []
 
-    @on_both(
-        xfail={
-            "memory": "src bug: MemoryTransport.close() reports records held by pause() as "
-            "_PURGE_QUEUE (never written, possibly_written=False) although send() already "
-            "appended them to its log, where a reader finds them; they were in flight "
-            "(_PURGE_INFLIGHT) or should leave the log"
-        }
-    )
+    @on_both()
     def test_a_record_reported_purged_from_the_queue_is_not_in_the_log(
         self, backend: Backend
     ) -> None:

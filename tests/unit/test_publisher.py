@@ -189,7 +189,7 @@ class TestFlushAndClose:
         pub = Publisher(transport=transport)
         transport.pause()
         handle = pub.publish(order(1))
-        with pytest.raises(DeliveryError, match="_PURGE_QUEUE"):
+        with pytest.raises(DeliveryError, match="_PURGE_INFLIGHT"):
             pub.close(0.01)
         assert handle.failed()
 

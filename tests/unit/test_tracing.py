@@ -221,7 +221,7 @@ class TestProducerSpan:
             pub.close(0)
         spans = tracing.spans()
         assert len(spans) == 5
-        assert {s.attributes["error.type"] for s in spans if s.attributes} == {"_PURGE_QUEUE"}
+        assert {s.attributes["error.type"] for s in spans if s.attributes} == {"_PURGE_INFLIGHT"}
 
     def test_fatal_sweep_and_late_reports_end_each_span_once(
         self, tracing: Tracing, transport: MemoryTransport

@@ -201,12 +201,16 @@ class MemoryTransport(BaseTransport):
             return len(self._held)
 
     def close(self, timeout: float) -> int:
-        """Fail every held report with ``_PURGE_QUEUE`` and refuse further sends."""
+        """Fail every held report with ``_PURGE_INFLIGHT`` and refuse further sends.
+
+        A record whose report :meth:`pause` held back is already in the log, so it
+        is reported as in flight (possibly written), never as ``_PURGE_QUEUE``.
+        """
         with self._lock:
             held, self._held, self._paused = self._held, [], False
             self.closed = True
         for cb, _err, msg in held:
-            cb(_Error("_PURGE_QUEUE", "Purged in queue"), msg)
+            cb(_Error("_PURGE_INFLIGHT", "Purged in flight (already in the log)"), msg)
         return len(held)
 
     def queue_length(self) -> int:
