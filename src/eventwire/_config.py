@@ -7,21 +7,33 @@ a log, an error message or :meth:`KafkaConfig.redacted`. A property's value is
 shown only if its name is in :data:`NON_SECRET_PROPERTIES`, an allow-list of
 properties known to hold no secret; any other value (a property librdkafka adds
 later included) is masked, yet still handed to librdkafka unchanged.
+
+Where librdkafka takes a callback, ``overrides`` takes a Python callable: the keys
+in :data:`CALLBACKS` (``oauth_cb``, ``throttle_cb``). A callable is handed to
+librdkafka as the same object and is never shown (``<callback>``).
+:meth:`KafkaConfig.from_file`, :meth:`KafkaConfig.from_env` and
+:meth:`KafkaConfig.load` read the same configuration from a file and the
+environment (see :mod:`eventwire._config_load`).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Literal, get_args
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, get_args
 
 from eventwire._errors import ConfigurationError
 
 __all__ = [
+    "CALLBACKS",
     "MIN_SCRUBBED_LENGTH",
     "NON_SECRET_PROPERTIES",
     "PROFILES",
+    "RESERVED",
+    "SECRET_PROPERTIES",
+    "Callback",
     "KafkaConfig",
     "Profile",
     "Scrubber",
@@ -31,8 +43,13 @@ __all__ = [
 
 Profile = Literal["reliable", "low_latency", "high_throughput"]
 ConfigValue = str | int | float | bool
+#: A callable handed to librdkafka where it takes a callback (see :data:`CALLBACKS`).
+Callback = Callable[..., Any]
 #: What a secret value is shown as.
 _MASK = "***"
+#: What a callable value is shown as (never its repr: a bound method or a
+#: closure's repr may name a secret-holding object).
+_CALLBACK_MASK = "<callback>"
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 _COMMON: dict[str, ConfigValue] = {
@@ -201,6 +218,86 @@ NON_SECRET_PROPERTIES: frozenset[str] = frozenset(
     }
 )
 
+#: librdkafka properties (2.16, producer and global) set by a string that can hold a
+#: secret, so always masked. With :data:`NON_SECRET_PROPERTIES` they are every such
+#: property a config file or the environment may set (``topic.blacklist``,
+#: deprecated, is accepted and masked too); any other name there is refused.
+SECRET_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "sasl.password",
+        "sasl.kerberos.kinit.cmd",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.extensions",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+        "topic.blacklist",
+    }
+)
+
+# librdkafka 2.16's producer-only ("P") properties: not for a consumer or admin client.
+_PRODUCER_ONLY = frozenset(
+    {
+        "acks",
+        "batch.num.messages",
+        "batch.size",
+        "compression.codec",
+        "compression.level",
+        "compression.type",
+        "delivery.report.only.error",
+        "delivery.timeout.ms",
+        "enable.gapless.guarantee",
+        "enable.idempotence",
+        "linger.ms",
+        "message.send.max.retries",
+        "message.timeout.ms",
+        "partitioner",
+        "produce.offset.report",
+        "queue.buffering.backpressure.threshold",
+        "queue.buffering.max.kbytes",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.ms",
+        "queuing.strategy",
+        "request.required.acks",
+        "request.timeout.ms",
+        "retries",
+        "sticky.partitioning.linger.ms",
+        "transaction.timeout.ms",
+        "transactional.id",
+    }
+)
+
+#: The callbacks ``overrides`` accepts as Python callables, with confluent-kafka's
+#: contract for each. They reach ``confluent_kafka.Producer`` as the same object.
+#: eventwire installs its own ``error_cb``, ``logger``, ``stats_cb`` and each
+#: record's ``on_delivery``, so those are refused (see :data:`RESERVED`).
+CALLBACKS: Mapping[str, str] = {
+    "oauth_cb": (
+        "OAUTHBEARER token provider: fn(oauthbearer_config: str) -> (token: str, "
+        "expiry_epoch_s: float[, principal: str[, extensions: dict[str, str]]]); "
+        "called by librdkafka's background thread before the first connection and "
+        "again before the token expires"
+    ),
+    "throttle_cb": (
+        "broker throttling: fn(event: confluent_kafka.ThrottleEvent) -> None, "
+        "called from the producer's poll thread"
+    ),
+}
+
+#: Keys eventwire sets itself, with what to use instead; ``overrides`` refuses them.
+RESERVED: Mapping[str, str] = {
+    "on_delivery": "every publish returns a handle that reports its delivery",
+    "delivery.report.only.error": "eventwire needs every delivery report",
+    "error_cb": "client errors are logged (kafka_error), feed the circuit breaker and "
+    "fail the events they concern",
+    "logger": "librdkafka's lines go to the 'eventwire.librdkafka' logger",
+    "stats_cb": "librdkafka statistics reach KafkaTransport(on_stats=...) and the metrics",
+}
+
 # Names that say "secret" outright. Their values are scrubbed from log text
 # whatever their length; other masked values only from 6 characters on.
 _SECRET_NAME = re.compile(
@@ -214,10 +311,6 @@ _SECRET_NAME = re.compile(
 MIN_SCRUBBED_LENGTH = 6
 _NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?")
 _PROPERTY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
-# eventwire owns these: setting them would bypass its delivery tracking.
-_RESERVED = frozenset(
-    {"on_delivery", "delivery.report.only.error", "error_cb", "logger", "stats_cb"}
-)
 
 
 def is_secret_key(key: str) -> bool:
@@ -227,6 +320,25 @@ def is_secret_key(key: str) -> bool:
     property is treated as secret until it is known to hold none.
     """
     return key not in NON_SECRET_PROPERTIES
+
+
+def _check_value(key: str, value: object) -> None:
+    """Refuse a value of the wrong type for ``key``: a callable only where librdkafka takes one."""
+    if key in CALLBACKS:
+        if isinstance(value, Secret) or not callable(value):
+            raise ConfigurationError(
+                f"override {key!r} must be a callable ({CALLBACKS[key]}), "
+                f"got {type(value).__name__}"
+            )
+    elif callable(value) and not isinstance(value, Secret):
+        raise ConfigurationError(
+            f"override {key!r} does not take a callable: callbacks are accepted only as "
+            f"{', '.join(CALLBACKS)} (eventwire sets {', '.join(RESERVED)} itself)"
+        )
+    elif not isinstance(value, str | int | float | bool | Secret):
+        raise ConfigurationError(
+            f"override {key!r} must be a str, int, float or bool, got {type(value).__name__}"
+        )
 
 
 class Secret:
@@ -264,11 +376,17 @@ class _Masked(Secret):
     __slots__ = ()
 
 
-def _reveal(value: object) -> ConfigValue:
+def _reveal(value: object) -> ConfigValue | Callback:
     if isinstance(value, Secret):
         return value.get()
-    assert isinstance(value, str | int | float | bool)
+    assert isinstance(value, str | int | float | bool) or callable(value)
     return value
+
+
+def _shown(key: str, value: object) -> str:
+    if callable(value) and not isinstance(value, Secret):
+        return _CALLBACK_MASK
+    return _MASK if isinstance(value, Secret) or is_secret_key(key) else str(value)
 
 
 def _secret(value: Secret | str | None) -> Secret | None:
@@ -286,11 +404,18 @@ class KafkaConfig:
                     sasl_username="svc", sasl_password="...",
                     overrides={"message.timeout.ms": 60_000})
 
+    ``overrides`` values are str, int, float, bool or :class:`Secret`; the keys of
+    :data:`CALLBACKS` take a callable instead, e.g. ``overrides={"oauth_cb":
+    fetch_token}``, handed to librdkafka as the same object.
+
     Raises:
         ConfigurationError: an unknown profile, a malformed bootstrap list, an
-            override that is not a librdkafka property name, a reserved key, or a
-            value of the wrong type. librdkafka itself rejects unknown property
-            names when the publisher starts, and eventwire names the key.
+            override that is not a librdkafka property name, a reserved key
+            (:data:`RESERVED`), a callable under a key that takes none (the
+            accepted callback names are listed), a callback key whose value is
+            not callable, or a value of the wrong type. librdkafka itself rejects
+            unknown property names when the publisher starts, and eventwire
+            names the key.
     """
 
     bootstrap_servers: str
@@ -307,7 +432,7 @@ class KafkaConfig:
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_key_password: Secret | None = None
-    overrides: Mapping[str, ConfigValue] = field(default_factory=dict)
+    overrides: Mapping[str, ConfigValue | Secret | Callback] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_bootstrap()
@@ -348,15 +473,12 @@ class KafkaConfig:
                     f"override key {key!r} is not a librdkafka property name "
                     "(lower-case words separated by dots, e.g. 'linger.ms')"
                 )
-            if key in _RESERVED:
+            if key in RESERVED:
                 raise ConfigurationError(
-                    f"override key {key!r} is managed by eventwire and cannot be overridden"
+                    f"override key {key!r} is managed by eventwire and cannot be overridden "
+                    f"({RESERVED[key]})"
                 )
-            if not isinstance(value, str | int | float | bool | Secret):
-                raise ConfigurationError(
-                    f"override {key!r} must be a str, int, float or bool, "
-                    f"got {type(value).__name__}"
-                )
+            _check_value(key, value)
         # Keep the string values of properties not known to be harmless wrapped,
         # so that printing ``config.overrides`` (or the dataclass fields) never
         # shows them; ``to_librdkafka()`` unwraps them.
@@ -366,9 +488,9 @@ class KafkaConfig:
         }
         object.__setattr__(self, "overrides", wrapped)
 
-    def _properties(self) -> dict[str, ConfigValue | Secret]:
+    def _properties(self) -> dict[str, ConfigValue | Secret | Callback]:
         """The librdkafka property dict with secrets still wrapped."""
-        props: dict[str, ConfigValue | Secret] = dict(PROFILES[self.profile])
+        props: dict[str, ConfigValue | Secret | Callback] = dict(PROFILES[self.profile])
         props["bootstrap.servers"] = self.bootstrap_servers
         props["client.id"] = self.client_id
         for f in fields(self):
@@ -380,20 +502,125 @@ class KafkaConfig:
         props.update(self.overrides)
         return props
 
-    def to_librdkafka(self) -> dict[str, ConfigValue]:
-        """The full librdkafka property dict, secrets included. Never log it."""
+    def to_librdkafka(self) -> dict[str, ConfigValue | Callback]:
+        """The full librdkafka property dict, secrets included. Never log it.
+
+        Callbacks (:data:`CALLBACKS`) are in it as the very objects given.
+        """
         return {k: _reveal(v) for k, v in self._properties().items()}
+
+    def client_properties(self) -> dict[str, ConfigValue | Callback]:
+        """What any client of this cluster needs: where it is and how to log in. Never log it.
+
+        For a consumer or admin client the tools make (e.g. to read a
+        dead-letter topic): ``bootstrap.servers``, ``client.id``, every
+        ``security.*``, ``sasl.*`` and ``ssl.*`` property, ``oauth_cb``, and the
+        other global properties among the overrides; no profile (producer)
+        setting and no producer-only override.
+        """
+        props = self.to_librdkafka()
+        return {
+            k: v
+            for k, v in props.items()
+            if k in {"bootstrap.servers", "client.id", "oauth_cb"}
+            or k.startswith(("security.", "sasl.", "ssl.", "https."))
+            or (k in self.overrides and k not in _PRODUCER_ONLY and k not in CALLBACKS)
+        }
+
+    def with_overrides(
+        self, overrides: Mapping[str, ConfigValue | Secret | Callback]
+    ) -> KafkaConfig:
+        """A copy with ``overrides`` applied over this config's own (same checks).
+
+        E.g. a config loaded from a file, plus a token provider::
+
+            KafkaConfig.load().with_overrides({"oauth_cb": fetch_token})
+
+        Raises:
+            ConfigurationError: as the constructor.
+        """
+        return replace(self, overrides={**self.overrides, **overrides})
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        overrides: Mapping[str, ConfigValue | Secret | Callback] | None = None,
+    ) -> KafkaConfig:
+        """Load a config file: TOML (``.toml``) or properties (``.properties``/``.conf``).
+
+        Keys are librdkafka property names (plus eventwire's ``profile``); a secret
+        may be given by reference, ``<property>.env = "VAR"`` or
+        ``<property>.file = "/path"`` (a relative path is relative to the config
+        file). ``overrides`` (e.g. an ``oauth_cb``) are applied last. The full
+        format is in :mod:`eventwire._config_load`.
+
+        Raises:
+            ConfigurationError: the file cannot be read or parsed, a key is not a
+                librdkafka producer property, a referenced variable is unset or a
+                referenced file unreadable, or a value is invalid. The message
+                names the file, the key and the variable or path, never a value.
+        """
+        from eventwire._config_load import load  # noqa: PLC0415 - it imports this module
+
+        return load(path, env_prefix=None, overrides=overrides)
+
+    @classmethod
+    def from_env(
+        cls,
+        prefix: str = "EVENTWIRE_KAFKA_",
+        *,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, ConfigValue | Secret | Callback] | None = None,
+    ) -> KafkaConfig:
+        """Load from environment variables: ``EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS=h:9092`` etc.
+
+        After the prefix, ``_`` stands for ``.`` and ``__`` for ``_``:
+        ``..._SASL_PASSWORD`` is ``sasl.password``, ``..._LOG__LEVEL`` is
+        ``log_level``; ``..._SASL_PASSWORD_FILE`` is a reference to a file
+        holding it. ``<prefix>PROFILE`` is eventwire's profile; ``<prefix>CONFIG``
+        (a file) is ignored here (:meth:`load` reads it). ``environ`` defaults to
+        ``os.environ``.
+
+        Raises:
+            ConfigurationError: as :meth:`from_file`, naming the variable.
+        """
+        from eventwire._config_load import load  # noqa: PLC0415 - it imports this module
+
+        return load(
+            None, env_prefix=prefix, environ=environ, overrides=overrides, use_env_file=False
+        )
+
+    @classmethod
+    def load(
+        cls,
+        file: str | os.PathLike[str] | None = None,
+        *,
+        env_prefix: str | None = "EVENTWIRE_KAFKA_",
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, ConfigValue | Secret | Callback] | None = None,
+    ) -> KafkaConfig:
+        """The config file (``file``, else ``$EVENTWIRE_KAFKA_CONFIG``), then the environment.
+
+        Each property is taken from the last of: the file, the ``env_prefix``
+        variables (None: the environment is not read), ``overrides``.
+
+        Raises:
+            ConfigurationError: as :meth:`from_file` and :meth:`from_env`, or
+                neither gives ``bootstrap.servers``.
+        """
+        from eventwire._config_load import load  # noqa: PLC0415 - it imports this module
+
+        return load(file, env_prefix=env_prefix, environ=environ, overrides=overrides)
 
     def redacted(self) -> dict[str, str]:
         """The librdkafka property dict with values masked as ``***``.
 
         A value is shown only if its property is in :data:`NON_SECRET_PROPERTIES`
-        and it was not given as a :class:`Secret`.
+        and it was not given as a :class:`Secret`; a callable is ``<callback>``.
         """
-        return {
-            k: _MASK if isinstance(v, Secret) or is_secret_key(k) else str(v)
-            for k, v in self._properties().items()
-        }
+        return {k: _shown(k, v) for k, v in self._properties().items()}
 
     def secret_values(self) -> list[str]:
         """The strings to scrub from text that comes from librdkafka (logs, errors).

@@ -1,0 +1,426 @@
+"""Load a :class:`KafkaConfig` from a config file and from environment variables.
+
+**Config files.** A name ending in ``.toml`` is TOML; any other (``.properties``,
+``.conf``, ...) is a librdkafka-style properties file. Keys are librdkafka
+property names (producer and global ones, librdkafka 2.16), plus eventwire's
+``profile``; any other key is refused. In TOML, a dotted key nests tables and a
+quoted key does not: ``bootstrap.servers = "h:9092"`` and
+``"bootstrap.servers" = "h:9092"`` are the same property here. A list of
+strings is joined with commas. A ``[relay]`` table (``relay.<name>=`` lines in
+a properties file) holds the standalone relay's settings, read by the CLI. In a
+properties file each line is ``key=value`` (split at the first ``=``,
+whitespace around key and value dropped); a line whose first non-blank
+character is ``#`` or ``!`` is a comment; there are no escapes and no
+continuation lines.
+
+**Secrets by reference.** ``<property>.env = "VAR"`` takes the value of the
+environment variable ``VAR``; ``<property>.file = "PATH"`` takes the content of
+a file (one trailing newline dropped; a relative path is relative to the config
+file's directory). librdkafka's own properties that end in ``.file``
+(``sasl.oauthbearer.assertion.file`` and the like) are paths, not references.
+A property given both directly and by reference in one source is refused.
+
+**Environment variables.** ``EVENTWIRE_KAFKA_<NAME>``: after the prefix the
+name is lower-cased, ``_`` stands for ``.`` and ``__`` for ``_``, so
+``EVENTWIRE_KAFKA_SASL_PASSWORD`` is ``sasl.password``,
+``EVENTWIRE_KAFKA_LOG__LEVEL`` is ``log_level`` and
+``EVENTWIRE_KAFKA_SASL_PASSWORD_FILE`` is a reference to a file.
+``EVENTWIRE_KAFKA_PROFILE`` is the profile and ``EVENTWIRE_KAFKA_CONFIG`` names
+the config file. A variable set to the empty string counts as unset. The relay's
+settings are ``EVENTWIRE_RELAY_<NAME>`` (``EVENTWIRE_RELAY_METRICS_PORT``).
+
+**Precedence.** Property by property: the file, then the environment, then
+Python ``overrides`` (the only way to pass a callback such as ``oauth_cb``).
+
+Values of properties not in :data:`~eventwire._config.NON_SECRET_PROPERTIES`
+become :class:`~eventwire._config.Secret`. Every error is a
+:class:`ConfigurationError` naming the file, line, variable or key, never a
+value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from eventwire._config import (
+    CALLBACKS,
+    NON_SECRET_PROPERTIES,
+    RESERVED,
+    SECRET_PROPERTIES,
+    Callback,
+    ConfigValue,
+    KafkaConfig,
+    Secret,
+)
+from eventwire._errors import ConfigurationError
+
+__all__ = [
+    "CONFIG_FILE_VAR",
+    "ENV_PREFIX",
+    "KNOWN_PROPERTIES",
+    "RELAY_ENV_PREFIX",
+    "ConfigFile",
+    "config_file_path",
+    "load",
+    "load_section",
+    "read_env",
+    "read_file",
+]
+
+#: The default prefix of the environment variables that hold librdkafka properties.
+ENV_PREFIX = "EVENTWIRE_KAFKA_"
+#: After the prefix, the variable naming the config file (``EVENTWIRE_KAFKA_CONFIG``).
+CONFIG_FILE_VAR = "CONFIG"
+#: The prefix of the standalone relay's settings in the environment.
+RELAY_ENV_PREFIX = "EVENTWIRE_RELAY_"
+#: Every property a file or the environment may set.
+KNOWN_PROPERTIES: frozenset[str] = NON_SECRET_PROPERTIES | SECRET_PROPERTIES
+#: eventwire's own keys beside the librdkafka properties.
+_EVENTWIRE_KEYS = frozenset({"profile"})
+#: eventwire's own tables in a config file.
+_SECTIONS = frozenset({"relay"})
+_REFERENCE_KINDS = ("env", "file")
+
+# librdkafka property -> KafkaConfig field.
+_FIELDS: Mapping[str, str] = {
+    "bootstrap.servers": "bootstrap_servers",
+    "metadata.broker.list": "bootstrap_servers",
+    "client.id": "client_id",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_username",
+    "sasl.password": "sasl_password",
+    "sasl.oauthbearer.client.id": "sasl_oauthbearer_client_id",
+    "sasl.oauthbearer.client.secret": "sasl_oauthbearer_client_secret",
+    "sasl.oauthbearer.token.endpoint.url": "sasl_oauthbearer_token_endpoint_url",
+    "ssl.ca.location": "ssl_ca_location",
+    "ssl.certificate.location": "ssl_certificate_location",
+    "ssl.key.location": "ssl_key_location",
+    "ssl.key.password": "ssl_key_password",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One property as a source gives it: a value, or a reference to one."""
+
+    value: ConfigValue
+    #: None: ``value`` is the value; "env"/"file": it names a variable / a file.
+    ref: Literal["env", "file"] | None
+    #: Where it came from, for messages ("config file 'x.toml'", "variable X").
+    origin: str
+    #: The directory a relative file reference is relative to.
+    base: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """A parsed config file: its librdkafka properties and eventwire's own tables."""
+
+    path: Path
+    properties: dict[str, _Entry] = field(default_factory=dict)
+    #: eventwire's tables by name (``"relay"``), values as the file gives them.
+    sections: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def config_file_path(
+    file: str | os.PathLike[str] | None,
+    env_prefix: str | None = ENV_PREFIX,
+    environ: Mapping[str, str] | None = None,
+) -> Path | None:
+    """``file``, else the path in ``<env_prefix>CONFIG`` (if set and not empty), else None."""
+    if file is not None:
+        return Path(file)
+    env = os.environ if environ is None else environ
+    named = env.get(f"{env_prefix}{CONFIG_FILE_VAR}") if env_prefix is not None else None
+    return Path(named) if named else None
+
+
+def read_file(path: str | os.PathLike[str]) -> ConfigFile:
+    """Parse a config file (TOML if its name ends in ``.toml``, else properties).
+
+    References are not resolved here (see :func:`load`).
+
+    Raises:
+        ConfigurationError: the file cannot be read or parsed, or a key is not a
+            librdkafka producer property (nor ``profile``, a reference, or a
+            line of eventwire's tables); the file and key (or line) are named.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigurationError(
+            f"cannot read the Kafka config file {str(p)!r}: {reason}"
+        ) from None
+    result = ConfigFile(p)
+    origin = f"config file {str(p)!r}"
+    if p.suffix.lower() == ".toml":
+        _read_toml(text, result, origin)
+    else:
+        _read_properties(text, result, origin)
+    return result
+
+
+def _read_toml(text: str, result: ConfigFile, origin: str) -> None:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{origin} is not valid TOML: {exc}") from None
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigurationError(f"{origin}: {key!r} must be a table ([{key}])")
+            result.sections[key] = dict(value)
+        else:
+            _flatten(key, value, flat)
+    for key, value in flat.items():
+        _add(result.properties, key, _toml_value(key, value, origin), origin, result.path.parent)
+
+
+def _flatten(prefix: str, value: object, into: dict[str, object]) -> None:
+    """Dotted TOML keys nest tables; join them back into librdkafka names."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}", inner, into)
+    else:
+        into[prefix] = value
+
+
+def _toml_value(key: str, value: object, origin: str) -> ConfigValue:
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, str | int | float | bool):
+        return value
+    raise ConfigurationError(
+        f"{origin}: {key!r} must be a string, number, boolean or list of strings, "
+        f"got a TOML {type(value).__name__}"
+    )
+
+
+def _read_properties(text: str, result: ConfigFile, origin: str) -> None:
+    lines: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        where = f"{origin}, line {number}"
+        if not sep or not key:
+            raise ConfigurationError(f"{where}: expected 'key=value'")
+        if key in lines:
+            raise ConfigurationError(f"{where}: {key!r} is given twice (also line {lines[key]})")
+        lines[key] = number
+        section, dot, name = key.partition(".")
+        if section in _SECTIONS and dot:
+            result.sections.setdefault(section, {})[name] = value.strip()
+        else:
+            _add(result.properties, key, value.strip(), where, result.path.parent)
+
+
+def read_env(
+    prefix: str = ENV_PREFIX, environ: Mapping[str, str] | None = None
+) -> dict[str, _Entry]:
+    """The properties set by ``<prefix>*`` variables (not ``<prefix>CONFIG``), by property.
+
+    Raises:
+        ConfigurationError: a variable names no librdkafka producer property
+            (nor ``PROFILE`` or a ``_ENV``/``_FILE`` reference); the variable is named.
+    """
+    env = os.environ if environ is None else environ
+    entries: dict[str, _Entry] = {}
+    for name in sorted(env):
+        if not name.startswith(prefix) or name == f"{prefix}{CONFIG_FILE_VAR}" or not env[name]:
+            continue
+        rest = name[len(prefix) :].lower()
+        key = "_".join(part.replace("_", ".") for part in rest.split("__"))
+        _add(entries, key, env[name], f"environment variable {name}", None)
+    return entries
+
+
+def _add(
+    entries: dict[str, _Entry], key: str, value: ConfigValue, origin: str, base: Path | None
+) -> None:
+    """Classify ``key`` (property, eventwire key or reference) and record it by property."""
+    prop, ref = _property_of(key, origin)
+    if ref is not None and (not isinstance(value, str) or not value):
+        raise ConfigurationError(
+            f"{origin}: {key!r} must name a{'n environment variable' if ref == 'env' else ' file'}"
+        )
+    if prop in entries:  # ``entries`` holds one source: a file, or the environment
+        raise ConfigurationError(
+            f"{origin}: {prop!r} is given twice (also by {entries[prop].origin}); "
+            "give it directly or by reference, once"
+        )
+    entries[prop] = _Entry(value, ref, origin, base)
+
+
+def _property_of(key: str, origin: str) -> tuple[str, Literal["env", "file"] | None]:
+    """The property ``key`` sets, and whether it is a reference ("env"/"file") to its value."""
+    if key in KNOWN_PROPERTIES or key in _EVENTWIRE_KEYS:
+        return key, None
+    base, _, kind = key.rpartition(".")
+    if base in KNOWN_PROPERTIES and kind in _REFERENCE_KINDS:
+        return base, "env" if kind == "env" else "file"
+    if key in CALLBACKS or key in RESERVED:
+        what = (
+            f"a callback: pass it in Python, e.g. KafkaConfig.load(overrides={{{key!r}: fn}})"
+            if key in CALLBACKS
+            else f"set by eventwire itself ({RESERVED[key]})"
+        )
+        raise ConfigurationError(f"{origin}: {key!r} cannot be set here: it is {what}")
+    close = difflib.get_close_matches(key, sorted(KNOWN_PROPERTIES | _EVENTWIRE_KEYS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigurationError(
+        f"{origin}: {key!r} is not a librdkafka producer property (librdkafka 2.16), nor "
+        f"'profile', nor a reference '<property>.env' / '<property>.file'{hint}"
+    )
+
+
+def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[str, object]:
+    """Each property's value, references followed; values not known harmless as Secrets."""
+    props: dict[str, object] = {}
+    for prop, entry in entries.items():
+        value: ConfigValue
+        if entry.ref == "env":
+            var = str(entry.value)
+            if not environ.get(var):
+                raise ConfigurationError(
+                    f"{prop}: environment variable {var} (named by {entry.origin}) is not set"
+                )
+            value = environ[var]
+        elif entry.ref == "file":
+            path = Path(str(entry.value)).expanduser()
+            if not path.is_absolute() and entry.base is not None:
+                path = entry.base / path
+            value = _read_secret_file(prop, path, entry.origin)
+        else:
+            value = entry.value
+        if isinstance(value, str) and prop not in NON_SECRET_PROPERTIES and prop != "profile":
+            props[prop] = Secret(value)
+        else:
+            props[prop] = value
+    return props
+
+
+def _read_secret_file(prop: str, path: Path, origin: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigurationError(
+            f"{prop}: cannot read {str(path)!r} (named by {origin}): {reason}"
+        ) from None
+    if text.endswith("\n"):
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    if not text:
+        raise ConfigurationError(f"{prop}: {str(path)!r} (named by {origin}) is empty")
+    return text
+
+
+def _build(
+    props: dict[str, object],
+    overrides: Mapping[str, ConfigValue | Secret | Callback] | None,
+    sources: list[str],
+) -> KafkaConfig:
+    where = " and ".join(sources) or "no config file and no environment variable"
+    kwargs: dict[str, object] = {}
+    rest: dict[str, ConfigValue | Secret | Callback] = {}
+    for prop, value in props.items():
+        if prop == "profile":
+            kwargs["profile"] = str(value)
+        elif prop in _FIELDS:
+            text = value if isinstance(value, Secret) else str(value)
+            if prop == "security.protocol":
+                text = str(text).upper()
+            kwargs[_FIELDS[prop]] = text
+        else:
+            assert isinstance(value, str | int | float | bool | Secret)
+            rest[prop] = value
+    if "bootstrap_servers" not in kwargs:
+        if overrides and isinstance(overrides.get("bootstrap.servers"), str):
+            kwargs["bootstrap_servers"] = overrides["bootstrap.servers"]
+        else:
+            raise ConfigurationError(
+                f"bootstrap.servers is not set ({where}): give it in the config file, "
+                f"or as {ENV_PREFIX}BOOTSTRAP_SERVERS"
+            )
+    rest.update(overrides or {})
+    try:
+        return KafkaConfig(overrides=rest, **kwargs)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (from {where})") from None
+
+
+def load(
+    file: str | os.PathLike[str] | None,
+    *,
+    env_prefix: str | None = ENV_PREFIX,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, ConfigValue | Secret | Callback] | None = None,
+    use_env_file: bool = True,
+) -> KafkaConfig:
+    """Build a KafkaConfig: the file, then the ``env_prefix`` variables, then ``overrides``.
+
+    ``file`` None: the file named by ``<env_prefix>CONFIG`` if ``use_env_file``
+    (else none). ``env_prefix`` None: the environment gives no property (file
+    references to variables still read ``environ``, by default ``os.environ``).
+
+    Raises:
+        ConfigurationError: see :func:`read_file` and :func:`read_env`; a
+            referenced variable is unset or a referenced file unreadable or
+            empty; ``bootstrap.servers`` is given nowhere; or the constructor
+            refuses a value. The message names the key and its source.
+    """
+    env = os.environ if environ is None else environ
+    entries: dict[str, _Entry] = {}
+    sources: list[str] = []
+    path = config_file_path(file, env_prefix if use_env_file else None, env)
+    if path is not None:
+        entries.update(read_file(path).properties)
+        sources.append(f"config file {str(path)!r}")
+    if env_prefix is not None:
+        from_env = read_env(env_prefix, env)
+        if from_env:
+            entries.update(from_env)
+            sources.append(f"{env_prefix}* variables")
+    return _build(_resolve(entries, env), overrides, sources)
+
+
+def load_section(
+    name: str,
+    file: str | os.PathLike[str] | None,
+    *,
+    env_prefix: str,
+    kafka_env_prefix: str | None = ENV_PREFIX,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """The table ``name`` of the config file, with ``<env_prefix><KEY>`` variables over it.
+
+    The file is ``file``, else the one named by ``<kafka_env_prefix>CONFIG``.
+    Keys are lower-case (``EVENTWIRE_RELAY_METRICS_PORT`` is ``metrics_port``);
+    values are as the file gives them (str from a properties file or a
+    variable). Checking the keys and values is the caller's job.
+
+    Raises:
+        ConfigurationError: the file cannot be read or parsed.
+    """
+    env = os.environ if environ is None else environ
+    path = config_file_path(file, kafka_env_prefix, env)
+    values: dict[str, object] = {}
+    if path is not None:
+        values.update(read_file(path).sections.get(name, {}))
+    for var in sorted(env):
+        if var.startswith(env_prefix) and env[var]:
+            values[var[len(env_prefix) :].lower()] = env[var]
+    return values

@@ -1,0 +1,289 @@
+"""KafkaConfig from a file (TOML, properties) and from the environment (eventwire._config_load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eventwire import ConfigurationError, KafkaConfig, Secret
+from eventwire._config_load import load_section, read_env
+
+PASSWORD = "pa55-w0rd-from-a-secret-store"
+
+#: What the devkit's secured cluster writes for each principal.
+DEVKIT_CLIENT_FILE = f"""\
+# eventwire devkit: client config for principal alice
+bootstrap.servers=127.0.0.1:39093
+security.protocol=SASL_SSL
+ssl.ca.location=/tmp/devkit/ca.pem
+sasl.mechanism=SCRAM-SHA-512
+sasl.username=alice
+sasl.password={PASSWORD}
+"""
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _texts(config: KafkaConfig) -> str:
+    """Everything a config may show: repr, str, redacted(), repr of its fields."""
+    return " ".join(
+        [repr(config), str(config), str(config.redacted()), repr(config.overrides)]
+        + [repr(getattr(config, f)) for f in config.__dataclass_fields__]
+    )
+
+
+class TestPropertiesFile:
+    def test_reads_the_devkit_client_file(self, tmp_path: Path) -> None:
+        """The properties file the secured local cluster writes loads into every field."""
+        config = KafkaConfig.from_file(_write(tmp_path, "alice.properties", DEVKIT_CLIENT_FILE))
+        props = config.to_librdkafka()
+        assert config.bootstrap_servers == "127.0.0.1:39093"
+        assert config.security_protocol == "SASL_SSL"
+        assert config.sasl_mechanism == "SCRAM-SHA-512"
+        assert config.sasl_username == "alice"
+        assert config.ssl_ca_location == "/tmp/devkit/ca.pem"
+        assert isinstance(config.sasl_password, Secret)
+        assert props["sasl.password"] == PASSWORD
+        assert PASSWORD not in _texts(config)
+
+    def test_comments_blank_lines_and_spaces(self, tmp_path: Path) -> None:
+        """'#' and '!' lines and blank lines are skipped; spaces around key and value go;
+        a value keeps any '=' after the first one."""
+        text = (
+            "\n! comment\n  # comment\n bootstrap.servers = h:9092 \nsasl.oauthbearer.config=a=b\n"
+        )
+        config = KafkaConfig.from_file(_write(tmp_path, "c.conf", text))
+        assert config.bootstrap_servers == "h:9092"
+        assert config.to_librdkafka()["sasl.oauthbearer.config"] == "a=b"
+
+    def test_a_line_without_equals_is_named_by_number(self, tmp_path: Path) -> None:
+        """A line that is not key=value names the file and its line number, not its text."""
+        path = _write(tmp_path, "c.properties", f"bootstrap.servers=h:1\n{PASSWORD}\n")
+        with pytest.raises(ConfigurationError, match="line 2") as info:
+            KafkaConfig.from_file(path)
+        assert str(path) in str(info.value)
+        assert PASSWORD not in str(info.value)
+
+    def test_a_key_given_twice_is_refused(self, tmp_path: Path) -> None:
+        """The same key on two lines is an error naming both lines."""
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\nbootstrap.servers=h:2\n")
+        with pytest.raises(ConfigurationError, match="line 2.*also line 1"):
+            KafkaConfig.from_file(path)
+
+
+class TestTomlFile:
+    def test_dotted_and_quoted_keys_profile_and_lists(self, tmp_path: Path) -> None:
+        """Dotted and quoted keys are librdkafka names, lists are comma-joined, profile is
+        eventwire's, and security.protocol may be lower-case."""
+        text = """
+profile = "low_latency"
+bootstrap.servers = ["b1:9093", "b2:9093"]
+security.protocol = "sasl_ssl"
+sasl.mechanism = "PLAIN"
+"sasl.username" = "svc"
+"api.version.request" = true
+linger.ms = 7
+
+[relay]
+metrics_port = 9464
+"""
+        config = KafkaConfig.from_file(_write(tmp_path, "kafka.toml", text))
+        props = config.to_librdkafka()
+        assert config.profile == "low_latency"
+        assert config.bootstrap_servers == "b1:9093,b2:9093"
+        assert config.security_protocol == "SASL_SSL"
+        assert config.sasl_username == "svc"
+        assert props["linger.ms"] == 7
+        assert props["api.version.request"] is True
+
+    def test_invalid_toml_names_the_file(self, tmp_path: Path) -> None:
+        """A TOML syntax error names the file and the position."""
+        path = _write(tmp_path, "bad.toml", "bootstrap.servers = \n")
+        with pytest.raises(ConfigurationError, match="bad.toml.*not valid TOML"):
+            KafkaConfig.from_file(path)
+
+    def test_a_table_value_of_the_wrong_type(self, tmp_path: Path) -> None:
+        """A TOML date (or any non-scalar) is refused, naming the key."""
+        path = _write(tmp_path, "c.toml", 'bootstrap.servers = "h:1"\nlinger.ms = 1979-05-27\n')
+        with pytest.raises(ConfigurationError, match="'linger.ms'"):
+            KafkaConfig.from_file(path)
+
+
+class TestUnknownAndUnreadable:
+    @pytest.mark.parametrize("name", ["c.toml", "c.properties"])
+    def test_unknown_key_is_named_with_a_suggestion(self, tmp_path: Path, name: str) -> None:
+        """A key that is no librdkafka producer property is refused by name, with the close one."""
+        line = '"bootstrap.server" = "h:1"' if name.endswith("toml") else "bootstrap.server=h:1"
+        with pytest.raises(ConfigurationError, match="'bootstrap.server'.*'bootstrap.servers'"):
+            KafkaConfig.from_file(_write(tmp_path, name, line + "\n"))
+
+    def test_a_consumer_property_is_unknown(self, tmp_path: Path) -> None:
+        """group.id (a consumer property) is refused: the config is a producer's."""
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\ngroup.id=g\n")
+        with pytest.raises(ConfigurationError, match="'group.id'"):
+            KafkaConfig.from_file(path)
+
+    def test_missing_file_is_named(self, tmp_path: Path) -> None:
+        """A config file that cannot be read is named, with the reason."""
+        with pytest.raises(ConfigurationError, match="nope.toml.*No such file"):
+            KafkaConfig.from_file(tmp_path / "nope.toml")
+
+    @pytest.mark.parametrize("key", ["error_cb", "logger", "oauth_cb"])
+    def test_callbacks_and_reserved_keys_cannot_come_from_a_file(
+        self, tmp_path: Path, key: str
+    ) -> None:
+        """A callback or eventwire-owned key in a file is refused, saying why."""
+        path = _write(tmp_path, "c.properties", f"bootstrap.servers=h:1\n{key}=x\n")
+        with pytest.raises(ConfigurationError, match=f"'{key}' cannot be set here"):
+            KafkaConfig.from_file(path)
+
+    def test_no_bootstrap_anywhere(self) -> None:
+        """Without bootstrap.servers in any source the error says where to give it."""
+        with pytest.raises(ConfigurationError, match="EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS"):
+            KafkaConfig.load(environ={})
+
+
+class TestSecretsByReference:
+    def test_env_reference_in_toml(self, tmp_path: Path) -> None:
+        """sasl.password.env names a variable whose value becomes a Secret."""
+        path = _write(
+            tmp_path, "c.toml", 'bootstrap.servers = "h:1"\nsasl.password.env = "KAFKA_PW"\n'
+        )
+        config = KafkaConfig.load(path, environ={"KAFKA_PW": PASSWORD})
+        assert config.to_librdkafka()["sasl.password"] == PASSWORD
+        assert PASSWORD not in _texts(config)
+
+    def test_file_reference_relative_to_the_config_file(self, tmp_path: Path) -> None:
+        """sasl.password.file reads a file (relative to the config file), dropping one newline."""
+        (tmp_path / "secrets").mkdir()
+        _write(tmp_path / "secrets", "kafka", PASSWORD + "\n")
+        path = _write(
+            tmp_path, "c.properties", "bootstrap.servers=h:1\nsasl.password.file=secrets/kafka\n"
+        )
+        config = KafkaConfig.from_file(path)
+        assert config.to_librdkafka()["sasl.password"] == PASSWORD
+        assert PASSWORD not in _texts(config)
+
+    def test_missing_variable_is_named(self, tmp_path: Path) -> None:
+        """An unset referenced variable is named with the key and where the reference is."""
+        path = _write(
+            tmp_path, "c.toml", 'bootstrap.servers = "h:1"\n"sasl.password.env" = "NOT_SET_PW"\n'
+        )
+        with pytest.raises(ConfigurationError, match=r"sasl.password: .*NOT_SET_PW.*c\.toml"):
+            KafkaConfig.load(path, environ={})
+
+    def test_unreadable_secret_file_is_named(self, tmp_path: Path) -> None:
+        """A referenced file that cannot be read is named with the key."""
+        env = {
+            "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:1",
+            "EVENTWIRE_KAFKA_SSL_KEY_PASSWORD_FILE": "/no/such",
+        }
+        with pytest.raises(ConfigurationError, match=r"ssl.key.password: .*'/no/such'.*_FILE"):
+            KafkaConfig.from_env(environ=env)
+
+    def test_direct_and_by_reference_at_once_is_refused(self, tmp_path: Path) -> None:
+        """A property given directly and by reference in one file is ambiguous: refused."""
+        text = f"bootstrap.servers=h:1\nsasl.password={PASSWORD}\nsasl.password.env=X\n"
+        with pytest.raises(ConfigurationError, match="'sasl.password' is given twice") as info:
+            KafkaConfig.from_file(_write(tmp_path, "c.properties", text))
+        assert PASSWORD not in str(info.value)
+
+    def test_librdkafka_file_properties_are_paths_not_references(self, tmp_path: Path) -> None:
+        """sasl.oauthbearer.assertion.file is librdkafka's own property, passed as a path."""
+        text = "bootstrap.servers=h:1\nsasl.oauthbearer.assertion.file=/run/assertion.jwt\n"
+        config = KafkaConfig.from_file(_write(tmp_path, "c.properties", text))
+        assert config.to_librdkafka()["sasl.oauthbearer.assertion.file"] == "/run/assertion.jwt"
+
+
+class TestEnvironment:
+    def test_names_map_to_properties(self) -> None:
+        """'_' is '.', '__' is '_', and PROFILE is eventwire's profile."""
+        env = {
+            "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:9092",
+            "EVENTWIRE_KAFKA_SASL_PASSWORD": PASSWORD,
+            "EVENTWIRE_KAFKA_LOG__LEVEL": "3",
+            "EVENTWIRE_KAFKA_PROFILE": "high_throughput",
+            "EVENTWIRE_OTHER": "ignored",
+        }
+        config = KafkaConfig.from_env(environ=env)
+        props = config.to_librdkafka()
+        assert (config.bootstrap_servers, config.profile) == ("h:9092", "high_throughput")
+        assert props["sasl.password"] == PASSWORD
+        assert props["log_level"] == "3"
+        assert PASSWORD not in _texts(config)
+
+    def test_a_custom_prefix(self) -> None:
+        """from_env(prefix) reads only that prefix."""
+        env = {"APP_KAFKA_BOOTSTRAP_SERVERS": "a:1", "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "b:1"}
+        assert KafkaConfig.from_env("APP_KAFKA_", environ=env).bootstrap_servers == "a:1"
+
+    def test_unknown_variable_is_named_without_its_value(self) -> None:
+        """A prefixed variable that maps to no property names the variable, never its value."""
+        env = {
+            "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:1",
+            "EVENTWIRE_KAFKA_SASL_PASSWROD": PASSWORD,
+        }
+        with pytest.raises(ConfigurationError, match="EVENTWIRE_KAFKA_SASL_PASSWROD") as info:
+            KafkaConfig.from_env(environ=env)
+        assert PASSWORD not in str(info.value)
+
+    def test_empty_variables_count_as_unset(self) -> None:
+        """A variable set to '' is ignored, as if unset."""
+        assert read_env(environ={"EVENTWIRE_KAFKA_LINGER_MS": ""}) == {}
+
+    def test_environment_overrides_the_file(self, tmp_path: Path) -> None:
+        """load(): each property from the environment wins over the file's."""
+        path = _write(tmp_path, "c.toml", 'bootstrap.servers = "file:1"\nlinger.ms = 7\nacks = 1\n')
+        env = {"EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "env:2", "EVENTWIRE_KAFKA_LINGER_MS": "9"}
+        props = KafkaConfig.load(path, environ=env).to_librdkafka()
+        assert (props["bootstrap.servers"], props["linger.ms"], props["acks"]) == ("env:2", "9", 1)
+
+    def test_an_env_value_replaces_a_file_reference_unresolved(self, tmp_path: Path) -> None:
+        """A password from the environment replaces the file's reference, which is not followed."""
+        path = _write(
+            tmp_path, "c.toml", 'bootstrap.servers = "h:1"\nsasl.password.env = "UNSET"\n'
+        )
+        config = KafkaConfig.load(path, environ={"EVENTWIRE_KAFKA_SASL_PASSWORD": PASSWORD})
+        assert config.to_librdkafka()["sasl.password"] == PASSWORD
+
+    def test_the_config_variable_names_the_file(self, tmp_path: Path) -> None:
+        """EVENTWIRE_KAFKA_CONFIG names the file load() reads when none is given."""
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=from-file:1\n")
+        config = KafkaConfig.load(environ={"EVENTWIRE_KAFKA_CONFIG": str(path)})
+        assert config.bootstrap_servers == "from-file:1"
+
+    def test_python_overrides_come_last(self, tmp_path: Path) -> None:
+        """load(overrides=...) wins over the file and the environment."""
+        env = {"EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:1", "EVENTWIRE_KAFKA_LINGER_MS": "9"}
+        props = KafkaConfig.load(environ=env, overrides={"linger.ms": 1}).to_librdkafka()
+        assert props["linger.ms"] == 1
+
+    def test_a_bad_value_names_its_source(self) -> None:
+        """A value the constructor refuses is named together with where it came from."""
+        env = {"EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:1", "EVENTWIRE_KAFKA_PROFILE": "fast"}
+        with pytest.raises(ConfigurationError, match="profile 'fast'.*EVENTWIRE_KAFKA_"):
+            KafkaConfig.from_env(environ=env)
+
+
+class TestSections:
+    def test_relay_table_and_relay_variables(self, tmp_path: Path) -> None:
+        """The [relay] table (or relay.* lines) is read, with EVENTWIRE_RELAY_* over it."""
+        toml = _write(
+            tmp_path,
+            "c.toml",
+            'bootstrap.servers = "h:1"\n[relay]\nbatch_size = 5\nbreaker = true\n',
+        )
+        props = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\nrelay.batch_size=6\n")
+        env = {"EVENTWIRE_RELAY_BREAKER": "false"}
+        assert load_section("relay", toml, env_prefix="EVENTWIRE_RELAY_", environ=env) == {
+            "batch_size": 5,
+            "breaker": "false",
+        }
+        assert load_section("relay", props, env_prefix="EVENTWIRE_RELAY_", environ={}) == {
+            "batch_size": "6"
+        }
