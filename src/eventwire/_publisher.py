@@ -84,6 +84,7 @@ class Publisher(Facade):
             assert core.producer is not None
             core.use_breaker(resolved.circuit_breaker)
             self._sink = DirectSink(core, core.producer)
+        self._try_send = self._sink.try_send
         self._send = self._sink.send
 
     @property
@@ -123,7 +124,8 @@ class Publisher(Facade):
         if core.unusable:
             core.check_usable()
         record = core.prepare(event, event_id, headers)
-        self._send(record)
+        if not self._try_send(record):
+            self._send(record)  # wait (bounded) for room in the queue
         return record.handle
 
     def publish_many(

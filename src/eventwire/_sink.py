@@ -58,8 +58,12 @@ class BatchPublishError(EventwireError):
 class Sink(Protocol):
     """What :class:`Publisher` does with its records."""
 
+    def try_send(self, record: Record) -> bool:
+        """Take one record (traced) if that needs no waiting; False: call :meth:`send`."""
+        ...
+
     def send(self, record: Record) -> None:
-        """Take one record (traced), or raise without having taken it."""
+        """Take one record (traced), waiting if need be, or raise without having taken it."""
         ...
 
     def send_many(self, records: list[Record]) -> None:
@@ -85,7 +89,9 @@ class DirectSink:
 
     def __init__(self, core: PublisherCore, producer: Producer) -> None:
         self._core = core
-        #: Enqueue one record: :meth:`Producer.send_blocking`.
+        #: Enqueue one record if there is room: :meth:`Producer.try_send`.
+        self.try_send = producer.try_send
+        #: Enqueue one record, waiting for room: :meth:`Producer.send_blocking`.
         self.send = producer.send_blocking
         self._producer = producer
 

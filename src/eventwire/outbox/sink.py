@@ -61,11 +61,11 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
 from eventwire._errors import ConfigurationError, DeliveryError, OutboxWriteError
+from eventwire.observability.logging import get_logger
 from eventwire.outbox.base import OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
 from eventwire.transports.base import BaseTransport, factory_of
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TRACKED_HANDLES", "OutboxSink"]
 
-_log = structlog.get_logger("eventwire.outbox")
+_log = get_logger("eventwire.outbox")
 
 #: Handles held strongly per publisher while their events wait for the relay (~0.5 kB
 #: each); beyond that they are held weakly.
@@ -138,6 +138,11 @@ class OutboxSink:
         return lambda: self.core.kafka_transport(connect_timeout=None)
 
     # -- publishing -----------------------------------------------------------------------
+    def try_send(self, record: Record) -> bool:
+        """:meth:`send`; a commit never waits for room, so always True."""
+        self.send(record)
+        return True
+
     def send(self, record: Record) -> None:
         """Commit one event durably (past the close gate); the relay's ack settles its handle.
 
