@@ -19,6 +19,7 @@ from eventwire._breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from eventwire._codec import Codec, JsonCodec, MsgpackCodec
 from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
 from eventwire._errors import (
+    AuthenticationError,
     BackpressureError,
     BrokerUnavailableError,
     ConfigurationError,
@@ -31,6 +32,7 @@ from eventwire._errors import (
     PublisherStateError,
     RoutingError,
     SerializationError,
+    TLSError,
 )
 from eventwire._event import Route, event
 from eventwire._handle import DeliveryHandle, DeliveryResult
@@ -45,6 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncPublisher",
+    "AuthenticationError",
     "BackpressureError",
     "BatchPublishError",
     "BreakerState",
@@ -77,6 +80,7 @@ __all__ = [
     "Secret",
     "SerializationError",
     "serve_prometheus",
+    "TLSError",
     "translate_all",
     "Translator",
 ]

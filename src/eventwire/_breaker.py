@@ -31,9 +31,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import structlog
-
 from eventwire._errors import EventwireError
+from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from eventwire.transports.base import BaseTransport
@@ -46,7 +45,7 @@ __all__ = [
     "connection_probe",
 ]
 
-_log = structlog.get_logger("eventwire.breaker")
+_log = get_logger("eventwire.breaker")
 
 # librdkafka (rd_kafka_broker_set_error) holds back a broker's error identical to
 # its previous one for 30 s, then appends ", N identical error(s) suppressed",

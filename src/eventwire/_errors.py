@@ -9,6 +9,11 @@
     ├── SerializationError      the event's value cannot be encoded
     ├── PublisherStateError     the publisher is closed, or used in a forked child
     ├── BrokerUnavailableError  no broker answered the start-up connection check
+    │   ├── AuthenticationError a broker rejected the SASL credentials (names the
+    │   │                       mechanism, the user and the broker; never the password)
+    │   └── TLSError            the TLS handshake failed: untrusted CA, a certificate
+    │                           not naming the host, or TLS against a plaintext port
+    │                           (or the reverse)
     ├── BackpressureError       the local queue stayed full past the bounded wait;
     │                           the event was *not* enqueued
     ├── BatchPublishError       (in :mod:`eventwire._sink`) ``publish_many`` stopped at
@@ -35,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AuthenticationError",
     "BackpressureError",
     "BrokerUnavailableError",
     "ConfigurationError",
@@ -47,6 +53,7 @@ __all__ = [
     "PublisherStateError",
     "RoutingError",
     "SerializationError",
+    "TLSError",
 ]
 
 
@@ -199,3 +206,43 @@ class OutboxWriteError(EventwireError):
         super().__init__(
             f"{head}; re-send with the same event_id: the outbox will not store it twice"
         )
+
+
+class AuthenticationError(BrokerUnavailableError):
+    """A broker rejected the client's SASL authentication.
+
+    Raised by the start-up connection check (``connect_timeout``) as soon as
+    librdkafka reports it, without waiting for the rest of the timeout. The message
+    names the broker, the SASL mechanism and the user name, never the password.
+    :attr:`reason` is librdkafka's text (scrubbed of every configured secret).
+    """
+
+    def __init__(self, broker: str, mechanism: str, username: str | None, reason: str) -> None:
+        self.broker = broker
+        self.mechanism = mechanism
+        self.username = username
+        self.reason = reason
+        who = f" as user {username!r}" if username else ""
+        super().__init__(
+            f"Kafka broker {broker} rejected SASL {mechanism} authentication{who}: {reason}. "
+            "Check sasl_username, sasl_password and sasl_mechanism (the user must exist "
+            "on the cluster for that mechanism) and that security_protocol matches the "
+            "listener (SASL_SSL or SASL_PLAINTEXT)."
+        )
+
+
+class TLSError(BrokerUnavailableError):
+    """The TLS connection to a broker could not be set up.
+
+    The broker's certificate was not accepted (its CA is not trusted, or it does not
+    name the host in ``bootstrap_servers``), or one side spoke TLS and the other
+    did not (``security_protocol`` does not match the listener). Raised by the start-up
+    connection check (``connect_timeout``); the message names the broker and what to
+    check. :attr:`reason` is librdkafka's text (scrubbed of every configured secret).
+    """
+
+    def __init__(self, broker: str, reason: str, remedy: str) -> None:
+        self.broker = broker
+        self.reason = reason
+        self.remedy = remedy
+        super().__init__(f"TLS with Kafka broker {broker} failed: {reason}. {remedy}")

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
-import structlog
 
 from eventwire._errors import DeliveryError, DeliveryFailure
 from eventwire._policy import classify, is_possibly_written, meaning
+from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
     import asyncio
@@ -51,7 +51,7 @@ class Settler(Protocol):
 
 __all__ = ["DeliveryHandle", "DeliveryResult"]
 
-_log = structlog.get_logger("eventwire")
+_log = get_logger("eventwire")
 
 
 class DeliveryResult(msgspec.Struct, frozen=True):

@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-import structlog
-
 from eventwire._errors import DeliveryFailure, PublisherStateError
+from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from eventwire._handle import DeliveryHandle
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CLOSED_REASON", "InFlight", "SettleHook"]
 
-_log = structlog.get_logger("eventwire")
+_log = get_logger("eventwire")
 
 #: Called once per settled event with its failure (None: delivered).
 SettleHook = Callable[["DeliveryHandle", "DeliveryFailure | None"], None]
@@ -148,6 +147,7 @@ class InFlight:
                 topic=failure.topic,
                 code=failure.code,
                 error_class=failure.error_class.value,
+                collapse=(failure.code, failure.topic),
             )
 
     def abandon(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:

@@ -28,8 +28,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import structlog
-
 from eventwire._errors import (
     BackpressureError,
     DeliveryError,
@@ -37,6 +35,7 @@ from eventwire._errors import (
     PublisherStateError,
 )
 from eventwire._inflight import CLOSED_REASON, InFlight
+from eventwire.observability.logging import get_logger
 from eventwire.transports.base import (
     BaseTransport,
     SendRejected,
@@ -52,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RESTART_WINDOW_S", "Producer", "Resent"]
 
-_log = structlog.get_logger("eventwire")
+_log = get_logger("eventwire")
 
 #: Producer replacements after fatal errors are counted over this window.
 RESTART_WINDOW_S = 600.0
@@ -148,6 +147,7 @@ class Producer:
             event_id=handle.event_id,
             event_type=handle.event_type,
             topic=handle.topic,
+            collapse=handle.topic,
         )
         deadline = time.monotonic() + self._enqueue_timeout
         if not send_within(functools.partial(self.try_send, record), self.wait_for_space, deadline):

@@ -1,8 +1,8 @@
 """Observability against the real broker: spans, trace headers, /metrics, logs, secrets.
 
 Each test builds its own TracerProvider / MeterProvider and passes it explicitly; no
-OpenTelemetry global is set. structlog is reconfigured only inside ``captured_logs``
-and restored after.
+OpenTelemetry global is set. A handler is added to the ``eventwire`` logger only inside
+``captured_logs`` and removed after.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import logging
 import os
 import re
 import time
@@ -35,6 +36,7 @@ from eventwire import (
     Publisher,
     Route,
 )
+from eventwire.observability.logging import capture_logs
 from eventwire.observability.prometheus import serve_prometheus
 from eventwire_devkit.consume import read_topic
 
@@ -243,23 +245,29 @@ class TestMetricsEndpoint:
 
 @contextlib.contextmanager
 def captured_logs() -> Iterator[io.StringIO]:
-    """Render every structlog event (any level) as key=value lines into a StringIO."""
-    saved = structlog.get_config()
+    """Render every eventwire event (any level) as key=value lines into a StringIO.
+
+    Through structlog's stdlib integration, as an application would: a handler on the
+    ``eventwire`` logger with a ``ProcessorFormatter``.
+    """
     buffer = io.StringIO()
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.format_exc_info,
-            structlog.processors.KeyValueRenderer(key_order=["event"]),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(0),
-        logger_factory=structlog.PrintLoggerFactory(buffer),
-        cache_logger_on_first_use=False,
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.add_log_level,
+                structlog.processors.format_exc_info,
+                structlog.processors.KeyValueRenderer(key_order=["event"]),
+            ]
+        )
     )
-    try:
-        yield buffer
-    finally:
-        structlog.configure(**saved)
+    with capture_logs():  # DEBUG on the eventwire logger, fresh collapse windows
+        logging.getLogger("eventwire").addHandler(handler)
+        try:
+            yield buffer
+        finally:
+            logging.getLogger("eventwire").removeHandler(handler)
 
 
 class TestLogs:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import collections
 
 import pytest
-from structlog.testing import capture_logs
 
 from eventwire import DeliveryError, ProducerFatalError, Publisher, Route
+from eventwire.observability.logging import capture_logs
 from eventwire_devkit import librdkafka
 from eventwire_devkit.consume import read_topic
 

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from eventwire import (
     DeliveryError,
@@ -24,6 +23,7 @@ from eventwire import (
     ProducerFatalError,
     Publisher,
 )
+from eventwire.observability.logging import capture_logs
 from eventwire.transports.memory import MemoryTransport
 from eventwire_devkit.consume import read_topic
 from eventwire_devkit.librdkafka import (

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from eventwire import EventwireError, Publisher
+from eventwire.observability.logging import capture_logs
 from eventwire.outbox import OutboxRelay, SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 

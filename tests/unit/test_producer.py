@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
-from structlog.testing import capture_logs
 
 from eventwire import DeliveryError, ProducerFatalError, Publisher
+from eventwire.observability.logging import capture_logs
 from eventwire.transports.base import DeliveryCallback, SendRejected
 from eventwire.transports.memory import MemoryTransport
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.metrics import NoOpMeterProvider
-from structlog.testing import capture_logs
 
 from eventwire import CircuitBreaker, CircuitOpenError, DeliveryError, Publisher
+from eventwire.observability.logging import capture_logs
 from eventwire.observability.metrics import PROMETHEUS_NAMES
 from eventwire.observability.prometheus import serve_prometheus
 from eventwire.outbox import OutboxRelay, OutboxStatus, SQLiteOutbox

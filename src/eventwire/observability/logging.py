@@ -1,23 +1,67 @@
-"""What eventwire logs, through structlog, and how secrets are kept out of it.
+"""What eventwire logs, how it reaches the application's logging, and how secrets stay out.
 
-eventwire logs with ``structlog.get_logger(name)`` and never configures structlog:
-the application does. The loggers are ``"eventwire.kafka"`` (``producer_fatal``,
-``producer_dispose_error``, ``kafka_error``, ``poll_error``, ``stats_error``),
-``"eventwire.librdkafka"`` (``librdkafka_log``), ``"eventwire.breaker"``
-(``circuit_*``), ``"eventwire.outbox"`` (``producer_recreated``, ``dead_lettered``,
-``transport_close_failed`` and the ``outbox_*`` events) and ``"eventwire"`` (the
-rest). The event names are stable; alerting can match on them.
+Where the lines go
+------------------
+eventwire logs through the standard :mod:`logging` module, on the logger tree under
+``"eventwire"``, and configures nothing: no handler, no level, no structlog
+configuration. The loggers are ``"eventwire"`` (the publisher), ``"eventwire.kafka"``
+(the Kafka transport), ``"eventwire.librdkafka"`` (librdkafka's own lines),
+``"eventwire.breaker"`` (circuit breakers) and ``"eventwire.outbox"`` (the outbox, its
+relay and their metrics). Route them like any library's::
+
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+        "loggers": {"eventwire": {"handlers": ["stderr"], "level": "INFO"}},
+    })
+
+* An application that configured nothing sees nothing on stdout. Warnings and errors
+  reach stderr through Python's last-resort handler (:data:`logging.lastResort`), one
+  line each, and repeats are collapsed (below), so a broker outage prints a handful of
+  lines, not one per retry. eventwire deliberately adds no :class:`logging.NullHandler`:
+  that would also hide these few warnings from an application that configured nothing,
+  and a connectivity or delivery problem is exactly what such an application must see.
+  Silence them with ``logging.getLogger("eventwire").setLevel(logging.CRITICAL)``.
+* Plain :mod:`logging` (``basicConfig``, ``dictConfig``): ``record.getMessage()`` is
+  one readable line, the event name then its fields, e.g.
+  ``kafka_error code=_TRANSPORT reason='127.0.0.1:1/bootstrap: Connect to ...'``. Every
+  field is also an attribute of the record (``%(code)s``, JSON formatters' extras),
+  except a field named like a built-in record attribute (``message``), which is only in
+  the line and in ``record.msg``.
+* structlog with its stdlib integration: each record is exactly what
+  ``structlog.stdlib.ProcessorFormatter.wrap_for_formatter`` makes (``record.msg`` is
+  the event dict, ``record._logger``/``record._name`` are set), so a
+  :class:`structlog.stdlib.ProcessorFormatter` on the application's handler renders
+  eventwire's events as structlog events: ``event`` is the stable event name below and
+  every field is a key. Nothing in ``foreign_pre_chain`` is needed for them.
+
+Repeats are collapsed
+---------------------
+Events marked *collapsed* below are logged the first time for their key; identical
+ones (same key) within the next :data:`COLLAPSE_WINDOW_S` (30 s) are only counted. The
+first one after the window is logged with ``repeated=N`` and ``repeated_over_s`` (its
+line ends "(N more in the last 30 s)"), and a new window starts. So each key writes at
+most one line per 30 s. A key that stops repeating writes nothing more (its last count
+is not reported). :class:`RepeatCollapser` is the thread-safe rule, with an injectable
+clock.
+
+The events
+----------
+The event names and their fields are stable; alerting can match on them.
 
 ================================= ======= ===================================================
 event                             level   fields
 ================================= ======= ===================================================
 ``delivery_failed``               warning ``event_id``, ``event_type``, ``topic``, ``code``,
-                                          ``error_class``
+                                          ``error_class`` -- collapsed per (code, topic)
 ``buffer_full``                   warning ``event_id``, ``event_type``, ``topic`` -- the local
                                           queue is full; ``publish()`` waits up to
-                                          ``enqueue_timeout``
+                                          ``enqueue_timeout``; collapsed per topic
 ``done_callback_failed``          error   ``event_id``, ``event_type``, ``topic`` (with the
                                           traceback) -- a user's ``add_done_callback`` raised
+``close_with_send_in_progress``   warning ``sends`` -- ``close()`` from a done-callback
+                                          while that thread was sending
 ``producer_fatal``                error   ``code``, ``reason`` -- a producer hit a fatal
                                           error (logged before every replacement)
 ``producer_replaced``             warning ``code``, ``reason``, ``resent``, ``restarts_left``
@@ -30,13 +74,18 @@ event                             level   fields
 ``producer_recreated``            warning ``reason`` -- the outbox relay re-created its
                                           producer after a fatal error (no budget)
 ``producer_dispose_error``        info    ``error`` -- closing a replaced producer failed
+``producer_purge_error``          info    ``error`` -- purging a closing producer failed
 ``kafka_error``                   warning ``code``, ``reason`` -- a non-fatal client error
-                                          (broker down, authentication failed...)
-``librdkafka_log``                varies  ``message`` -- librdkafka's own log lines
+                                          (broker down, authentication or TLS failed...);
+                                          collapsed per (code, broker)
+``librdkafka_log``                debug   ``facility``, ``message`` -- librdkafka's own log
+                                  / error lines: ``debug``, except its errors (syslog
+                                          level 0-3), which are ``error`` and collapsed per
+                                          (facility, broker thread)
 ``poll_error``                    error   ``error`` -- an unexpected error while serving
-                                          reports
+                                          reports; collapsed per exception type
 ``stats_error``                   error   ``error`` -- the statistics consumer failed
-                                          (metrics)
+                                          (metrics); collapsed per exception type
 ``circuit_<state>``               warning ``breaker``, ``last_error`` -- a circuit breaker
                                           became ``open``, ``half_open`` or ``closed``
 ``dead_lettered``                 error   ``event_id``, ``event_type``, ``topic``, ``code``,
@@ -47,8 +96,12 @@ event                             level   fields
                                           handles wait than are held strongly
 ``outbox_status_failed``          warning ``error`` (and ``store`` from the gauges) -- the
                                           store could not report its status
-``outbox_round_failed``           error   (with the traceback) -- a relay round raised; the
-                                          relay carries on
+``outbox_relay_failing``          error   ``step``, ``error``, ``owner``, ``hint`` (with the
+                                          traceback) -- a relay step raised; logged when the
+                                          error text changes, the relay retries
+``outbox_relay_recovered``        warning ``step``, ``failures`` -- that step works again
+``outbox_relay_died``             critical ``error``, ``owner`` (with the traceback) -- the
+                                          relay thread ended on an exception
 ``transport_close_failed``        error   (with the traceback) -- closing the relay's
                                           fatal producer failed
 ================================= ======= ===================================================
@@ -69,10 +122,18 @@ a secret, or the user wrapped them in :class:`~eventwire.Secret`.
 
 from __future__ import annotations
 
-from typing import Final
+import contextlib
+import logging
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Final
 
 __all__ = [
     "BUFFER_FULL",
+    "COLLAPSE_WINDOW_S",
     "DELIVERY_FAILED",
     "DONE_CALLBACK_FAILED",
     "KAFKA_ERROR",
@@ -81,6 +142,12 @@ __all__ = [
     "PRODUCER_FATAL",
     "PRODUCER_RECREATED",
     "STATS_ERROR",
+    "EventLogger",
+    "LogEvent",
+    "RepeatCollapser",
+    "capture_logs",
+    "get_logger",
+    "librdkafka_level",
 ]
 
 DELIVERY_FAILED: Final = "delivery_failed"
@@ -92,3 +159,259 @@ LIBRDKAFKA_LOG: Final = "librdkafka_log"
 POLL_ERROR: Final = "poll_error"
 STATS_ERROR: Final = "stats_error"
 DONE_CALLBACK_FAILED: Final = "done_callback_failed"
+
+#: Identical collapsed events write at most one line per key per this many seconds.
+COLLAPSE_WINDOW_S: Final = 30.0
+
+# Attributes every LogRecord has: a field with one of these names cannot be an extra.
+_RECORD_ATTRIBUTES: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+}
+
+
+class LogEvent(dict[str, Any]):
+    """One eventwire event: its ``event`` name and fields; ``str()`` is a readable line.
+
+    It is the ``msg`` of eventwire's log records: a dict, as structlog's
+    ``ProcessorFormatter`` expects, whose ``str()`` (what plain :mod:`logging`
+    formatters show) is ``event key=value ...``. Strings with spaces or quotes are
+    shown quoted (``repr``); ``exc_info`` is left to the formatter.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        parts = [str(self.get("event", ""))]
+        for key, value in self.items():
+            if key in ("event", "exc_info", "repeated", "repeated_over_s"):
+                continue
+            parts.append(f"{key}={_show(value)}")
+        line = " ".join(parts)
+        if "repeated" in self:
+            over = self.get("repeated_over_s", COLLAPSE_WINDOW_S)
+            line += f" ({self['repeated']} more in the last {over:g} s)"
+        return line
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        if value and not any(c.isspace() or c in "'\"=" for c in value):
+            return value
+        return repr(value)
+    return str(value)
+
+
+class RepeatCollapser:
+    """Decides which repeats of an event to log: the first, then one line per window.
+
+    :meth:`hit` is called for every occurrence of ``key``. The first occurrence (or
+    the first after a quiet window) is logged as is; the following ones within
+    ``window_s`` of the last logged line are counted, not logged; the first one after
+    the window is logged with the count, and starts a new window. Thread-safe; at most
+    ``max_keys`` keys are remembered (the least recently logged are forgotten first).
+
+    Args:
+        window_s: the window, :data:`COLLAPSE_WINDOW_S` by default.
+        clock: a monotonic clock in seconds (injectable for tests).
+        max_keys: how many keys to remember.
+    """
+
+    def __init__(
+        self,
+        window_s: float = COLLAPSE_WINDOW_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 1024,
+    ) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        # key -> [when the last line was logged, occurrences counted since]
+        self._seen: dict[Hashable, list[float]] = {}
+        _COLLAPSERS.add(self)
+
+    def hit(self, key: Hashable) -> tuple[int, float] | None:
+        """Note one occurrence of ``key``; say whether and how to log it.
+
+        Returns ``None`` if it must not be logged (a repeat within the window), else
+        ``(repeated, over_s)``: ``(0, 0.0)`` for a first occurrence, or the number of
+        occurrences not logged since the key's last line and the seconds since it.
+        """
+        with self._lock:
+            now = self._clock()
+            state = self._seen.get(key)
+            if state is not None and now - state[0] < self.window_s:
+                state[1] += 1
+                return None
+            if state is None:
+                if len(self._seen) >= self._max_keys:
+                    del self._seen[next(iter(self._seen))]
+                self._seen[key] = [now, 0]
+                return (0, 0.0)
+            repeated, over = int(state[1]), now - state[0]
+            del self._seen[key]  # re-inserted last: the dict stays ordered by last line
+            self._seen[key] = [now, 0]
+            return (repeated, over)
+
+    def reset(self) -> None:
+        """Forget every key: the next occurrence of each is logged as a first."""
+        with self._lock:
+            self._seen.clear()
+
+
+_COLLAPSERS: weakref.WeakSet[RepeatCollapser] = weakref.WeakSet()
+
+
+class EventLogger:
+    """Logs eventwire's structured events to one standard :mod:`logging` logger.
+
+    ``log.warning("kafka_error", code=..., reason=...)`` makes one
+    :class:`logging.LogRecord` whose ``msg`` is a :class:`LogEvent` (readable as a
+    line, a dict for structlog's ``ProcessorFormatter``), whose fields are also record
+    attributes where their names allow, and whose caller is the eventwire code that
+    logged. Nothing is done (not even the fields' formatting) when the logger is not
+    enabled for the level.
+
+    ``collapse=key`` collapses repeats of this event by ``key`` (with this logger's
+    :class:`RepeatCollapser`); ``exc_info`` is passed to :mod:`logging` and kept in the
+    event dict for structlog's renderers.
+    """
+
+    __slots__ = ("_collapser", "_logger", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger = logging.getLogger(name)
+        self._collapser = RepeatCollapser()
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The standard logger written to."""
+        return self._logger
+
+    def debug(self, event: str, /, **fields: Any) -> None:
+        """Log ``event`` at DEBUG."""
+        self._emit(logging.DEBUG, "debug", event, fields)
+
+    def info(self, event: str, /, **fields: Any) -> None:
+        """Log ``event`` at INFO."""
+        self._emit(logging.INFO, "info", event, fields)
+
+    def warning(self, event: str, /, **fields: Any) -> None:
+        """Log ``event`` at WARNING."""
+        self._emit(logging.WARNING, "warning", event, fields)
+
+    def error(self, event: str, /, **fields: Any) -> None:
+        """Log ``event`` at ERROR."""
+        self._emit(logging.ERROR, "error", event, fields)
+
+    def critical(self, event: str, /, **fields: Any) -> None:
+        """Log ``event`` at CRITICAL."""
+        self._emit(logging.CRITICAL, "critical", event, fields)
+
+    def exception(self, event: str, /, **fields: Any) -> None:
+        """Log ``event`` at ERROR with the exception being handled."""
+        fields.setdefault("exc_info", True)
+        self._emit(logging.ERROR, "error", event, fields)
+
+    def log(self, level: int, event: str, /, **fields: Any) -> None:
+        """Log ``event`` at the standard ``level``."""
+        self._emit(level, logging.getLevelName(level).lower(), event, fields)
+
+    def _emit(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
+        logger = self._logger
+        if not logger.isEnabledFor(level):
+            return
+        collapse = fields.pop("collapse", None)
+        if collapse is not None:
+            verdict = self._collapser.hit((event, collapse))
+            if verdict is None:
+                return
+            if verdict[0]:
+                fields["repeated"] = verdict[0]
+                fields["repeated_over_s"] = round(verdict[1])
+        exc_info = fields.pop("exc_info", None)
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        if exc_info is not None and exc_info[0] is None:
+            exc_info = None
+        record = LogEvent(event=event, **fields)
+        # The record structlog's ProcessorFormatter.wrap_for_formatter would make, so a
+        # ProcessorFormatter renders it as a structlog event.
+        extra: dict[str, Any] = {
+            k: v for k, v in fields.items() if k not in _RECORD_ATTRIBUTES and k[:1] != "_"
+        }
+        extra["event"] = event
+        extra["_logger"] = logger
+        extra["_name"] = method
+        if exc_info is not None:
+            record["exc_info"] = exc_info
+        # stacklevel 3: the caller of debug()/warning()/... (not _emit or the method)
+        logger.log(level, record, exc_info=exc_info, extra=extra, stacklevel=3)
+
+    def __repr__(self) -> str:
+        return f"<EventLogger {self.name!r}>"
+
+
+_LOGGERS: dict[str, EventLogger] = {}
+_LOGGERS_LOCK = threading.Lock()
+
+
+def get_logger(name: str) -> EventLogger:
+    """The :class:`EventLogger` for the standard logger ``name`` (one per name)."""
+    with _LOGGERS_LOCK:
+        found = _LOGGERS.get(name)
+        if found is None:
+            found = _LOGGERS[name] = EventLogger(name)
+        return found
+
+
+def librdkafka_level(level: int) -> int:
+    """The :mod:`logging` level of a librdkafka log line: ERROR for its errors, else DEBUG.
+
+    ``level`` is a syslog level (0-7, as librdkafka's ``log_cb`` has it) or the
+    :mod:`logging` level confluent-kafka maps it to before calling a ``logger``
+    (CRITICAL 50 for syslog 0-2, ERROR 40 for 3, WARNING 30 for 4, INFO 20 for 5-6,
+    DEBUG 10 for 7). Syslog 0-3 (ERROR and CRITICAL) stay ERROR; the rest, including
+    librdkafka's warnings and notices, are DEBUG.
+    """
+    if 0 <= level <= 3 or level >= logging.ERROR:
+        return logging.ERROR
+    return logging.DEBUG
+
+
+@contextlib.contextmanager
+def capture_logs(name: str = "eventwire") -> Iterator[list[dict[str, Any]]]:
+    """Collect every event logged under ``name`` (any level, any thread) while active.
+
+    Like ``structlog.testing.capture_logs()`` for eventwire's events: each entry is
+    the event dict (``event`` and its fields) plus ``log_level`` (``"warning"`` ...),
+    and ``exc_info`` when there was a traceback. The logger's level is set to DEBUG
+    for the duration and every collapse window is reset first, so the first
+    occurrence of each collapsed event is seen. Meant for tests.
+    """
+    entries: list[dict[str, Any]] = []
+
+    class _Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if isinstance(record.msg, LogEvent):
+                entry = dict(record.msg)
+                entry["log_level"] = record.levelname.lower()
+                entries.append(entry)
+
+    for collapser in list(_COLLAPSERS):
+        collapser.reset()
+    logger = logging.getLogger(name)
+    handler = _Capture(logging.DEBUG)
+    saved = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield entries
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)

@@ -46,11 +46,11 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-import structlog
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from eventwire.observability import instrumentation_version
 from eventwire.observability._provider import bound, resolve
+from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from eventwire._breaker import BreakerState, CircuitBreaker
@@ -68,7 +68,7 @@ __all__ = [
     "watch_breaker",
 ]
 
-_log = structlog.get_logger("eventwire.outbox")
+_log = get_logger("eventwire.outbox")
 
 RelayOutcome = Literal["delivered", "retried", "dead_lettered", "parked"]
 RELAY_OUTCOMES: tuple[RelayOutcome, ...] = ("delivered", "retried", "dead_lettered", "parked")

@@ -47,11 +47,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-import structlog
-
 from eventwire._breaker import CircuitBreaker
 from eventwire._errors import ErrorClass, EventwireError, RoutingError
 from eventwire._policy import classify, meaning
+from eventwire.observability.logging import get_logger
 from eventwire.observability.relay_metrics import (
     RelayMetrics,
     RelayOutcome,
@@ -80,7 +79,7 @@ __all__ = [
     "RelayStats",
 ]
 
-_log = structlog.get_logger("eventwire.outbox")
+_log = get_logger("eventwire.outbox")
 _T = TypeVar("_T")
 
 #: The longest pause between two tries of a relay loop whose store or transport fails.

@@ -7,23 +7,38 @@ into :class:`SendRejected`, and fatal errors (including the ``SystemError``
 wrapping a fatal ``KafkaException`` that confluent-kafka raises when callbacks
 are pending) into one call of the registered fatal callbacks.
 
-It also routes librdkafka's log lines and errors into structlog and, when asked
-(``on_stats``), its statistics JSON to a callback. Every text that comes from
-librdkafka is scrubbed of the configuration's secret values before it is logged
-or put in an exception.
+It also routes librdkafka's log lines and errors into :mod:`logging` (the
+``eventwire.kafka`` and ``eventwire.librdkafka`` loggers, repeats collapsed: see
+:mod:`eventwire.observability.logging`) and, when asked (``on_stats``), its
+statistics JSON to a callback. Every text that comes from librdkafka is scrubbed of
+the configuration's secret values before it is logged or put in an exception.
+
+Authentication and TLS failures are told apart from an unreachable broker: the
+start-up check raises :class:`~eventwire.AuthenticationError` or
+:class:`~eventwire.TLSError` as soon as librdkafka reports one (see
+:meth:`KafkaTransport.check_connection` and :func:`classify_connect_error`).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import confluent_kafka
-import structlog
 
 from eventwire._config import KafkaConfig, Scrubber
-from eventwire._errors import BrokerUnavailableError, ConfigurationError
+from eventwire._errors import (
+    AuthenticationError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    TLSError,
+)
+from eventwire.observability.logging import get_logger, librdkafka_level
 from eventwire.transports.base import (
     BaseTransport,
     DeliveryCallback,
@@ -31,9 +46,9 @@ from eventwire.transports.base import (
     TransportQueueFull,
 )
 
-__all__ = ["KafkaTransport"]
+__all__ = ["KafkaTransport", "classify_connect_error"]
 
-_log = structlog.get_logger("eventwire.kafka")
+_log = get_logger("eventwire.kafka")
 
 # How long the poll thread blocks in one poll() call. Short enough that close()
 # is prompt, long enough that an idle producer costs nothing.
@@ -43,6 +58,12 @@ _BUSY_BACKOFF_S = 0.02
 # librdkafka statistics period when a stats consumer is given and the
 # configuration does not set statistics.interval.ms itself.
 _DEFAULT_STATS_INTERVAL_MS = 15_000
+# check_connection() asks for Metadata in slices this long, so an authentication or
+# TLS failure reported meanwhile ends the check within one slice.
+_CHECK_SLICE_S = 0.25
+# A TLS failure that librdkafka reports as _TRANSPORT (a TLS/plaintext mismatch) ends
+# the check once it was reported this many times (once could be a broker going down).
+_SUSPECT_REPEATS = 2
 
 
 class KafkaTransport(BaseTransport):
@@ -52,8 +73,10 @@ class KafkaTransport(BaseTransport):
         config: the producer configuration.
         connect_timeout: if set, check at construction that a broker answers a
             Metadata request within this many seconds, and raise
-            :class:`~eventwire.BrokerUnavailableError` otherwise. ``None`` skips
-            the check (useful with an outbox, where Kafka may be down at start).
+            :class:`~eventwire.BrokerUnavailableError` otherwise (or, at once,
+            its :class:`~eventwire.AuthenticationError` / :class:`~eventwire.TLSError`
+            subclasses: see :meth:`check_connection`). ``None`` skips the check
+            (useful with an outbox, where Kafka may be down at start).
         on_stats: called with each librdkafka statistics JSON document (on the
             polling thread; exceptions are logged and swallowed). The period is
             ``statistics.interval.ms`` from the configuration, 15 s if unset.
@@ -61,7 +84,8 @@ class KafkaTransport(BaseTransport):
     Raises:
         ConfigurationError: librdkafka rejected a property (the key is named;
             secret values are scrubbed from the message).
-        BrokerUnavailableError: see ``connect_timeout``.
+        BrokerUnavailableError: see ``connect_timeout`` (AuthenticationError and
+            TLSError are BrokerUnavailableErrors).
     """
 
     def __init__(
@@ -78,6 +102,12 @@ class KafkaTransport(BaseTransport):
         self._fatal_lock = threading.Lock()
         self._on_stats = on_stats
         props: dict[str, Any] = config.to_librdkafka()
+        self._sasl = _sasl_identity(props)
+        self._created_at = time.monotonic()
+        self._checked = False
+        # (when, kind, definitive, code, reason) of recent authentication/TLS errors
+        self._conn_errors: deque[tuple[float, str, bool, str, str]] = deque(maxlen=32)
+        self._conn_errors_lock = threading.Lock()
         props["error_cb"] = self._on_error
         props["logger"] = _LibrdkafkaLog(self._scrub)
         if on_stats is not None:
@@ -269,7 +299,7 @@ class KafkaTransport(BaseTransport):
             except (confluent_kafka.KafkaException, SystemError) as exc:
                 self._handle_poll_exception(exc)
             except Exception as exc:
-                _log.error("poll_error", error=self._scrub(repr(exc)))
+                _log.error("poll_error", error=self._scrub(repr(exc)), collapse=type(exc).__name__)
 
     def _handle_poll_exception(self, exc: BaseException) -> None:
         cause = exc if isinstance(exc, confluent_kafka.KafkaException) else exc.__cause__
@@ -278,16 +308,23 @@ class KafkaTransport(BaseTransport):
             if err.fatal():
                 self._fire_fatal(err.name(), err.str())
                 return
-        _log.error("poll_error", error=self._scrub(repr(exc)))
+        _log.error("poll_error", error=self._scrub(repr(exc)), collapse=type(exc).__name__)
         self._stop.wait(_POLL_INTERVAL_S)
 
     def _on_error(self, err: confluent_kafka.KafkaError) -> None:
         if err.fatal():
             self._fire_fatal(err.name(), err.str())
         else:
+            code = err.name()
             reason = self._scrub(err.str())
-            _log.warning("kafka_error", code=err.name(), reason=reason)
-            self._report_error(err.name(), reason)
+            _log.warning(
+                "kafka_error", code=code, reason=reason, collapse=_repeat_key(code, reason)
+            )
+            kind = classify_connect_error(code, reason)
+            if kind is not None:
+                with self._conn_errors_lock:
+                    self._conn_errors.append((time.monotonic(), *kind, code, reason))
+            self._report_error(code, reason)
 
     def _stats(self, stats_json: str) -> None:
         # Runs inside poll(): an exception here would surface from poll()/flush().
@@ -295,7 +332,7 @@ class KafkaTransport(BaseTransport):
         try:
             self._on_stats(stats_json)
         except Exception as exc:
-            _log.error("stats_error", error=self._scrub(repr(exc)))
+            _log.error("stats_error", error=self._scrub(repr(exc)), collapse=type(exc).__name__)
 
     def _fire_fatal(self, code: str, reason: str) -> None:
         with self._fatal_lock:
@@ -307,33 +344,179 @@ class KafkaTransport(BaseTransport):
         self._report_fatal(code, reason)
 
     def check_connection(self, timeout: float) -> None:
-        """Raise BrokerUnavailableError unless a broker answers Metadata within ``timeout`` s."""
-        try:
-            self._producer.list_topics(timeout=timeout)
-        except confluent_kafka.KafkaException as exc:
-            raise BrokerUnavailableError(
-                self._scrub(
-                    f"no Kafka broker at {self._config.bootstrap_servers!r} answered within "
-                    f"{timeout:g}s ({_text(exc)}). Check bootstrap_servers and that the "
-                    "brokers are up, or pass connect_timeout=None to start without the check."
-                )
-            ) from None
+        """Return once a broker answers a Metadata request; raise if none does in ``timeout`` s.
+
+        Raises:
+            AuthenticationError: as soon as librdkafka reports ``_AUTHENTICATION``
+                (a broker rejected the SASL credentials), without waiting out the
+                timeout. Names the broker, the mechanism and the user.
+            TLSError: as soon as librdkafka reports ``_SSL`` (the broker's
+                certificate was not accepted: untrusted CA or a name that does not
+                match), or once a TLS/plaintext mismatch was reported twice
+                (``_TRANSPORT`` with librdkafka's "connecting to a SSL listener?" or
+                "PLAINTEXT broker listener?" hint); at the timeout if reported once.
+            BrokerUnavailableError: no broker answered within ``timeout`` s.
+
+        Only errors reported since this check began count (and, for the first
+        check, since the producer was created): a later check, e.g. a circuit
+        breaker's probe, is not failed by an error that has since been fixed.
+        """
+        start = time.monotonic()
+        since = start if self._checked else self._created_at
+        self._checked = True
+        deadline = start + timeout
+        last: Exception = TimeoutError("no attempt")
+        while True:
+            failure = self._connect_failure(since, final=False)
+            if failure is not None:
+                raise failure
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                self._producer.list_topics(timeout=min(left, _CHECK_SLICE_S))
+                return
+            except confluent_kafka.KafkaException as exc:
+                last = exc
+        failure = self._connect_failure(since, final=True)
+        if failure is not None:
+            raise failure
+        raise BrokerUnavailableError(
+            self._scrub(
+                f"no Kafka broker at {self._config.bootstrap_servers!r} answered within "
+                f"{timeout:g}s ({_text(last)}). Check bootstrap_servers and that the "
+                "brokers are up, or pass connect_timeout=None to start without the check."
+            )
+        ) from None
+
+    def _connect_failure(self, since: float, *, final: bool) -> BrokerUnavailableError | None:
+        """The typed error for the authentication/TLS errors reported since ``since``."""
+        with self._conn_errors_lock:
+            recent = [e for e in self._conn_errors if e[0] >= since]
+        suspects = [e for e in recent if not e[2]]
+        chosen = next((e for e in recent if e[2]), None)
+        if chosen is None and suspects and (final or len(suspects) >= _SUSPECT_REPEATS):
+            chosen = suspects[-1]
+        if chosen is None:
+            return None
+        _, kind, _, _, reason = chosen
+        broker, detail = _split_broker(reason, self._config.bootstrap_servers)
+        if kind == "auth":
+            mechanism, username = self._sasl
+            return AuthenticationError(broker, mechanism, username, detail)
+        return TLSError(broker, detail, _tls_remedy(detail))
 
 
 class _LibrdkafkaLog:
-    """Routes librdkafka's own log lines into structlog (``eventwire.librdkafka``)."""
+    """Routes librdkafka's own log lines into :mod:`logging` (``eventwire.librdkafka``).
 
-    _log = structlog.get_logger("eventwire.librdkafka")
-    # syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug
-    _LEVELS = ("error", "error", "error", "error", "warning", "info", "info", "debug")
+    Errors (syslog level 0-3) are ERROR, collapsed per (facility, broker thread);
+    everything else is DEBUG (see :func:`~eventwire.observability.logging.librdkafka_level`).
+    """
+
+    _log = get_logger("eventwire.librdkafka")
 
     def __init__(self, scrub: Scrubber) -> None:
         self._scrub = scrub
 
     def log(self, level: int, fmt: str, *args: object) -> None:
-        name = self._LEVELS[level] if 0 <= level < len(self._LEVELS) else "info"
-        message = fmt % args if args else fmt
-        getattr(self._log, name)("librdkafka_log", message=self._scrub(message))
+        """Called by confluent-kafka as ``log(level, "%s [%s] %s", facility, name, text)``."""
+        to = librdkafka_level(level)
+        if not self._log.logger.isEnabledFor(to):
+            return
+        message = self._scrub(fmt % args if args else fmt)
+        facility = str(args[0]) if len(args) == 3 else ""
+        if to >= logging.ERROR:
+            thread = _THREAD.search(message)
+            where = thread.group(1) if thread else _DIGITS.sub("#", message)
+            self._log.log(
+                to, "librdkafka_log", facility=facility, message=message, collapse=(facility, where)
+            )
+        else:
+            self._log.log(to, "librdkafka_log", facility=facility, message=message)
+
+
+_THREAD = re.compile(r"\[thrd:([^\]]*)\]")
+_DIGITS = re.compile(r"\d+")
+
+ConnectErrorKind = Literal["auth", "tls"]
+
+#: librdkafka's hints that one side speaks TLS and the other does not (_TRANSPORT).
+_TLS_MISMATCH_HINTS = (
+    "connecting to a SSL listener?",
+    "connecting to a PLAINTEXT broker listener?",
+    "SSL handshake failed",
+    "certificate verify failed",
+)
+
+
+def classify_connect_error(code: str, reason: str) -> tuple[ConnectErrorKind, bool] | None:
+    """Whether a librdkafka client error is an authentication or a TLS failure.
+
+    Returns ``(kind, definitive)``: ``("auth", True)`` for ``_AUTHENTICATION``,
+    ``("tls", True)`` for ``_SSL``, ``("tls", False)`` for a ``_TRANSPORT`` error whose
+    text carries one of librdkafka's TLS hints (a TLS client on a plaintext port, a
+    plaintext client on a TLS port, a failed handshake), which a broker going down
+    mid-handshake could also cause; ``None`` for anything else.
+    """
+    if code == "_AUTHENTICATION":
+        return ("auth", True)
+    if code == "_SSL":
+        return ("tls", True)
+    if code == "_TRANSPORT" and any(hint in reason for hint in _TLS_MISMATCH_HINTS):
+        return ("tls", False)
+    return None
+
+
+def _sasl_identity(props: dict[str, Any]) -> tuple[str, str | None]:
+    """The SASL mechanism and, for mechanisms that have one, the user name."""
+    mechanism = str(props.get("sasl.mechanism") or props.get("sasl.mechanisms") or "GSSAPI")
+    username = props.get("sasl.username")
+    if mechanism.upper() not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") or not username:
+        return mechanism, None
+    return mechanism, str(username)
+
+
+def _split_broker(reason: str, bootstrap: str) -> tuple[str, str]:
+    """``("sasl_ssl://host:9093/bootstrap", "the rest")`` from a librdkafka error text."""
+    head, sep, rest = reason.partition(": ")
+    if sep and "/" in head and " " not in head:
+        return head, rest
+    return bootstrap, reason
+
+
+def _repeat_key(code: str, reason: str) -> tuple[str, str]:
+    """Collapse key of a client error: its code and broker (or its text without numbers)."""
+    head, sep, _ = reason.partition(": ")
+    if sep and "/" in head and " " not in head:
+        return code, head
+    return code, _DIGITS.sub("#", reason)
+
+
+def _tls_remedy(detail: str) -> str:
+    if "connecting to a SSL listener?" in detail:
+        return (
+            "The broker's port expects TLS but this client connects in plaintext: set "
+            "security_protocol to SSL (or SASL_SSL), or use the broker's plaintext port."
+        )
+    if "PLAINTEXT broker listener?" in detail or "wrong version number" in detail:
+        return (
+            "This client speaks TLS (security_protocol SSL or SASL_SSL) but the broker's "
+            "port does not: use the broker's TLS port, or set security_protocol to "
+            "PLAINTEXT (or SASL_PLAINTEXT)."
+        )
+    if "certificate verify failed" in detail or "could not be verified" in detail:
+        return (
+            "The broker's certificate was not accepted: either it is signed by a CA this "
+            "client does not trust (set ssl_ca_location to the CA certificate that signed "
+            "the brokers' certificates) or it does not name the host in bootstrap_servers "
+            "(connect by a host name the certificate lists)."
+        )
+    return (
+        "Check ssl_ca_location, the client certificate and key if the broker asks for "
+        "them (ssl.certificate.location, ssl.key.location), and that security_protocol "
+        "matches the broker's port."
+    )
 
 
 def _text(exc: BaseException) -> str:
