@@ -347,15 +347,15 @@ def _build(
         else:
             assert isinstance(value, str | int | float | bool | Secret)
             rest[prop] = value
+    extra = dict(overrides or {})
+    if isinstance(extra.get("bootstrap.servers"), str):  # the field, so the config names it
+        kwargs["bootstrap_servers"] = extra.pop("bootstrap.servers")
     if "bootstrap_servers" not in kwargs:
-        if overrides and isinstance(overrides.get("bootstrap.servers"), str):
-            kwargs["bootstrap_servers"] = overrides["bootstrap.servers"]
-        else:
-            raise ConfigurationError(
-                f"bootstrap.servers is not set ({where}): give it in the config file, "
-                f"or as {ENV_PREFIX}BOOTSTRAP_SERVERS"
-            )
-    rest.update(overrides or {})
+        raise ConfigurationError(
+            f"bootstrap.servers is not set ({where}): give it in the config file, "
+            f"or as {ENV_PREFIX}BOOTSTRAP_SERVERS"
+        )
+    rest.update(extra)
     try:
         return KafkaConfig(overrides=rest, **kwargs)  # type: ignore[arg-type]
     except ConfigurationError as exc:

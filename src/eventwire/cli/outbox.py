@@ -1,5 +1,11 @@
 """``eventwire outbox status|relay`` and ``eventwire dlq list|replay`` (dead letters).
 
+The commands that talk to Kafka (``outbox relay``, ``dlq list|replay --topic``)
+read the same :class:`~eventwire.KafkaConfig` as an application: ``--config FILE``
+(or ``$EVENTWIRE_KAFKA_CONFIG``), the ``EVENTWIRE_KAFKA_*`` variables, then
+``--set`` and ``--bootstrap`` (see :mod:`eventwire.cli._kafka_options`). No
+option takes a secret. ``outbox status`` reads only the outbox.
+
 ``outbox status`` also lists each relay's heartbeat (written every few seconds by
 a running relay): when it last finished a round, its last error, and STALE when
 that was more than :data:`STALE_AFTER_S` ago.
@@ -7,16 +13,24 @@ that was more than :data:`STALE_AFTER_S` ago.
 
 from __future__ import annotations
 
-import signal
-import threading
+import time
 from collections.abc import Sequence
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from eventwire._config import KafkaConfig
+from eventwire._errors import ConfigurationError
+from eventwire.cli._kafka_options import BootstrapOpt, ConfigOpt, SetOpt, kafka_config
+from eventwire.cli._relay_settings import RelaySettings
 from eventwire.outbox.base import OutboxStore, RelayHeartbeat
+
+if TYPE_CHECKING:
+    from eventwire._shutdown import GracefulShutdown
+    from eventwire.outbox.relay import OutboxRelay
 
 app = typer.Typer(help="Inspect and relay the durable outbox.", no_args_is_help=True)
 dlq_app = typer.Typer(
@@ -91,14 +105,15 @@ def _print_relays(relays: Sequence[RelayHeartbeat]) -> None:
 
 @app.command()
 def relay(  # noqa: PLR0917 - typer maps each parameter to an option
-    bootstrap: Annotated[
-        str,
-        typer.Option(help="Kafka bootstrap servers (plain connection: no SASL/SSL or overrides)."),
-    ],
+    config_file: ConfigOpt = None,
+    bootstrap: BootstrapOpt = None,
+    sets: SetOpt = None,
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     once: Annotated[bool, typer.Option(help="Drain what is there, then exit.")] = False,
-    batch_size: Annotated[int, typer.Option(min=1)] = 1000,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Entries per round (default 1000).")
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -107,48 +122,65 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
             "port at /metrics (needs the prometheus extra).",
         ),
     ] = None,
-    metrics_addr: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
+    metrics_addr: Annotated[
+        str | None, typer.Option(help="Address for --metrics-port (default 127.0.0.1).")
+    ] = None,
+    breaker: Annotated[
+        bool | None,
+        typer.Option(
+            "--breaker/--no-breaker",
+            help="A circuit breaker: while Kafka is unreachable entries wait on disk "
+            "(default: off, or breaker in the config file's relay table).",
+        ),
+    ] = None,
 ) -> None:
     """Relay outbox entries to Kafka until SIGTERM/Ctrl-C (or until drained with --once).
 
-    It connects with a plain --bootstrap only (no SASL/SSL or other
-    overrides) and has no circuit breaker; dead letters go to <topic>.dlq.
-    Database and producer errors are logged, retried with backoff and shown by
-    `eventwire outbox status` (with --once the first one ends the command).
+    The Kafka connection comes from --config FILE (or $EVENTWIRE_KAFKA_CONFIG),
+    EVENTWIRE_KAFKA_* variables, --set and --bootstrap, in that order; secrets
+    only from the file or the environment. The relay's own settings (breaker,
+    metrics port, batch size, stop timeout) come from the config file's relay table,
+    then EVENTWIRE_RELAY_* variables, then these flags. On SIGTERM/SIGINT it
+    finishes the round in progress (up to stop_timeout_s), closes the producer
+    and exits 0. Dead letters go to <topic>.dlq. Database and producer errors
+    are logged, retried with backoff and shown by `eventwire outbox status`
+    (with --once the first one ends the command).
     """
-    from eventwire._config import KafkaConfig  # noqa: PLC0415
-    from eventwire.outbox.relay import OutboxRelay  # noqa: PLC0415
-    from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
+    from eventwire._shutdown import GracefulShutdown  # noqa: PLC0415
 
-    server = None
-    if metrics_port is not None:
-        from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
-
-        server = serve_prometheus(metrics_port, metrics_addr)
-        err.print(f"metrics at {server.url}")
-    store = open_store(sqlite, postgres)
-    config = KafkaConfig(bootstrap)
-    worker = OutboxRelay(
-        store,
-        lambda: KafkaTransport(config, connect_timeout=None),
+    config = kafka_config(config_file, bootstrap, sets)
+    settings = _relay_settings(
+        config_file,
         batch_size=batch_size,
-        meter_provider=server.meter_provider if server is not None else None,
+        metrics_port=metrics_port,
+        metrics_addr=metrics_addr,
+        breaker=breaker,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())  # only a flag: never librdkafka here
+    store = open_store(sqlite, postgres)
+    server = None
     try:
-        if once:
-            drained = worker.drain(timeout=3600)
-            s = worker.stats
-            err.print(f"relayed {s.sent}, dead-lettered {s.dead_lettered}, parked {s.parked}")
-            if not drained:
-                raise typer.Exit(1)
-        else:
-            err.print(f"relaying to {bootstrap}; Ctrl-C to stop")
-            worker.run(stop)
+        if settings.metrics_port is not None:
+            from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
+
+            server = serve_prometheus(settings.metrics_port, settings.metrics_addr)
+            err.print(f"metrics at {server.url}")
+        try:
+            worker = _make_relay(store, config, settings, server)
+        except ConfigurationError as exc:  # librdkafka refused a property (named)
+            err.print(f"eventwire: {exc}", style="red", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        # Entered before the loop and left after worker.stop(): a second signal
+        # cannot cut the final round or the producer's close short.
+        with GracefulShutdown() as shutdown:
+            try:
+                if once:
+                    _relay_once(worker, shutdown)
+                else:
+                    err.print(f"relaying to {config.bootstrap_servers}; Ctrl-C to stop")
+                    _relay_until_stopped(worker, shutdown)
+            finally:
+                worker.stop(settings.stop_timeout_s)
     finally:
-        worker.stop(10)
         store.close()
         if server is not None:
             server.close()
@@ -158,26 +190,97 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
     )
 
 
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option(help="Kafka bootstrap servers (with --topic; plain connection: no SASL/SSL)."),
-]
+def _relay_settings(config_file: Path | None, **flags: Any) -> RelaySettings:
+    """The relay's settings from the config file, EVENTWIRE_RELAY_* and flags; exit 2 if wrong."""
+    try:
+        return RelaySettings.load(config_file, **flags)
+    except ConfigurationError as exc:
+        err.print(f"eventwire: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _make_relay(
+    store: OutboxStore, config: KafkaConfig, settings: RelaySettings, server: Any
+) -> OutboxRelay:
+    """The relay, with a circuit breaker probing its current producer if settings ask for one."""
+    from eventwire._breaker import CircuitBreaker, connection_probe  # noqa: PLC0415
+    from eventwire.outbox.relay import OutboxRelay  # noqa: PLC0415
+    from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
+
+    made: list[OutboxRelay] = []
+    breaker = None
+    if settings.breaker:
+        breaker = CircuitBreaker(
+            name="relay",
+            open_after_s=settings.breaker_open_after_s,
+            reset_timeout_s=settings.breaker_reset_timeout_s,
+            quiet_after_s=settings.breaker_quiet_after_s,
+            probe=connection_probe(lambda: made[0].transport if made else None),
+        )
+    worker = OutboxRelay(
+        store,
+        lambda: KafkaTransport(config, connect_timeout=None),
+        batch_size=settings.batch_size,
+        ack_timeout=settings.ack_timeout_s,
+        breaker=breaker,
+        meter_provider=server.meter_provider if server is not None else None,
+    )
+    made.append(worker)
+    return worker
+
+
+#: The longest ``outbox relay --once`` runs.
+ONCE_TIMEOUT_S = 3600.0
+
+
+def _relay_once(worker: OutboxRelay, shutdown: GracefulShutdown) -> None:
+    """Run rounds until the outbox is empty (exit 1 if it is not) or a signal arrives."""
+    deadline = time.monotonic() + ONCE_TIMEOUT_S
+    drained = False
+    while not shutdown.requested and time.monotonic() < deadline:
+        if worker.run_once() == 0:
+            if worker.store.status().pending == 0:
+                drained = True
+                break
+            shutdown.wait_sync(worker.idle_interval_s)
+    s = worker.stats
+    err.print(f"relayed {s.sent}, dead-lettered {s.dead_lettered}, parked {s.parked}")
+    if not drained:
+        raise typer.Exit(1)
+
+
+def _relay_until_stopped(worker: OutboxRelay, shutdown: GracefulShutdown) -> None:
+    """Run the relay's thread until a signal arrives; exit 1 if the thread dies first."""
+    worker.start()
+    while not shutdown.wait_sync(1.0):
+        if not worker.running:
+            err.print(f"[red]the relay stopped:[/] {worker.problem() or 'unknown reason'}")
+            raise typer.Exit(1)
+    err.print(f"{shutdown.received.name if shutdown.received else 'stop'}: finishing the round")
+
+
 TopicOpt = Annotated[
     str | None, typer.Option("--topic", help="A dead-letter topic, e.g. orders.dlq.")
 ]
 
 
 @dlq_app.command("list")
-def dlq_list(
+def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     topic: TopicOpt = None,
+    config_file: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
+    sets: SetOpt = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
-    """List dead letters: parked events in an outbox, or records of a dead-letter topic."""
+    """List dead letters: parked events in an outbox, or records of a dead-letter topic.
+
+    With --topic, Kafka is reached as by `eventwire outbox relay` (--config,
+    EVENTWIRE_KAFKA_*, --set, --bootstrap).
+    """
     if topic:
-        _list_topic(_need(bootstrap), topic, limit)
+        _list_topic(kafka_config(config_file, bootstrap, sets), topic, limit)
         return
     store = open_store(sqlite, postgres)
     rows = store.list_parked(limit)
@@ -193,33 +296,46 @@ def dlq_list(
     out.print(table)
 
 
-def _need(bootstrap: str | None) -> str:
-    if not bootstrap:
-        err.print("[red]--topic needs --bootstrap HOST:PORT[/]")
-        raise typer.Exit(2)
-    return bootstrap
-
-
 #: (partition, offset, key, value, headers), as :func:`read_records` returns them.
 DeadLetterRecord = tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
 #: How many records ``dlq list/replay --topic`` read at most in one run.
 READ_MAX = 1_000_000
 
 
-def _read(bootstrap: str, topic: str, max_records: int) -> list[DeadLetterRecord]:
-    """Every record of ``topic`` (up to ``max_records``), or exit 1 saying why not."""
+def _read(config: KafkaConfig, topic: str, max_records: int) -> list[DeadLetterRecord]:
+    """Every record of ``topic`` (up to ``max_records``), or exit 1 saying why not.
+
+    Exits 2 for a cluster that needs TLS or SASL: the topic reader
+    (``transports.kafka.read_records``) connects in plaintext only.
+    """
     from eventwire._errors import BrokerUnavailableError  # noqa: PLC0415
     from eventwire.transports.kafka import read_records  # noqa: PLC0415
 
+    secured = [
+        k
+        for k, v in config.client_properties().items()
+        if k.startswith(("sasl.", "ssl.", "oauth_cb"))
+        or (k == "security.protocol" and str(v).upper() != "PLAINTEXT")
+    ]
+    if secured:
+        err.print(
+            "eventwire: reading a dead-letter topic works on plaintext clusters only for now "
+            f"(the config sets {', '.join(sorted(secured))}); list or replay the parked "
+            "events of an outbox instead (--sqlite/--postgres)",
+            style="red",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2)
     try:
-        return read_records(bootstrap, topic, max_records=max_records, timeout=30)
+        return read_records(config.bootstrap_servers, topic, max_records=max_records, timeout=30)
     except BrokerUnavailableError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
-def _list_topic(bootstrap: str, topic: str, limit: int) -> None:
-    records = _read(bootstrap, topic, READ_MAX)
+def _list_topic(config: KafkaConfig, topic: str, limit: int) -> None:
+    records = _read(config, topic, READ_MAX)
     table = Table(title=f"dead letters in {topic} ({min(limit, len(records))} of {len(records)})")
     for col in (
         "partition:offset",
@@ -246,11 +362,13 @@ def _list_topic(bootstrap: str, topic: str, limit: int) -> None:
 
 
 @dlq_app.command("replay")
-def dlq_replay(
+def dlq_replay(  # noqa: PLR0917 - typer maps each parameter to an option
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     topic: TopicOpt = None,
+    config_file: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
+    sets: SetOpt = None,
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only these outbox ids.")] = None,
 ) -> None:
     """Re-send dead letters with their original ce_id.
@@ -259,10 +377,11 @@ def dlq_replay(
     a dead-letter topic are re-published to their original topic, with the
     eventwire_dlq_* headers removed; the topic is read from the beginning every
     time, so a second run re-publishes them all again (consumers de-duplicate on
-    ce_id).
+    ce_id). With --topic, Kafka is reached as by `eventwire outbox relay`
+    (--config, EVENTWIRE_KAFKA_*, --set, --bootstrap).
     """
     if topic:
-        count = _replay_topic(_need(bootstrap), topic)
+        count = _replay_topic(kafka_config(config_file, bootstrap, sets), topic)
         out.print(f"replayed {count} dead letter(s) from {topic}")
         return
     store = open_store(sqlite, postgres)
@@ -271,13 +390,12 @@ def dlq_replay(
     out.print(f"requeued {count} parked event(s)")
 
 
-def _replay_topic(bootstrap: str, topic: str) -> int:
-    from eventwire._config import KafkaConfig  # noqa: PLC0415
+def _replay_topic(config: KafkaConfig, topic: str) -> int:
     from eventwire.outbox.dead_letter import strip_dead_letter_headers  # noqa: PLC0415
     from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
-    records = _read(bootstrap, topic, READ_MAX)
-    transport = KafkaTransport(KafkaConfig(bootstrap))
+    records = _read(config, topic, READ_MAX)
+    transport = KafkaTransport(config)
     failures: list[str] = []
 
     def report(err: object, msg: object) -> None:
