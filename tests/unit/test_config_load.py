@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from eventwire import ConfigurationError, KafkaConfig, Secret
+from eventwire._config import Scrubber
 from eventwire._config_load import load_section, read_env
 
 PASSWORD = "pa55-w0rd-from-a-secret-store"
@@ -287,3 +288,42 @@ class TestSections:
         assert load_section("relay", props, env_prefix="EVENTWIRE_RELAY_", environ={}) == {
             "batch_size": "6"
         }
+
+
+class TestNoSecretInAnyOutput:
+    def test_every_route_and_every_error_is_free_of_the_secret(self, tmp_path: Path) -> None:
+        """The secret, given literally, by variable, by file or in the environment, appears in
+        no repr, redacted() dump or loader error, and is scrubbed from librdkafka's text."""
+        secret_file = _write(tmp_path, "pw", PASSWORD + "\n")
+        env = {"KAFKA_PW": PASSWORD, "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:1"}
+        configs = [
+            KafkaConfig.from_file(_write(tmp_path, "a.properties", DEVKIT_CLIENT_FILE)),
+            KafkaConfig.load(
+                _write(
+                    tmp_path,
+                    "b.toml",
+                    'bootstrap.servers = "h:1"\nsasl.password.env = "KAFKA_PW"\n',
+                ),
+                environ=env,
+            ),
+            KafkaConfig.from_env(
+                environ={**env, "EVENTWIRE_KAFKA_SASL_PASSWORD_FILE": str(secret_file)}
+            ),
+            KafkaConfig.from_env(environ={**env, "EVENTWIRE_KAFKA_SSL_KEY_PASSWORD": PASSWORD}),
+        ]
+        texts = [_texts(c) for c in configs]
+        failing = [
+            f"bootstrap.servers=h:1\nsasl.password={PASSWORD}\nsasl.password.env=X\n",
+            f"bootstrap.servers=h:1\nsasl.password={PASSWORD}\nsasl.pasword={PASSWORD}\n",
+            f"bootstrap.servers=h:1\nsasl.password={PASSWORD}\nprofile=fast\n",
+            f"bootstrap.servers=h:1\nsasl.password={PASSWORD}\n{PASSWORD}\n",
+        ]
+        for i, text in enumerate(failing):
+            with pytest.raises(ConfigurationError) as info:
+                KafkaConfig.from_file(_write(tmp_path, f"bad{i}.properties", text))
+            texts.append(str(info.value))
+        for config in configs:
+            assert Scrubber(config.secret_values())(f"auth failed for {PASSWORD}") == (
+                "auth failed for ***"
+            )
+        assert not [t for t in texts if PASSWORD in t]
