@@ -279,7 +279,7 @@ CALLBACKS: Mapping[str, str] = {
     "oauth_cb": (
         "OAUTHBEARER token provider: fn(oauthbearer_config: str) -> (token: str, "
         "expiry_epoch_s: float[, principal: str[, extensions: dict[str, str]]]); "
-        "called by librdkafka's background thread before the first connection and "
+        "called when the producer is created (which waits up to 10 s for a token) and "
         "again before the token expires"
     ),
     "throttle_cb": (
@@ -292,9 +292,8 @@ CALLBACKS: Mapping[str, str] = {
 RESERVED: Mapping[str, str] = {
     "on_delivery": "every publish returns a handle that reports its delivery",
     "delivery.report.only.error": "eventwire needs every delivery report",
-    "error_cb": "client errors are logged (kafka_error), feed the circuit breaker and "
-    "fail the events they concern",
-    "logger": "librdkafka's lines go to the 'eventwire.librdkafka' logger",
+    "error_cb": "client errors are logged and feed the circuit breaker",
+    "logger": "librdkafka's lines go to eventwire's loggers",
     "stats_cb": "librdkafka statistics reach KafkaTransport(on_stats=...) and the metrics",
 }
 
