@@ -26,7 +26,8 @@ name is lower-cased, ``_`` stands for ``.`` and ``__`` for ``_``, so
 ``EVENTWIRE_KAFKA_LOG__LEVEL`` is ``log_level`` and
 ``EVENTWIRE_KAFKA_SASL_PASSWORD_FILE`` is a reference to a file.
 ``EVENTWIRE_KAFKA_PROFILE`` is the profile and ``EVENTWIRE_KAFKA_CONFIG`` names
-the config file. A variable set to the empty string counts as unset. The relay's
+the config file; ``EVENTWIRE_KAFKA_CACHE`` (the devkit's jar cache) is skipped.
+A variable set to the empty string counts as unset. The relay's
 settings are ``EVENTWIRE_RELAY_<NAME>`` (``EVENTWIRE_RELAY_METRICS_PORT``).
 
 **Precedence.** Property by property: the file, then the environment, then
@@ -77,6 +78,9 @@ __all__ = [
 ENV_PREFIX = "EVENTWIRE_KAFKA_"
 #: After the prefix, the variable naming the config file (``EVENTWIRE_KAFKA_CONFIG``).
 CONFIG_FILE_VAR = "CONFIG"
+#: Variables under the default prefix that are not properties, and are skipped:
+#: ``EVENTWIRE_KAFKA_CACHE`` is the devkit's Kafka jar cache.
+_NOT_PROPERTIES = frozenset({f"{ENV_PREFIX}CACHE"})
 #: The prefix of the standalone relay's settings in the environment.
 RELAY_ENV_PREFIX = "EVENTWIRE_RELAY_"
 #: Every property a file or the environment may set.
@@ -240,7 +244,12 @@ def read_env(
     env = os.environ if environ is None else environ
     entries: dict[str, _Entry] = {}
     for name in sorted(env):
-        if not name.startswith(prefix) or name == f"{prefix}{CONFIG_FILE_VAR}" or not env[name]:
+        if (
+            not name.startswith(prefix)
+            or name == f"{prefix}{CONFIG_FILE_VAR}"
+            or name in _NOT_PROPERTIES
+            or not env[name]
+        ):
             continue
         rest = name[len(prefix) :].lower()
         key = "_".join(part.replace("_", ".") for part in rest.split("__"))

@@ -233,6 +233,10 @@ class TestEnvironment:
             KafkaConfig.from_env(environ=env)
         assert PASSWORD not in str(info.value)
 
+    def test_the_devkit_cache_variable_is_not_a_property(self) -> None:
+        """EVENTWIRE_KAFKA_CACHE (the devkit's jar cache) is skipped, not refused."""
+        assert read_env(environ={"EVENTWIRE_KAFKA_CACHE": "/tmp/jars"}) == {}
+
     def test_empty_variables_count_as_unset(self) -> None:
         """A variable set to '' is ignored, as if unset."""
         assert read_env(environ={"EVENTWIRE_KAFKA_LINGER_MS": ""}) == {}

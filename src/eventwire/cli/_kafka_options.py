@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from eventwire._config import NON_SECRET_PROPERTIES, KafkaConfig
-from eventwire._config_load import CONFIG_FILE_VAR, ENV_PREFIX
+from eventwire._config_load import CONFIG_FILE_VAR, ENV_PREFIX, read_env
 from eventwire._errors import ConfigurationError
 
 __all__ = ["BootstrapOpt", "ConfigOpt", "SetOpt", "env_name", "kafka_config", "parse_sets"]
@@ -98,7 +98,7 @@ def kafka_config(
         if bootstrap:
             overrides["bootstrap.servers"] = bootstrap
         named_file = config_file or os.environ.get(f"{ENV_PREFIX}{CONFIG_FILE_VAR}")
-        from_env = any(k.startswith(ENV_PREFIX) and v for k, v in os.environ.items())
+        from_env = bool(read_env(ENV_PREFIX))
         if not (named_file or from_env or "bootstrap.servers" in overrides):
             raise ConfigurationError(
                 "no Kafka cluster given: pass --bootstrap HOST:PORT (plaintext) or --config "
