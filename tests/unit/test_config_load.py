@@ -52,6 +52,22 @@ class TestPropertiesFile:
         assert props["sasl.password"] == PASSWORD
         assert PASSWORD not in _texts(config)
 
+    def test_reads_the_devkit_oauthbearer_client_file(self, tmp_path: Path) -> None:
+        """The devkit's OAUTHBEARER file (unsecured JWT, principal in the config) loads, and
+        an oauth_cb can be added on top."""
+        text = (
+            "# eventwire devkit secured cluster: producer over OAUTHBEARER\n"
+            "bootstrap.servers=127.0.0.1:39093\nsecurity.protocol=SASL_SSL\n"
+            "ssl.ca.location=/tmp/devkit/ca.pem\nsasl.mechanism=OAUTHBEARER\n"
+            "enable.sasl.oauthbearer.unsecure.jwt=true\n"
+            "sasl.oauthbearer.config=principal=producer\n"
+        )
+        config = KafkaConfig.from_file(_write(tmp_path, "producer-oauthbearer.properties", text))
+        props = config.to_librdkafka()
+        assert props["sasl.oauthbearer.config"] == "principal=producer"
+        assert props["enable.sasl.oauthbearer.unsecure.jwt"] == "true"
+        assert config.redacted()["sasl.oauthbearer.config"] == "***"
+
     def test_comments_blank_lines_and_spaces(self, tmp_path: Path) -> None:
         """'#' and '!' lines and blank lines are skipped; spaces around key and value go;
         a value keeps any '=' after the first one."""
