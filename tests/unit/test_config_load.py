@@ -53,8 +53,8 @@ class TestPropertiesFile:
         assert PASSWORD not in _texts(config)
 
     def test_reads_the_devkit_oauthbearer_client_file(self, tmp_path: Path) -> None:
-        """The devkit's OAUTHBEARER file (unsecured JWT, principal in the config) loads, and
-        an oauth_cb can be added on top."""
+        """The devkit's OAUTHBEARER file (unsecured JWT, principal in the config) loads, its
+        sasl.oauthbearer.config masked."""
         text = (
             "# eventwire devkit secured cluster: producer over OAUTHBEARER\n"
             "bootstrap.servers=127.0.0.1:39093\nsecurity.protocol=SASL_SSL\n"
