@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,16 +45,21 @@ def read_topic(
     timeout: float = 60.0,
     idle: float = 3.0,
     on_record: Callable[[ConsumedRecord], None] | None = None,
+    config: Mapping[str, str | int | float | bool] | None = None,
 ) -> list[ConsumedRecord]:
     """Read ``topic`` from the beginning of every partition.
 
     Stops when ``expected`` records were read (then waits ``idle`` more seconds
     to catch duplicates), when nothing new arrived for ``idle`` seconds after the
     end of every partition, or at ``timeout``. Reads committed data only
-    (``isolation.level=read_committed``) with a throwaway group id.
+    (``isolation.level=read_committed``) with a throwaway group id. ``config`` adds
+    client properties, e.g. a secured cluster's
+    ``LocalKafkaCluster.client_properties("admin")`` (its ``bootstrap.servers`` is
+    replaced by ``bootstrap_servers``).
     """
     consumer = Consumer(
         {
+            **(config or {}),
             "bootstrap.servers": bootstrap_servers,
             "group.id": f"eventwire-verify-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,

@@ -32,6 +32,7 @@ from eventwire_devkit._kafka import admin as _admin
 from eventwire_devkit._kafka import config as _config
 from eventwire_devkit._kafka import jars as _jars
 from eventwire_devkit._kafka import runtime as _runtime
+from eventwire_devkit._kafka import security as _security
 from eventwire_devkit._kafka.errors import (
     ClusterStartError,
     JarFetchError,
@@ -46,7 +47,10 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "ALLOWED_TOPIC_PREFIX",
     "KAFKA_VERSION",
+    "MECHANISMS",
+    "PRINCIPALS",
     "ClusterStartError",
     "JarFetchError",
     "JavaNotFoundError",
@@ -60,6 +64,13 @@ __all__ = [
 ]
 
 KAFKA_VERSION = "4.1.1"
+#: ``security="sasl_ssl"``: the topic-name prefix the ``producer`` principal may write to.
+ALLOWED_TOPIC_PREFIX = _security.ALLOWED_PREFIX
+#: ``security="sasl_ssl"``: ``admin`` (super user), ``producer`` (writes
+#: ``allowed.*`` only, plus IdempotentWrite) and ``nobody`` (no rights).
+PRINCIPALS = _security.PRINCIPALS
+#: ``security="sasl_ssl"``: the SASL mechanisms of the client listener.
+MECHANISMS = _security.MECHANISMS
 DEFAULT_JVM_ARGS = ("-Xms128m", "-Xmx384m", "-XX:+UseSerialGC")
 
 
@@ -105,6 +116,16 @@ class LocalKafkaCluster:
     ``auto_create_topics=False``. ``broker_overrides`` are added last to every node's
     ``server.properties``. Data lives in a fresh temp dir (or ``data_dir``), deleted by
     :meth:`close` unless ``keep_data`` or the dir was given by the caller.
+
+    ``security="sasl_ssl"`` makes a secured cluster: every listener (clients, inter-broker,
+    controller) is SASL over TLS, with a CA and broker certificate made at start by the
+    JDK's ``keytool`` (the certificate names ``localhost`` only, so
+    :attr:`bootstrap_servers` is ``localhost:<port>,...``); SCRAM-SHA-512, PLAIN and
+    OAUTHBEARER (Kafka's unsecured-JWS validator, for tests) for clients;
+    ``StandardAuthorizer`` with the principals of :data:`PRINCIPALS` and their ACLs in
+    place before :meth:`start` returns. :meth:`client_config` gives a librdkafka
+    properties file per principal; :attr:`untrusted_ca_location` is a CA the brokers do
+    not use. Passwords are random per cluster.
     """
 
     def __init__(
@@ -120,10 +141,24 @@ class LocalKafkaCluster:
         startup_timeout: float = 90.0,
         jvm_args: Sequence[str] = DEFAULT_JVM_ARGS,
         progress: _jars.Progress | None = None,
+        security: str = "plaintext",
     ) -> None:
-        """Configure a cluster; nothing runs until :meth:`start`."""
+        """Configure a cluster; nothing runs until :meth:`start`.
+
+        Raises:
+            ValueError: ``nodes`` < 1, or ``security`` is not ``"plaintext"``/``"sasl_ssl"``.
+
+        """
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
+        if security not in _security.SECURITY_MODES:
+            raise ValueError(
+                f"security must be one of {', '.join(_security.SECURITY_MODES)}, not {security!r}"
+            )
+        self.security = security
+        self._host = _security.CLIENT_HOST if security == "sasl_ssl" else "127.0.0.1"
+        self._material: _security.SecurityMaterial | None = None
+        self._client_configs: dict[str, Path] = {}
         self._count = nodes
         self._partitions = partitions
         self._auto_create = auto_create_topics
@@ -148,8 +183,11 @@ class LocalKafkaCluster:
 
     @property
     def bootstrap_servers(self) -> str:
-        """``"127.0.0.1:p1,127.0.0.1:p2,..."`` (valid once :meth:`start` returned)."""
-        return ",".join(f"127.0.0.1:{n.port}" for n in self._nodes.values())
+        """``"127.0.0.1:p1,127.0.0.1:p2,..."`` (valid once :meth:`start` returned).
+
+        A ``sasl_ssl`` cluster's is ``"localhost:p1,..."``: the name its certificate holds.
+        """
+        return ",".join(f"{self._host}:{n.port}" for n in self._nodes.values())
 
     @property
     def node_ids(self) -> list[int]:
@@ -159,7 +197,8 @@ class LocalKafkaCluster:
     def start(self) -> LocalKafkaCluster:
         """Fetch jars if needed, format and start every node, and wait until all are ready.
 
-        Ready means one Metadata response lists every node. Stale clusters whose owner died
+        Ready means one Metadata response lists every node (and, for ``sasl_ssl``, the ACLs
+        are created and the client config files written). Stale clusters whose owner died
         are reaped first. On any failure everything started is stopped again.
 
         Raises:
@@ -179,13 +218,16 @@ class LocalKafkaCluster:
             self._classpath = f"{ensure_kafka_jars(self._progress)}/*"
             self._report(f"Starting {self._count}-node Kafka {KAFKA_VERSION} cluster")
             self._prepare_dirs()
+            scram = _security.scram_format_args(self._material) if self._material else []
             _config.format_storage(
-                list(self._nodes.values()), self._java, self._classpath, self.cluster_id
+                list(self._nodes.values()), self._java, self._classpath, self.cluster_id, scram
             )
             for node in self._nodes.values():
                 self._start_node(node)
             self._write_record()
             self._wait_ready(self.node_ids, began + self._startup_timeout)
+            if self._material is not None:
+                self._secure_finish(began + self._startup_timeout)
         except BaseException:
             self.close()
             raise
@@ -235,6 +277,66 @@ class LocalKafkaCluster:
     ) -> None:
         """Close the cluster (see :meth:`close`)."""
         self.close()
+
+    # -- secured cluster (security="sasl_ssl") ----------------------------------------------
+
+    @property
+    def client_configs(self) -> dict[str, Path]:
+        """Return every client config file by name (empty for a plaintext cluster).
+
+        Names: ``<principal>`` (SCRAM-SHA-512), ``<principal>-plain``, ``<principal>-oauthbearer``.
+        """
+        return dict(self._client_configs)
+
+    def client_config(self, principal: str = "producer", mechanism: str = "SCRAM-SHA-512") -> Path:
+        """Path of the librdkafka properties file that connects as ``principal``.
+
+        It holds ``bootstrap.servers``, ``security.protocol=SASL_SSL``, ``ssl.ca.location``,
+        ``sasl.mechanism`` and, except for OAUTHBEARER (librdkafka's built-in unsecured
+        JWT with ``sub`` = the principal), ``sasl.username``/``sasl.password``; mode 0600.
+        ``eventwire.KafkaConfig.from_file`` and ``eventwire outbox relay --config`` read it.
+
+        Raises:
+            KafkaClusterError: not a started ``sasl_ssl`` cluster.
+            ValueError: unknown principal or mechanism.
+
+        """
+        material = self._secured()
+        _security.client_properties(self.bootstrap_servers, material, principal, mechanism)
+        return self._client_configs[Path(_security.client_config_name(principal, mechanism)).stem]
+
+    def client_properties(
+        self, principal: str = "producer", mechanism: str = "SCRAM-SHA-512"
+    ) -> dict[str, str]:
+        """The contents of :meth:`client_config` as a dict (for ``confluent_kafka`` clients).
+
+        Raises:
+            KafkaClusterError: not a started ``sasl_ssl`` cluster.
+            ValueError: unknown principal or mechanism.
+
+        """
+        material = self._secured()
+        return _security.client_properties(self.bootstrap_servers, material, principal, mechanism)
+
+    def password(self, principal: str) -> str:
+        """The random password of ``principal`` (SCRAM-SHA-512 and PLAIN alike).
+
+        Raises:
+            KafkaClusterError: not a started ``sasl_ssl`` cluster.
+            KeyError: unknown principal.
+
+        """
+        return self._secured().passwords[principal]
+
+    @property
+    def ca_location(self) -> Path:
+        """PEM of the CA that signed the brokers' certificate (``ssl.ca.location``)."""
+        return self._secured().ca_pem
+
+    @property
+    def untrusted_ca_location(self) -> Path:
+        """PEM of a second CA that signed nothing the brokers use (for "untrusted CA" tests)."""
+        return self._secured().untrusted_ca_pem
 
     # -- topics and metadata ---------------------------------------------------------------
 
@@ -358,6 +460,30 @@ class LocalKafkaCluster:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _secured(self) -> _security.SecurityMaterial:
+        if self._material is None or not self._client_configs:
+            raise KafkaClusterError(
+                f"cluster {self.cluster_id} is not a started security='sasl_ssl' cluster"
+            )
+        return self._material
+
+    def _admin_security(self) -> dict[str, str] | None:
+        if self._material is None:
+            return None
+        return _security.client_properties(self.bootstrap_servers, self._material, "admin")
+
+    def _secure_finish(self, deadline: float) -> None:
+        """Create the ACLs, wait until every node reports them, write the client configs."""
+        assert self._material is not None
+        self._report("Creating ACLs")
+        _security.create_acls(self._admin_client(), max(5.0, deadline - time.monotonic()))
+        for node in self._nodes.values():
+            one = _admin.new_admin(f"{self._host}:{node.port}", self._admin_security())
+            _security.wait_acls(one, deadline)
+        self._client_configs = _security.write_client_configs(
+            self.bootstrap_servers, self._material
+        )
+
     def _report(self, message: str) -> None:
         if self._progress is not None:
             self._progress(message)
@@ -390,8 +516,10 @@ class LocalKafkaCluster:
         nodes = self._nodes.values()
         healthy = tuple(n.node_id for n in nodes if n.running and not n.paused)
         if self._admin is None or healthy != self._admin_nodes:
-            servers = ",".join(f"127.0.0.1:{self._nodes[i].port}" for i in healthy)
-            self._admin = _admin.new_admin(servers or self.bootstrap_servers)
+            servers = ",".join(f"{self._host}:{self._nodes[i].port}" for i in healthy)
+            self._admin = _admin.new_admin(
+                servers or self.bootstrap_servers, self._admin_security()
+            )
             self._admin_nodes = healthy
         return self._admin
 
@@ -408,17 +536,26 @@ class LocalKafkaCluster:
         else:
             self.data_dir = Path(tempfile.mkdtemp(prefix=f"eventwire-kafka-{self.cluster_id[:8]}-"))
         (self.data_dir / _runtime.DATA_MARKER).write_text(self.cluster_id + "\n")
+        if self.security == "sasl_ssl":
+            self._report("Making the CA, broker certificate and passwords (keytool)")
+            self._material = _security.make_material(self.data_dir / "security", self._java)
         ports = free_ports(2 * self._count)
         for i in self.node_ids:
             port, cport = ports[2 * (i - 1)], ports[2 * (i - 1) + 1]
             self._nodes[i] = Node(i, port, cport, self.data_dir / f"node-{i}")
-        for node in self._nodes.values():
+        nodes = list(self._nodes.values())
+        for node in nodes:
+            secured = (
+                _security.server_properties(node, nodes, self._material)
+                if self._material is not None
+                else {}
+            )
             props = _config.server_properties(
                 node,
-                list(self._nodes.values()),
+                nodes,
                 partitions=self._partitions,
                 auto_create_topics=self._auto_create,
-                overrides=self._overrides,
+                overrides={**secured, **self._overrides},
             )
             node.write_properties(props)
 
@@ -432,6 +569,7 @@ class LocalKafkaCluster:
                 "owner_pid": owner,
                 "owner_start_time": _runtime.process_start_time(owner) if owner else None,
                 "bootstrap_servers": self.bootstrap_servers,
+                "security": self.security,
                 "nodes": [
                     {
                         "id": n.node_id,

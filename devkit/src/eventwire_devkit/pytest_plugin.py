@@ -10,6 +10,11 @@ time a test asks for them):
   ``replica.lag.time.max.ms=6000`` so a paused follower leaves the ISR within seconds).
 * ``kafka_bootstrap`` -- bootstrap servers of the 1-node cluster, or of the external cluster
   given by ``--kafka-bootstrap`` / ``EVENTWIRE_BOOTSTRAP``.
+* ``kafka_secure_cluster`` / ``kafka_secure_cluster3`` -- session-scoped 1-node / 3-node
+  ``LocalKafkaCluster(security="sasl_ssl")``: SASL_SSL everywhere, SCRAM-SHA-512, PLAIN
+  and OAUTHBEARER (unsecured JWS), StandardAuthorizer with the principals ``admin``,
+  ``producer`` (writes ``allowed.*`` topics only) and ``nobody``; per-principal client
+  config files from ``cluster.client_config(principal, mechanism)``.
 * ``kafka_topic`` / ``kafka_topic3`` -- a fresh topic (3 partitions) named
   ``t-<test name>-<8 hex>`` on ``kafka_bootstrap`` / on ``kafka_cluster3`` (RF 3), deleted
   afterwards on a best-effort basis. ``kafka_topic3`` first heals the cluster (resumes
@@ -50,8 +55,14 @@ CLUSTER3_OVERRIDES = {
     "broker.heartbeat.interval.ms": "1000",
     "broker.session.timeout.ms": "6000",
 }
-_KAFKA_FIXTURES = {"kafka_jars", "kafka_cluster", "kafka_bootstrap", "kafka_topic"}
-_CLUSTER3_FIXTURES = {"kafka_cluster3", "kafka_topic3"}
+_KAFKA_FIXTURES = {
+    "kafka_jars",
+    "kafka_cluster",
+    "kafka_bootstrap",
+    "kafka_topic",
+    "kafka_secure_cluster",
+}
+_CLUSTER3_FIXTURES = {"kafka_cluster3", "kafka_topic3", "kafka_secure_cluster3"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -124,7 +135,10 @@ def _topic_name(test_name: str) -> str:
 
 
 def _run_cluster(
-    config: pytest.Config, nodes: int, overrides: dict[str, str] | None = None
+    config: pytest.Config,
+    nodes: int,
+    overrides: dict[str, str] | None = None,
+    security: str = "plaintext",
 ) -> Iterator[LocalKafkaCluster]:
     external = _external_bootstrap(config)
     if external is not None:
@@ -135,12 +149,12 @@ def _run_cluster(
     from eventwire_devkit._kafka.runtime import jvm_pids_of  # noqa: PLC0415
     from eventwire_devkit.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
 
-    cluster = LocalKafkaCluster(nodes, broker_overrides=overrides)
+    cluster = LocalKafkaCluster(nodes, broker_overrides=overrides, security=security)
     failure = None
     try:
         cluster.start()
     except KafkaClusterError as exc:
-        failure = f"could not start a local {nodes}-node Kafka cluster: {exc}"
+        failure = f"could not start a local {nodes}-node {security} Kafka cluster: {exc}"
     if failure is not None:
         unavailable(failure)
     try:
@@ -180,6 +194,18 @@ def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]
 def kafka_cluster3(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
     """Session-wide 3-node local Kafka cluster for fault injection (RF 3, min ISR 2)."""
     yield from _run_cluster(request.config, 3, CLUSTER3_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def kafka_secure_cluster(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
+    """Session-wide 1-node ``security="sasl_ssl"`` cluster (users, ACLs, client configs)."""
+    yield from _run_cluster(request.config, 1, security="sasl_ssl")
+
+
+@pytest.fixture(scope="session")
+def kafka_secure_cluster3(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
+    """Session-wide 3-node ``security="sasl_ssl"`` cluster (RF 3, min ISR 2)."""
+    yield from _run_cluster(request.config, 3, security="sasl_ssl")
 
 
 @pytest.fixture(scope="session")

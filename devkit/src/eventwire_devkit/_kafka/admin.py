@@ -27,16 +27,20 @@ _RETRY = {
 }
 
 
-def new_admin(bootstrap_servers: str) -> Any:
-    """Return an AdminClient that keeps librdkafka's connection chatter off stderr."""
-    return AdminClient(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "log_level": 2,  # hide "Connect to ... failed" noise while nodes are down
-            "socket.connection.setup.timeout.ms": 5000,
-            "allow.auto.create.topics": False,  # a metadata lookup must not create topics
-        }
-    )
+def new_admin(bootstrap_servers: str, security: Mapping[str, str] | None = None) -> Any:
+    """Return an AdminClient that keeps librdkafka's connection chatter off stderr.
+
+    ``security`` adds client properties (e.g. a secured cluster's admin credentials); its
+    ``bootstrap.servers``, if any, is replaced by ``bootstrap_servers``.
+    """
+    conf: dict[str, Any] = {
+        **(security or {}),
+        "bootstrap.servers": bootstrap_servers,
+        "log_level": 2,  # hide "Connect to ... failed" noise while nodes are down
+        "socket.connection.setup.timeout.ms": 5000,
+        "allow.auto.create.topics": False,  # a metadata lookup must not create topics
+    }
+    return AdminClient(conf)
 
 
 def broker_ids(admin: Any, timeout: float) -> set[int]:

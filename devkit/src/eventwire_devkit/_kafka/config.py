@@ -78,8 +78,28 @@ def server_properties(
     return props
 
 
-def format_storage(nodes: Sequence[Node], java: str, classpath: str, cluster_id: str) -> None:
-    """Run ``kafka.tools.StorageTool format -t <cluster_id>`` for every node, in parallel.
+def _secrets_in(args: Sequence[str]) -> list[str]:
+    """The ``password=...`` values inside ``--add-scram`` arguments (kept out of messages)."""
+    found: list[str] = []
+    for arg in args:
+        for part in arg.strip("]").split(","):
+            if part.startswith("password="):
+                found.append(part.removeprefix("password="))
+    return found
+
+
+def format_storage(
+    nodes: Sequence[Node],
+    java: str,
+    classpath: str,
+    cluster_id: str,
+    extra_args: Sequence[str] = (),
+) -> None:
+    """Run ``kafka.tools.StorageTool format -t <cluster_id> [extra_args]`` on every node.
+
+    The nodes are formatted in parallel.
+
+    ``extra_args`` are e.g. ``--add-scram`` options (SCRAM users of a secured cluster).
 
     With static ``controller.quorum.voters`` no ``--standalone``/``--initial-controllers``
     flag is given (Kafka 4.1 rejects them in that mode).
@@ -91,7 +111,7 @@ def format_storage(nodes: Sequence[Node], java: str, classpath: str, cluster_id:
     runs = []
     for node in nodes:
         main = ["kafka.tools.StorageTool", "format", "-t", cluster_id]
-        main += ["-c", str(node.properties_path)]
+        main += ["-c", str(node.properties_path), *extra_args]
         cmd = node.jvm_command(java, classpath, main, _FORMAT_JVM_ARGS)
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -106,6 +126,8 @@ def format_storage(nodes: Sequence[Node], java: str, classpath: str, cluster_id:
             out, _ = proc.communicate()
         if proc.returncode != 0:
             text = out.decode(errors="replace").strip()
+            for secret in _secrets_in(extra_args):
+                text = text.replace(secret, "***")
             failures.append(f"node {node.node_id} (exit {proc.returncode}): {text}")
     if failures:
         raise ClusterStartError("formatting Kafka storage failed:\n" + "\n".join(failures))

@@ -5,6 +5,11 @@ stderr), so ``BOOTSTRAP=$(eventwire broker up --detach | tail -n1)`` works. A de
 cluster is described by a state file, by default ``${XDG_CACHE_HOME:-~/.cache}/eventwire/
 run/broker.json`` (one per user; override with ``--state-file`` or ``EVENTWIRE_BROKER_STATE``),
 which ``status`` and ``down`` read.
+
+``up --security sasl_ssl`` starts a secured cluster (SASL over TLS on every listener,
+SCRAM-SHA-512/PLAIN/OAUTHBEARER, ACLs for the principals ``admin``, ``producer`` and
+``nobody``) and prints one ``client config <name>: <path>`` line per librdkafka properties
+file before the bootstrap line, e.g. ``client config producer: /tmp/.../producer.properties``.
 """
 
 from __future__ import annotations
@@ -122,24 +127,36 @@ def _check_no_running(path: Path) -> None:
 
 
 @app.command()
-def up(
+def up(  # noqa: PLR0917 - typer maps each parameter to an option
     nodes: Annotated[int, typer.Option("--nodes", "-n", help="Number of nodes: 1 or 3.")] = 1,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Return once ready; leave the cluster running.")
     ] = False,
     partitions: Annotated[int, typer.Option(help="num.partitions for auto-created topics.")] = 3,
     timeout: Annotated[float, typer.Option(help="Startup timeout in seconds.")] = 90.0,
+    security: Annotated[
+        str,
+        typer.Option(
+            "--security",
+            help="plaintext, or sasl_ssl: TLS + SASL (SCRAM-SHA-512, PLAIN, OAUTHBEARER) "
+            "with ACLs; prints a client config file per principal.",
+        ),
+    ] = "plaintext",
     state_file: StateOption = None,
 ) -> None:
     """Start a local cluster; print its bootstrap servers as the last stdout line.
 
     In the foreground it runs until Ctrl-C or SIGTERM, then stops every node. With --detach
-    it returns once ready and records the cluster in the state file for status/down.
+    it returns once ready and records the cluster in the state file for status/down. With
+    --security sasl_ssl, ``client config <name>: <path>`` lines come first on stdout.
     """
     from eventwire_devkit.kafka import KafkaClusterError, LocalKafkaCluster  # noqa: PLC0415
 
     if nodes not in {1, 3}:
         err.print("[bold red]error:[/] --nodes must be 1 or 3")
+        raise typer.Exit(2)
+    if security not in {"plaintext", "sasl_ssl"}:
+        err.print("[bold red]error:[/] --security must be plaintext or sasl_ssl")
         raise typer.Exit(2)
     path = state_file or default_state_file()
     if detach:
@@ -154,6 +171,7 @@ def up(
                 die_with_parent=not detach,
                 startup_timeout=timeout,
                 progress=status.update,
+                security=security,
             )
             cluster.start()
     except KafkaClusterError as exc:
@@ -166,12 +184,38 @@ def up(
         f"Kafka {nodes}-node cluster ready in {cluster.startup_seconds:.1f}s at "
         f"[bold]{cluster.bootstrap_servers}[/] (data and logs: {cluster.data_dir})"
     )
+    _echo_client_configs(cluster.client_configs)
     if detach:
         _write_state(path, cluster)
         err.print(f"Detached (state: {path}). Stop it with `eventwire broker down`.")
         typer.echo(cluster.bootstrap_servers)
         return
     _run_foreground(cluster)
+
+
+def _echo_client_configs(configs: dict[str, Path]) -> None:
+    """Print ``client config <name>: <path>`` per file (stdout), with a note on stderr."""
+    if not configs:
+        return
+    err.print(
+        "Client configs (librdkafka properties; principals admin = super user, producer = "
+        "writes 'allowed.*' topics only, nobody = no rights; <name>-plain / "
+        "<name>-oauthbearer use those mechanisms):"
+    )
+    for name, config_path in configs.items():
+        typer.echo(f"client config {name}: {config_path}")
+
+
+def _read_properties(path: str | None) -> dict[str, str] | None:
+    """``key=value`` lines of a client config file (None without one)."""
+    if not path:
+        return None
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def _write_state(path: Path, cluster: Any) -> None:
@@ -182,6 +226,8 @@ def _write_state(path: Path, cluster: Any) -> None:
         "bootstrap_servers": cluster.bootstrap_servers,
         "data_dir": str(cluster.data_dir),
         "nodes": [{"id": i, "pid": cluster.node_pid(i)} for i in cluster.node_ids],
+        "security": cluster.security,
+        "client_configs": {name: str(p) for name, p in cluster.client_configs.items()},
         "kafka_version": KAFKA_VERSION,
         "started_at": time.time(),
     }
@@ -226,7 +272,8 @@ def status(state_file: StateOption = None) -> None:
     alive = _alive_pids(state)
     want = {int(n["id"]) for n in state["nodes"]}
     try:
-        listed = broker_ids(new_admin(str(state["bootstrap_servers"])), timeout=5.0)
+        security = _read_properties(state.get("client_configs", {}).get("admin"))
+        listed = broker_ids(new_admin(str(state["bootstrap_servers"]), security), timeout=5.0)
     except KafkaException:
         listed = set()
     for node in state["nodes"]:
@@ -234,6 +281,7 @@ def status(state_file: StateOption = None) -> None:
         pid_state = "running" if node["pid"] in alive else "not running"
         err.print(f"node {node['id']}: pid {node['pid']} {pid_state}, in metadata: {up_}")
     err.print(f"data and logs: {state['data_dir']}")
+    _echo_client_configs({k: Path(v) for k, v in state.get("client_configs", {}).items()})
     typer.echo(state["bootstrap_servers"])
     if not listed >= want:
         raise typer.Exit(1)
