@@ -254,12 +254,12 @@ def captured_logs() -> Iterator[io.StringIO]:
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.add_log_level,
                 structlog.processors.format_exc_info,
                 structlog.processors.KeyValueRenderer(key_order=["event"]),
-            ]
+            ],
         )
     )
     with capture_logs():  # DEBUG on the eventwire logger, fresh collapse windows

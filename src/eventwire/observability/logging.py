@@ -25,16 +25,22 @@ relay and their metrics). Route them like any library's::
   Silence them with ``logging.getLogger("eventwire").setLevel(logging.CRITICAL)``.
 * Plain :mod:`logging` (``basicConfig``, ``dictConfig``): ``record.getMessage()`` is
   one readable line, the event name then its fields, e.g.
-  ``kafka_error code=_TRANSPORT reason='127.0.0.1:1/bootstrap: Connect to ...'``. Every
-  field is also an attribute of the record (``%(code)s``, JSON formatters' extras),
-  except a field named like a built-in record attribute (``message``), which is only in
-  the line and in ``record.msg``.
-* structlog with its stdlib integration: each record is exactly what
-  ``structlog.stdlib.ProcessorFormatter.wrap_for_formatter`` makes (``record.msg`` is
-  the event dict, ``record._logger``/``record._name`` are set), so a
-  :class:`structlog.stdlib.ProcessorFormatter` on the application's handler renders
-  eventwire's events as structlog events: ``event`` is the stable event name below and
-  every field is a key. Nothing in ``foreign_pre_chain`` is needed for them.
+  ``kafka_error code=_TRANSPORT reason='127.0.0.1:1/bootstrap: Connect to ...'``.
+  The event name (``event``) and every field are also attributes of the record, as if
+  passed in ``extra=`` (``%(code)s`` in a format; JSON formatters pick them up), and
+  ``record.msg`` is the event as a dict (:class:`LogEvent`).
+* structlog with its stdlib integration: eventwire's records are ordinary ("foreign")
+  stdlib records, so the application's ``ProcessorFormatter`` runs its
+  ``foreign_pre_chain`` on them (timestamps, levels, like every library's records).
+  With :class:`structlog.stdlib.ExtraAdder` in that chain, each becomes a structlog
+  event whose ``event`` is the stable name below and whose fields are keys::
+
+      ProcessorFormatter(
+          foreign_pre_chain=[*shared_processors, structlog.stdlib.ExtraAdder()],
+          processors=[ProcessorFormatter.remove_processors_meta, JSONRenderer()],
+      )
+
+  Without ``ExtraAdder``, ``event`` is the readable line above.
 
 Repeats are collapsed
 ---------------------
@@ -78,7 +84,7 @@ event                             level   fields
 ``kafka_error``                   warning ``code``, ``reason`` -- a non-fatal client error
                                           (broker down, authentication or TLS failed...);
                                           collapsed per (code, broker)
-``librdkafka_log``                debug   ``facility``, ``message`` -- librdkafka's own log
+``librdkafka_log``                debug   ``facility``, ``text`` -- librdkafka's own log
                                   / error lines: ``debug``, except its errors (syslog
                                           level 0-3), which are ``error`` and collapsed per
                                           (facility, broker thread)
@@ -176,7 +182,7 @@ class LogEvent(dict[str, Any]):
     It is the ``msg`` of eventwire's log records: a dict, as structlog's
     ``ProcessorFormatter`` expects, whose ``str()`` (what plain :mod:`logging`
     formatters show) is ``event key=value ...``. Strings with spaces or quotes are
-    shown quoted (``repr``); ``exc_info`` is left to the formatter.
+    shown quoted (``repr``).
     """
 
     __slots__ = ()
@@ -184,7 +190,7 @@ class LogEvent(dict[str, Any]):
     def __str__(self) -> str:
         parts = [str(self.get("event", ""))]
         for key, value in self.items():
-            if key in ("event", "exc_info", "repeated", "repeated_over_s"):
+            if key in ("event", "repeated", "repeated_over_s"):
                 continue
             parts.append(f"{key}={_show(value)}")
         line = " ".join(parts)
@@ -268,15 +274,15 @@ class EventLogger:
     """Logs eventwire's structured events to one standard :mod:`logging` logger.
 
     ``log.warning("kafka_error", code=..., reason=...)`` makes one
-    :class:`logging.LogRecord` whose ``msg`` is a :class:`LogEvent` (readable as a
-    line, a dict for structlog's ``ProcessorFormatter``), whose fields are also record
-    attributes where their names allow, and whose caller is the eventwire code that
-    logged. Nothing is done (not even the fields' formatting) when the logger is not
-    enabled for the level.
+    :class:`logging.LogRecord` whose ``msg`` is a :class:`LogEvent` (a dict, read as a
+    line), whose ``event`` and fields are also record attributes (as ``extra=`` makes
+    them), and whose caller is the eventwire code that logged. Nothing is done (not
+    even the fields' formatting) when the logger is not enabled for the level. Field
+    names never collide with :class:`logging.LogRecord`'s own attributes (``message``,
+    ``name``, ``msg``, ...); such a field would be left out of the attributes.
 
     ``collapse=key`` collapses repeats of this event by ``key`` (with this logger's
-    :class:`RepeatCollapser`); ``exc_info`` is passed to :mod:`logging` and kept in the
-    event dict for structlog's renderers.
+    :class:`RepeatCollapser`); ``exc_info`` is passed to :mod:`logging`.
     """
 
     __slots__ = ("_collapser", "_logger", "name")
@@ -293,34 +299,34 @@ class EventLogger:
 
     def debug(self, event: str, /, **fields: Any) -> None:
         """Log ``event`` at DEBUG."""
-        self._emit(logging.DEBUG, "debug", event, fields)
+        self._emit(logging.DEBUG, event, fields)
 
     def info(self, event: str, /, **fields: Any) -> None:
         """Log ``event`` at INFO."""
-        self._emit(logging.INFO, "info", event, fields)
+        self._emit(logging.INFO, event, fields)
 
     def warning(self, event: str, /, **fields: Any) -> None:
         """Log ``event`` at WARNING."""
-        self._emit(logging.WARNING, "warning", event, fields)
+        self._emit(logging.WARNING, event, fields)
 
     def error(self, event: str, /, **fields: Any) -> None:
         """Log ``event`` at ERROR."""
-        self._emit(logging.ERROR, "error", event, fields)
+        self._emit(logging.ERROR, event, fields)
 
     def critical(self, event: str, /, **fields: Any) -> None:
         """Log ``event`` at CRITICAL."""
-        self._emit(logging.CRITICAL, "critical", event, fields)
+        self._emit(logging.CRITICAL, event, fields)
 
     def exception(self, event: str, /, **fields: Any) -> None:
         """Log ``event`` at ERROR with the exception being handled."""
         fields.setdefault("exc_info", True)
-        self._emit(logging.ERROR, "error", event, fields)
+        self._emit(logging.ERROR, event, fields)
 
     def log(self, level: int, event: str, /, **fields: Any) -> None:
         """Log ``event`` at the standard ``level``."""
-        self._emit(level, logging.getLevelName(level).lower(), event, fields)
+        self._emit(level, event, fields)
 
-    def _emit(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
+    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         logger = self._logger
         if not logger.isEnabledFor(level):
             return
@@ -339,19 +345,14 @@ class EventLogger:
             exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
         if exc_info is not None and exc_info[0] is None:
             exc_info = None
-        record = LogEvent(event=event, **fields)
-        # The record structlog's ProcessorFormatter.wrap_for_formatter would make, so a
-        # ProcessorFormatter renders it as a structlog event.
-        extra: dict[str, Any] = {
-            k: v for k, v in fields.items() if k not in _RECORD_ATTRIBUTES and k[:1] != "_"
-        }
+        # The fields travel as extra= attributes too: structlog's ExtraAdder (and JSON
+        # formatters) turn them back into keys, and "event" replaces the message line.
+        extra: dict[str, Any] = {k: v for k, v in fields.items() if k not in _RECORD_ATTRIBUTES}
         extra["event"] = event
-        extra["_logger"] = logger
-        extra["_name"] = method
-        if exc_info is not None:
-            record["exc_info"] = exc_info
         # stacklevel 3: the caller of debug()/warning()/... (not _emit or the method)
-        logger.log(level, record, exc_info=exc_info, extra=extra, stacklevel=3)
+        logger.log(
+            level, LogEvent(event=event, **fields), exc_info=exc_info, extra=extra, stacklevel=3
+        )
 
     def __repr__(self) -> str:
         return f"<EventLogger {self.name!r}>"
@@ -390,7 +391,7 @@ def capture_logs(name: str = "eventwire") -> Iterator[list[dict[str, Any]]]:
 
     Like ``structlog.testing.capture_logs()`` for eventwire's events: each entry is
     the event dict (``event`` and its fields) plus ``log_level`` (``"warning"`` ...),
-    and ``exc_info`` when there was a traceback. The logger's level is set to DEBUG
+    and ``exc_info`` (the tuple) when there was a traceback. The logger's level is set to DEBUG
     for the duration and every collapse window is reset first, so the first
     occurrence of each collapsed event is seen. Meant for tests.
     """
@@ -401,6 +402,8 @@ def capture_logs(name: str = "eventwire") -> Iterator[list[dict[str, Any]]]:
             if isinstance(record.msg, LogEvent):
                 entry = dict(record.msg)
                 entry["log_level"] = record.levelname.lower()
+                if record.exc_info:
+                    entry["exc_info"] = record.exc_info
                 entries.append(entry)
 
     for collapser in list(_COLLAPSERS):

@@ -109,7 +109,11 @@ class KafkaTransport(BaseTransport):
         self._conn_errors: deque[tuple[float, str, bool, str, str]] = deque(maxlen=32)
         self._conn_errors_lock = threading.Lock()
         props["error_cb"] = self._on_error
-        props["logger"] = _LibrdkafkaLog(self._scrub)
+        self._plaintext = str(props.get("security.protocol", "plaintext")).lower() in (
+            "plaintext",
+            "sasl_plaintext",
+        )
+        props["logger"] = _LibrdkafkaLog(self._scrub, self._on_fail_line)
         if on_stats is not None:
             props.setdefault("statistics.interval.ms", _DEFAULT_STATS_INTERVAL_MS)
             props["stats_cb"] = self._stats
@@ -326,6 +330,13 @@ class KafkaTransport(BaseTransport):
                     self._conn_errors.append((time.monotonic(), *kind, code, reason))
             self._report_error(code, reason)
 
+    def _on_fail_line(self, text: str) -> None:
+        """A librdkafka FAIL log line (scrubbed): note a plaintext client on a TLS port."""
+        if self._plaintext and _PLAINTEXT_ON_TLS.search(text):
+            reason = text.split("]: ", 1)[-1]
+            with self._conn_errors_lock:
+                self._conn_errors.append((time.monotonic(), "tls", False, "_TRANSPORT", reason))
+
     def _stats(self, stats_json: str) -> None:
         # Runs inside poll(): an exception here would surface from poll()/flush().
         assert self._on_stats is not None
@@ -352,9 +363,13 @@ class KafkaTransport(BaseTransport):
                 timeout. Names the broker, the mechanism and the user.
             TLSError: as soon as librdkafka reports ``_SSL`` (the broker's
                 certificate was not accepted: untrusted CA or a name that does not
-                match), or once a TLS/plaintext mismatch was reported twice
-                (``_TRANSPORT`` with librdkafka's "connecting to a SSL listener?" or
-                "PLAINTEXT broker listener?" hint); at the timeout if reported once.
+                match), or once a TLS/plaintext mismatch was seen twice; at the
+                timeout if seen once. A mismatch is a ``_TRANSPORT`` error with
+                librdkafka's "SSL handshake failed ... PLAINTEXT broker listener?"
+                (a TLS client on a plaintext port), or, for a plaintext client, a
+                broker that drops every connection during its first request
+                (librdkafka's FAIL line "Disconnected ... in state APIVERSION_QUERY":
+                a TLS port, or no Kafka listener at all).
             BrokerUnavailableError: no broker answered within ``timeout`` s.
 
         Only errors reported since this check began count (and, for the first
@@ -416,24 +431,30 @@ class _LibrdkafkaLog:
 
     _log = get_logger("eventwire.librdkafka")
 
-    def __init__(self, scrub: Scrubber) -> None:
+    def __init__(self, scrub: Scrubber, on_fail: Callable[[str], None] | None = None) -> None:
         self._scrub = scrub
+        self._on_fail = on_fail
 
     def log(self, level: int, fmt: str, *args: object) -> None:
-        """Called by confluent-kafka as ``log(level, "%s [%s] %s", facility, name, text)``."""
+        """Called by confluent-kafka as ``log(level, "%s [%s] %s", facility, name, text)``.
+
+        A ``FAIL`` line (a broker connection failed) is also passed to ``on_fail``.
+        """
         to = librdkafka_level(level)
+        facility = str(args[0]) if len(args) == 3 else ""
+        if facility == "FAIL" and self._on_fail is not None:
+            self._on_fail(self._scrub(fmt % args))
         if not self._log.logger.isEnabledFor(to):
             return
         message = self._scrub(fmt % args if args else fmt)
-        facility = str(args[0]) if len(args) == 3 else ""
         if to >= logging.ERROR:
             thread = _THREAD.search(message)
             where = thread.group(1) if thread else _DIGITS.sub("#", message)
             self._log.log(
-                to, "librdkafka_log", facility=facility, message=message, collapse=(facility, where)
+                to, "librdkafka_log", facility=facility, text=message, collapse=(facility, where)
             )
         else:
-            self._log.log(to, "librdkafka_log", facility=facility, message=message)
+            self._log.log(to, "librdkafka_log", facility=facility, text=message)
 
 
 _THREAD = re.compile(r"\[thrd:([^\]]*)\]")
@@ -441,12 +462,16 @@ _DIGITS = re.compile(r"\d+")
 
 ConnectErrorKind = Literal["auth", "tls"]
 
-#: librdkafka's hints that one side speaks TLS and the other does not (_TRANSPORT).
+#: librdkafka's hints, in a _TRANSPORT error, that a TLS handshake failed.
 _TLS_MISMATCH_HINTS = (
-    "connecting to a SSL listener?",
-    "connecting to a PLAINTEXT broker listener?",
+    "PLAINTEXT broker listener?",
     "SSL handshake failed",
     "certificate verify failed",
+)
+#: A plaintext client's connection dropped during its first request (a FAIL log line;
+#: librdkafka 2.x reports it in no error callback but _ALL_BROKERS_DOWN).
+_PLAINTEXT_ON_TLS = re.compile(
+    r"(Disconnected|Invalid response size|connection reset).*in state APIVERSION_QUERY"
 )
 
 
@@ -455,9 +480,8 @@ def classify_connect_error(code: str, reason: str) -> tuple[ConnectErrorKind, bo
 
     Returns ``(kind, definitive)``: ``("auth", True)`` for ``_AUTHENTICATION``,
     ``("tls", True)`` for ``_SSL``, ``("tls", False)`` for a ``_TRANSPORT`` error whose
-    text carries one of librdkafka's TLS hints (a TLS client on a plaintext port, a
-    plaintext client on a TLS port, a failed handshake), which a broker going down
-    mid-handshake could also cause; ``None`` for anything else.
+    text says a TLS handshake failed (e.g. a TLS client on a plaintext port), which a
+    broker going down mid-handshake could also cause; ``None`` for anything else.
     """
     if code == "_AUTHENTICATION":
         return ("auth", True)
@@ -494,10 +518,12 @@ def _repeat_key(code: str, reason: str) -> tuple[str, str]:
 
 
 def _tls_remedy(detail: str) -> str:
-    if "connecting to a SSL listener?" in detail:
+    if "connecting to a SSL listener?" in detail or _PLAINTEXT_ON_TLS.search(detail):
         return (
-            "The broker's port expects TLS but this client connects in plaintext: set "
-            "security_protocol to SSL (or SASL_SSL), or use the broker's plaintext port."
+            "The broker closed every connection at the first request: its port most "
+            "likely expects TLS while this client connects in plaintext (set "
+            "security_protocol to SSL or SASL_SSL, or use the broker's plaintext port), "
+            "or it is not a Kafka listener."
         )
     if "PLAINTEXT broker listener?" in detail or "wrong version number" in detail:
         return (
