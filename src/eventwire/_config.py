@@ -20,11 +20,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
+from eventwire._config_load import Loaded, load
 from eventwire._errors import ConfigurationError
+from eventwire._properties import (
+    CALLBACKS,
+    NON_SECRET_PROPERTIES,
+    RESERVED,
+    SECRET_PROPERTIES,
+    Callback,
+    ConfigValue,
+    Secret,
+)
 
 __all__ = [
     "CALLBACKS",
@@ -42,9 +52,6 @@ __all__ = [
 ]
 
 Profile = Literal["reliable", "low_latency", "high_throughput"]
-ConfigValue = str | int | float | bool
-#: A callable handed to librdkafka where it takes a callback (see :data:`CALLBACKS`).
-Callback = Callable[..., Any]
 #: What a secret value is shown as.
 _MASK = "***"
 #: What a callable value is shown as (never its repr: a bound method or a
@@ -75,169 +82,6 @@ PROFILES: Mapping[Profile, Mapping[str, ConfigValue]] = {
     },
 }
 
-#: librdkafka properties (2.16, producer and global) whose values hold no secret,
-#: so ``repr``, :meth:`KafkaConfig.redacted` and logs may show them. Built from
-#: librdkafka's CONFIGURATION.md (``rd_kafka_conf_properties_show``): every ``*``
-#: (global) and ``P`` (producer) property except those that can carry a secret
-#: (passwords, passphrases, client secrets, inline private keys, the OAUTHBEARER
-#: config and extensions, ``sasl.kerberos.kinit.cmd``), the ``see dedicated API``
-#: callbacks and the deprecated ``topic.blacklist``. Everything NOT listed here
-#: is masked, so a property librdkafka adds later is secret until listed.
-#: Identities (``sasl.username``, OAuth client ids, Kerberos principals), file
-#: paths and public certificates are not secrets and are shown.
-NON_SECRET_PROPERTIES: frozenset[str] = frozenset(
-    {
-        # Connection, metadata and sockets
-        "builtin.features",
-        "client.id",
-        "metadata.broker.list",
-        "bootstrap.servers",
-        "message.max.bytes",
-        "message.copy.max.bytes",
-        "receive.message.max.bytes",
-        "max.in.flight.requests.per.connection",
-        "max.in.flight",
-        "metadata.recovery.strategy",
-        "metadata.recovery.rebootstrap.trigger.ms",
-        "topic.metadata.refresh.interval.ms",
-        "metadata.max.age.ms",
-        "topic.metadata.refresh.fast.interval.ms",
-        "topic.metadata.refresh.fast.cnt",
-        "topic.metadata.refresh.sparse",
-        "topic.metadata.propagation.max.ms",
-        "debug",
-        "socket.timeout.ms",
-        "socket.blocking.max.ms",
-        "socket.send.buffer.bytes",
-        "socket.receive.buffer.bytes",
-        "socket.keepalive.enable",
-        "socket.nagle.disable",
-        "socket.max.fails",
-        "broker.address.ttl",
-        "broker.address.family",
-        "socket.connection.setup.timeout.ms",
-        "connections.max.idle.ms",
-        "reconnect.backoff.jitter.ms",
-        "reconnect.backoff.ms",
-        "reconnect.backoff.max.ms",
-        "statistics.interval.ms",
-        "enabled_events",
-        "log_level",
-        "log.queue",
-        "log.thread.name",
-        "enable.random.seed",
-        "log.connection.close",
-        "internal.termination.signal",
-        "api.version.request",
-        "api.version.request.timeout.ms",
-        "api.version.fallback.ms",
-        "broker.version.fallback",
-        "allow.auto.create.topics",
-        "client.rack",
-        "client.dns.lookup",
-        "enable.metrics.push",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "plugin.library.paths",
-        # TLS: paths, public certificates, algorithms (not ssl.key.password,
-        # ssl.key.pem or ssl.keystore.password)
-        "security.protocol",
-        "ssl.cipher.suites",
-        "ssl.curves.list",
-        "ssl.sigalgs.list",
-        "ssl.key.location",
-        "ssl.certificate.location",
-        "ssl.certificate.pem",
-        "ssl.ca.location",
-        "ssl.ca.pem",
-        "https.ca.location",
-        "https.ca.pem",
-        "ssl.ca.certificate.stores",
-        "ssl.crl.location",
-        "ssl.keystore.location",
-        "ssl.providers",
-        "ssl.engine.location",
-        "ssl.engine.id",
-        "enable.ssl.certificate.verification",
-        "ssl.endpoint.identification.algorithm",
-        # SASL: mechanisms, identities, paths and claims (not sasl.password,
-        # sasl.oauthbearer.config/.extensions/.client.secret, the assertion's
-        # private key and passphrase, or sasl.kerberos.kinit.cmd)
-        "sasl.mechanisms",
-        "sasl.mechanism",
-        "sasl.kerberos.service.name",
-        "sasl.kerberos.principal",
-        "sasl.kerberos.keytab",
-        "sasl.kerberos.min.time.before.relogin",
-        "sasl.username",
-        "enable.sasl.oauthbearer.unsecure.jwt",
-        "sasl.oauthbearer.method",
-        "sasl.oauthbearer.client.id",
-        "sasl.oauthbearer.client.credentials.client.id",
-        "sasl.oauthbearer.scope",
-        "sasl.oauthbearer.token.endpoint.url",
-        "sasl.oauthbearer.sub.claim.name",
-        "sasl.oauthbearer.grant.type",
-        "sasl.oauthbearer.assertion.algorithm",
-        "sasl.oauthbearer.assertion.private.key.file",
-        "sasl.oauthbearer.assertion.file",
-        "sasl.oauthbearer.assertion.claim.aud",
-        "sasl.oauthbearer.assertion.claim.exp.seconds",
-        "sasl.oauthbearer.assertion.claim.iss",
-        "sasl.oauthbearer.assertion.claim.jti.include",
-        "sasl.oauthbearer.assertion.claim.nbf.seconds",
-        "sasl.oauthbearer.assertion.claim.sub",
-        "sasl.oauthbearer.assertion.jwt.template.file",
-        "sasl.oauthbearer.metadata.authentication.type",
-        # Producer
-        "transactional.id",
-        "transaction.timeout.ms",
-        "enable.idempotence",
-        "enable.gapless.guarantee",
-        "queue.buffering.max.messages",
-        "queue.buffering.max.kbytes",
-        "queue.buffering.max.ms",
-        "linger.ms",
-        "message.send.max.retries",
-        "retries",
-        "queue.buffering.backpressure.threshold",
-        "compression.codec",
-        "compression.type",
-        "compression.level",
-        "batch.num.messages",
-        "batch.size",
-        "sticky.partitioning.linger.ms",
-        "request.required.acks",
-        "acks",
-        "request.timeout.ms",
-        "message.timeout.ms",
-        "delivery.timeout.ms",
-        "queuing.strategy",
-        "produce.offset.report",
-        "partitioner",
-    }
-)
-
-#: librdkafka properties (2.16, producer and global) set by a string that can hold a
-#: secret, so always masked. With :data:`NON_SECRET_PROPERTIES` they are every such
-#: property a config file or the environment may set (``topic.blacklist``,
-#: deprecated, is accepted and masked too); any other name there is refused.
-SECRET_PROPERTIES: frozenset[str] = frozenset(
-    {
-        "sasl.password",
-        "sasl.kerberos.kinit.cmd",
-        "sasl.oauthbearer.config",
-        "sasl.oauthbearer.extensions",
-        "sasl.oauthbearer.client.secret",
-        "sasl.oauthbearer.client.credentials.client.secret",
-        "sasl.oauthbearer.assertion.private.key.passphrase",
-        "sasl.oauthbearer.assertion.private.key.pem",
-        "ssl.key.password",
-        "ssl.key.pem",
-        "ssl.keystore.password",
-        "topic.blacklist",
-    }
-)
 
 # librdkafka 2.16's producer-only ("P") properties: not for a consumer or admin client.
 _PRODUCER_ONLY = frozenset(
@@ -271,31 +115,6 @@ _PRODUCER_ONLY = frozenset(
     }
 )
 
-#: The callbacks ``overrides`` accepts as Python callables, with confluent-kafka's
-#: contract for each. They reach ``confluent_kafka.Producer`` as the same object.
-#: eventwire installs its own ``error_cb``, ``logger``, ``stats_cb`` and each
-#: record's ``on_delivery``, so those are refused (see :data:`RESERVED`).
-CALLBACKS: Mapping[str, str] = {
-    "oauth_cb": (
-        "OAUTHBEARER token provider: fn(oauthbearer_config: str) -> (token: str, "
-        "expiry_epoch_s: float[, principal: str[, extensions: dict[str, str]]]); "
-        "called when the producer is created (which waits up to 10 s for a token) and "
-        "again before the token expires"
-    ),
-    "throttle_cb": (
-        "broker throttling: fn(event: confluent_kafka.ThrottleEvent) -> None, "
-        "called from the producer's poll thread"
-    ),
-}
-
-#: Keys eventwire sets itself, with what to use instead; ``overrides`` refuses them.
-RESERVED: Mapping[str, str] = {
-    "on_delivery": "every publish returns a handle that reports its delivery",
-    "delivery.report.only.error": "eventwire needs every delivery report",
-    "error_cb": "client errors are logged and feed the circuit breaker",
-    "logger": "librdkafka's lines go to eventwire's loggers",
-    "stats_cb": "librdkafka statistics reach KafkaTransport(on_stats=...) and the metrics",
-}
 
 # Names that say "secret" outright. Their values are scrubbed from log text
 # whatever their length; other masked values only from 6 characters on.
@@ -338,32 +157,6 @@ def _check_value(key: str, value: object) -> None:
         raise ConfigurationError(
             f"override {key!r} must be a str, int, float or bool, got {type(value).__name__}"
         )
-
-
-class Secret:
-    """A string that never shows itself: ``repr``/``str`` print ``'***'``."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise ConfigurationError("a secret must be a str")
-        self._value = value
-
-    def get(self) -> str:
-        """Return the real value (for handing to librdkafka only)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 class _Masked(Secret):
@@ -561,9 +354,7 @@ class KafkaConfig:
                 referenced file unreadable, or a value is invalid. The message
                 names the file, the key and the variable or path, never a value.
         """
-        from eventwire._config_load import load  # noqa: PLC0415 - it imports this module
-
-        return load(path, env_prefix=None, overrides=overrides)
+        return cls._build(load(path, env_prefix=None, overrides=overrides))
 
     @classmethod
     def from_env(
@@ -585,10 +376,8 @@ class KafkaConfig:
         Raises:
             ConfigurationError: as :meth:`from_file`, naming the variable.
         """
-        from eventwire._config_load import load  # noqa: PLC0415 - it imports this module
-
-        return load(
-            None, env_prefix=prefix, environ=environ, overrides=overrides, use_env_file=False
+        return cls._build(
+            load(None, env_prefix=prefix, environ=environ, overrides=overrides, use_env_file=False)
         )
 
     @classmethod
@@ -609,9 +398,14 @@ class KafkaConfig:
             ConfigurationError: as :meth:`from_file` and :meth:`from_env`, or
                 neither gives ``bootstrap.servers``.
         """
-        from eventwire._config_load import load  # noqa: PLC0415 - it imports this module
+        return cls._build(load(file, env_prefix=env_prefix, environ=environ, overrides=overrides))
 
-        return load(file, env_prefix=env_prefix, environ=environ, overrides=overrides)
+    @classmethod
+    def _build(cls, loaded: Loaded) -> KafkaConfig:
+        try:
+            return cls(overrides=loaded.overrides, **loaded.fields)  # type: ignore[arg-type]
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (from {loaded.where})") from None
 
     def redacted(self) -> dict[str, str]:
         """The librdkafka property dict with values masked as ``***``.

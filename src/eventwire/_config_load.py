@@ -49,17 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from eventwire._config import (
+from eventwire._errors import ConfigurationError
+from eventwire._properties import (
     CALLBACKS,
     NON_SECRET_PROPERTIES,
     RESERVED,
     SECRET_PROPERTIES,
     Callback,
     ConfigValue,
-    KafkaConfig,
     Secret,
 )
-from eventwire._errors import ConfigurationError
 
 __all__ = [
     "CONFIG_FILE_VAR",
@@ -67,6 +66,7 @@ __all__ = [
     "KNOWN_PROPERTIES",
     "RELAY_ENV_PREFIX",
     "ConfigFile",
+    "Loaded",
     "config_file_path",
     "load",
     "load_section",
@@ -337,11 +337,27 @@ def _read_secret_file(prop: str, path: Path, origin: str) -> str:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What the sources gave: KafkaConfig's constructor arguments, and where they came from.
+
+    :meth:`eventwire.KafkaConfig.load` builds the config from it (this module does
+    not import that class: it only reads the sources).
+    """
+
+    #: Keyword arguments for KafkaConfig's named fields (``bootstrap_servers``...).
+    fields: dict[str, object]
+    #: Every other property, for ``overrides``.
+    overrides: dict[str, ConfigValue | Secret | Callback]
+    #: The sources, for messages ("config file 'x.toml' and EVENTWIRE_KAFKA_* variables").
+    where: str
+
+
 def _build(
     props: dict[str, object],
     overrides: Mapping[str, ConfigValue | Secret | Callback] | None,
     sources: list[str],
-) -> KafkaConfig:
+) -> Loaded:
     where = " and ".join(sources) or "no config file and no environment variable"
     kwargs: dict[str, object] = {}
     rest: dict[str, ConfigValue | Secret | Callback] = {}
@@ -365,10 +381,7 @@ def _build(
             f"or as {ENV_PREFIX}BOOTSTRAP_SERVERS"
         )
     rest.update(extra)
-    try:
-        return KafkaConfig(overrides=rest, **kwargs)  # type: ignore[arg-type]
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{exc} (from {where})") from None
+    return Loaded(kwargs, rest, where)
 
 
 def load(
@@ -378,8 +391,8 @@ def load(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, ConfigValue | Secret | Callback] | None = None,
     use_env_file: bool = True,
-) -> KafkaConfig:
-    """Build a KafkaConfig: the file, then the ``env_prefix`` variables, then ``overrides``.
+) -> Loaded:
+    """Read the file, then the ``env_prefix`` variables, then ``overrides``, for a KafkaConfig.
 
     ``file`` None: the file named by ``<env_prefix>CONFIG`` if ``use_env_file``
     (else none). ``env_prefix`` None: the environment gives no property (file
@@ -388,8 +401,8 @@ def load(
     Raises:
         ConfigurationError: see :func:`read_file` and :func:`read_env`; a
             referenced variable is unset or a referenced file unreadable or
-            empty; ``bootstrap.servers`` is given nowhere; or the constructor
-            refuses a value. The message names the key and its source.
+            empty; or ``bootstrap.servers`` is given nowhere. The message names
+            the key and its source.
     """
     env = os.environ if environ is None else environ
     entries: dict[str, _Entry] = {}
