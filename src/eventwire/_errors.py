@@ -213,15 +213,29 @@ class AuthenticationError(BrokerUnavailableError):
 
     Raised by the start-up connection check (``connect_timeout``) as soon as
     librdkafka reports it, without waiting for the rest of the timeout. The message
-    names the broker, the SASL mechanism and the user name, never the password.
+    names the broker, the SASL mechanism and the user name, never the password. Also
+    raised, at the end of the check, when a client without SASL saw the broker hang up
+    every connection right after it was set up (:attr:`mechanism` is then None).
     :attr:`reason` is librdkafka's text (scrubbed of every configured secret).
     """
 
-    def __init__(self, broker: str, mechanism: str, username: str | None, reason: str) -> None:
+    def __init__(
+        self, broker: str, mechanism: str | None, username: str | None, reason: str
+    ) -> None:
         self.broker = broker
+        #: The SASL mechanism tried; None when the client used no SASL and the broker
+        #: hung up right after connecting (it most likely requires SASL).
         self.mechanism = mechanism
         self.username = username
         self.reason = reason
+        if mechanism is None:
+            super().__init__(
+                f"Kafka broker {broker} closed every connection right after it was set up "
+                f"({reason}): it most likely requires SASL authentication, which this client "
+                "does not use. Set security_protocol to SASL_SSL (or SASL_PLAINTEXT) and "
+                "sasl_mechanism, sasl_username and sasl_password."
+            )
+            return
         who = f" as user {username!r}" if username else ""
         super().__init__(
             f"Kafka broker {broker} rejected SASL {mechanism} authentication{who}: {reason}. "

@@ -154,6 +154,22 @@ class TestTheStartupCheck:
                 transport.check_connection(0.5)
         assert type(later.value) is BrokerUnavailableError
 
+    def test_a_broker_hanging_up_on_a_client_without_sasl_says_sasl_is_required(self) -> None:
+        """Closed right after each connection came UP: at the timeout, AuthenticationError naming SASL."""
+        line = (
+            "FAIL [eventwire#producer-1] [thrd:ssl://b1:9093/bootstrap]: ssl://b1:9093/bootstrap:"
+            " Disconnected: SSL connection closed by peer (after 0ms in state UP)"
+        )
+        config = KafkaConfig(DEAD, security_protocol="SSL")
+        with transport_of(config) as transport:
+            for _ in range(3):
+                transport._on_fail_line(line)
+            with pytest.raises(AuthenticationError) as raised:
+                transport.check_connection(0.5)
+        assert raised.value.mechanism is None and raised.value.broker == "ssl://b1:9093/bootstrap"
+        assert "most likely requires SASL authentication" in str(raised.value)
+        assert "Set security_protocol to SASL_SSL" in str(raised.value)
+
     def test_an_unreachable_broker_is_still_broker_unavailable(self) -> None:
         """Nothing listening: the plain BrokerUnavailableError after the timeout."""
         with transport_of(KafkaConfig(DEAD)) as transport:

@@ -105,14 +105,13 @@ class KafkaTransport(BaseTransport):
         self._sasl = _sasl_identity(props)
         self._created_at = time.monotonic()
         self._checked = False
-        # (when, kind, definitive, code, reason) of recent authentication/TLS errors
-        self._conn_errors: deque[tuple[float, str, bool, str, str]] = deque(maxlen=32)
+        # (when, kind, when to raise, code, reason) of recent authentication/TLS errors
+        self._conn_errors: deque[tuple[float, str, _Urgency, str, str]] = deque(maxlen=32)
         self._conn_errors_lock = threading.Lock()
         props["error_cb"] = self._on_error
-        self._plaintext = str(props.get("security.protocol", "plaintext")).lower() in (
-            "plaintext",
-            "sasl_plaintext",
-        )
+        protocol = str(props.get("security.protocol", "plaintext")).lower()
+        self._plaintext = protocol in ("plaintext", "sasl_plaintext")
+        self._no_sasl = not protocol.startswith("sasl_")
         props["logger"] = _LibrdkafkaLog(self._scrub, self._on_fail_line)
         if on_stats is not None:
             props.setdefault("statistics.interval.ms", _DEFAULT_STATS_INTERVAL_MS)
@@ -326,16 +325,26 @@ class KafkaTransport(BaseTransport):
             )
             kind = classify_connect_error(code, reason)
             if kind is not None:
+                urgency: _Urgency = "now" if kind[1] else "repeated"
                 with self._conn_errors_lock:
-                    self._conn_errors.append((time.monotonic(), *kind, code, reason))
+                    self._conn_errors.append((time.monotonic(), kind[0], urgency, code, reason))
             self._report_error(code, reason)
 
     def _on_fail_line(self, text: str) -> None:
-        """A librdkafka FAIL log line (scrubbed): note a plaintext client on a TLS port."""
+        """Note what a librdkafka FAIL log line (scrubbed) tells about the connection.
+
+        A plaintext client on a TLS port, or a client without SASL that the broker
+        hangs up on right after connecting.
+        """
+        noted: tuple[str, _Urgency] | None = None
         if self._plaintext and _PLAINTEXT_ON_TLS.search(text):
+            noted = ("tls", "repeated")
+        elif self._no_sasl and (up := _CLOSED_WHEN_UP.search(text)) and int(up[1]) < 2000:
+            noted = ("auth", "final")
+        if noted is not None:
             reason = text.split("]: ", 1)[-1]
             with self._conn_errors_lock:
-                self._conn_errors.append((time.monotonic(), "tls", False, "_TRANSPORT", reason))
+                self._conn_errors.append((time.monotonic(), *noted, "_TRANSPORT", reason))
 
     def _stats(self, stats_json: str) -> None:
         # Runs inside poll(): an exception here would surface from poll()/flush().
@@ -370,6 +379,10 @@ class KafkaTransport(BaseTransport):
                 broker that drops every connection during its first request
                 (librdkafka's FAIL line "Disconnected ... in state APIVERSION_QUERY":
                 a TLS port, or no Kafka listener at all).
+            AuthenticationError: also at the timeout, instead of BrokerUnavailableError,
+                when a client without SASL saw the broker close connections within 2 s
+                of setting them up (librdkafka's "Disconnected ... in state UP"): the
+                listener most likely requires SASL (``mechanism`` is None).
             BrokerUnavailableError: no broker answered within ``timeout`` s.
 
         Only errors reported since this check began count (and, for the first
@@ -408,14 +421,18 @@ class KafkaTransport(BaseTransport):
         """The typed error for the authentication/TLS errors reported since ``since``."""
         with self._conn_errors_lock:
             recent = [e for e in self._conn_errors if e[0] >= since]
-        suspects = [e for e in recent if not e[2]]
-        chosen = next((e for e in recent if e[2]), None)
-        if chosen is None and suspects and (final or len(suspects) >= _SUSPECT_REPEATS):
-            chosen = suspects[-1]
+        chosen = next((e for e in recent if e[2] == "now"), None)
+        repeated = [e for e in recent if e[2] == "repeated"]
+        if chosen is None and repeated and (final or len(repeated) >= _SUSPECT_REPEATS):
+            chosen = repeated[-1]
+        if chosen is None and final:
+            chosen = next((e for e in reversed(recent) if e[2] == "final"), None)
         if chosen is None:
             return None
-        _, kind, _, _, reason = chosen
+        _, kind, urgency, _, reason = chosen
         broker, detail = _split_broker(reason, self._config.bootstrap_servers)
+        if kind == "auth" and urgency == "final":
+            return AuthenticationError(broker, None, None, detail)
         if kind == "auth":
             mechanism, username = self._sasl
             return AuthenticationError(broker, mechanism, username, detail)
@@ -473,6 +490,11 @@ _TLS_MISMATCH_HINTS = (
 _PLAINTEXT_ON_TLS = re.compile(
     r"(Disconnected|Invalid response size|connection reset).*in state APIVERSION_QUERY"
 )
+#: A connection closed by the broker N ms after it was set up (FAIL log line).
+_CLOSED_WHEN_UP = re.compile(r"Disconnected.*\(after (\d+)ms in state UP\b")
+#: When check_connection() raises for a noted error: at once, once seen twice, or only
+#: at its timeout (instead of the plain BrokerUnavailableError).
+_Urgency = Literal["now", "repeated", "final"]
 
 
 def classify_connect_error(code: str, reason: str) -> tuple[ConnectErrorKind, bool] | None:
