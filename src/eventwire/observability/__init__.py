@@ -10,7 +10,8 @@ Each hook object is ``None`` (or does nothing) when its feature is not configure
   table of every instrument's Prometheus name.
 * :mod:`eventwire.observability.relay_metrics` -- circuit-breaker and outbox relay metrics.
 * :mod:`eventwire.observability.prometheus` -- the Prometheus ``/metrics`` endpoint.
-* :mod:`eventwire.observability.logging` -- the structlog event names and secret scrubbing.
+* :mod:`eventwire.observability.logging` -- eventwire's stdlib loggers, the stable event
+  names, collapsed repeats and secret scrubbing.
 """
 
 from __future__ import annotations
