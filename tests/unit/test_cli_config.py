@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eventwire import ConfigurationError
+from eventwire import ConfigurationError, KafkaConfig
 from eventwire.cli._app import build_app
 from eventwire.cli._kafka_options import env_name, parse_sets
 from eventwire.cli._relay_settings import RelaySettings
@@ -117,21 +117,32 @@ class TestConfigOption:
         assert "--config" in text
         assert "EVENTWIRE_KAFKA_CONFIG" in text
 
-    def test_dlq_topic_on_a_secured_cluster_is_refused_without_the_password(
+    def test_dlq_topic_on_a_secured_cluster_reads_with_the_configs_login(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """`dlq list --topic` over SASL_SSL (config from EVENTWIRE_KAFKA_CONFIG) exits 2, saying
-        why, and shows no secret."""
+        """`dlq list --topic` over SASL_SSL (config from EVENTWIRE_KAFKA_CONFIG) hands the
+        whole config (TLS, SASL) to the topic reader, and shows no secret."""
+        import eventwire.transports.kafka as kafka_transport
+
         path = _write(
             tmp_path,
             "c.properties",
             f"bootstrap.servers=h:1\nsecurity.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n"
             f"sasl.username=u\nsasl.password={PASSWORD}\n",
         )
+        seen: list[object] = []
+
+        def fake_read(cluster: object, topic: str, **_: object) -> list[object]:
+            seen.append(cluster)
+            return []
+
+        monkeypatch.setattr(kafka_transport, "read_records", fake_read)
         monkeypatch.setenv("EVENTWIRE_KAFKA_CONFIG", str(path))
         code, text = run("dlq", "list", "--topic", "orders.dlq")
-        assert code == 2
-        assert "plaintext" in text
+        assert code == 0, text
+        [config] = seen
+        assert isinstance(config, KafkaConfig)
+        assert config.client_properties()["security.protocol"] == "SASL_SSL"
         assert PASSWORD not in text
 
     def test_a_bad_relay_setting_exits_2_naming_it(self, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import logging
 import sys
 from importlib.metadata import entry_points
 
-import structlog
 import typer
 
 from eventwire.cli import outbox as _outbox
@@ -26,9 +25,8 @@ def _configure(
 ) -> None:
     """Logs go to stderr (warnings and up unless -v), so stdout stays for results."""
     level = logging.INFO if verbose else logging.WARNING
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
 
 

@@ -305,30 +305,13 @@ READ_MAX = 1_000_000
 def _read(config: KafkaConfig, topic: str, max_records: int) -> list[DeadLetterRecord]:
     """Every record of ``topic`` (up to ``max_records``), or exit 1 saying why not.
 
-    Exits 2 for a cluster that needs TLS or SASL: the topic reader
-    (``transports.kafka.read_records``) connects in plaintext only.
+    The reader connects as ``config`` says (TLS, SASL, ``oauth_cb``).
     """
     from eventwire._errors import BrokerUnavailableError  # noqa: PLC0415
     from eventwire.transports.kafka import read_records  # noqa: PLC0415
 
-    secured = [
-        k
-        for k, v in config.client_properties().items()
-        if k.startswith(("sasl.", "ssl.", "oauth_cb"))
-        or (k == "security.protocol" and str(v).upper() != "PLAINTEXT")
-    ]
-    if secured:
-        err.print(
-            "eventwire: reading a dead-letter topic works on plaintext clusters only for now "
-            f"(the config sets {', '.join(sorted(secured))}); list or replay the parked "
-            "events of an outbox instead (--sqlite/--postgres)",
-            style="red",
-            markup=False,
-            highlight=False,
-        )
-        raise typer.Exit(2)
     try:
-        return read_records(config.bootstrap_servers, topic, max_records=max_records, timeout=30)
+        return read_records(config, topic, max_records=max_records, timeout=30)
     except BrokerUnavailableError as exc:
         err.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(1) from None

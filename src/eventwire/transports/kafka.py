@@ -575,15 +575,19 @@ def _text(exc: BaseException) -> str:
 
 
 def read_records(
-    bootstrap_servers: str, topic: str, *, max_records: int, timeout: float
+    cluster: str | KafkaConfig, topic: str, *, max_records: int, timeout: float
 ) -> list[tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]]:
     """Read up to ``max_records`` committed records of ``topic`` from the start of the log.
 
     Each record is ``(partition, offset, key, value, headers)``, sorted by partition
     then offset; a missing value or header value reads as ``b""``.
 
+    ``cluster`` is a bootstrap string (plaintext) or a :class:`KafkaConfig`, whose
+    connection and login (``client_properties()``: TLS, SASL, ``oauth_cb``) the
+    consumer uses; its error texts are scrubbed of the config's secrets.
+
     Promises: a throwaway consumer group reads every partition from its first offset
-    (``read_committed``, plain connection, no SASL/SSL); no offset is committed and
+    (``read_committed``); no offset is committed and
     nothing is produced. It returns at the end of every partition, at ``max_records``
     or after about ``timeout`` seconds, whichever comes first, and closes the consumer.
 
@@ -594,9 +598,12 @@ def read_records(
     import time  # noqa: PLC0415 - kept local: only the dlq command reads topics
     import uuid  # noqa: PLC0415
 
+    config = cluster if isinstance(cluster, KafkaConfig) else KafkaConfig(cluster)
+    scrub = Scrubber(config.secret_values())
+    bootstrap_servers = config.bootstrap_servers
     consumer = confluent_kafka.Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **config.client_properties(),
             "group.id": f"eventwire-read-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -610,11 +617,11 @@ def read_records(
             meta = consumer.list_topics(topic, timeout=max(timeout, 0.1)).topics[topic]
         except confluent_kafka.KafkaException as exc:
             raise BrokerUnavailableError(
-                f"cannot read topic {topic!r} from {bootstrap_servers!r}: {_text(exc)}"
+                scrub(f"cannot read topic {topic!r} from {bootstrap_servers!r}: {_text(exc)}")
             ) from None
         if meta.error is not None:
             raise BrokerUnavailableError(
-                f"cannot read topic {topic!r} from {bootstrap_servers!r}: {meta.error.str()}"
+                scrub(f"cannot read topic {topic!r} from {bootstrap_servers!r}: {meta.error.str()}")
             )
         partitions = set(meta.partitions)
         start = confluent_kafka.OFFSET_BEGINNING
