@@ -306,9 +306,9 @@ class TestConnectionFailures:
 
 class TestAuthorization:
     def _fails_at_once(self, config: KafkaConfig, topic: str, emitted: Emitted, case: str) -> None:
+        began = time.monotonic()  # from the publisher's creation: its start-up check included
         pub = Publisher(config=config, routes=routes(topic), connect_timeout=CONNECT_TIMEOUT)
         emitted.add(pub, config)
-        began = time.monotonic()
         try:
             handle = pub.publish(Placed(order_id="o1", n=1))
             with pytest.raises(DeliveryError) as caught:

@@ -102,31 +102,43 @@ def find_keytool(java: str) -> str:
     return found
 
 
-def _keytool(keytool: str, *args: str) -> None:
-    cmd = [keytool, *_KEYTOOL_JVM, *args]
-    result = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False
-    )
-    if result.returncode != 0:
-        shown = " ".join(a for a in args if not a.startswith("-J"))
-        raise ClusterStartError(
-            f"keytool failed (exit {result.returncode}) on `keytool {shown}`:\n"
-            f"{(result.stdout + result.stderr).strip()}"
+def _keytool(keytool: str, *commands: Sequence[str]) -> None:
+    """Run one keytool invocation per command, all at once (they must be independent).
+
+    Raises:
+        ClusterStartError: one of them failed; the message holds its output.
+
+    """
+    runs = [
+        (
+            args,
+            subprocess.Popen(
+                [keytool, *_KEYTOOL_JVM, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
         )
-
-
-def _make_ca(keytool: str, store: Path, pem: Path, password: str, name: str) -> None:
-    common = ["-keystore", str(store), "-storetype", "PKCS12", "-storepass", password]
-    _keytool(
-        keytool, "-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048",
-        "-dname", f"CN={name}", "-ext", "bc:c", "-validity", _VALIDITY_DAYS,
-        "-keypass", password, *common,
-    )  # fmt: skip
-    _keytool(keytool, "-exportcert", "-rfc", "-alias", "ca", "-file", str(pem), *common)
+        for args in commands
+    ]
+    failures = []
+    for args, proc in runs:
+        try:
+            out, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        if proc.returncode != 0:
+            failures.append(f"`keytool {args[0]}` (exit {proc.returncode}): {out.strip()}")
+    if failures:
+        raise ClusterStartError("making the TLS material failed:\n" + "\n".join(failures))
 
 
 def make_material(directory: Path, java: str) -> SecurityMaterial:
     """Make the CAs, the broker key and trust stores and the passwords under ``directory``.
+
+    keytool runs in four rounds of parallel invocations (about 2 s in all).
 
     Raises:
         ClusterStartError: keytool is missing or failed.
@@ -135,30 +147,49 @@ def make_material(directory: Path, java: str) -> SecurityMaterial:
     keytool = find_keytool(java)
     directory.mkdir(parents=True, exist_ok=True)
     pw = secrets.token_hex(12)
+
+    def store(path: Path) -> list[str]:
+        return ["-keystore", str(path), "-storetype", "PKCS12", "-storepass", pw]
+
+    def new_key(path: Path, alias: str, dname: str, *ext: str) -> list[str]:
+        return [
+            "-genkeypair", "-alias", alias, "-keyalg", "RSA", "-keysize", "2048",
+            "-dname", dname, "-validity", _VALIDITY_DAYS, "-keypass", pw, *ext, *store(path),
+        ]  # fmt: skip
+
     ca_store, ca_pem = directory / "ca.p12", directory / "ca.pem"
-    _make_ca(keytool, ca_store, ca_pem, pw, "eventwire devkit test CA")
     other_store, other_pem = directory / "untrusted-ca.p12", directory / "untrusted-ca.pem"
-    _make_ca(keytool, other_store, other_pem, pw, "eventwire devkit untrusted CA")
-    keystore = directory / "broker.keystore.p12"
-    ks = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", pw]
-    _keytool(
-        keytool, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
-        "-dname", f"CN={CLIENT_HOST}", "-validity", _VALIDITY_DAYS, "-keypass", pw, *ks,
-    )  # fmt: skip
+    keystore, truststore = directory / "broker.keystore.p12", directory / "truststore.p12"
     csr, signed = directory / "broker.csr", directory / "broker.pem"
-    _keytool(keytool, "-certreq", "-alias", "broker", "-file", str(csr), *ks)
+    chain = directory / "broker-chain.pem"
     _keytool(
-        keytool, "-gencert", "-alias", "ca", "-keystore", str(ca_store), "-storetype", "PKCS12",
-        "-storepass", pw, "-infile", str(csr), "-outfile", str(signed), "-rfc",
-        "-validity", _VALIDITY_DAYS, "-ext", f"SAN=dns:{CLIENT_HOST}",
-        "-ext", "KU=digitalSignature,keyEncipherment", "-ext", "EKU=serverAuth,clientAuth",
+        keytool,
+        new_key(ca_store, "ca", "CN=eventwire devkit test CA", "-ext", "bc:c"),
+        new_key(other_store, "ca", "CN=eventwire devkit untrusted CA", "-ext", "bc:c"),
+        new_key(keystore, "broker", f"CN={CLIENT_HOST}"),
+    )
+    _keytool(
+        keytool,
+        ["-exportcert", "-rfc", "-alias", "ca", "-file", str(ca_pem), *store(ca_store)],
+        ["-exportcert", "-rfc", "-alias", "ca", "-file", str(other_pem), *store(other_store)],
+        ["-certreq", "-alias", "broker", "-file", str(csr), *store(keystore)],
+    )
+    _keytool(
+        keytool,
+        [
+            "-gencert", "-alias", "ca", *store(ca_store), "-infile", str(csr),
+            "-outfile", str(signed), "-rfc", "-validity", _VALIDITY_DAYS,
+            "-ext", f"SAN=dns:{CLIENT_HOST}",
+            "-ext", "KU=digitalSignature,keyEncipherment", "-ext", "EKU=serverAuth,clientAuth",
+        ],
     )  # fmt: skip
-    _keytool(keytool, "-importcert", "-noprompt", "-alias", "ca", "-file", str(ca_pem), *ks)
-    _keytool(keytool, "-importcert", "-alias", "broker", "-file", str(signed), *ks)
-    truststore = directory / "truststore.p12"
-    ts = ["-keystore", str(truststore), "-storetype", "PKCS12", "-storepass", pw]
-    _keytool(keytool, "-importcert", "-noprompt", "-alias", "ca", "-file", str(ca_pem), *ts)
-    for leftover in (csr, ca_store, other_store):
+    chain.write_text(signed.read_text() + ca_pem.read_text())
+    _keytool(
+        keytool,
+        ["-importcert", "-noprompt", "-alias", "broker", "-file", str(chain), *store(keystore)],
+        ["-importcert", "-noprompt", "-alias", "ca", "-file", str(ca_pem), *store(truststore)],
+    )
+    for leftover in (csr, chain, ca_store, other_store):
         leftover.unlink(missing_ok=True)
     return SecurityMaterial(
         directory=directory,
