@@ -239,18 +239,25 @@ class TestRightCredentials:
 
 
 class TestConnectionFailures:
+    @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
     def test_wrong_password_raises_authentication_error_naming_mechanism_and_broker(
-        self, kafka_secure_cluster: LocalKafkaCluster, allowed_topic: str, emitted: Emitted
+        self,
+        kafka_secure_cluster: LocalKafkaCluster,
+        allowed_topic: str,
+        emitted: Emitted,
+        mechanism: str,
     ) -> None:
-        """A wrong SCRAM password raises AuthenticationError naming SCRAM-SHA-512 and the broker within connect_timeout."""
-        config = secured(kafka_secure_cluster, sasl_password=WRONG_PASSWORD)
+        """A wrong password raises AuthenticationError naming the mechanism and the broker within connect_timeout."""
+        config = secured(
+            kafka_secure_cluster, sasl_mechanism=mechanism, sasl_password=WRONG_PASSWORD
+        )
         exc, elapsed = start_failure(config, allowed_topic, emitted)
-        report("wrong password", elapsed, str(exc))
+        report(f"wrong password, {mechanism}", elapsed, str(exc))
         assert isinstance(exc, AuthenticationError)
         assert elapsed < CONNECT_TIMEOUT
-        assert "SCRAM-SHA-512" in str(exc)
+        assert mechanism in str(exc)
         assert kafka_secure_cluster.bootstrap_servers in str(exc)
-        assert exc.mechanism == "SCRAM-SHA-512"
+        assert exc.mechanism == mechanism
         assert exc.username == "producer"
 
     def test_untrusted_ca_raises_a_tls_error(

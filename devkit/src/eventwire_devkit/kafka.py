@@ -17,6 +17,7 @@ thread-safe.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -219,9 +220,17 @@ class LocalKafkaCluster:
             self._report(f"Starting {self._count}-node Kafka {KAFKA_VERSION} cluster")
             self._prepare_dirs()
             scram = _security.scram_format_args(self._material) if self._material else []
-            _config.format_storage(
-                list(self._nodes.values()), self._java, self._classpath, self.cluster_id, scram
-            )
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                tls = (
+                    pool.submit(_security.make_tls, self._material, self._java)
+                    if self._material is not None
+                    else None
+                )
+                _config.format_storage(
+                    list(self._nodes.values()), self._java, self._classpath, self.cluster_id, scram
+                )
+                if tls is not None:
+                    tls.result()
             for node in self._nodes.values():
                 self._start_node(node)
             self._write_record()
@@ -537,8 +546,8 @@ class LocalKafkaCluster:
             self.data_dir = Path(tempfile.mkdtemp(prefix=f"eventwire-kafka-{self.cluster_id[:8]}-"))
         (self.data_dir / _runtime.DATA_MARKER).write_text(self.cluster_id + "\n")
         if self.security == "sasl_ssl":
-            self._report("Making the CA, broker certificate and passwords (keytool)")
-            self._material = _security.make_material(self.data_dir / "security", self._java)
+            self._report("Formatting storage while keytool makes the CA and broker certificate")
+            self._material = _security.new_material(self.data_dir / "security")
         ports = free_ports(2 * self._count)
         for i in self.node_ids:
             port, cport = ports[2 * (i - 1)], ports[2 * (i - 1) + 1]

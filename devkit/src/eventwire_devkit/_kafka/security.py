@@ -42,7 +42,8 @@ __all__ = [
     "SecurityMaterial",
     "client_properties",
     "create_acls",
-    "make_material",
+    "make_tls",
+    "new_material",
     "server_properties",
     "write_client_configs",
 ]
@@ -135,8 +136,26 @@ def _keytool(keytool: str, *commands: Sequence[str]) -> None:
         raise ClusterStartError("making the TLS material failed:\n" + "\n".join(failures))
 
 
-def make_material(directory: Path, java: str) -> SecurityMaterial:
-    """Make the CAs, the broker key and trust stores and the passwords under ``directory``.
+def new_material(directory: Path) -> SecurityMaterial:
+    """Choose the paths and random passwords of a cluster's security files (none written yet).
+
+    :func:`make_tls` writes the files; the broker properties and the SCRAM users need only
+    this, so storage formatting can run while keytool works.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    return SecurityMaterial(
+        directory=directory,
+        ca_pem=directory / "ca.pem",
+        untrusted_ca_pem=directory / "untrusted-ca.pem",
+        keystore=directory / "broker.keystore.p12",
+        truststore=directory / "truststore.p12",
+        store_password=secrets.token_hex(12),
+        passwords={name: f"{name}-{secrets.token_hex(10)}" for name in PRINCIPALS},
+    )
+
+
+def make_tls(m: SecurityMaterial, java: str) -> None:
+    """Make the CAs and the broker key and trust stores of ``m`` with the JDK's keytool.
 
     keytool runs in four rounds of parallel invocations (about 2 s in all).
 
@@ -145,8 +164,7 @@ def make_material(directory: Path, java: str) -> SecurityMaterial:
 
     """
     keytool = find_keytool(java)
-    directory.mkdir(parents=True, exist_ok=True)
-    pw = secrets.token_hex(12)
+    directory, pw = m.directory, m.store_password
 
     def store(path: Path) -> list[str]:
         return ["-keystore", str(path), "-storetype", "PKCS12", "-storepass", pw]
@@ -157,9 +175,9 @@ def make_material(directory: Path, java: str) -> SecurityMaterial:
             "-dname", dname, "-validity", _VALIDITY_DAYS, "-keypass", pw, *ext, *store(path),
         ]  # fmt: skip
 
-    ca_store, ca_pem = directory / "ca.p12", directory / "ca.pem"
-    other_store, other_pem = directory / "untrusted-ca.p12", directory / "untrusted-ca.pem"
-    keystore, truststore = directory / "broker.keystore.p12", directory / "truststore.p12"
+    ca_store, ca_pem = directory / "ca.p12", m.ca_pem
+    other_store, other_pem = directory / "untrusted-ca.p12", m.untrusted_ca_pem
+    keystore, truststore = m.keystore, m.truststore
     csr, signed = directory / "broker.csr", directory / "broker.pem"
     chain = directory / "broker-chain.pem"
     _keytool(
@@ -191,15 +209,6 @@ def make_material(directory: Path, java: str) -> SecurityMaterial:
     )
     for leftover in (csr, chain, ca_store, other_store):
         leftover.unlink(missing_ok=True)
-    return SecurityMaterial(
-        directory=directory,
-        ca_pem=ca_pem,
-        untrusted_ca_pem=other_pem,
-        keystore=keystore,
-        truststore=truststore,
-        store_password=pw,
-        passwords={name: f"{name}-{secrets.token_hex(10)}" for name in PRINCIPALS},
-    )
 
 
 def _jaas(module: str, **options: str) -> str:
