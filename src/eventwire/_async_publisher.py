@@ -101,7 +101,7 @@ class AsyncPublisher(Facade):
         bridge = self._bridge
         if bridge is None:
             bridge = self._bridge = LoopBridge(loop)
-            self._core.ledger.on_settle(bridge.on_settle)
+            self._core.ledger.on_settle(bridge.push)
         elif bridge.loop is not loop:
             raise PublisherStateError(
                 "this AsyncPublisher is bound to another event loop; create one per loop"

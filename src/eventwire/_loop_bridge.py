@@ -28,13 +28,14 @@ class LoopBridge:
         self._lock = threading.Lock()
         self._scheduled = False
 
-    def on_settle(self, handle: DeliveryHandle, _failure: object) -> None:
-        """The ledger's settle hook: resolve ``handle``'s future if it has one."""
-        if handle._afut is not None:
-            self.push(handle)
+    def push(self, handle: DeliveryHandle, _failure: object = None) -> None:
+        """Queue a settled handle; wake the loop if no drain is scheduled yet.
 
-    def push(self, handle: DeliveryHandle) -> None:
-        """Queue a settled handle; wake the loop if no drain is scheduled yet."""
+        Also the ledger's settle hook (``_failure`` unused: the handle has it). A
+        handle without a future (nobody awaits it) is ignored: no wake-up.
+        """
+        if handle._afut is None:
+            return
         self._queue.append(handle)
         if self._scheduled:
             return

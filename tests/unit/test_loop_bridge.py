@@ -59,7 +59,7 @@ def _bridged(
 ) -> tuple[InFlight, list[DeliveryHandle], list[asyncio.Future[DeliveryResult]]]:
     """A ledger whose settle hook is a LoopBridge, with ``count`` tracked handles with futures."""
     ledger = InFlight()
-    ledger.on_settle(LoopBridge(loop).on_settle)
+    ledger.on_settle(LoopBridge(loop).push)
     handles, futures = [], []
     for n in range(count):
         handle = DeliveryHandle(ledger, f"id-{n}", "test.Placed", "orders", time.time_ns())
@@ -103,7 +103,7 @@ class TestWakeups:
         """A settled handle that nobody awaits (no future) does not wake the loop."""
         wakeups = _Wakeups(loop)
         ledger = InFlight()
-        ledger.on_settle(LoopBridge(loop).on_settle)
+        ledger.on_settle(LoopBridge(loop).push)
         handle = DeliveryHandle(ledger, "id", "test.Placed", "orders", time.time_ns())
         ledger.add(handle)
         ledger.settle(handle, _Report(), None)
