@@ -30,6 +30,7 @@ from eventwire import (
     TLSError,
 )
 from eventwire.observability.logging import capture_logs
+from eventwire.transports._connect_errors import ConnectErrors
 from eventwire.transports.kafka import KafkaTransport, classify_connect_error
 from eventwire_devkit.librdkafka import LibrdkafkaTestApiUnavailable, MockCluster
 
@@ -160,15 +161,15 @@ class TestTheStartupCheck:
             "FAIL [eventwire#producer-1] [thrd:ssl://b1:9093/bootstrap]: ssl://b1:9093/bootstrap:"
             " Disconnected: SSL connection closed by peer (after 0ms in state UP)"
         )
-        config = KafkaConfig(DEAD, security_protocol="SSL")
-        with transport_of(config) as transport:
-            for _ in range(3):
-                transport._on_fail_line(line)
-            with pytest.raises(AuthenticationError) as raised:
-                transport.check_connection(0.5)
-        assert raised.value.mechanism is None and raised.value.broker == "ssl://b1:9093/bootstrap"
-        assert "most likely requires SASL authentication" in str(raised.value)
-        assert "Set security_protocol to SASL_SSL" in str(raised.value)
+        errors = ConnectErrors(KafkaConfig(DEAD, security_protocol="SSL").to_librdkafka())
+        for _ in range(3):
+            errors.note_fail_line(line)
+        assert errors.failure(errors.created_at, DEAD, final=False) is None  # not before the end
+        raised = errors.failure(errors.created_at, DEAD, final=True)
+        assert isinstance(raised, AuthenticationError)
+        assert raised.mechanism is None and raised.broker == "ssl://b1:9093/bootstrap"
+        assert "most likely requires SASL authentication" in str(raised)
+        assert "Set security_protocol to SASL_SSL" in str(raised)
 
     def test_an_unreachable_broker_is_still_broker_unavailable(self) -> None:
         """Nothing listening: the plain BrokerUnavailableError after the timeout."""

@@ -25,20 +25,22 @@ import logging
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import confluent_kafka
 
 from eventwire._config import KafkaConfig, Scrubber
 from eventwire._errors import (
-    AuthenticationError,
     BrokerUnavailableError,
     ConfigurationError,
-    TLSError,
 )
 from eventwire.observability.logging import get_logger, librdkafka_level
+from eventwire.transports._connect_errors import (
+    ConnectErrors,
+    classify_connect_error,
+    repeat_key,
+)
 from eventwire.transports.base import (
     BaseTransport,
     DeliveryCallback,
@@ -61,9 +63,6 @@ _DEFAULT_STATS_INTERVAL_MS = 15_000
 # check_connection() asks for Metadata in slices this long, so an authentication or
 # TLS failure reported meanwhile ends the check within one slice.
 _CHECK_SLICE_S = 0.25
-# A TLS failure that librdkafka reports as _TRANSPORT (a TLS/plaintext mismatch) ends
-# the check once it was reported this many times (once could be a broker going down).
-_SUSPECT_REPEATS = 2
 
 
 class KafkaTransport(BaseTransport):
@@ -102,17 +101,11 @@ class KafkaTransport(BaseTransport):
         self._fatal_lock = threading.Lock()
         self._on_stats = on_stats
         props: dict[str, Any] = config.to_librdkafka()
-        self._sasl = _sasl_identity(props)
-        self._created_at = time.monotonic()
+        #: The authentication/TLS errors seen, for check_connection's typed errors.
+        self._conn_errors = ConnectErrors(props)
         self._checked = False
-        # (when, kind, when to raise, code, reason) of recent authentication/TLS errors
-        self._conn_errors: deque[tuple[float, str, _Urgency, str, str]] = deque(maxlen=32)
-        self._conn_errors_lock = threading.Lock()
         props["error_cb"] = self._on_error
-        protocol = str(props.get("security.protocol", "plaintext")).lower()
-        self._plaintext = protocol in ("plaintext", "sasl_plaintext")
-        self._no_sasl = not protocol.startswith("sasl_")
-        props["logger"] = _LibrdkafkaLog(self._scrub, self._on_fail_line)
+        props["logger"] = _LibrdkafkaLog(self._scrub, self._conn_errors.note_fail_line)
         if on_stats is not None:
             props.setdefault("statistics.interval.ms", _DEFAULT_STATS_INTERVAL_MS)
             props["stats_cb"] = self._stats
@@ -320,31 +313,9 @@ class KafkaTransport(BaseTransport):
         else:
             code = err.name()
             reason = self._scrub(err.str())
-            _log.warning(
-                "kafka_error", code=code, reason=reason, collapse=_repeat_key(code, reason)
-            )
-            kind = classify_connect_error(code, reason)
-            if kind is not None:
-                urgency: _Urgency = "now" if kind[1] else "repeated"
-                with self._conn_errors_lock:
-                    self._conn_errors.append((time.monotonic(), kind[0], urgency, code, reason))
+            _log.warning("kafka_error", code=code, reason=reason, collapse=repeat_key(code, reason))
+            self._conn_errors.note_error(code, reason)
             self._report_error(code, reason)
-
-    def _on_fail_line(self, text: str) -> None:
-        """Note what a librdkafka FAIL log line (scrubbed) tells about the connection.
-
-        A plaintext client on a TLS port, or a client without SASL that the broker
-        hangs up on right after connecting.
-        """
-        noted: tuple[str, _Urgency] | None = None
-        if self._plaintext and _PLAINTEXT_ON_TLS.search(text):
-            noted = ("tls", "repeated")
-        elif self._no_sasl and (up := _CLOSED_WHEN_UP.search(text)) and int(up[1]) < 2000:
-            noted = ("auth", "final")
-        if noted is not None:
-            reason = text.split("]: ", 1)[-1]
-            with self._conn_errors_lock:
-                self._conn_errors.append((time.monotonic(), *noted, "_TRANSPORT", reason))
 
     def _stats(self, stats_json: str) -> None:
         # Runs inside poll(): an exception here would surface from poll()/flush().
@@ -390,12 +361,12 @@ class KafkaTransport(BaseTransport):
         breaker's probe, is not failed by an error that has since been fixed.
         """
         start = time.monotonic()
-        since = start if self._checked else self._created_at
+        since = start if self._checked else self._conn_errors.created_at
         self._checked = True
         deadline = start + timeout
         last: Exception = TimeoutError("no attempt")
         while True:
-            failure = self._connect_failure(since, final=False)
+            failure = self._conn_errors.failure(since, self._config.bootstrap_servers, final=False)
             if failure is not None:
                 raise failure
             left = deadline - time.monotonic()
@@ -406,7 +377,7 @@ class KafkaTransport(BaseTransport):
                 return
             except confluent_kafka.KafkaException as exc:
                 last = exc
-        failure = self._connect_failure(since, final=True)
+        failure = self._conn_errors.failure(since, self._config.bootstrap_servers, final=True)
         if failure is not None:
             raise failure
         raise BrokerUnavailableError(
@@ -416,27 +387,6 @@ class KafkaTransport(BaseTransport):
                 "brokers are up, or pass connect_timeout=None to start without the check."
             )
         ) from None
-
-    def _connect_failure(self, since: float, *, final: bool) -> BrokerUnavailableError | None:
-        """The typed error for the authentication/TLS errors reported since ``since``."""
-        with self._conn_errors_lock:
-            recent = [e for e in self._conn_errors if e[0] >= since]
-        chosen = next((e for e in recent if e[2] == "now"), None)
-        repeated = [e for e in recent if e[2] == "repeated"]
-        if chosen is None and repeated and (final or len(repeated) >= _SUSPECT_REPEATS):
-            chosen = repeated[-1]
-        if chosen is None and final:
-            chosen = next((e for e in reversed(recent) if e[2] == "final"), None)
-        if chosen is None:
-            return None
-        _, kind, urgency, _, reason = chosen
-        broker, detail = _split_broker(reason, self._config.bootstrap_servers)
-        if kind == "auth" and urgency == "final":
-            return AuthenticationError(broker, None, None, detail)
-        if kind == "auth":
-            mechanism, username = self._sasl
-            return AuthenticationError(broker, mechanism, username, detail)
-        return TLSError(broker, detail, _tls_remedy(detail))
 
 
 class _LibrdkafkaLog:
@@ -476,95 +426,6 @@ class _LibrdkafkaLog:
 
 _THREAD = re.compile(r"\[thrd:([^\]]*)\]")
 _DIGITS = re.compile(r"\d+")
-
-ConnectErrorKind = Literal["auth", "tls"]
-
-#: librdkafka's hints, in a _TRANSPORT error, that a TLS handshake failed.
-_TLS_MISMATCH_HINTS = (
-    "PLAINTEXT broker listener?",
-    "SSL handshake failed",
-    "certificate verify failed",
-)
-#: A plaintext client's connection dropped during its first request (a FAIL log line;
-#: librdkafka 2.x reports it in no error callback but _ALL_BROKERS_DOWN).
-_PLAINTEXT_ON_TLS = re.compile(
-    r"(Disconnected|Invalid response size|connection reset).*in state APIVERSION_QUERY"
-)
-#: A connection closed by the broker N ms after it was set up (FAIL log line).
-_CLOSED_WHEN_UP = re.compile(r"Disconnected.*\(after (\d+)ms in state UP\b")
-#: When check_connection() raises for a noted error: at once, once seen twice, or only
-#: at its timeout (instead of the plain BrokerUnavailableError).
-_Urgency = Literal["now", "repeated", "final"]
-
-
-def classify_connect_error(code: str, reason: str) -> tuple[ConnectErrorKind, bool] | None:
-    """Whether a librdkafka client error is an authentication or a TLS failure.
-
-    Returns ``(kind, definitive)``: ``("auth", True)`` for ``_AUTHENTICATION``,
-    ``("tls", True)`` for ``_SSL``, ``("tls", False)`` for a ``_TRANSPORT`` error whose
-    text says a TLS handshake failed (e.g. a TLS client on a plaintext port), which a
-    broker going down mid-handshake could also cause; ``None`` for anything else.
-    """
-    if code == "_AUTHENTICATION":
-        return ("auth", True)
-    if code == "_SSL":
-        return ("tls", True)
-    if code == "_TRANSPORT" and any(hint in reason for hint in _TLS_MISMATCH_HINTS):
-        return ("tls", False)
-    return None
-
-
-def _sasl_identity(props: dict[str, Any]) -> tuple[str, str | None]:
-    """The SASL mechanism and, for mechanisms that have one, the user name."""
-    mechanism = str(props.get("sasl.mechanism") or props.get("sasl.mechanisms") or "GSSAPI")
-    username = props.get("sasl.username")
-    if mechanism.upper() not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") or not username:
-        return mechanism, None
-    return mechanism, str(username)
-
-
-def _split_broker(reason: str, bootstrap: str) -> tuple[str, str]:
-    """``("sasl_ssl://host:9093/bootstrap", "the rest")`` from a librdkafka error text."""
-    head, sep, rest = reason.partition(": ")
-    if sep and "/" in head and " " not in head:
-        return head, rest
-    return bootstrap, reason
-
-
-def _repeat_key(code: str, reason: str) -> tuple[str, str]:
-    """Collapse key of a client error: its code and broker (or its text without numbers)."""
-    head, sep, _ = reason.partition(": ")
-    if sep and "/" in head and " " not in head:
-        return code, head
-    return code, _DIGITS.sub("#", reason)
-
-
-def _tls_remedy(detail: str) -> str:
-    if "connecting to a SSL listener?" in detail or _PLAINTEXT_ON_TLS.search(detail):
-        return (
-            "The broker closed every connection at the first request: its port most "
-            "likely expects TLS while this client connects in plaintext (set "
-            "security_protocol to SSL or SASL_SSL, or use the broker's plaintext port), "
-            "or it is not a Kafka listener."
-        )
-    if "PLAINTEXT broker listener?" in detail or "wrong version number" in detail:
-        return (
-            "This client speaks TLS (security_protocol SSL or SASL_SSL) but the broker's "
-            "port does not: use the broker's TLS port, or set security_protocol to "
-            "PLAINTEXT (or SASL_PLAINTEXT)."
-        )
-    if "certificate verify failed" in detail or "could not be verified" in detail:
-        return (
-            "The broker's certificate was not accepted: either it is signed by a CA this "
-            "client does not trust (set ssl_ca_location to the CA certificate that signed "
-            "the brokers' certificates) or it does not name the host in bootstrap_servers "
-            "(connect by a host name the certificate lists)."
-        )
-    return (
-        "Check ssl_ca_location, the client certificate and key if the broker asks for "
-        "them (ssl.certificate.location, ssl.key.location), and that security_protocol "
-        "matches the broker's port."
-    )
 
 
 def _text(exc: BaseException) -> str:
