@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from eventwire._breaker import CircuitBreaker
 from eventwire._errors import ErrorClass, EventwireError, RoutingError
@@ -57,6 +57,7 @@ from eventwire.observability.relay_metrics import (
     RelayStep,
     make_relay_metrics,
 )
+from eventwire.outbox._relay_health import StepErrors
 from eventwire.outbox.base import ClaimedEntry, OutboxStore
 from eventwire.outbox.dead_letter import DeadLetterPolicy, dead_letter_headers
 from eventwire.transports.base import (
@@ -144,15 +145,6 @@ class RelayListener(Protocol):
     def given_up(self, row_id: int, event_id: str, code: str, reason: str) -> None:
         """The event was dead-lettered or parked: it will not reach its topic as is."""
         ...
-
-
-@dataclass
-class _StepError:
-    """A step of the relay loop that is failing now."""
-
-    text: str
-    since: float
-    count: int = 1
 
 
 class _Outcome:
@@ -265,9 +257,8 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._last_cleanup = time.monotonic()
         self._last_heartbeat = -math.inf  # the first loop writes one
-        # Steps of the loop failing now; read by problem() from other threads.
-        self._errors: dict[str, _StepError] = {}
-        self._errors_lock = threading.Lock()
+        #: The steps of the loop failing now; read by problem() from other threads.
+        self._health = StepErrors(self.owner, self._count_error)
         self._died: str | None = None
 
     @property
@@ -536,41 +527,13 @@ class OutboxRelay:
                     stop.wait(self.idle_interval_s)
 
     def _step(self, step: RelayStep, action: Callable[[], _T]) -> _T | None:
-        """Run one step of the loop; record its error (returning None) or its recovery."""
-        try:
-            value = action()
-        except Exception as exc:
-            self._record_error(step, exc)
-            return None
-        if step in self._errors:
-            with self._errors_lock:
-                error = self._errors.pop(step)
-            _log.warning("outbox_relay_recovered", step=step, failures=error.count)
-        return value
+        """Run one step of the loop; its error is logged once, counted, and kept (None)."""
+        return self._health.run(step, action)
 
-    def _record_error(self, step: RelayStep, exc: Exception) -> None:
-        """Count an error of ``step``; log it unless it repeats the step's last one."""
-        text = f"{type(exc).__name__}: {exc}"
-        with self._errors_lock:
-            known = self._errors.get(step)
-            repeated = known is not None and known.text == text
-            if known is None:
-                self._errors[step] = _StepError(text, time.monotonic())
-            else:
-                known.count += 1
-                known.text = text
+    def _count_error(self, step: str) -> None:
         self.stats.errors += 1
         if self.metrics is not None:
-            self.metrics.count_error(step)
-        if not repeated:
-            _log.error(
-                "outbox_relay_failing",
-                step=step,
-                error=text,
-                owner=self.owner,
-                exc_info=exc,
-                hint="the relay retries with backoff; events stay safe in the outbox",
-            )
+            self.metrics.count_error(cast("RelayStep", step))
 
     def _cleanup(self) -> None:
         self.store.cleanup(self.cleanup_after_s)
@@ -580,9 +543,7 @@ class OutboxRelay:
 
     def last_error(self) -> str | None:
         """The errors of the loop's steps that fail now (``"step: error"``), or None."""
-        with self._errors_lock:
-            errors = [f"{step}: {e.text}" for step, e in self._errors.items()]
-        return "; ".join(errors) or None
+        return self._health.last_error()
 
     def problem(self) -> str | None:
         """Why this relay's thread ships nothing now, or None if it is not known to fail.
@@ -598,13 +559,7 @@ class OutboxRelay:
         thread = self._thread
         if thread is not None and not thread.is_alive() and not self._stop.is_set():
             return "the relay thread died"
-        with self._errors_lock:
-            failing = [(s, e) for s, e in self._errors.items() if s in _BLOCKING_STEPS]
-        if not failing:
-            return None
-        step, error = failing[0]
-        age = time.monotonic() - error.since
-        return f"its {step}s have failed for {age:.1f} s ({error.count} tries); last: {error.text}"
+        return self._health.problem(_BLOCKING_STEPS)
 
     def drain(self, timeout: float) -> bool:
         """Run rounds until nothing is claimable or ``timeout``; True if the outbox is empty.
