@@ -247,12 +247,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     import logging  # noqa: PLC0415
 
-    import structlog  # noqa: PLC0415
-
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    logging.getLogger("eventwire").setLevel(logging.ERROR)  # stdlib logging; errors only
     pool = make_pool(args.size)
     events = [pool[i % len(pool)] for i in range(max(1_000, min(args.iterations, 200_000)))]
     runs = max(1, min(args.runs, 21))

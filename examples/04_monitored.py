@@ -1,4 +1,4 @@
-"""Monitored publisher: OpenTelemetry spans, a Prometheus /metrics endpoint, structured logs.
+"""Monitored publisher: OpenTelemetry spans, a Prometheus /metrics endpoint, JSON logs.
 
 * **Traces.** An OpenTelemetry SDK ``TracerProvider`` (here exporting to memory, so the
   example can print a compact view; use an OTLP exporter in production) is passed to the
@@ -10,8 +10,11 @@
   ``MeterProvider`` that the publisher reports to: ``eventwire_events_published_total``,
   ``eventwire_publish_duration_seconds``, in-flight/queue gauges and librdkafka
   statistics (broker round-trip time, queue bytes, transmission errors).
-* **Logs.** structlog, rendered as JSON on stderr. eventwire logs nothing per event
-  when all goes well; failures are logged with the event's id, type and topic.
+* **Logs.** eventwire logs through stdlib ``logging`` (loggers ``eventwire.*``);
+  structlog's stdlib integration (``ProcessorFormatter`` with ``ExtraAdder``) renders
+  its records and the example's own structlog events as one JSON stream on stderr.
+  eventwire logs nothing per event when all goes well; failures are logged with the
+  event's id, type and topic.
 
     pip install 'eventwire[prometheus]'
     python examples/04_monitored.py            # or with EVENTWIRE_BOOTSTRAP=host:port
@@ -35,15 +38,31 @@ from eventwire_devkit.consume import read_topic
 
 TOPIC = "orders-monitored"
 
+# structlog over stdlib logging, so eventwire's records (stdlib, "foreign" to structlog)
+# and this example's own events share one JSON handler; ExtraAdder turns eventwire's
+# fields into keys (the README's "Logging" recipe).
+shared = [
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso"),
+]
 structlog.configure(
-    processors=[
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso"),
-        structlog.processors.JSONRenderer(),
-    ],
-    wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-    logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    wrapper_class=structlog.stdlib.BoundLogger,
 )
+handler = logging.StreamHandler(sys.stderr)
+handler.setFormatter(
+    structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+)
+# force=True replaces the plain stderr handler that _common installed on the root logger.
+logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
 log = structlog.get_logger("shop")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-import _common  # noqa: F401 (only to send eventwire's log lines to stderr)
+import _common  # noqa: F401 (only for its stdlib logging set-up: warnings to stderr)
 import msgspec
 import pytest
 

@@ -3,8 +3,9 @@
 * ``bootstrap()`` yields ``$EVENTWIRE_BOOTSTRAP`` when it is set; otherwise it
   starts a throw-away 1-node Kafka on 127.0.0.1 for the duration of the block
   (it needs Java 17+; the jars are fetched once with Maven).
-* Importing this module sends structlog output (eventwire's and librdkafka's
-  warnings) to stderr, so stdout shows only what the example prints.
+* Importing this module sends log records at WARNING and above (eventwire's and
+  librdkafka's warnings, through stdlib ``logging``) to stderr, one line each with
+  the logger's name, so stdout shows only what the example prints.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import structlog
-
-structlog.configure(
-    logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+logging.basicConfig(
+    level=logging.WARNING,
+    stream=sys.stderr,
+    format="%(asctime)s %(levelname)s %(name)s %(message)s",
 )
 
 

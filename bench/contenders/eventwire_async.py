@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from functools import partial
 from typing import Any
-
-import structlog
 
 from bench.contenders._context import RunContext
 from bench.contenders._window import BATCH, BatchWindow
@@ -29,10 +26,9 @@ __all__ = ["latency", "throughput"]
 
 
 def _quiet_logs() -> None:
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    # eventwire logs through stdlib logging: warnings and errors only, to stderr
+    # (Python's last-resort handler; stdout stays the harness's).
+    logging.getLogger("eventwire").setLevel(logging.WARNING)
 
 
 async def _warm_up(publisher: AsyncPublisher, ctx: RunContext) -> None:

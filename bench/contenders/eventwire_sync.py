@@ -17,12 +17,9 @@ merely installed.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from functools import partial
 from typing import Any
-
-import structlog
 
 from bench.contenders._context import RunContext
 from bench.events import route_for
@@ -35,10 +32,9 @@ __all__ = ["latency", "throughput"]
 
 
 def _setup(ctx: RunContext) -> Any:
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    # eventwire logs through stdlib logging: warnings and errors only, to stderr
+    # (Python's last-resort handler; stdout stays the harness's).
+    logging.getLogger("eventwire").setLevel(logging.WARNING)
     if not ctx.variant:
         return None  # the SDK is not even imported
     from bench.otel import install_sdk  # noqa: PLC0415
