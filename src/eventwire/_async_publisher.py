@@ -241,9 +241,13 @@ class AsyncPublisher(Facade):
     async def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.
 
-        See :meth:`Publisher.close`.
+        From the moment this begins, :meth:`publish_nowait` raises
+        PublisherStateError; the events already waiting in the backlog are still
+        enqueued and flushed (bounded by ``timeout``), those left waiting fail
+        with PublisherStateError. Then as :meth:`Publisher.close`.
         """
         timeout = self._close_timeout if timeout is None else timeout
+        self._core.refuse_publishing()
         deadline = time.monotonic() + timeout
         drainer = self._drainer
         if drainer is not None:

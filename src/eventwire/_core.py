@@ -85,8 +85,10 @@ class PublisherCore:
         )
         #: The single owner of every enqueued, unacknowledged event.
         self.ledger = InFlight()
-        #: True once closed, fatal, forked or the circuit is open: the hot path tests this.
+        #: True once closing, closed, fatal, forked or the circuit is open: the hot
+        #: path tests this one flag.
         self.unusable = False
+        self._closing = False
         self._fork_generation = _ForkWatch.generation
         _ForkWatch.cores.add(self)
         #: The Kafka configuration (None with a custom transport).
@@ -142,7 +144,7 @@ class PublisherCore:
                 "child process (librdkafka's threads do not survive a fork). Create the "
                 "publisher in the child, e.g. in a post-fork hook."
             )
-        if self.ledger.closed:
+        if self._closing or self.ledger.closed:
             raise PublisherStateError(CLOSED_REASON)
         if self.producer is not None and self.producer.fatal is not None:
             raise self.producer.fatal
@@ -154,7 +156,8 @@ class PublisherCore:
         """An open circuit raises the hot path's flag; closing lowers it unless closed/fatal."""
         if state is BreakerState.CLOSED:
             self.unusable = (
-                self.ledger.closed
+                self._closing
+                or self.ledger.closed
                 or (self.producer is not None and self.producer.fatal is not None)
                 or self._fork_generation != _ForkWatch.generation
             )
@@ -259,10 +262,19 @@ class PublisherCore:
         Returns False if the publisher was already closed (or is a forked child's
         copy, which must not touch the parent's producer): nothing left to do.
         """
-        self.unusable = True
+        self.refuse_publishing()
         if not self.ledger.shut(timeout):
             return False
         return self._fork_generation == _ForkWatch.generation
+
+    def refuse_publishing(self) -> None:
+        """From now on every new publish raises PublisherStateError (``close()`` began).
+
+        Sends already accepted are not affected: the close gate (:meth:`begin_close`)
+        waits for them. AsyncPublisher calls this first, then drains its backlog.
+        """
+        self._closing = True
+        self.unusable = True
 
     def finish_close(self, timeout: float) -> None:
         """After :meth:`begin_close`: flush, drop and report the rest, destroy the producer."""
@@ -327,7 +339,8 @@ def _resend_record(
     """What a re-send after a fatal error needs: key, value, and the non-CloudEvents headers.
 
     The CloudEvents headers are rebuilt from the handle (id, type, time) instead of
-    kept: holding every in-flight event's header list costs more (see the README).
+    kept: holding every in-flight event's header list costs more garbage-collector
+    and allocator work per event than rebuilding the six headers on a re-send.
     """
     if len(headers) > CE_HEADER_COUNT:
         return key, value, tuple(headers[CE_HEADER_COUNT:])

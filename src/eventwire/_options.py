@@ -120,12 +120,17 @@ def resolve_options(
 
     Raises:
         TypeError: an option name that does not exist (the valid ones are listed).
-        ConfigurationError: a value out of range.
+        ConfigurationError: a value out of range, or ``profile`` with ``config``.
     """
     unknown = sorted(set(options) - _NAMES)
     if unknown:
         raise TypeError(
             f"unknown publisher option(s) {', '.join(unknown)}; "
             f"valid: bootstrap_servers, {', '.join(sorted(_NAMES))}"
+        )
+    if options.get("config") is not None and "profile" in options:
+        raise ConfigurationError(
+            "profile= does nothing together with config=: set the profile in the "
+            "KafkaConfig (KafkaConfig(..., profile=...), or `profile` in its config file)"
         )
     return Options(bootstrap_servers=bootstrap_servers, **options)

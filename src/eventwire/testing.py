@@ -9,7 +9,7 @@ Nothing here starts a process or opens a socket. The real local Kafka cluster, t
 PostgreSQL runner and the pytest fixtures live in the separate ``eventwire-devkit``
 distribution.
 
-:func:`capture_events` is like ``structlog.testing.capture_logs()``, but for events::
+:func:`capture_events` is like ``eventwire.observability.logging.capture_logs()``, but for events::
 
     from eventwire.testing import capture_events
 

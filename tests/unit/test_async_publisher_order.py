@@ -159,3 +159,24 @@ class TestLoopBinding:
         asyncio.run(first())
         asyncio.run(second())
         assert len(transport.records("orders")) == 1
+
+
+class TestCloseRefusesNewEvents:
+    def test_a_publish_while_close_drains_the_backlog_raises(self) -> None:
+        """Once close() has begun (draining the backlog), publish_nowait() raises
+        PublisherStateError at once, while the waiting events are still delivered."""
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport, enqueue_timeout=30)
+            await pub.start()
+            transport.queue_full_next(50)
+            waiting = [pub.publish_nowait(order(i, key="k")) for i in range(3)]
+            closing = asyncio.ensure_future(pub.close(5))
+            await asyncio.sleep(0)  # close() has begun
+            with pytest.raises(PublisherStateError, match="closed"):
+                pub.publish_nowait(order(9, key="k"))
+            await closing
+            assert [f.result().offset for f in waiting] == [0, 1, 2]
+
+        asyncio.run(main())

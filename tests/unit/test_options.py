@@ -91,3 +91,12 @@ class TestValues:
     def test_zero_timeouts_are_allowed(self, name: str) -> None:
         """enqueue_timeout and close_timeout may be 0 (do not wait)."""
         assert getattr(resolve_options(None, {name: 0}), name) == 0
+
+
+def test_profile_with_a_config_is_refused_naming_where_it_goes() -> None:
+    """profile= together with config= would be ignored: ConfigurationError says where the
+    profile belongs."""
+    from eventwire import ConfigurationError, KafkaConfig, Publisher
+
+    with pytest.raises(ConfigurationError, match="KafkaConfig"):
+        Publisher(config=KafkaConfig("h:1"), profile="low_latency", connect_timeout=None)

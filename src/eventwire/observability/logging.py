@@ -68,8 +68,9 @@ event                             level   fields
                                           traceback) -- a user's ``add_done_callback`` raised
 ``close_with_send_in_progress``   warning ``sends`` -- ``close()`` from a done-callback
                                           while that thread was sending
-``producer_fatal``                error   ``code``, ``reason`` -- a producer hit a fatal
-                                          error (logged before every replacement)
+``producer_fatal``                error   ``code``, ``reason`` -- a Kafka producer hit a
+                                          fatal error (logged by the Kafka transport,
+                                          before every replacement)
 ``producer_replaced``             warning ``code``, ``reason``, ``resent``, ``restarts_left``
                                           -- a new producer took over; the unacknowledged
                                           events were re-sent through it

@@ -23,9 +23,10 @@ The span starts in ``publish()`` and ends exactly once, when the event settles: 
 delivery report, a fatal-error or ``close()`` sweep, or a synchronous rejection
 (too large, queue full past ``enqueue_timeout``, fatal producer).
 
-Nothing is done per event without an SDK, or for an event that is not sampled,
-beyond reading the current context; the README's "Observability" section gives the
-costs and the sampling shortcut for the SDK's stock samplers.
+Without an SDK nothing is done per event beyond reading the current context. With
+an SDK's stock sampler an event that is not sampled costs no span either (eventwire
+takes the sampler's decision itself); with any other sampler ``start_span`` runs for
+every event. The README's "Observability" section gives the costs.
 
 **A sampled-out root (choice):** when the caller has no valid span context and the
 span is not sampled, **nothing is injected**. There is no trace to continue: the

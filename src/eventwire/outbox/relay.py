@@ -200,7 +200,9 @@ class OutboxRelay:
             Unnamed, it is named ``"relay"`` (in logs and metrics). It hears of
             connectivity errors from librdkafka as they happen (also mid-round)
             and of each round's results, so it opens ``open_after_s`` into an outage.
-            None (the default, and ``eventwire outbox relay``): no breaker.
+            None (the default): no breaker. ``eventwire outbox relay`` passes one
+            when its settings turn it on (``breaker = true``, ``--breaker``), and
+            ``Publisher(outbox=...)`` always passes one.
         dead_letter: where permanent failures (and exhausted retries) go: a
             :class:`DeadLetterPolicy` (default ``<topic>.dlq``), or None to only
             park them in the outbox. If the dead-letter send fails too (Kafka

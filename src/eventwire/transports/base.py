@@ -183,7 +183,9 @@ class BaseTransport(abc.ABC):
         """A fresh transport to the same log, to replace this one after a fatal error.
 
         None (the default) means this transport cannot make one: a fatal error is
-        then final for a publisher, and the outbox relay keeps retrying this one.
+        then final for a publisher, and an outbox relay fails every round
+        (``outbox_relay_failing``; ``flush()`` raises RelayFailingError) until it
+        is restarted.
         """
         return None
 

@@ -6,10 +6,14 @@ read back with :meth:`MemoryTransport.records`. Faults are injected with
 :meth:`set_fatal` and :meth:`pause`. It is never a substitute for the real
 broker in integration tests.
 
-The log (topics, records, injected faults) is shared by every transport that
+The log (topics, records, and the faults injected with :meth:`fail_next`,
+:meth:`fail_topic` and :meth:`queue_full_next`) is shared by every transport that
 :meth:`MemoryTransport.recreate` makes from it, as a Kafka cluster is shared by
 producers: a publisher that replaces a producer after a fatal error keeps writing
 to the same log, and the test reads it through the instance it holds.
+:meth:`pause`/:meth:`resume` and :meth:`set_fatal` act on one instance only: after
+a replacement they no longer affect the publisher's current transport (pass
+``producer_restarts=0`` to test what a final fatal error does).
 """
 
 from __future__ import annotations
