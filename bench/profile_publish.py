@@ -113,12 +113,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     import logging  # noqa: PLC0415
 
-    import structlog  # noqa: PLC0415
-
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    logging.getLogger("eventwire").setLevel(logging.ERROR)  # eventwire logs via stdlib
     events = 30_000 if args.quick else 200_000
     text = (
         "# eventwire publish path: pyinstrument hot spots\n\n"
