@@ -26,6 +26,7 @@ from eventwire._errors import (
     DeliveryFailure,
     ProducerFatalError,
     PublisherStateError,
+    SerializationError,
 )
 from eventwire._handle import DeliveryHandle
 from eventwire._inflight import CLOSED_REASON, InFlight
@@ -205,6 +206,8 @@ class PublisherCore:
             value = self._encode(event)
         except ENCODE_ERRORS:
             value = self._codec.encode(event)  # raises the SerializationError that explains
+        if headers:
+            _check_headers(headers)
         now_ns = _time_ns()
         eid = event_id or str(_uuid7())
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
@@ -236,9 +239,15 @@ class PublisherCore:
 
     # -- flush and close ---------------------------------------------------------------------
     def flush(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s; raise DeliveryError for any failure or straggler."""
+        """Wait up to ``timeout`` s; raise DeliveryError for any failure or straggler.
+
+        Raises:
+            PublisherStateError: called from a delivery callback of a transport that
+                cannot be re-entered there (Kafka): it would abort the process.
+        """
         if self._fork_generation != _ForkWatch.generation:
             self.check_usable()
+        self._refuse_inside_a_callback("flush()")
         timed_out = False
         if self.producer is not None and not self.ledger.closed:
             timed_out = self.producer.flush(timeout)
@@ -261,11 +270,25 @@ class PublisherCore:
 
         Returns False if the publisher was already closed (or is a forked child's
         copy, which must not touch the parent's producer): nothing left to do.
+
+        Raises:
+            PublisherStateError: called from a delivery callback of a transport that
+                cannot be re-entered there (Kafka); nothing was closed.
         """
+        self._refuse_inside_a_callback("close()")
         self.refuse_publishing()
         if not self.ledger.shut(timeout):
             return False
         return self._fork_generation == _ForkWatch.generation
+
+    def _refuse_inside_a_callback(self, what: str) -> None:
+        producer = self.producer
+        if producer is not None and producer.transport.in_report_callback():
+            raise PublisherStateError(
+                f"{what} cannot run inside a delivery callback (a done-callback): the "
+                "Kafka client cannot be re-entered there. Call it from your own thread, "
+                "e.g. after the callback has signalled it."
+            )
 
     def refuse_publishing(self) -> None:
         """From now on every new publish raises PublisherStateError (``close()`` began).
@@ -298,6 +321,21 @@ class PublisherCore:
     def in_flight(self) -> int:
         """Events published but not yet settled."""
         return len(self.ledger)
+
+
+def _check_headers(headers: Sequence[tuple[str, bytes]]) -> None:
+    """Refuse extra headers Kafka cannot carry, before anything is sent."""
+    for header in headers:
+        if (
+            not isinstance(header, tuple)
+            or len(header) != 2
+            or not isinstance(header[0], str)
+            or not isinstance(header[1], bytes)
+        ):
+            raise SerializationError(
+                f"header {header!r} is not a (str, bytes) pair: Kafka headers are a name and "
+                "raw bytes; encode the value, e.g. ('tenant', b'acme')"
+            )
 
 
 def _feed(breaker: CircuitBreaker) -> Callable[[DeliveryHandle, DeliveryFailure | None], None]:

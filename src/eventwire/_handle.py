@@ -243,7 +243,10 @@ class DeliveryHandle:
             waiter, callbacks = self._waiter, self._callbacks
         on_end = self._on_end
         if on_end is not None:
-            on_end(msg, failure)
+            try:
+                on_end(msg, failure)
+            except Exception:  # a span processor's error must not keep waiters asleep
+                _log.exception("span_end_failed", event_id=self.event_id, topic=self.topic)
         if waiter is not None:
             waiter.set()
         if callbacks:

@@ -15,6 +15,7 @@ that got in, and no event gets in afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -106,7 +107,8 @@ class InFlight:
         deadline = time.monotonic() + max(timeout, _SENDERS_GRACE_S)
         while self.senders and time.monotonic() < deadline:
             time.sleep(0.0005)
-        if self.senders:  # a send on this very thread: a done-callback called close()
+        if self.senders:  # a send that outlasts the wait (a slow outbox commit, a long
+            # wait for queue space): what it adds is settled by the close that follows
             _log.warning("close_with_send_in_progress", sends=len(self.senders))
         return True
 
@@ -136,10 +138,14 @@ class InFlight:
         if not handle._settle(msg, failure):
             return
         self._pending.pop(handle, None)
-        for hook in self._hooks:
-            hook(handle, failure)
         if failure is not None:
             self._failures.append(failure)
+        for hook in self._hooks:
+            try:
+                hook(handle, failure)
+            except Exception:  # a hook's error is logged, never raised into a report
+                _log.exception("settle_hook_failed", event_id=handle.event_id)
+        if failure is not None:
             _log.warning(
                 "delivery_failed",
                 event_id=failure.event_id,
@@ -155,18 +161,25 @@ class InFlight:
         self._pending.pop(handle, None)
         if handle._settle(None, failure):
             for hook in self._abandon_hooks:
-                hook(handle, failure)
+                _run_hook(hook, handle, failure)
 
     def release(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
         """Settle an event that is safe elsewhere (e.g. in the outbox), not as a failure."""
         self._pending.pop(handle, None)
         handle._settle(None, failure)
 
-    def fail_all(self, code: str, reason: str) -> int:
-        """Settle every tracked event as failed with ``code``; return how many."""
+    def fail_all(self, code: str, reason: str, *, possibly_written: bool = True) -> int:
+        """Settle every tracked event as failed with ``code``; return how many.
+
+        Each was handed to the transport and got no report, so by default each is
+        reported ``possibly_written`` (a re-send may duplicate it, never lose it).
+        """
         stuck = list(self._pending)
         for handle in stuck:
-            self.settle(handle, None, handle.failure_from(code, reason))
+            failure = handle.failure_from(code, reason)
+            if possibly_written and not failure.possibly_written:
+                failure = dataclasses.replace(failure, possibly_written=True)
+            self.settle(handle, None, failure)
         return len(stuck)
 
     def snapshot(self) -> list[DeliveryHandle]:
@@ -192,3 +205,11 @@ def _never(_code: str) -> bool:
 
 def _nothing() -> None:
     return None
+
+
+def _run_hook(hook: SettleHook, handle: DeliveryHandle, failure: DeliveryFailure | None) -> None:
+    """Run a settle hook; its error is logged, never raised into the report's thread."""
+    try:
+        hook(handle, failure)
+    except Exception:
+        _log.exception("settle_hook_failed", event_id=handle.event_id, topic=handle.topic)

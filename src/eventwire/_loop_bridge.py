@@ -45,7 +45,8 @@ class LoopBridge:
             self._scheduled = True
         try:
             self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # loop closed: nobody is awaiting any more
+        except RuntimeError:  # loop closed: nobody is awaiting any more; keep nothing
+            self._queue.clear()
             self._scheduled = False
 
     def _drain(self) -> None:

@@ -21,6 +21,7 @@ re-send: at-least-once, de-duplicated by consumers on ``ce_id``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -55,6 +56,8 @@ _log = get_logger("eventwire")
 
 #: Producer replacements after fatal errors are counted over this window.
 RESTART_WINDOW_S = 600.0
+#: flush() asks the transport in slices this long, to notice a replacement.
+_FLUSH_SLICE_S = 0.1
 #: Report codes that, while a replacement is possible, mean "re-send me".
 _HELD_BACK = frozenset({"_PURGE_QUEUE", "_PURGE_INFLIGHT", "_FATAL"})
 
@@ -128,6 +131,11 @@ class Producer:
                 return False
             except SendRejected as exc:
                 self._rejected(transport, exc, handle)
+            except Exception:
+                # A transport raising something it does not promise (e.g. a header the
+                # client library refuses): the event is not in flight, the caller sees why.
+                ledger.abandon(handle, handle.failure_from("_INVALID_ARG", "send() raised"))
+                raise
             return True
         finally:
             senders.pop()
@@ -193,22 +201,36 @@ class Producer:
 
     # -- the transport's other duties ----------------------------------------------------------
     def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for every report; True if some remain (timed out).
+        """Wait up to ``timeout`` s until every event in the ledger is settled.
 
-        Follows a replacement made meanwhile (its re-sent events are waited for too).
+        Returns True if some are not (timed out). It follows a replacement made
+        meanwhile: a replaced producer's empty queue does not count as done while
+        the ledger still holds the events being re-sent.
         """
         deadline = time.monotonic() + timeout
         while True:
-            transport = self.transport
-            remaining = transport.flush(max(0.0, deadline - time.monotonic()))
-            if transport is self.transport:
-                return remaining > 0
+            left = deadline - time.monotonic()
+            remaining = self.transport.flush(max(0.0, min(left, _FLUSH_SLICE_S)))
+            if remaining == 0 and len(self._ledger) == 0:
+                return False
             if time.monotonic() >= deadline:
                 return True
+            if remaining == 0:  # reports still on their way, or a replacement filling
+                time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
 
     def close(self, timeout: float) -> None:
-        """Flush up to ``timeout`` s, drop and report what remains, destroy the transport."""
-        self.transport.close(timeout)
+        """Flush up to ``timeout`` s, drop and report what remains, destroy the transport.
+
+        Call after the ledger's gate is shut. A replacement still re-sending stops
+        early (it checks the gate) and installs its producer first, so the producer
+        destroyed here is the last one: nothing is sent after this returns.
+        """
+        acquired = self._lock.acquire(timeout=max(timeout, 1.0))
+        try:
+            self.transport.close(timeout)
+        finally:
+            if acquired:
+                self._lock.release()
 
     def wake(self) -> None:
         """Make the current transport serve delivery reports now."""
@@ -262,8 +284,9 @@ class Producer:
                 return
             self.fatal = ProducerFatalError(code, reason)
         self._on_fatal(self.fatal)
-        # librdkafka may never call back for events in flight at a fatal error.
-        self._ledger.fail_all(code, reason)
+        # librdkafka may never call back for events in flight at a fatal error; each
+        # was handed to it, so each may have been written.
+        self._ledger.fail_all(code, reason, possibly_written=True)
 
     def _on_fatal_from(self, transport: BaseTransport, code: str, reason: str) -> None:
         """``transport`` reported a fatal error: replace it, or go fatal."""
@@ -327,18 +350,39 @@ class Producer:
             return True
 
     def _fill(self, new: BaseTransport) -> list[DeliveryHandle]:
-        """Re-send every event the ledger holds through ``new``, in publish order."""
+        """Re-send every event the ledger holds through ``new``, in publish order.
+
+        Stops once ``close()`` has begun (the rest are reported by that close). Once
+        an event of a (topic, key) fails instead of going out, the later events of
+        that key fail too, so none overtakes it.
+        """
         self._filling, self._filling_fatal = new, None
         resent: list[DeliveryHandle] = []
+        stopped: set[tuple[str, bytes]] = set()
         try:
             for handle in self._ledger.snapshot():
+                if self._ledger.closed:
+                    break
+                key = handle._record[0] if handle._record is not None else None
+                group = (handle.topic, key or b"")  # None and b"" share one order
+                if group in stopped:
+                    self._fail_resend(handle, "_QUEUE_FULL", "an earlier event of its key failed")
+                    continue
                 if not self._resend(new, handle):
                     self._filling_fatal = self._filling_fatal or ("_FATAL", "on re-send")
                     break  # the rest go to the next replacement
-                resent.append(handle)
+                if handle.failed():
+                    stopped.add(group)
+                else:
+                    resent.append(handle)
         finally:
             self._filling = None
         return resent
+
+    def _fail_resend(self, handle: DeliveryHandle, code: str, reason: str) -> None:
+        """Fail an event that was in flight on a replaced producer (so maybe written)."""
+        failure = handle.failure_from(code, reason)
+        self._ledger.settle(handle, None, dataclasses.replace(failure, possibly_written=True))
 
     def _new_transport(self, old: BaseTransport, code: str) -> BaseTransport | None:
         """A replacement transport, or None (closed, fatal, budget spent, not possible)."""
@@ -367,12 +411,11 @@ class Producer:
         True if it is on its way, or settled (refused, or the queue stayed full);
         False if ``transport`` is fatal too: the handle stays pending.
         """
-        ledger = self._ledger
         record = handle._record
         if handle._done:
             return True
         if record is None:  # not kept (sent before a replacement was possible)
-            ledger.settle(handle, None, handle.failure_from("_FATAL", "not kept for a re-send"))
+            self._fail_resend(handle, "_FATAL", "not kept for a re-send")
             return True
         key, value, extra = record
         headers = self._template_for(handle.event_type).build(
@@ -391,12 +434,14 @@ class Producer:
                 if exc.fatal:
                     fatal = True
                 else:
-                    ledger.settle(handle, None, handle.failure_from(exc.code, exc.reason))
+                    self._fail_resend(handle, exc.code, exc.reason)
+            except Exception as exc:  # never let one event stop the replacement
+                self._fail_resend(handle, "_INVALID_ARG", f"re-send raised {exc!r}")
             return True
 
         deadline = time.monotonic() + self._enqueue_timeout
         if not send_within(send, transport.wait_for_space, deadline):
-            ledger.settle(handle, None, handle.failure_from("_QUEUE_FULL", "re-send"))
+            self._fail_resend(handle, "_QUEUE_FULL", "the queue stayed full for the re-send")
         return not fatal
 
 

@@ -66,8 +66,13 @@ event                             level   fields
                                           ``enqueue_timeout``; collapsed per topic
 ``done_callback_failed``          error   ``event_id``, ``event_type``, ``topic`` (with the
                                           traceback) -- a user's ``add_done_callback`` raised
-``close_with_send_in_progress``   warning ``sends`` -- ``close()`` from a done-callback
-                                          while that thread was sending
+``close_with_send_in_progress``   warning ``sends`` -- ``close()`` went on while a send
+                                          outlasted its wait (a slow outbox commit);
+                                          that close settles what it adds
+``settle_hook_failed``            error   ``event_id`` (with the traceback) -- a
+                                          metrics/breaker/asyncio hook raised at settle
+``span_end_failed``               error   ``event_id``, ``topic`` (with the traceback) --
+                                          ending the event's span raised
 ``producer_fatal``                error   ``code``, ``reason`` -- a Kafka producer hit a
                                           fatal error (logged by the Kafka transport,
                                           before every replacement)

@@ -190,6 +190,11 @@ class OutboxSink:
         early = self._tracked.end(token, rows, handles)
         for handle, outcome in early:  # the relay was faster than add() returned
             self._settle(handle, outcome)
+        if self._tracked.closed:
+            # A commit that outlasted close()'s wait: the event is durable, and close()
+            # has already settled the others; settle these the same way.
+            for handle in self._tracked.take_all():
+                self.core.ledger.release(handle, handle.failure_from("_IN_OUTBOX", ""))
 
     def stage(self, record: Record, connection: Any) -> str:
         """Add the (untraced) record to the caller's open transaction; return its event id."""
@@ -325,6 +330,8 @@ class _Tracker:
         self._count = 0
         self._weak: weakref.WeakValueDictionary[int, DeliveryHandle] = weakref.WeakValueDictionary()
         self.overflowed = False
+        #: True once close() took every handle: later adds are settled at once.
+        self.closed = False
         self._adds: dict[int, float] = {}  # add in flight -> when it began
         self._tokens = itertools.count()
         self._early: dict[int, tuple[float, _Outcome]] = {}  # row -> (when reported, outcome)
@@ -393,8 +400,9 @@ class _Tracker:
         return handles
 
     def take_all(self) -> list[DeliveryHandle]:
-        """Stop tracking everything; the live handles."""
+        """Stop tracking everything, for good (``closed``); the live handles."""
         with self._lock:
+            self.closed = True
             left = [h for hs in self._strong.values() for h in hs]
             left.extend(self._weak.values())
             self._strong.clear()

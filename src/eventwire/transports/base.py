@@ -175,6 +175,15 @@ class BaseTransport(abc.ABC):
         """
         return None  # a default that does nothing, on purpose
 
+    def in_report_callback(self) -> bool:
+        """True on a thread that is running one of this transport's delivery callbacks.
+
+        Where the client library cannot be re-entered from a callback, the publisher
+        refuses ``flush()``/``close()`` there instead of aborting or hanging.
+        Default: False (callbacks may call anything).
+        """
+        return False
+
     def queue_length(self) -> int | None:
         """Records waiting to be sent or acknowledged; None if unknown (the default)."""
         return None

@@ -116,6 +116,9 @@ class KafkaTransport(BaseTransport):
                 self._scrub(f"Kafka producer configuration rejected: {_text(exc)}")
             ) from None
         self._poll = self._producer.poll
+        #: Per thread: True while it serves librdkafka's callbacks (inside poll/flush),
+        #: when librdkafka must not be entered again (confluent-kafka aborts the process).
+        self._serving = _Serving()
         self._sends = 0
         self._wake = threading.Event()
         #: While publish() is busy the poll thread polls only this often (it serves
@@ -162,10 +165,16 @@ class KafkaTransport(BaseTransport):
         # callbacks then mostly run on the publishing thread, without a GIL
         # hand-off to the poll thread per batch. The poll thread covers idle time.
         self._sends += 1  # unlocked: a lost increment only delays the poll thread once
+        serving = self._serving
+        if serving.active:
+            return  # a send from a delivery callback: never poll inside poll
+        serving.active = True
         try:
             self._poll(0)
         except (confluent_kafka.KafkaException, SystemError) as exc:
             self._handle_poll_exception(exc)
+        finally:
+            serving.active = False
 
     def surface_fatal(self) -> None:
         """Poll once, so the fatal callbacks learn a fatal error's real code.
@@ -173,17 +182,32 @@ class KafkaTransport(BaseTransport):
         ``produce()`` on a fatal producer only says ``_FATAL``; the cause (e.g.
         OUT_OF_ORDER_SEQUENCE_NUMBER) comes from librdkafka's error event.
         """
-        if self._fatal_seen:
+        if self._fatal_seen or self._serving.active:
             return
+        self._serving.active = True
         try:
             self._poll(0)
         except (confluent_kafka.KafkaException, SystemError) as exc:
             self._handle_poll_exception(exc)
         except RuntimeError:
             pass  # closed after being abandoned
+        finally:
+            self._serving.active = False
+
+    def in_report_callback(self) -> bool:
+        """True on a thread that is running one of this producer's delivery callbacks."""
+        return self._serving.active
 
     def flush(self, timeout: float) -> int:
-        """Wait up to ``timeout`` s for outstanding reports; return how many remain."""
+        """Wait up to ``timeout`` s for outstanding reports; return how many remain.
+
+        From inside a delivery callback it waits for nothing (librdkafka cannot be
+        entered again there) and returns the number queued.
+        """
+        serving = self._serving
+        if serving.active:
+            return len(self)
+        serving.active = True
         try:
             return int(self._producer.flush(timeout))
         except (confluent_kafka.KafkaException, SystemError) as exc:
@@ -191,6 +215,8 @@ class KafkaTransport(BaseTransport):
             return len(self)
         except RuntimeError:  # closed after being abandoned: nothing of ours is left in it
             return 0
+        finally:
+            serving.active = False
 
     def close(self, timeout: float) -> int:
         """Flush up to ``timeout`` s, purge what remains (each gets a failed report), destroy.
@@ -248,12 +274,19 @@ class KafkaTransport(BaseTransport):
 
     def wait_for_space(self, timeout: float) -> None:
         """Serve delivery reports for up to ``timeout`` s so the local queue drains."""
+        serving = self._serving
+        if serving.active:  # inside a delivery callback: the poll thread drains it
+            self._stop.wait(min(timeout, 0.01))
+            return
+        serving.active = True
         try:
             self._producer.poll(timeout)
         except (confluent_kafka.KafkaException, SystemError) as exc:
             self._handle_poll_exception(exc)
         except RuntimeError:  # closed after being abandoned
             self._stop.wait(min(timeout, _POLL_INTERVAL_S))
+        finally:
+            serving.active = False
 
     def set_busy_backoff(self, seconds: float) -> None:
         """Poll only every ``seconds`` while sends keep coming (they serve reports inline)."""
@@ -276,6 +309,7 @@ class KafkaTransport(BaseTransport):
 
     # -- internals -------------------------------------------------------------------
     def _poll_loop(self) -> None:
+        self._serving.active = True  # this thread only ever serves callbacks
         poll = self._producer.poll
         seen_sends = -1
         while not self._stop.is_set():
@@ -387,6 +421,12 @@ class KafkaTransport(BaseTransport):
                 "brokers are up, or pass connect_timeout=None to start without the check."
             )
         ) from None
+
+
+class _Serving(threading.local):
+    """Per thread: whether it is inside one of this producer's polls (serving callbacks)."""
+
+    active = False
 
 
 class _LibrdkafkaLog:
