@@ -85,7 +85,9 @@ class DeliveryHandle:
     inside a later ``publish()`` (``KafkaTransport.send`` serves ready reports),
     otherwise the ``eventwire-poll`` thread or the thread in ``flush()``/``close()``
     (with an outbox: the relay thread, or the one in ``close()``). Keep callbacks
-    short, and never take a lock in one that is held around ``publish()``.
+    short, and never take a lock in one that is held around ``publish()``. A
+    callback may publish; ``flush()``/``close()`` raise PublisherStateError in one
+    on Kafka (librdkafka cannot be re-entered from its callbacks).
     """
 
     __slots__ = (
