@@ -370,6 +370,27 @@ def test_close_during_a_replacement_leaves_no_producer_running_kafka(mock: Any) 
     assert written_but_reported_unwritten(handles, failures, in_log) == []
 
 
+class ReplacedAfterWriting(MemoryTransport):
+    """Writes records (their acks held back by pause()); its replacement only queues them."""
+
+    def recreate(self) -> BufferingTransport:
+        return BufferingTransport(_log=self._shared)
+
+
+def test_resent_event_purged_at_close_is_possibly_written() -> None:
+    """An event the replaced producer wrote, re-sent and then purged by close(), is reported possibly_written=True."""
+    transport = ReplacedAfterWriting(partitions=1)
+    pub = Publisher(transport=transport, source="urn:test")
+    transport.pause()  # written to the log, the ack not yet received
+    handle = pub.publish(order(1))
+    transport.set_fatal()  # replaced; the re-send waits in the new producer's queue
+    failures = close_reporting(pub, 1)  # ... and is purged there (_PURGE_QUEUE)
+    assert handle.event_id in logged_ids(transport)
+    assert handle.failure is not None
+    assert handle.failure.possibly_written is True, handle.failure
+    assert written_but_reported_unwritten([handle], failures, logged_ids(transport)) == []
+
+
 # -- 3. flush() during a replacement ----------------------------------------------------------
 def assert_flush_tells_the_truth(
     pub: Publisher, handles: list[DeliveryHandle], timeout: float
