@@ -161,7 +161,11 @@ class DeliveryHandle:
         self._ledger.settle(self, msg, self.failure_from(code, err.str()))
 
     def failure_from(self, code: str, reason: str) -> DeliveryFailure:
-        """Build this event's DeliveryFailure for Kafka error ``code``."""
+        """Build this event's DeliveryFailure for Kafka error ``code``.
+
+        An event re-sent through a replacement producer is always ``possibly_written``:
+        a producer it went through before may have written it.
+        """
         return DeliveryFailure(
             self.event_id,
             self.event_type,
@@ -169,7 +173,7 @@ class DeliveryHandle:
             code,
             meaning(code, reason),
             classify(code),
-            is_possibly_written(code),
+            self._resends > 0 or is_possibly_written(code),
         )
 
     def done(self) -> bool:
