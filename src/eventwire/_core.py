@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from eventwire._breaker import BreakerState, CircuitBreaker, connection_probe
-from eventwire._cloudevents import CE_HEADER_COUNT, HeaderTemplate
+from eventwire._cloudevents import CE_HEADER_COUNT
 from eventwire._cloudevents import uuid7 as _uuid7
 from eventwire._codec import ENCODE_ERRORS, resolve_codec
 from eventwire._config import KafkaConfig
@@ -223,10 +223,6 @@ class PublisherCore:
         self.tracing.start(record.handle, record.key, record.headers, len(record.value))
         if self._keeps_records:
             record.handle._record = _resend_record(record.key, record.value, record.headers)
-
-    def header_template(self, type_name: str) -> HeaderTemplate:
-        """The CloudEvents header template used for events of ``type_name``."""
-        return self._router.template_for(type_name)
 
     def count_outcome(self, topic: str, outcome: Outcome, n: int = 1) -> None:
         """Count ``n`` events of ``topic`` with ``outcome`` (no-op without metrics)."""

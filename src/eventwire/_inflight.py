@@ -8,7 +8,7 @@ must happen when an event settles -- metrics, the circuit breaker, resolving an
 asyncio future -- is a hook registered with :meth:`on_settle`; the span ends in
 the handle itself, before any waiter wakes.
 
-It is also the close gate: :meth:`shut` makes every later :meth:`enter` fail
+It is also the close gate: :meth:`shut` makes every later :meth:`gate` refuse
 and waits for the sends already past it, so ``close()`` reports every event
 that got in, and no event gets in afterwards.
 """
@@ -82,21 +82,6 @@ class InFlight:
             yield
         finally:
             senders.pop()
-
-    def enter(self) -> bool:
-        """The gate without a context manager (hot path): False if shut (not entered).
-
-        Every True must be followed by exactly one :meth:`leave`.
-        """
-        self.senders.append(None)
-        if self.closed:
-            self.senders.pop()
-            return False
-        return True
-
-    def leave(self) -> None:
-        """End a send that :meth:`enter` let in."""
-        self.senders.pop()
 
     def shut(self, timeout: float) -> bool:
         """Refuse every later send; wait (bounded) for those under way. False if already shut."""

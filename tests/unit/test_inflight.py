@@ -51,23 +51,19 @@ class _Hook:
 
 class TestGate:
     def test_the_gate_lets_sends_in_until_shut(self) -> None:
-        """Before shut(), gate() and enter() let a send in, and it leaves no trace after."""
+        """Before shut(), gate() lets a send in, and it leaves no trace after."""
         ledger = InFlight()
         with ledger.gate():
             assert len(ledger.senders) == 1
-        assert ledger.enter() is True
-        ledger.leave()
         assert len(ledger.senders) == 0
 
     def test_the_gate_refuses_every_send_after_shut(self) -> None:
-        """After shut(), gate() raises PublisherStateError and enter() returns False,
-        leaving no sender registered."""
+        """After shut(), gate() raises PublisherStateError, leaving no sender registered."""
         ledger = InFlight()
         assert ledger.shut(timeout=1) is True
         with pytest.raises(PublisherStateError, match="closed"):
             with ledger.gate():
                 pytest.fail("a send got past a shut gate")
-        assert ledger.enter() is False
         assert len(ledger.senders) == 0
         assert ledger.closed is True
 
