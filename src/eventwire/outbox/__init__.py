@@ -10,16 +10,19 @@ Events so stored survive broker outages and process crashes.
 
 from eventwire.outbox.base import (
     ClaimedEntry,
+    EventIdConflictError,
     OutboxEntry,
     OutboxStatus,
     OutboxStore,
     RelayHeartbeat,
+    RowState,
 )
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError, RelayStats
 from eventwire.outbox.sqlite import SQLiteOutbox
 
 __all__ = [
     "ClaimedEntry",
+    "EventIdConflictError",
     "OutboxEntry",
     "OutboxRelay",
     "OutboxStatus",
@@ -27,5 +30,6 @@ __all__ = [
     "RelayFailingError",
     "RelayHeartbeat",
     "RelayStats",
+    "RowState",
     "SQLiteOutbox",
 ]

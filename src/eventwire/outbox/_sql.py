@@ -8,10 +8,17 @@ statements stay in the store modules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from eventwire.outbox.base import ClaimedEntry, OutboxEntry, decode_headers
+from eventwire.outbox.base import (
+    DEAD_LETTERED_PREFIX,
+    ClaimedEntry,
+    EventIdConflictError,
+    OutboxEntry,
+    RowState,
+    decode_headers,
+)
 
 #: Columns that make a :class:`ClaimedEntry` (see :func:`claimed`), in this order;
 #: a store selects them, then ``age_s`` (and for ``list_parked`` ``last_error``).
@@ -87,3 +94,56 @@ def claimed(row: Sequence[Any]) -> ClaimedEntry:
     key = None if row[4] is None else bytes(row[4])
     entry = OutboxEntry(row[1], row[2], row[3], key, bytes(row[5]), decode_headers(bytes(row[6])))
     return ClaimedEntry(row[0], entry, row[7], row[8], row[9], max(0.0, float(row[10])))
+
+
+def differing_fields(entry: OutboxEntry, topic: str, key: bytes | None, value: bytes) -> list[str]:
+    """Which of topic, key, value of ``entry`` differ from these (headers do not count)."""
+    return [
+        name
+        for name, mine, theirs in (
+            ("topic", entry.topic, topic),
+            ("key", entry.key, None if key is None else bytes(key)),
+            ("value", entry.value, bytes(value)),
+        )
+        if mine != theirs
+    ]
+
+
+def check_batch_event_ids(entries: Sequence[OutboxEntry]) -> None:
+    """Raise :class:`EventIdConflictError` if two entries share an event id but differ."""
+    if len(entries) < 2:
+        return
+    seen: dict[str, OutboxEntry] = {}
+    for e in entries:
+        first = seen.setdefault(e.event_id, e)
+        if first is not e:
+            differing = differing_fields(e, first.topic, first.key, first.value)
+            if differing:
+                raise EventIdConflictError(e.event_id, None, differing)
+
+
+#: Ids per query of ``row_states`` (an IN list / array that stays cheap to plan).
+ROW_STATES_CHUNK = 500
+
+
+def chunks(ids: Sequence[int], size: int = ROW_STATES_CHUNK) -> Iterator[list[int]]:
+    """``ids`` without duplicates, ``size`` at a time."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
+
+
+def dead_lettered_error(dead_lettered: str | None) -> str | None:
+    """The ``last_error`` ``mark_sent`` stores: None, or the dead-letter reason, prefixed."""
+    return None if dead_lettered is None else DEAD_LETTERED_PREFIX + dead_lettered
+
+
+def row_state(state: str, last_error: str | None) -> RowState:
+    """A :class:`RowState` from a row's ``state`` and ``last_error`` columns."""
+    if state == "pending":
+        return RowState("pending", last_error)
+    if state == "parked":
+        return RowState("parked", last_error)
+    if last_error is not None and last_error.startswith(DEAD_LETTERED_PREFIX):
+        return RowState("dead_lettered", last_error[len(DEAD_LETTERED_PREFIX) :])
+    return RowState("sent", last_error)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
+from eventwire._errors import EventwireError
+
 __all__ = [
+    "DEAD_LETTERED_PREFIX",
     "ClaimedEntry",
+    "EventIdConflictError",
     "OutboxEntry",
     "OutboxStatus",
     "OutboxStore",
     "RelayHeartbeat",
+    "RowState",
     "decode_headers",
     "encode_headers",
     "unwrap_connection",
@@ -74,6 +79,56 @@ class OutboxStatus:
     relays: tuple[RelayHeartbeat, ...] = ()
 
 
+#: How a dead-lettered row's ``last_error`` starts (see :meth:`OutboxStore.mark_sent`).
+DEAD_LETTERED_PREFIX = "dead-lettered: "
+
+
+@dataclass(frozen=True, slots=True)
+class RowState:
+    """Where one outbox row stands, as :meth:`OutboxStore.row_states` reports it."""
+
+    #: ``pending``: not delivered yet (waiting, leased or retrying); ``parked``: set
+    #: aside after a permanent failure; ``sent``: Kafka acknowledged it;
+    #: ``dead_lettered``: given up and recorded as done (the relay dead-lettered it).
+    state: Literal["pending", "parked", "sent", "dead_lettered"]
+    #: The last failure (for ``dead_lettered``: the reason it was given up, without the
+    #: ``"dead-lettered: "`` prefix); None for a delivered row.
+    last_error: str | None
+
+
+class EventIdConflictError(EventwireError, ValueError):
+    """``add()`` got an entry whose ``event_id`` belongs to a different event.
+
+    The outbox stores an event once while it is unsent, so a re-send with the same
+    ``event_id`` must be the same event: same topic, key and value (headers may
+    differ, e.g. ``ce_time``). Nothing of that ``add()`` is stored (with
+    ``connection=``, the caller's transaction may hold the entries before the
+    conflicting one: roll it back).
+
+    Attributes:
+        event_id: the event id used twice.
+        row_id: the unsent row already holding it, or None if the clash is between
+            two entries of the same ``add()``.
+        differing: which of ``"topic"``, ``"key"``, ``"value"`` differ.
+    """
+
+    def __init__(self, event_id: str, row_id: int | None, differing: Sequence[str]) -> None:
+        self.event_id = event_id
+        self.row_id = row_id
+        self.differing = tuple(differing)
+        where = (
+            "an earlier entry of the same add()"
+            if row_id is None
+            else f"the unsent outbox row {row_id}"
+        )
+        super().__init__(
+            f"event_id {event_id!r} is already used by {where} with a different "
+            f"{', '.join(self.differing)}; nothing of this add() was stored. Give a different "
+            "event a new event_id; a re-send of the same event must carry the same topic, "
+            "key and value"
+        )
+
+
 class OutboxStore(Protocol):
     """Durable storage of entries between ``publish()`` and Kafka's ack.
 
@@ -83,6 +138,9 @@ class OutboxStore(Protocol):
       ``connection=``, are part of the caller's open transaction). It is
       idempotent by ``event_id`` while an entry is unsent: re-adding an event whose
       row is still pending or parked returns that row's id and stores nothing new.
+      A re-add must be the *same* event (same topic, key and value; headers may
+      differ): another event under an unsent row's ``event_id`` raises
+      :class:`EventIdConflictError` and nothing of that ``add()`` is stored.
     * ``claim_batch`` returns pending entries in the store's order and never returns
       an entry while an earlier entry of the same (topic, key) is still pending, so
       per-key order survives retries. The order is fixed once an entry can be
@@ -94,6 +152,11 @@ class OutboxStore(Protocol):
       database server's, or for SQLite the host's monotonic clock), never by the
       caller's wall clock, and a clock that steps back neither stalls a retry nor
       holds a lease longer than it was given.
+    * A relay's outcome applies only while it holds the lease: ``mark_retry`` and
+      ``park`` with ``owner=`` change nothing once the row left ``pending`` or was
+      claimed by another owner (its lease expired and was taken over), so a relay
+      whose round outlasted its lease cannot undo the outcome of the relay that
+      took the entry over. ``mark_sent`` is unconditional: an ack is the truth.
     """
 
     def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
@@ -106,7 +169,16 @@ class OutboxStore(Protocol):
         a fresh attempt budget (as :meth:`requeue_parked`). Rows already sent do
         not count: a re-send after delivery is a new row (same ``ce_id``).
 
+        A re-add must be the same event: same ``topic``, ``key`` and ``value``
+        (headers are not compared, ``ce_time`` differs between re-sends). The
+        check costs no extra query when no ``event_id`` has an unsent row.
+
         Raises:
+            EventIdConflictError: an entry's ``event_id`` has an unsent row (or an
+                earlier entry of the same call) with a different topic, key or
+                value. Nothing of this call is stored; with ``connection=``, the
+                entries before the conflicting one may already be in the caller's
+                transaction, which is the caller's to roll back.
             OutboxWriteError: (without ``connection=``) nothing is stored
                 (``possibly_written=False``), or the outcome is unknown
                 (``possibly_written=True``, e.g. the connection dropped during
@@ -118,19 +190,55 @@ class OutboxStore(Protocol):
         """Lease up to ``limit`` sendable entries to ``owner`` for ``lease_s`` seconds."""
         ...
 
-    def mark_sent(self, ids: Sequence[int]) -> None:
-        """Record that Kafka acknowledged these entries."""
-        ...
+    def mark_sent(self, ids: Sequence[int], *, dead_lettered: str | None = None) -> None:
+        """Record that these entries are done: Kafka acknowledged them, or they were dead-lettered.
 
-    def mark_retry(self, entry_id: int, error: str, delay_s: float) -> None:
-        """Release the lease; make the entry sendable again ``delay_s`` seconds from now.
-
-        "Now" is the store's clock, so the relay host's wall clock plays no part.
+        Unconditional (whoever holds the lease): an ack is the truth. Delivered
+        rows get ``last_error = NULL``; with ``dead_lettered="CODE: reason"`` the
+        rows are done too, with ``last_error = "dead-lettered: CODE: reason"``
+        (:meth:`row_states` reports them as ``dead_lettered``).
         """
         ...
 
-    def park(self, entry_id: int, error: str) -> None:
-        """Set the entry aside (permanent failure); it is kept for inspection and replay."""
+    def mark_retry(
+        self,
+        entry_id: int,
+        error: str,
+        delay_s: float,
+        *,
+        counted: bool = True,
+        owner: str | None = None,
+    ) -> None:
+        """Release the lease; make the entry sendable again ``delay_s`` seconds from now.
+
+        "Now" is the store's clock, so the relay host's wall clock plays no part.
+        ``error`` becomes the row's ``last_error``.
+
+        ``counted=False``: the claim that leased the entry was no attempt (the
+        relay never tried to send it, e.g. it was held back behind an earlier
+        entry of its key): the claim's attempt is taken back (never below 0) and
+        no first failure time is set.
+
+        ``owner``: apply only if the row is still pending and leased to
+        ``owner`` (else change nothing); None: unconditionally.
+        """
+        ...
+
+    def park(self, entry_id: int, error: str, *, owner: str | None = None) -> bool:
+        """Set the entry aside (permanent failure); it is kept for inspection and replay.
+
+        ``owner``: apply only if the row is still pending and leased to ``owner``;
+        None: unconditionally. Returns True if the row was parked.
+        """
+        ...
+
+    def row_states(self, ids: Sequence[int]) -> dict[int, RowState]:
+        """Where each of these rows stands; ids with no row are absent from the result.
+
+        A row that is gone was sent and cleaned up (only sent rows are deleted).
+        Cheap for a few thousand ids (queried in chunks). Lets a publisher learn
+        that another process's relay delivered (or gave up) the rows it wrote.
+        """
         ...
 
     def requeue_parked(self, ids: Sequence[int] | None = None) -> int:

@@ -52,9 +52,11 @@ from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.outbox import _sql
 from eventwire.outbox.base import (
     ClaimedEntry,
+    EventIdConflictError,
     OutboxEntry,
     OutboxStatus,
     RelayHeartbeat,
+    RowState,
     encode_headers,
     unwrap_connection,
 )
@@ -161,6 +163,9 @@ _DEAD_PEER_DEFAULTS: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 60_000,
 }
+
+#: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
+_OWNED = " AND state = 'pending' AND lease_owner = %(owner)s"
 
 _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
 
@@ -277,7 +282,13 @@ class PostgresOutbox:
 
     # -- writing ------------------------------------------------------------------------------
     def _insert(self, conn: psycopg.Connection[Any], entries: Sequence[OutboxEntry]) -> list[int]:
-        """Insert (or find the unsent rows of) ``entries`` in ``conn``'s open transaction."""
+        """Insert (or find the unsent rows of) ``entries`` in ``conn``'s open transaction.
+
+        Raises:
+            EventIdConflictError: an unsent row (or an earlier entry) has the event
+                id of an entry but another topic, key or value.
+        """
+        _sql.check_batch_event_ids(entries)
         ids: list[int | None] = [None] * len(entries)
         todo = list(range(len(entries)))
         for _ in range(3):  # a conflicting row sent in between is inserted anew
@@ -295,14 +306,22 @@ class PostgresOutbox:
             if not todo:
                 break
             wanted = list({entries[i].event_id for i in todo})
+            # Only re-sends get here (no query when no event id has an unsent row).
             found = {
-                event_id: (row_id, state)
-                for event_id, row_id, state in conn.execute(
-                    "SELECT event_id, id, state FROM eventwire_outbox"
+                event_id: (row_id, state, topic, key, value)
+                for event_id, row_id, state, topic, key, value in conn.execute(
+                    "SELECT event_id, id, state, topic, key, value FROM eventwire_outbox"
                     " WHERE event_id = ANY(%s) AND state <> 'sent'",
                     (wanted,),
                 ).fetchall()
             }
+            for i in todo:
+                e = entries[i]
+                if e.event_id in found:
+                    row_id, _, topic, key, value = found[e.event_id]
+                    differing = _sql.differing_fields(e, topic, key, value)
+                    if differing:
+                        raise EventIdConflictError(e.event_id, row_id, differing)
             parked = [found[e][0] for e in wanted if e in found and found[e][1] == "parked"]
             if parked:  # a deliberate re-send of a parked event: it starts over
                 conn.execute(f"{_REQUEUE} WHERE id = ANY(%s) AND state = 'parked'", (parked,))
@@ -323,6 +342,11 @@ class PostgresOutbox:
         database errors propagate unchanged.
 
         Raises:
+            EventIdConflictError: an entry's ``event_id`` has an unsent row (or an
+                earlier entry of this call) with a different topic, key or value.
+                Without ``connection``, the transaction is rolled back: nothing is
+                stored. With ``connection``, the entries inserted before the
+                conflict are in the caller's transaction: roll it back.
             ConfigurationError: ``connection`` is not a psycopg connection.
             OutboxWriteError: (without ``connection``) ``possibly_written=False``:
                 the write failed before COMMIT, or the server rejected the COMMIT
@@ -407,38 +431,85 @@ class PostgresOutbox:
         rows.sort(key=lambda r: (int(r[11]), r[0]))
         return [_sql.claimed(r) for r in rows]
 
-    def _write(self, sql: str, params: Sequence[Any]) -> int:
+    def _write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> int:
         def work(conn: psycopg.Connection[Any]) -> int:
             return conn.execute(sql, params).rowcount
 
         return self._run(work)
 
-    def mark_sent(self, ids: Sequence[int]) -> None:
-        """Mark entries acknowledged by Kafka."""
+    def mark_sent(self, ids: Sequence[int], *, dead_lettered: str | None = None) -> None:
+        """Mark entries done: acknowledged by Kafka, or dead-lettered (``"CODE: reason"``).
+
+        See :meth:`OutboxStore.mark_sent`.
+        """
         if ids:
             self._write(
                 f"UPDATE eventwire_outbox SET state = 'sent', sent_at = {_NOW}, lease_until = 0,"
-                " leased_at = 0, lease_owner = NULL WHERE id = ANY(%s)",
-                (list(ids),),
+                " leased_at = 0, lease_owner = NULL, last_error = %s WHERE id = ANY(%s)",
+                (_sql.dead_lettered_error(dead_lettered), list(ids)),
             )
 
-    def mark_retry(self, entry_id: int, error: str, delay_s: float) -> None:
-        """Release the lease; the entry is sendable again ``delay_s`` s from now (server clock)."""
+    def mark_retry(
+        self,
+        entry_id: int,
+        error: str,
+        delay_s: float,
+        *,
+        counted: bool = True,
+        owner: str | None = None,
+    ) -> None:
+        """Release the lease; the entry is sendable again ``delay_s`` s from now (server clock).
+
+        See :meth:`OutboxStore.mark_retry` (``counted``, ``owner``).
+        """
+        attempt = (
+            f"first_failed_at = COALESCE(first_failed_at, {_NOW})"
+            if counted
+            else "attempts = GREATEST(attempts - 1, 0)"
+        )
         self._write(
             "UPDATE eventwire_outbox SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
-            f" next_attempt_at = {_NOW} + %s, retry_scheduled_at = {_NOW}, last_error = %s,"
-            f" first_failed_at = COALESCE(first_failed_at, {_NOW}) WHERE id = %s",
-            (max(0.0, delay_s), error, entry_id),
+            f" next_attempt_at = {_NOW} + %(delay)s, retry_scheduled_at = {_NOW},"
+            f" last_error = %(error)s, {attempt}"
+            f" WHERE id = %(id)s{_OWNED if owner is not None else ''}",
+            {"delay": max(0.0, delay_s), "error": error, "id": entry_id, "owner": owner},
         )
 
-    def park(self, entry_id: int, error: str) -> None:
-        """Set an entry aside after a permanent failure."""
-        self._write(
-            "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0, leased_at = 0,"
-            " lease_owner = NULL, last_error = %s,"
-            f" first_failed_at = COALESCE(first_failed_at, {_NOW}) WHERE id = %s",
-            (error, entry_id),
+    def park(self, entry_id: int, error: str, *, owner: str | None = None) -> bool:
+        """Set an entry aside after a permanent failure; True if it was parked.
+
+        See :meth:`OutboxStore.park` (``owner``).
+        """
+        return (
+            self._write(
+                "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0, leased_at = 0,"
+                " lease_owner = NULL, last_error = %(error)s,"
+                f" first_failed_at = COALESCE(first_failed_at, {_NOW})"
+                f" WHERE id = %(id)s{_OWNED if owner is not None else ''}",
+                {"error": error, "id": entry_id, "owner": owner},
+            )
+            > 0
         )
+
+    def row_states(self, ids: Sequence[int]) -> dict[int, RowState]:
+        """Each row's state; ids with no row (sent, cleaned up) are absent.
+
+        See :meth:`OutboxStore.row_states`.
+        """
+        batches = list(_sql.chunks(ids))
+        if not batches:
+            return {}
+
+        def work(conn: psycopg.Connection[Any]) -> list[Any]:
+            rows: list[Any] = []
+            for chunk in batches:
+                rows += conn.execute(
+                    "SELECT id, state, last_error FROM eventwire_outbox WHERE id = ANY(%s)",
+                    (chunk,),
+                ).fetchall()
+            return rows
+
+        return {i: _sql.row_state(state, err) for i, state, err in self._run(work)}
 
     def requeue_parked(self, ids: Sequence[int] | None = None) -> int:
         """Make parked entries pending again (all, or ``ids``) with a fresh start; how many.

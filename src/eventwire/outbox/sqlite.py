@@ -34,9 +34,11 @@ from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.outbox import _sql
 from eventwire.outbox.base import (
     ClaimedEntry,
+    EventIdConflictError,
     OutboxEntry,
     OutboxStatus,
     RelayHeartbeat,
+    RowState,
     encode_headers,
     unwrap_connection,
 )
@@ -82,12 +84,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS eventwire_outbox_unsent_event
 """
 
 # ON CONFLICT: the event already has an unsent row; the no-op update makes RETURNING
-# give that row's id (and state, so a parked one can be requeued).
+# give that row's id (and state, so a parked one can be requeued), and whether its
+# topic, key and value are this entry's (a fresh row: trivially; ``IS``: NULL keys
+# compare equal), so a different event under the same id is found without a query.
 _INSERT = (
     "INSERT INTO eventwire_outbox (event_id, event_type, topic, key, value, headers, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
     " ON CONFLICT (event_id) WHERE state <> 'sent' DO UPDATE SET state = state"
-    " RETURNING id, state"
+    " RETURNING id, state, topic IS ?3, key IS ?4, value IS ?5"
 )
 
 _REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=':wall')}"
@@ -112,6 +116,9 @@ WHERE o.state = 'pending' AND NOT {_sql.held_back(":now", "o")}
 ORDER BY o.id
 LIMIT :limit
 """
+
+#: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
+_OWNED = " AND state = 'pending' AND lease_owner = :owner"
 
 #: Heartbeats of one owner with the same error are written at most this often.
 _BEAT_INTERVAL_S = 1.0
@@ -169,12 +176,18 @@ class SQLiteOutbox:
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[int]:
+        _sql.check_batch_event_ids(entries)
         wall = time.time()
         ids: list[int] = []
         parked: list[int] = []
         for e in entries:
             row = (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers))
-            [(entry_id, state)] = conn.execute(_INSERT, (*row, wall)).fetchall()
+            [(entry_id, state, *same)] = conn.execute(_INSERT, (*row, wall)).fetchall()
+            if not all(same):
+                differing = [
+                    n for n, ok in zip(("topic", "key", "value"), same, strict=True) if not ok
+                ]
+                raise EventIdConflictError(e.event_id, entry_id, differing)
             ids.append(entry_id)
             if state == "parked":
                 parked.append(entry_id)
@@ -192,6 +205,11 @@ class SQLiteOutbox:
         returns, in one transaction.
 
         Raises:
+            EventIdConflictError: an entry's ``event_id`` has an unsent row (or an
+                earlier entry of this call) with a different topic, key or value.
+                Without ``connection``, the transaction is rolled back: nothing is
+                stored. With ``connection``, the entries inserted before the
+                conflicting one are in the caller's transaction: roll it back.
             ConfigurationError: ``connection`` is not a sqlite3 connection.
             OutboxWriteError: (without ``connection``) the write failed, e.g. the
                 file stayed locked by another process for ``busy_timeout_s``.
@@ -271,33 +289,85 @@ class SQLiteOutbox:
             self._conn.execute("COMMIT")
             return count
 
-    def mark_sent(self, ids: Sequence[int]) -> None:
-        """Mark entries acknowledged by Kafka."""
+    def mark_sent(self, ids: Sequence[int], *, dead_lettered: str | None = None) -> None:
+        """Mark entries done: acknowledged by Kafka, or dead-lettered (``"CODE: reason"``).
+
+        See :meth:`OutboxStore.mark_sent`.
+        """
         now = time.time()
+        error = _sql.dead_lettered_error(dead_lettered)
         self._write(
             "UPDATE eventwire_outbox SET state = 'sent', sent_at = ?, lease_until = 0,"
-            " leased_at = 0, lease_owner = NULL WHERE id = ?",
-            [(now, i) for i in ids],
+            " leased_at = 0, lease_owner = NULL, last_error = ? WHERE id = ?",
+            [(now, error, i) for i in ids],
         )
 
-    def mark_retry(self, entry_id: int, error: str, delay_s: float) -> None:
-        """Release the lease; the entry is sendable again ``delay_s`` s from now (monotonic)."""
+    def mark_retry(
+        self,
+        entry_id: int,
+        error: str,
+        delay_s: float,
+        *,
+        counted: bool = True,
+        owner: str | None = None,
+    ) -> None:
+        """Release the lease; the entry is sendable again ``delay_s`` s from now (monotonic).
+
+        See :meth:`OutboxStore.mark_retry` (``counted``, ``owner``).
+        """
         now = time.monotonic()
+        attempt = (
+            "first_failed_at = COALESCE(first_failed_at, :wall)"
+            if counted
+            else "attempts = MAX(attempts - 1, 0)"
+        )
         self._write(
             "UPDATE eventwire_outbox SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
-            " next_attempt_at = ?, retry_scheduled_at = ?, last_error = ?,"
-            " first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
-            [(now + max(0.0, delay_s), now, error, time.time(), entry_id)],
+            " next_attempt_at = :next, retry_scheduled_at = :now, last_error = :error,"
+            f" {attempt} WHERE id = :id{_OWNED if owner is not None else ''}",
+            [
+                {
+                    "next": now + max(0.0, delay_s),
+                    "now": now,
+                    "error": error,
+                    "wall": time.time(),
+                    "id": entry_id,
+                    "owner": owner,
+                }
+            ],
         )
 
-    def park(self, entry_id: int, error: str) -> None:
-        """Set an entry aside after a permanent failure."""
-        self._write(
-            "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0, leased_at = 0,"
-            " lease_owner = NULL, last_error = ?,"
-            " first_failed_at = COALESCE(first_failed_at, ?) WHERE id = ?",
-            [(error, time.time(), entry_id)],
+    def park(self, entry_id: int, error: str, *, owner: str | None = None) -> bool:
+        """Set an entry aside after a permanent failure; True if it was parked.
+
+        See :meth:`OutboxStore.park` (``owner``).
+        """
+        return (
+            self._write(
+                "UPDATE eventwire_outbox SET state = 'parked', lease_until = 0, leased_at = 0,"
+                " lease_owner = NULL, last_error = :error,"
+                " first_failed_at = COALESCE(first_failed_at, :wall)"
+                f" WHERE id = :id{_OWNED if owner is not None else ''}",
+                [{"error": error, "wall": time.time(), "id": entry_id, "owner": owner}],
+            )
+            > 0
         )
+
+    def row_states(self, ids: Sequence[int]) -> dict[int, RowState]:
+        """Each row's state; ids with no row (sent, cleaned up) are absent.
+
+        See :meth:`OutboxStore.row_states`.
+        """
+        found: dict[int, RowState] = {}
+        with self._lock:
+            for chunk in _sql.chunks(ids):
+                rows = self._conn.execute(
+                    "SELECT id, state, last_error FROM eventwire_outbox"
+                    f" WHERE id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                found.update((i, _sql.row_state(state, err)) for i, state, err in rows)
+        return found
 
     def requeue_parked(self, ids: Sequence[int] | None = None) -> int:
         """Make parked entries pending again (all, or ``ids``) with a fresh start; how many.
