@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from eventwire.outbox import OutboxEntry
+from eventwire.outbox import EventIdConflictError, OutboxEntry, RowState
 
 _real_time = time.time
 
@@ -283,7 +283,183 @@ class TestRetries:
         assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-1"]
 
 
-class TestParked:
+class TestUncountedRelease:
+    def test_a_release_with_counted_false_does_not_use_up_attempts(self, store: Any) -> None:
+        """Claimed and released 4 times with counted=False (never tried): attempts stays 0,
+        no first failure time; counted releases make attempts grow."""
+        store.add([entry(1)])
+        for _ in range(4):
+            [item] = store.claim_batch(10, owner="o", lease_s=30)
+            store.mark_retry(
+                item.id, "_HELD_BACK: an earlier event of its key failed", 0, counted=False
+            )
+        [item] = store.claim_batch(10, owner="o", lease_s=30)
+        assert (item.attempts, item.first_failed_at) == (0, None)
+        for n in range(1, 4):
+            store.mark_retry(item.id, "_MSG_TIMED_OUT: x", 0, counted=True)
+            [item] = store.claim_batch(10, owner="o", lease_s=30)
+            assert item.attempts == n
+        assert item.first_failed_at is not None
+
+    def test_an_uncounted_release_never_takes_attempts_below_zero(self, store: Any) -> None:
+        """counted=False on an entry with no claim counted leaves attempts at 0."""
+        [row] = store.add([entry(1)])
+        store.mark_retry(row, "_HELD_BACK: x", 0, counted=False)
+        store.mark_retry(row, "_HELD_BACK: x", 0, counted=False)
+        [item] = store.claim_batch(10, owner="o", lease_s=30)
+        assert item.attempts == 0
+
+    def test_an_uncounted_release_keeps_an_earlier_first_failure(self, store: Any) -> None:
+        """A counted failure's first_failed_at survives a later uncounted release."""
+        store.add([entry(1)])
+        [item] = store.claim_batch(10, owner="o", lease_s=30)
+        store.mark_retry(item.id, "_MSG_TIMED_OUT: x", 0)
+        [item] = store.claim_batch(10, owner="o", lease_s=30)
+        first_failed_at = item.first_failed_at
+        store.mark_retry(item.id, "_HELD_BACK: x", 0, counted=False)
+        [item] = store.claim_batch(10, owner="o", lease_s=30)
+        assert (item.attempts, item.first_failed_at) == (1, first_failed_at)
+
+
+def lease_owner(backend: Backend, row_id: int) -> Any:
+    """The ``lease_owner`` column of a row."""
+    [(owner,)] = backend.sql("SELECT lease_owner FROM eventwire_outbox WHERE id = ?", row_id)
+    return owner
+
+
+class TestLeaseOwnership:
+    def test_a_relay_that_lost_its_lease_cannot_retry_or_park_the_entry(
+        self, backend: Backend
+    ) -> None:
+        """Relay A's lease expired and relay B claimed the entry: A's mark_retry/park(owner=A)
+        change nothing (B's lease intact, pending, not parked; park returns False)."""
+        relay_a, relay_b = backend.open(), backend.open()
+        [row] = relay_a.add([entry(1)])
+        relay_a.claim_batch(10, owner="A", lease_s=30)
+        backend.shift(row, -31)
+        [taken] = relay_b.claim_batch(10, owner="B", lease_s=30)
+        assert taken.id == row
+        relay_a.mark_retry(row, "_MSG_TIMED_OUT: late", 0, owner="A")
+        relay_a.mark_retry(row, "_HELD_BACK: late", 0, counted=False, owner="A")
+        assert relay_a.park(row, "MSG_SIZE_TOO_LARGE: late", owner="A") is False
+        assert lease_owner(backend, row) == "B"
+        assert relay_a.row_states([row]) == {row: RowState("pending", None)}
+        assert relay_a.claim_batch(10, owner="C", lease_s=30) == []  # B's lease holds
+        assert relay_a.status().parked == 0
+        [(attempts,)] = backend.sql("SELECT attempts FROM eventwire_outbox WHERE id = ?", row)
+        assert attempts == 2  # A's claim and B's, neither undone by A
+
+    def test_a_late_park_does_not_turn_a_sent_row_into_a_parked_one(self, backend: Backend) -> None:
+        """After B's mark_sent, A's park(owner=A) returns False and the row stays sent."""
+        relay_a, relay_b = backend.open(), backend.open()
+        [row] = relay_a.add([entry(1)])
+        relay_a.claim_batch(10, owner="A", lease_s=30)
+        backend.shift(row, -31)
+        relay_b.claim_batch(10, owner="B", lease_s=30)
+        relay_b.mark_sent([row])
+        assert relay_a.park(row, "MSG_SIZE_TOO_LARGE: late", owner="A") is False
+        relay_a.mark_retry(row, "_MSG_TIMED_OUT: late", 0, owner="A")
+        assert relay_a.row_states([row]) == {row: RowState("sent", None)}
+        assert relay_a.status().sent_retained == 1
+
+    def test_the_lease_holder_retries_and_parks(self, backend: Backend, store: Any) -> None:
+        """mark_retry/park with the owner holding the lease apply; park returns True."""
+        [row] = store.add([entry(1)])
+        store.claim_batch(10, owner="A", lease_s=30)
+        store.mark_retry(row, "_MSG_TIMED_OUT: x", 60, owner="A")
+        assert lease_owner(backend, row) is None
+        assert store.claim_batch(10, owner="A", lease_s=30) == []  # waiting for its retry
+        backend.shift(row, -61)
+        store.claim_batch(10, owner="A", lease_s=30)
+        assert store.park(row, "MSG_SIZE_TOO_LARGE: x", owner="A") is True
+        assert store.row_states([row]) == {row: RowState("parked", "MSG_SIZE_TOO_LARGE: x")}
+
+    def test_an_expired_lease_nobody_took_over_is_still_the_owners(
+        self, backend: Backend, store: Any
+    ) -> None:
+        """A relay whose lease expired, with no one claiming since, may still park the entry."""
+        [row] = store.add([entry(1)])
+        store.claim_batch(10, owner="A", lease_s=30)
+        backend.shift(row, -31)
+        assert store.park(row, "MSG_SIZE_TOO_LARGE: x", owner="A") is True
+
+    def test_without_owner_park_and_retry_are_unconditional(
+        self, backend: Backend, store: Any
+    ) -> None:
+        """owner=None (the CLI, older relays): park applies whoever holds the lease."""
+        [one, two] = store.add([entry(1, key=b"a"), entry(2, key=b"b")])
+        store.claim_batch(10, owner="B", lease_s=30)
+        store.mark_retry(one, "_MSG_TIMED_OUT: x", 0)
+        assert lease_owner(backend, one) is None
+        assert store.park(two, "MSG_SIZE_TOO_LARGE: x") is True
+        assert store.status().parked == 1
+
+
+class TestRowStates:
+    def test_a_delivered_row_has_no_last_error(self, store: Any) -> None:
+        """mark_sent clears the error of an earlier failed attempt."""
+        [row] = store.add([entry(1)])
+        store.claim_batch(10, owner="o", lease_s=30)
+        store.mark_retry(row, "_MSG_TIMED_OUT: x", 0)
+        assert store.row_states([row]) == {row: RowState("pending", "_MSG_TIMED_OUT: x")}
+        store.claim_batch(10, owner="o", lease_s=30)
+        store.mark_sent([row])
+        assert store.row_states([row]) == {row: RowState("sent", None)}
+
+    def test_a_dead_lettered_row_is_done_and_reported_as_dead_lettered(
+        self, backend: Backend, store: Any
+    ) -> None:
+        """mark_sent(dead_lettered="CODE: reason"): the row is done (counted as sent, never
+        claimed again), last_error is "dead-lettered: CODE: reason", and row_states says
+        dead_lettered with the reason."""
+        [row, other] = store.add([entry(1, key=b"a"), entry(2, key=b"b")])
+        store.claim_batch(10, owner="o", lease_s=30)
+        store.mark_sent([row], dead_lettered="TOPIC_AUTHORIZATION_FAILED: denied")
+        store.mark_sent([other])
+        assert store.row_states([row, other]) == {
+            row: RowState("dead_lettered", "TOPIC_AUTHORIZATION_FAILED: denied"),
+            other: RowState("sent", None),
+        }
+        [(error,)] = backend.sql("SELECT last_error FROM eventwire_outbox WHERE id = ?", row)
+        assert error == "dead-lettered: TOPIC_AUTHORIZATION_FAILED: denied"
+        assert store.status().sent_retained == 2
+        assert store.claim_batch(10, owner="o", lease_s=30) == []
+
+    def test_row_states_reports_each_row_another_process_wrote(
+        self, backend: Backend, store: Any
+    ) -> None:
+        """Pending, parked, sent and dead-lettered rows as their states; a cleaned-up id
+        (and an unknown one) is absent; another store sees the same."""
+        rows = store.add([entry(n, key=f"k{n}".encode()) for n in range(5)])
+        store.claim_batch(10, owner="o", lease_s=30)
+        store.mark_retry(rows[0], "_MSG_TIMED_OUT: x", 60)
+        store.park(rows[1], "MSG_SIZE_TOO_LARGE: x")
+        store.mark_sent([rows[2]])
+        store.mark_sent([rows[3]], dead_lettered="UNKNOWN_TOPIC_OR_PART: gone")
+        store.mark_sent([rows[4]])
+        backend.sql("UPDATE eventwire_outbox SET sent_at = sent_at - 7200 WHERE id = ?", rows[4])
+        assert store.cleanup(3600) == 1
+        expected = {
+            rows[0]: RowState("pending", "_MSG_TIMED_OUT: x"),
+            rows[1]: RowState("parked", "MSG_SIZE_TOO_LARGE: x"),
+            rows[2]: RowState("sent", None),
+            rows[3]: RowState("dead_lettered", "UNKNOWN_TOPIC_OR_PART: gone"),
+        }
+        assert store.row_states([*rows, 10_000]) == expected
+        assert backend.open().row_states(rows) == expected
+
+    def test_row_states_of_thousands_of_ids(self, store: Any) -> None:
+        """Thousands of ids (more than one query's chunk, with repeats) in one call."""
+        rows = store.add([entry(n, key=f"k{n % 50}".encode()) for n in range(1200)])
+        store.mark_sent(rows[:700])
+        states = store.row_states([*rows, *rows[:10], *range(100_000, 100_600)])
+        assert set(states) == set(rows)
+        assert [states[r].state for r in rows] == ["sent"] * 700 + ["pending"] * 500
+
+    def test_row_states_of_no_ids_is_empty(self, store: Any) -> None:
+        """No ids: an empty dict."""
+        assert store.row_states([]) == {}
+
     def test_sent_parked_and_status(self, store: Any) -> None:
         """mark_sent and park move entries out of pending; status counts them; requeue undoes park."""
         store.add([entry(n, key=f"k{n}".encode()) for n in range(3)])
@@ -391,6 +567,99 @@ class TestIdempotentAdd:
             conn.commit()
         finally:
             conn.close()
+        assert store.status().pending == 1
+
+
+def other_event(n: int, differs: str) -> OutboxEntry:
+    """Entry ``n`` with its topic, key or value changed (``differs``); the same event id."""
+    same = entry(n)
+    return OutboxEntry(
+        same.event_id,
+        same.event_type,
+        "payments" if differs == "topic" else same.topic,
+        {"key": b"secret-key", "null key": None}.get(differs, same.key),
+        b"secret-value" if differs == "value" else same.value,
+        same.headers,
+    )
+
+
+class TestEventIdConflicts:
+    @pytest.mark.parametrize(
+        ("differs", "field"),
+        [("topic", "topic"), ("key", "key"), ("null key", "key"), ("value", "value")],
+    )
+    def test_another_event_under_an_unsent_event_id_is_refused(
+        self, store: Any, differs: str, field: str
+    ) -> None:
+        """An entry whose event id has a pending row with another topic, key or value raises
+        EventIdConflictError (naming the event id and the field, not the values), and
+        nothing of that add() is stored."""
+        [first] = store.add([entry(1)])
+        with pytest.raises(EventIdConflictError) as raised:
+            store.add([entry(2), other_event(1, differs), entry(3)])
+        err = raised.value
+        assert (err.event_id, err.row_id, err.differing) == ("id-1", first, (field,))
+        assert isinstance(err, ValueError)
+        message = str(err)
+        assert "'id-1'" in message and field in message
+        assert "secret" not in message and "payments" not in message
+        assert "new event_id" in message
+        assert store.status().pending == 1
+        assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-1"]
+
+    def test_every_differing_field_is_named(self, store: Any) -> None:
+        """A re-add differing in topic, key and value names all three."""
+        store.add([entry(1)])
+        changed = OutboxEntry("id-1", "T", "payments", b"other", b"other", ())
+        with pytest.raises(EventIdConflictError) as raised:
+            store.add([changed])
+        assert raised.value.differing == ("topic", "key", "value")
+
+    def test_a_resend_with_other_headers_is_the_same_event(self, store: Any) -> None:
+        """Headers are not compared (ce_time differs between re-sends): same row id."""
+        [first] = store.add([entry(1)])
+        resent = OutboxEntry("id-1", "T", "orders", b"k", b"v1", (("ce_time", b"later"),))
+        assert store.add([resent]) == [first]
+        assert store.status().pending == 1
+
+    def test_a_resend_of_an_event_with_a_null_key_is_the_same_event(self, store: Any) -> None:
+        """NULL keys compare equal: re-adding an unkeyed event returns its row."""
+        [first] = store.add([entry(1, key=None)])
+        assert store.add([entry(1, key=None)]) == [first]
+        with pytest.raises(EventIdConflictError):
+            store.add([entry(1, key=b"")])  # an empty key is not a null key
+
+    def test_a_conflict_with_a_parked_row_leaves_it_parked(self, store: Any) -> None:
+        """A different event under a parked row's event id is refused; the row is not requeued."""
+        [first] = store.add([entry(1)])
+        store.claim_batch(10, owner="o", lease_s=30)
+        store.park(first, "MSG_SIZE_TOO_LARGE: x")
+        with pytest.raises(EventIdConflictError) as raised:
+            store.add([other_event(1, "value")])
+        assert raised.value.row_id == first
+        assert store.row_states([first]) == {first: RowState("parked", "MSG_SIZE_TOO_LARGE: x")}
+
+    def test_two_events_with_one_event_id_in_one_add_are_refused(self, store: Any) -> None:
+        """Two entries of one add() sharing an event id but differing: refused, none stored."""
+        with pytest.raises(EventIdConflictError) as raised:
+            store.add([entry(2), entry(1), other_event(1, "key")])
+        assert (raised.value.event_id, raised.value.row_id) == ("id-1", None)
+        assert raised.value.differing == ("key",)
+        assert store.status().pending == 0
+
+    def test_a_conflict_in_the_callers_transaction_is_raised_for_them_to_roll_back(
+        self, backend: Backend, store: Any
+    ) -> None:
+        """With connection=, the error is raised; after the caller's rollback nothing is stored."""
+        [first] = store.add([entry(1)])
+        conn = backend.connect()
+        try:
+            with pytest.raises(EventIdConflictError):
+                store.add([entry(2), other_event(1, "value")], connection=conn)
+            conn.rollback()
+        finally:
+            conn.close()
+        assert store.row_states([first]) == {first: RowState("pending", None)}
         assert store.status().pending == 1
 
 

@@ -113,3 +113,16 @@ class TestSQLiteOutbox:
         assert "same event_id" in str(info.value)
         store.add([entry(1)])
         assert store.status().pending == 1
+
+    def test_a_conflict_free_add_runs_one_insert_per_entry_and_nothing_else(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """The event-id collision check costs no query: BEGIN, one INSERT per entry, COMMIT."""
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
+        try:
+            store.add([entry(n) for n in range(20)])
+        finally:
+            store._conn.set_trace_callback(None)
+        verbs = [s.split(None, 1)[0].upper() for s in statements]
+        assert verbs == ["BEGIN", *["INSERT"] * 20, "COMMIT"]
