@@ -150,6 +150,8 @@ _CODE_REMEDY = {
     "_OUTBOX_WRITE_UNKNOWN": "re-send it with the same event_id: the outbox will not store "
     "it twice",
     "_CLOSED": "it was not sent; publish it with a new publisher",
+    "_EVENT_ID_CONFLICT": "give a different event its own event_id; a re-send of the same "
+    "event must carry the same topic, key and value",
 }
 
 

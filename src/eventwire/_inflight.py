@@ -61,6 +61,9 @@ class InFlight:
         self.holds_back: Callable[[str], bool] = _never
         #: Set by the producer: make the transport serve delivery reports now.
         self.wake: Callable[[], None] = _nothing
+        #: Set by the producer from its transport: a ``_PURGE_QUEUE`` report may be
+        #: for a record already written (see BaseTransport.queued_may_be_written).
+        self.queued_may_be_written = False
 
     # -- the close gate -------------------------------------------------------------------
     @contextmanager
@@ -120,11 +123,18 @@ class InFlight:
         self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
     ) -> None:
         """Settle an enqueued event (its report, or a sweep); keep its failure for flush."""
+        if (
+            failure is not None
+            and failure.code == "_PURGE_QUEUE"
+            and self.queued_may_be_written
+            and not failure.possibly_written
+        ):  # what may have happened to the event, not its code alone, decides
+            failure = dataclasses.replace(failure, possibly_written=True)
         if not handle._settle(msg, failure):
             return
+        if failure is not None:  # recorded first: a flush that sees the ledger empty
+            self._failures.append(failure)  # must also see this failure
         self._pending.pop(handle, None)
-        if failure is not None:
-            self._failures.append(failure)
         for hook in self._hooks:
             try:
                 hook(handle, failure)

@@ -34,6 +34,8 @@ _PERMANENT = frozenset(
         "_VALUE_SERIALIZATION",
         "POLICY_VIOLATION",
         "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+        # the outbox holds another, unsent event under this event_id
+        "_EVENT_ID_CONFLICT",
     }
 )
 
@@ -57,6 +59,10 @@ _POSSIBLY_WRITTEN = frozenset(
         "REQUEST_TIMED_OUT",
         "_PURGE_INFLIGHT",
         "_OUTBOX_WRITE_UNKNOWN",
+        # still queued at a flush's timeout: it may land afterwards
+        "_FLUSH_TIMEOUT",
+        # durable in the outbox: the next relay writes it
+        "_IN_OUTBOX",
     }
 )
 
@@ -84,6 +90,8 @@ _MEANINGS = {
     "_OUTBOX_WRITE_UNKNOWN": "the outcome of the outbox write is unknown (e.g. the "
     "connection dropped during COMMIT): the event may be stored and then will be sent; "
     "re-send it with the same event_id (the outbox will not store it twice)",
+    "_EVENT_ID_CONFLICT": "the outbox holds a different unsent event (topic, key or "
+    "value) under this event_id; nothing was stored",
     "_FATAL": "the producer hit a fatal error",
     "OUT_OF_ORDER_SEQUENCE_NUMBER": "idempotent sequence broken; the producer is unusable",
 }

@@ -26,7 +26,7 @@ import functools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from eventwire._errors import (
@@ -100,6 +100,12 @@ class Producer:
         self._lock = threading.RLock()
         self._filling: BaseTransport | None = None  # a replacement being given the re-sends
         self._filling_fatal: tuple[str, str] | None = None
+        #: Publishes that reached the replacement while it was being filled (from a
+        #: done-callback on the filling thread): sent after the re-sends, in order.
+        self._late: deque[DeliveryHandle] = deque()
+        #: True once close() gave up waiting for a replacement: whoever installs one
+        #: closes it at once, so nothing is sent after close() returned.
+        self._closed_early = False
         self._error_listeners: list[Callable[[str, str], None]] = []
         self._busy_backoff_s: float | None = None
         ledger.holds_back = self.holds_back
@@ -227,6 +233,11 @@ class Producer:
         """
         acquired = self._lock.acquire(timeout=max(timeout, 1.0))
         try:
+            if not acquired:  # a replacement still re-sending: close it too, now
+                self._closed_early = True
+                filling = self._filling
+                if filling is not None:
+                    filling.close(0)
             self.transport.close(timeout)
         finally:
             if acquired:
@@ -255,6 +266,8 @@ class Producer:
         self.transport.set_busy_backoff(seconds)
 
     def _attach(self, transport: BaseTransport) -> None:
+        if transport.queued_may_be_written:
+            self._ledger.queued_may_be_written = True
         transport.on_fatal(functools.partial(self._on_fatal_from, transport))
         for listener in self._error_listeners:
             transport.on_error(listener)
@@ -311,9 +324,13 @@ class Producer:
             self._on_fatal_from(transport, code, reason)  # replaces now, or already did
             if self.fatal is not None or ledger.closed:
                 return False
-            # (a done-callback publishing during a fill goes to the producer being filled)
-            current = self._filling or self.transport
             ledger.add(handle)
+            if self._filling is not None:
+                # A done-callback publishing during a fill, on the filling thread: it
+                # goes out after the events being re-sent, never ahead of its key's.
+                self._late.append(handle)
+                return True
+            current = self.transport
             if self._resend(current, handle):
                 return True
             ledger.discard(handle)
@@ -336,6 +353,8 @@ class Producer:
             self._attach(new)
             resent = self._fill(new)
             self.transport = new
+            if self._closed_early:  # close() gave up waiting for this fill
+                new.close(0)
             _log.warning(
                 "producer_replaced",
                 code=code,
@@ -360,7 +379,7 @@ class Producer:
         resent: list[DeliveryHandle] = []
         stopped: set[tuple[str, bytes]] = set()
         try:
-            for handle in self._ledger.snapshot():
+            for handle in self._refill_order():
                 if self._ledger.closed:
                     break
                 key = handle._record[0] if handle._record is not None else None
@@ -378,6 +397,14 @@ class Producer:
         finally:
             self._filling = None
         return resent
+
+    def _refill_order(self) -> Iterator[DeliveryHandle]:
+        """The ledger's events in publish order, then those published during the fill."""
+        self._late.clear()  # left by an earlier fill that stopped: in the snapshot now
+        yield from self._ledger.snapshot()
+        late = self._late
+        while late:
+            yield late.popleft()
 
     def _fail_resend(self, handle: DeliveryHandle, code: str, reason: str) -> None:
         """Fail an event that was in flight on a replaced producer (so maybe written)."""

@@ -7,7 +7,13 @@ A round's entries share one enqueue deadline (``ack_timeout``); once an entry of
 a (topic, key) is not enqueued (the local queue stayed full, Kafka refused it,
 or the producer hit a fatal error), the later entries of that key are held back
 to a later round, unsent and with no backoff, so a key's events never overtake
-one another.
+one another. The same holds for a failed delivery report: once an entry's report
+fails and the entry will be retried, the later entries of its key in that round
+are not marked sent even if Kafka acknowledged them; they go out again after it.
+(Such a gap -- a later event written while an earlier one failed -- comes from
+librdkafka when a message times out; the log then holds the later event both
+before and after the earlier one, and its *last* copy is in order.)
+A held-back entry's claim does not count as an attempt (``max_attempts``).
 Retriable failures are rescheduled with capped exponential backoff and jitter.
 Permanent failures, and retriable ones past ``max_attempts`` or ``max_age_s``, go
 to a dead-letter topic (``<topic>.dlq`` by default); they are parked in the
@@ -92,8 +98,15 @@ CLEANUP_INTERVAL_S = 60.0
 #: Relay-internal result of an entry not tried this round because an earlier entry
 #: of its (topic, key) was not enqueued; it goes out in a later round, in order.
 _HELD_BACK = "_HELD_BACK"
+#: Results of sends a stopping relay made: refused by its closed producer or purged
+#: by close(); not attempts of the entry (it goes out with the next relay).
+_STOPPED_CODES = frozenset({"_DESTROY", "_PURGE_QUEUE", "_PURGE_INFLIGHT"})
 #: Steps whose failure stops events from moving (see :meth:`OutboxRelay.problem`).
 _BLOCKING_STEPS = frozenset({"round"})
+
+
+#: The result of an entry whose report did not come within ``ack_timeout``.
+_NO_ACK = ("_FLUSH_TIMEOUT", "no ack within ack_timeout")
 
 
 class RelayFailingError(EventwireError):
@@ -243,6 +256,11 @@ class OutboxRelay:
                 self.metrics.watch_breaker(breaker)
         self._factory = transport_factory
         self._fatal = False
+        #: Guards _stopping against a replacement producer being made meanwhile.
+        self._restart_lock = threading.Lock()
+        #: True once stop() began: no new producer is made, and what the round still
+        #: sends is refused by the closed one and put back unattempted.
+        self._stopping = False
         self._transport = self._attach(transport_factory())
         self.batch_size = batch_size
         self.lease_s = lease_s
@@ -282,6 +300,8 @@ class OutboxRelay:
                 raises; :meth:`run` survives it, a caller of ``run_once`` must too.
                 Entries claimed by a failed round come back when their lease ends.
         """
+        if self._stopping:
+            return 0
         if self._fatal:
             self._restart_transport()
         if self.breaker is not None and not self.breaker.allow():
@@ -358,37 +378,64 @@ class OutboxRelay:
         results: dict[int, tuple[str, str] | None],
         messages: dict[int, ReportMessage] | None = None,
     ) -> None:
-        """Mark the acked entries sent (telling the listener); reschedule or give up the rest."""
-        acked = [item for item in claimed if item.id in results and results[item.id] is None]
+        """Mark the acked entries sent (telling the listener); reschedule or give up the rest.
+
+        Per (topic, key), in claim order: once an entry failed and will be tried
+        again, the later entries of its key are held back too, acknowledged or not.
+        """
+        self._feed_breaker(claimed, results)
+        acked: list[ClaimedEntry] = []
+        failed: list[ClaimedEntry] = []
+        blocked: set[tuple[str, bytes]] = set()
+        for item in claimed:
+            group = (item.entry.topic, item.entry.key or b"")
+            result = results.get(item.id, _NO_ACK)
+            if group in blocked and (result is None or result[0] == _HELD_BACK):
+                # written (or not) after an earlier event of its key failed: it goes
+                # out again after that one, so its last copy in the log is in order
+                results[item.id] = (_HELD_BACK, "an earlier event of its key failed")
+                failed.append(item)
+            elif result is None:
+                acked.append(item)
+            else:
+                failed.append(item)
+                if result[0] == _HELD_BACK or not self._gives_up(item, result[0]):
+                    blocked.add(group)
         if acked:
             self.store.mark_sent([item.id for item in acked])
             self.stats.sent += len(acked)
             if self.metrics is not None:
                 self.metrics.count("delivered", [item.entry.topic for item in acked])
-        self._feed_breaker(claimed, results)
         if self.listener is not None and messages is not None:
             for item in acked:
                 msg = messages.get(item.id)
                 if msg is not None:
                     self.listener.delivered(item.id, item.entry.event_id, msg)
-        done = {item.id for item in acked}
-        self._reschedule([item for item in claimed if item.id not in done], results)
+        self._reschedule(failed, results)
 
     def _reschedule(
         self, failed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
     ) -> None:
-        """Retry each failed entry after a backoff, or give it up; put held-back ones back."""
+        """Retry each failed entry after a backoff, or give it up; put held-back ones back.
+
+        A held-back entry, and one a stopping relay could not send, was never
+        attempted: it is claimable again at once (after its key's blocker) and its
+        claim does not count toward ``max_attempts``.
+        """
         given_up: list[tuple[ClaimedEntry, str, str]] = []
         retried: list[str] = []
+        owner = self.owner
         for item in failed:
-            code, reason = results.get(item.id) or ("_FLUSH_TIMEOUT", "no ack within ack_timeout")
-            if code == _HELD_BACK:  # never tried: claimable again at once, after its key's blocker
-                self.store.mark_retry(item.id, f"{code}: {reason}", 0.0)
+            code, reason = results.get(item.id) or _NO_ACK
+            if code == _HELD_BACK or (self._stopping and code in _STOPPED_CODES):
+                self.store.mark_retry(item.id, f"{code}: {reason}", 0.0, counted=False, owner=owner)
                 self.stats.held_back += 1
             elif self._gives_up(item, code):
                 given_up.append((item, code, reason))
             else:
-                self.store.mark_retry(item.id, f"{code}: {reason}", self.backoff(item.attempts + 1))
+                self.store.mark_retry(
+                    item.id, f"{code}: {reason}", self.backoff(item.attempts + 1), owner=owner
+                )
                 self.stats.retried += 1
                 retried.append(item.entry.topic)
         if retried and self.metrics is not None:
@@ -410,14 +457,15 @@ class OutboxRelay:
         results = self._send_dead_letters(given_up) if self.dead_letter is not None else {}
         for item, code, reason in given_up:
             if item.id in results and results[item.id] is None:
-                self.store.mark_sent([item.id])
+                self.store.mark_sent([item.id], dead_lettered=f"{code}: {reason}")
                 self.stats.dead_lettered += 1
                 outcome: RelayOutcome = "dead_lettered"
                 event = "dead_lettered"
-            else:
-                self.store.park(item.id, f"{code}: {reason}")
+            elif self.store.park(item.id, f"{code}: {reason}", owner=self.owner):
                 self.stats.parked += 1
                 outcome, event = "parked", "outbox_parked"
+            else:  # another relay took the entry over (our round outlasted the lease)
+                continue
             if self.metrics is not None:
                 self.metrics.count(outcome, (item.entry.topic,))
             if self.listener is not None:
@@ -462,7 +510,7 @@ class OutboxRelay:
     ) -> None:
         if self.breaker is None:
             return
-        outcomes = [results.get(item.id, ("_FLUSH_TIMEOUT", "")) for item in claimed]
+        outcomes = [results.get(item.id, _NO_ACK) for item in claimed]
         if any(o is None for o in outcomes):
             self.breaker.record_success()
             return
@@ -476,15 +524,21 @@ class OutboxRelay:
         return random.uniform(cap / 2, cap)
 
     def _restart_transport(self) -> None:
-        """Replace the transport after a fatal error; raises what the factory raises."""
-        _log.warning("producer_recreated", reason="fatal producer error")
-        try:
-            self._transport.close(0)
-        except Exception:
-            _log.exception("transport_close_failed")
-        self._transport = self._attach(self._factory())
-        self._fatal = False
-        self.stats.transport_restarts += 1
+        """Replace the transport after a fatal error; raises what the factory raises.
+
+        Never once :meth:`stop` has begun: a producer made then would never be closed.
+        """
+        with self._restart_lock:
+            if self._stopping:
+                return
+            _log.warning("producer_recreated", reason="fatal producer error")
+            try:
+                self._transport.close(0)
+            except Exception:
+                _log.exception("transport_close_failed")
+            self._transport = self._attach(self._factory())
+            self._fatal = False
+            self.stats.transport_restarts += 1
 
     def _attach(self, transport: BaseTransport) -> BaseTransport:
         """Listen to ``transport``'s fatal errors, and feed its client errors to the breaker.
@@ -603,14 +657,21 @@ class OutboxRelay:
             raise
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the background thread (finishing its round) and close the transport.
+        """Stop the background thread and close the transport, within ``timeout`` s.
 
+        The thread finishes its round if it can within ``timeout``; otherwise the
+        transport is closed under it: what it still sends is refused, what it sent is
+        purged, and those entries go out with the next relay, unattempted. No
+        producer is made after this begins, and none is left open when it returns.
         The relay's gauges (outbox depth and age, breaker state) stop reporting.
         """
+        deadline = time.monotonic() + timeout
         self._stop.set()
+        with self._restart_lock:
+            self._stopping = True
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
         if self.metrics is not None:
             self.metrics.close()
-        self._transport.close(min(timeout, 5.0))
+        self._transport.close(max(0.0, min(deadline - time.monotonic(), 5.0)))

@@ -37,6 +37,13 @@ With ``Publisher(..., outbox=store)``:
   ``_IN_OUTBOX``: their ``result()`` raises DeliveryError although the event is
   durable and the next relay sends it, so the caller must not re-send it (that
   would duplicate it).
+* Several publishers (processes) on one outbox: any relay may ship any row.
+  While ``flush()``/``close()`` wait, the publisher asks the store every
+  :data:`RECONCILE_INTERVAL_S` what became of the rows it still waits for, so a
+  row another process's relay shipped settles its handle here too (delivered:
+  with ``partition`` and ``offset`` -1, which only that relay saw; or failed, if
+  it was dead-lettered or parked), instead of waiting out the timeout or being
+  called ``_IN_OUTBOX`` at close.
 * Bounded memory: the publisher holds at most :data:`TRACKED_HANDLES` handles
   strongly (their done-callbacks fire, their spans end, flush() waits for them);
   beyond that (logged once, ``outbox_handles_untracked``) it holds them weakly, so
@@ -66,7 +73,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 from eventwire._breaker import CircuitBreaker, connection_probe
 from eventwire._errors import ConfigurationError, DeliveryError, OutboxWriteError
 from eventwire.observability.logging import get_logger
-from eventwire.outbox.base import OutboxEntry, OutboxStore
+from eventwire.outbox.base import EventIdConflictError, OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
 from eventwire.transports.base import BaseTransport, factory_of
 
@@ -85,6 +92,32 @@ _log = get_logger("eventwire.outbox")
 #: Handles held strongly per publisher while their events wait for the relay (~0.5 kB
 #: each); beyond that they are held weakly.
 TRACKED_HANDLES = 50_000
+#: Seconds between two questions to the store, while flush() waits, about the rows
+#: this publisher still waits for (shipped by another process's relay?).
+RECONCILE_INTERVAL_S = 0.25
+#: Rows asked about per question (the oldest waiting first).
+_RECONCILE_ROWS = 2_000
+
+
+class _ShippedElsewhere:
+    """The report of a row another process's relay shipped: where, only it knows."""
+
+    __slots__ = ("_topic",)
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return -1
+
+    def offset(self) -> int:
+        return -1
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, -1)
 
 
 class OutboxSink:
@@ -184,6 +217,8 @@ class OutboxSink:
             self._tracked.end(token)
             stored = isinstance(exc, OutboxWriteError) and not exc.possibly_written
             code = "_OUTBOX_WRITE_FAILED" if stored else "_OUTBOX_WRITE_UNKNOWN"
+            if isinstance(exc, EventIdConflictError):  # refused before anything was stored
+                code = "_EVENT_ID_CONFLICT"
             for handle in handles:
                 self.core.ledger.abandon(handle, handle.failure_from(code, str(exc)))
             raise
@@ -237,10 +272,14 @@ class OutboxSink:
         """
         relay = self.relay
         deadline = time.monotonic() + timeout
+        next_reconcile = time.monotonic() + RECONCILE_INTERVAL_S
         while relay is not None and relay.running and time.monotonic() < deadline:
             if self._all_settled():
                 break
             time.sleep(0.1 if self._overflowed else 0.01)
+            if time.monotonic() >= next_reconcile:
+                self.reconcile()
+                next_reconcile = time.monotonic() + RECONCILE_INTERVAL_S
         problem = None
         if relay is not None and not self._all_settled():
             problem = relay.problem()
@@ -271,10 +310,42 @@ class OutboxSink:
         finally:
             if self.relay is not None:
                 self.relay.stop(min(timeout, 10.0))
+            self.reconcile()  # rows another process's relay shipped are not _IN_OUTBOX
             for handle in self._tracked.take_all():
                 # Not a failure: the event is committed and the next relay sends it.
                 self.core.ledger.release(handle, handle.failure_from("_IN_OUTBOX", ""))
             self.core.finish_close(0)
+
+    def reconcile(self) -> int:
+        """Settle the waiting handles whose rows the store says are no longer pending.
+
+        For rows another process's relay shipped or gave up on (this publisher's
+        relay tells it directly). Returns how many rows were settled; a store error
+        is logged and counts as nothing learned.
+        """
+        rows = self._tracked.waiting_rows(_RECONCILE_ROWS)
+        if not rows:
+            return 0
+        try:
+            states = self.store.row_states(rows)
+        except Exception as exc:
+            _log.warning("outbox_status_failed", error=repr(exc))
+            return 0
+        settled = 0
+        ledger = self.core.ledger
+        for row in rows:
+            state = states.get(row)
+            if state is not None and state.state == "pending":
+                continue
+            settled += 1
+            if state is None or state.state == "sent":  # (only sent rows are ever deleted)
+                for handle in self._tracked.report(row, (_ShippedElsewhere(""), "", "")):
+                    ledger.settle(handle, _ShippedElsewhere(handle.topic), None)
+                continue
+            code, _, reason = (state.last_error or "_GIVEN_UP: ").partition(": ")
+            for handle in self._tracked.report(row, (None, code, reason)):
+                ledger.settle(handle, None, handle.failure_from(code, reason))
+        return settled
 
     @property
     def in_flight(self) -> int:
@@ -332,15 +403,18 @@ class _Tracker:
         self.overflowed = False
         #: True once close() took every handle: later adds are settled at once.
         self.closed = False
-        self._adds: dict[int, float] = {}  # add in flight -> when it began
-        self._tokens = itertools.count()
-        self._early: dict[int, tuple[float, _Outcome]] = {}  # row -> (when reported, outcome)
+        # Adds and reports are numbered from one sequence: a report matches an add only
+        # if it came after the add began (an older one is of the row's past, e.g. a
+        # "given up" before a re-publish requeued the parked row).
+        self._seq = itertools.count()
+        self._adds: set[int] = set()  # adds in flight, by the number they began with
+        self._early: dict[int, tuple[int, _Outcome]] = {}  # row -> (report number, outcome)
 
     def begin(self) -> int:
-        """Note an add() starting; return its token for :meth:`end`."""
+        """Note an add() starting; return its token (its number) for :meth:`end`."""
         with self._lock:
-            token = next(self._tokens)
-            self._adds[token] = time.monotonic()
+            token = next(self._seq)
+            self._adds.add(token)
             return token
 
     def end(
@@ -352,17 +426,18 @@ class _Tracker:
         """Track ``handles`` by ``rows`` (none if the add failed); return those already reported."""
         early: list[tuple[DeliveryHandle, _Outcome]] = []
         with self._lock:
-            del self._adds[token]
+            self._adds.discard(token)
             for row, handle in zip(rows, handles, strict=True):
-                reported = self._early.pop(row, None)
-                if reported is not None:
+                reported = self._early.get(row)
+                if reported is not None and reported[0] > token:
+                    del self._early[row]
                     early.append((handle, reported[1]))
                 else:
                     self._hold(row, handle)
-            oldest = min(self._adds.values(), default=math.inf)
+            oldest = min(self._adds, default=math.inf)
             while self._early:  # reports older than every add in flight match none
-                row, (when, _) = next(iter(self._early.items()))
-                if when >= oldest:
+                row, (number, _) = next(iter(self._early.items()))
+                if number >= oldest:
                     break
                 del self._early[row]
         return early
@@ -395,9 +470,16 @@ class _Tracker:
             if weak is not None:
                 handles.append(weak)
             if self._adds:
-                self._early.pop(row, None)  # re-inserted last: the dict stays in time order
-                self._early[row] = (time.monotonic(), outcome)
+                self._early.pop(row, None)  # re-inserted last: the dict stays in order
+                self._early[row] = (next(self._seq), outcome)
         return handles
+
+    def waiting_rows(self, limit: int) -> list[int]:
+        """Up to ``limit`` rows with a live handle still waiting, oldest first."""
+        with self._lock:
+            rows = [row for row, hs in self._strong.items() if any(not h._done for h in hs)]
+            rows.extend(row for row, h in self._weak.items() if not h._done)
+        return rows[:limit]
 
     def take_all(self) -> list[DeliveryHandle]:
         """Stop tracking everything, for good (``closed``); the live handles."""

@@ -89,6 +89,14 @@ class BaseTransport(abc.ABC):
     :meth:`_report_error`.
     """
 
+    #: True if a record reported ``_PURGE_QUEUE`` (dropped from the local queue) may
+    #: nevertheless be in the log. False promises that a queued record was never
+    #: written. librdkafka puts a record whose ProduceRequest timed out back in its
+    #: queue for a retry, and a purge then reports it ``_PURGE_QUEUE`` although the
+    #: broker may have written it (seen on its mock cluster, with no error or log
+    #: line to tell), so :class:`~eventwire.transports.kafka.KafkaTransport` says True.
+    queued_may_be_written: bool = False
+
     def __init__(self) -> None:
         self._fatal_listeners: list[Callable[[str, str], None]] = []
         self._error_listeners: list[Callable[[str, str], None]] = []

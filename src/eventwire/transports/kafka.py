@@ -68,6 +68,10 @@ _CHECK_SLICE_S = 0.25
 class KafkaTransport(BaseTransport):
     """Sends records through librdkafka and reports each one exactly once.
 
+    A record purged from librdkafka's queue (``_PURGE_QUEUE``) may already be in
+    the log: a record whose request timed out waits in that queue for its retry
+    (``queued_may_be_written``).
+
     Args:
         config: the producer configuration.
         connect_timeout: if set, check at construction that a broker answers a
@@ -86,6 +90,8 @@ class KafkaTransport(BaseTransport):
         BrokerUnavailableError: see ``connect_timeout`` (AuthenticationError and
             TLSError are BrokerUnavailableErrors).
     """
+
+    queued_may_be_written = True
 
     def __init__(
         self,
@@ -124,6 +130,9 @@ class KafkaTransport(BaseTransport):
         #: While publish() is busy the poll thread polls only this often (it serves
         #: reports inline); :meth:`wake` cuts the wait short for a blocked waiter.
         self.busy_backoff_s = _BUSY_BACKOFF_S
+        #: Set first by close()/abandon(): later sends are refused, so a purge empties
+        #: the queue for good and Producer.close() has nothing left to flush.
+        self._closing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="eventwire-poll", daemon=True)
         self._thread.start()
@@ -144,6 +153,8 @@ class KafkaTransport(BaseTransport):
         on_delivery: DeliveryCallback,
     ) -> None:
         """Enqueue one record; never blocks on the network."""
+        if self._closing:
+            raise SendRejected("_DESTROY", "the producer is closed", fatal=True)
         try:
             self._producer.produce(
                 topic,
@@ -227,6 +238,7 @@ class KafkaTransport(BaseTransport):
         from the poll thread (a delivery callback), the destruction runs on a
         daemon thread instead, since librdkafka deadlocks closing from a callback.
         """
+        self._closing = True
         remaining = self.flush(timeout)
         if remaining:
             self._purge()
@@ -245,6 +257,7 @@ class KafkaTransport(BaseTransport):
         closes the producer, releasing librdkafka's threads and connections. Late
         reports from it (purges) are ignored by the handles, which were re-sent.
         """
+        self._closing = True
         self._stop.set()
         self._wake.set()
         threading.Thread(target=self._dispose, name="eventwire-dispose", daemon=True).start()
@@ -262,8 +275,13 @@ class KafkaTransport(BaseTransport):
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10.0)
         try:
-            if len(self._producer):
-                self._purge()  # Producer.close() would otherwise flush with no timeout
+            # Producer.close() would otherwise flush with no timeout (message.timeout.ms).
+            # Sends are refused by now; one that was already past the check may still
+            # add a record, hence a few rounds.
+            for _ in range(5):
+                if not len(self._producer):
+                    break
+                self._purge()
             self._producer.close()
         except (confluent_kafka.KafkaException, SystemError, RuntimeError) as exc:
             _log.info("producer_dispose_error", error=self._scrub(repr(exc)))
