@@ -241,18 +241,76 @@ class TestDeadLetterTopic:
         for fut in admin.incremental_alter_configs([resource]).values():
             fut.result(30)
         time.sleep(1)
-        replay = eventwire_cli(
+        replay_args = [
             "dlq",
             "replay",
             "--topic",
             f"{topic}.dlq",
             "--bootstrap",
             kafka_cluster.bootstrap_servers,
-        )
+            "--allow-topic",
+            topic,
+        ]
+        dry = eventwire_cli(*replay_args, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert f"-> {topic}" in dry.stdout
+        assert "dry run: 1 would be replayed, 0 skipped" in dry.stdout
+        replay = eventwire_cli(*replay_args)
         assert replay.returncode == 0, replay.stderr
         [back] = read_topic(kafka_cluster.bootstrap_servers, topic, expected=1, idle=0.5)
         assert back.header("ce_id") == eid.encode()
         assert back.header("eventwire_dlq_code") is None
+
+    def test_replay_skips_forged_and_undecodable_records_and_replays_the_rest(
+        self, kafka_cluster: LocalKafkaCluster
+    ) -> None:
+        """On the real broker, `dlq replay --allow-topic T` puts T's dead letters back in T,
+        reports and skips one whose header names another topic (nothing is written there)
+        and one whose header is not UTF-8, flushes the rest, and exits 1."""
+        from confluent_kafka import Producer
+
+        from eventwire.outbox.dead_letter import dead_letter_headers
+
+        bootstrap = kafka_cluster.bootstrap_servers
+        topic, victim = f"replay-{new_event_id()[:8]}", f"victim-{new_event_id()[:8]}"
+        for name in (topic, f"{topic}.dlq", victim):
+            kafka_cluster.create_topic(name, partitions=1)
+
+        def dead(ce_id: str, origin: bytes) -> list[tuple[str, bytes]]:
+            headers = dead_letter_headers(
+                [("ce_id", ce_id.encode())],
+                code="X",
+                reason="r",
+                attempts=1,
+                original_topic=topic,
+                first_failure_s=0.0,
+                last_failure_s=0.0,
+            )
+            return [(k, origin if k.endswith("original_topic") else v) for k, v in headers]
+
+        producer = Producer({"bootstrap.servers": bootstrap})
+        for ce_id, origin in (
+            ("a", topic.encode()),
+            ("forged", victim.encode()),
+            ("bad", b"\xff" + topic.encode()),
+            ("b", topic.encode()),
+        ):
+            producer.produce(
+                f"{topic}.dlq", b"v-" + ce_id.encode(), b"k", headers=dead(ce_id, origin)
+            )
+        assert producer.flush(30) == 0
+
+        replay = eventwire_cli(
+            "dlq", "replay", "--topic", f"{topic}.dlq", "--bootstrap", bootstrap,
+            "--allow-topic", topic,
+        )  # fmt: skip
+        assert replay.returncode == 1, replay.stdout + replay.stderr
+        assert "skipped 0:1 (ce_id forged)" in replay.stderr
+        assert "skipped 0:2 (ce_id bad)" in replay.stderr
+        assert "replayed 2 of 4" in replay.stdout
+        back = read_topic(bootstrap, topic, expected=2, idle=0.5)
+        assert [r.header("ce_id") for r in back] == [b"a", b"b"]
+        assert read_topic(bootstrap, victim, idle=0.5) == []
 
 
 class TestOutboxPublisherOnKafka:

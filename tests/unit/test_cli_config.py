@@ -16,6 +16,7 @@ from eventwire import ConfigurationError, KafkaConfig
 from eventwire.cli._app import build_app
 from eventwire.cli._kafka_options import env_name, parse_sets
 from eventwire.cli._relay_settings import RelaySettings
+from eventwire.outbox import SQLiteOutbox
 
 PASSWORD = "cli-pa55word-never-on-argv"
 #: Nothing listens here: the relay starts anyway (no start-up check) and keeps retrying.
@@ -208,6 +209,7 @@ class TestStandaloneRelayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_KAFKA_")} | {
             "EVENTWIRE_KAFKA_CONFIG": str(config)
         }
+        SQLiteOutbox(tmp_path / "o.db").close()  # the relay reads an existing outbox
         args = ["outbox", "relay", "--sqlite", str(tmp_path / "o.db")]
         proc = subprocess.Popen(
             [sys.executable, "-m", "eventwire.cli", *args],

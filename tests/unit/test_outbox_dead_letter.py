@@ -7,6 +7,8 @@ import pytest
 from eventwire import ConfigurationError, DeadLetterPolicy, RoutingError
 from eventwire.outbox.dead_letter import (
     DLQ_HEADER_PREFIX,
+    ReplayDecision,
+    ReplayTargets,
     dead_letter_headers,
     strip_dead_letter_headers,
 )
@@ -92,3 +94,56 @@ class TestHeaders:
         """Only headers starting with eventwire_dlq_ are removed."""
         headers = [("dlq_code", b"x"), ("eventwire_dl", b"y")]
         assert strip_dead_letter_headers(headers) == headers
+
+
+def _from(origin: bytes) -> list[tuple[str, bytes]]:
+    return [("ce_id", b"id-1"), (DLQ_HEADER_PREFIX + "original_topic", origin)]
+
+
+class TestReplayTargets:
+    def test_allowed_origins_go_back_and_any_other_is_skipped_with_the_reason(self) -> None:
+        """With allowed topics, a record goes back to the topic its header names only if
+        allowed; a forged one is skipped, naming its origin."""
+        targets = ReplayTargets(allowed=frozenset({"orders"}))
+        assert targets.decide(_from(b"orders")) == ReplayDecision("orders", "orders")
+        assert targets.decide(_from(b"payments")) == ReplayDecision(
+            "payments", None, "its original topic 'payments' is not an allowed replay target"
+        )
+
+    @pytest.mark.parametrize(
+        ("headers", "reason"),
+        [
+            ([("ce_id", b"id-1")], "it has no eventwire_dlq_original_topic header"),
+            (_from(b"orders") + _from(b"payments")[1:], "it has 2 eventwire_dlq_original_topic"),
+            (_from(b"\xfforders"), "its eventwire_dlq_original_topic header is not UTF-8"),
+        ],
+    )
+    def test_a_missing_repeated_or_non_utf8_origin_is_skipped(
+        self, headers: list[tuple[str, bytes]], reason: str
+    ) -> None:
+        """A record without one UTF-8 original-topic header is skipped (never raises)."""
+        decision = ReplayTargets(allowed=frozenset({"orders"})).decide(headers)
+        assert decision.target is None
+        assert decision.reason.startswith(reason)
+
+    def test_to_topic_takes_every_record_whatever_its_header(self) -> None:
+        """With to_topic, every record goes there: forged, missing or undecodable header."""
+        targets = ReplayTargets(to_topic="orders-retry")
+        for headers in (_from(b"payments"), [("ce_id", b"x")], _from(b"\xff")):
+            assert targets.decide(headers).target == "orders-retry"
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({}, "exactly one of"),
+            ({"to_topic": "a", "allowed": frozenset({"b"})}, "exactly one of"),
+            ({"to_topic": "a b"}, "'a b' is not a legal Kafka topic name"),
+            ({"allowed": frozenset({"ok", ".."})}, "'..' is not a legal"),
+        ],
+    )
+    def test_targets_are_checked_at_construction(
+        self, kwargs: dict[str, object], match: str
+    ) -> None:
+        """Neither or both kinds of target, or an illegal topic name: ConfigurationError."""
+        with pytest.raises(ConfigurationError, match=match):
+            ReplayTargets(**kwargs)  # type: ignore[arg-type]

@@ -4,6 +4,11 @@ An entry point in the ``eventwire.commands`` group named ``NAME`` adds
 ``eventwire NAME``: a :class:`typer.Typer` as a command group, any other callable as a
 single command. A plug-in that fails to load is reported on stderr in one line and left
 out, so the built-in commands keep working.
+
+Every Typer app of the CLI is made with ``pretty_exceptions_show_locals=False``: a
+crash prints its traceback without the frames' local variables (a DSN, a
+config), whatever typer's default (True before typer 0.23). Plug-ins run under
+the root app's setting.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def build_app() -> typer.Typer:
         "dead letters, and the commands of installed plug-ins.",
         no_args_is_help=True,
         add_completion=False,
+        pretty_exceptions_show_locals=False,
     )
     app.callback()(_configure)
     app.add_typer(_outbox.app, name="outbox")

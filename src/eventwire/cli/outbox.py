@@ -4,7 +4,17 @@ The commands that talk to Kafka (``outbox relay``, ``dlq list|replay --topic``)
 read the same :class:`~eventwire.KafkaConfig` as an application: ``--config FILE``
 (or ``$EVENTWIRE_KAFKA_CONFIG``), the ``EVENTWIRE_KAFKA_*`` variables, then
 ``--set`` and ``--bootstrap`` (see :mod:`eventwire.cli._kafka_options`). No
-option takes a secret. ``outbox status`` reads only the outbox.
+option needs a secret: a PostgreSQL outbox's DSN can come from an environment
+variable (``--postgres-env VAR`` or ``$EVENTWIRE_OUTBOX_POSTGRES``, see
+:mod:`eventwire.cli._store`). ``outbox status`` reads only the outbox. The
+outbox must exist: a ``--sqlite`` path that is not a file exits 2.
+
+Text that comes from records, the database or error messages is shown through
+:mod:`eventwire.cli._text`: never as markup, control characters escaped.
+
+``dlq replay --topic`` writes only where the operator says (``--to-topic`` or
+``--allow-topic``), never where a record's header alone says, and ``--dry-run``
+shows each record's target first.
 
 ``outbox status`` also lists each relay's heartbeat (written every few seconds by
 a running relay): when it last finished a round, its last error, and STALE when
@@ -26,38 +36,39 @@ from eventwire._config import KafkaConfig
 from eventwire._errors import ConfigurationError
 from eventwire.cli._kafka_options import BootstrapOpt, ConfigOpt, SetOpt, kafka_config
 from eventwire.cli._relay_settings import RelaySettings
+from eventwire.cli._store import (
+    PostgresEnvOpt,
+    PostgresOpt,
+    SqliteOpt,
+    fail,
+    open_store,
+    opened_store,
+)
+from eventwire.cli._text import cell, decoded, markup_safe, printable
 from eventwire.outbox.base import OutboxStore, RelayHeartbeat
+from eventwire.outbox.dead_letter import ReplayDecision, ReplayTargets
 
 if TYPE_CHECKING:
     from eventwire._shutdown import GracefulShutdown
     from eventwire.outbox.relay import OutboxRelay
 
-app = typer.Typer(help="Inspect and relay the durable outbox.", no_args_is_help=True)
+# pretty_exceptions_show_locals=False: a crash's traceback must not print frame locals
+# (a DSN, a config) whatever typer's default is (True before typer 0.23).
+app = typer.Typer(
+    help="Inspect and relay the durable outbox.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 dlq_app = typer.Typer(
     help="Dead letters (outbox only): events given up on after a permanent failure or "
     "exhausted retries, in a dead-letter topic or parked in the outbox.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
 )
 out = Console()
 err = Console(stderr=True)
 
-SqliteOpt = Annotated[str | None, typer.Option("--sqlite", help="Path of a SQLite outbox file.")]
-PostgresOpt = Annotated[str | None, typer.Option("--postgres", help="PostgreSQL DSN of an outbox.")]
-
-
-def open_store(sqlite: str | None, postgres: str | None) -> OutboxStore:
-    """Open exactly one store named on the command line, or exit 2 saying what to pass."""
-    if bool(sqlite) == bool(postgres):
-        err.print("[red]Pass exactly one of --sqlite PATH or --postgres DSN.[/]")
-        raise typer.Exit(2)
-    if sqlite:
-        from eventwire.outbox.sqlite import SQLiteOutbox  # noqa: PLC0415
-
-        return SQLiteOutbox(sqlite)
-    from eventwire.outbox.postgres import PostgresOutbox  # noqa: PLC0415
-
-    assert postgres is not None
-    return PostgresOutbox(postgres)
+__all__ = ["app", "dlq_app", "open_store"]
 
 
 #: A relay whose last heartbeat is older than this is shown as stale (it beats every 5 s).
@@ -65,14 +76,18 @@ STALE_AFTER_S = 30.0
 
 
 @app.command()
-def status(sqlite: SqliteOpt = None, postgres: PostgresOpt = None) -> None:
+def status(
+    sqlite: SqliteOpt = None, postgres: PostgresOpt = None, postgres_env: PostgresEnvOpt = None
+) -> None:
     """Show the outbox depth and each relay's last heartbeat (age, last error, stale?).
 
-    Depth: pending, parked, sent-and-retained, and the oldest pending age.
+    Depth: pending, parked, sent-and-retained, and the oldest pending age. The
+    outbox: --sqlite PATH (an existing file), --postgres-env VAR (a variable
+    holding the DSN; or $EVENTWIRE_OUTBOX_POSTGRES), or --postgres DSN (visible
+    to every user of the host).
     """
-    store = open_store(sqlite, postgres)
-    s = store.status()
-    store.close()
+    with opened_store(sqlite, postgres, postgres_env) as store:
+        s = store.status()
     table = Table(title="eventwire outbox")
     table.add_column("pending", justify="right")
     table.add_column("parked", justify="right")
@@ -99,7 +114,9 @@ def _print_relays(relays: Sequence[RelayHeartbeat]) -> None:
             state = "[red]FAILING[/]"
         else:
             state = "ok"
-        table.add_row(beat.owner, f"{beat.age_s:.1f} s ago", state, beat.last_error or "-")
+        table.add_row(
+            cell(beat.owner), f"{beat.age_s:.1f} s ago", state, cell(beat.last_error or "-")
+        )
     out.print(table)
 
 
@@ -110,6 +127,7 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
     sets: SetOpt = None,
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
+    postgres_env: PostgresEnvOpt = None,
     once: Annotated[bool, typer.Option(help="Drain what is there, then exit.")] = False,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Entries per round (default 1000).")
@@ -156,34 +174,36 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         metrics_addr=metrics_addr,
         breaker=breaker,
     )
-    store = open_store(sqlite, postgres)
     server = None
-    try:
-        if settings.metrics_port is not None:
-            from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
-
-            server = serve_prometheus(settings.metrics_port, settings.metrics_addr)
-            err.print(f"metrics at {server.url}")
+    with opened_store(sqlite, postgres, postgres_env) as store:
         try:
-            worker = _make_relay(store, config, settings, server)
-        except ConfigurationError as exc:  # librdkafka refused a property (named)
-            err.print(f"eventwire: {exc}", style="red", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-        # Entered before the loop and left after worker.stop(): a second signal
-        # cannot cut the final round or the producer's close short.
-        with GracefulShutdown() as shutdown:
+            if settings.metrics_port is not None:
+                from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
+
+                server = serve_prometheus(settings.metrics_port, settings.metrics_addr)
+                err.print(f"metrics at {server.url}", markup=False, highlight=False)
             try:
-                if once:
-                    _relay_once(worker, shutdown)
-                else:
-                    err.print(f"relaying to {config.bootstrap_servers}; Ctrl-C to stop")
-                    _relay_until_stopped(worker, shutdown)
-            finally:
-                worker.stop(settings.stop_timeout_s)
-    finally:
-        store.close()
-        if server is not None:
-            server.close()
+                worker = _make_relay(store, config, settings, server)
+            except ConfigurationError as exc:  # librdkafka refused a property (named)
+                fail(str(exc), 2)
+            # Entered before the loop and left after worker.stop(): a second signal
+            # cannot cut the final round or the producer's close short.
+            with GracefulShutdown() as shutdown:
+                try:
+                    if once:
+                        _relay_once(worker, shutdown)
+                    else:
+                        err.print(
+                            f"relaying to {config.bootstrap_servers}; Ctrl-C to stop",
+                            markup=False,
+                            highlight=False,
+                        )
+                        _relay_until_stopped(worker, shutdown)
+                finally:
+                    worker.stop(settings.stop_timeout_s)
+        finally:
+            if server is not None:
+                server.close()
     err.print(
         f"stopped: sent={worker.stats.sent} retried={worker.stats.retried} "
         f"parked={worker.stats.parked} errors={worker.stats.errors}"
@@ -195,8 +215,7 @@ def _relay_settings(config_file: Path | None, **flags: Any) -> RelaySettings:
     try:
         return RelaySettings.load(config_file, **flags)
     except ConfigurationError as exc:
-        err.print(f"eventwire: {exc}", style="red", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
 
 
 def _make_relay(
@@ -254,7 +273,8 @@ def _relay_until_stopped(worker: OutboxRelay, shutdown: GracefulShutdown) -> Non
     worker.start()
     while not shutdown.wait_sync(1.0):
         if not worker.running:
-            err.print(f"[red]the relay stopped:[/] {worker.problem() or 'unknown reason'}")
+            problem = markup_safe(worker.problem() or "unknown reason")
+            err.print(f"[red]the relay stopped:[/] {problem}")
             raise typer.Exit(1)
     err.print(f"{shutdown.received.name if shutdown.received else 'stop'}: finishing the round")
 
@@ -268,30 +288,38 @@ TopicOpt = Annotated[
 def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
+    postgres_env: PostgresEnvOpt = None,
     topic: TopicOpt = None,
     config_file: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     sets: SetOpt = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
-    """List dead letters: parked events in an outbox, or records of a dead-letter topic.
+    r"""List dead letters: parked events in an outbox, or records of a dead-letter topic.
 
     With --topic, Kafka is reached as by `eventwire outbox relay` (--config,
-    EVENTWIRE_KAFKA_*, --set, --bootstrap).
+    EVENTWIRE_KAFKA_*, --set, --bootstrap). Without it, the outbox is --sqlite
+    PATH (an existing file), --postgres-env VAR or $EVENTWIRE_OUTBOX_POSTGRES,
+    or --postgres DSN. Headers and errors are shown literally: control
+    characters and bytes that are not UTF-8 as escapes (\x1b, \xff).
     """
     if topic:
         _list_topic(kafka_config(config_file, bootstrap, sets), topic, limit)
         return
-    store = open_store(sqlite, postgres)
-    rows = store.list_parked(limit)
-    store.close()
+    with opened_store(sqlite, postgres, postgres_env) as store:
+        rows = store.list_parked(limit)
     table = Table(title=f"parked events ({len(rows)} shown)")
     for col in ("id", "event id", "type", "topic", "attempts", "last error"):
         table.add_column(col)
     for claimed, error in rows:
         e = claimed.entry
         table.add_row(
-            str(claimed.id), e.event_id, e.event_type, e.topic, str(claimed.attempts), error
+            str(claimed.id),
+            cell(e.event_id),
+            cell(e.event_type),
+            cell(e.topic),
+            str(claimed.attempts),
+            cell(error),
         )
     out.print(table)
 
@@ -313,13 +341,21 @@ def _read(config: KafkaConfig, topic: str, max_records: int) -> list[DeadLetterR
     try:
         return read_records(config, topic, max_records=max_records, timeout=30)
     except BrokerUnavailableError as exc:
-        err.print(str(exc), style="red", markup=False, highlight=False)
+        err.print(printable(str(exc)), style="red", markup=False, highlight=False)
         raise typer.Exit(1) from None
+
+
+def _header(headers: tuple[tuple[str, bytes], ...], name: str) -> str:
+    """The printable value of header ``name`` (the last one if repeated), or ""."""
+    values = [v for k, v in headers if k == name]
+    return decoded(values[-1]) if values else ""
 
 
 def _list_topic(config: KafkaConfig, topic: str, limit: int) -> None:
     records = _read(config, topic, READ_MAX)
-    table = Table(title=f"dead letters in {topic} ({min(limit, len(records))} of {len(records)})")
+    table = Table(
+        title=cell(f"dead letters in {topic} ({min(limit, len(records))} of {len(records)})")
+    )
     for col in (
         "partition:offset",
         "event id",
@@ -331,24 +367,61 @@ def _list_topic(config: KafkaConfig, topic: str, limit: int) -> None:
     ):
         table.add_column(col)
     for partition, offset, _key, _value, headers in records[:limit]:
-        h = {k: v.decode(errors="replace") for k, v in headers}
         table.add_row(
             f"{partition}:{offset}",
-            h.get("ce_id", ""),
-            h.get("ce_type", ""),
-            h.get("eventwire_dlq_original_topic", ""),
-            h.get("eventwire_dlq_code", ""),
-            h.get("eventwire_dlq_attempts", ""),
-            h.get("eventwire_dlq_reason", ""),
+            *(
+                cell(_header(headers, name))
+                for name in (
+                    "ce_id",
+                    "ce_type",
+                    "eventwire_dlq_original_topic",
+                    "eventwire_dlq_code",
+                    "eventwire_dlq_attempts",
+                    "eventwire_dlq_reason",
+                )
+            ),
         )
     out.print(table)
+
+
+ToTopicOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to-topic",
+        metavar="TOPIC",
+        help="With --topic: write every record to TOPIC, whatever its "
+        "eventwire_dlq_original_topic header says.",
+    ),
+]
+AllowTopicOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-topic",
+        metavar="TOPIC",
+        help="With --topic: write a record back to the topic its eventwire_dlq_original_topic "
+        "header names only if it is TOPIC (repeatable); any other record is reported and "
+        "skipped.",
+    ),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="With --topic: list each record and where it would go (or why it would be "
+        "skipped), and write nothing.",
+    ),
+]
 
 
 @dlq_app.command("replay")
 def dlq_replay(  # noqa: PLR0917 - typer maps each parameter to an option
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
+    postgres_env: PostgresEnvOpt = None,
     topic: TopicOpt = None,
+    to_topic: ToTopicOpt = None,
+    allow_topics: AllowTopicOpt = None,
+    dry_run: DryRunOpt = False,
     config_file: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     sets: SetOpt = None,
@@ -356,44 +429,160 @@ def dlq_replay(  # noqa: PLR0917 - typer maps each parameter to an option
 ) -> None:
     """Re-send dead letters with their original ce_id.
 
-    Parked outbox events become pending again (the relay sends them). Records of
-    a dead-letter topic are re-published to their original topic, with the
-    eventwire_dlq_* headers removed; the topic is read from the beginning every
-    time, so a second run re-publishes them all again (consumers de-duplicate on
-    ce_id). With --topic, Kafka is reached as by `eventwire outbox relay`
-    (--config, EVENTWIRE_KAFKA_*, --set, --bootstrap).
+    Parked outbox events (--sqlite PATH, --postgres-env VAR or
+    $EVENTWIRE_OUTBOX_POSTGRES, or --postgres DSN) become pending again; the
+    relay sends them to their topic.
+
+    Records of a dead-letter topic (--topic T) are re-published, with the
+    eventwire_dlq_* headers removed, to topics the operator names, never just
+    where a record's eventwire_dlq_original_topic header says (anyone who can
+    write to T can forge it). Pass exactly one of: --to-topic TOPIC (every
+    record goes to TOPIC), or --allow-topic TOPIC, repeatable (a record goes
+    back to its original topic only if that is allowed). A record that cannot
+    go anywhere allowed (or whose header is missing, repeated or not UTF-8) is
+    reported on stderr and skipped; the others are still replayed and flushed,
+    and the command then exits 1. Use --dry-run first: it lists every record
+    and its target or the reason it would be skipped, writes nothing, and exits
+    as the replay would (1 if a record would be skipped).
+
+    T is read from the beginning every time, so a second run re-publishes
+    every record again (consumers de-duplicate on ce_id). Kafka is reached as by
+    `eventwire outbox relay` (--config, EVENTWIRE_KAFKA_*, --set, --bootstrap).
     """
     if topic:
-        count = _replay_topic(kafka_config(config_file, bootstrap, sets), topic)
-        out.print(f"replayed {count} dead letter(s) from {topic}")
+        if to_topic is not None and allow_topics:
+            fail("pass either --to-topic or --allow-topic, not both", 2)
+        if to_topic is None and not allow_topics:
+            fail(
+                f"dlq replay --topic {topic} needs a target: --to-topic TOPIC (every record goes "
+                "there) or --allow-topic TOPIC, repeatable (a record goes back to the topic its "
+                "eventwire_dlq_original_topic header names only if allowed). The header alone is "
+                f"not trusted: anyone who can write to {topic} can forge it. Try --dry-run first.",
+                2,
+            )
+        try:
+            targets = ReplayTargets(to_topic=to_topic, allowed=frozenset(allow_topics or ()))
+        except ConfigurationError as exc:
+            fail(str(exc), 2)
+        config = kafka_config(config_file, bootstrap, sets)
+        if not _replay_topic(config, topic, targets, dry_run=dry_run):
+            raise typer.Exit(1)
         return
-    store = open_store(sqlite, postgres)
-    count = store.requeue_parked(ids or None)
-    store.close()
+    given = [
+        name
+        for name, value in (
+            ("--to-topic", to_topic),
+            ("--allow-topic", allow_topics),
+            ("--dry-run", dry_run),
+        )
+        if value
+    ]
+    if given:
+        fail(f"{', '.join(given)}: only with --topic (a dead-letter topic)", 2)
+    with opened_store(sqlite, postgres, postgres_env) as store:
+        count = store.requeue_parked(ids or None)
     out.print(f"requeued {count} parked event(s)")
 
 
-def _replay_topic(config: KafkaConfig, topic: str) -> int:
+def _where(record: DeadLetterRecord) -> str:
+    """``partition:offset (ce_id ...)``: printable, for a line about one record."""
+    partition, offset, _key, _value, headers = record
+    ce_id = _header(headers, "ce_id")
+    return f"{partition}:{offset}" + (f" (ce_id {ce_id})" if ce_id else "")
+
+
+def _say(text: str) -> None:
+    """One line on stderr, shown literally (no markup, control characters escaped)."""
+    err.print(cell(text), highlight=False, soft_wrap=True)
+
+
+def _print_plan(topic: str, plan: list[tuple[DeadLetterRecord, ReplayDecision]]) -> None:
+    """The dry run's table: each record and its target, or why it would be skipped."""
+    table = Table(title=cell(f"dry run: dead letters in {topic} (nothing is written)"))
+    for col in ("partition:offset", "event id", "original topic", "action"):
+        table.add_column(col)
+    for record, decision in plan:
+        action = f"-> {decision.target}" if decision.target else f"SKIP: {decision.reason}"
+        table.add_row(
+            f"{record[0]}:{record[1]}",
+            cell(_header(record[4], "ce_id")),
+            cell(_header(record[4], "eventwire_dlq_original_topic")),
+            cell(action),
+        )
+    out.print(table)
+    skipped = sum(1 for _record, decision in plan if decision.target is None)
+    out.print(
+        f"dry run: {len(plan) - skipped} would be replayed, {skipped} skipped",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _replay_topic(
+    config: KafkaConfig, topic: str, targets: ReplayTargets, *, dry_run: bool
+) -> bool:
+    """Replay (or with ``dry_run`` list) ``topic``'s records; False if any was not replayed.
+
+    Every record is decided first; one that may not be written is reported and
+    skipped, the rest are sent, and the producer is always flushed and closed.
+    """
+    from eventwire._errors import BrokerUnavailableError  # noqa: PLC0415
     from eventwire.outbox.dead_letter import strip_dead_letter_headers  # noqa: PLC0415
+    from eventwire.transports.base import SendRejected, TransportQueueFull  # noqa: PLC0415
     from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
     records = _read(config, topic, READ_MAX)
-    transport = KafkaTransport(config)
-    failures: list[str] = []
+    plan = [(record, targets.decide(record[4])) for record in records]
+    skipped = [(record, d) for record, d in plan if d.target is None]
+    for record, decision in skipped:
+        _say(f"skipped {_where(record)}: {printable(decision.reason)}")
+    if dry_run:
+        _print_plan(topic, plan)
+        return not skipped
+    failed: list[str] = []
 
-    def report(err: object, msg: object) -> None:
-        if err is not None:
-            failures.append(str(err))
+    def reporter(record: DeadLetterRecord, target: str) -> Any:
+        def report(error: object, _msg: object) -> None:
+            if error is not None:
+                failed.append(f"not replayed {_where(record)} -> {target}: {error}")
 
-    for partition, offset, key, value, dlq_headers in records:
-        original = dict(dlq_headers).get("eventwire_dlq_original_topic")
-        if original is None:
-            failures.append(f"{partition}:{offset} has no eventwire_dlq_original_topic")
-            continue
-        headers = strip_dead_letter_headers(dlq_headers)
-        transport.send(original.decode(), key, value, headers, report)
-    remaining = transport.close(30)
-    if failures or remaining:
-        err.print(f"[red]{len(failures) + remaining} record(s) not replayed:[/] {failures[:5]}")
-        raise typer.Exit(1)
-    return len(records)
+        return report
+
+    try:
+        transport = KafkaTransport(config)
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    except BrokerUnavailableError as exc:
+        fail(f"nothing replayed: {exc}", 1)
+    try:
+        for record, decision in plan:
+            if decision.target is None:
+                continue
+            _partition, _offset, key, value, headers = record
+            while True:
+                try:
+                    transport.send(
+                        decision.target,
+                        key,
+                        value,
+                        strip_dead_letter_headers(headers),
+                        reporter(record, decision.target),
+                    )
+                    break
+                except TransportQueueFull:
+                    transport.flush(1.0)  # room frees up as earlier records are acked
+                except SendRejected as exc:
+                    failed.append(f"not replayed {_where(record)} -> {decision.target}: {exc}")
+                    break
+    finally:
+        transport.close(30)  # flushes; what is left gets a failed report
+    for line in failed:
+        _say(line)
+    replayed = len(plan) - len(skipped) - len(failed)
+    out.print(
+        f"replayed {replayed} of {len(plan)} dead letter(s) from {topic} "
+        f"({len(skipped)} skipped, {len(failed)} failed)",
+        markup=False,
+        highlight=False,
+    )
+    return not skipped and not failed

@@ -1,0 +1,196 @@
+"""The CLI's outbox options: an existing SQLite file, a PostgreSQL DSN kept off argv, no password shown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from eventwire.cli._app import build_app
+from eventwire.cli._store import mask_dsn
+
+#: Read for the DSN when no outbox option is given (spelt out: it is the documented name).
+POSTGRES_ENV_VAR = "EVENTWIRE_OUTBOX_POSTGRES"
+SECRET = "S3cr3t-pw"
+#: Nothing listens on port 1: libpq's error names the port, which shows that this DSN was used.
+REFUSED_DSN = f"postgresql://app:{SECRET}@127.0.0.1:1/app?connect_timeout=5"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No EVENTWIRE_* variable of the machine leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("EVENTWIRE_"):
+            monkeypatch.delenv(name)
+
+
+def run(*args: str) -> tuple[int, str]:
+    """Run the CLI in-process; its exit code and stdout+stderr with whitespace collapsed."""
+    result = CliRunner().invoke(build_app(), list(args))
+    return result.exit_code, " ".join((result.stdout + result.stderr).split())
+
+
+def run_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m eventwire.cli ARGS` as an operator would: all it prints, tracebacks too."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "eventwire.cli", *args],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+        env={**clean, "COLUMNS": "250", **(env or {})},
+    )
+
+
+class TestSqlitePathMustExist:
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["outbox", "status"],
+            ["outbox", "relay", "--once", "--bootstrap", "127.0.0.1:9"],
+            ["dlq", "list"],
+            ["dlq", "replay"],
+        ],
+    )
+    def test_a_sqlite_path_that_does_not_exist_exits_2_naming_it_and_creates_nothing(
+        self, tmp_path: Path, command: list[str]
+    ) -> None:
+        """A mistyped --sqlite path exits 2 naming the path, instead of creating an empty
+        database and reporting an empty outbox."""
+        typo = tmp_path / "typo.db"
+        code, text = run(*command, "--sqlite", str(typo))
+        assert code == 2, text
+        assert f"no SQLite outbox at '{typo}'" in text
+        assert "does not exist" in text
+        assert not typo.exists()
+
+    def test_an_existing_sqlite_outbox_is_read(self, tmp_path: Path) -> None:
+        """An existing outbox file is opened as before."""
+        from eventwire.outbox import SQLiteOutbox
+
+        SQLiteOutbox(tmp_path / "o.db").close()
+        code, text = run("outbox", "status", "--sqlite", str(tmp_path / "o.db"))
+        assert code == 0, text
+        assert "pending" in text
+
+
+class TestPostgresDsnOffTheCommandLine:
+    def test_postgres_env_reads_the_dsn_from_the_named_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--postgres-env VAR connects with the DSN in $VAR (the refused port shows it was
+        used), exits 2 on the failure, and never shows the password."""
+        monkeypatch.setenv("OUTBOX_DSN", REFUSED_DSN)
+        code, text = run("outbox", "status", "--postgres-env", "OUTBOX_DSN")
+        assert code == 2, text
+        assert "cannot open the PostgreSQL outbox" in text
+        assert "port 1" in text
+        assert SECRET not in text
+
+    def test_the_dsn_variable_is_read_when_no_outbox_option_is_given(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without --sqlite/--postgres/--postgres-env, $EVENTWIRE_OUTBOX_POSTGRES is the DSN."""
+        monkeypatch.setenv(POSTGRES_ENV_VAR, REFUSED_DSN)
+        code, text = run("dlq", "list")
+        assert code == 2, text
+        assert "port 1" in text
+        assert SECRET not in text
+
+    def test_an_unset_postgres_env_variable_exits_2_naming_it(self) -> None:
+        """--postgres-env naming a variable that is not set exits 2 naming the variable."""
+        code, text = run("outbox", "status", "--postgres-env", "NO_SUCH_DSN_VAR")
+        assert code == 2, text
+        assert "NO_SUCH_DSN_VAR" in text
+        assert "not set" in text
+
+    def test_no_outbox_option_names_every_way_to_give_one(self) -> None:
+        """Without any outbox option or variable, the error lists the options and the variable."""
+        code, text = run("outbox", "status")
+        assert code == 2, text
+        for way in ("--sqlite", "--postgres-env", "--postgres", POSTGRES_ENV_VAR):
+            assert way in text
+
+    def test_two_outbox_options_exit_2(self, tmp_path: Path) -> None:
+        """--sqlite with --postgres-env is refused (exit 2) rather than one silently winning."""
+        code, text = run(
+            "outbox", "status", "--sqlite", str(tmp_path / "o.db"), "--postgres-env", "X"
+        )
+        assert code == 2, text
+        assert "--sqlite and --postgres-env" in text
+
+    def test_postgres_with_a_password_warns_that_the_command_line_is_readable(self) -> None:
+        """--postgres DSN still works, with a warning pointing to --postgres-env (and no
+        password in it)."""
+        code, text = run("outbox", "status", "--postgres", REFUSED_DSN)
+        assert code == 2, text
+        assert "warning: --postgres puts the DSN's password on the command line" in text
+        assert "--postgres-env" in text
+        assert SECRET not in text
+
+    def test_help_documents_the_risk_and_the_alternatives(self) -> None:
+        """`outbox status --help` names --postgres-env and the variable, and the ps risk."""
+        code, text = run("outbox", "status", "--help")
+        assert code == 0
+        assert "--postgres-env" in text
+        assert POSTGRES_ENV_VAR in text
+        assert "(ps)" in text
+
+
+class TestNoPasswordInErrors:
+    @pytest.mark.parametrize(
+        "dsn",
+        [
+            # libpq quotes the whole malformed URI in its error
+            f"postgresql://app:{SECRET}@[::1/app",
+            # ... or the part of it with a space
+            f"postgresql://app:{SECRET} x@127.0.0.1:1/app",
+            f"host=127.0.0.1 port=1 user=app password={SECRET} connect_timeout=5",
+            f"host=127.0.0.1 port=1 password='{SECRET} x' connect_timeout=5",
+            REFUSED_DSN,
+        ],
+    )
+    def test_a_failing_dsn_never_shows_its_password(self, dsn: str) -> None:
+        """Whatever libpq says about a bad or unreachable DSN, the CLI process prints one
+        line (no traceback), exits 2, and its password is nowhere in the output."""
+        for args, env in (
+            (["--postgres", dsn], {}),
+            (["--postgres-env", "DSN"], {"DSN": dsn}),
+        ):
+            proc = run_process("outbox", "status", *args, env=env)
+            output = proc.stdout + proc.stderr
+            assert SECRET not in output
+            assert "Traceback" not in output
+            assert proc.returncode == 2, output
+            assert "eventwire: cannot open the PostgreSQL outbox" in output
+
+
+class TestMaskDsn:
+    @pytest.mark.parametrize(
+        ("text", "masked"),
+        [
+            (f"dsn password={SECRET} host=h", "dsn password=*** host=h"),
+            (f"password = '{SECRET} x' host=h", "password = *** host=h"),
+            (f'"postgresql://app:{SECRET}@db/app"', '"postgresql://app:***@db/app"'),
+            (f"postgres://app:{SECRET}@db/app?sslmode=require", "postgres://app:***@db/app?"
+             "sslmode=require"),
+            (f"postgresql://db/app?user=a&password={SECRET}&x=1",
+             "postgresql://db/app?user=a&password=***&x=1"),
+            ("postgresql://app@db/app (no password)", "postgresql://app@db/app (no password)"),
+        ],
+    )  # fmt: skip
+    def test_password_forms_are_masked(self, text: str, masked: str) -> None:
+        """password=... keywords (quoted or not, URL query too) and user:password@ are masked."""
+        assert mask_dsn(text) == masked
+
+    def test_the_password_of_the_dsn_in_use_is_masked_wherever_it_appears(self) -> None:
+        """A fragment quoting the password alone (libpq: 'unexpected spaces found in "...") is
+        masked when the DSN in use is given, in plain and percent-encoded form."""
+        dsn = "postgresql://app:p@ss word@db/app"
+        text = 'unexpected spaces found in "p@ss word"; also p%40ss%20word'
+        assert mask_dsn(text, dsn) == 'unexpected spaces found in "***"; also ***'
