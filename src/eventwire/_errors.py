@@ -26,6 +26,8 @@
     │                           ``.failures`` lists each one (id, type, topic, code)
     ├── OutboxWriteError        an outbox store could not commit events;
     │                           ``.possibly_written`` says whether they may be stored
+    ├── EventIdConflictError    the outbox holds a different unsent event under this
+    │                           ``event_id`` (topic, key or value differ); nothing stored
     └── ProducerFatalError      the underlying producer hit a fatal error and cannot
                                 send any more
 
@@ -47,6 +49,7 @@ __all__ = [
     "DeliveryError",
     "DeliveryFailure",
     "ErrorClass",
+    "EventIdConflictError",
     "EventwireError",
     "OutboxWriteError",
     "ProducerFatalError",
@@ -207,6 +210,39 @@ class OutboxWriteError(EventwireError):
             head = f"the outbox write of {what} failed ({reason}): nothing was stored"
         super().__init__(
             f"{head}; re-send with the same event_id: the outbox will not store it twice"
+        )
+
+
+class EventIdConflictError(EventwireError, ValueError):
+    """``add()`` got an entry whose ``event_id`` belongs to a different event.
+
+    The outbox stores an event once while it is unsent, so a re-send with the same
+    ``event_id`` must be the same event: same topic, key and value (headers may
+    differ, e.g. ``ce_time``). Nothing of that ``add()`` is stored (with
+    ``connection=``, the caller's transaction may hold the entries before the
+    conflicting one: roll it back).
+
+    Attributes:
+        event_id: the event id used twice.
+        row_id: the unsent row already holding it, or None if the clash is between
+            two entries of the same ``add()``.
+        differing: which of ``"topic"``, ``"key"``, ``"value"`` differ.
+    """
+
+    def __init__(self, event_id: str, row_id: int | None, differing: Sequence[str]) -> None:
+        self.event_id = event_id
+        self.row_id = row_id
+        self.differing = tuple(differing)
+        where = (
+            "an earlier entry of the same add()"
+            if row_id is None
+            else f"the unsent outbox row {row_id}"
+        )
+        super().__init__(
+            f"event_id {event_id!r} is already used by {where} with a different "
+            f"{', '.join(self.differing)}; nothing of this add() was stored. Give a different "
+            "event a new event_id; a re-send of the same event must carry the same topic, "
+            "key and value"
         )
 
 
