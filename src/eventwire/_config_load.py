@@ -1,4 +1,4 @@
-"""Load a :class:`KafkaConfig` from a config file and from environment variables.
+r"""Load a :class:`KafkaConfig` from a config file and from environment variables.
 
 **Config files.** A name ending in ``.toml`` is TOML; any other (``.properties``,
 ``.conf``, ...) is a librdkafka-style properties file. Keys are librdkafka
@@ -8,9 +8,12 @@ quoted key does not: ``bootstrap.servers = "h:9092"`` and
 ``"bootstrap.servers" = "h:9092"`` are the same property here. A list of
 strings is joined with commas. A ``[relay]`` table (``relay.<name>=`` lines in
 a properties file) holds the standalone relay's settings, read by the CLI. In a
-properties file each line is ``key=value`` (split at the first ``=``,
-whitespace around key and value dropped); a line whose first non-blank
-character is ``#`` or ``!`` is a comment; there are no escapes and no
+properties file each line is ``key=value``, ``key: value`` or ``key value``: as
+in Java's ``Properties``, the key ends at the first ``=``, ``:`` or blank not
+escaped by a backslash, and blanks and one ``=`` or ``:`` separate it from the
+value (which keeps any later ``=`` or ``:``). A line whose first non-blank
+character is ``#`` or ``!`` is a comment. Unlike Java, a value is taken as
+written (no escapes, so ``C:\certs`` stays as it is) and there are no
 continuation lines.
 
 **Secrets by reference.** ``<property>.env = "VAR"`` takes the value of the
@@ -18,7 +21,10 @@ environment variable ``VAR``; ``<property>.file = "PATH"`` takes the content of
 a file (one trailing newline dropped; a relative path is relative to the config
 file's directory). librdkafka's own properties that end in ``.file``
 (``sasl.oauthbearer.assertion.file`` and the like) are paths, not references.
-A property given both directly and by reference in one source is refused.
+A property given both directly and by reference in one source is refused. A
+reference to an unset variable names the variable only if the reference looks
+like a variable name (upper-case letters, digits, ``_``): a secret written where
+the NAME belongs is not shown.
 
 **Environment variables.** ``EVENTWIRE_KAFKA_<NAME>``: after the prefix the
 name is lower-cased, ``_`` stands for ``.`` and ``__`` for ``_``, so
@@ -36,13 +42,15 @@ Python ``overrides`` (the only way to pass a callback such as ``oauth_cb``).
 Values of properties not in :data:`~eventwire._config.NON_SECRET_PROPERTIES`
 become :class:`~eventwire._config.Secret`. Every error is a
 :class:`ConfigurationError` naming the file, line, variable or key, never a
-value.
+value; a key that does not look like a property name (it may be a value, e.g.
+a line with an unexpected separator) is described, not quoted.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,6 +98,23 @@ _EVENTWIRE_KEYS = frozenset({"profile"})
 #: eventwire's own tables in a config file.
 _SECTIONS = frozenset({"relay"})
 _REFERENCE_KINDS = ("env", "file")
+#: What a key that may be quoted in a message looks like: a property-like name. Any
+#: other text (a line that is really a value, a secret pasted as a key) is not shown.
+_KEY_LIKE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+#: An environment variable name conventional enough to be shown in a message: a
+#: reference holding something else (say, the secret itself) is not quoted.
+_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
+
+
+def _key(key: str) -> str:
+    """``key`` quoted for a message, or a description if it may be a value, not a key."""
+    if _KEY_LIKE.fullmatch(key):
+        return repr(key)
+    return (
+        f"a key of {len(key)} characters that is not a property name (not shown: "
+        "it may hold a value; check the separator between key and value)"
+    )
+
 
 # librdkafka property -> KafkaConfig field.
 _FIELDS: Mapping[str, str] = {
@@ -206,9 +231,37 @@ def _toml_value(key: str, value: object, origin: str) -> ConfigValue:
     if isinstance(value, str | int | float | bool):
         return value
     raise ConfigurationError(
-        f"{origin}: {key!r} must be a string, number, boolean or list of strings, "
+        f"{origin}: {_key(key)} must be a string, number, boolean or list of strings, "
         f"got a TOML {type(value).__name__}"
     )
+
+
+def _split_line(line: str) -> tuple[str, str] | None:
+    """A properties line's key and value, split as Java's ``Properties.load`` does.
+
+    The key ends at the first ``=``, ``:`` or blank not escaped by a backslash (an
+    escaped character is kept, without its backslash); blanks, then one ``=`` or
+    ``:``, then blanks separate it from the value. The value is taken as written (no
+    escapes). None: the line has no separator and no value (a bare word).
+    """
+    key: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\" and i + 1 < n:
+            key.append(line[i + 1])
+            i += 2
+            continue
+        if c in "=:" or c.isspace():
+            break
+        key.append(c)
+        i += 1
+    if i == n:
+        return None
+    rest = line[i:].lstrip(" \t\f")
+    if rest[:1] in ("=", ":"):
+        rest = rest[1:].lstrip(" \t\f")
+    return "".join(key), rest
 
 
 def _read_properties(text: str, result: ConfigFile, origin: str) -> None:
@@ -217,13 +270,15 @@ def _read_properties(text: str, result: ConfigFile, origin: str) -> None:
         line = raw.strip()
         if not line or line[0] in "#!":
             continue
-        key, sep, value = line.partition("=")
-        key = key.strip()
+        split = _split_line(line)
         where = f"{origin}, line {number}"
-        if not sep or not key:
-            raise ConfigurationError(f"{where}: expected 'key=value'")
+        if split is None or not split[0]:
+            raise ConfigurationError(f"{where}: expected 'key=value' (or 'key: value')")
+        key, value = split
         if key in lines:
-            raise ConfigurationError(f"{where}: {key!r} is given twice (also line {lines[key]})")
+            raise ConfigurationError(
+                f"{where}: {_key(key)} is given twice (also line {lines[key]})"
+            )
         lines[key] = number
         section, dot, name = key.partition(".")
         if section in _SECTIONS and dot:
@@ -289,9 +344,9 @@ def _property_of(key: str, origin: str) -> tuple[str, Literal["env", "file"] | N
         )
         raise ConfigurationError(f"{origin}: {key!r} cannot be set here: it is {what}")
     close = difflib.get_close_matches(key, sorted(KNOWN_PROPERTIES | _EVENTWIRE_KEYS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close and _KEY_LIKE.fullmatch(key) else ""
     raise ConfigurationError(
-        f"{origin}: {key!r} is not a librdkafka producer property (librdkafka 2.16), nor "
+        f"{origin}: {_key(key)} is not a librdkafka producer property (librdkafka 2.16), nor "
         f"'profile', nor a reference '<property>.env' / '<property>.file'{hint}"
     )
 
@@ -304,9 +359,7 @@ def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[
         if entry.ref == "env":
             var = str(entry.value)
             if not environ.get(var):
-                raise ConfigurationError(
-                    f"{prop}: environment variable {var} (named by {entry.origin}) is not set"
-                )
+                raise ConfigurationError(_unset_variable(prop, var, entry.origin))
             value = environ[var]
         elif entry.ref == "file":
             path = Path(str(entry.value)).expanduser()
@@ -320,6 +373,22 @@ def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[
         else:
             props[prop] = value
     return props
+
+
+def _unset_variable(prop: str, var: str, origin: str) -> str:
+    """The message for a reference to an unset variable.
+
+    It quotes the name only if it looks like one: a reference that holds the secret
+    itself must not show it.
+    """
+    if _VARIABLE_NAME.fullmatch(var):
+        return f"{prop}: environment variable {var} (named by {origin}) is not set"
+    return (
+        f"{prop}: {origin} must hold the NAME of an environment variable that holds the "
+        "value, and the variable it names does not exist; its text is not shown, since it "
+        "is not an upper-case variable name and may be the secret itself. Put the secret "
+        f"in a variable and give that variable's name (or set {prop} directly)"
+    )
 
 
 def _read_secret_file(prop: str, path: Path, origin: str) -> str:
