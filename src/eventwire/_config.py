@@ -11,6 +11,12 @@ embedded in a shown value -- ``user:pass@`` in ``bootstrap.servers``, the userin
 and query string of ``sasl.oauthbearer.token.endpoint.url`` -- are masked too
 (:data:`URL_PROPERTIES`), and scrubbed from librdkafka's text.
 
+Switching TLS verification off (``enable.ssl.certificate.verification=false`` or
+``ssl.endpoint.identification.algorithm=none``) logs one WARNING,
+``tls_verification_disabled`` (``properties``, ``risk``, ``hint``) on the
+``eventwire.kafka`` logger, when the config is made (not again for a copy made
+by :meth:`KafkaConfig.with_overrides`).
+
 Where librdkafka takes a callback, ``overrides`` takes a Python callable: the keys
 in :data:`CALLBACKS` (``oauth_cb``, ``throttle_cb``). A callable is handed to
 librdkafka as the same object and is never shown (``<callback>``).
@@ -24,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal, get_args
 
@@ -41,6 +48,7 @@ from eventwire._properties import (
     embedded_secrets,
     mask_embedded,
 )
+from eventwire.observability.logging import get_logger
 
 __all__ = [
     "CALLBACKS",
@@ -190,6 +198,28 @@ def _shown(key: str, value: object) -> str:
     return mask_embedded(value) if isinstance(value, str) and key in URL_PROPERTIES else str(value)
 
 
+_log = get_logger("eventwire.kafka")
+#: The settings that switch TLS verification off, and what each does.
+_TLS_OFF = {
+    "enable.ssl.certificate.verification": "the broker's certificate is not verified",
+    "ssl.endpoint.identification.algorithm": "the broker's host name is not checked",
+}
+#: Set while :meth:`KafkaConfig.with_overrides` copies a config that already warned.
+_TLS_WARNED: ContextVar[frozenset[str]] = ContextVar("_TLS_WARNED", default=frozenset())
+
+
+def _tls_off(props: Mapping[str, object]) -> frozenset[str]:
+    """The TLS verification settings in ``props`` that switch verification off."""
+    off = set()
+    verify = props.get("enable.ssl.certificate.verification")
+    if verify is not None and str(verify).strip().lower() in ("false", "0", "no", "off"):
+        off.add("enable.ssl.certificate.verification")
+    algorithm = props.get("ssl.endpoint.identification.algorithm")
+    if algorithm is not None and str(algorithm).strip().lower() == "none":
+        off.add("ssl.endpoint.identification.algorithm")
+    return frozenset(off)
+
+
 def _secret(value: Secret | str | None) -> Secret | None:
     return value if value is None or isinstance(value, Secret) else Secret(value)
 
@@ -288,6 +318,24 @@ class KafkaConfig:
             for k, v in self.overrides.items()
         }
         object.__setattr__(self, "overrides", wrapped)
+        self._warn_tls_off()
+
+    def _warn_tls_off(self) -> None:
+        """Log one WARNING if the overrides switch TLS verification off.
+
+        Not for a copy that :meth:`with_overrides` made of a config that already
+        warned of the same settings.
+        """
+        off = _tls_off(self.overrides)
+        if off and not off <= _TLS_WARNED.get():
+            _log.warning(
+                "tls_verification_disabled",
+                properties=", ".join(f"{k}={self.overrides[k]}" for k in sorted(off)),
+                risk="; ".join(_TLS_OFF[k] for k in sorted(off))
+                + ": anyone on the network path can pose as the broker",
+                hint="remove these settings and set ssl.ca.location to the CA that signed "
+                "the brokers' certificates (a test cluster only may keep them)",
+            )
 
     def _properties(self) -> dict[str, ConfigValue | Secret | Callback]:
         """The librdkafka property dict with secrets still wrapped."""
@@ -340,7 +388,11 @@ class KafkaConfig:
         Raises:
             ConfigurationError: as the constructor.
         """
-        return replace(self, overrides={**self.overrides, **overrides})
+        token = _TLS_WARNED.set(_tls_off(self.overrides))
+        try:
+            return replace(self, overrides={**self.overrides, **overrides})
+        finally:
+            _TLS_WARNED.reset(token)
 
     @classmethod
     def from_file(

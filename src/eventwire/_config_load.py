@@ -5,16 +5,16 @@ r"""Load a :class:`KafkaConfig` from a config file and from environment variable
 property names (producer and global ones, librdkafka 2.16), plus eventwire's
 ``profile``; any other key is refused. In TOML, a dotted key nests tables and a
 quoted key does not: ``bootstrap.servers = "h:9092"`` and
-``"bootstrap.servers" = "h:9092"`` are the same property here. A list of
-strings is joined with commas. A ``[relay]`` table (``relay.<name>=`` lines in
-a properties file) holds the standalone relay's settings, read by the CLI. In a
-properties file each line is ``key=value``, ``key: value`` or ``key value``: as
-in Java's ``Properties``, the key ends at the first ``=``, ``:`` or blank not
-escaped by a backslash, and blanks and one ``=`` or ``:`` separate it from the
-value (which keeps any later ``=`` or ``:``). A line whose first non-blank
-character is ``#`` or ``!`` is a comment. Unlike Java, a value is taken as
-written (no escapes, so ``C:\certs`` stays as it is) and there are no
-continuation lines.
+``"bootstrap.servers" = "h:9092"`` are the same property here, so giving both
+is refused. A list of strings is joined with commas. A ``[relay]`` table
+(``relay.<name>=`` lines in a properties file) holds the standalone relay's
+settings, read by the CLI. In a properties file each line is ``key=value``,
+``key: value`` or ``key value``: as in Java's ``Properties``, the key ends at the
+first ``=``, ``:`` or blank not escaped by a backslash, and blanks and one ``=``
+or ``:`` separate it from the value (which keeps any later ``=`` or ``:``). A
+line whose first non-blank character is ``#`` or ``!`` is a comment. Unlike
+Java, a value is taken as written (no escapes, so ``C:\certs`` stays as it is)
+and there are no continuation lines.
 
 **Secrets by reference.** ``<property>.env = "VAR"`` takes the value of the
 environment variable ``VAR``; ``<property>.file = "PATH"`` takes the content of
@@ -38,6 +38,19 @@ settings are ``EVENTWIRE_RELAY_<NAME>`` (``EVENTWIRE_RELAY_METRICS_PORT``).
 
 **Precedence.** Property by property: the file, then the environment, then
 Python ``overrides`` (the only way to pass a callback such as ``oauth_cb``).
+Within one source (one file, or the environment) a property is given once: the
+same key twice, a TOML quoted and dotted key for one property, or two of
+librdkafka's names for one property (``bootstrap.servers`` and
+``metadata.broker.list``, ``linger.ms`` and ``queue.buffering.max.ms``, ... see
+:data:`~eventwire._properties.ALIASES`) are refused with the property and the
+file or variable named. Across sources, a later source's value replaces an
+earlier one under any of the property's names (the environment's
+``..._METADATA_BROKER_LIST`` replaces the file's ``bootstrap.servers``).
+
+**Warnings.** A config file other users may read (mode ``o+r``) that holds a
+secret property inline (not by ``.env``/``.file`` reference) logs one WARNING,
+``config_file_exposes_secret`` (``file``, ``properties``, ``mode``, ``hint``: chmod
+600 or use a reference) on the ``eventwire.kafka`` logger; never a value.
 
 Values of properties not in :data:`~eventwire._config.NON_SECRET_PROPERTIES`
 become :class:`~eventwire._config.Secret`. Every error is a
@@ -51,6 +64,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,7 +80,9 @@ from eventwire._properties import (
     Callback,
     ConfigValue,
     Secret,
+    canonical,
 )
+from eventwire.observability.logging import get_logger
 
 __all__ = [
     "CONFIG_FILE_VAR",
@@ -104,6 +120,7 @@ _KEY_LIKE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 #: An environment variable name conventional enough to be shown in a message: a
 #: reference holding something else (say, the secret itself) is not quoted.
 _VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
+_log = get_logger("eventwire.kafka")
 
 
 def _key(key: str) -> str:
@@ -211,16 +228,25 @@ def _read_toml(text: str, result: ConfigFile, origin: str) -> None:
                 raise ConfigurationError(f"{origin}: {key!r} must be a table ([{key}])")
             result.sections[key] = dict(value)
         else:
-            _flatten(key, value, flat)
+            _flatten(key, value, flat, origin)
     for key, value in flat.items():
         _add(result.properties, key, _toml_value(key, value, origin), origin, result.path.parent)
 
 
-def _flatten(prefix: str, value: object, into: dict[str, object]) -> None:
-    """Dotted TOML keys nest tables; join them back into librdkafka names."""
+def _flatten(prefix: str, value: object, into: dict[str, object], origin: str) -> None:
+    """Dotted TOML keys nest tables; join them back into librdkafka names.
+
+    A quoted key (``"sasl.username"``) and a dotted or table one (``sasl.username``,
+    ``[sasl] username``) are different TOML keys but one property: refused.
+    """
     if isinstance(value, dict):
         for key, inner in value.items():
-            _flatten(f"{prefix}.{key}", inner, into)
+            _flatten(f"{prefix}.{key}", inner, into, origin)
+    elif prefix in into:
+        raise ConfigurationError(
+            f"{origin}: {_key(prefix)} is given twice (as a quoted key and as a dotted key "
+            "or table); give it once"
+        )
     else:
         into[prefix] = value
 
@@ -321,10 +347,18 @@ def _add(
         raise ConfigurationError(
             f"{origin}: {key!r} must name a{'n environment variable' if ref == 'env' else ' file'}"
         )
-    if prop in entries:  # ``entries`` holds one source: a file, or the environment
+    # ``entries`` holds one source (a file, or the environment): a property given
+    # twice there, directly and by reference or under two of its names, is refused.
+    if prop in entries:
         raise ConfigurationError(
             f"{origin}: {prop!r} is given twice (also by {entries[prop].origin}); "
             "give it directly or by reference, once"
+        )
+    alias = next((p for p in entries if p != prop and canonical(p) == canonical(prop)), None)
+    if alias is not None:
+        raise ConfigurationError(
+            f"{origin}: {prop!r} and {alias!r} (given by {entries[alias].origin}) are one "
+            "librdkafka property under two names; give it once"
         )
     entries[prop] = _Entry(value, ref, origin, base)
 
@@ -480,12 +514,41 @@ def load(
     if path is not None:
         entries.update(read_file(path).properties)
         sources.append(f"config file {str(path)!r}")
+        _warn_if_exposed(path, entries)
     if env_prefix is not None:
         from_env = read_env(env_prefix, env)
         if from_env:
+            # A later source replaces a property under any of its names.
+            given = {canonical(p) for p in from_env}
+            entries = {p: e for p, e in entries.items() if canonical(p) not in given}
             entries.update(from_env)
             sources.append(f"{env_prefix}* variables")
     return _build(_resolve(entries, env), overrides, sources)
+
+
+def _warn_if_exposed(path: Path, entries: Mapping[str, _Entry]) -> None:
+    """One WARNING if a file other users can read holds a secret in plain text.
+
+    Names the file and the properties, never a value. A secret given by reference
+    (``.env``/``.file``) is not in the file, so it does not count.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not mode & stat.S_IROTH:
+        return
+    inline = sorted(p for p, e in entries.items() if e.ref is None and p in SECRET_PROPERTIES)
+    if inline:
+        _log.warning(
+            "config_file_exposes_secret",
+            file=str(path),
+            properties=", ".join(inline),
+            mode=oct(stat.S_IMODE(mode)),
+            hint=f"every user of this machine can read it: chmod 600 {str(path)!r}, or give "
+            "the secret by reference ('<property>.env = \"VAR\"' or "
+            "'<property>.file = \"/path\"' to a file only this user can read)",
+        )
 
 
 def load_section(

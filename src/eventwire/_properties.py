@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from eventwire._errors import ConfigurationError
 
 __all__ = [
+    "ALIASES",
     "CALLBACKS",
     "NON_SECRET_PROPERTIES",
     "RESERVED",
@@ -23,6 +24,7 @@ __all__ = [
     "Callback",
     "ConfigValue",
     "Secret",
+    "canonical",
     "embedded_secrets",
     "mask_embedded",
 ]
@@ -246,6 +248,27 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+#: librdkafka's aliases (2.16, producer and global): alias -> the property it sets.
+#: A source that gives a property under two of its names is refused.
+ALIASES: Mapping[str, str] = {
+    "metadata.broker.list": "bootstrap.servers",
+    "max.in.flight": "max.in.flight.requests.per.connection",
+    "sasl.mechanisms": "sasl.mechanism",
+    "queue.buffering.max.ms": "linger.ms",
+    "message.send.max.retries": "retries",
+    "request.required.acks": "acks",
+    "compression.codec": "compression.type",
+    "message.timeout.ms": "delivery.timeout.ms",
+    "sasl.oauthbearer.client.credentials.client.id": "sasl.oauthbearer.client.id",
+    "sasl.oauthbearer.client.credentials.client.secret": "sasl.oauthbearer.client.secret",
+}
+
+
+def canonical(prop: str) -> str:
+    """The property ``prop`` sets: itself, or the one it is an alias of."""
+    return ALIASES.get(prop, prop)
 
 
 #: Shown properties whose values are broker lists or URLs, which may embed
