@@ -41,18 +41,20 @@ class TestPasswordNeverShown:
     def test_an_unquoted_password_with_spaces_is_not_echoed(self, keyword_dsn: str) -> None:
         """'password=two words' (libpq: 'missing "=" after "horse-battery"'): the error
         says the DSN is malformed and how to write it, without any word of the password."""
-        with pytest.raises(ConfigurationError, match="not a valid libpq connection string") as info:
+        with pytest.raises(ConfigurationError) as info:
             PostgresOutbox(f"{keyword_dsn} password={PASSWORD}")
-        assert "single-quote" in str(info.value)
         _assert_hidden(info.value)
+        assert "not a valid libpq connection string" in str(info.value)
+        assert "single-quote" in str(info.value)
 
     def test_a_url_password_with_raw_spaces_is_not_echoed(self, postgres_dsn: str) -> None:
         """A URL password with raw spaces (libpq: 'unexpected spaces found in "..."'):
         the error says to percent-encode, without the password."""
         dsn = postgres_dsn.replace("@", f":{PASSWORD}@", 1)
-        with pytest.raises(ConfigurationError, match="percent-encode") as info:
+        with pytest.raises(ConfigurationError) as info:
             PostgresOutbox(dsn)
         _assert_hidden(info.value)
+        assert "percent-encode" in str(info.value)
 
     def test_a_malformed_url_is_not_echoed_whole(self, postgres_dsn: str) -> None:
         """A URL libpq cannot parse (an unclosed IPv6 bracket), which libpq quotes whole,

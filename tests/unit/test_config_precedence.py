@@ -134,8 +134,9 @@ class TestWorldReadableSecrets:
         )
         with capture_logs() as logs:
             KafkaConfig.from_file(path)
-        [warning] = [e for e in logs if e["log_level"] == "warning"]
-        assert warning["event"] == "config_file_exposes_secret"
+        warnings = [e for e in logs if e["log_level"] == "warning"]
+        assert [e["event"] for e in warnings] == ["config_file_exposes_secret"]
+        warning = warnings[0]
         assert warning["file"] == str(path)
         assert warning["properties"] == "sasl.password"
         assert "chmod 600" in warning["hint"] and ".env" in warning["hint"]

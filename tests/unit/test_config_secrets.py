@@ -118,9 +118,10 @@ class TestCredentialsInUrls:
 
     def test_a_malformed_bootstrap_entry_is_quoted_without_its_userinfo(self) -> None:
         """The 'not host:port' error masks the userinfo of the entry it quotes."""
-        with pytest.raises(ConfigurationError, match=r"'\*\*\*@broker'") as raised:
+        with pytest.raises(ConfigurationError) as raised:
             KafkaConfig(f"alice:{USERINFO_PASSWORD}@broker")
         assert USERINFO_PASSWORD not in str(raised.value)
+        assert "'***@broker' is not 'host:port'" in str(raised.value)
 
     def test_token_endpoint_userinfo_and_query_are_masked_and_scrubbed(self) -> None:
         """sasl.oauthbearer.token.endpoint.url: its userinfo and query string are masked in
@@ -136,7 +137,9 @@ class TestCredentialsInUrls:
 
 
 class TestPropertiesSeparators:
-    PASSWORD = "pw=with=equals-3141"
+    #: Split at its first '=' (as before Java separators), its head "Leak3d-Part" became
+    #: part of the key, quoted in the unknown-key error.
+    PASSWORD = "Leak3d-Part=with=equals-3141"
 
     def _load(self, tmp_path: Path, text: str) -> KafkaConfig:
         path = tmp_path / "client.properties"
@@ -163,18 +166,20 @@ class TestPropertiesSeparators:
         self, tmp_path: Path
     ) -> None:
         """'sasl.passwrod: pw=...' names the key 'sasl.passwrod' only, never the value."""
-        with pytest.raises(ConfigurationError, match="'sasl.passwrod'") as raised:
+        with pytest.raises(ConfigurationError) as raised:
             self._load(tmp_path, f"sasl.passwrod: {self.PASSWORD}")
-        assert "with=equals" not in str(raised.value)
+        assert "Leak3d" not in str(raised.value)
+        assert "'sasl.passwrod' is not a librdkafka producer property" in str(raised.value)
 
     def test_a_key_that_is_not_a_property_name_is_not_quoted(self, tmp_path: Path) -> None:
         """A TOML key that cannot be a property name (a value pasted as a key) is described,
         not quoted."""
         path = tmp_path / "c.toml"
         path.write_text(f'bootstrap.servers = "{DEAD}"\n"sasl.password {self.PASSWORD}" = 1\n')
-        with pytest.raises(ConfigurationError, match="not a property name") as raised:
+        with pytest.raises(ConfigurationError) as raised:
             KafkaConfig.from_file(path)
-        assert "with=equals" not in str(raised.value)
+        assert "Leak3d" not in str(raised.value)
+        assert "not a property name" in str(raised.value)
 
 
 class TestSecretWhereAVariableNameBelongs:
