@@ -6,7 +6,16 @@ explicitly. Secrets are wrapped in :class:`Secret` and never appear in a repr,
 a log, an error message or :meth:`KafkaConfig.redacted`. A property's value is
 shown only if its name is in :data:`NON_SECRET_PROPERTIES`, an allow-list of
 properties known to hold no secret; any other value (a property librdkafka adds
-later included) is masked, yet still handed to librdkafka unchanged.
+later included) is masked, yet still handed to librdkafka unchanged. Credentials
+embedded in a shown value -- ``user:pass@`` in ``bootstrap.servers``, the userinfo
+and query string of ``sasl.oauthbearer.token.endpoint.url`` -- are masked too
+(:data:`URL_PROPERTIES`), and scrubbed from librdkafka's text.
+
+Switching TLS verification off (``enable.ssl.certificate.verification=false`` or
+``ssl.endpoint.identification.algorithm=none``) logs one WARNING,
+``tls_verification_disabled`` (``properties``, ``risk``, ``hint``) on the
+``eventwire.kafka`` logger, when the config is made (not again for a copy made
+by :meth:`KafkaConfig.with_overrides`).
 
 Where librdkafka takes a callback, ``overrides`` takes a Python callable: the keys
 in :data:`CALLBACKS` (``oauth_cb``, ``throttle_cb``). A callable is handed to
@@ -20,7 +29,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal, get_args
 
@@ -31,10 +41,14 @@ from eventwire._properties import (
     NON_SECRET_PROPERTIES,
     RESERVED,
     SECRET_PROPERTIES,
+    URL_PROPERTIES,
     Callback,
     ConfigValue,
     Secret,
+    embedded_secrets,
+    mask_embedded,
 )
+from eventwire.observability.logging import get_logger
 
 __all__ = [
     "CALLBACKS",
@@ -43,6 +57,7 @@ __all__ = [
     "PROFILES",
     "RESERVED",
     "SECRET_PROPERTIES",
+    "URL_PROPERTIES",
     "Callback",
     "KafkaConfig",
     "Profile",
@@ -178,7 +193,31 @@ def _reveal(value: object) -> ConfigValue | Callback:
 def _shown(key: str, value: object) -> str:
     if callable(value) and not isinstance(value, Secret):
         return _CALLBACK_MASK
-    return _MASK if isinstance(value, Secret) or is_secret_key(key) else str(value)
+    if isinstance(value, Secret) or is_secret_key(key):
+        return _MASK
+    return mask_embedded(value) if isinstance(value, str) and key in URL_PROPERTIES else str(value)
+
+
+_log = get_logger("eventwire.kafka")
+#: The settings that switch TLS verification off, and what each does.
+_TLS_OFF = {
+    "enable.ssl.certificate.verification": "the broker's certificate is not verified",
+    "ssl.endpoint.identification.algorithm": "the broker's host name is not checked",
+}
+#: Set while :meth:`KafkaConfig.with_overrides` copies a config that already warned.
+_TLS_WARNED: ContextVar[frozenset[str]] = ContextVar("_TLS_WARNED", default=frozenset())
+
+
+def _tls_off(props: Mapping[str, object]) -> frozenset[str]:
+    """The TLS verification settings in ``props`` that switch verification off."""
+    off = set()
+    verify = props.get("enable.ssl.certificate.verification")
+    if verify is not None and str(verify).strip().lower() in ("false", "0", "no", "off"):
+        off.add("enable.ssl.certificate.verification")
+    algorithm = props.get("ssl.endpoint.identification.algorithm")
+    if algorithm is not None and str(algorithm).strip().lower() == "none":
+        off.add("ssl.endpoint.identification.algorithm")
+    return frozenset(off)
 
 
 def _secret(value: Secret | str | None) -> Secret | None:
@@ -252,8 +291,8 @@ class KafkaConfig:
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigurationError(
-                    f"bootstrap_servers entry {server.strip()!r} is not 'host:port' with a "
-                    "port in 1..65535"
+                    f"bootstrap_servers entry {mask_embedded(server.strip())!r} is not "
+                    "'host:port' with a port in 1..65535"
                 )
 
     def _check_overrides(self) -> None:
@@ -279,6 +318,24 @@ class KafkaConfig:
             for k, v in self.overrides.items()
         }
         object.__setattr__(self, "overrides", wrapped)
+        self._warn_tls_off()
+
+    def _warn_tls_off(self) -> None:
+        """Log one WARNING if the overrides switch TLS verification off.
+
+        Not for a copy that :meth:`with_overrides` made of a config that already
+        warned of the same settings.
+        """
+        off = _tls_off(self.overrides)
+        if off and not off <= _TLS_WARNED.get():
+            _log.warning(
+                "tls_verification_disabled",
+                properties=", ".join(f"{k}={self.overrides[k]}" for k in sorted(off)),
+                risk="; ".join(_TLS_OFF[k] for k in sorted(off))
+                + ": anyone on the network path can pose as the broker",
+                hint="remove these settings and set ssl.ca.location to the CA that signed "
+                "the brokers' certificates (a test cluster only may keep them)",
+            )
 
     def _properties(self) -> dict[str, ConfigValue | Secret | Callback]:
         """The librdkafka property dict with secrets still wrapped."""
@@ -331,7 +388,11 @@ class KafkaConfig:
         Raises:
             ConfigurationError: as the constructor.
         """
-        return replace(self, overrides={**self.overrides, **overrides})
+        token = _TLS_WARNED.set(_tls_off(self.overrides))
+        try:
+            return replace(self, overrides={**self.overrides, **overrides})
+        finally:
+            _TLS_WARNED.reset(token)
 
     @classmethod
     def from_file(
@@ -412,6 +473,8 @@ class KafkaConfig:
 
         A value is shown only if its property is in :data:`NON_SECRET_PROPERTIES`
         and it was not given as a :class:`Secret`; a callable is ``<callback>``.
+        A broker list or URL (:data:`URL_PROPERTIES`) is shown with its userinfo
+        (``***@host:9092``) and query string (``?***``) masked.
         """
         return {k: _shown(k, v) for k, v in self._properties().items()}
 
@@ -424,14 +487,17 @@ class KafkaConfig:
         :data:`MIN_SCRUBBED_LENGTH`. That exception never applies to a value given
         as a :class:`Secret` or to a property whose name says it holds a secret
         (password, passphrase, secret, token, private key, PEM, ...): those are
-        scrubbed whatever their length.
+        scrubbed whatever their length. Credentials embedded in a shown broker list
+        or URL (:data:`URL_PROPERTIES`: ``user:pass@``, a query string) are in it too.
         """
         values: list[str] = []
         for key, wrapped in self._properties().items():
             value = _reveal(wrapped)
             if not isinstance(value, str) or not value:
                 continue
-            if isinstance(wrapped, Secret) and not isinstance(wrapped, _Masked):
+            if key in URL_PROPERTIES and not isinstance(wrapped, Secret):
+                values += embedded_secrets(value)  # user:pass@, ?query of a shown value
+            elif isinstance(wrapped, Secret) and not isinstance(wrapped, _Masked):
                 values.append(value)  # the user (or a secret field) said so
             elif is_secret_key(key) and (
                 _SECRET_NAME.search(key)
@@ -449,8 +515,48 @@ class KafkaConfig:
         return f"KafkaConfig({shown})"
 
 
+#: librdkafka texts that echo the rest of a secret property's value from some point
+#: on (the OAUTHBEARER config parser: the text from its first unknown key, a
+#: value it could not parse): everything after the marker is masked.
+_ECHO_MARKERS = re.compile(
+    r"(sasl\.oauthbearer\.config beginning at: "
+    r"|sasl\.oauthbearer\.config: non-integral '[^']*': )[^\n]*"
+)
+#: A part of a secret value (``key=value`` pairs of ``sasl.oauthbearer.config`` and
+#: ``.extensions``, the words of a command): what blanks, commas, ``;`` or ``&`` separate.
+_PART = re.compile(r"[^\s,;&]+")
+
+
+def _fragments(secret: str) -> Iterator[str]:
+    """``secret`` and the parts of it a message may quote alone.
+
+    Every tail from a part on (librdkafka echoes "the rest from the first unknown
+    key"), every part (``key=value``) and every part's value. A fragment is kept only
+    if it is worth hiding on its own: at least :data:`MIN_SCRUBBED_LENGTH` long, or a
+    ``key=value`` pair, and not a number or ``true``/``false``.
+    """
+    yield secret
+    for part in _PART.finditer(secret):
+        tail = secret[part.start() :].rstrip()
+        token = part.group()
+        value = token.partition("=")[2]
+        for fragment in (tail, token, value):
+            if fragment == secret or not fragment:
+                continue
+            if (len(fragment) >= MIN_SCRUBBED_LENGTH or "=" in fragment) and not (
+                fragment.lower() in ("true", "false") or _NUMBER.fullmatch(fragment)
+            ):
+                yield fragment
+
+
 class Scrubber:
-    """Replaces every known secret value in a text with ``***``.
+    """Replaces every known secret value, and every part of one, in a text with ``***``.
+
+    Besides each whole value it masks the parts a message may quote alone (see
+    :func:`_fragments`): each ``key=value`` pair of a value such as
+    ``sasl.oauthbearer.config``, each such pair's value, and each tail of the value
+    from a pair on; and what follows librdkafka's markers that echo the rest of the
+    OAUTHBEARER config ("... beginning at: "), however short.
 
     Example::
 
@@ -458,21 +564,26 @@ class Scrubber:
         log.warning("kafka_error", reason=scrub(err.str()))
     """
 
-    __slots__ = ("_secrets",)
+    __slots__ = ("_count", "_secrets")
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        given = {s for s in secrets if s}
+        self._count = len(given)
         # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        found = {f for s in given for f in _fragments(s)}
+        self._secrets = sorted(found, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         """Return ``text`` with every secret masked."""
+        if not self._secrets:
+            return text
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, _MASK)
-        return text
+        return _ECHO_MARKERS.sub(lambda m: m.group(1) + _MASK, text)
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
     def __repr__(self) -> str:
-        return f"<Scrubber of {len(self._secrets)} secret(s)>"
+        return f"<Scrubber of {self._count} secret(s)>"

@@ -1,24 +1,30 @@
-"""Load a :class:`KafkaConfig` from a config file and from environment variables.
+r"""Load a :class:`KafkaConfig` from a config file and from environment variables.
 
 **Config files.** A name ending in ``.toml`` is TOML; any other (``.properties``,
 ``.conf``, ...) is a librdkafka-style properties file. Keys are librdkafka
 property names (producer and global ones, librdkafka 2.16), plus eventwire's
 ``profile``; any other key is refused. In TOML, a dotted key nests tables and a
 quoted key does not: ``bootstrap.servers = "h:9092"`` and
-``"bootstrap.servers" = "h:9092"`` are the same property here. A list of
-strings is joined with commas. A ``[relay]`` table (``relay.<name>=`` lines in
-a properties file) holds the standalone relay's settings, read by the CLI. In a
-properties file each line is ``key=value`` (split at the first ``=``,
-whitespace around key and value dropped); a line whose first non-blank
-character is ``#`` or ``!`` is a comment; there are no escapes and no
-continuation lines.
+``"bootstrap.servers" = "h:9092"`` are the same property here, so giving both
+is refused. A list of strings is joined with commas. A ``[relay]`` table
+(``relay.<name>=`` lines in a properties file) holds the standalone relay's
+settings, read by the CLI. In a properties file each line is ``key=value``,
+``key: value`` or ``key value``: as in Java's ``Properties``, the key ends at the
+first ``=``, ``:`` or blank not escaped by a backslash, and blanks and one ``=``
+or ``:`` separate it from the value (which keeps any later ``=`` or ``:``). A
+line whose first non-blank character is ``#`` or ``!`` is a comment. Unlike
+Java, a value is taken as written (no escapes, so ``C:\certs`` stays as it is)
+and there are no continuation lines.
 
 **Secrets by reference.** ``<property>.env = "VAR"`` takes the value of the
 environment variable ``VAR``; ``<property>.file = "PATH"`` takes the content of
 a file (one trailing newline dropped; a relative path is relative to the config
 file's directory). librdkafka's own properties that end in ``.file``
 (``sasl.oauthbearer.assertion.file`` and the like) are paths, not references.
-A property given both directly and by reference in one source is refused.
+A property given both directly and by reference in one source is refused. A
+reference to an unset variable names the variable only if the reference looks
+like a variable name (upper-case letters, digits, ``_``): a secret written where
+the NAME belongs is not shown.
 
 **Environment variables.** ``EVENTWIRE_KAFKA_<NAME>``: after the prefix the
 name is lower-cased, ``_`` stands for ``.`` and ``__`` for ``_``, so
@@ -32,17 +38,33 @@ settings are ``EVENTWIRE_RELAY_<NAME>`` (``EVENTWIRE_RELAY_METRICS_PORT``).
 
 **Precedence.** Property by property: the file, then the environment, then
 Python ``overrides`` (the only way to pass a callback such as ``oauth_cb``).
+Within one source (one file, or the environment) a property is given once: the
+same key twice, a TOML quoted and dotted key for one property, or two of
+librdkafka's names for one property (``bootstrap.servers`` and
+``metadata.broker.list``, ``linger.ms`` and ``queue.buffering.max.ms``, ... see
+:data:`~eventwire._properties.ALIASES`) are refused with the property and the
+file or variable named. Across sources, a later source's value replaces an
+earlier one under any of the property's names (the environment's
+``..._METADATA_BROKER_LIST`` replaces the file's ``bootstrap.servers``).
+
+**Warnings.** A config file other users may read (mode ``o+r``) that holds a
+secret property inline (not by ``.env``/``.file`` reference) logs one WARNING,
+``config_file_exposes_secret`` (``file``, ``properties``, ``mode``, ``hint``: chmod
+600 or use a reference) on the ``eventwire.kafka`` logger; never a value.
 
 Values of properties not in :data:`~eventwire._config.NON_SECRET_PROPERTIES`
 become :class:`~eventwire._config.Secret`. Every error is a
 :class:`ConfigurationError` naming the file, line, variable or key, never a
-value.
+value; a key that does not look like a property name (it may be a value, e.g.
+a line with an unexpected separator) is described, not quoted.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,7 +80,9 @@ from eventwire._properties import (
     Callback,
     ConfigValue,
     Secret,
+    canonical,
 )
+from eventwire.observability.logging import get_logger
 
 __all__ = [
     "CONFIG_FILE_VAR",
@@ -90,6 +114,24 @@ _EVENTWIRE_KEYS = frozenset({"profile"})
 #: eventwire's own tables in a config file.
 _SECTIONS = frozenset({"relay"})
 _REFERENCE_KINDS = ("env", "file")
+#: What a key that may be quoted in a message looks like: a property-like name. Any
+#: other text (a line that is really a value, a secret pasted as a key) is not shown.
+_KEY_LIKE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+#: An environment variable name conventional enough to be shown in a message: a
+#: reference holding something else (say, the secret itself) is not quoted.
+_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
+_log = get_logger("eventwire.kafka")
+
+
+def _key(key: str) -> str:
+    """``key`` quoted for a message, or a description if it may be a value, not a key."""
+    if _KEY_LIKE.fullmatch(key):
+        return repr(key)
+    return (
+        f"a key of {len(key)} characters that is not a property name (not shown: "
+        "it may hold a value; check the separator between key and value)"
+    )
+
 
 # librdkafka property -> KafkaConfig field.
 _FIELDS: Mapping[str, str] = {
@@ -186,16 +228,25 @@ def _read_toml(text: str, result: ConfigFile, origin: str) -> None:
                 raise ConfigurationError(f"{origin}: {key!r} must be a table ([{key}])")
             result.sections[key] = dict(value)
         else:
-            _flatten(key, value, flat)
+            _flatten(key, value, flat, origin)
     for key, value in flat.items():
         _add(result.properties, key, _toml_value(key, value, origin), origin, result.path.parent)
 
 
-def _flatten(prefix: str, value: object, into: dict[str, object]) -> None:
-    """Dotted TOML keys nest tables; join them back into librdkafka names."""
+def _flatten(prefix: str, value: object, into: dict[str, object], origin: str) -> None:
+    """Dotted TOML keys nest tables; join them back into librdkafka names.
+
+    A quoted key (``"sasl.username"``) and a dotted or table one (``sasl.username``,
+    ``[sasl] username``) are different TOML keys but one property: refused.
+    """
     if isinstance(value, dict):
         for key, inner in value.items():
-            _flatten(f"{prefix}.{key}", inner, into)
+            _flatten(f"{prefix}.{key}", inner, into, origin)
+    elif prefix in into:
+        raise ConfigurationError(
+            f"{origin}: {_key(prefix)} is given twice (as a quoted key and as a dotted key "
+            "or table); give it once"
+        )
     else:
         into[prefix] = value
 
@@ -206,9 +257,37 @@ def _toml_value(key: str, value: object, origin: str) -> ConfigValue:
     if isinstance(value, str | int | float | bool):
         return value
     raise ConfigurationError(
-        f"{origin}: {key!r} must be a string, number, boolean or list of strings, "
+        f"{origin}: {_key(key)} must be a string, number, boolean or list of strings, "
         f"got a TOML {type(value).__name__}"
     )
+
+
+def _split_line(line: str) -> tuple[str, str] | None:
+    """A properties line's key and value, split as Java's ``Properties.load`` does.
+
+    The key ends at the first ``=``, ``:`` or blank not escaped by a backslash (an
+    escaped character is kept, without its backslash); blanks, then one ``=`` or
+    ``:``, then blanks separate it from the value. The value is taken as written (no
+    escapes). None: the line has no separator and no value (a bare word).
+    """
+    key: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\" and i + 1 < n:
+            key.append(line[i + 1])
+            i += 2
+            continue
+        if c in "=:" or c.isspace():
+            break
+        key.append(c)
+        i += 1
+    if i == n:
+        return None
+    rest = line[i:].lstrip(" \t\f")
+    if rest[:1] in ("=", ":"):
+        rest = rest[1:].lstrip(" \t\f")
+    return "".join(key), rest
 
 
 def _read_properties(text: str, result: ConfigFile, origin: str) -> None:
@@ -217,13 +296,15 @@ def _read_properties(text: str, result: ConfigFile, origin: str) -> None:
         line = raw.strip()
         if not line or line[0] in "#!":
             continue
-        key, sep, value = line.partition("=")
-        key = key.strip()
+        split = _split_line(line)
         where = f"{origin}, line {number}"
-        if not sep or not key:
-            raise ConfigurationError(f"{where}: expected 'key=value'")
+        if split is None or not split[0]:
+            raise ConfigurationError(f"{where}: expected 'key=value' (or 'key: value')")
+        key, value = split
         if key in lines:
-            raise ConfigurationError(f"{where}: {key!r} is given twice (also line {lines[key]})")
+            raise ConfigurationError(
+                f"{where}: {_key(key)} is given twice (also line {lines[key]})"
+            )
         lines[key] = number
         section, dot, name = key.partition(".")
         if section in _SECTIONS and dot:
@@ -266,10 +347,18 @@ def _add(
         raise ConfigurationError(
             f"{origin}: {key!r} must name a{'n environment variable' if ref == 'env' else ' file'}"
         )
-    if prop in entries:  # ``entries`` holds one source: a file, or the environment
+    # ``entries`` holds one source (a file, or the environment): a property given
+    # twice there, directly and by reference or under two of its names, is refused.
+    if prop in entries:
         raise ConfigurationError(
             f"{origin}: {prop!r} is given twice (also by {entries[prop].origin}); "
             "give it directly or by reference, once"
+        )
+    alias = next((p for p in entries if p != prop and canonical(p) == canonical(prop)), None)
+    if alias is not None:
+        raise ConfigurationError(
+            f"{origin}: {prop!r} and {alias!r} (given by {entries[alias].origin}) are one "
+            "librdkafka property under two names; give it once"
         )
     entries[prop] = _Entry(value, ref, origin, base)
 
@@ -289,9 +378,9 @@ def _property_of(key: str, origin: str) -> tuple[str, Literal["env", "file"] | N
         )
         raise ConfigurationError(f"{origin}: {key!r} cannot be set here: it is {what}")
     close = difflib.get_close_matches(key, sorted(KNOWN_PROPERTIES | _EVENTWIRE_KEYS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close and _KEY_LIKE.fullmatch(key) else ""
     raise ConfigurationError(
-        f"{origin}: {key!r} is not a librdkafka producer property (librdkafka 2.16), nor "
+        f"{origin}: {_key(key)} is not a librdkafka producer property (librdkafka 2.16), nor "
         f"'profile', nor a reference '<property>.env' / '<property>.file'{hint}"
     )
 
@@ -304,9 +393,7 @@ def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[
         if entry.ref == "env":
             var = str(entry.value)
             if not environ.get(var):
-                raise ConfigurationError(
-                    f"{prop}: environment variable {var} (named by {entry.origin}) is not set"
-                )
+                raise ConfigurationError(_unset_variable(prop, var, entry.origin))
             value = environ[var]
         elif entry.ref == "file":
             path = Path(str(entry.value)).expanduser()
@@ -320,6 +407,22 @@ def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[
         else:
             props[prop] = value
     return props
+
+
+def _unset_variable(prop: str, var: str, origin: str) -> str:
+    """The message for a reference to an unset variable.
+
+    It quotes the name only if it looks like one: a reference that holds the secret
+    itself must not show it.
+    """
+    if _VARIABLE_NAME.fullmatch(var):
+        return f"{prop}: environment variable {var} (named by {origin}) is not set"
+    return (
+        f"{prop}: {origin} must hold the NAME of an environment variable that holds the "
+        "value, and the variable it names does not exist; its text is not shown, since it "
+        "is not an upper-case variable name and may be the secret itself. Put the secret "
+        f"in a variable and give that variable's name (or set {prop} directly)"
+    )
 
 
 def _read_secret_file(prop: str, path: Path, origin: str) -> str:
@@ -411,12 +514,41 @@ def load(
     if path is not None:
         entries.update(read_file(path).properties)
         sources.append(f"config file {str(path)!r}")
+        _warn_if_exposed(path, entries)
     if env_prefix is not None:
         from_env = read_env(env_prefix, env)
         if from_env:
+            # A later source replaces a property under any of its names.
+            given = {canonical(p) for p in from_env}
+            entries = {p: e for p, e in entries.items() if canonical(p) not in given}
             entries.update(from_env)
             sources.append(f"{env_prefix}* variables")
     return _build(_resolve(entries, env), overrides, sources)
+
+
+def _warn_if_exposed(path: Path, entries: Mapping[str, _Entry]) -> None:
+    """One WARNING if a file other users can read holds a secret in plain text.
+
+    Names the file and the properties, never a value. A secret given by reference
+    (``.env``/``.file``) is not in the file, so it does not count.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not mode & stat.S_IROTH:
+        return
+    inline = sorted(p for p, e in entries.items() if e.ref is None and p in SECRET_PROPERTIES)
+    if inline:
+        _log.warning(
+            "config_file_exposes_secret",
+            file=str(path),
+            properties=", ".join(inline),
+            mode=oct(stat.S_IMODE(mode)),
+            hint=f"every user of this machine can read it: chmod 600 {str(path)!r}, or give "
+            "the secret by reference ('<property>.env = \"VAR\"' or "
+            "'<property>.file = \"/path\"' to a file only this user can read)",
+        )
 
 
 def load_section(

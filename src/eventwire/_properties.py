@@ -7,19 +7,26 @@ module: :mod:`eventwire._config` and :mod:`eventwire._config_load` both read it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from eventwire._errors import ConfigurationError
 
 __all__ = [
+    "ALIASES",
     "CALLBACKS",
     "NON_SECRET_PROPERTIES",
     "RESERVED",
     "SECRET_PROPERTIES",
+    "URL_PROPERTIES",
     "Callback",
     "ConfigValue",
     "Secret",
+    "canonical",
+    "embedded_secrets",
+    "mask_embedded",
 ]
 
 ConfigValue = str | int | float | bool
@@ -241,3 +248,100 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+#: librdkafka's aliases (2.16, producer and global): alias -> the property it sets.
+#: A source that gives a property under two of its names is refused.
+ALIASES: Mapping[str, str] = {
+    "metadata.broker.list": "bootstrap.servers",
+    "max.in.flight": "max.in.flight.requests.per.connection",
+    "sasl.mechanisms": "sasl.mechanism",
+    "queue.buffering.max.ms": "linger.ms",
+    "message.send.max.retries": "retries",
+    "request.required.acks": "acks",
+    "compression.codec": "compression.type",
+    "message.timeout.ms": "delivery.timeout.ms",
+    "sasl.oauthbearer.client.credentials.client.id": "sasl.oauthbearer.client.id",
+    "sasl.oauthbearer.client.credentials.client.secret": "sasl.oauthbearer.client.secret",
+}
+
+
+def canonical(prop: str) -> str:
+    """The property ``prop`` sets: itself, or the one it is an alias of."""
+    return ALIASES.get(prop, prop)
+
+
+#: Shown properties whose values are broker lists or URLs, which may embed
+#: credentials (``user:pass@host:9092``, ``https://id:secret@idp/token?key=...``):
+#: those parts are masked wherever the value is shown, and scrubbed from log text.
+URL_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "bootstrap.servers",
+        "metadata.broker.list",
+        "sasl.oauthbearer.token.endpoint.url",
+    }
+)
+
+# [scheme://]userinfo@rest, userinfo being anything up to the last "@" before the host.
+_SCHEME = r"[A-Za-z][A-Za-z0-9_+.-]*://"
+_USERINFO = re.compile(rf"^(?P<scheme>{_SCHEME})?(?P<userinfo>[^/?#]*)@")
+#: Query parameter values shorter than this (or numbers) are not scrubbed on their
+#: own (the whole ``key=value`` parameter is): see ``MIN_SCRUBBED_LENGTH``.
+_MIN_PARAM_VALUE = 6
+
+
+def _split_entry(entry: str) -> tuple[str, str | None, str, str | None]:
+    """``(scheme, userinfo or None, host/path, query+fragment or None)`` of one entry."""
+    match = _USERINFO.match(entry)
+    if match:
+        scheme = match["scheme"] or ""
+        userinfo: str | None = match["userinfo"]
+        rest = entry[match.end() :]
+    else:
+        scheme_match = re.match(_SCHEME, entry)
+        scheme = scheme_match.group() if scheme_match else ""
+        userinfo, rest = None, entry[len(scheme) :]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0 and scheme:
+        return scheme, userinfo, rest[:cut], rest[cut:]
+    return scheme, userinfo, rest, None
+
+
+def mask_embedded(value: str) -> str:
+    """``value`` (a broker list or a URL) with its userinfo and query string masked.
+
+    ``"SASL_SSL://user:pw@h:9093,h2:9093"`` -> ``"SASL_SSL://***@h:9093,h2:9093"``;
+    ``"https://id:s@idp/token?key=k"`` -> ``"https://***@idp/token?***"``.
+    """
+    shown = []
+    for entry in value.split(","):
+        lead = entry[: len(entry) - len(entry.lstrip())]
+        scheme, userinfo, rest, query = _split_entry(entry.strip())
+        masked = scheme + ("***@" if userinfo is not None else "") + rest
+        if query is not None:
+            masked += query[0] + "***"
+        shown.append(lead + masked)
+    return ",".join(shown)
+
+
+def embedded_secrets(value: str) -> list[str]:
+    """The credentials a broker list or URL embeds, to scrub from log text.
+
+    Each entry's userinfo (``user:pw``), its password part, their percent-decoded
+    forms, and a URL's query string and each of its parameter values.
+    """
+    found: list[str] = []
+    for entry in value.split(","):
+        _, userinfo, _, query = _split_entry(entry.strip())
+        if userinfo:
+            password = userinfo.partition(":")[2]
+            found += [userinfo, password, unquote(userinfo), unquote(password)]
+        if query:
+            body = query[1:]
+            found.append(body)
+            for param in re.split(r"[&;#]", body):
+                found.append(param)
+                for v in {param.partition("=")[2], unquote(param.partition("=")[2])}:
+                    if len(v) >= _MIN_PARAM_VALUE and not v.isdigit():
+                        found.append(v)
+    return [s for s in dict.fromkeys(found) if s]

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.outbox import _sql
+from eventwire.outbox._dsn import hide_quoted, scrub_dsn
 from eventwire.outbox.base import (
     ClaimedEntry,
     EventIdConflictError,
@@ -184,8 +185,10 @@ class PostgresOutbox:
             server that vanished (failover) is noticed instead of hanging a call.
 
     Raises:
-        ConfigurationError: psycopg is not installed, the database refused us, or
-            it holds an outbox table of an older eventwire.
+        ConfigurationError: psycopg is not installed, the DSN is malformed, the
+            database refused us, or it holds an outbox table of an older eventwire.
+            The message never shows the DSN's password (see
+            :func:`eventwire.outbox._dsn.scrub_dsn`).
 
     After construction, a method raises ``psycopg.OperationalError`` only when the
     database cannot be reached even on a new connection (``add``:
@@ -208,6 +211,16 @@ class PostgresOutbox:
         self._conn: psycopg.Connection[Any] | None = None
         try:
             given = conninfo_to_dict(dsn)
+        except psycopg.Error as exc:
+            # libpq quotes the piece it stopped at, which may be part of the password.
+            raise ConfigurationError(
+                "cannot open the PostgreSQL outbox: its DSN is not a valid libpq connection "
+                f"string ({scrub_dsn(hide_quoted(str(exc).strip()), dsn)}; quoted parts "
+                "hidden, as they may belong to the password). Write keyword=value pairs "
+                "(single-quote a value with spaces) or a postgresql:// URL (percent-encode "
+                "special characters of the user and password)"
+            ) from None
+        try:
             defaults = {**_DEAD_PEER_DEFAULTS, "connect_timeout": max(1, round(connect_timeout_s))}
             self._connect_kwargs.update({k: v for k, v in defaults.items() if k not in given})
             conn = self._connection()
@@ -215,7 +228,9 @@ class PostgresOutbox:
                 self.prepare_connection(conn)
         except psycopg.Error as exc:
             self.close()
-            raise ConfigurationError(f"cannot open the PostgreSQL outbox: {exc}") from None
+            raise ConfigurationError(
+                f"cannot open the PostgreSQL outbox: {scrub_dsn(str(exc), dsn)}"
+            ) from None
         except ConfigurationError:
             self.close()
             raise
@@ -370,7 +385,9 @@ class PostgresOutbox:
                     conn = self._connection()
                 except self._psycopg.Error as exc:
                     raise OutboxWriteError(
-                        n, f"cannot connect to PostgreSQL: {exc}", possibly_written=False
+                        n,
+                        f"cannot connect to PostgreSQL: {scrub_dsn(str(exc), self._dsn)}",
+                        possibly_written=False,
                     ) from exc
                 ids = self._insert_uncommitted(conn, entries, may_retry=attempt == 0)
                 if ids is not None:

@@ -23,6 +23,7 @@ saying what to do; it is not migrated.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -133,17 +134,25 @@ class SQLiteOutbox:
             events in your own transaction (``add(..., connection=conn)``).
         busy_timeout_s: how long a statement waits for another process's write
             lock before failing with ``database is locked``.
+        mode: the permissions of the file if this creates it: by default 0o600,
+            readable and writable by this user only (events may hold personal
+            data). SQLite gives its ``-wal`` and ``-shm`` files the same
+            permissions. Use e.g. 0o660 to share the file with a relay running as
+            another user of the same group. An existing file's mode is not changed.
 
     Raises:
         ConfigurationError: the file cannot be opened, is not a database, or holds
             an outbox table of an older eventwire.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_s: float = 30.0, mode: int = 0o600
+    ) -> None:
         self.path = Path(path)
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._beats: dict[str, tuple[float, str | None]] = {}
+        self._create(mode)
         try:
             self._conn = self._connect()
             self.prepare_connection(self._conn)
@@ -151,6 +160,31 @@ class SQLiteOutbox:
             raise ConfigurationError(
                 f"cannot open the SQLite outbox at {self.path}: {exc}"
             ) from exc
+
+    def _create(self, mode: int) -> None:
+        """Create the database file with ``mode`` if it does not exist.
+
+        SQLite would create it, and its -wal and -shm files, world-readable (0o644
+        under the usual umask); it gives -wal and -shm the main file's mode.
+        """
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise ConfigurationError(
+                f"SQLiteOutbox mode must be permission bits such as 0o600, got {mode!r}"
+            )
+        if str(self.path) in ("", ":memory:"):
+            return  # an in-memory database: no file
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the SQLite outbox at {self.path}: {exc.strerror}"
+            ) from None
+        try:
+            os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
+        finally:
+            os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(

@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any, Literal
 
 from eventwire._errors import AuthenticationError, BrokerUnavailableError, TLSError
+from eventwire._properties import mask_embedded
 
 __all__ = ["ConnectErrorKind", "ConnectErrors", "classify_connect_error", "repeat_key"]
 
@@ -157,7 +158,9 @@ class ConnectErrors:
         """The typed error for the failures noted since ``since`` (None: none to raise yet).
 
         ``final``: the check's timeout ran out, so suspicions noted once count too.
+        ``bootstrap`` is shown with any credentials it embeds (``user:pass@``) masked.
         """
+        bootstrap = mask_embedded(bootstrap)
         with self._lock:
             recent = [e for e in self._seen if e[0] >= since]
         chosen = next((e for e in recent if e[2] == "now"), None)

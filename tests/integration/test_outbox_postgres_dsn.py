@@ -1,0 +1,80 @@
+"""PostgresOutbox never shows the DSN's password in its errors (review item 17).
+
+libpq quotes the piece of a DSN it could not parse, which may be part of the password;
+the DSNs here are the private server's, with a password added (trust authentication
+accepts any).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from eventwire import ConfigurationError
+from eventwire.outbox.postgres import PostgresOutbox
+
+PASSWORD = "correct horse-battery staple9"
+
+
+def _host_port(postgres_dsn: str) -> tuple[str, str]:
+    netloc = postgres_dsn.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = netloc.rpartition(":")
+    return host, port
+
+
+@pytest.fixture
+def keyword_dsn(postgres_dsn: str) -> str:
+    """The private server's DSN in keyword form (without a password)."""
+    host, port = _host_port(postgres_dsn)
+    user = postgres_dsn.split("://", 1)[1].split("@", 1)[0]
+    return f"host={host} port={port} user={user} dbname=postgres"
+
+
+def _assert_hidden(error: BaseException) -> None:
+    text = f"{error} {error!r}"
+    for word in PASSWORD.split():
+        assert word not in text
+
+
+class TestPasswordNeverShown:
+    def test_an_unquoted_password_with_spaces_is_not_echoed(self, keyword_dsn: str) -> None:
+        """'password=two words' (libpq: 'missing "=" after "horse-battery"'): the error
+        says the DSN is malformed and how to write it, without any word of the password."""
+        with pytest.raises(ConfigurationError) as info:
+            PostgresOutbox(f"{keyword_dsn} password={PASSWORD}")
+        _assert_hidden(info.value)
+        assert "not a valid libpq connection string" in str(info.value)
+        assert "single-quote" in str(info.value)
+
+    def test_a_url_password_with_raw_spaces_is_not_echoed(self, postgres_dsn: str) -> None:
+        """A URL password with raw spaces (libpq: 'unexpected spaces found in "..."'):
+        the error says to percent-encode, without the password."""
+        dsn = postgres_dsn.replace("@", f":{PASSWORD}@", 1)
+        with pytest.raises(ConfigurationError) as info:
+            PostgresOutbox(dsn)
+        _assert_hidden(info.value)
+        assert "percent-encode" in str(info.value)
+
+    def test_a_malformed_url_is_not_echoed_whole(self, postgres_dsn: str) -> None:
+        """A URL libpq cannot parse (an unclosed IPv6 bracket), which libpq quotes whole,
+        is not shown with its percent-encoded password."""
+        encoded = quote(PASSWORD, safe="")
+        dsn = f"postgresql://app:{encoded}@[::1/postgres"
+        with pytest.raises(ConfigurationError) as info:
+            PostgresOutbox(dsn)
+        assert encoded not in str(info.value)
+        _assert_hidden(info.value)
+
+    def test_a_well_formed_password_still_connects(
+        self, postgres_dsn: str, keyword_dsn: str
+    ) -> None:
+        """Masking changes no DSN: a quoted keyword password and a percent-encoded URL
+        password (with '@', ' ' and quotes) reach the server and the store opens."""
+        odd = "p@ss w'rd"
+        quoted = odd.replace("'", "\\'")
+        for dsn in (
+            f"{keyword_dsn} password='{quoted}'",
+            postgres_dsn.replace("@", f":{quote(odd, safe='')}@", 1),
+        ):
+            PostgresOutbox(dsn).close()
