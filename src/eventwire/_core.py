@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from eventwire._breaker import BreakerState, CircuitBreaker, connection_probe
-from eventwire._cloudevents import CE_HEADER_COUNT
+from eventwire._cloudevents import CE_HEADER_COUNT, check_event_id, check_extra_headers
 from eventwire._cloudevents import uuid7 as _uuid7
 from eventwire._codec import ENCODE_ERRORS, resolve_codec
 from eventwire._config import KafkaConfig
@@ -26,7 +26,6 @@ from eventwire._errors import (
     DeliveryFailure,
     ProducerFatalError,
     PublisherStateError,
-    SerializationError,
 )
 from eventwire._handle import DeliveryHandle
 from eventwire._inflight import CLOSED_REASON, InFlight
@@ -199,6 +198,11 @@ class PublisherCore:
 
         With ``traced`` (the default) the event's span starts here and the trace
         context is added to its headers; otherwise call :meth:`trace` before sending.
+
+        Raises:
+            RoutingError: no route, or a key that is missing.
+            SerializationError: the value cannot be encoded, a bad ``event_id``, or a
+                bad or reserved header.
         """
         route = self._routes.get(type(event)) or self._router.resolve(type(event))
         key = route.key_of(event)
@@ -207,9 +211,9 @@ class PublisherCore:
         except ENCODE_ERRORS:
             value = self._codec.encode(event)  # raises the SerializationError that explains
         if headers:
-            _check_headers(headers)
+            headers = check_extra_headers(headers)
         now_ns = _time_ns()
-        eid = event_id or str(_uuid7())
+        eid = check_event_id(event_id) if event_id else str(_uuid7())
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
         handle = DeliveryHandle(self.ledger, eid, route.type_name, route.topic, now_ns)
         if traced:  # (the body of trace(), inlined: this runs once per event)
@@ -317,21 +321,6 @@ class PublisherCore:
     def in_flight(self) -> int:
         """Events published but not yet settled."""
         return len(self.ledger)
-
-
-def _check_headers(headers: Sequence[tuple[str, bytes]]) -> None:
-    """Refuse extra headers Kafka cannot carry, before anything is sent."""
-    for header in headers:
-        if (
-            not isinstance(header, tuple)
-            or len(header) != 2
-            or not isinstance(header[0], str)
-            or not isinstance(header[1], bytes)
-        ):
-            raise SerializationError(
-                f"header {header!r} is not a (str, bytes) pair: Kafka headers are a name and "
-                "raw bytes; encode the value, e.g. ('tenant', b'acme')"
-            )
 
 
 def _feed(breaker: CircuitBreaker) -> Callable[[DeliveryHandle, DeliveryFailure | None], None]:
