@@ -33,8 +33,9 @@ class Codec(Protocol):
         ...
 
 
-#: What msgspec's encoders raise for a value they cannot encode.
-ENCODE_ERRORS = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
+#: What msgspec's encoders raise for a value they cannot encode (RecursionError: an
+#: event that contains itself, or one nested deeper than the interpreter's limit).
+ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)
 
 
 class _MsgspecCodec:
@@ -54,6 +55,13 @@ class _MsgspecCodec:
     def encode(self, event: Any) -> bytes:
         try:
             return self._encoder.encode(event)
+        except RecursionError as exc:
+            raise SerializationError(
+                f"cannot encode {type(event).__qualname__} as {self.content_type}: {exc}. "
+                "The event contains itself (a field refers back to the event or to one of "
+                "its containers) or is nested too deeply; break the cycle, e.g. refer to "
+                "the other object by its id."
+            ) from None
         except ENCODE_ERRORS as exc:
             raise SerializationError(
                 f"cannot encode {type(event).__qualname__} as {self.content_type}: {exc}. "

@@ -26,6 +26,7 @@ from eventwire._errors import (
     DeliveryFailure,
     ProducerFatalError,
     PublisherStateError,
+    SerializationError,
 )
 from eventwire._handle import DeliveryHandle
 from eventwire._inflight import CLOSED_REASON, InFlight
@@ -200,7 +201,7 @@ class PublisherCore:
         context is added to its headers; otherwise call :meth:`trace` before sending.
 
         Raises:
-            RoutingError: no route, or a key that is missing.
+            RoutingError: no route, or a key that is missing or not valid text.
             SerializationError: the value cannot be encoded, a bad ``event_id``, or a
                 bad or reserved header.
         """
@@ -209,7 +210,7 @@ class PublisherCore:
         try:
             value = self._encode(event)
         except ENCODE_ERRORS:
-            value = self._codec.encode(event)  # raises the SerializationError that explains
+            value = self._explain_encode_error(event)
         if headers:
             headers = check_extra_headers(headers)
         now_ns = _time_ns()
@@ -221,6 +222,22 @@ class PublisherCore:
             if self._keeps_records:
                 handle._record = _resend_record(key, value, record_headers)
         return Record(route.topic, key, value, record_headers, handle)
+
+    def _explain_encode_error(self, event: Any) -> bytes:
+        """Raise the SerializationError that explains why the bare encoder failed.
+
+        Returns the value if the codec encodes it this time after all.
+        """
+        try:
+            value = self._codec.encode(event)  # ours raises the SerializationError
+        except SerializationError:
+            raise
+        except Exception as again:  # a Codec of the caller's that raised something else
+            raise SerializationError(
+                f"cannot encode {type(event).__qualname__} with "
+                f"{type(self._codec).__qualname__}: {again!r}"
+            ) from again
+        return value
 
     def trace(self, record: Record) -> None:
         """Start the span of a record prepared with ``traced=False``; keep what a re-send needs."""

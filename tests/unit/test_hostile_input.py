@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,12 @@ import pytest
 import eventwire
 from eventwire import (
     AsyncPublisher,
+    ConfigurationError,
+    DeliveryResult,
     EventwireError,
     Publisher,
+    Route,
+    RoutingError,
     SerializationError,
     event,
 )
@@ -284,3 +289,69 @@ def test_a_stage_with_a_reserved_header_writes_nothing(tmp_path: Path) -> None:
         conn.commit()
         assert store.status().pending == 0
     conn.close()
+
+
+# -- 13: typed errors for every bad input ---------------------------------------------
+
+
+@pytest.mark.parametrize("way", WAYS, indirect=True)
+def test_a_key_that_is_not_valid_text_is_a_routing_error(way: Way) -> None:
+    """A routing key with a lone surrogate is a RoutingError naming the key field; nothing is sent."""
+    refused(way, RoutingError, "key field 'order_id'.*not valid text")(
+        order(1, key="o-" + SURROGATE)
+    )
+
+
+@pytest.mark.parametrize("way", WAYS, indirect=True)
+@pytest.mark.parametrize(
+    ("event_id", "match"),
+    [
+        ("id-" + SURROGATE, "event_id 'id-\\\\ud800' is not valid text"),
+        ("id\x00x", "event_id 'id\\\\x00x' holds a NUL"),
+    ],
+    ids=["surrogate", "nul"],
+)
+def test_an_event_id_kafka_cannot_carry_is_a_serialization_error(
+    way: Way, event_id: str, match: str
+) -> None:
+    """A given event_id with a lone surrogate or a NUL is a SerializationError naming it; nothing is sent."""
+    refused(way, SerializationError, match, event_id=event_id)(order(2))
+
+
+@pytest.mark.parametrize("way", ["publish", "async", "outbox"], indirect=True)
+def test_an_event_id_that_is_not_a_str_is_a_serialization_error(way: Way) -> None:
+    """A UUID object as event_id is a SerializationError saying to pass a str."""
+    given: Any = uuid.UUID("0191d3e4-7c2a-7b3e-8f00-0123456789ab")
+    refused(way, SerializationError, r"event_id .* is a UUID, not a str", event_id=given)(order(1))
+
+
+@pytest.mark.parametrize("way", WAYS, indirect=True)
+def test_an_event_that_contains_itself_is_a_serialization_error(way: Way) -> None:
+    """An event whose field refers back to it is a SerializationError (not a RecursionError)."""
+    evt = basket()
+    evt.parent = [evt]
+    refused(way, SerializationError, "contains itself")(evt)
+
+
+def test_async_publish_many_reports_a_bad_event_in_its_slot() -> None:
+    """AsyncPublisher.publish_many returns the bad event's typed error in its slot; the others are sent."""
+
+    async def main() -> list[DeliveryResult | EventwireError]:
+        async with AsyncPublisher(transport=MemoryTransport()) as pub:
+            return await pub.publish_many([order(1), order(2, key=SURROGATE), order(3)])
+
+    first, bad, third = asyncio.run(main())
+    assert isinstance(first, DeliveryResult) and isinstance(third, DeliveryResult)
+    assert isinstance(bad, RoutingError)
+
+
+def test_a_type_name_that_is_not_valid_text_is_refused_at_declaration() -> None:
+    """A route's type_name (ce_type) with a lone surrogate is a RoutingError when the Route is made."""
+    with pytest.raises(RoutingError, match="type_name for topic 'orders'.*not valid text"):
+        Route(topic="orders", key="order_id", type_name="Order" + SURROGATE)
+
+
+def test_a_source_that_is_not_valid_text_is_a_configuration_error() -> None:
+    """A source (ce_source) with a lone surrogate is a ConfigurationError when the publisher is made."""
+    with pytest.raises(ConfigurationError, match="source .*not valid text"):
+        Publisher(transport=MemoryTransport(), source="urn:" + SURROGATE)
