@@ -76,14 +76,18 @@ class PublisherCore:
     def __init__(self, options: Options, *, direct: bool = True) -> None:
         self.options = options
         self._codec = resolve_codec(options.codec)
+        # The bare msgspec encoder when the codec is ours (one call less per event),
+        # with the codec's per-type check of what it cannot carry (JSON: NaN, infinity),
+        # which the router binds to each route.
+        fast_encode = getattr(self._codec, "fast_encode", None)
+        self._encode: Callable[[Any], bytes] = fast_encode or self._codec.encode
         self._router = Router(
-            options.routes, source=options.source, content_type=self._codec.content_type
+            options.routes,
+            source=options.source,
+            content_type=self._codec.content_type,
+            value_check=getattr(self._codec, "finite_check", None) if fast_encode else None,
         )
         self._routes = self._router.cache  # hot path: one dict lookup per event
-        # The bare msgspec encoder when the codec is ours (one call less per event).
-        self._encode: Callable[[Any], bytes] = getattr(
-            self._codec, "fast_encode", self._codec.encode
-        )
         #: The single owner of every enqueued, unacknowledged event.
         self.ledger = InFlight()
         #: True once closing, closed, fatal, forked or the circuit is open: the hot
@@ -202,8 +206,8 @@ class PublisherCore:
 
         Raises:
             RoutingError: no route, or a key that is missing or not valid text.
-            SerializationError: the value cannot be encoded, a bad ``event_id``, or a
-                bad or reserved header.
+            SerializationError: the value cannot be encoded (or holds a NaN/infinity
+                JSON cannot carry), a bad ``event_id``, or a bad or reserved header.
         """
         route = self._routes.get(type(event)) or self._router.resolve(type(event))
         key = route.key_of(event)
@@ -211,6 +215,8 @@ class PublisherCore:
             value = self._encode(event)
         except ENCODE_ERRORS:
             value = self._explain_encode_error(event)
+        if route.check_value is not None:
+            route.check_value(event)
         if headers:
             headers = check_extra_headers(headers)
         now_ns = _time_ns()

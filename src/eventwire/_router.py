@@ -18,16 +18,29 @@ from eventwire._cloudevents import HeaderTemplate
 from eventwire._errors import ConfigurationError, RoutingError
 from eventwire._event import ROUTE_ATTRIBUTE, Route, check_text
 
-__all__ = ["BoundRoute", "Router"]
+__all__ = ["BoundRoute", "Router", "ValueCheckFactory"]
+
+#: Given an event class, the check each encoded event of it needs (or None).
+ValueCheckFactory = Callable[[type], "Callable[[Any], None] | None"]
 
 
 class BoundRoute:
     """A route bound to one event class, ready for the hot path."""
 
-    __slots__ = ("_key_fn", "_key_label", "headers", "topic", "type_name")
+    __slots__ = ("_key_fn", "_key_label", "check_value", "headers", "topic", "type_name")
 
-    def __init__(self, cls: type, route: Route, *, source: str, content_type: str) -> None:
+    def __init__(
+        self,
+        cls: type,
+        route: Route,
+        *,
+        source: str,
+        content_type: str,
+        value_check: ValueCheckFactory | None = None,
+    ) -> None:
         route.check_for(cls)
+        #: Run on each event once it is encoded (the codec's NaN/infinity check), or None.
+        self.check_value = value_check(cls) if value_check is not None else None
         self.topic = route.topic
         self.type_name = route.type_name or check_text(
             f"{cls.__module__}.{cls.__qualname__}", f"the type name (ce_type) of {cls!r}"
@@ -115,6 +128,7 @@ class Router:
         *,
         source: str,
         content_type: str,
+        value_check: ValueCheckFactory | None = None,
     ) -> None:
         try:
             check_text(source, "source (the CloudEvents ce_source)")
@@ -122,6 +136,7 @@ class Router:
             raise ConfigurationError(str(exc)) from None
         self._source = source
         self._content_type = content_type
+        self._value_check = value_check
         self._explicit: dict[type, Route] = {}
         #: Bound routes by class; read directly on the hot path.
         self.cache: dict[type, BoundRoute] = {}
@@ -131,7 +146,9 @@ class Router:
                     f"routes[{getattr(cls, '__qualname__', cls)!r}] must be a Route, "
                     f"got {type(route).__name__}"
                 )
-            self.cache[cls] = BoundRoute(cls, route, source=source, content_type=content_type)
+            self.cache[cls] = BoundRoute(
+                cls, route, source=source, content_type=content_type, value_check=value_check
+            )
             self._explicit[cls] = route
 
     def resolve(self, cls: type) -> BoundRoute:
@@ -168,4 +185,10 @@ class Router:
                 "@event(topic=..., key=...) or pass "
                 f"routes={{{cls.__qualname__}: Route(topic=..., key=...)}} to the publisher."
             )
-        return BoundRoute(cls, route, source=self._source, content_type=self._content_type)
+        return BoundRoute(
+            cls,
+            route,
+            source=self._source,
+            content_type=self._content_type,
+            value_check=self._value_check,
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import sqlite3
@@ -32,6 +33,8 @@ from eventwire import (
     ConfigurationError,
     DeliveryResult,
     EventwireError,
+    JsonCodec,
+    MsgpackCodec,
     Publisher,
     Route,
     RoutingError,
@@ -289,6 +292,62 @@ def test_a_stage_with_a_reserved_header_writes_nothing(tmp_path: Path) -> None:
         conn.commit()
         assert store.status().pending == 0
     conn.close()
+
+
+# -- 12: NaN and infinity -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("way", WAYS, indirect=True)
+@pytest.mark.parametrize(
+    ("evt", "where"),
+    [
+        (basket(total=math.nan), r"\$\.total is nan"),
+        (
+            basket(items=[LineItem("a", 1.0), LineItem("b", -math.inf)]),
+            r"\$\.items\[1\]\.price is -inf",
+        ),
+        (basket(items=[DiscountedItem("a", 1.0, math.inf)]), r"\$\.items\[0\]\.discount is inf"),
+        (basket(extra={"rates": [1.0, math.nan]}), r"\$\.extra\.rates\[1\] is nan"),
+    ],
+    ids=["field", "nested", "subclass-in-list", "any-typed"],
+)
+def test_a_non_finite_float_is_refused_naming_its_field(way: Way, evt: Basket, where: str) -> None:
+    """NaN or infinity anywhere in a JSON event is a SerializationError naming its JSON path; nothing is sent."""
+    refused(way, SerializationError, where)(evt)
+
+
+def test_none_and_finite_floats_still_publish(
+    publisher: Publisher, transport: MemoryTransport
+) -> None:
+    """A JSON null from None (not from NaN) is not refused, and the event decodes back."""
+    evt = basket(note=None, extra={"rate": 1e308, "n": None})
+    publisher.publish(evt)
+    [record] = transport.records()
+    assert b"null" in record.value
+    assert JsonCodec().decode(record.value, Basket) == evt
+
+
+def test_allow_non_finite_writes_null_when_asked() -> None:
+    """JsonCodec(allow_non_finite=True) writes NaN as null, as chosen explicitly."""
+    transport = MemoryTransport()
+    with Publisher(transport=transport, codec=JsonCodec(allow_non_finite=True)) as pub:
+        pub.publish(basket(total=math.nan))
+    assert b'"total":null' in transport.records()[0].value
+
+
+def test_msgpack_keeps_nan_and_infinity() -> None:
+    """The msgpack codec carries NaN and infinity and decodes them back, so it refuses neither."""
+    transport = MemoryTransport()
+    with Publisher(transport=transport, codec="msgpack") as pub:
+        pub.publish(basket(total=math.inf, items=[LineItem("a", math.nan)]))
+    back = MsgpackCodec().decode(transport.records()[0].value, Basket)
+    assert back.total == math.inf and math.isnan(back.items[0].price)
+
+
+def test_json_codec_encode_refuses_nan_too() -> None:
+    """JsonCodec.encode (not only the publisher's fast path) refuses NaN, naming the field."""
+    with pytest.raises(SerializationError, match=r"\$\.total is nan"):
+        JsonCodec().encode(basket(total=math.nan))
 
 
 # -- 13: typed errors for every bad input ---------------------------------------------
