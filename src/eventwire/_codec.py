@@ -87,6 +87,9 @@ class _MsgspecCodec:
         raise NotImplementedError
 
 
+_UNCHECKED: Any = object()
+
+
 class JsonCodec(_MsgspecCodec):
     """msgspec JSON, ``content-type: application/json``. The default.
 
@@ -116,10 +119,14 @@ class JsonCodec(_MsgspecCodec):
         self._checks: dict[type, Callable[[Any], None] | None] = {}
 
     def encode(self, event: Any) -> bytes:
-        data = super().encode(event)
+        try:
+            data = self._encoder.encode(event)
+        except ENCODE_ERRORS:
+            return super().encode(event)  # raises the SerializationError that explains
         if not self.allow_non_finite:
-            cls = type(event)
-            check = self._checks[cls] if cls in self._checks else self.finite_check(cls)
+            check = self._checks.get(type(event), _UNCHECKED)
+            if check is _UNCHECKED:
+                check = self.finite_check(type(event))
             if check is not None:
                 check(event)
         return data
