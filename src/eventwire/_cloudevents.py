@@ -4,6 +4,13 @@ Each record carries ``ce_specversion``, ``ce_id``, ``ce_type``, ``ce_source``,
 ``ce_time`` and ``content-type`` headers; the value is the encoded event. The
 per-type part of the header list is built once (:class:`HeaderTemplate`); only
 the id and time are made per event.
+
+What a caller adds -- extra headers, an ``event_id`` -- is checked before a record
+is built (:func:`check_extra_headers`, :func:`check_event_id`): librdkafka takes
+header names as C strings, so a name that is not valid UTF-8 crashes the process
+inside ``produce()`` and a name with a NUL is cut short on the wire; and a
+caller's ``ce_*`` or ``content-type`` header would be a second copy of one
+eventwire writes, which a last-wins reader takes for the real one.
 """
 
 from __future__ import annotations
@@ -14,10 +21,15 @@ from collections.abc import Sequence
 
 import uuid_utils
 
+from eventwire._errors import SerializationError
+
 __all__ = [
     "CE_HEADER_COUNT",
     "HeaderTemplate",
     "Headers",
+    "check_event_id",
+    "check_extra_headers",
+    "is_reserved_header",
     "new_event_id",
     "rfc3339_millis",
     "uuid7",
@@ -126,3 +138,130 @@ class HeaderTemplate:
         if extra:
             headers.extend(extra)
         return headers
+
+
+# -- what a caller adds ------------------------------------------------------------------
+
+#: Header names already checked (plain ``str`` only); callers reuse a handful of
+#: names, so a set lookup replaces the checks. Bounded: names made per event
+#: (a bad idea, but legal) are checked each time instead of filling memory.
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 1024
+
+
+def is_reserved_header(name: str) -> bool:
+    """True for a header name eventwire writes or reserves: ``ce_*`` and ``content-type``.
+
+    Case-insensitive: the CloudEvents Kafka binding's names are lowercase, but a
+    reader that folds case would still take ``CE_ID`` for ``ce_id``. Every ``ce_``
+    name is reserved, not only the six written today: a CloudEvents reader maps
+    each ``ce_`` header to an attribute, so a caller's ``ce_subject`` would be read
+    as one that eventwire never set (and would clash if it ever sets it).
+    """
+    folded = name.lower()
+    return folded.startswith("ce_") or folded == "content-type"
+
+
+def check_extra_headers(
+    headers: Sequence[tuple[str, bytes]],
+) -> Sequence[tuple[str, bytes]]:
+    """Return ``headers`` (a list or tuple) if Kafka can carry them after eventwire's own.
+
+    Each must be a ``(str, bytes)`` pair whose name is valid UTF-8 text without a
+    NUL character and is not reserved (:func:`is_reserved_header`). Values are raw
+    bytes and may hold anything. Any other iterable is copied into a list first,
+    so a generator is not used up by the check.
+
+    Raises:
+        SerializationError: the first bad header, named, with what to do.
+    """
+    if type(headers) is not list and type(headers) is not tuple:
+        headers = list(headers)
+    good = _GOOD_NAMES
+    try:  # the usual case: known names, bytes values
+        for header in headers:
+            if (
+                type(header) is not tuple
+                or len(header) != 2
+                or type(header[1]) is not bytes
+                or header[0] not in good
+            ):
+                _check_header(header)
+    except TypeError:  # an unhashable name
+        for header in headers:
+            _check_header(header)
+    return headers
+
+
+def _check_header(header: object) -> None:
+    if not isinstance(header, tuple) or len(header) != 2 or not isinstance(header[1], bytes):
+        raise SerializationError(
+            f"header {header!r} is not a (str, bytes) pair: Kafka headers are a name and "
+            "raw bytes; encode the value, e.g. ('tenant', b'acme')"
+        )
+    _check_header_name(header[0])
+
+
+def _check_header_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise SerializationError(
+            f"header name {name!r} is a {type(name).__name__}, not a str: Kafka header "
+            "names are text, e.g. ('tenant', b'acme')"
+        )
+    if not name.isascii():
+        try:
+            name.encode()
+        except UnicodeEncodeError as exc:
+            raise SerializationError(
+                f"header name {name!r} is not valid text ({exc.reason} at position "
+                f"{exc.start}): Kafka header names are UTF-8, and the Kafka client would "
+                "crash the process on it. Fix the name (it usually comes from bytes "
+                "decoded with errors='surrogateescape')."
+            ) from None
+    if "\0" in name:
+        raise SerializationError(
+            f"header name {name!r} holds a NUL character: Kafka's client would cut the "
+            f"name there and send it as {name.partition(chr(0))[0]!r}. Remove the NUL."
+        )
+    if is_reserved_header(name):
+        raise SerializationError(
+            f"header {name!r} is reserved: eventwire writes the CloudEvents attributes "
+            "(ce_specversion, ce_id, ce_type, ce_source, ce_time) and content-type itself, "
+            "and reserves every ce_ name; a second copy would be taken for the real one "
+            "by a reader that keeps the last. "
+            + (
+                "Pass the id as publish(..., event_id=...) instead."
+                if name.lower() == "ce_id"
+                else "Rename the header (e.g. without the ce_ prefix)."
+            )
+        )
+    if type(name) is str and len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(name)
+
+
+def check_event_id(event_id: object) -> str:
+    """Return ``event_id`` if it can be a ``ce_id``: a str of valid UTF-8 text without NUL.
+
+    Raises:
+        SerializationError: it is not a str, is not valid UTF-8 text, or holds a NUL.
+    """
+    if not isinstance(event_id, str):
+        raise SerializationError(
+            f"event_id {event_id!r} is a {type(event_id).__name__}, not a str: the "
+            "CloudEvents ce_id is text; pass e.g. event_id=str(...)"
+        )
+    if not event_id.isascii():
+        try:
+            event_id.encode()
+        except UnicodeEncodeError as exc:
+            raise SerializationError(
+                f"event_id {event_id!r} is not valid text ({exc.reason} at position "
+                f"{exc.start}): the ce_id header is UTF-8. Pass the id the event was "
+                "first published with, as it was returned (handle.event_id)."
+            ) from None
+    if "\0" in event_id:
+        raise SerializationError(
+            f"event_id {event_id!r} holds a NUL character, which consumers and outbox "
+            "stores (PostgreSQL text) cannot keep. Remove the NUL."
+        )
+    return event_id

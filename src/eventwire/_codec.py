@@ -6,6 +6,8 @@ A codec has a ``content_type`` (sent as the ``content-type`` header), an
 
 from __future__ import annotations
 
+import keyword
+import math
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -33,8 +35,9 @@ class Codec(Protocol):
         ...
 
 
-#: What msgspec's encoders raise for a value they cannot encode.
-ENCODE_ERRORS = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
+#: What msgspec's encoders raise for a value they cannot encode (RecursionError: an
+#: event that contains itself, or one nested deeper than the interpreter's limit).
+ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)
 
 
 class _MsgspecCodec:
@@ -54,6 +57,13 @@ class _MsgspecCodec:
     def encode(self, event: Any) -> bytes:
         try:
             return self._encoder.encode(event)
+        except RecursionError as exc:
+            raise SerializationError(
+                f"cannot encode {type(event).__qualname__} as {self.content_type}: {exc}. "
+                "The event contains itself (a field refers back to the event or to one of "
+                "its containers) or is nested too deeply; break the cycle, e.g. refer to "
+                "the other object by its id."
+            ) from None
         except ENCODE_ERRORS as exc:
             raise SerializationError(
                 f"cannot encode {type(event).__qualname__} as {self.content_type}: {exc}. "
@@ -77,14 +87,65 @@ class _MsgspecCodec:
         raise NotImplementedError
 
 
+_UNCHECKED: Any = object()
+
+
 class JsonCodec(_MsgspecCodec):
-    """msgspec JSON, ``content-type: application/json``. The default."""
+    """msgspec JSON, ``content-type: application/json``. The default.
+
+    JSON has no NaN or infinity. msgspec writes a non-finite float as ``null``,
+    which does not decode back as a ``float`` (not by this codec, nor by a
+    consumer that checks types), so by default :meth:`encode` refuses an event
+    holding one with a SerializationError naming the field (e.g. ``$.total``). Use
+    ``MsgpackCodec`` (MessagePack keeps NaN and infinities), send a finite value
+    or ``None`` (in an ``Optional`` field), or pass ``allow_non_finite=True`` to
+    write ``null`` anyway (the consumer must then read the field as optional).
+
+    The check is compiled once per event type from its annotations
+    (:meth:`finite_check`): a type with no float in it costs nothing; one with
+    floats costs an ``isfinite`` per float value (fields typed ``Any`` or a
+    dataclass are walked generically).
+
+    Args:
+        allow_non_finite: write NaN and infinities as ``null`` instead of refusing them.
+    """
 
     content_type = "application/json"
 
-    def __init__(self) -> None:
+    def __init__(self, *, allow_non_finite: bool = False) -> None:
         self._encoder = msgspec.json.Encoder()
         self._decoders = {}
+        self.allow_non_finite = allow_non_finite
+        self._checks: dict[type, Callable[[Any], None] | None] = {}
+
+    def encode(self, event: Any) -> bytes:
+        try:
+            data = self._encoder.encode(event)
+        except ENCODE_ERRORS:
+            return super().encode(event)  # raises the SerializationError that explains
+        if not self.allow_non_finite:
+            check = self._checks.get(type(event), _UNCHECKED)
+            if check is _UNCHECKED:
+                check = self.finite_check(type(event))
+            if check is not None:
+                check(event)
+        return data
+
+    def finite_check(self, cls: type) -> Callable[[Any], None] | None:
+        """The check that an event of ``cls`` holds no NaN or infinity, or None if none is needed.
+
+        For the publish hot path, which calls the bare encoder (:attr:`fast_encode`)
+        and then this check once the value is encoded. None with
+        ``allow_non_finite``, or for a type that cannot hold a float.
+
+        The check raises SerializationError naming the first such value by its JSON
+        path (e.g. ``$.line_items[1].price``).
+        """
+        if self.allow_non_finite:
+            return None
+        if cls not in self._checks:
+            self._checks[cls] = _compile_finite_check(cls, self.content_type)
+        return self._checks[cls]
 
     def _make_decoder(self, type: type[Any]) -> Any:
         return msgspec.json.Decoder(type)
@@ -103,11 +164,231 @@ class MsgpackCodec(_MsgspecCodec):
         return msgspec.msgpack.Decoder(type)
 
 
-_NAMED = {"json": JsonCodec, "msgpack": MsgpackCodec}
+_NAMED: dict[str, Callable[[], Codec]] = {"json": JsonCodec, "msgpack": MsgpackCodec}
+
+
+def _can_hold_float(info: object) -> bool:
+    """Whether a value described by ``info`` (msgspec.inspect) may contain a float anywhere.
+
+    ``Any``, custom types and anything unknown count as yes.
+    """
+    seen: set[int] = set()
+    todo: list[object] = [info]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, _MAY_HOLD_FLOAT):
+            return True
+        if isinstance(node, list | tuple):
+            todo.extend(node)
+        elif (
+            isinstance(node, msgspec.inspect.Type | msgspec.inspect.Field) and id(node) not in seen
+        ):
+            seen.add(id(node))
+            todo.extend(getattr(node, name) for name in node.__struct_fields__)
+    return False
+
+
+_MAY_HOLD_FLOAT = (
+    msgspec.inspect.FloatType,
+    msgspec.inspect.AnyType,
+    msgspec.inspect.CustomType,
+    msgspec.inspect.ExtType,
+)
+_SEQUENCES = frozenset({list, tuple, set, frozenset})
+
+
+class _NonFinite(Exception):
+    """Raised inside a compiled check: a value is not finite, or not of its annotated type."""
+
+
+def _compile_finite_check(cls: type, content_type: str) -> Callable[[Any], None] | None:
+    """Generate a function checking every float an event of ``cls`` holds, from its annotations.
+
+    The generated code reads each float-holding field (through lists, tuples,
+    sets, dicts' values, optional values and nested Structs of the exact
+    annotated class) and tests it with ``math.isfinite``. A value it cannot
+    follow (``Any``, a union, a dataclass, a Struct subclass, a recursive type) is
+    walked generically instead. Any surprise -- a value not of its annotated type,
+    a non-finite float -- falls back to the generic walk of the whole event, which
+    finds and names the culprit (or finds that there is none).
+    """
+    try:
+        info = msgspec.inspect.type_info(cls)
+    except Exception:  # a type msgspec cannot describe: walk every event generically
+        info = msgspec.inspect.AnyType()
+    if not _can_hold_float(info):
+        return None
+
+    def explain(event: Any) -> None:
+        found = _non_finite_path(msgspec.to_builtins(event), "$")
+        if found is not None:
+            where, number = found
+            raise SerializationError(
+                f"cannot encode {cls.__qualname__} as {content_type}: {where} is "
+                f"{number!r}, and JSON has no NaN or infinity (it would be written as null, "
+                "which does not decode back as a float). Send a finite number, or None in "
+                "an Optional field; or use codec='msgpack', which keeps them; or "
+                "JsonCodec(allow_non_finite=True) to write null anyway."
+            )
+
+    names: dict[str, Any] = {
+        "isfinite": math.isfinite,
+        "float": float,
+        "isinstance": isinstance,
+        "type": type,
+        "dict": dict,
+        "NonFinite": _NonFinite,
+        "SEQUENCES": _SEQUENCES,
+        "generic_ok": _generic_ok,
+        "explain": explain,
+    }
+    body: list[str] = []
+    if isinstance(info, msgspec.inspect.StructType):  # the event: of exactly this class
+        _emit_fields(info, "event", body, depth=2, names=names, open_={cls})
+    else:
+        _emit(info, "event", body, depth=2, names=names, open_=set())
+    source = "\n".join(
+        [
+            "def check(event):",
+            "    try:",
+            *(body or ["        pass"]),
+            "        return",
+            "    except Exception:",
+            "        pass",
+            "    explain(event)",
+        ]
+    )
+    exec(compile(source, f"<eventwire finite check of {cls.__qualname__}>", "exec"), names)
+    check: Callable[[Any], None] = names["check"]
+    return check
+
+
+def _emit(
+    info: object,
+    expr: str,
+    out: list[str],
+    *,
+    depth: int,
+    names: dict[str, Any],
+    open_: set[type],
+) -> None:
+    """Append the statements checking the value ``expr`` described by ``info`` to ``out``.
+
+    A value the code follows is tested against its annotated class first; one of
+    another class is walked generically (``generic_ok``).
+    """
+    inspect = msgspec.inspect
+    pad = "    " * depth
+    if isinstance(info, inspect.Metadata):
+        info = info.type
+    if not _can_hold_float(info):
+        return
+    if isinstance(info, inspect.FloatType):
+        out.append(f"{pad}if not isfinite({expr}): raise NonFinite")
+        return
+    # A plain name (a loop variable) is used as it is; an attribute is read once.
+    var = expr if expr.isidentifier() else _fresh("v", None, names)
+    inner: list[str] = []
+    if isinstance(info, inspect.StructType) and info.cls not in open_:
+        test = f"type({var}) is {_fresh('C', info.cls, names)}"
+        open_.add(info.cls)
+        _emit_fields(info, var, inner, depth=depth + 1, names=names, open_=open_)
+        open_.discard(info.cls)
+    elif isinstance(
+        info, inspect.ListType | inspect.VarTupleType | inspect.SetType | inspect.FrozenSetType
+    ):
+        test = f"type({var}) in SEQUENCES"
+        item = _fresh("i", None, names)
+        inner.append(f"{pad}    for {item} in {var}:")
+        _emit(info.item_type, item, inner, depth=depth + 2, names=names, open_=open_)
+    elif isinstance(info, inspect.DictType):
+        test = f"type({var}) is dict"
+        item = _fresh("i", None, names)
+        inner.append(f"{pad}    for {item} in {var}.values():")
+        _emit(info.value_type, item, inner, depth=depth + 2, names=names, open_=open_)
+    elif isinstance(info, inspect.UnionType) and all(
+        isinstance(t, inspect.FloatType) or not _can_hold_float(t) for t in info.types
+    ):  # e.g. float | None, int | float: test a float, skip the rest
+        if var != expr:
+            out.append(f"{pad}{var} = {expr}")
+        out.append(f"{pad}if isinstance({var}, float) and not isfinite({var}): raise NonFinite")
+        return
+    elif (
+        isinstance(info, inspect.UnionType)
+        and len(info.types) == 2
+        and any(isinstance(t, inspect.NoneType) for t in info.types)
+    ):
+        [other] = [t for t in info.types if not isinstance(t, inspect.NoneType)]
+        if var != expr:
+            out.append(f"{pad}{var} = {expr}")
+        out.append(f"{pad}if {var} is not None:")
+        _emit(other, var, inner, depth=depth + 1, names=names, open_=open_)
+        out.extend(inner or [f"{pad}    pass"])
+        return
+    else:  # Any, other unions, dataclasses, recursive Structs ...: walk the value
+        out.append(f"{pad}if not generic_ok({expr}): raise NonFinite")
+        return
+    if var != expr:
+        out.append(f"{pad}{var} = {expr}")
+    out.append(f"{pad}if {test}:")
+    out.extend(inner or [f"{pad}    pass"])
+    out.append(f"{pad}elif not generic_ok({var}): raise NonFinite")
+
+
+def _emit_fields(
+    info: msgspec.inspect.StructType,
+    var: str,
+    out: list[str],
+    *,
+    depth: int,
+    names: dict[str, Any],
+    open_: set[type],
+) -> None:
+    """Append the checks of the fields of the Struct ``var`` (of exactly ``info.cls``)."""
+    for field in info.fields:
+        name = field.name
+        if name.isidentifier() and not keyword.iskeyword(name):
+            _emit(field.type, f"{var}.{name}", out, depth=depth, names=names, open_=open_)
+        elif _can_hold_float(field.type):
+            out.append(
+                f"{'    ' * depth}if not generic_ok(getattr({var}, {name!r})): raise NonFinite"
+            )
+
+
+def _fresh(prefix: str, value: object, names: dict[str, Any]) -> str:
+    """A new name in the generated code's namespace, bound to ``value``."""
+    name = f"{prefix}{len(names)}"
+    names[name] = value
+    return name
+
+
+def _generic_ok(value: object) -> bool:
+    """True unless ``value`` holds a NaN or an infinity anywhere (the slow, general walk)."""
+    return _non_finite_path(msgspec.to_builtins(value), "$") is None
+
+
+def _non_finite_path(value: object, path: str) -> tuple[str, float] | None:
+    """The JSON path and value of the first NaN or infinity in ``value`` (builtins)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, dict):  # (a float key is written as text: "nan", "inf")
+        for key, item in value.items():
+            found = _non_finite_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            found = _non_finite_path(item, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
 
 
 def resolve_codec(codec: Codec | str) -> Codec:
-    """Return a codec instance for ``"json"``, ``"msgpack"`` or a Codec object."""
+    """Return a codec instance for ``"json"``, ``"msgpack"`` or a Codec object.
+
+    ``"json"`` is ``JsonCodec()``: it refuses NaN and infinities (see :class:`JsonCodec`).
+    """
     if isinstance(codec, str):
         factory = _NAMED.get(codec)
         if factory is None:

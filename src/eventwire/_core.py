@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from eventwire._breaker import BreakerState, CircuitBreaker, connection_probe
-from eventwire._cloudevents import CE_HEADER_COUNT
+from eventwire._cloudevents import CE_HEADER_COUNT, check_event_id, check_extra_headers
 from eventwire._cloudevents import uuid7 as _uuid7
 from eventwire._codec import ENCODE_ERRORS, resolve_codec
 from eventwire._config import KafkaConfig
@@ -76,14 +76,18 @@ class PublisherCore:
     def __init__(self, options: Options, *, direct: bool = True) -> None:
         self.options = options
         self._codec = resolve_codec(options.codec)
+        # The bare msgspec encoder when the codec is ours (one call less per event),
+        # with the codec's per-type check of what it cannot carry (JSON: NaN, infinity),
+        # which the router binds to each route.
+        fast_encode = getattr(self._codec, "fast_encode", None)
+        self._encode: Callable[[Any], bytes] = fast_encode or self._codec.encode
         self._router = Router(
-            options.routes, source=options.source, content_type=self._codec.content_type
+            options.routes,
+            source=options.source,
+            content_type=self._codec.content_type,
+            value_check=getattr(self._codec, "finite_check", None) if fast_encode else None,
         )
         self._routes = self._router.cache  # hot path: one dict lookup per event
-        # The bare msgspec encoder when the codec is ours (one call less per event).
-        self._encode: Callable[[Any], bytes] = getattr(
-            self._codec, "fast_encode", self._codec.encode
-        )
         #: The single owner of every enqueued, unacknowledged event.
         self.ledger = InFlight()
         #: True once closing, closed, fatal, forked or the circuit is open: the hot
@@ -199,17 +203,24 @@ class PublisherCore:
 
         With ``traced`` (the default) the event's span starts here and the trace
         context is added to its headers; otherwise call :meth:`trace` before sending.
+
+        Raises:
+            RoutingError: no route, or a key that is missing or not valid text.
+            SerializationError: the value cannot be encoded (or holds a NaN/infinity
+                JSON cannot carry), a bad ``event_id``, or a bad or reserved header.
         """
         route = self._routes.get(type(event)) or self._router.resolve(type(event))
         key = route.key_of(event)
         try:
             value = self._encode(event)
         except ENCODE_ERRORS:
-            value = self._codec.encode(event)  # raises the SerializationError that explains
+            value = self._explain_encode_error(event)
+        if route.check_value is not None:
+            route.check_value(event)
         if headers:
-            _check_headers(headers)
+            headers = check_extra_headers(headers)
         now_ns = _time_ns()
-        eid = event_id or str(_uuid7())
+        eid = check_event_id(event_id) if event_id else str(_uuid7())
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
         handle = DeliveryHandle(self.ledger, eid, route.type_name, route.topic, now_ns)
         if traced:  # (the body of trace(), inlined: this runs once per event)
@@ -217,6 +228,22 @@ class PublisherCore:
             if self._keeps_records:
                 handle._record = _resend_record(key, value, record_headers)
         return Record(route.topic, key, value, record_headers, handle)
+
+    def _explain_encode_error(self, event: Any) -> bytes:
+        """Raise the SerializationError that explains why the bare encoder failed.
+
+        Returns the value if the codec encodes it this time after all.
+        """
+        try:
+            value = self._codec.encode(event)  # ours raises the SerializationError
+        except SerializationError:
+            raise
+        except Exception as again:  # a Codec of the caller's that raised something else
+            raise SerializationError(
+                f"cannot encode {type(event).__qualname__} with "
+                f"{type(self._codec).__qualname__}: {again!r}"
+            ) from again
+        return value
 
     def trace(self, record: Record) -> None:
         """Start the span of a record prepared with ``traced=False``; keep what a re-send needs."""
@@ -317,21 +344,6 @@ class PublisherCore:
     def in_flight(self) -> int:
         """Events published but not yet settled."""
         return len(self.ledger)
-
-
-def _check_headers(headers: Sequence[tuple[str, bytes]]) -> None:
-    """Refuse extra headers Kafka cannot carry, before anything is sent."""
-    for header in headers:
-        if (
-            not isinstance(header, tuple)
-            or len(header) != 2
-            or not isinstance(header[0], str)
-            or not isinstance(header[1], bytes)
-        ):
-            raise SerializationError(
-                f"header {header!r} is not a (str, bytes) pair: Kafka headers are a name and "
-                "raw bytes; encode the value, e.g. ('tenant', b'acme')"
-            )
 
 
 def _feed(breaker: CircuitBreaker) -> Callable[[DeliveryHandle, DeliveryFailure | None], None]:

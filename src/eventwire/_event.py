@@ -16,7 +16,7 @@ import msgspec
 
 from eventwire._errors import RoutingError
 
-__all__ = ["ROUTE_ATTRIBUTE", "Route", "event", "validate_topic_name"]
+__all__ = ["ROUTE_ATTRIBUTE", "Route", "check_text", "event", "validate_topic_name"]
 
 #: Name of the class attribute where ``@event`` stores the route.
 ROUTE_ATTRIBUTE = "__eventwire_route__"
@@ -48,6 +48,22 @@ def validate_topic_name(topic: object, *, what: str = "topic") -> str:
     return topic
 
 
+def check_text(text: str, what: str) -> str:
+    """Return ``text`` if it can be sent as UTF-8 (no lone surrogate), else raise RoutingError.
+
+    For the text eventwire sends in its CloudEvents headers (``ce_type``, ``ce_source``).
+    """
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise RoutingError(
+                f"{what} {text!r} is not valid text ({exc.reason} at position {exc.start}): "
+                "it is sent as UTF-8 in a Kafka header. Fix the name."
+            ) from None
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where events of one type go.
@@ -62,8 +78,8 @@ class Route:
             qualified name (``module.QualName``).
 
     Raises:
-        RoutingError: the topic name is illegal, or ``key`` is neither a field
-            name, a callable nor ``None``.
+        RoutingError: the topic name is illegal, ``key`` is neither a field
+            name, a callable nor ``None``, or ``type_name`` is not valid text.
     """
 
     topic: str
@@ -83,6 +99,8 @@ class Route:
             not isinstance(self.type_name, str) or not self.type_name
         ):
             raise RoutingError(f"type_name for topic {self.topic!r} must be a non-empty str")
+        if self.type_name is not None:
+            check_text(self.type_name, f"type_name for topic {self.topic!r}")
 
     def check_for(self, cls: type) -> None:
         """Raise RoutingError unless this route can serve ``cls``.

@@ -15,21 +15,36 @@ from typing import Any
 import msgspec
 
 from eventwire._cloudevents import HeaderTemplate
-from eventwire._errors import RoutingError
-from eventwire._event import ROUTE_ATTRIBUTE, Route
+from eventwire._errors import ConfigurationError, RoutingError
+from eventwire._event import ROUTE_ATTRIBUTE, Route, check_text
 
-__all__ = ["BoundRoute", "Router"]
+__all__ = ["BoundRoute", "Router", "ValueCheckFactory"]
+
+#: Given an event class, the check each encoded event of it needs (or None).
+ValueCheckFactory = Callable[[type], "Callable[[Any], None] | None"]
 
 
 class BoundRoute:
     """A route bound to one event class, ready for the hot path."""
 
-    __slots__ = ("_key_fn", "_key_label", "headers", "topic", "type_name")
+    __slots__ = ("_key_fn", "_key_label", "check_value", "headers", "topic", "type_name")
 
-    def __init__(self, cls: type, route: Route, *, source: str, content_type: str) -> None:
+    def __init__(
+        self,
+        cls: type,
+        route: Route,
+        *,
+        source: str,
+        content_type: str,
+        value_check: ValueCheckFactory | None = None,
+    ) -> None:
         route.check_for(cls)
+        #: Run on each event once it is encoded (the codec's NaN/infinity check), or None.
+        self.check_value = value_check(cls) if value_check is not None else None
         self.topic = route.topic
-        self.type_name = route.type_name or f"{cls.__module__}.{cls.__qualname__}"
+        self.type_name = route.type_name or check_text(
+            f"{cls.__module__}.{cls.__qualname__}", f"the type name (ce_type) of {cls!r}"
+        )
         self.headers = HeaderTemplate(
             type_name=self.type_name, source=source, content_type=content_type
         )
@@ -47,7 +62,8 @@ class BoundRoute:
         """Return the UTF-8 routing key of ``event``, or None for an unkeyed route.
 
         Raises:
-            RoutingError: the key is None, or of a type with no canonical text.
+            RoutingError: the key is None, of a type with no canonical text, or text
+                that is not valid UTF-8 (a lone surrogate).
         """
         fn = self._key_fn
         if fn is None:
@@ -57,8 +73,19 @@ class BoundRoute:
         except Exception as exc:
             raise RoutingError(f"{self._key_label} of {self.type_name} failed: {exc!r}") from exc
         if type(value) is str:
-            return value.encode()
+            try:
+                return value.encode()
+            except UnicodeEncodeError as exc:
+                raise self._not_text(exc) from None
         return self._coerce_key(value)
+
+    def _not_text(self, exc: UnicodeEncodeError) -> RoutingError:
+        return RoutingError(
+            f"{self._key_label} of {self.type_name} is {exc.object!r}, which is not valid text "
+            f"({exc.reason} at position {exc.start}): Kafka keys are sent as UTF-8. Fix "
+            "the value (it usually comes from bytes decoded with errors='surrogateescape'), "
+            "or return bytes from a key function."
+        )
 
     def _coerce_key(self, value: object) -> bytes:
         if value is None:
@@ -67,16 +94,19 @@ class BoundRoute:
                 f"partition key (topic {self.topic!r}). Set the field, or route with "
                 "key=None explicitly if ordering does not matter."
             )
-        if isinstance(value, str):
-            return value.encode()
-        if isinstance(value, bytes):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value).encode()
-        if isinstance(value, uuid.UUID):
-            return str(value).encode()
-        if isinstance(value, enum.Enum) and isinstance(value.value, str | int):
-            return str(value.value).encode()
+        try:
+            if isinstance(value, str):
+                return value.encode()
+            if isinstance(value, bytes):
+                return value
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value).encode()
+            if isinstance(value, uuid.UUID):
+                return str(value).encode()
+            if isinstance(value, enum.Enum) and isinstance(value.value, str | int):
+                return str(value.value).encode()
+        except UnicodeEncodeError as exc:
+            raise self._not_text(exc) from None
         raise RoutingError(
             f"{self._key_label} of {self.type_name} is a {type(value).__name__} "
             f"({value!r}), which has no canonical text form. Keys must be str, bytes, "
@@ -98,9 +128,15 @@ class Router:
         *,
         source: str,
         content_type: str,
+        value_check: ValueCheckFactory | None = None,
     ) -> None:
+        try:
+            check_text(source, "source (the CloudEvents ce_source)")
+        except RoutingError as exc:
+            raise ConfigurationError(str(exc)) from None
         self._source = source
         self._content_type = content_type
+        self._value_check = value_check
         self._explicit: dict[type, Route] = {}
         #: Bound routes by class; read directly on the hot path.
         self.cache: dict[type, BoundRoute] = {}
@@ -110,7 +146,9 @@ class Router:
                     f"routes[{getattr(cls, '__qualname__', cls)!r}] must be a Route, "
                     f"got {type(route).__name__}"
                 )
-            self.cache[cls] = BoundRoute(cls, route, source=source, content_type=content_type)
+            self.cache[cls] = BoundRoute(
+                cls, route, source=source, content_type=content_type, value_check=value_check
+            )
             self._explicit[cls] = route
 
     def resolve(self, cls: type) -> BoundRoute:
@@ -147,4 +185,10 @@ class Router:
                 "@event(topic=..., key=...) or pass "
                 f"routes={{{cls.__qualname__}: Route(topic=..., key=...)}} to the publisher."
             )
-        return BoundRoute(cls, route, source=self._source, content_type=self._content_type)
+        return BoundRoute(
+            cls,
+            route,
+            source=self._source,
+            content_type=self._content_type,
+            value_check=self._value_check,
+        )
