@@ -344,7 +344,7 @@ def test_a_row_shipped_by_another_relay_settles_the_publishers_handle(tmp_path: 
     started = time.monotonic()
     pub.flush(5)
     took = time.monotonic() - started
-    assert took < 2.0, f"flush(5) took {took:.1f} s"
+    assert took < 4.0, f"flush(5) took {took:.1f} s"
     result = handle.result(0)
     assert (result.event_id, result.offset) == (handle.event_id, -1)
     assert close_reporting(pub, 1) == []
