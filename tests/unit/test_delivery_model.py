@@ -8,7 +8,8 @@ promises of README.md ("Errors", "Delivery guarantee", "The outbox"):
   ``failure`` and ``result()`` agree, and never change once settled);
 * acked is a subset of the log: every :class:`DeliveryResult` names a record (topic,
   partition, offset) of the memory log carrying the event's ``ce_id``;
-* per-key order: after de-duplicating the log on ``ce_id`` (first occurrence),
+* per-key order: after de-duplicating the log on ``ce_id`` (first occurrence; with an
+  outbox, last occurrence: see ``Model._check_order``),
   a key's events appear in publish order. Publish A precedes publish B when A's
   ``publish()`` returned before B's was called (on any thread: the model's steps
   are sequential), or both are in one ``publish_many`` in that order. A publish
@@ -52,8 +53,8 @@ longer hunt. A failure prints the minimal steps (and a ``@reproduce_failure`` bl
 ``per-key-order,not-written:_FLUSH_TIMEOUT``) is for triage only: it looks past a
 known failure to find the next one.
 
-Known bugs (see ``DIRECT_BUGS``/``OUTBOX_BUGS``) are replayed, from the minimal steps
-hypothesis found, by the ``test_replay_*`` tests at the end (strict xfail).
+What it found on 80523fd (five failures, all fixed since) is replayed, from the
+minimal steps hypothesis found, by the ``test_replay_*`` tests at the end.
 """
 
 from __future__ import annotations
@@ -540,10 +541,19 @@ class Model:
                         )
 
     def _check_order(self, records: Sequence[Any]) -> None:
+        # Direct: the first copy of each ce_id. Outbox: the last copy. When a relay
+        # round's earlier entry fails after a later one of its key was written (the gap
+        # librdkafka leaves when a message times out), the relay writes the later one
+        # again after it: what it can promise is that the last copies are in order
+        # (README, "The outbox"); nothing can take back the early copy.
         first: dict[str, int] = {}
         for r in sorted(records, key=lambda r: r.sequence):
             if r.topic == TOPIC:
-                first.setdefault((r.header("ce_id") or b"").decode(), r.sequence)
+                ce_id = (r.header("ce_id") or b"").decode()
+                if self.outbox:
+                    first[ce_id] = r.sequence
+                else:
+                    first.setdefault(ce_id, r.sequence)
         by_key: dict[str, list[str]] = {}
         for ce_id in sorted(first, key=first.__getitem__):
             if ce_id in self.by_id:
@@ -959,29 +969,15 @@ class _quiet:
 DirectModel.TestCase.settings = MODEL_SETTINGS
 OutboxModel.TestCase.settings = MODEL_SETTINGS
 
-# Known bugs (an adversarial review; fixes under way on another branch). Each has a
-# deterministic reproduction below, marked xfail(strict=True) so its fix is noticed.
-# The machines themselves are xfail(strict=False): a random run may or may not hit one
-# of these; once all are fixed, drop both markers and every reproduction's marker.
-DIRECT_BUGS = (
-    "known bugs: _FLUSH_TIMEOUT is reported possibly_written=False for an event already "
-    "in the log; a done-callback publishing during a replacement's re-send overtakes "
-    "the rest of its key (see the reproductions below)"
-)
-OUTBOX_BUGS = (
-    "known bugs: the relay acks a later entry of a key whose earlier entry's report "
-    "failed in the same round; held-back rounds count against max_attempts; _IN_OUTBOX "
-    "is possibly_written=False though the next relay writes it (see the reproductions)"
-)
+# The five failures these machines found on 80523fd (issue 15's review) are fixed; the
+# minimal steps hypothesis found for each are replayed at the end as regression tests.
 
 
-@pytest.mark.xfail(strict=False, reason=DIRECT_BUGS)
 def test_direct_publisher_model() -> None:
     """Publish, callbacks, flush, close, fatal errors, full queue, pause and failing reports keep every delivery promise."""
     DirectModel.TestCase().runTest()
 
 
-@pytest.mark.xfail(strict=False, reason=OUTBOX_BUGS)
 def test_outbox_publisher_model() -> None:
     """The outbox publisher and its relay, round by round, keep every delivery promise."""
     OutboxModel.TestCase().runTest()
@@ -996,7 +992,6 @@ def _replay(machine: _Base, steps: Callable[[], None]) -> None:
         machine.teardown()
 
 
-@pytest.mark.xfail(strict=True, reason="_FLUSH_TIMEOUT is possibly_written=False (_inflight.py)")
 def test_replay_flush_timeout_of_an_event_in_the_log_is_possibly_written() -> None:
     """A straggler flush() lists as _FLUSH_TIMEOUT (it may still land) is possibly_written."""
     m = DirectModel()
@@ -1011,7 +1006,6 @@ def test_replay_flush_timeout_of_an_event_in_the_log_is_possibly_written() -> No
     _replay(m, steps)
 
 
-@pytest.mark.xfail(strict=True, reason="a publish during a fill goes first (_producer._resume)")
 def test_replay_callback_publish_during_a_resend_keeps_key_order() -> None:
     """A done-callback publishing while a replacement re-sends does not overtake its key."""
     m = DirectModel()
@@ -1025,7 +1019,6 @@ def test_replay_callback_publish_during_a_resend_keeps_key_order() -> None:
     _replay(m, steps)
 
 
-@pytest.mark.xfail(strict=True, reason="the relay acks later entries of a failed key (relay.py)")
 def test_replay_relay_keeps_key_order_when_an_earlier_report_fails() -> None:
     """An entry whose report failed is not overtaken by a later entry of its key."""
     m = OutboxModel()
@@ -1040,7 +1033,6 @@ def test_replay_relay_keeps_key_order_when_an_earlier_report_fails() -> None:
     _replay(m, steps)
 
 
-@pytest.mark.xfail(strict=True, reason="held-back rounds count as attempts (sqlite claim_batch)")
 def test_replay_retry_budget_counts_only_real_attempts() -> None:
     """Rounds that hold an entry back (behind a fatal error) do not use its attempts."""
     m = OutboxModel()
@@ -1056,7 +1048,6 @@ def test_replay_retry_budget_counts_only_real_attempts() -> None:
     _replay(m, steps)
 
 
-@pytest.mark.xfail(strict=True, reason="_IN_OUTBOX is possibly_written=False (outbox/sink.py)")
 def test_replay_in_outbox_at_close_is_possibly_written() -> None:
     """An event close() leaves in the outbox (_IN_OUTBOX) is sent later: possibly_written."""
     m = OutboxModel()
