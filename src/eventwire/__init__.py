@@ -16,7 +16,14 @@ Quick start::
 
 from eventwire._async_publisher import AsyncPublisher
 from eventwire._breaker import BreakerState, CircuitBreaker, CircuitOpenError
-from eventwire._codec import Codec, JsonCodec, MsgpackCodec
+from eventwire._codec import (
+    Codec,
+    JsonCodec,
+    MsgpackCodec,
+    SerializationContext,
+    SerializerCodec,
+    TopicCodec,
+)
 from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
 from eventwire._errors import (
     AuthenticationError,
@@ -80,9 +87,12 @@ __all__ = [
     "Route",
     "RoutingError",
     "Secret",
+    "SerializationContext",
     "SerializationError",
+    "SerializerCodec",
     "serve_prometheus",
     "TLSError",
+    "TopicCodec",
     "translate_all",
     "Translator",
 ]

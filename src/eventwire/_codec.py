@@ -1,11 +1,16 @@
 """Codecs: event <-> bytes with msgspec. One encoder per codec, reused.
 
 A codec has a ``content_type`` (sent as the ``content-type`` header), an
-``encode(event) -> bytes`` and a ``decode(data, type) -> event``.
+``encode(event) -> bytes`` and a ``decode(data, type) -> event``. A
+:class:`TopicCodec` is told where each value goes instead
+(``encode_for(event, ctx)``, ``decode_from(data, type, ctx)``, the context
+Confluent's serializers take); :class:`SerializerCodec` wraps any Confluent-style
+serializer as one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import math
 from collections.abc import Callable
@@ -15,9 +20,139 @@ import msgspec
 
 from eventwire._errors import ConfigurationError, SerializationError
 
-__all__ = ["ENCODE_ERRORS", "Codec", "JsonCodec", "MsgpackCodec", "resolve_codec"]
+__all__ = [
+    "ENCODE_ERRORS",
+    "Codec",
+    "JsonCodec",
+    "MsgpackCodec",
+    "SerializationContext",
+    "SerializerCodec",
+    "TopicCodec",
+    "decode_value",
+    "resolve_codec",
+]
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(slots=True)
+class SerializationContext:
+    """Where a value being encoded goes: what Confluent's serializers are given.
+
+    The shape of ``confluent_kafka.serialization.SerializationContext`` (``topic``,
+    ``field`` -- ``"value"`` or ``"key"``, ``headers``), so a Confluent serializer
+    (``serializer(obj, ctx) -> bytes``, e.g. Schema Registry's ``AvroSerializer``
+    or ``JSONSerializer``) can be called with it. ``headers`` is the list of extra
+    headers this record will carry: a codec may append to it (e.g. a
+    ``ce_dataschema``), and what it appends is written after the CloudEvents
+    headers, kept for re-sends, and not checked against the reserved ``ce_`` names.
+    """
+
+    topic: str
+    field: str = "value"
+    headers: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)
+
+
+@runtime_checkable
+class TopicCodec(Protocol):
+    """A codec told where each value goes (:class:`SerializationContext`).
+
+    Use it when the bytes depend on the topic -- a Schema Registry subject is
+    ``<topic>-value`` by default -- or when the codec writes headers. A publisher
+    given one calls :meth:`encode_for` instead of ``encode``; every other codec
+    (:class:`Codec`) keeps working unchanged.
+    """
+
+    content_type: str
+
+    def encode_for(self, event: Any, ctx: SerializationContext) -> bytes:
+        """Encode ``event`` for ``ctx.topic``; raise SerializationError if it cannot be."""
+        ...
+
+    def decode_from(self, data: bytes, type: type[T], ctx: SerializationContext) -> T:
+        """Decode ``data`` read from ``ctx.topic`` as ``type``; raise SerializationError."""
+        ...
+
+
+class SerializerCodec:
+    """Plugs a Confluent-style serializer (and deserializer) into eventwire.
+
+    ``serializer(obj, ctx) -> bytes`` and ``deserializer(data, ctx) -> obj`` are any
+    callables of that shape: confluent-kafka's ``AvroSerializer``,
+    ``JSONSerializer``, ``ProtobufSerializer`` and their deserializers, or your own.
+    Events reach the serializer as plain builtins (``msgspec.to_builtins``: dicts,
+    lists, str, numbers), which is what Confluent's serializers take when built
+    without ``to_dict``; what the deserializer returns is converted to the event
+    type with ``msgspec.convert``. Pass ``to_builtins=False`` to hand over the event
+    object itself (the serializer's ``to_dict`` then converts it).
+
+    Any error of the serializer (an incompatible schema the registry refuses, the
+    registry unreachable) becomes a SerializationError naming the event type and
+    topic, raised by ``publish()`` before anything is enqueued.
+
+    Args:
+        serializer: ``(obj, ctx) -> bytes``.
+        deserializer: ``(data, ctx) -> obj``, for :meth:`decode_from` (optional).
+        content_type: the ``content-type`` header to write (CloudEvents
+            ``datacontenttype``), e.g. ``"application/avro"``.
+        to_builtins: convert the event with ``msgspec.to_builtins`` first.
+    """
+
+    def __init__(
+        self,
+        serializer: Callable[[Any, SerializationContext], bytes | None],
+        deserializer: Callable[[bytes, SerializationContext], Any] | None = None,
+        *,
+        content_type: str = "application/octet-stream",
+        to_builtins: bool = True,
+    ) -> None:
+        self.serializer = serializer
+        self.deserializer = deserializer
+        self.content_type = content_type
+        self.to_builtins = to_builtins
+
+    def encode_for(self, event: Any, ctx: SerializationContext) -> bytes:
+        """Serialize ``event`` (as builtins) for ``ctx``."""
+        try:
+            obj = msgspec.to_builtins(event) if self.to_builtins else event
+            data = self.serializer(obj, ctx)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot encode {type(event).__qualname__} for topic {ctx.topic!r} with "
+                f"{_name(self.serializer)}: {exc}"
+            ) from exc
+        if not isinstance(data, bytes):
+            raise SerializationError(
+                f"{_name(self.serializer)} returned {type(data).__name__} for a "
+                f"{type(event).__qualname__} to topic {ctx.topic!r}, not bytes"
+            )
+        return data
+
+    def decode_from(self, data: bytes, type: type[T], ctx: SerializationContext) -> T:
+        """Deserialize ``data`` read from ``ctx.topic`` and convert it to ``type``."""
+        if self.deserializer is None:
+            raise SerializationError(
+                f"{_name(self.serializer)} has no deserializer: pass one to SerializerCodec"
+            )
+        try:
+            return msgspec.convert(self.deserializer(data, ctx), type)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot decode a {type.__qualname__} from topic {ctx.topic!r} with "
+                f"{_name(self.deserializer)}: {exc}"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"SerializerCodec({_name(self.serializer)}, content_type={self.content_type!r})"
+
+
+def _name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else type(fn).__qualname__
 
 
 @runtime_checkable
@@ -384,7 +519,14 @@ def _non_finite_path(value: object, path: str) -> tuple[str, float] | None:
     return None
 
 
-def resolve_codec(codec: Codec | str) -> Codec:
+def decode_value(codec: Codec | TopicCodec, data: bytes, type: type[T], topic: str) -> T:
+    """Decode ``data`` read from ``topic`` as ``type`` with either kind of codec."""
+    if isinstance(codec, TopicCodec):
+        return codec.decode_from(data, type, SerializationContext(topic))
+    return codec.decode(data, type)
+
+
+def resolve_codec(codec: Codec | TopicCodec | str) -> Codec | TopicCodec:
     """Return a codec instance for ``"json"``, ``"msgpack"`` or a Codec object.
 
     ``"json"`` is ``JsonCodec()``: it refuses NaN and infinities (see :class:`JsonCodec`).
@@ -396,9 +538,9 @@ def resolve_codec(codec: Codec | str) -> Codec:
                 f"codec {codec!r} is unknown: use 'json', 'msgpack' or a Codec instance"
             )
         return factory()
-    if not isinstance(codec, Codec):
+    if not isinstance(codec, Codec | TopicCodec):
         raise ConfigurationError(
-            f"codec must be 'json', 'msgpack' or have content_type/encode/decode, "
-            f"got {type(codec).__name__}"
+            f"codec must be 'json', 'msgpack', a Codec (content_type, encode, decode) or "
+            f"a TopicCodec (content_type, encode_for, decode_from), got {type(codec).__name__}"
         )
     return codec

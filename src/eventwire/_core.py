@@ -18,7 +18,13 @@ from typing import Any, ClassVar
 from eventwire._breaker import BreakerState, CircuitBreaker, connection_probe
 from eventwire._cloudevents import CE_HEADER_COUNT, check_event_id, check_extra_headers
 from eventwire._cloudevents import uuid7 as _uuid7
-from eventwire._codec import ENCODE_ERRORS, resolve_codec
+from eventwire._codec import (
+    ENCODE_ERRORS,
+    Codec,
+    SerializationContext,
+    TopicCodec,
+    resolve_codec,
+)
 from eventwire._config import KafkaConfig
 from eventwire._errors import (
     ConfigurationError,
@@ -75,12 +81,17 @@ class PublisherCore:
 
     def __init__(self, options: Options, *, direct: bool = True) -> None:
         self.options = options
-        self._codec = resolve_codec(options.codec)
+        codec = resolve_codec(options.codec)
+        #: A codec told each value's topic (None: a plain Codec, the fast path).
+        self._topic_codec = codec if isinstance(codec, TopicCodec) else None
+        self._codec = codec
         # The bare msgspec encoder when the codec is ours (one call less per event),
         # with the codec's per-type check of what it cannot carry (JSON: NaN, infinity),
         # which the router binds to each route.
-        fast_encode = getattr(self._codec, "fast_encode", None)
-        self._encode: Callable[[Any], bytes] = fast_encode or self._codec.encode
+        fast_encode = getattr(codec, "fast_encode", None)
+        self._encode: Callable[[Any], bytes] = fast_encode or (
+            codec.encode if isinstance(codec, Codec) else _topic_codec_only
+        )
         self._router = Router(
             options.routes,
             source=options.source,
@@ -211,14 +222,17 @@ class PublisherCore:
         """
         route = self._routes.get(type(event)) or self._router.resolve(type(event))
         key = route.key_of(event)
-        try:
-            value = self._encode(event)
-        except ENCODE_ERRORS:
-            value = self._explain_encode_error(event)
-        if route.check_value is not None:
-            route.check_value(event)
         if headers:
             headers = check_extra_headers(headers)
+        if self._topic_codec is None:
+            try:
+                value = self._encode(event)
+            except ENCODE_ERRORS:
+                value = self._explain_encode_error(event)
+            if route.check_value is not None:
+                route.check_value(event)
+        else:
+            value, headers = self._encode_for(self._topic_codec, route.topic, event, headers)
         now_ns = _time_ns()
         eid = check_event_id(event_id) if event_id else str(_uuid7())
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
@@ -229,13 +243,44 @@ class PublisherCore:
                 handle._record = _resend_record(key, value, record_headers)
         return Record(route.topic, key, value, record_headers, handle)
 
+    def _encode_plain(self, event: Any) -> bytes:
+        assert isinstance(self._codec, Codec)
+        return self._codec.encode(event)
+
+    @staticmethod
+    def _encode_for(
+        codec: TopicCodec,
+        topic: str,
+        event: Any,
+        headers: Sequence[tuple[str, bytes]] | None,
+    ) -> tuple[bytes, Sequence[tuple[str, bytes]] | None]:
+        """Encode with a TopicCodec; its headers go first among the extra ones."""
+        ctx = SerializationContext(topic)
+        try:
+            value = codec.encode_for(event, ctx)
+        except SerializationError:
+            raise
+        except Exception as exc:  # a codec of the caller's that raised something else
+            raise SerializationError(
+                f"cannot encode {type(event).__qualname__} for topic {topic!r} with "
+                f"{type(codec).__qualname__}: {exc!r}"
+            ) from exc
+        if not isinstance(value, bytes):
+            raise SerializationError(
+                f"{type(codec).__qualname__}.encode_for returned {type(value).__name__} for "
+                f"a {type(event).__qualname__}, not bytes"
+            )
+        if ctx.headers:
+            headers = [*ctx.headers, *(headers or ())]
+        return value, headers
+
     def _explain_encode_error(self, event: Any) -> bytes:
         """Raise the SerializationError that explains why the bare encoder failed.
 
         Returns the value if the codec encodes it this time after all.
         """
         try:
-            value = self._codec.encode(event)  # ours raises the SerializationError
+            value = self._encode_plain(event)  # ours raises the SerializationError
         except SerializationError:
             raise
         except Exception as again:  # a Codec of the caller's that raised something else
@@ -344,6 +389,10 @@ class PublisherCore:
     def in_flight(self) -> int:
         """Events published but not yet settled."""
         return len(self.ledger)
+
+
+def _topic_codec_only(event: Any) -> bytes:
+    raise AssertionError("a TopicCodec is called with encode_for")  # pragma: no cover
 
 
 def _feed(breaker: CircuitBreaker) -> Callable[[DeliveryHandle, DeliveryFailure | None], None]:

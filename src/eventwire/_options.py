@@ -16,7 +16,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import TracerProvider
 
 from eventwire._breaker import CircuitBreaker
-from eventwire._codec import Codec
+from eventwire._codec import Codec, TopicCodec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._errors import ConfigurationError
 from eventwire._event import Route
@@ -33,7 +33,8 @@ class PublisherOptions(TypedDict, total=False):
     * ``overrides``: raw librdkafka properties, applied last.
     * ``routes``: routes for Struct classes not decorated with ``@event``.
     * ``source``: the CloudEvents ``ce_source`` of every event (default ``"eventwire"``).
-    * ``codec``: ``"json"`` (default), ``"msgpack"`` or a :class:`Codec`.
+    * ``codec``: ``"json"`` (default), ``"msgpack"``, a :class:`Codec`, or a
+      :class:`TopicCodec` (told the topic; e.g. a Schema Registry serializer).
     * ``transport``: a transport instead of Kafka (e.g. ``MemoryTransport()``).
     * ``enqueue_timeout``: the longest a publish waits for room in a full local
       queue (30 s), then BackpressureError.
@@ -53,7 +54,7 @@ class PublisherOptions(TypedDict, total=False):
     overrides: Mapping[str, Any] | None
     routes: Mapping[Any, Route] | None
     source: str
-    codec: Codec | str
+    codec: Codec | TopicCodec | str
     transport: BaseTransport | None
     enqueue_timeout: float
     close_timeout: float
@@ -79,7 +80,7 @@ class Options:
     overrides: Mapping[str, Any] | None = None
     routes: Mapping[Any, Route] | None = None
     source: str = "eventwire"
-    codec: Codec | str = "json"
+    codec: Codec | TopicCodec | str = "json"
     transport: BaseTransport | None = None
     enqueue_timeout: float = 30.0
     close_timeout: float = 30.0

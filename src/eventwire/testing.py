@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from eventwire._codec import Codec, resolve_codec
+from eventwire._codec import Codec, TopicCodec, decode_value, resolve_codec
 from eventwire._event import Route
 from eventwire._publisher import Publisher
 from eventwire._router import Router
@@ -44,7 +44,11 @@ class CapturedEvents:
     """What a captured publisher sent: raw records, or decoded events."""
 
     def __init__(
-        self, publisher: Publisher, transport: MemoryTransport, codec: Codec, router: Router
+        self,
+        publisher: Publisher,
+        transport: MemoryTransport,
+        codec: Codec | TopicCodec,
+        router: Router,
     ) -> None:
         self.publisher = publisher
         self.transport = transport
@@ -64,7 +68,7 @@ class CapturedEvents:
         type_name = self.publisher_type_name(cls)
         records = [r for r in self.records(topic) if r.header("ce_type") == type_name.encode()]
         records.sort(key=lambda r: r.sequence)
-        return [self._codec.decode(r.value, cls) for r in records]
+        return [decode_value(self._codec, r.value, cls, r.topic) for r in records]
 
     def publisher_type_name(self, cls: type) -> str:
         """The ``ce_type`` the publisher uses for ``cls``."""
@@ -75,7 +79,7 @@ class CapturedEvents:
 def capture_events(
     *,
     routes: Mapping[Any, Route] | None = None,
-    codec: Codec | str = "json",
+    codec: Codec | TopicCodec | str = "json",
     source: str = "eventwire-test",
     **transport_options: Any,
 ) -> Iterator[CapturedEvents]:
