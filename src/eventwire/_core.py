@@ -41,7 +41,7 @@ from eventwire._producer import Producer
 from eventwire._record import Record
 from eventwire._router import Router
 from eventwire.observability.metrics import Outcome, PublisherMetrics, make_metrics
-from eventwire.observability.tracing import Tracing, make_tracing
+from eventwire.observability.tracing import Tracing, current_context, make_tracing
 from eventwire.transports.base import BaseTransport
 
 __all__ = ["PublisherCore"]
@@ -221,7 +221,15 @@ class PublisherCore:
                 JSON cannot carry), a bad ``event_id``, or a bad or reserved header.
         """
         route = self._routes.get(type(event)) or self._router.resolve(type(event))
-        key = route.key_of(event)
+        field = route.key_field
+        if field is None:
+            key = route.key_of(event)
+        else:  # route.key_of, inlined for a key field holding text (hot path)
+            try:
+                text = field(event)
+                key = text.encode() if type(text) is str else route.key_of(event)
+            except Exception:
+                key = route.key_of(event)  # raises the RoutingError that explains
         if headers:
             headers = check_extra_headers(headers)
         if self._topic_codec is None:
@@ -238,9 +246,19 @@ class PublisherCore:
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
         handle = DeliveryHandle(self.ledger, eid, route.type_name, route.topic, now_ns)
         if traced:  # (the body of trace(), inlined: this runs once per event)
-            self.tracing.start(handle, key, record_headers, len(value))
-            if self._keeps_records:
-                handle._record = _resend_record(key, value, record_headers)
+            tracing = self.tracing
+            # Without an SDK, only a caller's context is passed on: skip the call when
+            # there is none (an empty Context).
+            if tracing.spans or current_context():
+                tracing.start(handle, key, record_headers, len(value))
+            if self._keeps_records:  # (_resend_record, inlined)
+                handle._record = (
+                    key,
+                    value,
+                    tuple(record_headers[CE_HEADER_COUNT:])
+                    if len(record_headers) > CE_HEADER_COUNT
+                    else None,
+                )
         return Record(route.topic, key, value, record_headers, handle)
 
     def _encode_plain(self, event: Any) -> bytes:

@@ -48,7 +48,9 @@ class InFlight:
     def __init__(self) -> None:
         #: The lock every handle of this publisher settles under.
         self.lock = threading.Lock()
-        self._pending: dict[DeliveryHandle, None] = {}
+        #: The unsettled events, in the order they were added. Only :meth:`add` (which
+        #: the producer's hot path inlines as ``pending[handle] = None``) adds to it.
+        self.pending: dict[DeliveryHandle, None] = {}
         self._failures: list[DeliveryFailure] = []
         self._hooks: list[SettleHook] = []
         self._abandon_hooks: list[SettleHook] = []
@@ -113,11 +115,11 @@ class InFlight:
 
     def add(self, handle: DeliveryHandle) -> None:
         """Track ``handle`` (call before sending: its report may come at once)."""
-        self._pending[handle] = None
+        self.pending[handle] = None
 
     def discard(self, handle: DeliveryHandle) -> None:
         """Stop tracking ``handle`` without settling it (the send did not enqueue it)."""
-        self._pending.pop(handle, None)
+        self.pending.pop(handle, None)
 
     def settle(
         self, handle: DeliveryHandle, msg: ReportMessage | None, failure: DeliveryFailure | None
@@ -134,7 +136,7 @@ class InFlight:
             return
         if failure is not None:  # recorded first: a flush that sees the ledger empty
             self._failures.append(failure)  # must also see this failure
-        self._pending.pop(handle, None)
+        self.pending.pop(handle, None)
         for hook in self._hooks:
             try:
                 hook(handle, failure)
@@ -153,14 +155,14 @@ class InFlight:
 
     def abandon(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
         """Settle an event that was never enqueued: the caller gets its error directly."""
-        self._pending.pop(handle, None)
+        self.pending.pop(handle, None)
         if handle._settle(None, failure):
             for hook in self._abandon_hooks:
                 _run_hook(hook, handle, failure)
 
     def release(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
         """Settle an event that is safe elsewhere (e.g. in the outbox), not as a failure."""
-        self._pending.pop(handle, None)
+        self.pending.pop(handle, None)
         handle._settle(None, failure)
 
     def fail_all(self, code: str, reason: str, *, possibly_written: bool = True) -> int:
@@ -169,7 +171,7 @@ class InFlight:
         Each was handed to the transport and got no report, so by default each is
         reported ``possibly_written`` (a re-send may duplicate it, never lose it).
         """
-        stuck = list(self._pending)
+        stuck = list(self.pending)
         for handle in stuck:
             failure = handle.failure_from(code, reason)
             if possibly_written and not failure.possibly_written:
@@ -179,7 +181,7 @@ class InFlight:
 
     def snapshot(self) -> list[DeliveryHandle]:
         """The unsettled events, in the order they were added (for a re-send)."""
-        return [h for h in list(self._pending) if not h.done()]
+        return [h for h in list(self.pending) if not h.done()]
 
     def take_failures(self, timed_out: bool) -> list[DeliveryFailure]:
         """Return and forget the failures so far, plus every unsettled event if ``timed_out``."""
@@ -191,7 +193,7 @@ class InFlight:
 
     def __len__(self) -> int:
         """Events enqueued and not yet settled."""
-        return len(self._pending)
+        return len(self.pending)
 
 
 def _never(_code: str) -> bool:

@@ -89,6 +89,7 @@ class Producer:
         self.transport = transport
         self._ledger = ledger
         self._senders = ledger.senders
+        self._pending = ledger.pending
         self._budget = _RestartBudget(restarts, RESTART_WINDOW_S)
         #: True if events keep what a re-send needs (a replacement is possible).
         self.keeps_records = restarts > 0
@@ -129,7 +130,7 @@ class Producer:
             if ledger.closed:
                 raise self.refuse_closed(handle)
             transport = self.transport
-            ledger.add(handle)
+            self._pending[handle] = None  # ledger.add(handle), inlined (hot path)
             try:
                 transport.send(record.topic, record.key, record.value, record.headers, handle)
             except TransportQueueFull:

@@ -27,7 +27,15 @@ ValueCheckFactory = Callable[[type], "Callable[[Any], None] | None"]
 class BoundRoute:
     """A route bound to one event class, ready for the hot path."""
 
-    __slots__ = ("_key_fn", "_key_label", "check_value", "headers", "topic", "type_name")
+    __slots__ = (
+        "_key_fn",
+        "_key_label",
+        "check_value",
+        "headers",
+        "key_field",
+        "topic",
+        "type_name",
+    )
 
     def __init__(
         self,
@@ -49,11 +57,15 @@ class BoundRoute:
             type_name=self.type_name, source=source, content_type=content_type
         )
         key = route.key
+        self.key_field: Callable[[Any], Any] | None = None
         self._key_fn: Callable[[Any], Any] | None
         if key is None:
             self._key_fn, self._key_label = None, ""
         elif isinstance(key, str):
             self._key_fn, self._key_label = operator.attrgetter(key), f"key field {key!r}"
+            #: The key field's getter, for the hot path's inlined ``key_of`` (a str
+            #: field's value is encoded there; anything else goes through key_of).
+            self.key_field = self._key_fn
         else:
             self._key_fn = key
             self._key_label = f"key function {getattr(key, '__qualname__', key)!r}"

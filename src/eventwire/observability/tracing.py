@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from eventwire._handle import DeliveryHandle
     from eventwire.transports.base import ReportMessage
 
-__all__ = ["HeaderSetter", "Tracing", "finish_span", "make_tracing"]
+__all__ = ["HeaderSetter", "Tracing", "current_context", "finish_span", "make_tracing"]
 
 
 def _context_reader() -> Callable[[], Context]:
@@ -93,6 +93,8 @@ def _context_reader() -> Callable[[], Context]:
 
 
 _get_current = _context_reader()
+#: ``opentelemetry.context.get_current``, as fast as it can be read (see above).
+current_context = _get_current
 _get_current_span = trace.get_current_span
 _set_span_in_context = trace.set_span_in_context
 _PRODUCER = SpanKind.PRODUCER
