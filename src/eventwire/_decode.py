@@ -34,9 +34,9 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import TracerProvider
+from opentelemetry.trace import SpanContext, TracerProvider, get_current_span
 
-from eventwire._codec import Codec, TopicCodec, decode_value, resolve_codec
+from eventwire._codec import Codec, SerializationContext, TopicCodec, resolve_codec
 from eventwire._errors import ConfigurationError, EventwireError, SerializationError
 from eventwire._event import ROUTE_ATTRIBUTE, Route
 from eventwire.observability.consumer_tracing import ProcessTracing, make_process_tracing
@@ -125,8 +125,8 @@ class DecodeError(EventwireError, ValueError):
         self.event_id = event_id
         self.event_type = event_type
         self.record = record
-        where = f"{topic}[{partition}]@{offset}"
-        super().__init__(f"cannot decode the record at {where}: {reason}. {_ADVICE[kind]}")
+        where = f"the record at {topic}[{partition}]@{offset}" if topic is not None else "a record"
+        super().__init__(f"cannot decode {where}: {reason}. {_ADVICE[kind]}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_decode_error, (self.__dict__,))
@@ -187,13 +187,11 @@ class Envelope(Generic[E]):
         return found
 
     @property
-    def span_context(self) -> Any:
+    def span_context(self) -> SpanContext | None:
         """The producer's ``SpanContext`` from :attr:`trace_context`, or None if not valid."""
         if self.trace_context is None:
             return None
-        from opentelemetry import trace  # noqa: PLC0415
-
-        span_context = trace.get_current_span(self.trace_context).get_span_context()
+        span_context = get_current_span(self.trace_context).get_span_context()
         return span_context if span_context.is_valid else None
 
 
@@ -364,6 +362,27 @@ def _type_name(cls: type, route: Route | None) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+class _CodecCall:
+    """One codec, its kind decided once (a runtime Protocol check costs ~10 us per call)."""
+
+    __slots__ = ("codec", "plain", "topic_codec")
+
+    def __init__(self, codec: Codec | TopicCodec) -> None:
+        self.codec = codec
+        self.topic_codec: TopicCodec | None = None
+        self.plain: Codec | None = None
+        if isinstance(codec, TopicCodec):
+            self.topic_codec = codec
+        else:
+            self.plain = codec
+
+    def decode(self, data: bytes, cls: type[E], topic: str) -> E:
+        if self.plain is not None:
+            return self.plain.decode(data, cls)
+        assert self.topic_codec is not None
+        return self.topic_codec.decode_from(data, cls, SerializationContext(topic))
+
+
 CodecArg = Codec | TopicCodec | str
 OnError = Callable[[DecodeError], None]
 
@@ -448,10 +467,10 @@ class Decoder(Generic[E]):
         given = [codec] if isinstance(codec, str) or not isinstance(codec, Sequence) else codec
         if not given:
             raise ConfigurationError("codec= needs at least one codec")
-        self._codecs: dict[str, Codec | TopicCodec] = {}
+        self._codecs: dict[str, _CodecCall] = {}
         for item in given:
             resolved = resolve_codec(item)
-            self._codecs.setdefault(_media_type(resolved.content_type), resolved)
+            self._codecs.setdefault(_media_type(resolved.content_type), _CodecCall(resolved))
         self._default_codec = next(iter(self._codecs.values()))
         self.on_error = on_error
         self.consumer_group = consumer_group
@@ -600,11 +619,11 @@ class Decoder(Generic[E]):
             )
         topic = raw.topic or ""
         try:
-            event = decode_value(codec, raw.value, cls, topic)
+            event = codec.decode(raw.value, cls, topic)
         except SerializationError as exc:
             reason = str(exc)
         except Exception as exc:  # a custom codec's own error: still typed for the caller
-            reason = f"{codec!r} raised {type(exc).__name__}: {exc}"
+            reason = f"{codec.codec!r} raised {type(exc).__name__}: {exc}"
         else:
             ce_time = attrs.get("ce_time")
             return Envelope(
@@ -639,7 +658,7 @@ class Decoder(Generic[E]):
 
     def _codec_for(
         self, raw: _Raw, content_type: str | None, event_id: str, event_type: str
-    ) -> Codec | TopicCodec:
+    ) -> _CodecCall:
         if content_type is None:
             return self._default_codec
         media = _media_type(content_type)
