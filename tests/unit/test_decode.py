@@ -422,6 +422,16 @@ class TestDecodeErrors:
         )
         assert "check message.error() before decoding" in str(err)
 
+    def test_an_error_event_without_a_topic(self) -> None:
+        """An error event with no topic (a client-wide error) is named as 'a record'."""
+        record = published(order(1))[0]
+        message = as_confluent(record, topic=None, partition=None, offset=None, error="_TRANSPORT")
+        err = failure(message)
+        assert (err.kind, err.topic, err.partition, err.offset) == ("kafka_error", None, None, None)
+        assert str(err).startswith(
+            "cannot decode a record: the consumer returned an error: _TRANSPORT"
+        )
+
     def test_a_tombstone(self, make: Make) -> None:
         """A record without a value is kind no_value, with advice to skip it."""
         record = moved(published(order(1))[0])
