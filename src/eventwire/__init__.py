@@ -25,6 +25,7 @@ from eventwire._codec import (
     TopicCodec,
 )
 from eventwire._config import PROFILES, KafkaConfig, Profile, Secret
+from eventwire._decode import DecodeError, Decoder, Envelope, decode
 from eventwire._errors import (
     AuthenticationError,
     BackpressureError,
@@ -65,10 +66,14 @@ __all__ = [
     "Codec",
     "ConfigurationError",
     "DeadLetterPolicy",
+    "decode",
+    "DecodeError",
+    "Decoder",
     "DeliveryError",
     "DeliveryFailure",
     "DeliveryHandle",
     "DeliveryResult",
+    "Envelope",
     "ErrorClass",
     "event",
     "EventIdConflictError",

@@ -233,6 +233,29 @@ def test_10_graceful_shutdown_on_sigterm_loses_nothing(
     assert len(records) == published
 
 
+def test_consume_dedup_skips_resent_events_and_dead_letters_a_foreign_record(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """consume_dedup decodes typed events, skips the 5 re-sent ce_ids and dead-letters the record without CloudEvents headers."""
+    out = run_example("consume_dedup.py", "--topic", kafka_topic, bootstrap=kafka_bootstrap).stdout
+    assert "published 20 events" in out and "re-sent 5 of them under their ce_id" in out
+    assert "total of the processed orders: 2100.00" in out  # each order counted once
+    assert (
+        f"consumed 26 records: 20 processed, 5 duplicates skipped, 1 dead-lettered "
+        f"to '{kafka_topic}.dlq'" in out
+    ), out
+    (dead,) = read_topic(kafka_bootstrap, f"{kafka_topic}.dlq", expected=1, idle=1.0)
+    assert dead.value == b'{"legacy": true}'
+    assert dead.header("eventwire.decode_error") == b"missing_header"
+
+
+def test_consume_dedup_is_documented() -> None:
+    """consume_dedup starts with a docstring stating the at-least-once contract."""
+    source = (EXAMPLES / "consume_dedup.py").read_text()
+    assert source.startswith('"""')
+    assert "at least once" in source
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py")))
 def test_every_example_has_a_docstring_and_a_test(name: str) -> None:
     """Each example starts with a module docstring and is run by a test in this file."""

@@ -6,8 +6,9 @@ eventwire logs through the standard :mod:`logging` module, on the logger tree un
 ``"eventwire"``, and configures nothing: no handler, no level, no structlog
 configuration. The loggers are ``"eventwire"`` (the publisher), ``"eventwire.kafka"``
 (the Kafka transport), ``"eventwire.librdkafka"`` (librdkafka's own lines),
-``"eventwire.breaker"`` (circuit breakers) and ``"eventwire.outbox"`` (the outbox, its
-relay and their metrics). Route them like any library's::
+``"eventwire.breaker"`` (circuit breakers), ``"eventwire.outbox"`` (the outbox, its
+relay and their metrics) and ``"eventwire.consumer"`` (typed decode). Route them like
+any library's::
 
     logging.config.dictConfig({
         "version": 1,
@@ -116,6 +117,11 @@ event                             level   fields
                                           relay thread ended on an exception
 ``transport_close_failed``        error   (with the traceback) -- closing the relay's
                                           fatal producer failed
+``decode_failed``                 warning ``topic``, ``partition``, ``offset``, ``kind``,
+                                          ``event_id``, ``event_type``, ``reason`` -- a
+                                          consumed record could not be decoded
+                                          (``Decoder.decode_or_none`` without ``on_error``);
+                                          collapsed per (kind, topic)
 ================================= ======= ===================================================
 
 Nothing is logged per event on the success path.
