@@ -69,7 +69,7 @@ def _extras_of(req: Requirement) -> set[str]:
     """The extras whose installation pulls ``req`` in (empty: always installed)."""
     if req.marker is None:
         return set()
-    names = {"cli", "dev", "postgres", "otel", "prometheus", "bench"}
+    names = {"cli", "dev", "postgres", "otel", "prometheus", "bench", "registry"}
     return {e for e in names if req.marker.evaluate({"extra": e})}
 
 
@@ -87,7 +87,7 @@ class TestRuntimeWheel:
     def test_no_module_imports_workshop_tools(self, wheel: zipfile.ZipFile) -> None:
         """No runtime module imports ctypes, subprocess, pytest, the devkit or bench, none
         runs initdb or Maven, and none changes sys.path; only transports/kafka.py imports
-        confluent_kafka."""
+        confluent_kafka (and schema_registry/ its schema_registry subpackage)."""
         problems = []
         for name in wheel.namelist():
             if not name.endswith(".py"):
@@ -104,7 +104,13 @@ class TestRuntimeWheel:
                     top = module.split(".")[0]
                     if top in FORBIDDEN_IMPORTS:
                         problems.append(f"{name} imports {module}")
-                    if top == "confluent_kafka" and name != "eventwire/transports/kafka.py":
+                    if top == "confluent_kafka" and not (
+                        name == "eventwire/transports/kafka.py"
+                        or (
+                            name.startswith("eventwire/schema_registry/")
+                            and module.startswith("confluent_kafka.schema_registry")
+                        )
+                    ):
                         problems.append(f"{name} imports {module}")
             for word in (
                 "initdb",
@@ -134,6 +140,18 @@ class TestRuntimeWheel:
         for req in reqs:
             assert _extras_of(req), f"{req} is a base dependency"
             assert _extras_of(req) <= {"cli", "dev"}, req
+
+    def test_registry_extra_brings_confluents_registry_serializers(
+        self, wheel: zipfile.ZipFile
+    ) -> None:
+        """``registry`` asks for confluent-kafka with its schemaregistry, json and avro extras;
+        ``dev`` includes it; the base install does not."""
+        confluent = [r for r in _requirements(wheel) if r.name == "confluent-kafka"]
+        registry = [r for r in confluent if "registry" in _extras_of(r)]
+        assert [r.extras for r in registry] == [{"schemaregistry", "json", "avro"}]
+        assert all(not r.extras for r in confluent if not _extras_of(r))
+        # (hatchling writes dev's "eventwire[registry]" out as the requirement itself)
+        assert any("schemaregistry" in r.extras and "dev" in _extras_of(r) for r in confluent)
 
     def test_postgres_extra_lets_the_application_pick_the_psycopg_build(
         self, wheel: zipfile.ZipFile
@@ -173,10 +191,10 @@ class TestCommandLine:
         assert "pip install 'eventwire[cli]'" in lines[0]
 
     def test_devkit_commands_are_discovered_through_entry_points(self) -> None:
-        """With the devkit installed, ``eventwire --help`` lists its broker, demo and bench
-        commands beside the runtime's outbox and dlq."""
+        """With the devkit installed, ``eventwire --help`` lists its broker, registry, demo
+        and bench commands beside the runtime's outbox and dlq."""
         proc = _run_cli("from eventwire.cli import main; main()", "--help")
         assert proc.returncode == 0, proc.stderr
-        for command in ("outbox", "dlq", "broker", "demo", "bench"):
+        for command in ("outbox", "dlq", "broker", "registry", "demo", "bench"):
             assert f" {command} " in proc.stdout, proc.stdout
         assert "skipping command" not in proc.stderr

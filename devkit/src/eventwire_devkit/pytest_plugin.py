@@ -19,16 +19,23 @@ time a test asks for them):
   ``t-<test name>-<8 hex>`` on ``kafka_bootstrap`` / on ``kafka_cluster3`` (RF 3), deleted
   afterwards on a best-effort basis. ``kafka_topic3`` first heals the cluster (resumes
   paused and restarts stopped nodes) so every test starts with all three nodes up.
+* ``schema_registry`` -- the Confluent-compatible URL (``http://127.0.0.1:<port>/apis/ccompat/v7``)
+  of a session-scoped local Schema Registry (Apicurio, in memory; see
+  :mod:`eventwire_devkit.registry`), or of the external one given by ``--schema-registry-url``
+  / ``EVENTWIRE_TEST_SCHEMA_REGISTRY_URL``.
+* ``local_schema_registry`` -- a fresh :class:`~eventwire_devkit.registry.LocalSchemaRegistry`
+  of the test's own (function scope), which it may ``stop()`` or ``kill()`` (an outage).
+* ``schema_registry_build`` -- the directory of the built registry (built once with Maven).
 
 With an external cluster, ``kafka_cluster`` and ``kafka_cluster3`` cannot inject faults and
-skip. When no cluster can be started (no Java, Maven failed, startup timeout) the test skips
-with the reason -- except in strict mode (``--eventwire-strict``, or the environment variable
-``EVENTWIRE_DEVKIT_STRICT=1``), where it fails instead. ``CI=true`` alone does not switch it
-on. :func:`unavailable` gives your own tests the same skip-or-fail rule.
+skip. When no cluster (or registry) can be started (no Java, Maven failed, startup timeout)
+the test skips with the reason -- except in strict mode (``--eventwire-strict``, or the
+environment variable ``EVENTWIRE_DEVKIT_STRICT=1``), where it fails instead. ``CI=true``
+alone does not switch it on. :func:`unavailable` gives your own tests the same skip-or-fail rule.
 
-Tests that request these fixtures by name get the ``kafka`` marker (and ``cluster3`` for the
-3-node ones), so ``-m "not kafka"`` deselects them. This only happens where the plugin is
-loaded, which is your choice.
+Tests that request these fixtures by name get the ``kafka`` marker (``cluster3`` for the
+3-node ones; the registry fixtures get ``schema_registry``), so ``-m "not kafka"`` deselects
+them. This only happens where the plugin is loaded, which is your choice.
 """
 
 from __future__ import annotations
@@ -48,8 +55,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from eventwire_devkit.kafka import LocalKafkaCluster
+    from eventwire_devkit.registry import LocalSchemaRegistry
 
 ENV_BOOTSTRAP = "EVENTWIRE_BOOTSTRAP"
+ENV_SCHEMA_REGISTRY = "EVENTWIRE_TEST_SCHEMA_REGISTRY_URL"
 CLUSTER3_OVERRIDES = {
     "replica.lag.time.max.ms": "6000",
     "broker.heartbeat.interval.ms": "1000",
@@ -63,16 +72,24 @@ _KAFKA_FIXTURES = {
     "kafka_secure_cluster",
 }
 _CLUSTER3_FIXTURES = {"kafka_cluster3", "kafka_topic3", "kafka_secure_cluster3"}
+_REGISTRY_FIXTURES = {"schema_registry", "local_schema_registry", "schema_registry_build"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--kafka-bootstrap`` and ``--eventwire-strict``."""
+    """Add ``--kafka-bootstrap``, ``--schema-registry-url`` and ``--eventwire-strict``."""
     group = parser.getgroup("eventwire", "eventwire Kafka fixtures")
     group.addoption(
         "--kafka-bootstrap",
         default=None,
         metavar="HOST:PORT[,...]",
         help=f"use this running Kafka cluster instead of starting one (env: {ENV_BOOTSTRAP})",
+    )
+    group.addoption(
+        "--schema-registry-url",
+        default=None,
+        metavar="URL",
+        help="use this running Schema Registry (Confluent API) instead of starting one "
+        f"(env: {ENV_SCHEMA_REGISTRY})",
     )
     group.addoption(
         "--eventwire-strict",
@@ -92,16 +109,19 @@ def pytest_configure(config: pytest.Config) -> None:
     _strict = bool(config.getoption("--eventwire-strict")) or strict_from_env()
     config.addinivalue_line("markers", "kafka: needs a real Apache Kafka broker")
     config.addinivalue_line("markers", "cluster3: needs the 3-node local Kafka cluster")
+    config.addinivalue_line("markers", "schema_registry: needs a real Schema Registry")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests that use the Kafka fixtures with ``kafka`` / ``cluster3``."""
+    """Mark tests that use the fixtures with ``kafka`` / ``cluster3`` / ``schema_registry``."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & (_KAFKA_FIXTURES | _CLUSTER3_FIXTURES):
             item.add_marker(pytest.mark.kafka)
         if names & _CLUSTER3_FIXTURES:
             item.add_marker(pytest.mark.cluster3)
+        if names & _REGISTRY_FIXTURES:
+            item.add_marker(pytest.mark.schema_registry)
 
 
 def strict() -> bool:
@@ -260,3 +280,57 @@ def kafka_topic3(
         kafka_cluster3.delete_topic(name, timeout=10.0)
     except KafkaClusterError:
         pass  # best effort
+
+
+# -- Schema Registry ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def schema_registry_build() -> Path:
+    """Directory of the built local registry; skips (fails in strict mode) without Java/Maven."""
+    from eventwire_devkit.registry import LocalRegistryError, ensure_registry_build  # noqa: PLC0415
+
+    failure = ""
+    try:
+        return ensure_registry_build()
+    except LocalRegistryError as exc:
+        failure = f"cannot run a local Schema Registry: {exc}"
+    unavailable(failure)
+
+
+def _start_registry(build: Path) -> LocalSchemaRegistry:
+    from eventwire_devkit.registry import LocalRegistryError, LocalSchemaRegistry  # noqa: PLC0415
+
+    registry = LocalSchemaRegistry()
+    failure = ""
+    try:
+        return registry.start()
+    except LocalRegistryError as exc:
+        failure = f"could not start a local Schema Registry (built in {build}): {exc}"
+    unavailable(failure)
+
+
+@pytest.fixture(scope="session")
+def schema_registry(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of the Confluent-compatible API of a session-wide registry (or the external one)."""
+    external = request.config.getoption("--schema-registry-url") or os.environ.get(
+        ENV_SCHEMA_REGISTRY, ""
+    )
+    if str(external).strip():
+        yield str(external).strip().rstrip("/")
+        return
+    registry = _start_registry(request.getfixturevalue("schema_registry_build"))
+    try:
+        yield registry.url
+    finally:
+        registry.close()
+
+
+@pytest.fixture
+def local_schema_registry(schema_registry_build: Path) -> Iterator[LocalSchemaRegistry]:
+    """A fresh registry of this test's own (about 2.5 s to start), which it may stop or kill."""
+    registry = _start_registry(schema_registry_build)
+    try:
+        yield registry
+    finally:
+        registry.close()
