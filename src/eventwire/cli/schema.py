@@ -115,6 +115,7 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
             ),
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
 
 
