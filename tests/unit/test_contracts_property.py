@@ -265,7 +265,13 @@ OPTIONS = st.fixed_dictionaries({"forbid": st.booleans(), "omit": st.booleans()}
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 @given(data=st.data())
 def test_what_the_checker_calls_compatible_decodes(data: st.DataObject) -> None:
@@ -297,7 +303,12 @@ def test_what_the_checker_calls_compatible_decodes(data: st.DataObject) -> None:
                 )
 
 
-@settings(max_examples=max(EXAMPLES // 3, 20), deadline=None)
+@settings(
+    max_examples=max(EXAMPLES // 3, 20),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(field_specs=fields(), opts=OPTIONS)
 def test_an_unchanged_type_is_fully_compatible(
     field_specs: tuple[tuple[Any, ...], ...], opts: dict[str, bool]
