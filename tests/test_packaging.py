@@ -69,7 +69,7 @@ def _extras_of(req: Requirement) -> set[str]:
     """The extras whose installation pulls ``req`` in (empty: always installed)."""
     if req.marker is None:
         return set()
-    names = {"cli", "dev", "postgres", "otel", "prometheus", "bench", "registry"}
+    names = {"cli", "contracts", "dev", "postgres", "otel", "prometheus", "bench", "registry"}
     return {e for e in names if req.marker.evaluate({"extra": e})}
 
 
@@ -152,6 +152,17 @@ class TestRuntimeWheel:
         assert all(not r.extras for r in confluent if not _extras_of(r))
         # (hatchling writes dev's "eventwire[registry]" out as the requirement itself)
         assert any("schemaregistry" in r.extras and "dev" in _extras_of(r) for r in confluent)
+
+    def test_pyyaml_comes_only_with_the_cli_or_contracts_extra(
+        self, wheel: zipfile.ZipFile
+    ) -> None:
+        """PyYAML (AsyncAPI documents as YAML) is never a base dependency: ``cli`` and
+        ``contracts`` bring it."""
+        reqs = [r for r in _requirements(wheel) if r.name.lower() == "pyyaml"]
+        assert reqs
+        extras = set().union(*(_extras_of(r) for r in reqs))
+        assert {"cli", "contracts"} <= extras <= {"cli", "contracts", "dev"}
+        assert all(_extras_of(r) for r in reqs)
 
     def test_postgres_extra_lets_the_application_pick_the_psycopg_build(
         self, wheel: zipfile.ZipFile

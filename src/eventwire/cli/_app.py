@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 import typer
 
 from eventwire.cli import outbox as _outbox
+from eventwire.cli import schema as _schema
 
 #: The entry-point group other distributions register sub-commands in.
 COMMANDS_GROUP = "eventwire.commands"
@@ -36,11 +37,11 @@ def _configure(
 
 
 def build_app() -> typer.Typer:
-    """Return a new ``eventwire`` app: ``outbox``, ``dlq`` and every registered plug-in."""
+    """Return a new ``eventwire`` app: ``outbox``, ``dlq``, ``schema`` and every plug-in."""
     app = typer.Typer(
         name="eventwire",
         help="Publish typed domain events to Apache Kafka: inspect and relay the outbox, "
-        "dead letters, and the commands of installed plug-ins.",
+        "dead letters, event contracts (AsyncAPI), and the commands of installed plug-ins.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_show_locals=False,
@@ -48,6 +49,7 @@ def build_app() -> typer.Typer:
     app.callback()(_configure)
     app.add_typer(_outbox.app, name="outbox")
     app.add_typer(_outbox.dlq_app, name="dlq")
+    app.add_typer(_schema.app, name="schema")
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
             command = ep.load()
