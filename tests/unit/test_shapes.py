@@ -242,6 +242,31 @@ def test_a_nan_in_an_excluded_pydantic_field_is_not_refused() -> None:
     )
 
 
+def test_nan_in_a_computed_field_or_an_extra_field_of_a_pydantic_model_is_refused() -> None:
+    """What pydantic writes besides the declared fields is checked too: computed fields
+    (from their return type) and extra fields of a model with extra="allow"."""
+
+    class Ratio(pydantic.BaseModel):
+        num: float
+        den: float
+
+        @pydantic.computed_field  # type: ignore[prop-decorator]
+        @property
+        def ratio(self) -> float:
+            return self.num / self.den if self.den else math.nan
+
+    class Open(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        order_id: str
+
+    codec = JsonCodec()
+    assert codec.encode(Ratio(num=1, den=2)) == b'{"num":1.0,"den":2.0,"ratio":0.5}'
+    with pytest.raises(SerializationError, match=r"\$\.ratio is nan"):
+        codec.encode(Ratio(num=1, den=0))
+    with pytest.raises(SerializationError, match=r"\$\.score is inf"):
+        codec.encode(Open(order_id="o-1", score=math.inf))
+
+
 # -- decoding, errors ----------------------------------------------------------------------
 
 
