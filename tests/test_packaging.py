@@ -69,7 +69,17 @@ def _extras_of(req: Requirement) -> set[str]:
     """The extras whose installation pulls ``req`` in (empty: always installed)."""
     if req.marker is None:
         return set()
-    names = {"cli", "contracts", "dev", "postgres", "otel", "prometheus", "bench", "registry"}
+    names = {
+        "cli",
+        "contracts",
+        "dev",
+        "postgres",
+        "pydantic",
+        "otel",
+        "prometheus",
+        "bench",
+        "registry",
+    }
     return {e for e in names if req.marker.evaluate({"extra": e})}
 
 
@@ -163,6 +173,15 @@ class TestRuntimeWheel:
         extras = set().union(*(_extras_of(r) for r in reqs))
         assert {"cli", "contracts"} <= extras <= {"cli", "contracts", "dev"}
         assert all(_extras_of(r) for r in reqs)
+
+    def test_pydantic_comes_only_with_the_pydantic_extra(self, wheel: zipfile.ZipFile) -> None:
+        """pydantic models are optional events: pydantic is installed by the ``pydantic``
+        extra (and ``dev``), never by default."""
+        reqs = [r for r in _requirements(wheel) if r.name == "pydantic"]
+        assert any("pydantic" in _extras_of(r) for r in reqs)
+        for req in reqs:
+            assert _extras_of(req), f"{req} is a base dependency"
+            assert _extras_of(req) <= {"pydantic", "dev"}, req
 
     def test_postgres_extra_lets_the_application_pick_the_psycopg_build(
         self, wheel: zipfile.ZipFile

@@ -11,6 +11,7 @@ serializer as one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import keyword
 import math
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import msgspec
 
 from eventwire._errors import ConfigurationError, SerializationError
+from eventwire._shapes import from_builtins, is_pydantic_model, to_builtins
 
 __all__ = [
     "ENCODE_ERRORS",
@@ -80,11 +82,13 @@ class SerializerCodec:
     ``serializer(obj, ctx) -> bytes`` and ``deserializer(data, ctx) -> obj`` are any
     callables of that shape: confluent-kafka's ``AvroSerializer``,
     ``JSONSerializer``, ``ProtobufSerializer`` and their deserializers, or your own.
-    Events reach the serializer as plain builtins (``msgspec.to_builtins``: dicts,
-    lists, str, numbers), which is what Confluent's serializers take when built
+    Events reach the serializer as plain builtins (dicts, lists, str, numbers:
+    ``msgspec.to_builtins``, or for a pydantic model ``model_dump(mode="json",
+    by_alias=True)``), which is what Confluent's serializers take when built
     without ``to_dict``; what the deserializer returns is converted to the event
-    type with ``msgspec.convert``. Pass ``to_builtins=False`` to hand over the event
-    object itself (the serializer's ``to_dict`` then converts it).
+    type (``msgspec.convert``, or pydantic's ``model_validate``). Pass
+    ``to_builtins=False`` to hand over the event object itself (the serializer's
+    ``to_dict`` then converts it).
 
     Any error of the serializer (an incompatible schema the registry refuses, the
     registry unreachable) becomes a SerializationError naming the event type and
@@ -95,7 +99,7 @@ class SerializerCodec:
         deserializer: ``(data, ctx) -> obj``, for :meth:`decode_from` (optional).
         content_type: the ``content-type`` header to write (CloudEvents
             ``datacontenttype``), e.g. ``"application/avro"``.
-        to_builtins: convert the event with ``msgspec.to_builtins`` first.
+        to_builtins: convert the event to builtins first.
     """
 
     def __init__(
@@ -114,7 +118,7 @@ class SerializerCodec:
     def encode_for(self, event: Any, ctx: SerializationContext) -> bytes:
         """Serialize ``event`` (as builtins) for ``ctx``."""
         try:
-            obj = msgspec.to_builtins(event) if self.to_builtins else event
+            obj = to_builtins(event) if self.to_builtins else event
             data = self.serializer(obj, ctx)
         except SerializationError:
             raise
@@ -137,7 +141,7 @@ class SerializerCodec:
                 f"{_name(self.serializer)} has no deserializer: pass one to SerializerCodec"
             )
         try:
-            return msgspec.convert(self.deserializer(data, ctx), type)
+            return from_builtins(self.deserializer(data, ctx), type)
         except SerializationError:
             raise
         except Exception as exc:
@@ -176,35 +180,67 @@ ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.E
 
 
 class _MsgspecCodec:
+    """msgspec for Structs, dataclasses and attrs classes; pydantic's own code for its models."""
+
     content_type: str
     _encoder: msgspec.json.Encoder | msgspec.msgpack.Encoder
     _decoders: dict[type, Any]
+    #: The bare encoder of each pydantic model class met so far.
+    _model_encoders: dict[type, Callable[[Any], bytes]]
 
     @property
     def fast_encode(self) -> Callable[[Any], bytes]:
-        """The bare encoder: raises one of :data:`ENCODE_ERRORS` instead of ours.
+        """The bare msgspec encoder: raises one of :data:`ENCODE_ERRORS` instead of ours.
 
-        For the publish hot path, which calls :meth:`encode` again on an error to
-        raise the explanatory SerializationError.
+        It encodes Structs, dataclasses and attrs instances; :meth:`encoder_for`
+        gives the bare encoder of any event class (pydantic models too).
         """
         return self._encoder.encode
+
+    def encoder_for(self, cls: type) -> Callable[[Any], bytes]:
+        """The bare encoder of events of ``cls``: raises one of :data:`ENCODE_ERRORS`, not ours.
+
+        msgspec's own encoder (:attr:`fast_encode`, the same object for every
+        Struct, dataclass and attrs class); for a pydantic model, pydantic's
+        serializer of that class (made once per class). For the publish hot path,
+        which binds it to the class's route and calls :meth:`encode` again on an
+        error to raise the explanatory SerializationError.
+        """
+        if not is_pydantic_model(cls):
+            return self._encoder.encode
+        encoder = self._model_encoders.get(cls)
+        if encoder is None:
+            encoder = self._model_encoders[cls] = self._model_encoder(cls)
+        return encoder
 
     def encode(self, event: Any) -> bytes:
         try:
             return self._encoder.encode(event)
-        except RecursionError as exc:
-            raise SerializationError(
-                f"cannot encode {type(event).__qualname__} as {self.content_type}: {exc}. "
-                "The event contains itself (a field refers back to the event or to one of "
-                "its containers) or is nested too deeply; break the cycle, e.g. refer to "
-                "the other object by its id."
-            ) from None
         except ENCODE_ERRORS as exc:
-            raise SerializationError(
-                f"cannot encode {type(event).__qualname__} as {self.content_type}: {exc}. "
-                "Use types msgspec supports (str, int, float, bool, datetime, UUID, "
-                "Struct, list, dict ...) in event fields."
-            ) from exc
+            if not is_pydantic_model(type(event)):
+                raise self._encode_error(event, exc) from _cause(exc)
+        try:  # a pydantic model: msgspec does not know it, pydantic encodes it
+            return self.encoder_for(type(event))(event)
+        except ENCODE_ERRORS as exc:
+            raise self._encode_error(event, exc) from _cause(exc)
+
+    def _encode_error(self, event: Any, exc: BaseException) -> SerializationError:
+        what = f"cannot encode {type(event).__qualname__} as {self.content_type}: {exc}."
+        if isinstance(exc, RecursionError) or "Circular reference" in str(exc):
+            return SerializationError(
+                f"{what} The event contains itself (a field refers back to the event or "
+                "to one of its containers) or is nested too deeply; break the cycle, e.g. "
+                "refer to the other object by its id."
+            )
+        if is_pydantic_model(type(event)):
+            return SerializationError(
+                f"{what} pydantic's serializer refused it: fix the field it names, or give "
+                "it a field_serializer."
+            )
+        return SerializationError(
+            f"{what} Use types msgspec supports (str, int, float, bool, datetime, UUID, "
+            "Struct, dataclass, list, dict ...) in event fields."
+        )
 
     def decode(self, data: bytes, type: type[T]) -> T:
         decoder = self._decoders.get(type)
@@ -212,7 +248,7 @@ class _MsgspecCodec:
             decoder = self._decoders[type] = self._make_decoder(type)
         try:
             result: T = decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except ValueError as exc:  # msgspec.DecodeError, pydantic's ValidationError
             raise SerializationError(
                 f"cannot decode {self.content_type} bytes as {type.__qualname__}: {exc}"
             ) from exc
@@ -221,6 +257,23 @@ class _MsgspecCodec:
     def _make_decoder(self, type: type[Any]) -> Any:
         raise NotImplementedError
 
+    def _model_encoder(self, cls: type) -> Callable[[Any], bytes]:
+        raise NotImplementedError
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The ``__cause__`` of our SerializationError: none for a recursion (its chain is huge)."""
+    return None if isinstance(exc, RecursionError) else exc
+
+
+class _ModelDecoder:
+    """A decoder object (``decode(data)``) built on a function, for pydantic models."""
+
+    __slots__ = ("decode",)
+
+    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+        self.decode = decode
+
 
 _UNCHECKED: Any = object()
 
@@ -228,18 +281,24 @@ _UNCHECKED: Any = object()
 class JsonCodec(_MsgspecCodec):
     """msgspec JSON, ``content-type: application/json``. The default.
 
+    A pydantic model is written by pydantic's own JSON serializer (by alias:
+    ``to_json(model, by_alias=True)``) and read back with ``model_validate_json``
+    (its validators run); every other event class by msgspec.
+
     JSON has no NaN or infinity. msgspec writes a non-finite float as ``null``,
     which does not decode back as a ``float`` (not by this codec, nor by a
     consumer that checks types), so by default :meth:`encode` refuses an event
     holding one with a SerializationError naming the field (e.g. ``$.total``). Use
     ``MsgpackCodec`` (MessagePack keeps NaN and infinities), send a finite value
     or ``None`` (in an ``Optional`` field), or pass ``allow_non_finite=True`` to
-    write ``null`` anyway (the consumer must then read the field as optional).
+    write ``null`` anyway (the consumer must then read the field as optional; a
+    pydantic model writes them as its ``ser_json_inf_nan`` setting says, ``null``
+    by default).
 
     The check is compiled once per event type from its annotations
     (:meth:`finite_check`): a type with no float in it costs nothing; one with
-    floats costs an ``isfinite`` per float value (fields typed ``Any`` or a
-    dataclass are walked generically).
+    floats costs an ``isfinite`` per float value (fields typed ``Any`` are walked
+    generically).
 
     Args:
         allow_non_finite: write NaN and infinities as ``null`` instead of refusing them.
@@ -250,6 +309,7 @@ class JsonCodec(_MsgspecCodec):
     def __init__(self, *, allow_non_finite: bool = False) -> None:
         self._encoder = msgspec.json.Encoder()
         self._decoders = {}
+        self._model_encoders = {}
         self.allow_non_finite = allow_non_finite
         self._checks: dict[type, Callable[[Any], None] | None] = {}
 
@@ -257,7 +317,7 @@ class JsonCodec(_MsgspecCodec):
         try:
             data = self._encoder.encode(event)
         except ENCODE_ERRORS:
-            return super().encode(event)  # raises the SerializationError that explains
+            data = super().encode(event)  # a pydantic model, or the SerializationError
         if not self.allow_non_finite:
             check = self._checks.get(type(event), _UNCHECKED)
             if check is _UNCHECKED:
@@ -269,12 +329,12 @@ class JsonCodec(_MsgspecCodec):
     def finite_check(self, cls: type) -> Callable[[Any], None] | None:
         """The check that an event of ``cls`` holds no NaN or infinity, or None if none is needed.
 
-        For the publish hot path, which calls the bare encoder (:attr:`fast_encode`)
+        For the publish hot path, which calls the bare encoder (:meth:`encoder_for`)
         and then this check once the value is encoded. None with
         ``allow_non_finite``, or for a type that cannot hold a float.
 
         The check raises SerializationError naming the first such value by its JSON
-        path (e.g. ``$.line_items[1].price``).
+        path (e.g. ``$.line_items[1].price``; a pydantic field by its alias).
         """
         if self.allow_non_finite:
             return None
@@ -283,20 +343,49 @@ class JsonCodec(_MsgspecCodec):
         return self._checks[cls]
 
     def _make_decoder(self, type: type[Any]) -> Any:
+        if is_pydantic_model(type):
+            model: Any = type
+            return _ModelDecoder(model.model_validate_json)
         return msgspec.json.Decoder(type)
+
+    def _model_encoder(self, cls: type) -> Callable[[Any], bytes]:
+        serializer: Any = cls.__pydantic_serializer__  # type: ignore[attr-defined]
+        return functools.partial(serializer.to_json, by_alias=True)
 
 
 class MsgpackCodec(_MsgspecCodec):
-    """msgspec MessagePack, ``content-type: application/msgpack``: smaller, faster."""
+    """msgspec MessagePack, ``content-type: application/msgpack``: smaller, faster.
+
+    A pydantic model is dumped by pydantic (``model_dump(by_alias=True)``, Python
+    mode: datetimes, bytes and NaN kept as they are) and that is written by
+    msgspec; it is read back with ``model_validate`` (its validators run).
+    """
 
     content_type = "application/msgpack"
 
     def __init__(self) -> None:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoders = {}
+        self._model_encoders = {}
 
     def _make_decoder(self, type: type[Any]) -> Any:
+        if is_pydantic_model(type):
+            model: Any = type
+            validate, read = model.model_validate, msgspec.msgpack.Decoder().decode
+            return _ModelDecoder(lambda data: validate(read(data)))
         return msgspec.msgpack.Decoder(type)
+
+    def _model_encoder(self, cls: type) -> Callable[[Any], bytes]:
+        import pydantic_core  # noqa: PLC0415  (installed with pydantic, which made cls)
+
+        dump = functools.partial(
+            cls.__pydantic_serializer__.to_python,  # type: ignore[attr-defined]
+            by_alias=True,
+        )
+        # What pydantic leaves as an object msgspec does not know (a Url, a
+        # SecretStr ...) becomes what pydantic would write in JSON.
+        write = msgspec.msgpack.Encoder(enc_hook=pydantic_core.to_jsonable_python).encode
+        return lambda event: write(dump(event))
 
 
 _NAMED: dict[str, Callable[[], Codec]] = {"json": JsonCodec, "msgpack": MsgpackCodec}
@@ -338,6 +427,40 @@ _SEQUENCE_NAMES = {
 }
 
 
+#: What the compiled check follows field by field (an attrs class is a DataclassType).
+_CLASS_TYPES = (msgspec.inspect.StructType, msgspec.inspect.DataclassType)
+
+
+def _type_info(cls: type) -> msgspec.inspect.Type:
+    """The description of ``cls`` by msgspec.inspect; a pydantic model's is built here.
+
+    A model's fields are described by attribute name (what the check reads),
+    excluded fields left out and computed fields added; a model that allows extra
+    fields, or a type msgspec cannot describe, is ``Any`` (walked generically).
+    """
+    inspect = msgspec.inspect
+    if not is_pydantic_model(cls):
+        try:
+            return inspect.type_info(cls)
+        except Exception:  # a type msgspec cannot describe: walk every event generically
+            return inspect.AnyType()
+    model: Any = cls
+    if model.model_config.get("extra") == "allow":
+        return inspect.AnyType()
+    annotations = [
+        (name, field.annotation) for name, field in model.model_fields.items() if not field.exclude
+    ]
+    annotations += [(name, f.return_type) for name, f in model.model_computed_fields.items()]
+    fields = []
+    for name, annotation in annotations:
+        try:
+            info = inspect.type_info(annotation)
+        except Exception:
+            info = inspect.AnyType()
+        fields.append(inspect.Field(name=name, encode_name=name, type=info))
+    return inspect.DataclassType(cls=cls, fields=tuple(fields))
+
+
 class _NonFinite(Exception):
     """Raised inside a compiled check: a value is not finite, or not of its annotated type."""
 
@@ -346,22 +469,19 @@ def _compile_finite_check(cls: type, content_type: str) -> Callable[[Any], None]
     """Generate a function checking every float an event of ``cls`` holds, from its annotations.
 
     The generated code reads each float-holding field (through lists, tuples,
-    sets, dicts' values, optional values and nested Structs of the exact
-    annotated class) and tests it with ``math.isfinite``. A value it cannot
-    follow (``Any``, a union, a dataclass, a Struct subclass, a recursive type) is
-    walked generically instead. Any surprise -- a value not of its annotated type,
-    a non-finite float -- falls back to the generic walk of the whole event, which
-    finds and names the culprit (or finds that there is none).
+    sets, dicts' values, optional values and nested Structs, dataclasses, attrs
+    classes and pydantic models of the exact annotated class) and tests it with
+    ``math.isfinite``. A value it cannot follow (``Any``, a union, a subclass, a
+    recursive type) is walked generically instead. Any surprise -- a value not of
+    its annotated type, a non-finite float -- falls back to the generic walk of the
+    whole event, which finds and names the culprit (or finds that there is none).
     """
-    try:
-        info = msgspec.inspect.type_info(cls)
-    except Exception:  # a type msgspec cannot describe: walk every event generically
-        info = msgspec.inspect.AnyType()
+    info = _type_info(cls)
     if not _can_hold_float(info):
         return None
 
     def explain(event: Any) -> None:
-        found = _non_finite_path(msgspec.to_builtins(event), "$")
+        found = _non_finite_path(_walk_form(event), "$")
         if found is not None:
             where, number = found
             raise SerializationError(
@@ -387,7 +507,7 @@ def _compile_finite_check(cls: type, content_type: str) -> Callable[[Any], None]
         "explain": explain,
     }
     body: list[str] = []
-    if isinstance(info, msgspec.inspect.StructType):  # the event: of exactly this class
+    if isinstance(info, _CLASS_TYPES):  # the event: of exactly this class
         _emit_fields(info, "event", body, depth=2, names=names, open_={cls})
     else:
         _emit(info, "event", body, depth=2, names=names, open_=set())
@@ -423,8 +543,7 @@ def _emit(
     """
     inspect = msgspec.inspect
     pad = "    " * depth
-    if isinstance(info, inspect.Metadata):
-        info = info.type
+    info = _followed(info)
     if not _can_hold_float(info):
         return
     if isinstance(info, inspect.FloatType):
@@ -433,7 +552,7 @@ def _emit(
     # A plain name (a loop variable) is used as it is; an attribute is read once.
     var = expr if expr.isidentifier() else _fresh("v", None, names)
     inner: list[str] = []
-    if isinstance(info, inspect.StructType) and info.cls not in open_:
+    if isinstance(info, _CLASS_TYPES) and info.cls not in open_:
         test = f"{var}.__class__ is {_fresh('C', info.cls, names)}"  # cheaper than type()
         open_.add(info.cls)
         _emit_fields(info, var, inner, depth=depth + 1, names=names, open_=open_)
@@ -469,7 +588,7 @@ def _emit(
         _emit(other, var, inner, depth=depth + 1, names=names, open_=open_)
         out.extend(inner or [f"{pad}    pass"])
         return
-    else:  # Any, other unions, dataclasses, recursive Structs ...: walk the value
+    else:  # Any, other unions, recursive Structs ...: walk the value
         out.append(f"{pad}if not generic_ok({expr}): raise NonFinite")
         return
     if var != expr:
@@ -479,8 +598,17 @@ def _emit(
     out.append(f"{pad}elif not generic_ok({var}): raise NonFinite")
 
 
+def _followed(info: object) -> object:
+    """``info`` without its constraints; a pydantic model's own description for one."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(info, msgspec.inspect.CustomType) and is_pydantic_model(info.cls):
+        return _type_info(info.cls)
+    return info
+
+
 def _emit_fields(
-    info: msgspec.inspect.StructType,
+    info: msgspec.inspect.StructType | msgspec.inspect.DataclassType,
     var: str,
     out: list[str],
     *,
@@ -488,7 +616,7 @@ def _emit_fields(
     names: dict[str, Any],
     open_: set[type],
 ) -> None:
-    """Append the checks of the fields of the Struct ``var`` (of exactly ``info.cls``)."""
+    """Append the checks of the fields of the event ``var`` (of exactly ``info.cls``)."""
     for field in info.fields:
         name = field.name
         if name.isidentifier() and not keyword.iskeyword(name):
@@ -508,7 +636,14 @@ def _fresh(prefix: str, value: object, names: dict[str, Any]) -> str:
 
 def _generic_ok(value: object) -> bool:
     """True unless ``value`` holds a NaN or an infinity anywhere (the slow, general walk)."""
-    return _non_finite_path(msgspec.to_builtins(value), "$") is None
+    return _non_finite_path(_walk_form(value), "$") is None
+
+
+def _walk_form(value: object) -> Any:
+    """``value`` as builtins with every float kept as it is, for the generic walk."""
+    if is_pydantic_model(type(value)):
+        return value.model_dump(mode="python", by_alias=True)  # type: ignore[attr-defined]
+    return msgspec.to_builtins(value)
 
 
 def _non_finite_path(value: object, path: str) -> tuple[str, float] | None:
@@ -520,7 +655,7 @@ def _non_finite_path(value: object, path: str) -> tuple[str, float] | None:
             found = _non_finite_path(item, f"{path}.{key}")
             if found is not None:
                 return found
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, list | tuple | set | frozenset):
         for n, item in enumerate(value):
             found = _non_finite_path(item, f"{path}[{n}]")
             if found is not None:

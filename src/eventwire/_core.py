@@ -85,18 +85,21 @@ class PublisherCore:
         #: A codec told each value's topic (None: a plain Codec, the fast path).
         self._topic_codec = codec if isinstance(codec, TopicCodec) else None
         self._codec = codec
-        # The bare msgspec encoder when the codec is ours (one call less per event),
-        # with the codec's per-type check of what it cannot carry (JSON: NaN, infinity),
-        # which the router binds to each route.
-        fast_encode = getattr(codec, "fast_encode", None)
-        self._encode: Callable[[Any], bytes] = fast_encode or (
-            codec.encode if isinstance(codec, Codec) else _topic_codec_only
-        )
+        # The router binds each class's encoder to its route: when the codec is ours,
+        # the bare encoder of that class (msgspec's, or pydantic's serializer for a
+        # model; one call less per event) and the codec's per-type check of what it
+        # cannot carry (JSON: NaN, infinity).
+        encoder_for = getattr(codec, "encoder_for", None)
+        encoder: Callable[[type], Callable[[Any], bytes]] | None = None
+        if self._topic_codec is None:
+            plain = codec.encode if isinstance(codec, Codec) else _topic_codec_only
+            encoder = encoder_for or (lambda _cls: plain)
         self._router = Router(
             options.routes,
             source=options.source,
             content_type=self._codec.content_type,
-            value_check=getattr(self._codec, "finite_check", None) if fast_encode else None,
+            value_check=getattr(self._codec, "finite_check", None) if encoder_for else None,
+            encoder=encoder,
         )
         self._routes = self._router.cache  # hot path: one dict lookup per event
         #: The single owner of every enqueued, unacknowledged event.
@@ -234,7 +237,7 @@ class PublisherCore:
             headers = check_extra_headers(headers)
         if self._topic_codec is None:
             try:
-                value = self._encode(event)
+                value = route.encode(event)
             except ENCODE_ERRORS:
                 value = self._explain_encode_error(event)
             if route.check_value is not None:

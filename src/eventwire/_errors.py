@@ -4,7 +4,7 @@
 
     EventwireError
     ├── ConfigurationError      a config key or value is wrong (names the key)
-    ├── RoutingError            the event cannot be routed: not a Struct, no route,
+    ├── RoutingError            the event cannot be routed: not an event class, no route,
     │                           an invalid topic name, a missing or unencodable key
     ├── SerializationError      the event's value cannot be encoded
     ├── PublisherStateError     the publisher is closed, or used in a forked child

@@ -1,8 +1,10 @@
 """Routing declarations: where an event type goes, and under which key.
 
 ``@event(topic=..., key=...)`` stores a :class:`Route` on the class itself; there
-is no global registry. A Struct you do not own is routed by passing
-``routes={ThatStruct: Route(...)}`` to the publisher instead.
+is no global registry. An event class you do not own is routed by passing
+``routes={ThatClass: Route(...)}`` to the publisher instead. Event classes are
+msgspec Structs, dataclasses, attrs classes or pydantic v2 models (see
+:mod:`eventwire._shapes`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import msgspec
-
 from eventwire._errors import RoutingError
+from eventwire._shapes import field_names
 
 __all__ = ["ROUTE_ATTRIBUTE", "Route", "check_text", "event", "validate_topic_name"]
 
@@ -28,7 +29,7 @@ _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 #: A key function takes the event and returns its routing key.
 KeyFunction = Callable[[Any], "str | bytes | int"]
 
-S = TypeVar("S", bound=type[msgspec.Struct])
+S = TypeVar("S", bound=type[Any])
 
 
 def validate_topic_name(topic: object, *, what: str = "topic") -> str:
@@ -105,19 +106,15 @@ class Route:
     def check_for(self, cls: type) -> None:
         """Raise RoutingError unless this route can serve ``cls``.
 
-        ``cls`` must be a ``msgspec.Struct`` subclass, and a key given as a field
-        name must be one of its fields.
+        ``cls`` must be an event class -- a ``msgspec.Struct``, dataclass, attrs
+        class or pydantic v2 model -- and a key given as a field name must be one
+        of its fields (by attribute name; for pydantic, not the alias).
         """
-        if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
-            raise RoutingError(
-                f"{getattr(cls, '__qualname__', cls)!r} is not a msgspec.Struct: eventwire "
-                "publishes msgspec.Struct events only. Declare it as "
-                "`class X(msgspec.Struct, frozen=True): ...`."
-            )
-        if isinstance(self.key, str) and self.key not in cls.__struct_fields__:
+        fields = field_names(cls)  # raises unless cls is an event class
+        if isinstance(self.key, str) and self.key not in fields:
             raise RoutingError(
                 f"key field {self.key!r} is not a field of {cls.__qualname__} "
-                f"(fields: {', '.join(cls.__struct_fields__)}). Name an existing field "
+                f"(fields: {', '.join(fields)}). Name an existing field "
                 "or pass a key function."
             )
 
@@ -125,7 +122,10 @@ class Route:
 def event(
     *, topic: str, key: str | KeyFunction | None, type_name: str | None = None
 ) -> Callable[[S], S]:
-    """Class decorator: declare the topic, key and type name of a Struct event.
+    """Class decorator: declare the topic, key and type name of an event class.
+
+    The class is a msgspec Struct, a dataclass, an attrs class or a pydantic v2
+    model; apply ``@event`` above (after) ``@dataclass`` / ``@attrs.define``.
 
     Example::
 
@@ -135,7 +135,7 @@ def event(
             total_price: float
 
     Raises:
-        RoutingError: the topic is illegal, the class is not a Struct, or the key
+        RoutingError: the topic is illegal, the class is not an event class, or the key
             field does not exist -- at import time, before anything is sent.
     """
     route = Route(topic=topic, key=key, type_name=type_name)

@@ -31,7 +31,7 @@ class PublisherOptions(TypedDict, total=False):
     * ``config``: a full :class:`KafkaConfig` instead of ``bootstrap_servers``.
     * ``profile``: ``"reliable"`` (default), ``"low_latency"`` or ``"high_throughput"``.
     * ``overrides``: raw librdkafka properties, applied last.
-    * ``routes``: routes for Struct classes not decorated with ``@event``.
+    * ``routes``: routes for event classes not decorated with ``@event``.
     * ``source``: the CloudEvents ``ce_source`` of every event (default ``"eventwire"``).
     * ``codec``: ``"json"`` (default), ``"msgpack"``, a :class:`Codec`, or a
       :class:`TopicCodec` (told the topic; e.g. a Schema Registry serializer).

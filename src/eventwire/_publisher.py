@@ -19,7 +19,10 @@ __all__ = ["Publisher"]
 
 
 class Publisher(Facade):
-    """Publish msgspec Struct events to Kafka, thread-safely and without blocking.
+    """Publish typed events to Kafka, thread-safely and without blocking.
+
+    Events are instances of msgspec Structs, dataclasses, attrs classes or pydantic
+    v2 models (the last with ``eventwire[pydantic]``).
 
     Example::
 
@@ -106,12 +109,12 @@ class Publisher(Facade):
         """Enqueue ``event`` and return its delivery handle.
 
         Args:
-            event: a msgspec Struct instance with a route.
+            event: an event (Struct, dataclass, attrs or pydantic instance) with a route.
             event_id: the ``ce_id`` to use (e.g. when re-sending); a new UUIDv7 if None.
             headers: extra Kafka headers, appended after the CloudEvents ones.
 
         Raises:
-            RoutingError: not a Struct, no route, or a missing/unencodable key.
+            RoutingError: not an event class, no route, or a missing/unencodable key.
             SerializationError: the value cannot be encoded.
             DeliveryError: Kafka refused it at once (e.g. larger than message.max.bytes).
             BackpressureError: the queue stayed full for ``enqueue_timeout``.

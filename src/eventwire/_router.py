@@ -12,16 +12,21 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import msgspec
-
 from eventwire._cloudevents import HeaderTemplate
 from eventwire._errors import ConfigurationError, RoutingError
 from eventwire._event import ROUTE_ATTRIBUTE, Route, check_text
+from eventwire._shapes import check_event_class
 
-__all__ = ["BoundRoute", "Router", "ValueCheckFactory"]
+__all__ = ["BoundRoute", "EncoderFactory", "Router", "ValueCheckFactory"]
 
 #: Given an event class, the check each encoded event of it needs (or None).
 ValueCheckFactory = Callable[[type], "Callable[[Any], None] | None"]
+#: Given an event class, the function encoding its events (e.g. ``JsonCodec.encoder_for``).
+EncoderFactory = Callable[[type], Callable[[Any], bytes]]
+
+
+def _no_encoder(event: Any) -> bytes:
+    raise AssertionError("this router was built without an encoder")  # pragma: no cover
 
 
 class BoundRoute:
@@ -31,6 +36,7 @@ class BoundRoute:
         "_key_fn",
         "_key_label",
         "check_value",
+        "encode",
         "headers",
         "key_field",
         "topic",
@@ -45,8 +51,12 @@ class BoundRoute:
         source: str,
         content_type: str,
         value_check: ValueCheckFactory | None = None,
+        encoder: EncoderFactory | None = None,
     ) -> None:
         route.check_for(cls)
+        #: Encodes an event of this class (chosen once per class: msgspec's encoder,
+        #: or pydantic's serializer for a model).
+        self.encode = encoder(cls) if encoder is not None else _no_encoder
         #: Run on each event once it is encoded (the codec's NaN/infinity check), or None.
         self.check_value = value_check(cls) if value_check is not None else None
         self.topic = route.topic
@@ -129,7 +139,7 @@ class BoundRoute:
 class Router:
     """Maps event classes to bound routes.
 
-    Routes come from ``routes`` (for Structs you do not own) first, then from the
+    Routes come from ``routes`` (for event classes you do not own) first, then from the
     class's ``@event`` declaration. Unknown classes raise RoutingError before
     anything is enqueued.
     """
@@ -141,6 +151,7 @@ class Router:
         source: str,
         content_type: str,
         value_check: ValueCheckFactory | None = None,
+        encoder: EncoderFactory | None = None,
     ) -> None:
         try:
             check_text(source, "source (the CloudEvents ce_source)")
@@ -149,6 +160,7 @@ class Router:
         self._source = source
         self._content_type = content_type
         self._value_check = value_check
+        self._encoder = encoder
         self._explicit: dict[type, Route] = {}
         #: Bound routes by class; read directly on the hot path.
         self.cache: dict[type, BoundRoute] = {}
@@ -159,7 +171,12 @@ class Router:
                     f"got {type(route).__name__}"
                 )
             self.cache[cls] = BoundRoute(
-                cls, route, source=source, content_type=content_type, value_check=value_check
+                cls,
+                route,
+                source=source,
+                content_type=content_type,
+                value_check=value_check,
+                encoder=encoder,
             )
             self._explicit[cls] = route
 
@@ -184,12 +201,12 @@ class Router:
         raise RoutingError(f"no bound route has ce_type {type_name!r}")
 
     def _bind(self, cls: type) -> BoundRoute:
-        if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
+        try:
+            check_event_class(cls)
+        except RoutingError as exc:
             raise RoutingError(
-                f"cannot publish a {getattr(cls, '__qualname__', cls)}: events must be "
-                "msgspec.Struct instances (e.g. `class OrderPlaced(msgspec.Struct, "
-                "frozen=True)`)."
-            )
+                f"cannot publish a {getattr(cls, '__qualname__', cls)}: {exc}"
+            ) from None
         route = cls.__dict__.get(ROUTE_ATTRIBUTE)
         if route is None:
             raise RoutingError(
@@ -203,4 +220,5 @@ class Router:
             source=self._source,
             content_type=self._content_type,
             value_check=self._value_check,
+            encoder=self._encoder,
         )
