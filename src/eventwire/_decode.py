@@ -37,8 +37,9 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanContext, TracerProvider, get_current_span
 
 from eventwire._codec import Codec, SerializationContext, TopicCodec, resolve_codec
-from eventwire._errors import ConfigurationError, EventwireError, SerializationError
+from eventwire._errors import ConfigurationError, EventwireError, RoutingError, SerializationError
 from eventwire._event import ROUTE_ATTRIBUTE, Route
+from eventwire._shapes import check_event_class
 from eventwire.observability.consumer_tracing import ProcessTracing, make_process_tracing
 from eventwire.observability.logging import get_logger
 
@@ -393,7 +394,8 @@ class Decoder(Generic[E]):
     Build one per consumer and reuse it (it caches a msgspec decoder per class).
 
     Args:
-        types: the event classes this consumer handles: ``msgspec.Struct`` classes.
+        types: the event classes this consumer handles: msgspec Structs, dataclasses,
+            attrs classes or pydantic models (as the publisher takes).
             Each is matched by its ``ce_type``: the ``type_name`` of its ``@event``
             route, or ``module.QualName`` -- exactly what the publisher writes.
         routes: ``{Struct: Route(...)}`` for classes routed at the publisher (the
@@ -445,11 +447,13 @@ class Decoder(Generic[E]):
                 )
             pairs.append((routed, given_route))
         for cls, route in pairs:
-            if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
+            try:
+                check_event_class(cls)
+            except RoutingError as exc:
                 raise ConfigurationError(
-                    f"types must be msgspec.Struct classes (what eventwire publishes), got "
-                    f"{getattr(cls, '__qualname__', cls)!r}"
-                )
+                    f"types must be event classes eventwire publishes (msgspec Structs, "
+                    f"dataclasses, attrs classes, pydantic models): {exc}"
+                ) from None
             name = _type_name(cls, route)
             other = self._classes.get(name)
             if other is not None and other is not cls:

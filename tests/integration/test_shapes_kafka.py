@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventwire import JsonCodec, MsgpackCodec, Publisher, Route
+from eventwire import Decoder, JsonCodec, MsgpackCodec, Publisher, Route
 from eventwire_devkit.consume import read_topic
 
 from ..shapes import SHAPES, make
@@ -18,8 +18,9 @@ pytestmark = pytest.mark.kafka
 def test_every_shape_round_trips_through_kafka(
     kafka_bootstrap: str, kafka_topic: str, codec: str
 ) -> None:
-    """Each shape lands keyed by its order id, with its ce_type and content-type, and the
-    codec decodes the bytes the broker returns into an equal instance of its class."""
+    """Each shape lands keyed by its order id, with its ce_type and content-type; the codec
+    decodes the bytes the broker returns into an equal instance of its class, and so does
+    a consumer's ``Decoder`` (the class chosen by ce_type, the CloudEvents attributes read)."""
     routes = {
         order_cls: Route(topic=kafka_topic, key="order_id", type_name=f"test.{shape}")
         for shape, (order_cls, _) in SHAPES.items()
@@ -40,3 +41,11 @@ def test_every_shape_round_trips_through_kafka(
         back = decoder.decode(record.value, SHAPES[shape][0])
         assert type(back) is SHAPES[shape][0]
         assert back == sent[shape]
+        envelope = Decoder(routes=routes, codec=codec).decode(record)
+        assert type(envelope.event) is SHAPES[shape][0]
+        assert envelope.event == sent[shape]
+        assert (envelope.type, envelope.topic, envelope.key) == (
+            f"test.{shape}",
+            kafka_topic,
+            f"o-{shape}".encode(),
+        )

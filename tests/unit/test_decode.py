@@ -640,15 +640,14 @@ class TestDecoderConfiguration:
         with pytest.raises(ConfigurationError, match=r"Decoder needs the event classes"):
             Decoder()
 
-    def test_not_a_struct(self) -> None:
-        """A class that is not a msgspec.Struct is refused."""
+    def test_not_an_event_class(self) -> None:
+        """A class that is no event shape (not a Struct, dataclass, attrs or pydantic class) is refused."""
 
-        @dataclasses.dataclass
-        class NotAStruct:
+        class NotAnEvent:
             n: int
 
-        with pytest.raises(ConfigurationError, match="types must be msgspec.Struct classes"):
-            Decoder(types=[NotAStruct])  # type: ignore[list-item]
+        with pytest.raises(ConfigurationError, match="types must be event classes"):
+            Decoder(types=[NotAnEvent])
 
     def test_two_classes_with_one_type_name(self) -> None:
         """Two classes claiming one ce_type are refused, naming both."""
@@ -833,3 +832,29 @@ class TestProcessSpan:
         assert envelope.span_context is not None  # the context is still extracted
         with pytest.raises(DecodeError), decoder.process(as_confluent(record, value=None)):
             pass
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+def test_every_event_shape_decodes_typed(codec: str) -> None:
+    """Structs, dataclasses, attrs classes and pydantic models decode to their own class."""
+    from eventwire import Publisher, Route
+    from eventwire.transports.memory import MemoryTransport
+
+    from ..shapes import SHAPES, make
+
+    routes = {
+        c: Route(topic="t", key="order_id", type_name=f"test.{s}") for s, (c, _) in SHAPES.items()
+    }
+    transport = MemoryTransport()
+    sent = {shape: make(shape, f"o-{shape}") for shape in SHAPES}
+    with Publisher(transport=transport, source="urn:test", routes=routes, codec=codec) as pub:
+        for event in sent.values():
+            pub.publish(event)
+    decoder = Decoder(routes=routes, codec=codec)
+    records = transport.records("t")
+    assert len(records) == len(SHAPES)
+    for record in records:
+        envelope = decoder.decode(record)
+        shape = envelope.type.removeprefix("test.")
+        assert type(envelope.event) is SHAPES[shape][0]
+        assert envelope.event == sent[shape]
