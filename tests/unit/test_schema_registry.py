@@ -411,3 +411,18 @@ def test_import_needs_no_registry_extra() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'eventwire[registry]'" in proc.stdout
+
+
+@pytest.mark.parametrize("shape", ["struct", "dataclass", "attrs", "pydantic"])
+def test_json_schema_codec_takes_every_event_shape(shape: str, mock_client: Any) -> None:
+    """JsonSchemaCodec registers each shape's own JSON Schema (pydantic's, by alias, for a
+    model) and decodes back to an equal instance of the class."""
+    from ..shapes import SHAPES, make
+
+    order_cls = SHAPES[shape][0]
+    codec = JsonSchemaCodec(mock_client)
+    data = codec.encode_for(make(shape), ctx())
+    assert data[0] == 0
+    back = codec.decode_from(data, order_cls, ctx())
+    assert type(back) is order_cls
+    assert back == make(shape)

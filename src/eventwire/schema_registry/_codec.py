@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from eventwire import _shapes
 from eventwire._codec import JsonCodec, SerializationContext
 from eventwire._config import Scrubber
 from eventwire._errors import ConfigurationError, SerializationError
@@ -44,13 +45,15 @@ _INSTALL_HINT = (
 )
 
 # How an event type becomes a JSON Schema, and an event becomes / comes back from plain
-# builtins. The one place to swap in eventwire._shapes' helpers (pydantic, dataclasses,
-# attrs) when they land: ``_json_schema = _shapes.json_schema`` and so on.
-_json_schema: Callable[[Any], dict[str, Any]] = msgspec.json.schema
-_to_builtins: Callable[..., Any] = msgspec.to_builtins
+# builtins: eventwire._shapes' helpers, so Structs, dataclasses, attrs classes and
+# pydantic models (its own JSON Schema, by alias) all work.
+_json_schema: Callable[[Any], dict[str, Any]] = _shapes.json_schema
+_to_builtins: Callable[..., Any] = _shapes.to_builtins
 
 
 def _from_builtins(obj: Any, cls: type[T]) -> T:
+    if _shapes.is_pydantic_model(cls):
+        return _shapes.from_builtins(obj, cls)  # validators run
     return msgspec.convert(obj, cls, strict=False)
 
 
@@ -520,7 +523,9 @@ class AvroCodec(_RegistryCodec):
 
     def _builtins(self, event: Any) -> Any:
         # Avro carries bytes, timestamps, dates and UUIDs as such (not as text).
-        return _to_builtins(event, builtin_types=_AVRO_NATIVE)
+        if _shapes.is_pydantic_model(type(event)):
+            return _to_builtins(event)
+        return msgspec.to_builtins(event, builtin_types=_AVRO_NATIVE)
 
 
 def _avro_native() -> tuple[type, ...]:
