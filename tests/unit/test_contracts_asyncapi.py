@@ -234,3 +234,29 @@ class TestOfficialValidator:
         dump_document(broken, path)
         result = validate(path, cli=asyncapi_cli)
         assert not result.ok, result.output
+
+
+@pytest.mark.parametrize("shape", ["struct", "dataclass", "attrs"])
+def test_dataclass_and_attrs_events_are_exported_like_structs(shape: str) -> None:
+    """Struct, dataclass and attrs events get their payload schema in components.schemas."""
+    from eventwire import Route
+    from eventwire.contracts.asyncapi import build_asyncapi
+
+    from ..shapes import SHAPES
+
+    order_cls, item_cls = SHAPES[shape]
+    doc = build_asyncapi({order_cls: Route(topic="t", key="order_id", type_name=f"x.{shape}")})
+    assert {order_cls.__name__, item_cls.__name__} <= set(doc["components"]["schemas"])
+
+
+def test_a_pydantic_event_is_a_contract_error_naming_what_to_do() -> None:
+    """A pydantic model is refused by the export with a ContractError, not a crash."""
+    from eventwire import Route
+    from eventwire.contracts import ContractError
+    from eventwire.contracts.asyncapi import build_asyncapi
+
+    from ..shapes import SHAPES
+
+    order_cls = SHAPES["pydantic"][0]
+    with pytest.raises(ContractError, match="pydantic models .*PydanticOrder.*not in AsyncAPI"):
+        build_asyncapi({order_cls: Route(topic="t", key="order_id", type_name="x.p")})

@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from eventwire._event import Route
+from eventwire._shapes import is_pydantic_model
 from eventwire.contracts._collect import ContractError, RoutedType, routed_types
 
 __all__ = [
@@ -225,6 +226,16 @@ def _message(
 def _schemas_of(classes: list[type]) -> tuple[dict[str, Any], dict[type, str]]:
     """``components.schemas`` for ``classes`` and the component name of every class."""
     mi = msgspec.inspect
+    pydantic = [c.__qualname__ for c in classes if is_pydantic_model(c)]
+    if pydantic:
+        raise ContractError(
+            f"pydantic models ({', '.join(pydantic)}) are not in AsyncAPI export or the "
+            "compatibility check yet: they publish and decode, but their contract is "
+            "pydantic's JSON Schema (Model.model_json_schema(by_alias=True, "
+            "mode='serialization')), which these tools do not read. Export the msgspec "
+            "Struct, dataclass and attrs events, and check pydantic models with a Schema "
+            "Registry's compatibility rules (eventwire.schema_registry)."
+        )
     try:
         infos = mi.multi_type_info(classes)
     except (TypeError, ValueError) as exc:
