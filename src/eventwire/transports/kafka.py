@@ -65,6 +65,11 @@ _DEFAULT_STATS_INTERVAL_MS = 15_000
 _CHECK_SLICE_S = 0.25
 
 
+def _closed_produce(*_args: object, **_kwargs: object) -> None:
+    """``produce`` of a transport that is closing or closed."""
+    raise RuntimeError("the producer is closing")
+
+
 class KafkaTransport(BaseTransport):
     """Sends records through librdkafka and reports each one exactly once.
 
@@ -122,6 +127,9 @@ class KafkaTransport(BaseTransport):
                 self._scrub(f"Kafka producer configuration rejected: {_text(exc)}")
             ) from None
         self._poll = self._producer.poll
+        #: ``Producer.produce``, bound once (hot path); close()/abandon() swap in
+        #: :func:`_closed_produce`, so later sends are refused at no cost to each send.
+        self._produce: Callable[..., None] = self._producer.produce
         #: Per thread: True while it serves librdkafka's callbacks (inside poll/flush),
         #: when librdkafka must not be entered again (confluent-kafka aborts the process).
         self._serving = _Serving()
@@ -130,9 +138,6 @@ class KafkaTransport(BaseTransport):
         #: While publish() is busy the poll thread polls only this often (it serves
         #: reports inline); :meth:`wake` cuts the wait short for a blocked waiter.
         self.busy_backoff_s = _BUSY_BACKOFF_S
-        #: Set first by close()/abandon(): later sends are refused, so a purge empties
-        #: the queue for good and Producer.close() has nothing left to flush.
-        self._closing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="eventwire-poll", daemon=True)
         self._thread.start()
@@ -153,20 +158,20 @@ class KafkaTransport(BaseTransport):
         on_delivery: DeliveryCallback,
     ) -> None:
         """Enqueue one record; never blocks on the network."""
-        if self._closing:
-            raise SendRejected("_DESTROY", "the producer is closed", fatal=True)
         try:
-            self._producer.produce(
+            self._produce(
                 topic,
                 value,
                 key,
-                headers=headers,  # type: ignore[arg-type]  # the stubs are too narrow
+                headers=headers,
                 on_delivery=on_delivery,
             )
         except BufferError:
             raise TransportQueueFull() from None
-        except RuntimeError:  # "Producer has been closed": abandoned and disposed of
-            raise SendRejected("_DESTROY", "the producer was replaced", fatal=True) from None
+        except RuntimeError:  # closing, closed, or abandoned after a replacement
+            raise SendRejected(
+                "_DESTROY", "the producer is closed (or was replaced)", fatal=True
+            ) from None
         except confluent_kafka.KafkaException as exc:
             err = exc.args[0]
             # produce() on a producer in a fatal state raises _FATAL without fatal() set
@@ -238,7 +243,9 @@ class KafkaTransport(BaseTransport):
         from the poll thread (a delivery callback), the destruction runs on a
         daemon thread instead, since librdkafka deadlocks closing from a callback.
         """
-        self._closing = True
+        # Refuse every later send first: a purge then empties the queue for good and
+        # Producer.close() has nothing left to flush.
+        self._produce = _closed_produce
         remaining = self.flush(timeout)
         if remaining:
             self._purge()
@@ -257,7 +264,9 @@ class KafkaTransport(BaseTransport):
         closes the producer, releasing librdkafka's threads and connections. Late
         reports from it (purges) are ignored by the handles, which were re-sent.
         """
-        self._closing = True
+        # Refuse every later send first: a purge then empties the queue for good and
+        # Producer.close() has nothing left to flush.
+        self._produce = _closed_produce
         self._stop.set()
         self._wake.set()
         threading.Thread(target=self._dispose, name="eventwire-dispose", daemon=True).start()
