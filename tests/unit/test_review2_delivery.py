@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,11 +24,11 @@ from eventwire.outbox import OutboxEntry, OutboxRelay, SQLiteOutbox
 from eventwire.transports.base import DeliveryCallback, TransportQueueFull
 from eventwire.transports.memory import MemoryTransport, _Error, _Report
 
+from . import test_review_regressions as _regressions
 from .conftest import order
 from .test_review_regressions import (
     TOPIC,
     BufferingTransport,
-    _require_mock,
     close_reporting,
     logged_ns,
 )
@@ -63,15 +63,8 @@ def first_copy_order(transport: MemoryTransport, key: bytes) -> list[int]:
     return out
 
 
-@pytest.fixture
-def mock() -> Iterator[Any]:
-    """librdkafka's in-process mock cluster with the topic (one partition)."""
-    _require_mock()
-    from eventwire_devkit.librdkafka import MockCluster
-
-    with MockCluster() as cluster:
-        cluster.create_topic(TOPIC, partitions=1)
-        yield cluster
+#: librdkafka's in-process mock cluster with the topic: the regression suite's fixture.
+mock = _regressions.mock
 
 
 @pytest.fixture

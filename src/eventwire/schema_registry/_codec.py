@@ -71,19 +71,22 @@ class _RegistryCodec:
 
     content_type: str
     _schema_type: str
+    #: The ``content-type`` written when none is given.
+    _default_content_type: str
 
     def __init__(
         self,
-        registry: SchemaRegistryConfig | str | Any | None,
+        registry: SchemaRegistryConfig | str | Any | None = None,
         *,
-        subject_name_strategy: SubjectNameStrategy,
-        auto_register: bool | None,
-        use_latest_version: bool,
-        normalize: bool,
-        schemas: Mapping[type, str] | None,
-        dataschema: bool,
-        content_type: str,
+        subject_name_strategy: SubjectNameStrategy = "topic",
+        auto_register: bool | None = None,
+        use_latest_version: bool = False,
+        normalize: bool = False,
+        schemas: Mapping[type, str] | None = None,
+        dataschema: bool = True,
+        content_type: str | None = None,
     ) -> None:
+        content_type = content_type or self._default_content_type
         sr = _sr()
         if auto_register is None:
             auto_register = not use_latest_version
@@ -395,6 +398,7 @@ class JsonSchemaCodec(_RegistryCodec):
     """
 
     _schema_type = "JSON"
+    _default_content_type = "application/json"
 
     def __init__(
         self,
@@ -407,7 +411,7 @@ class JsonSchemaCodec(_RegistryCodec):
         schemas: Mapping[type, str] | None = None,
         validate: bool = False,
         dataschema: bool = True,
-        content_type: str = "application/json",
+        content_type: str | None = None,
     ) -> None:
         super().__init__(
             registry,
@@ -479,29 +483,7 @@ class AvroCodec(_RegistryCodec):
     """
 
     _schema_type = "AVRO"
-
-    def __init__(
-        self,
-        registry: SchemaRegistryConfig | str | Any | None = None,
-        *,
-        subject_name_strategy: SubjectNameStrategy = "topic",
-        auto_register: bool | None = None,
-        use_latest_version: bool = False,
-        normalize: bool = False,
-        schemas: Mapping[type, str] | None = None,
-        dataschema: bool = True,
-        content_type: str = "application/avro",
-    ) -> None:
-        super().__init__(
-            registry,
-            subject_name_strategy=subject_name_strategy,
-            auto_register=auto_register,
-            use_latest_version=use_latest_version,
-            normalize=normalize,
-            schemas=schemas,
-            dataschema=dataschema,
-            content_type=content_type,
-        )
+    _default_content_type = "application/avro"
 
     def _derive(self, cls: type) -> tuple[str, str | None]:
         explicit = self._explicit.get(cls)
