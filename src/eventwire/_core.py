@@ -28,7 +28,6 @@ from eventwire._codec import (
 from eventwire._config import KafkaConfig
 from eventwire._errors import (
     ConfigurationError,
-    DeliveryError,
     DeliveryFailure,
     ProducerFatalError,
     PublisherStateError,
@@ -340,9 +339,9 @@ class PublisherCore:
         timed_out = False
         if self.producer is not None and not self.ledger.closed:
             timed_out = self.producer.flush(timeout)
-        failures = self.ledger.take_failures(timed_out=timed_out)
-        if failures:
-            raise DeliveryError(failures, context=f"flush({timeout:g})")
+        error = self.ledger.failures_error(timed_out, f"flush({timeout:g})")
+        if error is not None:
+            raise error
 
     def close(self, timeout: float) -> None:
         """Flush up to ``timeout`` s, drop and report the rest, destroy the producer.
@@ -397,9 +396,9 @@ class PublisherCore:
         finally:
             if self.metrics is not None:
                 self.metrics.close()
-        failures = self.ledger.take_failures(timed_out=False)
-        if failures:
-            raise DeliveryError(failures, context=f"close({timeout:g})")
+        error = self.ledger.failures_error(False, f"close({timeout:g})")
+        if error is not None:
+            raise error
 
     @property
     def closed(self) -> bool:

@@ -54,6 +54,7 @@ __all__ = [
     "OutboxWriteError",
     "ProducerFatalError",
     "PublisherStateError",
+    "Resend",
     "RoutingError",
     "SerializationError",
     "TLSError",
@@ -115,6 +116,29 @@ class ErrorClass(enum.Enum):
     RETRIABLE = "retriable"
     #: The producer itself is broken (e.g. idempotence sequence error).
     FATAL = "fatal"
+    #: Not delivered *yet*, but durable: the outbox holds it and a relay sends it
+    #: (``_IN_OUTBOX``). Not a loss, and not to be re-sent.
+    DEFERRED = "deferred"
+
+
+class Resend(enum.Enum):
+    """Whether sending a failed event again is safe: :attr:`DeliveryFailure.resend`.
+
+    One rule for every code, decided in this order: an event the outbox still holds
+    is never re-sent; a permanent failure waits for its cause to be fixed; an event
+    that may already be in the log may be duplicated by a re-send; anything else is
+    safe to re-send. Always re-send with the same ``event_id`` (``ce_id``).
+    """
+
+    #: Nothing was written: re-send it with the same ``event_id``.
+    SAFE = "safe"
+    #: It may already be in the log: a re-send with the same ``event_id`` can write a
+    #: second copy, which consumers drop by ``ce_id``. Nothing is lost either way.
+    MAY_DUPLICATE = "may_duplicate"
+    #: It fails the same way until its cause is fixed (size, ACLs, topic, event id).
+    AFTER_FIX = "after_fix"
+    #: Do not re-send: it is durable in the outbox and a relay will deliver it.
+    NEVER = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,27 +155,54 @@ class DeliveryFailure:
     #: (``_MSG_TIMED_OUT``): a re-send can create a duplicate with the same id.
     possibly_written: bool = False
 
+    @property
+    def resend(self) -> Resend:
+        """Whether re-sending this event is safe; see :class:`Resend` for the rule."""
+        return resend_advice(self.error_class, self.possibly_written)
+
     def describe(self) -> str:
         """One line naming the event, the error code, its meaning and the remedy."""
         written = " (it may still have been written)" if self.possibly_written else ""
         return (
             f"event {self.event_id} ({self.event_type}) to topic {self.topic!r}: "
             f"{self.code} [{self.error_class.value}] {self.reason}{written}; "
-            f"{_CODE_REMEDY.get(self.code) or _REMEDY[self.error_class]}"
+            f"{remedy(self.code, self.error_class, self.possibly_written)}"
         )
 
 
-_REMEDY = {
-    ErrorClass.PERMANENT: "re-sending will not help; fix the event, the topic or the ACLs",
-    ErrorClass.RETRIABLE: "it can be re-sent with the same ce_id once Kafka is reachable",
-    ErrorClass.FATAL: "the producer is unusable; create a new publisher and re-send",
+def resend_advice(error_class: ErrorClass, possibly_written: bool) -> Resend:
+    """The :class:`Resend` rule: the one place that decides it, for every code."""
+    if error_class is ErrorClass.DEFERRED:
+        return Resend.NEVER
+    if error_class is ErrorClass.PERMANENT:
+        return Resend.AFTER_FIX
+    return Resend.MAY_DUPLICATE if possibly_written else Resend.SAFE
+
+
+def remedy(code: str, error_class: ErrorClass, possibly_written: bool) -> str:
+    """What to do about a failure: the re-send advice, then what the code adds."""
+    advice = _RESEND_TEXT[resend_advice(error_class, possibly_written)]
+    extra = _CODE_REMEDY.get(code) or _CLASS_REMEDY.get(error_class)
+    return f"{advice}; {extra}" if extra else advice
+
+
+_RESEND_TEXT = {
+    Resend.SAFE: "safe to re-send with the same event_id",
+    Resend.MAY_DUPLICATE: "a re-send with the same event_id may write a second copy "
+    "(consumers drop it by ce_id)",
+    Resend.AFTER_FIX: "re-sending fails the same way until the cause is fixed",
+    Resend.NEVER: "do not re-send it: it is durable in the outbox and the next relay "
+    "sends it (same ce_id)",
 }
-#: Remedies that differ from their class's.
+_CLASS_REMEDY = {
+    ErrorClass.PERMANENT: "fix the event, the topic or the ACLs",
+    ErrorClass.RETRIABLE: "once Kafka is reachable",
+    ErrorClass.FATAL: "the producer is unusable: re-send through a new publisher",
+}
+#: What a code adds to its re-send advice, where it says more than its class.
 _CODE_REMEDY = {
-    "_IN_OUTBOX": "do not re-send it: the next relay sends it (same ce_id)",
-    "_OUTBOX_WRITE_FAILED": "it is safe to re-send it",
-    "_OUTBOX_WRITE_UNKNOWN": "re-send it with the same event_id: the outbox will not store "
-    "it twice",
+    "_OUTBOX_WRITE_FAILED": "nothing was stored",
+    "_OUTBOX_WRITE_UNKNOWN": "the outbox will not store it twice while it is unsent",
     "_CLOSED": "it was not sent; publish it with a new publisher",
     "_EVENT_ID_CONFLICT": "give a different event its own event_id; a re-send of the same "
     "event must carry the same topic, key and value",
@@ -162,20 +213,35 @@ class DeliveryError(EventwireError):
     """One or more events were not acknowledged by Kafka.
 
     :attr:`failures` lists every failed event with its id, type, topic, error
-    code, meaning and classification. ``flush()`` and ``close()`` raise it when
-    any event since the previous flush failed, or did not finish in time.
+    code, meaning, classification and re-send advice (:attr:`DeliveryFailure.resend`).
+    ``result()``, an awaited ``publish()`` and ``publish_many`` report a failure to
+    the caller; ``flush()`` and ``close()`` raise it for the failures nobody observed
+    that way, and for events that did not finish in time. A publisher keeps at most
+    :data:`eventwire._inflight.KEPT_FAILURES` unobserved failures between flushes:
+    :attr:`not_kept` counts the rest (each was logged as ``delivery_failed``).
     """
 
-    def __init__(self, failures: Iterable[DeliveryFailure], context: str = "") -> None:
+    def __init__(
+        self, failures: Iterable[DeliveryFailure], context: str = "", *, not_kept: int = 0
+    ) -> None:
         self.failures: Sequence[DeliveryFailure] = tuple(failures)
-        n = len(self.failures)
+        #: Failures past the kept maximum: counted and logged, not listed.
+        self.not_kept = not_kept
+        n = len(self.failures) + not_kept
         head = f"{n} event{'s' if n != 1 else ''} not delivered"
         if context:
             head += f" ({context})"
         shown = self.failures[:20]
         lines = [f"  - {f.describe()}" for f in shown]
-        if n > len(shown):
-            lines.append(f"  ... and {n - len(shown)} more (see DeliveryError.failures)")
+        if len(self.failures) > len(shown):
+            lines.append(
+                f"  ... and {len(self.failures) - len(shown)} more (see DeliveryError.failures)"
+            )
+        if not_kept:
+            lines.append(
+                f"  ... and {not_kept} more not kept in memory (each was logged as "
+                "delivery_failed; see DeliveryError.not_kept)"
+            )
         super().__init__(head + ":\n" + "\n".join(lines))
 
 

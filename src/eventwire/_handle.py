@@ -102,6 +102,7 @@ class DeliveryHandle:
         "_on_end",
         "_record",
         "_resends",
+        "_seen",
         "_waiter",
         "event_id",
         "event_type",
@@ -126,6 +127,8 @@ class DeliveryHandle:
         self._done = False
         self._msg: ReportMessage | None = None
         self._failure: DeliveryFailure | None = None
+        #: True once the application was told of a failure (see :meth:`observed`).
+        self._seen = False
         self._waiter: threading.Event | None = None
         self._callbacks: list[Callable[[DeliveryHandle], Any]] | None = None
         self._afut: asyncio.Future[DeliveryResult] | None = None
@@ -181,13 +184,45 @@ class DeliveryHandle:
         return self._done
 
     def failed(self) -> bool:
-        """True if settled with a failure."""
-        return self._failure is not None
+        """True if settled with a failure (which then counts as observed)."""
+        if self._failure is None:
+            return False
+        self._seen = True
+        return True
 
     @property
     def failure(self) -> DeliveryFailure | None:
-        """The failure, if the event failed; None while pending or when delivered."""
-        return self._failure
+        """The failure, if the event failed; None while pending or when delivered.
+
+        A failure read here counts as observed: ``flush()``/``close()`` do not raise
+        it again.
+        """
+        failure = self._failure
+        if failure is not None:
+            self._seen = True
+        return failure
+
+    def observed(self) -> bool:
+        """True if the application was told this event failed.
+
+        That is: ``result()`` raised, ``failed()`` returned True or ``failure``
+        returned it, a done-callback ran, or (AsyncPublisher) its awaited future
+        raised or had its exception retrieved. ``flush()``/``close()`` report only
+        the failures not observed: each failure reaches the application once.
+        """
+        if self._seen:
+            return True
+        fut = self._afut
+        # asyncio's own "was the exception retrieved" flag: cleared by an await,
+        # result() or exception() (what asyncio's "never retrieved" warning reads).
+        return fut is not None and fut.done() and not getattr(fut, "_log_traceback", True)
+
+    def _mark_observed(self) -> None:
+        """Reported by flush()/close(): also keep asyncio from reporting it again."""
+        self._seen = True
+        fut = self._afut
+        if fut is not None and fut.done() and not fut.cancelled():
+            fut.exception()  # marks it retrieved (a done future: no loop involved)
 
     def result(self, timeout: float | None = None) -> DeliveryResult:
         """Wait up to ``timeout`` seconds (forever if None) and return the result.
@@ -210,6 +245,7 @@ class DeliveryHandle:
                     f"acknowledged within {timeout}s; it is still in flight"
                 )
         if self._failure is not None:
+            self._seen = True
             raise DeliveryError([self._failure])
         return self._result()
 
@@ -233,6 +269,7 @@ class DeliveryHandle:
                     self._callbacks = []
                 self._callbacks.append(fn)
                 return
+        self._seen = True
         _run_callback(fn, self)
 
     def _settle(self, msg: ReportMessage | None, failure: DeliveryFailure | None) -> bool:
@@ -256,6 +293,7 @@ class DeliveryHandle:
         if waiter is not None:
             waiter.set()
         if callbacks:
+            self._seen = True  # the application is told through its callbacks
             for fn in callbacks:
                 _run_callback(fn, self)
         return True

@@ -8,6 +8,11 @@ must happen when an event settles -- metrics, the circuit breaker, resolving an
 asyncio future -- is a hook registered with :meth:`on_settle`; the span ends in
 the handle itself, before any waiter wakes.
 
+It keeps the failures for ``flush()``/``close()`` to report, once: a failure the
+application already observed (``result()`` raised it, ``failed()`` or ``failure``
+told it, a done-callback ran, or an awaited asyncio future raised it) is not
+reported again. The rest are kept up to :data:`KEPT_FAILURES`, then counted.
+
 It is also the close gate: :meth:`shut` makes every later :meth:`gate` refuse
 and waits for the sends already past it, so ``close()`` reports every event
 that got in, and no event gets in afterwards.
@@ -23,14 +28,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from eventwire._errors import DeliveryFailure, PublisherStateError
+from eventwire._errors import DeliveryError, DeliveryFailure, PublisherStateError
 from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from eventwire._handle import DeliveryHandle
     from eventwire.transports.base import ReportMessage
 
-__all__ = ["CLOSED_REASON", "InFlight", "SettleHook"]
+__all__ = ["CLOSED_REASON", "KEPT_FAILURES", "InFlight", "SettleHook"]
 
 _log = get_logger("eventwire")
 
@@ -40,6 +45,9 @@ SettleHook = Callable[["DeliveryHandle", "DeliveryFailure | None"], None]
 CLOSED_REASON = "the publisher is closed (or closing); create a new one to publish"
 #: How long shutting the gate waits at least for sends already past it.
 _SENDERS_GRACE_S = 1.0
+#: At most this many failed events are kept between flushes for flush()/close() to
+#: report; past it failures are counted (and logged one by one as delivery_failed).
+KEPT_FAILURES = 1000
 
 
 class InFlight:
@@ -51,7 +59,10 @@ class InFlight:
         #: The unsettled events, in the order they were added. Only :meth:`add` (which
         #: the producer's hot path inlines as ``pending[handle] = None``) adds to it.
         self.pending: dict[DeliveryHandle, None] = {}
-        self._failures: list[DeliveryFailure] = []
+        #: Failed handles not yet reported by a flush (at most KEPT_FAILURES), and
+        #: how many more failed past that bound since the last flush.
+        self._failed: list[DeliveryHandle] = []
+        self._not_kept = 0
         self._hooks: list[SettleHook] = []
         self._abandon_hooks: list[SettleHook] = []
         #: One entry per send past the close gate (see :meth:`gate`).
@@ -135,7 +146,7 @@ class InFlight:
         if not handle._settle(msg, failure):
             return
         if failure is not None:  # recorded first: a flush that sees the ledger empty
-            self._failures.append(failure)  # must also see this failure
+            self._keep(handle)  # must also see this failure
         self.pending.pop(handle, None)
         for hook in self._hooks:
             try:
@@ -183,13 +194,41 @@ class InFlight:
         """The unsettled events, in the order they were added (for a re-send)."""
         return [h for h in list(self.pending) if not h.done()]
 
-    def take_failures(self, timed_out: bool) -> list[DeliveryFailure]:
-        """Return and forget the failures so far, plus every unsettled event if ``timed_out``."""
+    def _keep(self, handle: DeliveryHandle) -> None:
+        """Keep a failed handle for the next flush; past the bound, count it instead."""
         with self.lock:
-            failures, self._failures = self._failures, []
+            failed = self._failed
+            if len(failed) >= KEPT_FAILURES:  # make room: drop what the app has seen
+                failed[:] = [h for h in failed if not h.observed()]
+            if len(failed) < KEPT_FAILURES:
+                failed.append(handle)
+                return
+            self._not_kept += 1
+            first = self._not_kept == 1
+        if first:
+            _log.warning("delivery_failures_not_kept", kept=KEPT_FAILURES)
+
+    def failures_error(self, timed_out: bool, context: str) -> DeliveryError | None:
+        """Take the failures nobody observed (plus, if ``timed_out``, every unsettled event).
+
+        Returns the DeliveryError for ``flush()``/``close()`` to raise, or None. What
+        it reports is forgotten (and marked observed), so it is reported once.
+        """
+        with self.lock:
+            failed, self._failed = self._failed, []
+            not_kept, self._not_kept = self._not_kept, 0
+        failures: list[DeliveryFailure] = []
+        for handle in failed:
+            if not handle.observed():
+                failure = handle._failure
+                assert failure is not None
+                handle._mark_observed()
+                failures.append(failure)
         if timed_out:
             failures.extend(h.failure_from("_FLUSH_TIMEOUT", "") for h in self.snapshot())
-        return failures
+        if failures or not_kept:
+            return DeliveryError(failures, context=context, not_kept=not_kept)
+        return None
 
     def __len__(self) -> int:
         """Events enqueued and not yet settled."""

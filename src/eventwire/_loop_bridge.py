@@ -58,8 +58,10 @@ class LoopBridge:
             fut = handle._afut
             if fut is None or fut.done():
                 continue
-            failure = handle.failure
+            failure = handle._failure  # (not .failure: that marks it observed)
             if failure is None:
                 fut.set_result(handle._result())
             else:
                 fut.set_exception(DeliveryError([failure]))
+                if handle._seen:  # already reported (flush) or observed: not "never retrieved"
+                    fut.exception()

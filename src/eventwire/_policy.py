@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from eventwire._errors import ErrorClass
 
-__all__ = ["classify", "is_possibly_written", "meaning"]
+__all__ = ["KNOWN_CODES", "classify", "is_possibly_written", "meaning"]
 
 # Codes the application sees that will fail the same way if re-sent.
 _PERMANENT = frozenset(
@@ -50,6 +50,10 @@ _FATAL = frozenset(
         "INVALID_PRODUCER_ID_MAPPING",
     }
 )
+
+# Not delivered yet, but durable: the outbox holds it and a relay sends it. Not a
+# loss and never to be re-sent (a re-send would publish it twice).
+_DEFERRED = frozenset({"_IN_OUTBOX"})
 
 # Failed, but the broker may have written the record (or the outbox stored it) anyway.
 _POSSIBLY_WRITTEN = frozenset(
@@ -92,6 +96,8 @@ _MEANINGS = {
     "re-send it with the same event_id (the outbox will not store it twice)",
     "_EVENT_ID_CONFLICT": "the outbox holds a different unsent event (topic, key or "
     "value) under this event_id; nothing was stored",
+    "_CLOSED": "the publisher was closing, so the event was not sent",
+    "_NOT_REPORTED": "no delivery report arrived before the publisher closed",
     "_FATAL": "the producer hit a fatal error",
     "OUT_OF_ORDER_SEQUENCE_NUMBER": "idempotent sequence broken; the producer is unusable",
 }
@@ -102,12 +108,15 @@ def classify(code: str) -> ErrorClass:
 
     Unknown codes are RETRIABLE: re-sending with the same ``ce_id`` is safe
     (at worst a duplicate the consumer drops), while calling an unknown error
-    permanent could drop an event that would have gone through.
+    permanent could drop an event that would have gone through. ``_IN_OUTBOX`` is
+    DEFERRED: it will still be delivered, so it is neither retried nor re-sent.
     """
     if code in _PERMANENT:
         return ErrorClass.PERMANENT
     if code in _FATAL:
         return ErrorClass.FATAL
+    if code in _DEFERRED:
+        return ErrorClass.DEFERRED
     return ErrorClass.RETRIABLE
 
 
@@ -119,3 +128,9 @@ def is_possibly_written(code: str) -> bool:
 def meaning(code: str, fallback: str = "") -> str:
     """A short plain-English meaning of ``code``, or ``fallback``."""
     return _MEANINGS.get(code, fallback or code)
+
+
+#: Every code eventwire gives a meaning or a class of its own (the error-code reference).
+KNOWN_CODES: tuple[str, ...] = tuple(
+    sorted(_PERMANENT | _FATAL | _DEFERRED | _POSSIBLY_WRITTEN | _MEANINGS.keys())
+)

@@ -391,7 +391,7 @@ class Producer:
                 if not self._resend(new, handle):
                     self._filling_fatal = self._filling_fatal or ("_FATAL", "on re-send")
                     break  # the rest go to the next replacement
-                if handle.failed():
+                if handle._failure is not None:
                     stopped.add(group)
                 else:
                     resent.append(handle)

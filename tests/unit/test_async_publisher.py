@@ -45,8 +45,7 @@ class TestAsyncPublish:
             pub = AsyncPublisher(transport=t)
             with pytest.raises(DeliveryError, match="TOPIC_AUTHORIZATION_FAILED"):
                 await pub.publish(order(1))
-            with pytest.raises(DeliveryError):  # and flush still reports it
-                await pub.close(1)
+            await pub.close(1)  # observed by the await: close() does not raise it again
 
         run(main())
 
@@ -74,8 +73,7 @@ class TestAsyncPublish:
                 results = await pub.publish_many(
                     [order(1), Unrouted(order_id="x"), order(2), order(3)]
                 )
-                with pytest.raises(DeliveryError):
-                    await pub.flush(1)
+                await pub.flush(1)  # publish_many returned the failure: not raised again
                 return list(results)
 
         results = run(main())

@@ -345,6 +345,10 @@ class Attempt:
     calls: int = 0  # done-callback invocations
     seen_failure: DeliveryFailure | None = None
     seen_done: bool = False
+    #: True if the application observes this event's outcome (a done-callback of its
+    #: own, or result() raising): flush()/close() must then not report its failure
+    #: again; False: the model's own reads are undone, so flush()/close() must.
+    observe: bool = False
     #: Codes of failures that say "not written" for this attempt (handle, flush, close;
     #: "raised" for a publish that raised).
     not_written: list[str] = field(default_factory=list)
@@ -413,6 +417,7 @@ class Model:
         att.ret = self.tick() if ret is None else ret
         att.handle = handle
         assert handle.event_id == att.ce_id, "[handle-id] the handle names another event"
+        att.observe = att.observe or att.call % 2 == 0  # half the events are observed
         handle.add_done_callback(lambda h, att=att: self._settled(att, h))  # type: ignore[misc]
 
     def refused(self, att: Attempt, exc: BaseException, ret: int | None = None) -> None:
@@ -431,6 +436,15 @@ class Model:
                     att.not_written.append(failure.code)
                 if failure.code != "_IN_OUTBOX":
                     self.unflushed.append(att)
+            if not att.observe:  # the model's own callback is not the application's
+                handle._seen = False
+
+    def restore_unseen(self) -> None:
+        """Undo what the model's own reads of handles counted as the application's."""
+        with self._lock:
+            for att in self.attempts:
+                if att.handle is not None and not att.observe:
+                    att.handle._seen = False
 
     def latest(self, ce_id: str) -> Attempt:
         return self.by_id[ce_id][-1]
@@ -442,7 +456,13 @@ class Model:
         for att in self.unflushed:
             f = att.seen_failure
             assert f is not None
-            if (f.event_id, f.code) not in listed:
+            if att.observe and any(x is f for x in failures):
+                fail(
+                    "reported-once",
+                    f"{what} listed {f.event_id} ({f.code}), which the application had "
+                    "already observed",
+                )
+            if not att.observe and (f.event_id, f.code) not in listed:
                 fail(
                     "flush-report",
                     f"{what} did not list {f.event_id} ({f.code}), which failed since the "
@@ -458,7 +478,11 @@ class Model:
 
     def flushed_clean(self, what: str) -> None:
         """flush()/close() returned normally: nothing failed since the last flush."""
-        failed = [(a.ce_id, a.seen_failure.code) for a in self.unflushed if a.seen_failure]
+        failed = [
+            (a.ce_id, a.seen_failure.code)
+            for a in self.unflushed
+            if a.seen_failure and not a.observe
+        ]
         if failed:
             fail("flush-report", f"{what} returned normally, yet these failed: {failed}")
         self.unflushed.clear()
@@ -488,6 +512,7 @@ class Model:
             ]
             if late:
                 fail("write-after-close", f"written after close() returned: {late}")
+        self.restore_unseen()
 
     def _check_settled_once(self, att: Attempt) -> None:
         h = att.handle
@@ -618,6 +643,7 @@ class _Base(RuleBasedStateMachine):
             return
         self.model.enqueued(att, handle)
         if depth > 0:
+            att.observe = True  # a done-callback of the application's
             handle.add_done_callback(self._child_callback(key, depth))
 
     def _publish_many(self, keys: Sequence[str], depth: int, resend: list[Attempt]) -> None:
@@ -654,6 +680,7 @@ class _Base(RuleBasedStateMachine):
         for att, handle in zip(atts, handles, strict=True):
             self.model.enqueued(att, handle, ret)
             if depth > 0:
+                att.observe = True  # a done-callback of the application's
                 handle.add_done_callback(self._child_callback(att.key, depth))
 
     def _check_refusal(self, exc: BaseException) -> None:
@@ -744,6 +771,7 @@ class _Base(RuleBasedStateMachine):
     # -- flush and close ----------------------------------------------------------------------
     @rule(timeout=st.sampled_from([0.0, 0.02, 0.05]))
     def flush(self, timeout: float) -> None:
+        self.model.restore_unseen()
         began = time.monotonic()
         try:
             self.publisher.flush(timeout)
@@ -769,6 +797,7 @@ class _Base(RuleBasedStateMachine):
 
     def _close(self, timeout: float) -> None:
         self.model.closing = True
+        self.model.restore_unseen()
         began = time.monotonic()
         try:
             self.publisher.close(timeout)

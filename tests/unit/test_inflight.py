@@ -11,6 +11,12 @@ from eventwire import DeliveryError, DeliveryFailure, DeliveryHandle, PublisherS
 from eventwire._inflight import InFlight
 
 
+def _taken(ledger: InFlight, *, timed_out: bool = False) -> list[DeliveryFailure]:
+    """What the next flush()/close() would report (and then forgets)."""
+    error = ledger.failures_error(timed_out, "test")
+    return list(error.failures) if error is not None else []
+
+
 class _Report:
     """A delivery report's message (the shape of confluent_kafka.Message)."""
 
@@ -121,23 +127,23 @@ class TestSettle:
         assert (result.partition, result.offset) == (2, 9)
 
     def test_a_failure_is_kept_for_the_next_flush_once(self) -> None:
-        """A settled failure is returned by take_failures() once, then forgotten."""
+        """A settled failure nobody observed is reported by the next flush once, then forgotten."""
         ledger = InFlight()
         [handle] = _tracked(ledger, 1)
         failure = handle.failure_from("TOPIC_AUTHORIZATION_FAILED", "no")
         ledger.settle(handle, None, failure)
-        assert ledger.take_failures(timed_out=False) == [failure]
-        assert ledger.take_failures(timed_out=False) == []
+        assert _taken(ledger) == [failure]
+        assert _taken(ledger) == []
         with pytest.raises(DeliveryError):
             handle.result(0)
 
     def test_a_timed_out_flush_reports_every_unsettled_event(self) -> None:
-        """take_failures(timed_out=True) adds a _FLUSH_TIMEOUT failure per unsettled event,
+        """A timed-out flush adds a _FLUSH_TIMEOUT failure per unsettled event,
         which stays tracked."""
         ledger = InFlight()
         handles = _tracked(ledger, 3)
         ledger.settle(handles[0], _Report(), None)
-        failures = ledger.take_failures(timed_out=True)
+        failures = _taken(ledger, timed_out=True)
         assert [(f.event_id, f.code) for f in failures] == [
             ("id-1", "_FLUSH_TIMEOUT"),
             ("id-2", "_FLUSH_TIMEOUT"),
@@ -171,7 +177,7 @@ class TestAbandonReleaseDiscard:
         assert handle.done() and handle.failure is failure
         assert settled_only.calls == []
         assert with_abandoned.calls == [(handle, failure)]
-        assert ledger.take_failures(timed_out=False) == []
+        assert _taken(ledger) == []
         assert len(ledger) == 0
 
     def test_abandoning_a_settled_handle_changes_nothing(self) -> None:
@@ -196,7 +202,7 @@ class TestAbandonReleaseDiscard:
         ledger.release(handle, failure)
         assert handle.done() and handle.failure is failure
         assert hook.calls == []
-        assert ledger.take_failures(timed_out=False) == []
+        assert _taken(ledger) == []
         assert len(ledger) == 0
 
     def test_discard_stops_tracking_without_settling(self) -> None:
@@ -221,9 +227,9 @@ class TestFailAllAndSnapshot:
         ledger.on_settle(hook)
         handles = _tracked(ledger, 3)
         assert ledger.fail_all("OUT_OF_ORDER_SEQUENCE_NUMBER", "fatal") == 3
-        assert all(h.done() and h.failed() for h in handles)
+        assert all(h.done() and h._failure is not None for h in handles)  # (not observed)
         assert [h for h, _ in hook.calls] == handles
-        failures = ledger.take_failures(timed_out=False)
+        failures = _taken(ledger)
         assert [f.code for f in failures] == ["OUT_OF_ORDER_SEQUENCE_NUMBER"] * 3
         assert len(ledger) == 0
         assert ledger.fail_all("_FATAL", "again") == 0
@@ -236,3 +242,94 @@ class TestFailAllAndSnapshot:
         ledger.abandon(handles[3], handles[3].failure_from("_QUEUE_FULL", ""))
         assert ledger.snapshot() == [handles[0], handles[2], handles[4]]
         assert len(ledger) == 3
+
+
+def _result_raises(handle: DeliveryHandle) -> None:
+    with pytest.raises(DeliveryError):
+        handle.result(0)
+
+
+class TestReportedOnce:
+    """A failure reaches the application once: flush()/close() report only unobserved ones."""
+
+    @pytest.mark.parametrize(
+        "observe",
+        [
+            pytest.param(_result_raises, id="result-raised"),
+            pytest.param(lambda h: h.failed(), id="failed-returned-true"),
+            pytest.param(lambda h: h.failure, id="failure-read"),
+            pytest.param(lambda h: h.add_done_callback(lambda _h: None), id="late-callback-ran"),
+        ],
+    )
+    def test_an_observed_failure_is_not_reported_again(self, observe: object) -> None:
+        """result() raising, failed()/failure telling, or a done-callback running each count
+        as observing the failure: the next flush reports nothing."""
+        ledger = InFlight()
+        [handle] = _tracked(ledger, 1)
+        ledger.settle(handle, None, handle.failure_from("TOPIC_AUTHORIZATION_FAILED", "no"))
+        observe(handle)  # type: ignore[operator]
+        assert ledger.failures_error(False, "flush") is None
+
+    def test_a_callback_registered_before_the_failure_counts_as_observing_it(self) -> None:
+        """A done-callback that runs when the event fails is the application being told."""
+        ledger = InFlight()
+        [handle] = _tracked(ledger, 1)
+        seen: list[DeliveryHandle] = []
+        handle.add_done_callback(seen.append)
+        ledger.settle(handle, None, handle.failure_from("_MSG_TIMED_OUT", "late"))
+        assert seen == [handle]
+        assert ledger.failures_error(False, "flush") is None
+
+    def test_unobserved_failures_are_reported_once_and_observed_ones_left_out(self) -> None:
+        """Of two failures, the one nobody looked at is reported, once; reporting it makes
+        it observed, so a later close() does not raise it again."""
+        ledger = InFlight()
+        seen, unseen = _tracked(ledger, 2)
+        for h in (seen, unseen):
+            ledger.settle(h, None, h.failure_from("_MSG_TIMED_OUT", "late"))
+        with pytest.raises(DeliveryError):
+            seen.result(0)
+        error = ledger.failures_error(False, "flush")
+        assert error is not None
+        assert [f.event_id for f in error.failures] == [unseen.event_id]
+        assert unseen.observed()
+        assert ledger.failures_error(False, "close") is None
+
+    def test_memory_for_unobserved_failures_is_bounded_and_the_rest_counted(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Past KEPT_FAILURES unobserved failures, the rest are counted (and logged once
+        as delivery_failures_not_kept), not kept: the flush error says how many."""
+        from eventwire._inflight import KEPT_FAILURES
+
+        ledger = InFlight()
+        handles = _tracked(ledger, KEPT_FAILURES + 25)
+        with caplog.at_level("WARNING", logger="eventwire"):
+            for h in handles:
+                ledger.settle(h, None, h.failure_from("_MSG_TIMED_OUT", "late"))
+        assert len(ledger._failed) == KEPT_FAILURES
+        error = ledger.failures_error(False, "flush")
+        assert error is not None
+        assert len(error.failures) == KEPT_FAILURES and error.not_kept == 25
+        assert f"{KEPT_FAILURES + 25} events not delivered" in str(error)
+        assert "25 more not kept in memory" in str(error)
+        events = [r.msg.get("event") for r in caplog.records if isinstance(r.msg, dict)]
+        assert events.count("delivery_failures_not_kept") == 1
+
+    def test_observed_failures_make_room_before_any_is_dropped(self) -> None:
+        """A long-lived publisher whose failures are all observed never drops an unobserved
+        one: observed failures are let go when the bound is reached."""
+        from eventwire._inflight import KEPT_FAILURES
+
+        ledger = InFlight()
+        handles = _tracked(ledger, 3 * KEPT_FAILURES)
+        for h in handles[:-1]:
+            ledger.settle(h, None, h.failure_from("_MSG_TIMED_OUT", "late"))
+            assert h.failed()  # the application looks at each one
+        last = handles[-1]
+        ledger.settle(last, None, last.failure_from("_MSG_TIMED_OUT", "late"))
+        assert len(ledger._failed) <= KEPT_FAILURES
+        error = ledger.failures_error(False, "flush")
+        assert error is not None
+        assert [f.event_id for f in error.failures] == [last.event_id]
+        assert error.not_kept == 0

@@ -181,9 +181,7 @@ class TestPermanentErrors:
         assert mock.request_count(ApiKey.PRODUCE) == 1
         later = publish_when_accepted(publisher, code.name)
         later.result(10)
-        with pytest.raises(DeliveryError) as flushed:
-            publisher.flush(5)
-        assert [f.event_id for f in flushed.value.failures] == [failed.event_id]
+        publisher.flush(5)  # the failure result() raised is not reported again
         assert ce_ids(mock, expected=1) == [later.event_id]
 
 
@@ -223,7 +221,7 @@ class TestBrokerOutage:
             publisher.publish(order(2)).result(10)
         finally:
             reported = close_reporting(publisher)
-        assert [f.event_id for f in reported] == [lost.event_id]
+        assert reported == []  # result() raised it: close() does not raise it again
 
 
 class TestLatency:

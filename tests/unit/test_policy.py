@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventwire._errors import ErrorClass
-from eventwire._policy import classify, is_possibly_written, meaning
+from eventwire._errors import DeliveryFailure, ErrorClass, Resend
+from eventwire._policy import KNOWN_CODES, classify, is_possibly_written, meaning
 
 PERMANENT = [
     "MSG_SIZE_TOO_LARGE",
@@ -50,7 +50,6 @@ RETRIABLE = [
     "NOT_ENOUGH_REPLICAS",
     "NOT_LEADER_FOR_PARTITION",
     "LEADER_NOT_AVAILABLE",
-    "_IN_OUTBOX",
     "_OUTBOX_WRITE_FAILED",
     "_OUTBOX_WRITE_UNKNOWN",
 ]
@@ -154,3 +153,57 @@ class TestMeaning:
     def test_an_unknown_code_without_fallback_means_its_name(self) -> None:
         """An unknown code without a fallback is described by its name."""
         assert meaning("SOME_FUTURE_ERROR") == "SOME_FUTURE_ERROR"
+
+
+class TestResendAdvice:
+    """Every code says whether re-sending is safe, by one rule (issue #17 item 4)."""
+
+    def test_in_outbox_is_deferred_never_retriable(self) -> None:
+        """_IN_OUTBOX is durable and will still be delivered: DEFERRED, and never re-sent
+        (generic retry code keyed on RETRIABLE would have published it twice)."""
+        assert classify("_IN_OUTBOX") is ErrorClass.DEFERRED
+        failure = _failure("_IN_OUTBOX")
+        assert failure.resend is Resend.NEVER
+        assert "do not re-send" in failure.describe()
+
+    @pytest.mark.parametrize("code", [*KNOWN_CODES, "SOME_FUTURE_ERROR"])
+    def test_each_code_gets_advice_consistent_with_its_class_and_its_text(self, code: str) -> None:
+        """The advice follows from the class and possibly_written alone, and the one-line
+        description states that same advice (no code's text contradicts its class)."""
+        failure = _failure(code)
+        expected = {
+            ErrorClass.DEFERRED: Resend.NEVER,
+            ErrorClass.PERMANENT: Resend.AFTER_FIX,
+        }.get(
+            failure.error_class,
+            Resend.MAY_DUPLICATE if failure.possibly_written else Resend.SAFE,
+        )
+        assert failure.resend is expected
+        text = failure.describe()
+        phrase = {
+            Resend.NEVER: "do not re-send",
+            Resend.AFTER_FIX: "fails the same way until the cause is fixed",
+            Resend.MAY_DUPLICATE: "may write a second copy",
+            Resend.SAFE: "safe to re-send with the same event_id",
+        }
+        assert phrase[expected] in text
+        assert [p for r, p in phrase.items() if r is not expected and p in text] == []
+
+    @pytest.mark.parametrize("code", POSSIBLY_WRITTEN)
+    def test_a_possibly_written_retriable_failure_may_duplicate(self, code: str) -> None:
+        """A re-send of what may already be in the log is flagged as a possible duplicate."""
+        failure = _failure(code)
+        if failure.error_class is ErrorClass.RETRIABLE:
+            assert failure.resend is Resend.MAY_DUPLICATE
+
+
+def _failure(code: str) -> DeliveryFailure:
+    return DeliveryFailure(
+        "id-1",
+        "shop.OrderPlaced",
+        "orders",
+        code,
+        meaning(code),
+        classify(code),
+        is_possibly_written(code),
+    )

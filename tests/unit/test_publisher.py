@@ -240,7 +240,8 @@ class TestFatal:
         transport.pause()
         handle = publisher.publish(order(1))
         transport.set_fatal("OUT_OF_ORDER_SEQUENCE_NUMBER")
-        assert handle.failure is not None and handle.failure.error_class is ErrorClass.FATAL
+        # (._failure: not the application observing it, so flush() must report it)
+        assert handle._failure is not None and handle._failure.error_class is ErrorClass.FATAL
         with pytest.raises(ProducerFatalError, match="OUT_OF_ORDER_SEQUENCE_NUMBER"):
             publisher.publish(order(2))
         with pytest.raises(DeliveryError):

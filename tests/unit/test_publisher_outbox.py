@@ -79,17 +79,20 @@ class TestOutboxPublisher:
             pub.stage(order(1), connection=None)
 
     def test_permanent_failure_fails_the_handle_and_flush(self, store: SQLiteOutbox) -> None:
-        """A dead-lettered event fails its handle; flush raises naming it."""
+        """A dead-lettered event fails its handle; flush raises naming it unless result()
+        already did."""
         transport = MemoryTransport()
         transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
         pub = Publisher(transport=transport, outbox=store)
         handle = pub.publish(order(1))
+        unseen = pub.publish(order(2))
         with pytest.raises(DeliveryError, match="TOPIC_AUTHORIZATION_FAILED"):
             handle.result(timeout=5)
-        with pytest.raises(DeliveryError, match=handle.event_id):
+        with pytest.raises(DeliveryError, match=unseen.event_id) as flushed:
             pub.flush(5)
+        assert [f.event_id for f in flushed.value.failures] == [unseen.event_id]
         pub.close(5)
-        assert len(transport.records("orders.dlq")) == 1
+        assert len(transport.records("orders.dlq")) == 2
 
     def test_invalid_events_are_refused_before_anything_is_written(
         self, store: SQLiteOutbox

@@ -241,7 +241,8 @@ def test_a_failure_is_recorded_before_the_ledger_reports_the_event_gone() -> Non
     def tracer(frame: FrameType, event: str, _arg: Any) -> Any:
         code = InFlight.settle.__code__
         if frame.f_code is code and event == "line" and not seen and len(ledger) == 0:
-            seen.append(ledger.take_failures(timed_out=False))
+            error = ledger.failures_error(False, "flush")
+            seen.append(list(error.failures) if error is not None else [])
         return tracer
 
     failure = handle.failure_from("_MSG_TIMED_OUT", "x")

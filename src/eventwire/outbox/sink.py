@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
-from eventwire._errors import ConfigurationError, DeliveryError, OutboxWriteError
+from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.observability.logging import get_logger
 from eventwire.outbox.base import EventIdConflictError, OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
@@ -283,12 +283,12 @@ class OutboxSink:
         problem = None
         if relay is not None and not self._all_settled():
             problem = relay.problem()
-        failures = self.core.ledger.take_failures(timed_out=False)
-        if failures:
-            context = f"flush({timeout:g}) with outbox"
-            if problem is not None:
-                context += f"; the relay is failing too: {problem}"
-            raise DeliveryError(failures, context=context)
+        context = f"flush({timeout:g}) with outbox"
+        if problem is not None:
+            context += f"; the relay is failing too: {problem}"
+        error = self.core.ledger.failures_error(False, context)
+        if error is not None:
+            raise error
         if problem is not None:
             raise RelayFailingError(problem)
 
