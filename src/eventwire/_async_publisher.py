@@ -50,6 +50,10 @@ class AsyncPublisher(Facade):
           stays full for ``enqueue_timeout``, every event then waiting fails with
           :class:`BackpressureError` (none of them is enqueued later).
         * ``publish_many`` isolates failures: one bad event does not cancel others.
+        * Each failure is reported once: ``flush()``/``close()`` (and ``async with``)
+          do not raise a failure an awaited ``publish()`` or future already raised,
+          or ``publish_many`` returned; a future nobody awaited is reported by them
+          (and then not by asyncio's "exception was never retrieved").
         * ``flush``/``close`` run librdkafka's blocking waits in a worker thread.
 
     It takes the same options as :class:`Publisher`

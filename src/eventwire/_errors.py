@@ -196,7 +196,7 @@ _RESEND_TEXT = {
 }
 _CLASS_REMEDY = {
     ErrorClass.PERMANENT: "fix the event, the topic or the ACLs",
-    ErrorClass.RETRIABLE: "once Kafka is reachable",
+    ErrorClass.RETRIABLE: "it may succeed once Kafka is reachable again",
     ErrorClass.FATAL: "the producer is unusable: re-send through a new publisher",
 }
 #: What a code adds to its re-send advice, where it says more than its class.

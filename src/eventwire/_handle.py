@@ -79,7 +79,9 @@ class DeliveryHandle:
 
     ``result(timeout)`` returns a :class:`DeliveryResult` or raises
     :class:`DeliveryError`; ``add_done_callback(fn)`` calls ``fn(handle)`` once
-    settled (at once if it already is), on the thread that settles it.
+    settled (at once if it already is), on the thread that settles it. Either, or
+    reading ``failed()``/``failure``, counts as observing a failure, which
+    ``flush()``/``close()`` then do not raise again (see :meth:`observed`).
 
     That is whichever thread serves the report: often the caller's own thread,
     inside a later ``publish()`` (``KafkaTransport.send`` serves ready reports),

@@ -96,6 +96,27 @@ _MEANINGS = {
     "re-send it with the same event_id (the outbox will not store it twice)",
     "_EVENT_ID_CONFLICT": "the outbox holds a different unsent event (topic, key or "
     "value) under this event_id; nothing was stored",
+    "CORRUPT_MESSAGE": "the broker found the record corrupt (CRC mismatch)",
+    "INVALID_MSG": "the broker found the record invalid or corrupt",
+    "INVALID_RECORD": "the broker refused the record as invalid (e.g. a compacted topic "
+    "needs a key)",
+    "INVALID_REQUIRED_ACKS": "the acks setting is not valid for this broker",
+    "INVALID_TOPIC_EXCEPTION": "the topic name is not valid on this broker",
+    "TOPIC_EXCEPTION": "the topic name is not valid on this broker",
+    "POLICY_VIOLATION": "the broker's policy refused the request",
+    "UNSUPPORTED_FOR_MESSAGE_FORMAT": "the topic's message format does not support the "
+    "record (e.g. headers on a v0/v1 topic)",
+    "TRANSACTIONAL_ID_AUTHORIZATION_FAILED": "the client may not use its transactional id",
+    "REQUEST_TIMED_OUT": "the broker did not answer the produce request in time",
+    "INVALID_PRODUCER_EPOCH": "a newer producer with the same identity fenced this one; "
+    "the producer is unusable",
+    "PRODUCER_FENCED": "a newer producer with the same identity fenced this one; the "
+    "producer is unusable",
+    "UNKNOWN_PRODUCER_ID": "the broker no longer knows the idempotent producer id",
+    "INVALID_PRODUCER_ID_MAPPING": "the broker refused the producer id mapping",
+    "_INVALID_ARG": "librdkafka refused an argument of the produce call",
+    "_KEY_SERIALIZATION": "the key could not be serialized",
+    "_VALUE_SERIALIZATION": "the value could not be serialized",
     "_CLOSED": "the publisher was closing, so the event was not sent",
     "_NOT_REPORTED": "no delivery report arrived before the publisher closed",
     "_FATAL": "the producer hit a fatal error",
@@ -121,7 +142,12 @@ def classify(code: str) -> ErrorClass:
 
 
 def is_possibly_written(code: str) -> bool:
-    """True when a failure with this code may still have reached the log."""
+    """True when a failure with this code may still have reached the log.
+
+    Per event it can be true for other codes too: an event that was in flight when its
+    producer broke, or was re-sent through a replacement producer, is reported
+    ``possibly_written`` whatever the code.
+    """
     return code in _POSSIBLY_WRITTEN
 
 

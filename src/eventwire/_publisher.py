@@ -34,8 +34,10 @@ class Publisher(Facade):
         * ``publish()`` returns once the event is in the local queue (or, with an
           outbox, committed to it); the broker's answer arrives in the returned
           :class:`DeliveryHandle`. Nobody needs to call ``poll()``.
-        * Every event ends delivered or reported: ``flush()`` and ``close()`` raise
-          :class:`DeliveryError` naming each event that failed or did not finish.
+        * Every event ends delivered or reported, and each failure is reported once:
+          ``flush()`` and ``close()`` raise :class:`DeliveryError` naming each event
+          that did not finish and each failure the application has not observed
+          (through ``result()``, ``failed()``/``failure`` or a done-callback).
         * A full local queue is waited on for at most ``enqueue_timeout`` seconds,
           then :class:`BackpressureError` is raised; no event is dropped.
         * Once ``close()`` begins, a ``publish()`` raises PublisherStateError or is
@@ -206,8 +208,11 @@ class Publisher(Facade):
         :mod:`eventwire.outbox.sink`.
 
         Raises:
-            DeliveryError: listing every event that failed since the last flush,
-                and every event still unacknowledged when the timeout ran out
+            DeliveryError: listing every event that failed since the last flush and
+                was not observed (``result()`` raised, ``failed()``/``failure`` told,
+                or a done-callback ran: those are not raised again; at most 1,000
+                are kept, the rest counted in ``not_kept``), and every event still
+                unacknowledged when the timeout ran out
                 (code ``_FLUSH_TIMEOUT``; those remain queued and may still land).
             RelayFailingError: (outbox) events still wait and the in-process relay
                 cannot run (its thread died, or its rounds keep failing); the
@@ -224,7 +229,8 @@ class Publisher(Facade):
         Events still queued after the timeout are dropped *and reported*:
         DeliveryError lists them (``_PURGE_QUEUE``/``_PURGE_INFLIGHT``) with every
         other failure. The producer is destroyed before this returns, so nothing
-        is sent afterwards. Closing twice is a no-op.
+        is sent afterwards. Closing twice is a no-op. As with :meth:`flush`, a
+        failure the application already observed is not raised again.
 
         With an outbox nothing is dropped: handles still waiting settle with
         ``_IN_OUTBOX`` (the event is durable and the next relay sends it; do not
