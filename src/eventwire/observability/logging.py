@@ -62,6 +62,14 @@ event                             level   fields
 ================================= ======= ===================================================
 ``delivery_failed``               warning ``event_id``, ``event_type``, ``topic``, ``code``,
                                           ``error_class`` -- collapsed per (code, topic)
+``delivery_failures_not_kept``    warning ``kept`` -- (once per flush interval) more
+                                          unobserved failures than a publisher keeps for
+                                          ``flush()``/``close()``; the rest are counted
+                                          (``DeliveryError.not_kept``)
+``tls_verification_disabled``     warning ``properties``, ``risk``, ``hint`` -- a config
+                                          turns off broker certificate checks
+``config_file_exposes_secret``    warning ``file``, ``properties``, ``mode``, ``hint`` --
+                                          a world-readable config file holds a secret inline
 ``buffer_full``                   warning ``event_id``, ``event_type``, ``topic`` -- the local
                                           queue is full; ``publish()`` waits up to
                                           ``enqueue_timeout``; collapsed per topic
