@@ -1,0 +1,280 @@
+"""The FastAPI/Starlette recipe (examples/fastapi_app.py) against the real broker.
+
+The real ASGI app runs in-process through httpx's ASGITransport, with its lifespan run
+by asgi-lifespan's LifespanManager: the publisher starts at start-up, the endpoints
+publish, the shutdown flushes within its bound, and a real consumer reads back what
+reached Kafka. The SIGTERM case runs the same app under uvicorn in a subprocess.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from eventwire import BrokerUnavailableError, Decoder, KafkaConfig, Route
+from eventwire_devkit.consume import read_topic
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+fastapi_app: Any = importlib.import_module("fastapi_app")
+OrderPlaced = fastapi_app.OrderPlaced
+
+# The lifespan must run its start-up (the broker check) and its bounded shutdown.
+LIFESPAN_LIMITS = {"startup_timeout": 60, "shutdown_timeout": 60}
+APPS = {"fastapi": fastapi_app.create_app, "starlette": fastapi_app.create_starlette_app}
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (a Kafka that is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_orders(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
+    """The OrderPlaced events in ``topic``, by order id, decoded by a real consumer."""
+    decoder = Decoder(routes={OrderPlaced: Route(topic=topic, key="order_id")})
+    records = read_topic(bootstrap, topic, expected=expected, timeout=60, idle=0.5)
+    events = [decoder.decode(r).event for r in records]
+    by_id = {e.order_id: e for e in events}
+    assert len(by_id) == len(events), "an order was written twice"
+    return by_id
+
+
+@pytest.mark.kafka
+@pytest.mark.asyncio
+@pytest.mark.parametrize("framework", list(APPS))
+async def test_an_endpoint_awaits_the_broker_and_answers_where_the_event_is(
+    framework: str, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """POST /orders answers 201 with the topic, partition and offset the broker gave; a
+    consumer reads that record back as the typed OrderPlaced."""
+    app = APPS[framework](KafkaConfig(kafka_bootstrap), topic=kafka_topic, shutdown_timeout=10)
+    async with (
+        LifespanManager(app, **LIFESPAN_LIMITS) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://shop"
+        ) as client,
+    ):
+        response = await client.post("/orders", json={"order_id": "o-1", "total": 19.5})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["topic"] == kafka_topic and body["offset"] >= 0 and body["event_id"]
+    records = read_topic(kafka_bootstrap, kafka_topic, expected=1, timeout=60, idle=0.5)
+    [record] = records
+    assert (record.partition, record.offset) == (body["partition"], body["offset"])
+    assert record.header("ce_id") == body["event_id"].encode()
+    assert read_orders(kafka_bootstrap, kafka_topic, 1) == {"o-1": OrderPlaced("o-1", 19.5)}
+
+
+@pytest.mark.kafka
+@pytest.mark.asyncio
+@pytest.mark.parametrize("framework", list(APPS))
+async def test_events_still_in_flight_at_shutdown_are_flushed_by_the_lifespan(
+    framework: str, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """POST /orders/queued answers 202 before the broker acks; with linger.ms=2000 the
+    events are still in flight when the app shuts down, and the lifespan's flush
+    delivers every one of them."""
+    config = KafkaConfig(kafka_bootstrap, overrides={"linger.ms": 2000})
+    app = APPS[framework](config, topic=kafka_topic, shutdown_timeout=20)
+    accepted = [f"o-{i}" for i in range(25)]
+    async with (
+        LifespanManager(app, **LIFESPAN_LIMITS) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://shop"
+        ) as client,
+    ):
+        for order_id in accepted:
+            response = await client.post(
+                "/orders/queued", json={"order_id": order_id, "total": 1.0}
+            )
+            assert response.status_code == 202, response.text
+        publisher = manager._state["publisher"]
+        assert publisher.in_flight > 0  # the shutdown flush is what delivers them
+    assert publisher.closed and publisher.in_flight == 0
+    delivered = read_orders(kafka_bootstrap, kafka_topic, len(accepted))
+    assert sorted(delivered) == sorted(accepted)
+
+
+@pytest.mark.asyncio
+async def test_the_app_does_not_start_when_kafka_does_not_answer() -> None:
+    """The lifespan's start-up runs the broker check: a Kafka that is down fails the
+    start (BrokerUnavailableError), not the first request."""
+    config = KafkaConfig(f"127.0.0.1:{closed_port()}")
+    app = fastapi_app.create_app(config, topic="orders", connect_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailableError):
+        async with LifespanManager(app, **LIFESPAN_LIMITS):
+            pass
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.asyncio
+async def test_shutdown_is_bounded_and_logs_what_it_could_not_deliver(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With Kafka unreachable after start, a queued event cannot be delivered: the
+    shutdown still ends within its bound (2 s, plus margin) and the event is logged at
+    ERROR, named; nothing is lost silently."""
+    config = KafkaConfig(f"127.0.0.1:{closed_port()}")
+    app = fastapi_app.create_app(config, topic="orders", shutdown_timeout=2, connect_timeout=None)
+    caplog.set_level(logging.INFO, logger="shop")
+    async with (
+        LifespanManager(app, **LIFESPAN_LIMITS) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://shop"
+        ) as client,
+    ):
+        response = await client.post("/orders/queued", json={"order_id": "o-1", "total": 1.0})
+        assert response.status_code == 202
+        started = time.monotonic()
+    took = time.monotonic() - started
+    assert 1.5 <= took < 10, took
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors, "the undelivered event was not logged"
+    assert any("OrderPlaced" in e and "not delivered" in e for e in errors), errors
+
+
+# Depends on the lead's AsyncPublisher change (issue 17 item 3, "failures reported once"):
+# a DeliveryError the app already observed is not raised again by close(). Today close()
+# raises it again, so the lifespan logs it a second time at shutdown. Strict xfail: once
+# the change is merged this XPASSes (fails), and the mark must be removed.
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs AsyncPublisher.close() not to re-raise observed failures (issue 17 item 3)",
+)
+@pytest.mark.asyncio
+async def test_a_failure_the_endpoint_reported_is_not_raised_again_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An awaited publish that failed is answered 503 with the reason; the shutdown
+    then has nothing left to report, so it logs no undelivered event."""
+    config = KafkaConfig(f"127.0.0.1:{closed_port()}", overrides={"message.timeout.ms": 1000})
+    app = fastapi_app.create_app(config, topic="orders", shutdown_timeout=5, connect_timeout=None)
+    caplog.set_level(logging.INFO, logger="shop")
+    async with (
+        LifespanManager(app, **LIFESPAN_LIMITS) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://shop"
+        ) as client,
+    ):
+        response = await client.post("/orders", json={"order_id": "o-1", "total": 1.0})
+        assert response.status_code == 503
+        assert "_MSG_TIMED_OUT" in response.json()["detail"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("publisher_closed") for m in messages), messages
+    assert not any("events_not_delivered_at_shutdown" in m for m in messages), messages
+
+
+# -- SIGTERM under uvicorn -----------------------------------------------------------------
+
+UVICORN = (
+    "import logging, sys, uvicorn;"
+    "logging.basicConfig(level=logging.INFO, stream=sys.stderr,"
+    " format='%(levelname)s %(name)s %(message)s');"
+    "sys.argv[0] = 'uvicorn'; uvicorn.main()"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_sigterm_under_uvicorn_delivers_every_accepted_event_and_exits_in_time(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """uvicorn runs the app in a subprocess; a client keeps posting to /orders/queued
+    while the test sends SIGTERM. Every order answered 202 (accepted) reaches the broker,
+    the shutdown flush had events in flight to deliver (linger.ms=2000), and the process
+    ends (its lifespan shutdown complete) within the shutdown bound."""
+    port, bound = free_port(), 10.0
+    env = {
+        **os.environ,
+        "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "EVENTWIRE_KAFKA_LINGER_MS": "2000",
+        "SHOP_ORDERS_TOPIC": kafka_topic,
+        "SHOP_SHUTDOWN_TIMEOUT": str(bound),
+    }
+    env.pop("EVENTWIRE_KAFKA_CONFIG", None)
+    command = [sys.executable, "-c", UVICORN, "fastapi_app:app", "--app-dir", str(EXAMPLES)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "5"]
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    accepted: list[str] = []
+    stop = threading.Event()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:  # wait for the start-up (the broker check included)
+                try:
+                    client.get("/docs")
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None and time.monotonic() < deadline, "".join(output)
+                    time.sleep(0.1)
+
+            def post_orders() -> None:
+                i = 0
+                while not stop.is_set():
+                    try:
+                        r = client.post("/orders/queued", json={"order_id": f"o-{i}", "total": 1})
+                    except httpx.TransportError:
+                        return  # the server stopped accepting
+                    if r.status_code == 202:
+                        accepted.append(f"o-{i}")
+                    i += 1
+
+            poster = threading.Thread(target=post_orders)
+            poster.start()
+            while len(accepted) < 50:
+                assert poster.is_alive(), "".join(output)
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            code = proc.wait(timeout=bound + 30)
+            took = time.monotonic() - signalled
+            stop.set()
+            poster.join(30)
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    log = "".join(output)
+    # uvicorn (>= 0.29) ends a graceful shutdown by re-raising the signal it caught, so
+    # the process is reported as ended by SIGTERM (-15, shell status 143), after
+    # "Application shutdown complete."; an older one exits 0.
+    assert code in (0, -signal.SIGTERM), log
+    assert "Application shutdown complete" in log, log
+    assert took < bound + 5, f"exit took {took:.1f} s\n{log}"
+    closing = [line for line in log.splitlines() if "publisher_closing" in line]
+    assert closing, log
+    assert int(closing[0].split("in_flight=")[1].split()[0]) > 0, closing  # the flush mattered
+    assert "publisher_closed" in log and "not_delivered" not in log, log
+    delivered = read_orders(kafka_bootstrap, kafka_topic, len(accepted))
+    missing = set(accepted) - set(delivered)
+    assert not missing, f"{len(missing)} accepted orders never reached Kafka: {sorted(missing)[:5]}"
