@@ -3,19 +3,15 @@
 The real ASGI app runs in-process through httpx's ASGITransport, with its lifespan run
 by asgi-lifespan's LifespanManager: the publisher starts at start-up, the endpoints
 publish, the shutdown flushes within its bound, and a real consumer reads back what
-reached Kafka. The SIGTERM case runs the same app under uvicorn in a subprocess.
+reached Kafka. (SIGTERM under uvicorn: test_framework_sigterm.py.)
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import os
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -179,102 +175,3 @@ async def test_a_failure_the_endpoint_reported_is_not_raised_again_at_shutdown(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("publisher_closed") for m in messages), messages
     assert not any("events_not_delivered_at_shutdown" in m for m in messages), messages
-
-
-# -- SIGTERM under uvicorn -----------------------------------------------------------------
-
-UVICORN = (
-    "import logging, sys, uvicorn;"
-    "logging.basicConfig(level=logging.INFO, stream=sys.stderr,"
-    " format='%(levelname)s %(name)s %(message)s');"
-    "sys.argv[0] = 'uvicorn'; uvicorn.main()"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.mark.kafka
-@pytest.mark.slow
-def test_sigterm_under_uvicorn_delivers_every_accepted_event_and_exits_in_time(
-    kafka_bootstrap: str, kafka_topic: str
-) -> None:
-    """uvicorn runs the app in a subprocess; a client keeps posting to /orders/queued
-    while the test sends SIGTERM. Every order answered 202 (accepted) reaches the broker,
-    the shutdown flush had events in flight to deliver (linger.ms=2000), and the process
-    ends (its lifespan shutdown complete) within the shutdown bound."""
-    port, bound = free_port(), 10.0
-    env = {
-        **os.environ,
-        "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "EVENTWIRE_KAFKA_LINGER_MS": "2000",
-        "SHOP_ORDERS_TOPIC": kafka_topic,
-        "SHOP_SHUTDOWN_TIMEOUT": str(bound),
-    }
-    env.pop("EVENTWIRE_KAFKA_CONFIG", None)
-    command = [sys.executable, "-c", UVICORN, "fastapi_app:app", "--app-dir", str(EXAMPLES)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "5"]
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout or ()), daemon=True)
-    reader.start()
-    accepted: list[str] = []
-    stop = threading.Event()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while True:  # wait for the start-up (the broker check included)
-                try:
-                    client.get("/docs")
-                    break
-                except httpx.TransportError:
-                    assert proc.poll() is None and time.monotonic() < deadline, "".join(output)
-                    time.sleep(0.1)
-
-            def post_orders() -> None:
-                i = 0
-                while not stop.is_set():
-                    try:
-                        r = client.post("/orders/queued", json={"order_id": f"o-{i}", "total": 1})
-                    except httpx.TransportError:
-                        return  # the server stopped accepting
-                    if r.status_code == 202:
-                        accepted.append(f"o-{i}")
-                    i += 1
-
-            poster = threading.Thread(target=post_orders)
-            poster.start()
-            while len(accepted) < 50:
-                assert poster.is_alive(), "".join(output)
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            code = proc.wait(timeout=bound + 30)
-            took = time.monotonic() - signalled
-            stop.set()
-            poster.join(30)
-    finally:
-        stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(10)
-    log = "".join(output)
-    # uvicorn (>= 0.29) ends a graceful shutdown by re-raising the signal it caught, so
-    # the process is reported as ended by SIGTERM (-15, shell status 143), after
-    # "Application shutdown complete."; an older one exits 0.
-    assert code in (0, -signal.SIGTERM), log
-    assert "Application shutdown complete" in log, log
-    assert took < bound + 5, f"exit took {took:.1f} s\n{log}"
-    closing = [line for line in log.splitlines() if "publisher_closing" in line]
-    assert closing, log
-    assert int(closing[0].split("in_flight=")[1].split()[0]) > 0, closing  # the flush mattered
-    assert "publisher_closed" in log and "not_delivered" not in log, log
-    delivered = read_orders(kafka_bootstrap, kafka_topic, len(accepted))
-    missing = set(accepted) - set(delivered)
-    assert not missing, f"{len(missing)} accepted orders never reached Kafka: {sorted(missing)[:5]}"
