@@ -38,7 +38,7 @@ from typing import Any, TypedDict
 
 import msgspec
 from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse
@@ -185,6 +185,14 @@ def create_app(
     return app
 
 
+async def _body(request: StarletteRequest) -> PlaceOrder | JSONResponse:
+    """The request's order, or a 400 response saying what is wrong with it."""
+    try:
+        return PlaceOrder.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return JSONResponse({"detail": f"bad order: {exc}"}, status_code=400)
+
+
 def create_starlette_app(
     config: ConfigFactory | KafkaConfig | None = None,
     *,
@@ -195,7 +203,9 @@ def create_starlette_app(
     """The same service on Starlette alone (the same lifespan)."""
 
     async def place_order(request: StarletteRequest) -> JSONResponse:
-        order = PlaceOrder.model_validate_json(await request.body())
+        order = await _body(request)
+        if isinstance(order, JSONResponse):
+            return order
         try:
             result = await place(request.state.publisher, order)
         except HTTPException as exc:
@@ -203,7 +213,9 @@ def create_starlette_app(
         return JSONResponse(msgspec.to_builtins(result), status_code=201)
 
     async def queue_order(request: StarletteRequest) -> JSONResponse:
-        order = PlaceOrder.model_validate_json(await request.body())
+        order = await _body(request)
+        if isinstance(order, JSONResponse):
+            return order
         queue(request.state.publisher, order)
         return JSONResponse({"order_id": order.order_id, "status": "accepted"}, status_code=202)
 

@@ -92,6 +92,19 @@ class CapturedEvents(Generic[P]):
         """
         return [self._decode(r, cls) for r in self._matching(cls, topic)]
 
+    @overload
+    async def wait_for(
+        self, count: int, cls: type[T], *, topic: str | None = None, timeout: float = 5.0
+    ) -> list[T]: ...
+    @overload
+    async def wait_for(
+        self,
+        count: int = 1,
+        cls: None = None,
+        *,
+        topic: str | None = None,
+        timeout: float = 5.0,
+    ) -> list[Any]: ...
     async def wait_for(
         self,
         count: int = 1,

@@ -58,7 +58,8 @@ async def test_an_endpoint_awaits_the_broker_and_answers_where_the_event_is(
     framework: str, kafka_bootstrap: str, kafka_topic: str
 ) -> None:
     """POST /orders answers 201 with the topic, partition and offset the broker gave; a
-    consumer reads that record back as the typed OrderPlaced."""
+    consumer reads that record back as the typed OrderPlaced (and only it: a bad body
+    publishes nothing)."""
     app = APPS[framework](KafkaConfig(kafka_bootstrap), topic=kafka_topic, shutdown_timeout=10)
     async with (
         LifespanManager(app, **LIFESPAN_LIMITS) as manager,
@@ -67,7 +68,10 @@ async def test_an_endpoint_awaits_the_broker_and_answers_where_the_event_is(
         ) as client,
     ):
         response = await client.post("/orders", json={"order_id": "o-1", "total": 19.5})
+        bad = await client.post("/orders", json={"order_id": "", "total": -1})
     assert response.status_code == 201, response.text
+    # a bad body is refused before anything is published (FastAPI's 422, our 400)
+    assert bad.status_code == {"fastapi": 422, "starlette": 400}[framework], bad.text
     body = response.json()
     assert body["topic"] == kafka_topic and body["offset"] >= 0 and body["event_id"]
     records = read_topic(kafka_bootstrap, kafka_topic, expected=1, timeout=60, idle=0.5)
