@@ -1,7 +1,8 @@
 """In-process test helpers for code that publishes with eventwire.
 
-* :func:`capture_events` -- a real :class:`~eventwire.Publisher` over the in-memory
-  transport, and the events it sent.
+* :func:`capture_events` -- a real publisher (:class:`~eventwire.Publisher` in a
+  ``with`` block, :class:`~eventwire.AsyncPublisher` in an ``async with`` block) over
+  the in-memory transport, and the typed events it sent.
 * :class:`MemoryTransport` (and the :class:`MemoryRecord` it stores) -- an in-memory log
   with topics, partitions, offsets and injectable faults, to pass as ``transport=``.
 
@@ -9,7 +10,8 @@ Nothing here starts a process or opens a socket. The real local Kafka cluster, t
 PostgreSQL runner and the pytest fixtures live in the separate ``eventwire-devkit``
 distribution.
 
-:func:`capture_events` is like ``eventwire.observability.logging.capture_logs()``, but for events::
+:func:`capture_events` is like ``eventwire.observability.logging.capture_logs()``, but for
+events. The same helper serves sync and async tests::
 
     from eventwire.testing import capture_events
 
@@ -18,39 +20,57 @@ distribution.
             OrderService(publisher=captured.publisher).place(order)
         assert captured.events(OrderPlaced) == [OrderPlaced(order_id="o-1", ...)]
 
-The publisher is a real :class:`eventwire.Publisher` over a
-:class:`MemoryTransport`: routing, validation,
-encoding and CloudEvents headers all run exactly as in production.
+    async def test_the_async_service_publishes_order_placed():   # pytest-asyncio or anyio
+        async with capture_events() as captured:
+            await AsyncOrderService(publisher=captured.publisher).place(order)
+            assert await captured.wait_for(1, OrderPlaced) == [OrderPlaced(order_id="o-1", ...)]
+
+The publisher is a real one over a :class:`MemoryTransport`: routing, validation,
+encoding and CloudEvents headers all run exactly as in production, and
+:meth:`CapturedEvents.events` decodes what was sent back into the event classes
+(msgspec Structs, dataclasses, attrs classes, pydantic models) with the same codec.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, TypeVar
+import asyncio
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
 
+from eventwire._async_publisher import AsyncPublisher
 from eventwire._codec import Codec, TopicCodec, decode_value, resolve_codec
+from eventwire._errors import PublisherStateError
 from eventwire._event import Route
 from eventwire._publisher import Publisher
 from eventwire._router import Router
 from eventwire.transports.memory import MemoryRecord, MemoryTransport
 
-__all__ = ["CapturedEvents", "MemoryRecord", "MemoryTransport", "capture_events"]
+__all__ = ["CapturedEvents", "EventCapture", "MemoryRecord", "MemoryTransport", "capture_events"]
 
 T = TypeVar("T")
+P = TypeVar("P", Publisher, AsyncPublisher)
 
 
-class CapturedEvents:
-    """What a captured publisher sent: raw records, or decoded events."""
+class CapturedEvents(Generic[P]):
+    """What a captured publisher sent: typed events, or the raw records.
+
+    Attributes:
+        publisher: the publisher to hand to the code under test (a
+            :class:`~eventwire.Publisher` from ``with capture_events()``, an
+            :class:`~eventwire.AsyncPublisher` from ``async with capture_events()``).
+        transport: the :class:`MemoryTransport` it writes to (inject faults there).
+    """
 
     def __init__(
         self,
-        publisher: Publisher,
+        publisher: P,
         transport: MemoryTransport,
         codec: Codec | TopicCodec,
         router: Router,
     ) -> None:
-        self.publisher = publisher
+        self.publisher: P = publisher
         self.transport = transport
         self._codec = codec
         self._router = router
@@ -59,40 +79,194 @@ class CapturedEvents:
         """Every record sent (to ``topic``), by topic, partition and offset."""
         return self.transport.records(topic)
 
-    def events(self, cls: type[T], topic: str | None = None) -> list[T]:
-        """Every record of type ``cls`` decoded back into ``cls``, in send order.
+    @overload
+    def events(self, cls: type[T], topic: str | None = None) -> list[T]: ...
+    @overload
+    def events(self, cls: None = None, topic: str | None = None) -> list[Any]: ...
+    def events(self, cls: type[T] | None = None, topic: str | None = None) -> list[Any]:
+        """The events sent (of class ``cls``, to ``topic``), decoded, in send order.
 
-        Records are matched on their ``ce_type`` header, so events of other types
-        on the same topic are skipped.
+        With ``cls``, records are matched on their ``ce_type`` header, so events of
+        other types on the same topic are skipped. Without it, every event is
+        decoded into the class it was published as.
         """
-        type_name = self.publisher_type_name(cls)
-        records = [r for r in self.records(topic) if r.header("ce_type") == type_name.encode()]
-        records.sort(key=lambda r: r.sequence)
-        return [decode_value(self._codec, r.value, cls, r.topic) for r in records]
+        return [self._decode(r, cls) for r in self._matching(cls, topic)]
+
+    @overload
+    async def wait_for(
+        self, count: int, cls: type[T], *, topic: str | None = None, timeout: float = 5.0
+    ) -> list[T]: ...
+    @overload
+    async def wait_for(
+        self,
+        count: int = 1,
+        cls: None = None,
+        *,
+        topic: str | None = None,
+        timeout: float = 5.0,
+    ) -> list[Any]: ...
+    async def wait_for(
+        self,
+        count: int = 1,
+        cls: type[T] | None = None,
+        *,
+        topic: str | None = None,
+        timeout: float = 5.0,
+    ) -> list[Any]:
+        """Wait until at least ``count`` events (of ``cls``, to ``topic``) were sent.
+
+        Returns :meth:`events` ``(cls, topic)`` at that moment (all of them, so a
+        test sees any extra event too). For code under test that publishes in a
+        background task or with ``publish_nowait``. Polls the in-memory log with
+        ``asyncio.sleep`` (every 1 to 20 ms), so it runs on an asyncio loop (under
+        anyio: the ``asyncio`` backend, which :class:`AsyncPublisher` needs anyway).
+
+        Raises:
+            TimeoutError: fewer than ``count`` were sent within ``timeout`` s; the
+                message lists those that were.
+            ValueError: ``count`` < 1 or ``timeout`` < 0.
+        """
+        if count < 1 or timeout < 0:
+            raise ValueError(f"wait_for needs count >= 1 and timeout >= 0, got {count}, {timeout}")
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while len(self._matching(cls, topic)) < count:
+            if time.monotonic() >= deadline:
+                seen = self.events(cls, topic)
+                what = cls.__qualname__ if cls is not None else "any type"
+                where = f" to topic {topic!r}" if topic is not None else ""
+                raise TimeoutError(
+                    f"waited {timeout:g} s for {count} event(s) of {what}{where}; "
+                    f"{len(seen)} sent: {seen!r}"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        return self.events(cls, topic)
 
     def publisher_type_name(self, cls: type) -> str:
         """The ``ce_type`` the publisher uses for ``cls``."""
         return self._router.resolve(cls).type_name
 
+    def _matching(self, cls: type | None, topic: str | None) -> list[MemoryRecord]:
+        records = self.records(topic)
+        if cls is not None:
+            type_name = self.publisher_type_name(cls).encode()
+            records = [r for r in records if r.header("ce_type") == type_name]
+        records.sort(key=lambda r: r.sequence)
+        return records
 
-@contextmanager
+    def _decode(self, record: MemoryRecord, cls: type[T] | None) -> Any:
+        if cls is None:
+            cls = self._class_of(record)
+        return decode_value(self._codec, record.value, cls, record.topic)
+
+    def _class_of(self, record: MemoryRecord) -> type:
+        """The class a record was published as (its ``ce_type``, via the publisher's routes)."""
+        type_name = (record.header("ce_type") or b"").decode()
+        # Every class the publisher sent is bound in its router's cache.
+        routers = (self.publisher._core._router, self._router)
+        for router in routers:
+            for cls, bound in list(router.cache.items()):
+                if bound.type_name == type_name:
+                    return cls
+        raise LookupError(  # pragma: no cover - only the captured publisher writes here
+            f"no event class has ce_type {type_name!r}: pass cls to events()"
+        )
+
+
+class EventCapture:
+    """The context manager :func:`capture_events` returns: ``with`` or ``async with``.
+
+    ``with`` yields a :class:`CapturedEvents` over a :class:`~eventwire.Publisher`;
+    ``async with`` (inside a running event loop) one over an
+    :class:`~eventwire.AsyncPublisher` bound to that loop. Either way the publisher
+    is closed on exit, so a delivery failure the test never observed raises
+    :class:`~eventwire.DeliveryError` there, as it would in production.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[Any, Route] | None,
+        codec: Codec | TopicCodec | str,
+        source: str,
+        transport_options: Mapping[str, Any],
+    ) -> None:
+        self._codec = resolve_codec(codec)
+        self._routes = routes
+        self._source = source
+        self._transport_options = dict(transport_options)
+        self._sync: Publisher | None = None
+        self._async: AsyncPublisher | None = None
+
+    def _parts(self) -> tuple[MemoryTransport, dict[str, Any], Router]:
+        if self._sync is not None or self._async is not None:
+            raise PublisherStateError(
+                "this capture_events(...) is already in use: call capture_events() once per block"
+            )
+        transport = MemoryTransport(**self._transport_options)
+        options: dict[str, Any] = {
+            "routes": self._routes,
+            "codec": self._codec,
+            "source": self._source,
+            "transport": transport,
+        }
+        # The same routing as the publisher's, to name the types it sends.
+        router = Router(self._routes, source=self._source, content_type=self._codec.content_type)
+        return transport, options, router
+
+    def __enter__(self) -> CapturedEvents[Publisher]:
+        transport, options, router = self._parts()
+        publisher = self._sync = Publisher(**options)
+        return CapturedEvents(publisher, transport, self._codec, router)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        publisher, self._sync = self._sync, None
+        if publisher is not None:
+            publisher.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> CapturedEvents[AsyncPublisher]:
+        transport, options, router = self._parts()
+        publisher = self._async = AsyncPublisher(**options)
+        await publisher.start()
+        return CapturedEvents(publisher, transport, self._codec, router)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        publisher, self._async = self._async, None
+        if publisher is not None:
+            await publisher.__aexit__(exc_type, exc, tb)
+
+
 def capture_events(
     *,
     routes: Mapping[Any, Route] | None = None,
     codec: Codec | TopicCodec | str = "json",
     source: str = "eventwire-test",
     **transport_options: Any,
-) -> Iterator[CapturedEvents]:
-    """Yield a :class:`CapturedEvents` whose ``publisher`` records in memory.
+) -> EventCapture:
+    """A publisher that records in memory, and the events it sent: ``with`` or ``async with``.
 
-    The publisher is closed on exit, so a failed delivery raises DeliveryError
-    there, as it would in production. ``transport_options`` go to
-    :class:`MemoryTransport` (e.g. ``partitions=6``).
+    ``with capture_events() as captured`` gives ``captured.publisher``, a
+    :class:`~eventwire.Publisher`; ``async with capture_events() as captured`` an
+    :class:`~eventwire.AsyncPublisher` on the running loop (pytest-asyncio, anyio's
+    pytest plugin on its asyncio backend, or ``asyncio.run``). Then
+    ``captured.events(OrderPlaced)`` is the list of ``OrderPlaced`` sent, decoded,
+    and ``await captured.wait_for(n, OrderPlaced)`` waits until ``n`` were sent.
+
+    The publisher is closed on exit, so a failed delivery the test never observed
+    raises DeliveryError there, as it would in production. ``transport_options`` go
+    to :class:`MemoryTransport` (e.g. ``partitions=6``).
+
+    Raises:
+        ConfigurationError: an unknown ``codec`` name (at once, not on entering).
     """
-    codec_obj = resolve_codec(codec)
-    transport = MemoryTransport(**transport_options)
-    publisher = Publisher(routes=routes, codec=codec_obj, source=source, transport=transport)
-    # The same routing as the publisher's, to name the types it sends.
-    router = Router(routes, source=source, content_type=codec_obj.content_type)
-    with publisher:
-        yield CapturedEvents(publisher, transport, codec_obj, router)
+    return EventCapture(routes, codec, source, transport_options)

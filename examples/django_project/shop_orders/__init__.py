@@ -1,0 +1,1 @@
+"""The orders app: a view and a management command that publish OrderPlaced."""
