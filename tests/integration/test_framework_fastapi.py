@@ -150,14 +150,8 @@ async def test_shutdown_is_bounded_and_logs_what_it_could_not_deliver(
     assert any("OrderPlaced" in e and "not delivered" in e for e in errors), errors
 
 
-# Depends on the lead's AsyncPublisher change (issue 17 item 3, "failures reported once"):
-# a DeliveryError the app already observed is not raised again by close(). Today close()
-# raises it again, so the lifespan logs it a second time at shutdown. Strict xfail: once
-# the change is merged this XPASSes (fails), and the mark must be removed.
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs AsyncPublisher.close() not to re-raise observed failures (issue 17 item 3)",
-)
+# Issue 17 item 3, "failures reported once": a DeliveryError the app already observed is
+# not raised again by close() (before that change, the lifespan logged it again here).
 @pytest.mark.asyncio
 async def test_a_failure_the_endpoint_reported_is_not_raised_again_at_shutdown(
     caplog: pytest.LogCaptureFixture,
