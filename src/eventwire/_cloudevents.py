@@ -149,8 +149,17 @@ _GOOD_NAMES: set[str] = set()
 _GOOD_NAMES_MAX = 1024
 
 
+#: The W3C trace-context headers eventwire's tracing writes (its propagator's fields).
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
 def is_reserved_header(name: str) -> bool:
-    """True for a header name eventwire writes or reserves: ``ce_*`` and ``content-type``.
+    """True for a header name eventwire writes or reserves.
+
+    ``ce_*`` and ``content-type`` (the CloudEvents binding), and ``traceparent``,
+    ``tracestate`` and ``baggage`` (the W3C trace context, written from the current
+    OpenTelemetry context: a caller's own copy would be read by a consumer that keeps
+    the first, or the last, and link the event to the wrong trace).
 
     Case-insensitive: the CloudEvents Kafka binding's names are lowercase, but a
     reader that folds case would still take ``CE_ID`` for ``ce_id``. Every ``ce_``
@@ -159,7 +168,7 @@ def is_reserved_header(name: str) -> bool:
     as one that eventwire never set (and would clash if it ever sets it).
     """
     folded = name.lower()
-    return folded.startswith("ce_") or folded == "content-type"
+    return folded.startswith("ce_") or folded == "content-type" or folded in _TRACE_HEADERS
 
 
 def check_extra_headers(
@@ -222,6 +231,14 @@ def _check_header_name(name: object) -> None:
         raise SerializationError(
             f"header name {name!r} holds a NUL character: Kafka's client would cut the "
             f"name there and send it as {name.partition(chr(0))[0]!r}. Remove the NUL."
+        )
+    if name.lower() in _TRACE_HEADERS:
+        raise SerializationError(
+            f"header {name!r} is reserved: eventwire writes the W3C trace context "
+            "(traceparent, tracestate, baggage) from the current OpenTelemetry context, "
+            "and a second copy would link the event to the wrong trace. Make the span "
+            "current instead (tracer.start_as_current_span(...), or "
+            "opentelemetry.context.attach(extract(incoming_headers))) and publish inside it."
         )
     if is_reserved_header(name):
         raise SerializationError(

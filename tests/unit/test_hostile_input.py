@@ -60,6 +60,10 @@ RESERVED = [
     "Ce_Type",
     "Content-Type",
     "ce_subject",  # a CloudEvents attribute eventwire does not write: still reserved
+    "traceparent",  # the W3C trace context: eventwire's tracing writes it
+    "tracestate",
+    "baggage",
+    "TraceParent",
 ]
 
 
@@ -262,6 +266,15 @@ def test_a_ce_id_header_is_refused_pointing_at_event_id(publisher: Publisher) ->
     """The refusal of a ce_id header says to pass the id as event_id= instead."""
     with pytest.raises(SerializationError, match=r"event_id=\.\.\."):
         publisher.publish(order(1), headers=[("tenant", b"a"), ("ce_id", b"forged")])
+
+
+def test_a_traceparent_header_is_refused_pointing_at_the_current_context(
+    publisher: Publisher,
+) -> None:
+    """A caller's own traceparent (which a consumer could take for eventwire's) is refused,
+    saying to make the span current instead."""
+    with pytest.raises(SerializationError, match="start_as_current_span"):
+        publisher.publish(order(1), headers=[("traceparent", b"00-" + b"1" * 32 + b"-01")])
 
 
 def test_a_refused_header_name_is_refused_every_time(publisher: Publisher) -> None:
