@@ -98,7 +98,13 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
     """``mypy --strict`` over every program at once: the errors of each, by program id."""
     folder = tmp_path_factory.mktemp("doc_programs")
     files: dict[str, str] = {}
+    errors: dict[str, list[str]] = {}
     for n, program in enumerate(PROGRAMS):
+        try:  # a syntax error would stop mypy for every program: report it on its own
+            compile(program.source, program.id, "exec")
+        except SyntaxError as exc:
+            errors[program.id] = [f"syntax error: {exc}"]
+            continue
         name = f"doc_program_{n:03d}.py"
         (folder / name).write_text(program.source, encoding="utf-8")
         files[name] = program.id
@@ -113,7 +119,7 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
         ],
         cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
-    errors: dict[str, list[str]] = {pid: [] for pid in files.values()}
+    errors.update({pid: [] for pid in files.values()})
     for line in done.stdout.splitlines():
         match = re.match(r"(doc_program_\d+\.py):\d+: (error|note)", line)
         if match and match.group(2) == "error":
