@@ -37,6 +37,8 @@ for _path in (_ROOT / "src",):
         sys.path.insert(0, str(_path))
 
 MARKER = re.compile(r"^<!-- eventwire:generate ([a-z-]+) -->$", re.MULTILINE)
+#: The test runner's fence words (tests/docs/snippets.py), which Markdown does not know.
+_RUNNER_FENCE = re.compile(r"^```python (?:continuation|notest)[ \t]*$", re.MULTILINE)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -374,7 +376,12 @@ GENERATORS: dict[str, Callable[[], str]] = {
 
 
 def render(markdown: str) -> str:
-    """``markdown`` with every generate marker replaced by its table."""
+    """``markdown`` with every generate marker replaced by its table.
+
+    The snippet runner's fences (```` ```python continuation ````, ```` ```python notest ````)
+    become plain ```` ```python ```` fences.
+    """
+    markdown = _RUNNER_FENCE.sub("```python", markdown)
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
