@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint fmt kafka-jars registry-build asyncapi-cli postgres bench clean
+.PHONY: demo test lint docs fmt kafka-jars registry-build asyncapi-cli postgres bench clean
 
 $(STAMP): pyproject.toml devkit/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src devkit tests examples bench
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors. The reference
+# tables are generated from the code by tools/docs_hooks.py during the build.
+docs: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 fmt: $(STAMP)
 	$(BIN)/ruff format src devkit tests examples bench
 	$(BIN)/ruff check --fix src devkit tests examples bench
@@ -63,4 +69,4 @@ bench: $(STAMP) kafka-jars
 	$(BIN)/eventwire bench $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
