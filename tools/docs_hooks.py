@@ -36,6 +36,19 @@ for _path in (_ROOT / "src",):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+import typer  # noqa: E402 - after the sys.path set-up above
+
+from eventwire import _errors, _policy  # noqa: E402
+from eventwire._config import PROFILES, KafkaConfig  # noqa: E402
+from eventwire._config_load import RELAY_ENV_PREFIX  # noqa: E402
+from eventwire._errors import ErrorClass  # noqa: E402
+from eventwire._options import Options, PublisherOptions  # noqa: E402
+from eventwire.cli import outbox, schema  # noqa: E402
+from eventwire.cli._relay_settings import RelaySettings  # noqa: E402
+from eventwire.observability import logging as ew_logging  # noqa: E402
+from eventwire.observability import metrics as ew_metrics  # noqa: E402
+from eventwire.schema_registry import ENV_PREFIX, SchemaRegistryConfig  # noqa: E402
+
 MARKER = re.compile(r"^<!-- eventwire:generate ([a-z-]+) -->$", re.MULTILINE)
 #: The test runner's fence words (tests/docs/snippets.py), which Markdown does not know.
 _RUNNER_FENCE = re.compile(r"^```python (?:continuation|notest)[ \t]*$", re.MULTILINE)
@@ -144,8 +157,6 @@ def _args_section(doc: str) -> dict[str, str]:
 
 def log_events() -> str:
     """The log-event table of ``eventwire.observability.logging``."""
-    from eventwire.observability import logging as ew_logging
-
     rows = rst_simple_table(ew_logging.__doc__ or "", "event")
     table = md_table(["event", "level", "fields and meaning"], rows)
     return table + (
@@ -158,8 +169,6 @@ def log_events() -> str:
 
 def metrics() -> str:
     """The instrument table of ``eventwire.observability.metrics``."""
-    from eventwire.observability import metrics as ew_metrics
-
     rows = rst_simple_table(ew_metrics.__doc__ or "", None)
     documented = {row[0].strip("`") for row in rows}
     missing = set(ew_metrics.PROMETHEUS_NAMES) - documented
@@ -177,8 +186,6 @@ def metrics() -> str:
 
 def publisher_options() -> str:
     """The keyword options of ``Publisher`` and ``AsyncPublisher``."""
-    from eventwire._options import Options, PublisherOptions
-
     bullets: dict[str, str] = {}
     for match in re.finditer(
         r"^\s*\* (``[a-z_]+``(?: / ``[a-z_]+``)*): (.*?)(?=^\s*\* |\Z)",
@@ -205,8 +212,6 @@ def _type_text(annotation: object) -> str:
 
 def profiles() -> str:
     """The producer profiles and their librdkafka settings."""
-    from eventwire._config import PROFILES
-
     rows = [
         [f"`{name}`", ", ".join(f"`{k}={v}`" for k, v in props.items())]
         for name, props in PROFILES.items()
@@ -216,8 +221,6 @@ def profiles() -> str:
 
 def kafka_config() -> str:
     """The fields of ``KafkaConfig`` and the librdkafka property each one sets."""
-    from eventwire._config import KafkaConfig
-
     rows = []
     for f in dataclasses.fields(KafkaConfig):
         if f.name == "overrides":
@@ -233,8 +236,6 @@ def kafka_config() -> str:
 
 def relay_settings() -> str:
     """The standalone relay's ``[relay]`` settings."""
-    from eventwire.cli._relay_settings import RelaySettings
-
     comments = _field_comments(RelaySettings)
     rows = [
         [
@@ -251,8 +252,6 @@ def relay_settings() -> str:
 
 def schema_registry_settings() -> str:
     """The ``[schema_registry]`` settings (``SchemaRegistryConfig``)."""
-    from eventwire.schema_registry import ENV_PREFIX, SchemaRegistryConfig
-
     args = _args_section(SchemaRegistryConfig.__doc__ or "")
     rows = [
         [
@@ -269,9 +268,6 @@ def schema_registry_settings() -> str:
 
 def environment() -> str:
     """The environment variables eventwire reads."""
-    from eventwire._config_load import RELAY_ENV_PREFIX
-    from eventwire.schema_registry import ENV_PREFIX
-
     rows = [
         ["`EVENTWIRE_KAFKA_CONFIG`", "the config file `KafkaConfig.load()` and the commands read"],
         [
@@ -288,9 +284,6 @@ def environment() -> str:
 
 def error_codes() -> str:
     """Every error code eventwire classifies, explains or gives a remedy for."""
-    from eventwire import _errors, _policy
-    from eventwire._errors import ErrorClass
-
     codes = sorted(
         set(_policy._PERMANENT)
         | set(_policy._FATAL)
@@ -320,10 +313,6 @@ def error_codes() -> str:
 
 def cli() -> str:
     """Every built-in ``eventwire`` command: usage, help, arguments and options."""
-    import typer
-
-    from eventwire.cli import outbox, schema
-
     app = typer.Typer(name="eventwire", add_completion=False)
     app.callback()(lambda: None)
     app.add_typer(outbox.app, name="outbox")
@@ -386,7 +375,9 @@ def render(markdown: str) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in GENERATORS:
-            raise KeyError(f"unknown eventwire:generate marker {name!r}; known: {sorted(GENERATORS)}")
+            raise KeyError(
+                f"unknown eventwire:generate marker {name!r}; known: {sorted(GENERATORS)}"
+            )
         return GENERATORS[name]()
 
     return MARKER.sub(replace, markdown)

@@ -28,9 +28,7 @@ def _marks(program: snippets.Program) -> list[pytest.MarkDecorator]:
 
 
 RUNS = [pytest.param(p, id=p.id, marks=_marks(p)) for p in PROGRAMS]
-_PYTHONPATH = os.pathsep.join(
-    [str(snippets.ROOT / "src"), str(snippets.ROOT / "devkit" / "src")]
-)
+_PYTHONPATH = os.pathsep.join([str(snippets.ROOT / "src"), str(snippets.ROOT / "devkit" / "src")])
 
 
 def test_pages_have_runnable_blocks() -> None:

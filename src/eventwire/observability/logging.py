@@ -117,6 +117,10 @@ event                             level   fields
                                           relay thread ended on an exception
 ``transport_close_failed``        error   (with the traceback) -- closing the relay's
                                           fatal producer failed
+``tls_verification_disabled``     warning ``properties``, ``risk``, ``hint`` -- a config turns off
+                                          the broker's certificate or host-name check
+``config_file_exposes_secret``    warning ``file``, ``properties``, ``mode``, ``hint`` -- a config
+                                          file other users can read holds a secret inline
 ``decode_failed``                 warning ``topic``, ``partition``, ``offset``, ``kind``,
                                           ``event_id``, ``event_type``, ``reason`` -- a
                                           consumed record could not be decoded
