@@ -50,19 +50,19 @@ test: $(STAMP) kafka-jars registry-build asyncapi-cli postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src devkit tests examples bench
-	$(BIN)/ruff format --check src devkit tests examples bench
+	$(BIN)/ruff check src devkit tests examples bench tools
+	$(BIN)/ruff format --check src devkit tests examples bench tools
 	$(BIN)/mypy
 
 # The documentation site (mkdocs.yml, docs/) into site/, warnings as errors. The reference
-# tables are generated from the code by tools/docs_hooks.py during the build.
+# tables are generated from the code by tools/docs_hooks.py during the build. The docs
+# extra (MkDocs, Material, mkdocstrings) comes with the dev extra the venv has.
 docs: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src devkit tests examples bench
-	$(BIN)/ruff check --fix src devkit tests examples bench
+	$(BIN)/ruff format src devkit tests examples bench tools
+	$(BIN)/ruff check --fix src devkit tests examples bench tools
 
 bench: $(STAMP) kafka-jars
 	$(BIN)/python -m pip install -q -e '.[bench]'

@@ -229,7 +229,8 @@ def kafka_config() -> str:
             prop = "(eventwire's own: `profile`)"
         else:
             prop = f"`{f.name.replace('_', '.')}`"
-        secret = "yes" if "Secret" in str(f.type) else ""
+        secret = "per property" if f.name == "overrides" else ""
+        secret = secret or ("yes" if str(f.type).startswith("Secret") else "")
         rows.append([f"`{f.name}`", prop, _default(f), secret])
     return md_table(["field", "file key / librdkafka property", "default", "secret"], rows)
 
