@@ -28,6 +28,7 @@ import re
 import sys
 import typing
 from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from eventwire._config import PROFILES, KafkaConfig  # noqa: E402
 from eventwire._config_load import RELAY_ENV_PREFIX  # noqa: E402
 from eventwire._errors import ErrorClass  # noqa: E402
 from eventwire._options import Options, PublisherOptions  # noqa: E402
-from eventwire.cli import outbox, schema  # noqa: E402
+from eventwire.cli._app import COMMANDS_GROUP, build_app  # noqa: E402
 from eventwire.cli._relay_settings import RelaySettings  # noqa: E402
 from eventwire.observability import logging as ew_logging  # noqa: E402
 from eventwire.observability import metrics as ew_metrics  # noqa: E402
@@ -312,43 +313,48 @@ def error_codes() -> str:
     )
 
 
+def _params_table(params: Sequence[Any]) -> str:
+    rows = []
+    for param in params:
+        if param.param_type_name == "option":
+            names = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
+            default = ""
+            if not param.required and param.default not in (None, False, ()):
+                default = f" (default: `{param.default}`)"
+            rows.append([names, (param.help or "").replace("*", "\\*") + default])
+        else:
+            help_text = getattr(param, "help", "") or ""
+            rows.append([f"`{(param.name or '').upper()}`", help_text])
+    return md_table(["argument / option", "meaning"], rows) + "\n" if rows else ""
+
+
 def cli() -> str:
-    """Every built-in ``eventwire`` command: usage, help, arguments and options."""
-    app = typer.Typer(name="eventwire", add_completion=False)
-    app.callback()(lambda: None)
-    app.add_typer(outbox.app, name="outbox")
-    app.add_typer(outbox.dlq_app, name="dlq")
-    app.add_typer(schema.app, name="schema")
-    root = typer.main.get_command(app)
-    parts: list[str] = []
+    """Every built-in ``eventwire`` command: usage, help, arguments and options.
+
+    The app is the real one (:func:`eventwire.cli._app.build_app`), without the commands
+    other installed distributions plug in (``eventwire.commands`` entry points).
+    """
+    plugins = {ep.name for ep in entry_points(group=COMMANDS_GROUP)}
+    root = typer.main.get_command(build_app())
+    parts: list[str] = ["### `eventwire`\n", _params_table(root.params)]
 
     def walk(command: Any, path: list[str]) -> None:
         subcommands = getattr(command, "commands", None)
         if subcommands is not None:
             for name in sorted(subcommands):
+                if len(path) == 1 and name in plugins:
+                    continue
                 walk(subcommands[name], [*path, name])
             return
         ctx = type(command).context_class(command, info_name=" ".join(path))
         parts.append(f"### `{' '.join(path)}`\n")
-        parts.append(f"```text\n{' '.join(command.collect_usage_pieces(ctx))}\n```\n"
-                     .replace("```text\n", f"```text\n{' '.join(path)} "))  # fmt: skip
-        parts.append(inspect.cleandoc(command.help or "") + "\n")
-        rows = []
-        for param in command.params:
-            if param.param_type_name == "option":
-                names = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
-                default = ""
-                if not param.required and param.default not in (None, False, ()):
-                    default = f" (default: `{param.default}`)"
-                rows.append([names, (param.help or "") + default])
-            else:
-                help_text = getattr(param, "help", "") or ""
-                rows.append([f"`{(param.name or '').upper()}`", help_text])
-        if rows:
-            parts.append(md_table(["argument / option", "meaning"], rows) + "\n")
+        usage = " ".join([*path, *command.collect_usage_pieces(ctx)])
+        help_text = inspect.cleandoc(command.help or "")
+        parts.append(f"```text\n{usage}\n\n{help_text}\n```\n")
+        parts.append(_params_table(command.params))
 
     walk(root, ["eventwire"])
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
 GENERATORS: dict[str, Callable[[], str]] = {
