@@ -133,6 +133,22 @@ def all_programs() -> list[Program]:
     return [p for page in pages() for p in programs(page)]
 
 
+_CONFIG_FENCE = re.compile(
+    r"^```(?P<lang>toml|properties)[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL
+)
+
+
+def config_blocks() -> list[Block]:
+    """Every ```toml and ```properties block of the pages (config files, as shown)."""
+    out = []
+    for path in pages():
+        text = path.read_text(encoding="utf-8")
+        for match in _CONFIG_FENCE.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            out.append(Block(_name(path), line, match.group("lang"), match.group("code")))
+    return out
+
+
 def all_notest() -> list[Block]:
     """The blocks not run, with their reasons."""
     return [b for page in pages() for b in blocks(page) if b.kind == "notest"]
