@@ -66,7 +66,9 @@ def rst_to_md(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """A table cell: pipes escaped outside code spans (inside them they are literal)."""
+    parts = text.split("`")
+    return "`".join(p if k % 2 else p.replace("|", "\\|") for k, p in enumerate(parts))
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -36,9 +36,23 @@ def _load_hooks() -> ModuleType:
 hooks = _load_hooks()
 
 
+def _split_row(row: str) -> list[str]:
+    """The cells of a Markdown table row (pipes inside code spans or escaped stay)."""
+    cells, cell, in_code, escaped = [], "", False, False
+    for char in row.strip().strip("|"):
+        if char == "|" and not in_code and not escaped:
+            cells.append(cell.strip())
+            cell = ""
+            continue
+        in_code = in_code != (char == "`")
+        escaped = char == "\\"
+        cell += char
+    return [*cells, cell.strip()]
+
+
 def _cells(table: str, column: int = 0) -> list[str]:
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
-    return [row.split(" | ")[column].strip("| `") for row in rows]
+    return [_split_row(row)[column].strip("`") for row in rows]
 
 
 def test_every_marker_on_the_pages_is_known_and_every_table_is_used() -> None:
