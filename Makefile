@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint fmt kafka-jars registry-build asyncapi-cli postgres bench clean
+.PHONY: demo test lint docs fmt kafka-jars registry-build asyncapi-cli postgres bench clean
 
 $(STAMP): pyproject.toml devkit/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,17 +50,23 @@ test: $(STAMP) kafka-jars registry-build asyncapi-cli postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src devkit tests examples bench
-	$(BIN)/ruff format --check src devkit tests examples bench
+	$(BIN)/ruff check src devkit tests examples bench tools
+	$(BIN)/ruff format --check src devkit tests examples bench tools
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors. The reference
+# tables are generated from the code by tools/docs_hooks.py during the build. The docs
+# extra (MkDocs, Material, mkdocstrings) comes with the dev extra the venv has.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 fmt: $(STAMP)
-	$(BIN)/ruff format src devkit tests examples bench
-	$(BIN)/ruff check --fix src devkit tests examples bench
+	$(BIN)/ruff format src devkit tests examples bench tools
+	$(BIN)/ruff check --fix src devkit tests examples bench tools
 
 bench: $(STAMP) kafka-jars
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/eventwire bench $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

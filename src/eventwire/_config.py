@@ -66,6 +66,7 @@ __all__ = [
     "is_secret_key",
 ]
 
+#: The name of a producer profile: the librdkafka settings of :data:`PROFILES`.
 Profile = Literal["reliable", "low_latency", "high_throughput"]
 #: What a secret value is shown as.
 _MASK = "***"

@@ -66,10 +66,6 @@ event                             level   fields
                                           unobserved failures than a publisher keeps for
                                           ``flush()``/``close()``; the rest are counted
                                           (``DeliveryError.not_kept``)
-``tls_verification_disabled``     warning ``properties``, ``risk``, ``hint`` -- a config
-                                          turns off broker certificate checks
-``config_file_exposes_secret``    warning ``file``, ``properties``, ``mode``, ``hint`` --
-                                          a world-readable config file holds a secret inline
 ``buffer_full``                   warning ``event_id``, ``event_type``, ``topic`` -- the local
                                           queue is full; ``publish()`` waits up to
                                           ``enqueue_timeout``; collapsed per topic
@@ -125,6 +121,10 @@ event                             level   fields
                                           relay thread ended on an exception
 ``transport_close_failed``        error   (with the traceback) -- closing the relay's
                                           fatal producer failed
+``tls_verification_disabled``     warning ``properties``, ``risk``, ``hint`` -- a config turns off
+                                          the broker's certificate or host-name check
+``config_file_exposes_secret``    warning ``file``, ``properties``, ``mode``, ``hint`` -- a config
+                                          file other users can read holds a secret inline
 ``decode_failed``                 warning ``topic``, ``partition``, ``offset``, ``kind``,
                                           ``event_id``, ``event_type``, ``reason`` -- a
                                           consumed record could not be decoded
