@@ -208,6 +208,10 @@ async def _driver_connection(connection: Any) -> Any:
             connection = await connection.connection()
         get_raw = getattr(connection, "get_raw_connection", None)
         if get_raw is not None:
+            if not connection.in_transaction():
+                # Else SQLAlchemy knows of no transaction: its commit() would do nothing
+                # and the pool would roll the driver's (holding the event) back.
+                await connection.begin()
             return (await get_raw()).driver_connection
     return connection
 

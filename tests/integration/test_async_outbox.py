@@ -1,0 +1,219 @@
+"""AsyncPublisher(outbox=...) and await stage() on SQLite and PostgreSQL, to the real broker.
+
+Each test runs on both databases: the store, the caller's async connection
+(aiosqlite / psycopg AsyncConnection) and an SQLAlchemy async engine on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from eventwire import AsyncPublisher, DeliveryError, DeliveryResult, KafkaConfig, Route
+from eventwire.outbox import OutboxRelay, OutboxStore, SQLiteOutbox
+from eventwire.outbox.postgres import PostgresOutbox
+from eventwire.transports.kafka import KafkaTransport
+from eventwire_devkit.consume import read_topic
+
+pytestmark = pytest.mark.kafka
+
+
+class Placed(msgspec.Struct, frozen=True):
+    order_id: str
+    n: int
+
+
+@dataclass
+class Database:
+    """One database as the tests use it: its store, an async connection, a SQLAlchemy URL."""
+
+    name: str
+    store: Callable[[], OutboxStore]
+    connect: Callable[[], Awaitable[Any]]
+    sqlalchemy_url: str
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """SQLite in a temporary file, or the session's PostgreSQL with fresh tables."""
+    if request.param == "sqlite":
+        path = tmp_path / "app.db"
+        SQLiteOutbox(path).close()  # the outbox tables, before the app's connections
+        yield Database(
+            "sqlite",
+            lambda: SQLiteOutbox(path),
+            lambda: aiosqlite.connect(path, timeout=30),
+            f"sqlite+aiosqlite:///{path}",
+        )
+        return
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for table in ("eventwire_outbox", "eventwire_outbox_relays", "orders"):
+            admin.execute(f"DROP TABLE IF EXISTS {table}")
+    PostgresOutbox(dsn).close()
+    yield Database(
+        "postgres",
+        lambda: PostgresOutbox(dsn),
+        lambda: psycopg.AsyncConnection.connect(dsn),
+        "postgresql+psycopg://" + dsn.removeprefix("postgresql://"),
+    )
+
+
+def routes(topic: str) -> dict[type, Route]:
+    return {Placed: Route(topic=topic, key="order_id", type_name="test.Placed")}
+
+
+def delivered_ids(bootstrap: str, topic: str, expected: int) -> list[str]:
+    records = read_topic(bootstrap, topic, expected=expected, timeout=60, idle=1.5)
+    return [(r.header("ce_id") or b"").decode() for r in records]
+
+
+async def relayed(store: OutboxStore, timeout: float = 60) -> None:
+    """Wait until the publisher's relay shipped every row (flush() waits only for
+    published events, not staged ones)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await asyncio.to_thread(store.status)).pending:
+        assert asyncio.get_running_loop().time() < deadline, "the relay did not drain"
+        await asyncio.sleep(0.05)
+
+
+async def create_orders(db: Database) -> None:
+    conn = await db.connect()
+    await conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT)")
+    await conn.commit()
+    await conn.close()
+
+
+class TestPublish:
+    def test_every_published_event_resolves_at_the_ack_and_lands_once_in_key_order(
+        self, database: Database, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """300 events through await publish()/publish_many(): each resolves with a real
+        partition and offset, and the topic holds each once, in publish order per key."""
+        store = database.store()
+
+        async def main() -> list[Any]:
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store
+            ) as pub:
+                singles = [await pub.publish(Placed(f"k{n % 5}", n)) for n in range(50)]
+                many = await pub.publish_many(Placed(f"k{n % 5}", n) for n in range(50, 300))
+                return [*singles, *many]
+
+        results = asyncio.run(main())
+        assert all(isinstance(r, DeliveryResult) and r.offset >= 0 for r in results)
+        records = read_topic(kafka_bootstrap, kafka_topic, expected=300, timeout=60, idle=1.5)
+        ids = [(r.header("ce_id") or b"").decode() for r in records]
+        assert sorted(ids) == sorted(r.event_id for r in results)
+        by_key: dict[bytes | None, list[int]] = {}
+        for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+            by_key.setdefault(r.key, []).append(msgspec.json.decode(r.value)["n"])
+        assert all(ns == sorted(ns) for ns in by_key.values())
+        assert store.status().pending == 0
+
+    def test_with_relay_false_events_wait_in_the_outbox_for_the_sync_relay(
+        self, database: Database, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """relay=False: close() settles the futures as _IN_OUTBOX (durable, do not
+        re-send) and the rows wait in the same table; the sync OutboxRelay ships them."""
+        store = database.store()
+
+        async def main() -> list[Any]:
+            pub = AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            )
+            await pub.start()
+            futures = [pub.publish_nowait(Placed("k", n)) for n in range(20)]
+            await pub.close(5)
+            return await asyncio.gather(*futures, return_exceptions=True)
+
+        outcomes = asyncio.run(main())
+        assert all(
+            isinstance(o, DeliveryError) and o.failures[0].code == "_IN_OUTBOX" for o in outcomes
+        )
+        assert store.status().pending == 20
+        relay = OutboxRelay(store, lambda: KafkaTransport(KafkaConfig(kafka_bootstrap)))
+        assert relay.drain(timeout=60)
+        relay.stop()
+        ids = delivered_ids(kafka_bootstrap, kafka_topic, 20)
+        assert sorted(ids) == sorted(o.failures[0].event_id for o in outcomes)
+
+
+class TestStage:
+    def test_staged_in_a_committed_transaction_is_sent_and_rolled_back_is_not(
+        self, database: Database, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """stage() on the driver's async connection joins the caller's transaction: the
+        committed event (and its domain row) lands, the rolled-back one never does."""
+        store = database.store()
+
+        async def main() -> tuple[str, str]:
+            await create_orders(database)
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store
+            ) as pub:
+                conn = await database.connect()
+                await conn.execute("INSERT INTO orders VALUES ('kept')")
+                kept = await pub.stage(Placed("kept", 1), connection=conn)
+                await conn.commit()
+                await conn.execute("INSERT INTO orders VALUES ('dropped')")
+                dropped = await pub.stage(Placed("dropped", 2), connection=conn)
+                await conn.rollback()
+                await conn.close()
+                await relayed(store)
+            return kept, dropped
+
+        kept, dropped = asyncio.run(main())
+        ids = delivered_ids(kafka_bootstrap, kafka_topic, 1)
+        assert ids == [kept]
+        assert dropped not in ids
+        assert store.status().pending == 0
+
+    def test_staged_through_an_sqlalchemy_async_session_follows_its_commit(
+        self, database: Database, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """stage(connection=AsyncSession) writes in the session's transaction: sent after
+        session.commit(), never after session.rollback()."""
+        store = database.store()
+
+        async def main() -> tuple[list[str], list[str]]:
+            await create_orders(database)
+            engine = create_async_engine(database.sqlalchemy_url)
+            sessions = async_sessionmaker(engine, class_=AsyncSession)
+            kept: list[str] = []
+            dropped: list[str] = []
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store
+            ) as pub:
+                for n in range(6):
+                    async with sessions() as session:
+                        await session.execute(text("INSERT INTO orders VALUES (:id)"), {"id": n})
+                        ce_id = await pub.stage(Placed(f"s{n}", n), connection=session)
+                        if n % 2:
+                            await session.rollback()
+                            dropped.append(ce_id)
+                        else:
+                            await session.commit()
+                            kept.append(ce_id)
+                async with engine.connect() as conn:  # an AsyncConnection works too
+                    ce_id = await pub.stage(Placed("c", 9), connection=conn)
+                    await conn.commit()
+                    kept.append(ce_id)
+                await relayed(store)
+            await engine.dispose()
+            return kept, dropped
+
+        kept, dropped = asyncio.run(main())
+        ids = delivered_ids(kafka_bootstrap, kafka_topic, len(kept))
+        assert sorted(ids) == sorted(kept)
+        assert not set(ids) & set(dropped)
