@@ -13,13 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from eventwire import AsyncPublisher, DeliveryError, DeliveryResult, KafkaConfig, Route
+from eventwire import (
+    AsyncPublisher,
+    ConfigurationError,
+    DeliveryError,
+    DeliveryResult,
+    KafkaConfig,
+    Route,
+)
 from eventwire.outbox import OutboxRelay, OutboxStore, SQLiteOutbox
 from eventwire.outbox.postgres import PostgresOutbox
 from eventwire.transports.kafka import KafkaTransport
@@ -217,3 +225,76 @@ class TestStage:
         ids = delivered_ids(kafka_bootstrap, kafka_topic, len(kept))
         assert sorted(ids) == sorted(kept)
         assert not set(ids) & set(dropped)
+
+
+class TestPostgresDrivers:
+    def test_asyncpg_connection_and_sqlalchemy_on_asyncpg_follow_the_transaction(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """stage() through an asyncpg Connection (inside conn.transaction()) and through an
+        SQLAlchemy AsyncSession on asyncpg: committed events land, rolled-back ones never."""
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("DROP TABLE IF EXISTS orders")
+            admin.execute("CREATE TABLE orders (id TEXT)")
+        store = PostgresOutbox(postgres_dsn)
+
+        async def main() -> tuple[list[str], list[str]]:
+            kept: list[str] = []
+            dropped: list[str] = []
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store
+            ) as pub:
+                conn = await asyncpg.connect(postgres_dsn)
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO orders VALUES ('a')")
+                    kept.append(await pub.stage(Placed("a", 1), connection=conn))
+                undone = conn.transaction()
+                await undone.start()
+                dropped.append(await pub.stage(Placed("b", 2), connection=conn))
+                await undone.rollback()
+                await conn.close()
+                url = "postgresql+asyncpg://" + postgres_dsn.removeprefix("postgresql://")
+                engine = create_async_engine(url)
+                for n in range(4):
+                    async with AsyncSession(engine) as session:
+                        # stage() first: the event must still be in the session's transaction
+                        ce_id = await pub.stage(Placed(f"s{n}", n), connection=session)
+                        if n % 2:
+                            await session.rollback()
+                            dropped.append(ce_id)
+                        else:
+                            await session.commit()
+                            kept.append(ce_id)
+                await engine.dispose()
+                await relayed(store)
+            return kept, dropped
+
+        kept, dropped = asyncio.run(main())
+        ids = delivered_ids(kafka_bootstrap, kafka_topic, len(kept))
+        assert sorted(ids) == sorted(kept)
+        assert not set(ids) & set(dropped)
+
+    def test_an_autocommit_connection_is_refused_before_writing(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """A psycopg AsyncConnection in autocommit (or asyncpg outside a transaction) would
+        commit the event whatever the caller does: ConfigurationError, nothing stored."""
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("DROP TABLE IF EXISTS eventwire_outbox")
+        store = PostgresOutbox(postgres_dsn)
+
+        async def main() -> None:
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            ) as pub:
+                conn = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
+                with pytest.raises(ConfigurationError, match="not in a transaction"):
+                    await pub.stage(Placed("a", 1), connection=conn)
+                await conn.close()
+                raw = await asyncpg.connect(postgres_dsn)
+                with pytest.raises(ConfigurationError, match="not in a transaction"):
+                    await pub.stage(Placed("a", 1), connection=raw)
+                await raw.close()
+
+        asyncio.run(main())
+        assert store.status().pending == 0

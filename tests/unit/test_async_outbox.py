@@ -69,6 +69,25 @@ class TestStageErrors:
         asyncio.run(main())
         assert store.status().pending == 0
 
+    def test_an_autocommit_aiosqlite_connection_is_refused(self, tmp_path: Path) -> None:
+        """aiosqlite with isolation_level=None outside a transaction would commit the
+        event at once: ConfigurationError saying to open a transaction; nothing stored."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+
+        async def main() -> None:
+            async with (
+                publisher(store, MemoryTransport(), relay=False) as pub,
+                aiosqlite.connect(tmp_path / "o.db", isolation_level=None) as conn,
+            ):
+                with pytest.raises(ConfigurationError, match="not in a transaction"):
+                    await pub.stage(Placed("o", 1), connection=conn)
+                await conn.execute("BEGIN")  # an explicit transaction is fine
+                await pub.stage(Placed("o", 2), connection=conn)
+                await conn.execute("ROLLBACK")
+
+        asyncio.run(main())
+        assert store.status().pending == 0
+
     def test_stage_after_close_is_a_state_error(self, tmp_path: Path) -> None:
         """A closed publisher refuses stage() before touching the caller's transaction."""
         store = SQLiteOutbox(tmp_path / "o.db")

@@ -11,14 +11,19 @@ driven by an async connection, the table is the same, and the same sync relay
   :meth:`PostgresOutbox.add`); any other store (SQLite) through its own
   ``add()`` in a worker thread, so the loop never waits on a file lock or an fsync.
 * :func:`stage` -- a write in the caller's open transaction on an asyncio
-  connection: psycopg ``AsyncConnection``, aiosqlite ``Connection``, or an
-  SQLAlchemy ``AsyncSession``/``AsyncConnection`` on either driver.
+  connection: psycopg ``AsyncConnection`` or asyncpg ``Connection``
+  (PostgreSQL), aiosqlite ``Connection`` (SQLite), or an SQLAlchemy
+  ``AsyncSession``/``AsyncConnection`` on one of them. A connection that would
+  commit the event at once (autocommit, no open transaction) is refused: the
+  event must be sent if and only if the caller commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,8 +39,8 @@ __all__ = ["ACCEPTED_CONNECTIONS", "AsyncWriter", "stage", "writer_for"]
 
 #: What ``await AsyncPublisher.stage(connection=...)`` accepts, for error messages.
 ACCEPTED_CONNECTIONS = (
-    "a psycopg AsyncConnection (PostgresOutbox), an aiosqlite Connection (SQLiteOutbox), "
-    "or an SQLAlchemy AsyncSession/AsyncConnection on psycopg or aiosqlite"
+    "a psycopg AsyncConnection or an asyncpg Connection (PostgresOutbox), an aiosqlite "
+    "Connection (SQLiteOutbox), or an SQLAlchemy AsyncSession/AsyncConnection on one of them"
 )
 
 _Execute = Callable[[_plan.Step], Awaitable[Any]]
@@ -182,20 +187,55 @@ async def stage(store: OutboxStore, entries: Sequence[OutboxEntry], connection: 
         Exception: the driver's own errors, unchanged (the transaction is the caller's).
     """
     conn = await _driver_connection(connection)
-    module = type(conn).__module__
-    if isinstance(store, postgres.PostgresOutbox) and module.startswith("psycopg"):
+    module = _driver(conn)
+    plan: _plan.Plan | None = None
+    if isinstance(store, postgres.PostgresOutbox) and module in ("psycopg", "asyncpg"):
+        plan = postgres.insert_plan(entries)
+    elif isinstance(store, sqlite.SQLiteOutbox) and module == "aiosqlite":
+        plan = sqlite.insert_plan(entries)
+    execute = _EXECUTORS[module](conn) if plan is not None and module in _EXECUTORS else None
+    if plan is None or execute is None:
+        raise ConfigurationError(
+            f"AsyncPublisher.stage(connection=...) with {type(store).__name__} cannot write "
+            f"through {type(connection).__module__}.{type(connection).__name__}; it takes "
+            f"{ACCEPTED_CONNECTIONS}, of the outbox's own database. For a blocking "
+            "connection (sqlite3, psycopg Connection, SQLAlchemy Session) use Publisher.stage()"
+        )
+    if not _in_transaction(module, conn):
+        raise ConfigurationError(
+            f"AsyncPublisher.stage(connection=...) got a {module} connection that is not in a "
+            "transaction (autocommit): the event would be committed at once, whatever your "
+            "transaction does. Open the transaction first (psycopg: autocommit=False or "
+            "`async with conn.transaction()`; asyncpg: `async with conn.transaction()`)"
+        )
+    return await _plan.arun(plan, execute)
+
+
+def _driver(conn: Any) -> str:
+    """``"psycopg"``, ``"asyncpg"`` or ``"aiosqlite"`` for their async connections, else ``""``."""
+    module = type(conn).__module__.partition(".")[0]
+    if module == "psycopg":
         import psycopg  # noqa: PLC0415
 
-        if isinstance(conn, psycopg.AsyncConnection):
-            return await _plan.arun(postgres.insert_plan(entries), _psycopg_executor(conn))
-    if isinstance(store, sqlite.SQLiteOutbox) and module.startswith("aiosqlite"):
-        return await _plan.arun(sqlite.insert_plan(entries), _aiosqlite_executor(conn))
-    raise ConfigurationError(
-        f"AsyncPublisher.stage(connection=...) with {type(store).__name__} cannot write "
-        f"through {type(connection).__module__}.{type(connection).__name__}; it takes "
-        f"{ACCEPTED_CONNECTIONS}, of the outbox's own database. For a blocking "
-        "connection (sqlite3, psycopg Connection, SQLAlchemy Session) use Publisher.stage()"
-    )
+        return module if isinstance(conn, psycopg.AsyncConnection) else ""
+    if module == "asyncpg":
+        import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        return module if isinstance(conn, asyncpg.Connection) else ""
+    if module == "aiosqlite":
+        import aiosqlite  # noqa: PLC0415
+
+        return module if isinstance(conn, aiosqlite.Connection) else ""
+    return ""
+
+
+def _in_transaction(module: str, conn: Any) -> bool:
+    """False if a statement on ``conn`` would commit at once (autocommit, no transaction)."""
+    if module == "asyncpg":
+        return bool(conn.is_in_transaction())
+    if module == "psycopg":
+        return not conn.autocommit or conn.info.transaction_status != 0  # 0: IDLE
+    return conn.isolation_level is not None or bool(conn.in_transaction)  # aiosqlite
 
 
 async def _driver_connection(connection: Any) -> Any:
@@ -212,7 +252,11 @@ async def _driver_connection(connection: Any) -> Any:
                 # Else SQLAlchemy knows of no transaction: its commit() would do nothing
                 # and the pool would roll the driver's (holding the event) back.
                 await connection.begin()
-            return (await get_raw()).driver_connection
+            driver = (await get_raw()).driver_connection
+            if type(driver).__module__.startswith("asyncpg") and not driver.is_in_transaction():
+                # SQLAlchemy opens asyncpg's transaction at its first statement.
+                await connection.exec_driver_sql("SELECT 1")
+            return driver
     return connection
 
 
@@ -247,3 +291,34 @@ def _aiosqlite_executor(conn: Any) -> _Execute:
         return None
 
     return execute
+
+
+_PLACEHOLDER = re.compile(r"%s")
+
+
+def _numbered(sql: str) -> str:
+    """The stores' psycopg SQL (``%s``) with asyncpg's placeholders (``$1``, ``$2`` ...)."""
+    count = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda _: f"${next(count)}", sql)
+
+
+def _asyncpg_executor(conn: Any) -> _Execute:
+    """Run a plan's steps on an asyncpg Connection (``Each``: one statement per row)."""
+
+    async def execute(step: _plan.Step) -> Any:
+        sql = _numbered(step.sql)
+        if isinstance(step, _plan.Fetch):
+            return [tuple(r) for r in await conn.fetch(sql, *step.params)]
+        if isinstance(step, _plan.Many):
+            await conn.executemany(sql, step.param_sets)
+            return None
+        return [await conn.fetchrow(sql, *params) for params in step.param_sets]
+
+    return execute
+
+
+_EXECUTORS: dict[str, Callable[[Any], _Execute]] = {
+    "psycopg": _psycopg_executor,
+    "asyncpg": _asyncpg_executor,
+    "aiosqlite": _aiosqlite_executor,
+}
