@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_GROUP_COMMIT", "AsyncOutboxSink"]
 
 #: Events committed in one transaction at most (those waiting while a commit ran).
-MAX_GROUP_COMMIT = 500
+MAX_GROUP_COMMIT = 1000
 
 
 class AsyncOutboxSink:
