@@ -95,6 +95,29 @@ async def relayed(store: OutboxStore, timeout: float = 60) -> None:
         await asyncio.sleep(0.05)
 
 
+async def stage_in_sessions(
+    pub: AsyncPublisher,
+    sessions: async_sessionmaker[AsyncSession],
+    count: int,
+    kept: list[str],
+    dropped: list[str],
+    *,
+    domain_write: bool,
+) -> None:
+    """Stage one event per session; commit the even ones, roll back the odd ones."""
+    for n in range(count):
+        async with sessions() as session:
+            if domain_write:
+                await session.execute(text("INSERT INTO orders VALUES (:id)"), {"id": n})
+            ce_id = await pub.stage(Placed(f"s{n}", n), connection=session)
+            if n % 2:
+                await session.rollback()
+                dropped.append(ce_id)
+            else:
+                await session.commit()
+                kept.append(ce_id)
+
+
 async def create_orders(db: Database) -> None:
     conn = await db.connect()
     await conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT)")
@@ -203,16 +226,7 @@ class TestStage:
             async with AsyncPublisher(
                 kafka_bootstrap, routes=routes(kafka_topic), outbox=store
             ) as pub:
-                for n in range(6):
-                    async with sessions() as session:
-                        await session.execute(text("INSERT INTO orders VALUES (:id)"), {"id": n})
-                        ce_id = await pub.stage(Placed(f"s{n}", n), connection=session)
-                        if n % 2:
-                            await session.rollback()
-                            dropped.append(ce_id)
-                        else:
-                            await session.commit()
-                            kept.append(ce_id)
+                await stage_in_sessions(pub, sessions, 6, kept, dropped, domain_write=True)
                 async with engine.connect() as conn:  # an AsyncConnection works too
                     ce_id = await pub.stage(Placed("c", 9), connection=conn)
                     await conn.commit()
@@ -255,16 +269,9 @@ class TestPostgresDrivers:
                 await conn.close()
                 url = "postgresql+asyncpg://" + postgres_dsn.removeprefix("postgresql://")
                 engine = create_async_engine(url)
-                for n in range(4):
-                    async with AsyncSession(engine) as session:
-                        # stage() first: the event must still be in the session's transaction
-                        ce_id = await pub.stage(Placed(f"s{n}", n), connection=session)
-                        if n % 2:
-                            await session.rollback()
-                            dropped.append(ce_id)
-                        else:
-                            await session.commit()
-                            kept.append(ce_id)
+                # stage() first in each session: it must still join the session's transaction
+                sessions = async_sessionmaker(engine, class_=AsyncSession)
+                await stage_in_sessions(pub, sessions, 4, kept, dropped, domain_write=False)
                 await engine.dispose()
                 await relayed(store)
             return kept, dropped

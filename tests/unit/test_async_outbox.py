@@ -123,6 +123,37 @@ class TestStageErrors:
         assert store.status().pending == 1
 
 
+class TestStageKeepsNothing:
+    def test_staged_events_leave_no_commit_in_flight_and_no_retained_reports(
+        self, tmp_path: Path
+    ) -> None:
+        """stage() is not a publisher commit: once the relay shipped the staged events,
+        the publisher holds no commit in flight and keeps none of the relay's reports
+        (a leaked one would keep every later report in memory)."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        memory = MemoryTransport()
+
+        async def main() -> tuple[set[int], int]:
+            async with (
+                publisher(store, memory) as pub,
+                aiosqlite.connect(tmp_path / "o.db") as conn,
+            ):
+                for n in range(3):
+                    await pub.stage(Placed("o", n), connection=conn)
+                await conn.commit()
+                await pub.publish(Placed("o", 3))
+                while store.status().pending:
+                    await asyncio.sleep(0.02)
+                assert pub._outbox is not None
+                tracked = pub._outbox.sink._tracked
+                return set(tracked._adds), len(tracked._early)
+
+        adds, early = asyncio.run(main())
+        assert adds == set()
+        assert early == 0
+        assert len(memory.records("orders")) == 4
+
+
 class TestPublishErrors:
     def test_a_commit_that_cannot_get_the_lock_raises_outbox_write_error(
         self, tmp_path: Path

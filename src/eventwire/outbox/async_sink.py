@@ -80,8 +80,12 @@ class AsyncOutboxSink:
                 try:
                     await self._commit(batch)
                 except EventIdConflictError:  # one event's fault: commit the others alone
-                    for record in batch:
-                        await self._commit([record], quiet=True)
+                    for i, record in enumerate(batch):
+                        try:
+                            await self._commit([record], quiet=True)
+                        except asyncio.CancelledError:
+                            queue.extendleft(reversed(batch[i + 1 :]))  # close() fails them
+                            raise
         finally:
             self._task = None
 
@@ -121,8 +125,7 @@ class AsyncOutboxSink:
 
     async def stage(self, record: Record, connection: Any) -> str:
         """Add the (untraced) record in the caller's open transaction; return its event id."""
-        entries, _ = self.sink.begin_commit([record])
-        await stage(self.store, entries, connection)
+        await stage(self.store, self.sink.entries_of([record]), connection)
         return record.handle.event_id
 
     async def _wait_for_commits(self, timeout: float) -> None:

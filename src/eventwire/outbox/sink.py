@@ -219,7 +219,12 @@ class OutboxSink:
     # The three steps of a commit, also taken by AsyncPublisher's awaited writes.
     def begin_commit(self, records: Sequence[Record]) -> tuple[list[OutboxEntry], int]:
         """The records' entries, and a token for :meth:`committed`/:meth:`commit_failed`."""
-        return [_entry(r) for r in records], self._tracked.begin()
+        return self.entries_of(records), self._tracked.begin()
+
+    @staticmethod
+    def entries_of(records: Sequence[Record]) -> list[OutboxEntry]:
+        """The outbox entries of these records, in order."""
+        return [_entry(r) for r in records]
 
     def forget_commit(self, token: int) -> None:
         """End a commit that stored nothing, without settling its records (tried again)."""
@@ -250,7 +255,7 @@ class OutboxSink:
 
     def stage(self, record: Record, connection: Any) -> str:
         """Add the (untraced) record to the caller's open transaction; return its event id."""
-        self.store.add([_entry(record)], connection=connection)
+        self.store.add(self.entries_of([record]), connection=connection)
         return record.handle.event_id
 
     # -- the relay's listener ------------------------------------------------------------
