@@ -84,6 +84,7 @@ async def main(kind: str, target: str, bootstrap: str, topic: str, log_path: str
                 log.note("C", ids)
                 flowing["C"] += 1
                 running()
+            await asyncio.sleep(0.002)  # leave the SQLite write lock to the publisher too
 
     async def publisher() -> None:
         for n in itertools.count():

@@ -26,6 +26,7 @@ from eventwire import (
     DeliveryError,
     DeliveryResult,
     KafkaConfig,
+    OutboxWriteError,
     Route,
 )
 from eventwire.outbox import OutboxRelay, OutboxStore, SQLiteOutbox
@@ -305,3 +306,50 @@ class TestPostgresDrivers:
 
         asyncio.run(main())
         assert store.status().pending == 0
+
+
+class TestPostgresWrites:
+    def test_a_lost_connection_is_replaced_and_a_failed_insert_rolled_back(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """The publisher's own AsyncConnection: after pg_terminate_backend of every
+        connection the next publish reconnects and is delivered; an insert the server
+        refuses raises OutboxWriteError(possibly_written=False) and the next publish
+        on the same connection succeeds (the failed transaction was rolled back)."""
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            for table in ("eventwire_outbox", "eventwire_outbox_relays"):
+                admin.execute(f"DROP TABLE IF EXISTS {table}")
+        store = PostgresOutbox(postgres_dsn)
+
+        async def main() -> list[str]:
+            delivered: list[str] = []
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store
+            ) as pub:
+                delivered.append((await pub.publish(Placed("a", 1))).event_id)
+                with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                    delivered.append((await pub.publish(Placed("a", 2))).event_id)
+                    admin.execute(
+                        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                        " $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$"
+                    )
+                    admin.execute(
+                        "CREATE TRIGGER refuse BEFORE INSERT ON eventwire_outbox"
+                        " FOR EACH ROW EXECUTE FUNCTION refuse()"
+                    )
+                    with pytest.raises(OutboxWriteError, match="refused by test") as info:
+                        await pub.publish(Placed("a", 3))
+                    assert info.value.possibly_written is False
+                    admin.execute("DROP TRIGGER refuse ON eventwire_outbox")
+                    admin.execute("DROP FUNCTION refuse()")
+                delivered.append((await pub.publish(Placed("a", 4))).event_id)
+            return delivered
+
+        delivered = asyncio.run(main())
+        records = read_topic(kafka_bootstrap, kafka_topic, expected=3, timeout=60, idle=1.5)
+        assert sorted((r.header("ce_id") or b"").decode() for r in records) == sorted(delivered)
+        assert sorted(msgspec.json.decode(r.value)["n"] for r in records) == [1, 2, 4]
