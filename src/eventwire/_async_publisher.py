@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack, cast
 
@@ -17,6 +17,8 @@ from eventwire._handle import DeliveryHandle, DeliveryResult
 from eventwire._loop_bridge import LoopBridge
 from eventwire._options import PublisherOptions, resolve_options
 from eventwire._record import Record
+from eventwire.outbox.async_sink import AsyncOutboxSink
+from eventwire.outbox.base import OutboxStore
 
 __all__ = ["AsyncPublisher"]
 
@@ -56,13 +58,17 @@ class AsyncPublisher(Facade):
           (and then not by asyncio's "exception was never retrieved").
         * ``flush``/``close`` run librdkafka's blocking waits in a worker thread.
 
-    It takes the same options as :class:`Publisher`
-    (:class:`~eventwire._options.PublisherOptions`) but not ``outbox``, ``relay``
-    and ``relay_options``: there is no asyncio outbox mode. asyncio code that needs
-    the outbox can call a ``Publisher(outbox=...)`` through ``asyncio.to_thread``,
-    or ``stage()`` the event in its own (synchronous) database transaction. The
-    broker connection check (``connect_timeout``) runs in a worker thread on
-    ``async with`` (or :meth:`start`), not in the constructor. With
+    Outbox mode (``outbox=``, ``relay=``, ``relay_options=`` as for
+    :class:`Publisher`, the same stores): ``await publish(e)`` commits the event
+    to the store first (awaited: psycopg's AsyncConnection for PostgreSQL, a
+    worker thread for SQLite), then resolves when the relay's ack comes, as
+    ``Publisher.publish(e).result()`` does; a failed commit raises
+    :class:`OutboxWriteError`. ``await stage(e, connection=...)`` writes it in
+    your own async transaction. The relay, table and flush/close rules are the
+    sync outbox's: see :mod:`eventwire.outbox.async_sink` and
+    :mod:`eventwire.outbox.sink`. The broker connection check
+    (``connect_timeout``) runs in a worker thread on ``async with`` (or
+    :meth:`start`), not in the constructor (none in outbox mode). With
     ``circuit_breaker``, the half-open probe (a Metadata request, up to 5 s) runs
     inside the ``publish_nowait()``/``publish()`` call that triggers it, on the
     event loop.
@@ -71,9 +77,24 @@ class AsyncPublisher(Facade):
     def __init__(
         self,
         bootstrap_servers: str | Sequence[str] | None = None,
+        *,
+        outbox: OutboxStore | None = None,
+        relay: bool = True,
+        relay_options: Mapping[str, Any] | None = None,
         **options: Unpack[PublisherOptions],
     ) -> None:
         resolved = resolve_options(bootstrap_servers, options)
+        self._close_timeout = resolved.close_timeout
+        self._bridge: LoopBridge | None = None
+        #: The outbox mode's commits, relay and tracking (None: direct to Kafka).
+        self._outbox: AsyncOutboxSink | None = None
+        if outbox is not None:
+            self._core = PublisherCore(resolved, direct=False)
+            self._outbox = AsyncOutboxSink(
+                self._core, outbox, start_relay=relay, relay_options=relay_options
+            )
+            self._connect_timeout: float | None = None
+            return
         # The broker check runs in start() (a worker thread), not here on the loop.
         self._core = PublisherCore(dataclasses.replace(resolved, connect_timeout=None))
         producer = self._core.producer
@@ -83,12 +104,21 @@ class AsyncPublisher(Facade):
         producer.set_busy_backoff(0.001)
         self._core.use_breaker(resolved.circuit_breaker)
         self._connect_timeout = resolved.connect_timeout
-        self._close_timeout = resolved.close_timeout
         self._enqueue_timeout = resolved.enqueue_timeout
-        self._bridge: LoopBridge | None = None
         #: Events waiting for room in the local queue, in publish order.
         self._backlog: deque[Record] = deque()
         self._drainer: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Events published and not yet acknowledged or failed.
+
+        With an outbox: those waiting for their commit, and those committed whose
+        handles are still tracked (see :attr:`Publisher.in_flight`).
+        """
+        if self._outbox is not None:
+            return self._outbox.in_flight
+        return self._core.in_flight
 
     async def start(self) -> None:
         """Bind to the running loop and run the broker connection check in a thread."""
@@ -135,6 +165,12 @@ class AsyncPublisher(Facade):
         record = core.prepare(event, event_id, headers)
         fut: asyncio.Future[DeliveryResult] = bridge.loop.create_future()
         record.handle._afut = fut
+        outbox = self._outbox
+        if outbox is not None:
+            # Also at close, where handles settle as _IN_OUTBOX without a ledger report.
+            record.handle.add_done_callback(bridge.push)
+            outbox.submit(record, bridge.loop)
+            return fut
         if self._backlog or not self._producer.try_send(record):
             self._wait_for_room(record, bridge.loop)
         return fut
@@ -154,9 +190,14 @@ class AsyncPublisher(Facade):
     ) -> DeliveryResult:
         """Publish ``event`` and wait for the broker's acknowledgement.
 
+        With an outbox the event is committed to it first (durable from then on,
+        even if this await is cancelled), then the relay's ack resolves it.
+
         Raises:
             DeliveryError: the event was not delivered (``.failures[0]`` says why).
             BackpressureError: the local queue stayed full for ``enqueue_timeout``.
+            OutboxWriteError: (outbox) the commit failed, or its outcome is unknown
+                (``possibly_written``); re-send with the same ``event_id``.
             and the errors of :meth:`publish_nowait`.
         """
         return await self.publish_nowait(event, event_id=event_id, headers=headers)
@@ -177,6 +218,41 @@ class AsyncPublisher(Facade):
                 futures.append(failed)
         results = await asyncio.gather(*futures, return_exceptions=True)
         return cast("list[DeliveryResult | EventwireError]", results)
+
+    async def stage(
+        self,
+        event: Any,
+        *,
+        connection: Any,
+        event_id: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> str:
+        """Add ``event`` to the outbox inside *your* open transaction; return its ce_id.
+
+        ``connection`` is the asyncio connection of your domain write: a psycopg
+        ``AsyncConnection`` (PostgresOutbox), an aiosqlite ``Connection``
+        (SQLiteOutbox, the same file), or an SQLAlchemy ``AsyncSession`` /
+        ``AsyncConnection`` on either. The event is sent if and only if you
+        commit that transaction; nothing is awaited from the broker.
+
+        Raises:
+            PublisherStateError: the publisher has no outbox, or is closed.
+            ConfigurationError: ``connection`` is not one of those, or not of the
+                outbox's database; nothing was written.
+            EventIdConflictError: the ``event_id`` has an unsent row of another
+                event; roll your transaction back.
+            RoutingError, SerializationError: as :meth:`publish`, before anything is written.
+            Exception: your driver's own errors, unchanged (the transaction is yours).
+        """
+        outbox = self._outbox
+        if outbox is None:
+            raise PublisherStateError(
+                "stage() needs an outbox: create the publisher with outbox=SQLiteOutbox(...) "
+                "or PostgresOutbox(...)"
+            )
+        self._core.check_usable()
+        record = self._core.prepare(event, event_id, headers, traced=False)
+        return await outbox.stage(record, connection)
 
     async def _drain(self) -> None:
         """Enqueue the backlog in order, sleeping (backed off) while the queue is full.
@@ -225,6 +301,9 @@ class AsyncPublisher(Facade):
                 room when the timeout runs out is listed as ``_FLUSH_TIMEOUT`` too
                 (it keeps waiting, as a queued one stays queued).
         """
+        if self._outbox is not None:
+            await self._outbox.flush(timeout)
+            return
         deadline = time.monotonic() + timeout
         drainer = self._drainer
         if drainer is not None:
@@ -252,6 +331,9 @@ class AsyncPublisher(Facade):
         """
         timeout = self._close_timeout if timeout is None else timeout
         self._core.refuse_publishing()
+        if self._outbox is not None:
+            await self._outbox.close(timeout)
+            return
         deadline = time.monotonic() + timeout
         drainer = self._drainer
         if drainer is not None:

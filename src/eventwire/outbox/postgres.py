@@ -49,7 +49,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventwire._errors import ConfigurationError, OutboxWriteError
-from eventwire.outbox import _sql
+from eventwire.outbox import _plan, _sql
 from eventwire.outbox._dsn import hide_quoted, scrub_dsn
 from eventwire.outbox.base import (
     ClaimedEntry,
@@ -65,7 +65,7 @@ from eventwire.outbox.base import (
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresOutbox"]
+__all__ = ["PostgresOutbox", "insert_plan"]
 
 _T = TypeVar("_T")
 
@@ -172,6 +172,79 @@ _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
 
 _BEAT_INTERVAL_S = 1.0
 _BEATS_KEPT_S = 86400.0
+
+
+def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
+    """Insert (or find the unsent rows of) ``entries`` in the open transaction: their ids.
+
+    Raises:
+        EventIdConflictError: an unsent row (or an earlier entry) has the event
+            id of an entry but another topic, key or value.
+    """
+    _sql.check_batch_event_ids(entries)
+    ids: list[int | None] = [None] * len(entries)
+    todo = list(range(len(entries)))
+    for _ in range(3):  # a conflicting row sent in between is inserted anew
+        rows = [
+            (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers))
+            for e in (entries[i] for i in todo)
+        ]
+        firsts = yield _plan.Each(_INSERT, rows)
+        for i, row in zip(todo, firsts, strict=True):
+            ids[i] = None if row is None else row[0]
+        todo = [i for i in todo if ids[i] is None]
+        if not todo:
+            break
+        wanted = list({entries[i].event_id for i in todo})
+        # Only re-sends get here (no query when no event id has an unsent row).
+        found = {
+            event_id: (row_id, state, topic, key, value)
+            for event_id, row_id, state, topic, key, value in (
+                yield _plan.Fetch(
+                    "SELECT event_id, id, state, topic, key, value FROM eventwire_outbox"
+                    " WHERE event_id = ANY(%s) AND state <> 'sent'",
+                    (wanted,),
+                )
+            )
+        }
+        for i in todo:
+            e = entries[i]
+            if e.event_id in found:
+                row_id, _, topic, key, value = found[e.event_id]
+                differing = _sql.differing_fields(e, topic, key, value)
+                if differing:
+                    raise EventIdConflictError(e.event_id, row_id, differing)
+        parked = [found[e][0] for e in wanted if e in found and found[e][1] == "parked"]
+        if parked:  # a deliberate re-send of a parked event: it starts over
+            yield _plan.Many(f"{_REQUEUE} WHERE id = ANY(%s) AND state = 'parked'", [(parked,)])
+        for i in todo:
+            ids[i] = found.get(entries[i].event_id, (None, ""))[0]
+        todo = [i for i in todo if ids[i] is None]
+        if not todo:
+            break
+    if todo:  # pragma: no cover - needs a row sent between every retry
+        raise RuntimeError("an outbox row kept changing under add(); try again")
+    return [i for i in ids if i is not None]
+
+
+def _executor(conn: psycopg.Connection[Any]) -> Callable[[_plan.Step], Any]:
+    """Run a plan's steps on a psycopg connection (``Each``: one pipelined executemany)."""
+
+    def execute(step: _plan.Step) -> Any:
+        if isinstance(step, _plan.Fetch):
+            return conn.execute(step.sql, step.params).fetchall()
+        with conn.cursor() as cur:
+            if isinstance(step, _plan.Many):
+                cur.executemany(step.sql, step.param_sets)
+                return None
+            cur.executemany(step.sql, step.param_sets, returning=True)
+            firsts = []
+            for _ in step.param_sets:
+                firsts.append(cur.fetchone())
+                cur.nextset()
+            return firsts
+
+    return execute
 
 
 class PostgresOutbox:
@@ -297,57 +370,8 @@ class PostgresOutbox:
 
     # -- writing ------------------------------------------------------------------------------
     def _insert(self, conn: psycopg.Connection[Any], entries: Sequence[OutboxEntry]) -> list[int]:
-        """Insert (or find the unsent rows of) ``entries`` in ``conn``'s open transaction.
-
-        Raises:
-            EventIdConflictError: an unsent row (or an earlier entry) has the event
-                id of an entry but another topic, key or value.
-        """
-        _sql.check_batch_event_ids(entries)
-        ids: list[int | None] = [None] * len(entries)
-        todo = list(range(len(entries)))
-        for _ in range(3):  # a conflicting row sent in between is inserted anew
-            rows = [
-                (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers))
-                for e in (entries[i] for i in todo)
-            ]
-            with conn.cursor() as cur:
-                cur.executemany(_INSERT, rows, returning=True)
-                for i in todo:
-                    row = cur.fetchone()
-                    ids[i] = None if row is None else row[0]
-                    cur.nextset()
-            todo = [i for i in todo if ids[i] is None]
-            if not todo:
-                break
-            wanted = list({entries[i].event_id for i in todo})
-            # Only re-sends get here (no query when no event id has an unsent row).
-            found = {
-                event_id: (row_id, state, topic, key, value)
-                for event_id, row_id, state, topic, key, value in conn.execute(
-                    "SELECT event_id, id, state, topic, key, value FROM eventwire_outbox"
-                    " WHERE event_id = ANY(%s) AND state <> 'sent'",
-                    (wanted,),
-                ).fetchall()
-            }
-            for i in todo:
-                e = entries[i]
-                if e.event_id in found:
-                    row_id, _, topic, key, value = found[e.event_id]
-                    differing = _sql.differing_fields(e, topic, key, value)
-                    if differing:
-                        raise EventIdConflictError(e.event_id, row_id, differing)
-            parked = [found[e][0] for e in wanted if e in found and found[e][1] == "parked"]
-            if parked:  # a deliberate re-send of a parked event: it starts over
-                conn.execute(f"{_REQUEUE} WHERE id = ANY(%s) AND state = 'parked'", (parked,))
-            for i in todo:
-                ids[i] = found.get(entries[i].event_id, (None, ""))[0]
-            todo = [i for i in todo if ids[i] is None]
-            if not todo:
-                break
-        if todo:  # pragma: no cover - needs a row sent between every retry
-            raise RuntimeError("an outbox row kept changing under add(); try again")
-        return [i for i in ids if i is not None]
+        """Insert (or find the unsent rows of) ``entries`` in ``conn``'s open transaction."""
+        return _plan.run(insert_plan(entries), _executor(conn))
 
     def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
         """Insert entries; return their row ids. See :meth:`OutboxStore.add`.

@@ -208,20 +208,42 @@ class OutboxSink:
 
     def _commit(self, records: list[Record]) -> None:
         """Add the records to the store in one commit; track their handles by outbox row."""
-        entries = [_entry(r) for r in records]
-        handles = [r.handle for r in records]
-        token = self._tracked.begin()
+        entries, token = self.begin_commit(records)
         try:
             rows = self.store.add(entries)
         except BaseException as exc:
-            self._tracked.end(token)
-            stored = isinstance(exc, OutboxWriteError) and not exc.possibly_written
-            code = "_OUTBOX_WRITE_FAILED" if stored else "_OUTBOX_WRITE_UNKNOWN"
-            if isinstance(exc, EventIdConflictError):  # refused before anything was stored
-                code = "_EVENT_ID_CONFLICT"
-            for handle in handles:
-                self.core.ledger.abandon(handle, handle.failure_from(code, str(exc)))
+            self.commit_failed(token, records, exc)
             raise
+        self.committed(token, records, rows)
+
+    # The three steps of a commit, also taken by AsyncPublisher's awaited writes.
+    def begin_commit(self, records: Sequence[Record]) -> tuple[list[OutboxEntry], int]:
+        """The records' entries, and a token for :meth:`committed`/:meth:`commit_failed`."""
+        return self.entries_of(records), self._tracked.begin()
+
+    @staticmethod
+    def entries_of(records: Sequence[Record]) -> list[OutboxEntry]:
+        """The outbox entries of these records, in order."""
+        return [_entry(r) for r in records]
+
+    def forget_commit(self, token: int) -> None:
+        """End a commit that stored nothing, without settling its records (tried again)."""
+        self._tracked.end(token)
+
+    def commit_failed(self, token: int, records: Sequence[Record], exc: BaseException) -> None:
+        """Settle the records' handles as failed by ``exc`` (what the store's add raised)."""
+        self.forget_commit(token)
+        stored = isinstance(exc, OutboxWriteError) and not exc.possibly_written
+        code = "_OUTBOX_WRITE_FAILED" if stored else "_OUTBOX_WRITE_UNKNOWN"
+        if isinstance(exc, EventIdConflictError):  # refused before anything was stored
+            code = "_EVENT_ID_CONFLICT"
+        for record in records:
+            handle = record.handle
+            self.core.ledger.abandon(handle, handle.failure_from(code, str(exc)))
+
+    def committed(self, token: int, records: Sequence[Record], rows: Sequence[int]) -> None:
+        """Track the committed records' handles by their outbox ``rows``."""
+        handles = [r.handle for r in records]
         early = self._tracked.end(token, rows, handles)
         for handle, outcome in early:  # the relay was faster than add() returned
             self._settle(handle, outcome)
@@ -233,7 +255,7 @@ class OutboxSink:
 
     def stage(self, record: Record, connection: Any) -> str:
         """Add the (untraced) record to the caller's open transaction; return its event id."""
-        self.store.add([_entry(record)], connection=connection)
+        self.store.add(self.entries_of([record]), connection=connection)
         return record.handle.event_id
 
     # -- the relay's listener ------------------------------------------------------------

@@ -27,12 +27,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from eventwire._errors import ConfigurationError, OutboxWriteError
-from eventwire.outbox import _sql
+from eventwire.outbox import _plan, _sql
 from eventwire.outbox.base import (
     ClaimedEntry,
     EventIdConflictError,
@@ -44,7 +44,7 @@ from eventwire.outbox.base import (
     unwrap_connection,
 )
 
-__all__ = ["SQLiteOutbox"]
+__all__ = ["SQLiteOutbox", "insert_plan"]
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS eventwire_outbox (
@@ -124,6 +124,46 @@ _OWNED = " AND state = 'pending' AND lease_owner = :owner"
 #: Heartbeats of one owner with the same error are written at most this often.
 _BEAT_INTERVAL_S = 1.0
 _BEATS_KEPT_S = 86400.0
+
+
+def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
+    """Insert (or find the unsent rows of) ``entries`` in the open transaction: their ids.
+
+    Raises:
+        EventIdConflictError: an unsent row (or an earlier entry) has the event
+            id of an entry but another topic, key or value.
+    """
+    _sql.check_batch_event_ids(entries)
+    wall = time.time()
+    ids: list[int] = []
+    parked: list[int] = []
+    for e in entries:
+        row = (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers))
+        [(entry_id, state, *same)] = yield _plan.Fetch(_INSERT, (*row, wall))
+        if not all(same):
+            differing = [n for n, ok in zip(("topic", "key", "value"), same, strict=True) if not ok]
+            raise EventIdConflictError(e.event_id, entry_id, differing)
+        ids.append(entry_id)
+        if state == "parked":
+            parked.append(entry_id)
+    if parked:  # a deliberate re-send of a parked event: it starts over
+        yield _plan.Many(
+            f"{_REQUEUE} WHERE state = 'parked' AND id = :id",
+            [{"wall": wall, "id": i} for i in parked],
+        )
+    return ids
+
+
+def _executor(conn: sqlite3.Connection) -> Callable[[_plan.Step], Any]:
+    """Run a plan's steps on a sqlite3 connection."""
+
+    def execute(step: _plan.Step) -> Any:
+        if isinstance(step, _plan.Fetch):
+            return conn.execute(step.sql, step.params).fetchall()
+        conn.executemany(step.sql, step.param_sets)
+        return None
+
+    return execute
 
 
 class SQLiteOutbox:
@@ -210,27 +250,7 @@ class SQLiteOutbox:
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[int]:
-        _sql.check_batch_event_ids(entries)
-        wall = time.time()
-        ids: list[int] = []
-        parked: list[int] = []
-        for e in entries:
-            row = (e.event_id, e.event_type, e.topic, e.key, e.value, encode_headers(e.headers))
-            [(entry_id, state, *same)] = conn.execute(_INSERT, (*row, wall)).fetchall()
-            if not all(same):
-                differing = [
-                    n for n, ok in zip(("topic", "key", "value"), same, strict=True) if not ok
-                ]
-                raise EventIdConflictError(e.event_id, entry_id, differing)
-            ids.append(entry_id)
-            if state == "parked":
-                parked.append(entry_id)
-        if parked:  # a deliberate re-send of a parked event: it starts over
-            conn.executemany(
-                f"{_REQUEUE} WHERE state = 'parked' AND id = :id",
-                [{"wall": wall, "id": i} for i in parked],
-            )
-        return ids
+        return _plan.run(insert_plan(entries), _executor(conn))
 
     def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
         """Insert entries; return their row ids. See :meth:`OutboxStore.add`.
