@@ -27,6 +27,7 @@ PAGES = [
     "guides/publishing/index.html",
     "guides/configuration/index.html",
     "guides/outbox/index.html",
+    "guides/async-outbox/index.html",
     "guides/observability/index.html",
     "guides/testing/index.html",
     "guides/testing-async/index.html",
