@@ -13,7 +13,7 @@ from typing import Any, Unpack, cast
 from eventwire._core import PublisherCore
 from eventwire._errors import DeliveryError, DeliveryFailure, EventwireError, PublisherStateError
 from eventwire._facade import Facade
-from eventwire._handle import DeliveryHandle, DeliveryResult
+from eventwire._handle import DeliveryHandle, DeliveryResult, InternalCallback
 from eventwire._loop_bridge import LoopBridge
 from eventwire._options import PublisherOptions, resolve_options
 from eventwire._record import Record
@@ -168,7 +168,7 @@ class AsyncPublisher(Facade):
         outbox = self._outbox
         if outbox is not None:
             # Also at close, where handles settle as _IN_OUTBOX without a ledger report.
-            record.handle.add_done_callback(bridge.push)
+            record.handle.add_done_callback(InternalCallback(bridge.push))
             outbox.submit(record, bridge.loop)
             return fut
         if self._backlog or not self._producer.try_send(record):

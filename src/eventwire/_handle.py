@@ -49,9 +49,25 @@ class Settler(Protocol):
         ...
 
 
-__all__ = ["DeliveryHandle", "DeliveryResult"]
+__all__ = ["DeliveryHandle", "DeliveryResult", "InternalCallback"]
 
 _log = get_logger("eventwire")
+
+
+class InternalCallback:
+    """A done-callback of eventwire's own bookkeeping (e.g. resolving an asyncio future).
+
+    Unlike the application's callbacks, running it does not count as the application
+    observing a failure (:meth:`DeliveryHandle.observed`).
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[DeliveryHandle], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, handle: DeliveryHandle) -> None:
+        self.fn(handle)
 
 
 class DeliveryResult(msgspec.Struct, frozen=True):
@@ -271,7 +287,8 @@ class DeliveryHandle:
                     self._callbacks = []
                 self._callbacks.append(fn)
                 return
-        self._seen = True
+        if type(fn) is not InternalCallback:
+            self._seen = True
         _run_callback(fn, self)
 
     def _settle(self, msg: ReportMessage | None, failure: DeliveryFailure | None) -> bool:
@@ -295,7 +312,8 @@ class DeliveryHandle:
         if waiter is not None:
             waiter.set()
         if callbacks:
-            self._seen = True  # the application is told through its callbacks
+            if any(type(fn) is not InternalCallback for fn in callbacks):
+                self._seen = True  # the application is told through its callbacks
             for fn in callbacks:
                 _run_callback(fn, self)
         return True

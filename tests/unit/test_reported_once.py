@@ -135,3 +135,34 @@ class TestAsync:
             "DeliveryError",
             "DeliveryResult",
         ]
+
+
+class TestAsyncOutbox:
+    """The same rule with ``AsyncPublisher(outbox=...)``: the relay gives an event up."""
+
+    def test_an_unawaited_dead_letter_is_raised_by_close_and_an_awaited_one_is_not(
+        self, tmp_path: Any
+    ) -> None:
+        """eventwire's own future-resolving callback is not the application observing:
+        the future nobody awaited is still reported by close(); the awaited one is not."""
+        from eventwire.outbox import SQLiteOutbox
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
+            pub = AsyncPublisher(
+                transport=transport,
+                outbox=SQLiteOutbox(str(tmp_path / "outbox.db")),
+                relay_options={"idle_interval_s": 0.01},
+            )
+            await pub.start()
+            with pytest.raises(DeliveryError, match="TOPIC_AUTHORIZATION_FAILED"):
+                await pub.publish(order(1))
+            unseen = pub.publish_nowait(order(2))
+            await asyncio.wait({unseen}, timeout=10)
+            assert unseen.done()
+            with pytest.raises(DeliveryError) as info:
+                await pub.close(5)
+            assert [f.code for f in info.value.failures] == ["TOPIC_AUTHORIZATION_FAILED"]
+
+        asyncio.run(main())
