@@ -86,6 +86,24 @@ class TestSQLiteOutbox:
             session.commit()
         assert store.status().pending == 1
 
+    def test_add_first_on_a_fresh_sqlalchemy_connection_commits_with_it(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """An SQLAlchemy Connection whose transaction has not begun yet: the event written
+        first is committed by conn.commit() and rolled back by conn.rollback() (before, its
+        commit() was a no-op there and the staged event was silently rolled back)."""
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(f"sqlite:///{store.path}")
+        with engine.connect() as conn:
+            store.add([entry(1)], connection=conn)
+            conn.rollback()
+        assert store.status().pending == 0
+        with engine.connect() as conn:
+            store.add([entry(2)], connection=conn)
+            conn.commit()
+        assert store.status().pending == 1
+
     def test_a_file_of_an_older_eventwire_is_refused_clearly(self, tmp_path: Path) -> None:
         """An outbox table without the clock columns is a ConfigurationError saying what to do."""
         path = tmp_path / "old.db"

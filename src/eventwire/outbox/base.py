@@ -270,8 +270,12 @@ def unwrap_connection(connection: Any) -> Any:
     """
     module = type(connection).__module__
     if module.startswith("sqlalchemy"):
-        if hasattr(connection, "get_bind"):  # a Session: its current Connection
+        if hasattr(connection, "get_bind"):  # a Session: its current Connection (autobegun)
             connection = connection.connection()
+        elif not connection.in_transaction():
+            # A Connection whose transaction has not begun would make the caller's
+            # conn.commit() a no-op: the row written below would be rolled back. Begin it.
+            connection.begin()
         dbapi = connection.connection  # the pool's proxy of the DB-API connection
         return getattr(dbapi, "driver_connection", dbapi)
     return connection
