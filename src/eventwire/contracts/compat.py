@@ -25,6 +25,19 @@ those of the current event types, asking for each message whether every value th
   and lengths (``msgspec.Meta``) must not tighten; lists, tuples, dicts, nested Structs
   and tagged unions are compared item by item, key by key, tag by tag.
 
+For a pydantic model (a message marked ``x-eventwire-shape: pydantic``), "can read"
+means ``Model.model_validate_json`` (what eventwire's codecs call): its schema is
+pydantic's serialization JSON Schema by alias, annotated by the export
+(:mod:`eventwire.contracts._pydantic`). As a writer, a model writes every field, defaults
+and computed fields included; as a reader, it does not read computed fields
+(``readOnly``: an ``extra="forbid"`` model refuses them), reads a field from the names
+``x-eventwire-read-as`` lists (``AliasChoices``, ``validation_alias``,
+``populate_by_name``), ignores unknown fields unless ``extra="forbid"``
+(``additionalProperties: false``), and requires every field without a default, even an
+``Optional`` one. pydantic's lax conversions (``"1"`` into an ``int`` ...) are not
+counted on: where only they would make a change readable, it is reported. Validators
+(``field_validator``...) are code, which no schema shows.
+
 The writer of a Struct is taken to write only its own fields (msgspec never writes
 others), and a field that has a default may be absent (``omit_defaults=True``). Where a
 schema cannot say (a hand-written document, an unknown keyword) the checker errs on the
