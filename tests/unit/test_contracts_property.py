@@ -1,7 +1,7 @@
 """The compatibility checker held to the codecs: what it calls compatible really decodes.
 
 Hypothesis draws an old event type from a small grammar (int, float, str, bool, UUID,
-datetimes, Literals, bounded ints, Optional, lists, dicts, int-keyed dicts, nested
+datetimes, Literals, Enums, bounded ints, Optional, lists, dicts, int-keyed dicts, nested
 Structs; fields with and without defaults, renamed on the wire, ``forbid_unknown_fields``,
 ``omit_defaults``), a new one by mutating it, and instances of the writer's type. For
 BACKWARD (the new type reads old events) and FORWARD (the old type reads new events):
@@ -23,6 +23,7 @@ reports no break, every event written as one version validates as the other.
 from __future__ import annotations
 
 import datetime
+import enum
 import itertools
 import json
 import os
@@ -55,10 +56,24 @@ LEAVES = [
     ("lit_ab",),
     ("lit_abc",),
     ("lit_12",),
+    ("enum_ab",),
+    ("enum_abc",),
 ]
 NAMES = ["a", "b", "c", "d"]
 
 _counter = itertools.count()
+
+
+class AB(enum.Enum):
+    A = "a"
+    B = "b"
+
+
+class ABC(enum.Enum):
+    A = "a"
+    B = "b"
+    C = "c"
+
 
 _LEAF_TYPES: dict[str, Any] = {
     "int": int,
@@ -72,6 +87,8 @@ _LEAF_TYPES: dict[str, Any] = {
     "lit_ab": Literal["a", "b"],
     "lit_abc": Literal["a", "b", "c"],
     "lit_12": Literal[1, 2],
+    "enum_ab": AB,
+    "enum_abc": ABC,
 }
 
 _naive = st.datetimes(
@@ -89,6 +106,8 @@ _LEAF_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "lit_ab": st.sampled_from(["a", "b"]),
     "lit_abc": st.sampled_from(["a", "b", "c"]),
     "lit_12": st.sampled_from([1, 2]),
+    "enum_ab": st.sampled_from(["a", "b"]),
+    "enum_abc": st.sampled_from(["a", "b", "c"]),
 }
 
 
@@ -130,6 +149,7 @@ def mutate_type(t: tuple[Any, ...]) -> st.SearchStrategy[tuple[Any, ...]]:
     swaps = {"int": "float", "float": "int", "uint": "int", "lit_ab": "lit_abc"}
     swaps |= {"lit_abc": "lit_ab", "str": "uuid", "uuid": "str"}
     swaps |= {"datetime": "awaredatetime", "awaredatetime": "datetime", "lit_12": "int"}
+    swaps |= {"enum_ab": "enum_abc", "enum_abc": "lit_ab"}
     if t[0] in swaps:
         options.append(st.just((swaps[t[0]],)))
     return st.one_of(options)
@@ -184,6 +204,8 @@ def default_for(t: tuple[Any, ...]) -> Any:
         "lit_ab": "a",
         "lit_abc": "c",
         "lit_12": 2,
+        "enum_ab": AB.B,
+        "enum_abc": ABC.C,
         "opt": None,
         "list": msgspec.field(default_factory=list),
         "dict": msgspec.field(default_factory=dict),
@@ -246,6 +268,8 @@ def value_of(info: Any) -> st.SearchStrategy[Any]:
         return _LEAF_VALUES["datetime" if info.tz is None else "awaredatetime"]
     if isinstance(info, mi.LiteralType):
         return st.sampled_from(list(info.values))
+    if isinstance(info, mi.EnumType):
+        return st.sampled_from(list(info.cls))
     if isinstance(info, mi.UnionType):
         return st.one_of([value_of(t) for t in info.types])
     if isinstance(info, mi.NoneType):
