@@ -561,14 +561,12 @@ def _emit(
         info, inspect.ListType | inspect.VarTupleType | inspect.SetType | inspect.FrozenSetType
     ):
         test = f"{var}.__class__ is {_SEQUENCE_NAMES[type(info)]}"
-        item = _fresh("i", None, names)
-        inner.append(f"{pad}    for {item} in {var}:")
-        _emit(info.item_type, item, inner, depth=depth + 2, names=names, open_=open_)
+        _emit_loop(info.item_type, var, "", inner, depth=depth + 1, names=names, open_=open_)
     elif isinstance(info, inspect.DictType):
         test = f"{var}.__class__ is dict"
-        item = _fresh("i", None, names)
-        inner.append(f"{pad}    for {item} in {var}.values():")
-        _emit(info.value_type, item, inner, depth=depth + 2, names=names, open_=open_)
+        _emit_loop(
+            info.value_type, var, ".values()", inner, depth=depth + 1, names=names, open_=open_
+        )
     elif isinstance(info, inspect.UnionType) and all(
         isinstance(t, inspect.FloatType) or not _can_hold_float(t) for t in info.types
     ):  # e.g. float | None, int | float: test a float, skip the rest
@@ -596,6 +594,29 @@ def _emit(
     out.append(f"{pad}if {test}:")
     out.extend(inner or [f"{pad}    pass"])
     out.append(f"{pad}elif not generic_ok({var}): raise NonFinite")
+
+
+def _emit_loop(
+    item_type: object,
+    var: str,
+    method: str,
+    out: list[str],
+    *,
+    depth: int,
+    names: dict[str, Any],
+    open_: set[type],
+) -> None:
+    """Append a loop over ``var`` checking each item, unless no item can hold a float.
+
+    An item type may look like it holds floats and not (a pydantic model is a
+    ``CustomType`` until it is described): a loop with nothing to check is left out.
+    """
+    item = _fresh("i", None, names)
+    body: list[str] = []
+    _emit(item_type, item, body, depth=depth + 1, names=names, open_=open_)
+    if body:
+        out.append(f"{'    ' * depth}for {item} in {var}{method}:")
+        out.extend(body)
 
 
 def _followed(info: object) -> object:

@@ -27,8 +27,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import functools
+import inspect
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -46,6 +57,7 @@ from eventwire.observability.logging import get_logger
 __all__ = ["DecodeError", "DecodeErrorKind", "Decoder", "Envelope", "decode"]
 
 E = TypeVar("E")
+R = TypeVar("R")
 
 _log = get_logger("eventwire.consumer")
 
@@ -552,6 +564,60 @@ class Decoder(Generic[E]):
             span.set_attribute("cloudevents.event_type", envelope.type)
             span.set_attribute("cloudevents.event_source", envelope.source)
             yield envelope
+
+    @asynccontextmanager
+    async def process_async(self, message: object) -> AsyncIterator[Envelope[E]]:
+        """:meth:`process` for asyncio consumers (aiokafka): ``async with``, awaited handler.
+
+        ::
+
+            async for record in consumer:  # an aiokafka AIOKafkaConsumer
+                async with decoder.process_async(record) as envelope:
+                    await handle(envelope.event)
+
+        The CONSUMER ``process <topic>`` span is the same as :meth:`process`'s (linked
+        to the producer's span, ERROR status on an exception) and stays open and current
+        while the block awaits, so spans of the awaited handler are its children. The
+        span is current only in the task that runs the block: handlers run concurrently
+        in their own tasks (``asyncio.gather``, a ``TaskGroup``) each get their own.
+
+        Raises:
+            DecodeError: as :meth:`decode` (the span records it first).
+        """
+        with self.process(message) as envelope:
+            yield envelope
+
+    def handler(
+        self, func: Callable[[Envelope[E]], Awaitable[R]]
+    ) -> Callable[[object], Coroutine[Any, Any, R]]:
+        """Decorate an ``async def handle(envelope)``: the result takes a record instead.
+
+        ::
+
+            @decoder.handler
+            async def on_event(envelope: Envelope[OrderPlaced]) -> None: ...
+
+            async for record in consumer:
+                await on_event(record)  # decoded, handled inside its process span
+
+        Each call runs the handler inside :meth:`process_async`.
+
+        Raises:
+            ConfigurationError: ``func`` is not an ``async def`` function.
+        """
+        if not inspect.iscoroutinefunction(func):
+            raise ConfigurationError(
+                f"Decoder.handler decorates an async def function (a coroutine function); "
+                f"{getattr(func, '__qualname__', func)!r} is not one. For a plain function use "
+                "`with decoder.process(record) as envelope: ...`"
+            )
+
+        @functools.wraps(func)
+        async def handle(message: object) -> R:
+            async with self.process_async(message) as envelope:
+                return await func(envelope)
+
+        return handle
 
     def _extract(self, raw: _Raw) -> Context | None:
         carrier: dict[str, str] = {}

@@ -158,3 +158,43 @@ def test_the_installed_command_runs_it(modules: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert "shop.order.placed $.customer" in proc.stdout
+
+
+PYDANTIC_V1 = """
+import pydantic
+from eventwire import event
+
+@event(topic="invoices", key="invoice_id", type_name="billing.invoice")
+class Invoice(pydantic.BaseModel):
+    invoice_id: str = pydantic.Field(alias="invoiceId")
+    amount: float
+"""
+#: BACKWARD-compatible: a field with a default; an alias that still reads the old name
+PYDANTIC_V2 = (
+    PYDANTIC_V1.replace(
+        'invoice_id: str = pydantic.Field(alias="invoiceId")',
+        "invoice_id: str = pydantic.Field(\n"
+        '        validation_alias=pydantic.AliasChoices("id", "invoiceId"), serialization_alias="id"\n'
+        "    )",
+    )
+    + "    note: str | None = None\n"
+)
+
+
+def test_check_reads_pydantic_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`schema export`/`check` on pydantic events: the alias change that still reads the old
+    name passes BACKWARD (exit 0) and breaks FORWARD (exit 1, naming the field)."""
+    for name, source in (("bill_v1", PYDANTIC_V1), ("bill_v2", PYDANTIC_V2)):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert run("export", "bill_v1", "-o", str(tmp_path / "v1.yaml"))[0] == 0
+        against = ["--against", str(tmp_path / "v1.yaml")]
+        code, out, err = run("check", "bill_v2", *against, "--mode", "BACKWARD")
+        assert code == 0, out + err
+        code, out, _ = run("check", "bill_v2", *against, "--mode", "FORWARD")
+        assert code == 1
+        assert "billing.invoice $.invoiceId: field 'invoiceId' is required in the old" in out
+    finally:
+        for name in ("bill_v1", "bill_v2"):
+            sys.modules.pop(name, None)

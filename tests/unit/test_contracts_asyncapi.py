@@ -249,14 +249,104 @@ def test_dataclass_and_attrs_events_are_exported_like_structs(shape: str) -> Non
     assert {order_cls.__name__, item_cls.__name__} <= set(doc["components"]["schemas"])
 
 
-def test_a_pydantic_event_is_a_contract_error_naming_what_to_do() -> None:
-    """A pydantic model is refused by the export with a ContractError, not a crash."""
-    from eventwire import Route
-    from eventwire.contracts import ContractError
-    from eventwire.contracts.asyncapi import build_asyncapi
+PYDANTIC_SPECS = [*SPECS, "tests.unit.contract_pydantic_events"]
 
-    from ..shapes import SHAPES
 
-    order_cls = SHAPES["pydantic"][0]
-    with pytest.raises(ContractError, match="pydantic models .*PydanticOrder.*not in AsyncAPI"):
-        build_asyncapi({order_cls: Route(topic="t", key="order_id", type_name="x.p")})
+@pytest.fixture(scope="module")
+def mixed_document() -> dict[str, Any]:
+    """msgspec Structs and pydantic models in one document."""
+    return build_asyncapi(collect_routes(PYDANTIC_SPECS), title="shop", version="3.0.0")
+
+
+class TestPydanticExport:
+    def test_a_pydantic_event_gets_pydantics_own_schema_by_alias(
+        self, mixed_document: dict[str, Any]
+    ) -> None:
+        """The payload of a pydantic event is pydantic's serialization JSON Schema by alias
+        (written field names, computed fields readOnly), the message says pydantic reads it."""
+        messages = {m["name"]: m for m in mixed_document["components"]["messages"].values()}
+        issued = messages["billing.invoice.issued"]
+        assert issued["x-eventwire-shape"] == "pydantic"
+        assert "x-eventwire-shape" not in messages["shop.order.placed"]
+        assert issued["payload"] == {"$ref": "#/components/schemas/InvoiceIssued"}
+        assert issued["summary"] == "An invoice was issued (pydantic)."
+        schema = mixed_document["components"]["schemas"]["InvoiceIssued"]
+        props = schema["properties"]
+        assert {"invoiceId", "issuedAt", "note", "line_count"} <= set(props)
+        assert "invoice_id" not in props
+        assert "note" in schema["required"]  # Optional without a default: required, nullable
+        assert "channel" not in schema["required"]
+        assert props["note"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+        assert props["line_count"]["readOnly"] is True
+        assert props["channel"]["enum"] == ["web", "shop"]
+        assert messages["billing.invoice.issued"]["bindings"]["kafka"]["key"]["type"] == "string"
+
+    def test_what_pydantics_schema_cannot_tell_is_annotated(
+        self, mixed_document: dict[str, Any]
+    ) -> None:
+        """Offset-optional datetimes, decimals, int dict keys and read aliases are marked as
+        for msgspec types; an AwareDatetime keeps plain ``format: date-time``."""
+        props = mixed_document["components"]["schemas"]["InvoiceIssued"]["properties"]
+        assert props["local_time"]["x-eventwire-type"] == "datetime"
+        assert props["issuedAt"] == {
+            "format": "date-time",
+            "title": "Issuedat",
+            "type": "string",
+            "x-eventwire-read-as": ["issuedAt", "issued_at"],  # populate_by_name
+        }
+        assert props["amount"]["format"] == "decimal"
+        assert props["counts"]["propertyNames"] == {"pattern": "^-?[0-9]+$"}
+        voided = mixed_document["components"]["schemas"]["InvoiceVoided"]
+        assert voided["additionalProperties"] is False  # extra="forbid"
+        assert voided["properties"]["invoiceId"]["x-eventwire-read-as"] == [
+            "invoiceId",
+            "invoice_id",
+        ]
+
+    def test_a_pydantic_component_named_like_a_struct_is_renamed_with_its_references(
+        self, mixed_document: dict[str, Any]
+    ) -> None:
+        """The pydantic Line/Card/Cash (other schemas than the msgspec ones of the same name)
+        become Line_2 ...; every reference, discriminator mappings too, follows."""
+        schemas = mixed_document["components"]["schemas"]
+        assert (
+            "sku" in schemas["Line_2"]["properties"] and "size" in schemas["Line_2"]["properties"]
+        )
+        assert "price" in schemas["Line"]["properties"]  # the msgspec Line is untouched
+        issued = schemas["InvoiceIssued"]["properties"]
+        assert issued["lines"]["items"] == {"$ref": "#/components/schemas/Line_2"}
+        payment = issued["payment"]
+        assert payment["oneOf"] == [
+            {"$ref": "#/components/schemas/Card_2"},
+            {"$ref": "#/components/schemas/Cash_2"},
+        ]
+        # AsyncAPI's discriminator is a property name: pydantic's OpenAPI object is kept aside
+        assert "discriminator" not in payment
+        assert payment["x-discriminator"]["mapping"] == {
+            "card": "#/components/schemas/Card_2",
+            "cash": "#/components/schemas/Cash_2",
+        }
+        text = json.dumps(mixed_document)
+        assert '"#/$defs/' not in text and "prefixItems" not in text
+
+    def test_the_shapes_pydantic_order_is_exported(self) -> None:
+        """tests/shapes.py's pydantic order (aliases, a validator) exports without error."""
+        from ..shapes import SHAPES
+
+        order_cls, item_cls = SHAPES["pydantic"]
+        doc = build_asyncapi({order_cls: Route(topic="t", key="order_id", type_name="x.p")})
+        assert {order_cls.__name__, item_cls.__name__} <= set(doc["components"]["schemas"])
+
+    def test_the_asyncapi_cli_finds_a_document_with_pydantic_events_valid(
+        self, mixed_document: dict[str, Any], asyncapi_cli: Path, tmp_path: Path
+    ) -> None:
+        """`asyncapi validate --fail-severity warn` accepts the mixed export: no error or
+        warning, as YAML and as JSON."""
+        from eventwire_devkit.asyncapi import validate
+
+        for suffix in (".yaml", ".json"):
+            path = tmp_path / f"asyncapi{suffix}"
+            dump_document(mixed_document, path)
+            result = validate(path, cli=asyncapi_cli)
+            assert result.ok, result.output
+            assert "0 errors, 0 warnings" in result.output or "is valid" in result.output

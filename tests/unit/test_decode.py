@@ -858,3 +858,52 @@ def test_every_event_shape_decodes_typed(codec: str) -> None:
         shape = envelope.type.removeprefix("test.")
         assert type(envelope.event) is SHAPES[shape][0]
         assert envelope.event == sent[shape]
+
+
+class TestAsyncProcess:
+    """Decoder.process_async / Decoder.handler without a broker (aiokafka on the real broker:
+    integration/test_decode_async_kafka.py)."""
+
+    def test_handler_refuses_a_plain_function_naming_process(self) -> None:
+        decoder = Decoder(types=[OrderPlaced])
+
+        def plain(envelope: Any) -> None:
+            pass
+
+        with pytest.raises(ConfigurationError, match=r"async def.*decoder\.process\(record\)"):
+            decoder.handler(plain)  # type: ignore[arg-type]
+
+    def test_a_record_that_does_not_decode_raises_decode_error_from_the_handler(self) -> None:
+        """The handler is not called for a record of an unknown type: DecodeError instead."""
+        import asyncio
+
+        [record] = published(PaymentTaken(1, 5.0))
+        decoder = Decoder(types=[OrderPlaced])
+        called: list[Any] = []
+
+        @decoder.handler
+        async def on_event(envelope: Any) -> None:
+            called.append(envelope)
+
+        with pytest.raises(DecodeError, match="unknown_type|not one of this decoder"):
+            asyncio.run(on_event(record))
+        assert called == []
+
+    def test_process_async_gives_the_envelope_and_returns_the_handlers_result(self) -> None:
+        import asyncio
+
+        [record] = published(order())
+        decoder = Decoder(types=[OrderPlaced])
+
+        @decoder.handler
+        async def on_event(envelope: Any) -> str:
+            await asyncio.sleep(0)
+            return str(envelope.event.order_id)
+
+        async def main() -> tuple[Any, str]:
+            async with decoder.process_async(record) as envelope:
+                event = envelope.event
+            return event, await on_event(record)
+
+        event, result = asyncio.run(main())
+        assert event == order() and result == order().order_id

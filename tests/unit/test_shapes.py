@@ -267,6 +267,28 @@ def test_nan_in_a_computed_field_or_an_extra_field_of_a_pydantic_model_is_refuse
         codec.encode(Open(order_id="o-1", score=math.inf))
 
 
+def test_a_pydantic_model_holding_lists_and_dicts_of_models_without_floats_is_written() -> None:
+    """Regression: nested models in a list or dict whose fields hold no float (a str, an int)
+    made the generated NaN check an empty loop, and JsonCodec.encode raised IndentationError.
+    Found by tests/unit/test_contracts_property.py's pydantic property."""
+
+    class Tag(pydantic.BaseModel):
+        name: str
+
+    class Post(pydantic.BaseModel):
+        tags: list[Tag]
+        by_name: dict[str, Tag] = {}
+        nested: dict[str, list[Tag]] = {}
+        score: float = 0.0
+
+    codec = JsonCodec()
+    post = Post(tags=[Tag(name="a")], by_name={"b": Tag(name="b")}, nested={"c": [Tag(name="c")]})
+    written = codec.encode(post)
+    assert codec.decode(written, Post) == post
+    with pytest.raises(SerializationError, match=r"\$\.score is nan"):
+        codec.encode(post.model_copy(update={"score": math.nan}))
+
+
 # -- decoding, errors ----------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@
   the ``contracts`` or ``cli`` extra).
 * :func:`check_compatible` lists the :class:`Break` s between an earlier document and
   the current types under a Schema Registry :class:`Mode` (``BACKWARD``, ``FORWARD``,
-  ``FULL`` and their ``_TRANSITIVE`` forms), following what msgspec's decoder accepts;
+  ``FULL`` and their ``_TRANSITIVE`` forms), following what the decoder accepts
+  (msgspec's, or pydantic's ``model_validate_json`` for a pydantic model);
   :func:`assert_compatible` is its pytest form.
 
 The command line: ``eventwire schema export MODULE... -o asyncapi.yaml`` and

@@ -9,6 +9,10 @@
   or none).
 * ``operations``: ``send_<topic>``, one ``send`` per channel, listing its messages.
 * ``components.schemas``: every Struct, Enum, dataclass ... the events use, shared.
+* pydantic v2 models: their payload is pydantic's own JSON Schema (serialization mode,
+  by alias: the JSON pydantic writes), annotated as :mod:`eventwire.contracts._pydantic`
+  says; their messages carry ``x-eventwire-shape: pydantic`` (pydantic's validator
+  reads them, and pydantic writes every field).
 
 The schemas are msgspec's, in the AsyncAPI Schema dialect (a superset of JSON Schema
 draft 07, AsyncAPI 3.0's default): fixed-length arrays are written with
@@ -34,6 +38,7 @@ import msgspec
 from eventwire._event import Route
 from eventwire._shapes import is_pydantic_model
 from eventwire.contracts._collect import ContractError, RoutedType, routed_types
+from eventwire.contracts._pydantic import pydantic_components
 
 __all__ = [
     "ASYNCAPI_VERSION",
@@ -51,6 +56,9 @@ KAFKA_BINDING_VERSION = "0.5.0"
 _REF_PREFIX = "#/components/schemas/"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _INT_KEY = {"pattern": "^-?[0-9]+$"}
+#: The message annotation saying a pydantic model writes and reads its events (absent:
+#: msgspec, for Structs, dataclasses and attrs classes).
+SHAPE = "x-eventwire-shape"
 
 
 def build_asyncapi(
@@ -73,8 +81,8 @@ def build_asyncapi(
         source: the publisher's ``source=`` (``ce_source``) if it is fixed.
 
     Raises:
-        ContractError: a class has no route, two share a ``ce_type``, or msgspec
-            cannot describe an event type as JSON Schema.
+        ContractError: a class has no route, two share a ``ce_type``, or msgspec (or
+            pydantic, for a model) cannot describe an event type as JSON Schema.
     """
     items = _as_routed(types)
     classes = [item.cls for item in items]
@@ -214,6 +222,8 @@ def _message(
         "bindings": {"kafka": {"key": key_schema, "bindingVersion": KAFKA_BINDING_VERSION}},
         "x-eventwire-key": key_doc,
     }
+    if is_pydantic_model(item.cls):
+        message[SHAPE] = "pydantic"
     doc = (item.cls.__doc__ or "").strip()
     if doc:
         message["summary"] = doc.splitlines()[0]
@@ -224,18 +234,51 @@ def _message(
 
 
 def _schemas_of(classes: list[type]) -> tuple[dict[str, Any], dict[type, str]]:
-    """``components.schemas`` for ``classes`` and the component name of every class."""
-    mi = msgspec.inspect
-    pydantic = [c.__qualname__ for c in classes if is_pydantic_model(c)]
+    """``components.schemas`` for ``classes`` and the component name of every class.
+
+    msgspec describes the Structs, dataclasses and attrs classes; pydantic its models
+    (:mod:`eventwire.contracts._pydantic`). A pydantic component whose name a msgspec
+    one already has (and with another schema) is renamed ``<name>_2``, ``<name>_3`` ...
+    """
+    pydantic = [c for c in classes if is_pydantic_model(c)]
+    native = [c for c in classes if not is_pydantic_model(c)]
+    schemas, names = _msgspec_schemas(native) if native else ({}, {})
     if pydantic:
-        raise ContractError(
-            f"pydantic models ({', '.join(pydantic)}) are not in AsyncAPI export or the "
-            "compatibility check yet: they publish and decode, but their contract is "
-            "pydantic's JSON Schema (Model.model_json_schema(by_alias=True, "
-            "mode='serialization')), which these tools do not read. Export the msgspec "
-            "Struct, dataclass and attrs events, and check pydantic models with a Schema "
-            "Registry's compatibility rules (eventwire.schema_registry)."
-        )
+        models, model_names = pydantic_components(pydantic, _REF_PREFIX)
+        renamed: dict[str, str] = {}
+        for name, schema in models.items():
+            candidate, n = name, 2
+            while (candidate in schemas and schemas[candidate] != _draft07(schema)) or (
+                candidate != name and candidate in models
+            ):
+                candidate, n = f"{name}_{n}", n + 1
+            if candidate != name:
+                renamed[_REF_PREFIX + name] = _REF_PREFIX + candidate
+        for name, schema in models.items():
+            target = renamed.get(_REF_PREFIX + name, _REF_PREFIX + name)
+            schemas[target.removeprefix(_REF_PREFIX)] = _draft07(_rename_refs(schema, renamed))
+        for cls, name in model_names.items():
+            names[cls] = renamed.get(_REF_PREFIX + name, _REF_PREFIX + name).removeprefix(
+                _REF_PREFIX
+            )
+    return schemas, names
+
+
+def _rename_refs(schema: Any, renamed: Mapping[str, str]) -> Any:
+    """``schema`` with every reference in ``renamed`` (``$ref``, discriminator mappings) renamed."""
+    if not renamed:
+        return schema
+    if isinstance(schema, list):
+        return [_rename_refs(item, renamed) for item in schema]
+    if isinstance(schema, dict):
+        return {key: _rename_refs(value, renamed) for key, value in schema.items()}
+    if isinstance(schema, str):
+        return renamed.get(schema, schema)
+    return schema
+
+
+def _msgspec_schemas(classes: list[type]) -> tuple[dict[str, Any], dict[type, str]]:
+    mi = msgspec.inspect
     try:
         infos = mi.multi_type_info(classes)
     except (TypeError, ValueError) as exc:

@@ -25,6 +25,19 @@ those of the current event types, asking for each message whether every value th
   and lengths (``msgspec.Meta``) must not tighten; lists, tuples, dicts, nested Structs
   and tagged unions are compared item by item, key by key, tag by tag.
 
+For a pydantic model (a message marked ``x-eventwire-shape: pydantic``), "can read"
+means ``Model.model_validate_json`` (what eventwire's codecs call): its schema is
+pydantic's serialization JSON Schema by alias, annotated by the export
+(:mod:`eventwire.contracts._pydantic`). As a writer, a model writes every field, defaults
+and computed fields included; as a reader, it does not read computed fields
+(``readOnly``: an ``extra="forbid"`` model refuses them), reads a field from the names
+``x-eventwire-read-as`` lists (``AliasChoices``, ``validation_alias``,
+``populate_by_name``), ignores unknown fields unless ``extra="forbid"``
+(``additionalProperties: false``), and requires every field without a default, even an
+``Optional`` one. pydantic's lax conversions (``"1"`` into an ``int`` ...) are not
+counted on: where only they would make a change readable, it is reported. Validators
+(``field_validator``...) are code, which no schema shows.
+
 The writer of a Struct is taken to write only its own fields (msgspec never writes
 others), and a field that has a default may be absent (``omit_defaults=True``). Where a
 schema cannot say (a hand-written document, an unknown keyword) the checker errs on the
@@ -47,7 +60,8 @@ from typing import Any
 
 from eventwire._event import Route
 from eventwire.contracts._collect import ContractError, RoutedType
-from eventwire.contracts.asyncapi import build_asyncapi, check_document, load_document
+from eventwire.contracts._pydantic import READ_AS
+from eventwire.contracts.asyncapi import SHAPE, build_asyncapi, check_document, load_document
 
 __all__ = [
     "Break",
@@ -245,6 +259,7 @@ class _Message:
     topics: tuple[str, ...]
     key: Any
     payload: Any
+    pydantic: bool = False
 
 
 class _Doc:
@@ -270,7 +285,11 @@ class _Doc:
             if isinstance(payload, Mapping) and "schemaFormat" in payload:
                 payload = payload.get("schema", True)
             self.messages[name] = _Message(
-                name, tuple(sorted(topics)), message.get("x-eventwire-key"), payload
+                name,
+                tuple(sorted(topics)),
+                message.get("x-eventwire-key"),
+                payload,
+                message.get(SHAPE) == "pydantic",
             )
 
     def resolve(self, node: Any) -> Any:
@@ -342,9 +361,16 @@ def _check_pair(old: _Doc, new: _Doc, mode: Mode, against: str) -> list[Break]:
         if mode.forward:
             directions.append(("forward", new, old, "new", "old"))
         for side, writer, reader, wl, rl in directions:
-            comparison = _Compare(writer, reader, wl, rl)
             writer_message = writer.messages[name]
             reader_message = reader.messages[name]
+            comparison = _Compare(
+                writer,
+                reader,
+                wl,
+                rl,
+                writes_all=writer_message.pydantic,
+                pydantic_reader=reader_message.pydantic,
+            )
             comparison.compare(writer_message.payload, reader_message.payload, "$")
             for path, change, reason in comparison.problems:
                 breaks.append(Break(name, path, change, reason, side, against))
@@ -401,11 +427,38 @@ def _kind_of(value: Any) -> str:
 class _Compare:
     """Whether every value the writer's schema allows is decoded by the reader's type."""
 
-    def __init__(self, writer: _Doc, reader: _Doc, writer_label: str, reader_label: str) -> None:
+    def __init__(
+        self,
+        writer: _Doc,
+        reader: _Doc,
+        writer_label: str,
+        reader_label: str,
+        *,
+        writes_all: bool = False,
+        pydantic_reader: bool = False,
+    ) -> None:
         self.writer, self.reader = writer, reader
         self.w, self.r = writer_label, reader_label
+        #: pydantic writes every field of a model (defaults, computed fields) each time.
+        self.writes_all = writes_all
+        #: pydantic's validator reads: computed fields (readOnly) are not read, and a
+        #: field may be read under other names (x-eventwire-read-as).
+        self.pydantic_reader = pydantic_reader
         self.problems: list[tuple[str, str, str]] = []
         self._active: set[tuple[str, str]] = set()
+
+    def trial(self) -> _Compare:
+        """A comparison of the same sides whose problems are kept apart (to try alternatives)."""
+        trial = _Compare(
+            self.writer,
+            self.reader,
+            self.w,
+            self.r,
+            writes_all=self.writes_all,
+            pydantic_reader=self.pydantic_reader,
+        )
+        trial._active = set(self._active)
+        return trial
 
     def versions(self, w_text: str, r_text: str) -> str:
         """``old X, new Y`` whichever side writes."""
@@ -504,8 +557,7 @@ class _Compare:
             # several readers of one JSON kind (a hand-written union): one must take it all
             trials: list[list[tuple[str, str, str]]] = []
             for candidate in candidates:
-                trial = _Compare(self.writer, self.reader, self.w, self.r)
-                trial._active = set(self._active)
+                trial = self.trial()
                 trial.compare_alt(w, candidate, path)
                 if not trial.problems:
                     break
@@ -719,17 +771,46 @@ class _Compare:
     def compare_struct_reader(  # noqa: PLR0912 - writer struct or dict, each reader field
         self, ws: Mapping[str, Any], rs: Mapping[str, Any], path: str
     ) -> None:
-        """The reader is a Struct (named fields): its required fields, unknown fields."""
+        """The reader is a Struct or model (named fields): its required fields, unknown fields."""
         w_props: Mapping[str, Any] | None = ws.get("properties")
         r_props: Mapping[str, Any] = rs["properties"]
-        w_required = set(ws.get("required", ()))
+        if self.pydantic_reader:  # computed fields are written, never read
+            r_props = {
+                n: p
+                for n, p in r_props.items()
+                if not (isinstance(p, Mapping) and p.get("readOnly") is True)
+            }
+        w_required = set(w_props or ()) if self.writes_all else set(ws.get("required", ()))
         r_required = set(rs.get("required", ()))
         w_values = ws.get("additionalProperties", True)
         r_values = rs.get("additionalProperties")
+        read: set[str] = set()
         for name, r_prop in r_props.items():
             where = f"{path}.{name}"
-            if w_props is not None and name in w_props:
-                if name in r_required and name not in w_required:
+            keys = self.read_names(name, r_prop)
+            if keys is None:
+                self.report(
+                    where,
+                    f"field {name!r} of the {self.r} schema is read from a nested path (AliasPath)",
+                    "compatibility cannot be shown",
+                )
+                continue
+            read.update(keys)
+            if w_props is not None:
+                sources = [k for k in keys if k in w_props]
+                if not sources:
+                    if name in r_required:
+                        self.report(
+                            where,
+                            f"field {name!r} is required in the {self.r} schema (no default) "
+                            f"and absent from the {self.w} one"
+                            + (
+                                f" (read as {', '.join(map(repr, keys))})" if keys != [name] else ""
+                            ),
+                            f"{self.w} events lack it",
+                        )
+                    continue
+                if name in r_required and not w_required.intersection(sources):
                     self.report(
                         where,
                         f"field {name!r} is required in the {self.r} schema but has a "
@@ -737,15 +818,8 @@ class _Compare:
                         f"{self.w} events may lack it, and the {self.r} decoder has no "
                         "default for it",
                     )
-                self.compare(w_props[name], r_prop, where)
-            elif w_props is not None:
-                if name in r_required:
-                    self.report(
-                        where,
-                        f"field {name!r} is required in the {self.r} schema (no default) "
-                        f"and absent from the {self.w} one",
-                        f"{self.w} events lack it",
-                    )
+                for source in sources:
+                    self.compare(w_props[source], r_prop, where)
             else:  # the writer is a dict: any key, or none
                 if name in r_required:
                     self.report(
@@ -756,14 +830,15 @@ class _Compare:
                     )
                 if w_values is not False:
                     self.compare(w_values, r_prop, where)
-        extra = [n for n in (w_props or {}) if n not in r_props]
+        extra = [n for n in (w_props or {}) if n not in read]
         if r_values is False:
             for name in extra:
                 self.report(
                     f"{path}.{name}",
                     f"field {name!r} of the {self.w} schema is unknown to the {self.r} "
                     "one, which forbids unknown fields",
-                    f"the {self.r} decoder refuses the event (forbid_unknown_fields)",
+                    f"the {self.r} decoder refuses the event (forbid_unknown_fields, "
+                    'extra="forbid")',
                 )
             if w_props is None and w_values is not False:
                 self.report(
@@ -775,6 +850,15 @@ class _Compare:
         elif isinstance(r_values, Mapping) and r_values:
             for name in extra:
                 self.compare((w_props or {})[name], r_values, f"{path}.{name}")
+
+    def read_names(self, name: str, r_prop: Any) -> list[str] | None:
+        """The keys the reader reads its field ``name`` from (None: cannot be told)."""
+        if self.pydantic_reader and isinstance(r_prop, Mapping) and READ_AS in r_prop:
+            names = r_prop[READ_AS]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                return None
+            return list(names)
+        return [name]
 
     def compare_dict_reader(self, ws: Mapping[str, Any], rs: Mapping[str, Any], path: str) -> None:
         """The reader is a dict: every key and value the writer may send."""
@@ -812,8 +896,7 @@ class _Compare:
         if tag is None:
             trial_problems: list[list[tuple[str, str, str]]] = []
             for r in readers:
-                trial = _Compare(self.writer, self.reader, self.w, self.r)
-                trial._active = set(self._active)
+                trial = self.trial()
                 trial.compare_object(w, r, path)
                 if not trial.problems:
                     return

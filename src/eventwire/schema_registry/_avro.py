@@ -1,4 +1,8 @@
-"""An Avro schema derived from a msgspec Struct type (:func:`avro_schema`).
+"""An Avro schema derived from an event type (:func:`avro_schema`).
+
+A msgspec Struct, a dataclass, an attrs class or a pydantic v2 model; the fields of a
+Struct, dataclass or attrs class as msgspec sees them, a model's as pydantic writes
+them (by alias). The mapping:
 
 ========================  =====================================================
 Python (annotation)       Avro
@@ -11,32 +15,41 @@ Python (annotation)       Avro
 ``datetime``              ``long`` / ``timestamp-micros`` (aware; UTC)
 ``date``                  ``int`` / ``date``
 ``UUID``                  ``string`` / ``uuid``
+``Decimal`` (pydantic,    ``bytes`` / ``decimal`` with ``precision`` = ``max_digits`` and
+``max_digits`` and        ``scale`` = ``decimal_places``
+``decimal_places``)
 ``T | None``              ``["null", T]`` (default ``null`` when the field's is ``None``)
 ``list``/``tuple``/``set``  ``array``
 ``dict[str, X]``          ``map``
-a Struct                  ``record`` (named ``module.QualName``; a second use refers to it
-                          by name, so recursive types work)
+a Struct, dataclass,      ``record`` (named ``module.QualName``; a second use refers to it
+attrs class, model        by name, so recursive types work)
 a str ``Enum``            ``enum`` of its values (which must be Avro names)
 an int ``Enum``           ``long``
 ``Literal["a", "b"]``     ``enum`` named ``<Record>_<field>``
 ========================  =====================================================
 
-A field name is the name msgspec encodes (``rename=`` applies). A default that is a
-string, number, bool, ``None``, an enum member or an empty list/dict is written as the
-Avro default. Anything else (``Any``, other unions, ``array_like`` Structs, dataclasses
-...) raises :class:`~eventwire.ConfigurationError` naming the field: give the codec the
-schema explicitly (``schemas={Type: schema_json}``).
+A field name is the name msgspec encodes (``rename=`` applies), or for a pydantic
+model the field's serialization alias (else its name). A default that is a string,
+number, bool, ``None``, an enum member or an empty list/dict is written as the Avro
+default. pydantic's ``AwareDatetime``/``NaiveDatetime``/``PastDatetime``/
+``FutureDatetime`` are datetimes, ``PastDate``/``FutureDate`` dates; a model's computed
+fields are left out (they are derived, and a model with ``extra="forbid"`` refuses
+them). Anything else (``Any``, other unions, ``array_like`` Structs, a ``Decimal``
+without a precision ...) raises :class:`~eventwire.ConfigurationError` naming the
+field: give the codec the schema explicitly (``schemas={Type: schema_json}``).
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from eventwire._errors import ConfigurationError
+from eventwire._shapes import is_pydantic_model, shape_of
 
 __all__ = ["avro_schema"]
 
@@ -63,19 +76,95 @@ def _fullname(cls: type) -> tuple[str, str]:
 
 
 def avro_schema(cls: type) -> dict[str, Any]:
-    """The Avro schema (as a dict) of the msgspec Struct ``cls``.
+    """The Avro schema (as a dict) of the event type ``cls``.
 
     Raises:
-        ConfigurationError: ``cls`` is not a Struct, or a field's type has no Avro
-            form here (the message names it and says what to do).
+        ConfigurationError: ``cls`` is not an event class (Struct, dataclass, attrs
+            class, pydantic model), or a field's type has no Avro form here (the
+            message names it and says what to do).
     """
-    info = msgspec.inspect.type_info(cls)
-    if not isinstance(info, msgspec.inspect.StructType):
+    if shape_of(cls) is None:
         raise ConfigurationError(
-            f"cannot derive an Avro schema from {cls.__qualname__}: not a msgspec.Struct. "
-            "Give the schema explicitly: AvroCodec(..., schemas={Type: schema_json})"
+            f"cannot derive an Avro schema from {getattr(cls, '__qualname__', cls)!r}: not a "
+            "msgspec.Struct, dataclass, attrs class or pydantic model. Give the schema "
+            "explicitly: AvroCodec(..., schemas={Type: schema_json})"
         )
-    return _Deriver(cls).record(info)  # type: ignore[return-value]
+    deriver = _Deriver(cls)
+    return deriver.record(deriver.info(cls))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decimal:
+    """A Decimal with a precision and scale (pydantic's max_digits and decimal_places)."""
+
+    precision: int
+    scale: int
+
+
+_PYDANTIC_TIMES = {
+    "AwareDatetime": msgspec.inspect.DateTimeType(),
+    "NaiveDatetime": msgspec.inspect.DateTimeType(),
+    "PastDatetime": msgspec.inspect.DateTimeType(),
+    "FutureDatetime": msgspec.inspect.DateTimeType(),
+    "PastDate": msgspec.inspect.DateType(),
+    "FutureDate": msgspec.inspect.DateType(),
+}
+
+
+def _model_info(cls: type) -> msgspec.inspect.DataclassType:
+    """A pydantic model described as msgspec.inspect describes a dataclass.
+
+    Fields by attribute name, written (``encode_name``) as their serialization alias,
+    with their defaults; excluded and computed fields left out; a Decimal field with
+    ``max_digits`` and ``decimal_places`` as :class:`_Decimal`.
+    """
+    from pydantic_core import PydanticUndefined  # noqa: PLC0415
+
+    model: Any = cls
+    fields = []
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        try:
+            info: Any = msgspec.inspect.type_info(field.annotation)
+        except Exception:  # described as "this type" by the deriver, naming the field
+            info = msgspec.inspect.AnyType()
+        digits: dict[str, int] = {
+            key: int(getattr(meta, key))
+            for meta in field.metadata
+            for key in ("max_digits", "decimal_places")
+            if getattr(meta, key, None) is not None
+        }
+        if len(digits) == 2:
+            info = _with_decimal(info, _Decimal(digits["max_digits"], digits["decimal_places"]))
+        default: Any = msgspec.NODEFAULT
+        factory: Any = msgspec.NODEFAULT
+        if field.default is not PydanticUndefined:
+            default = field.default
+        elif field.default_factory is not None and not getattr(
+            field, "default_factory_takes_data", False
+        ):
+            factory = field.default_factory
+        fields.append(
+            msgspec.inspect.Field(
+                name=name,
+                encode_name=field.serialization_alias or field.alias or name,
+                type=info,
+                required=field.is_required(),
+                default=default,
+                default_factory=factory,
+            )
+        )
+    return msgspec.inspect.DataclassType(cls=cls, fields=tuple(fields))
+
+
+def _with_decimal(info: Any, decimal: _Decimal) -> Any:
+    """``info`` with a Decimal (alone, or in an Optional) replaced by ``decimal``."""
+    if isinstance(info, msgspec.inspect.DecimalType):
+        return decimal
+    if isinstance(info, msgspec.inspect.UnionType):
+        return msgspec.inspect.UnionType(types=tuple(_with_decimal(t, decimal) for t in info.types))
+    return info
 
 
 class _Deriver:
@@ -90,17 +179,29 @@ class _Deriver:
             "AvroCodec(..., schemas={" + self.root.__qualname__ + ": schema_json})"
         )
 
-    def record(self, info: msgspec.inspect.StructType) -> dict[str, Any] | str:
+    def info(self, cls: type) -> msgspec.inspect.StructType | msgspec.inspect.DataclassType:
+        """The description of the record type ``cls`` (a pydantic model's: :func:`_model_info`)."""
+        if is_pydantic_model(cls):
+            return _model_info(cls)
+        info = msgspec.inspect.type_info(cls)
+        if not isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
+            raise self.fail(cls.__qualname__, type(info).__name__.removesuffix("Type"))
+        return info
+
+    def record(
+        self, info: msgspec.inspect.StructType | msgspec.inspect.DataclassType
+    ) -> dict[str, Any] | str:
         namespace, name = _fullname(info.cls)
         full = f"{namespace}.{name}" if namespace else name
         if full in self.named:
             return full
-        if info.array_like:
+        if getattr(info, "array_like", False):
             raise self.fail(info.cls.__qualname__, "an array_like Struct")
         self.named.add(full)
         fields: list[dict[str, Any]] = []
-        if info.tag_field is not None:
-            fields.append({"name": info.tag_field, "type": "string", "default": str(info.tag)})
+        tag_field = getattr(info, "tag_field", None)
+        if tag_field is not None:
+            fields.append({"name": tag_field, "type": "string", "default": str(info.tag)})  # type: ignore[union-attr]
         for field in info.fields:
             where = f"{info.cls.__qualname__}.{field.name}"
             schema = self.of(field.type, where, f"{name}_{_name(field.encode_name)}")
@@ -138,8 +239,26 @@ class _Deriver:
             return {"type": "int", "logicalType": "date"}
         if isinstance(info, inspect.UUIDType):
             return {"type": "string", "logicalType": "uuid"}
-        if isinstance(info, inspect.StructType):
+        if isinstance(info, inspect.StructType | inspect.DataclassType):
             return self.record(info)
+        if isinstance(info, _Decimal):
+            return {
+                "type": "bytes",
+                "logicalType": "decimal",
+                "precision": info.precision,
+                "scale": info.scale,
+            }
+        if isinstance(info, inspect.DecimalType):
+            raise self.fail(
+                where,
+                "a Decimal without a precision (for a pydantic model, give the field "
+                "max_digits and decimal_places: Field(max_digits=12, decimal_places=2))",
+            )
+        if isinstance(info, inspect.CustomType):
+            if is_pydantic_model(info.cls):
+                return self.record(_model_info(info.cls))
+            if info.cls.__module__.startswith("pydantic") and info.cls.__name__ in _PYDANTIC_TIMES:
+                return self.of(_PYDANTIC_TIMES[info.cls.__name__], where, enum_name)
         if isinstance(
             info, inspect.ListType | inspect.VarTupleType | inspect.SetType | inspect.FrozenSetType
         ):

@@ -504,17 +504,20 @@ class AvroCodec(_RegistryCodec):
         return AvroDeserializer(self._client)
 
     def _builtins(self, event: Any) -> Any:
-        # Avro carries bytes, timestamps, dates and UUIDs as such (not as text).
+        # Avro carries bytes, timestamps, dates, UUIDs and decimals as such (not as text):
+        # a pydantic model is dumped in python mode (by alias), then enums become their
+        # values and tuples/sets lists, as for the other shapes.
         if _shapes.is_pydantic_model(type(event)):
-            return _to_builtins(event)
+            event = event.model_dump(mode="python", by_alias=True)
         return msgspec.to_builtins(event, builtin_types=_AVRO_NATIVE)
 
 
 def _avro_native() -> tuple[type, ...]:
     import datetime  # noqa: PLC0415
+    import decimal  # noqa: PLC0415
     import uuid  # noqa: PLC0415
 
-    return (bytes, bytearray, datetime.datetime, datetime.date, uuid.UUID)
+    return (bytes, bytearray, datetime.datetime, datetime.date, uuid.UUID, decimal.Decimal)
 
 
 _AVRO_NATIVE = _avro_native()
