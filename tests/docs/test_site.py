@@ -35,6 +35,7 @@ PAGES = [
     "guides/frameworks/index.html",
     "guides/consuming/index.html",
     "guides/schemas/index.html",
+    "guides/schemas-pydantic/index.html",
     "reference/api/eventwire/index.html",
     "reference/api/testing/index.html",
     "reference/api/outbox/index.html",
