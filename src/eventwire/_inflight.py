@@ -63,6 +63,10 @@ class InFlight:
         #: how many more failed past that bound since the last flush.
         self._failed: list[DeliveryHandle] = []
         self._not_kept = 0
+        #: Failures to count, once the kept ones are full, before scanning them again
+        #: for observed ones to let go: a scan costs KEPT_FAILURES, so at most one per
+        #: KEPT_FAILURES failures (amortized O(1) each, however long the burst).
+        self._scan_in = 0
         self._hooks: list[SettleHook] = []
         self._abandon_hooks: list[SettleHook] = []
         #: One entry per send past the close gate (see :meth:`gate`).
@@ -198,12 +202,16 @@ class InFlight:
         """Keep a failed handle for the next flush; past the bound, count it instead."""
         with self.lock:
             failed = self._failed
-            if len(failed) >= KEPT_FAILURES:  # make room: drop what the app has seen
+            if len(failed) >= KEPT_FAILURES and self._scan_in <= 0:
+                # make room: drop what the app has seen; the next scan waits for as
+                # many failures as are still kept (a scan frees f: f kept + K-f counted)
                 failed[:] = [h for h in failed if not h.observed()]
+                self._scan_in = len(failed)
             if len(failed) < KEPT_FAILURES:
                 failed.append(handle)
                 return
             self._not_kept += 1
+            self._scan_in -= 1
             first = self._not_kept == 1
         if first:
             _log.warning("delivery_failures_not_kept", kept=KEPT_FAILURES)
@@ -217,6 +225,7 @@ class InFlight:
         with self.lock:
             failed, self._failed = self._failed, []
             not_kept, self._not_kept = self._not_kept, 0
+            self._scan_in = 0
         failures: list[DeliveryFailure] = []
         for handle in failed:
             if not handle.observed():
