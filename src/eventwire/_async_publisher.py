@@ -230,17 +230,19 @@ class AsyncPublisher(Facade):
         if drainer is not None:
             await asyncio.wait({drainer}, timeout=timeout)
         failures: list[DeliveryFailure] = []
+        not_kept = 0
         try:
             left = max(0.0, deadline - time.monotonic())
             await asyncio.to_thread(self._core.flush, left)
         except DeliveryError as exc:
             failures.extend(exc.failures)
+            not_kept = exc.not_kept  # counted past the bound: still reported
         failures.extend(
             w.handle.failure_from("_FLUSH_TIMEOUT", "still waiting for room in the local queue")
             for w in self._backlog
         )
-        if failures:
-            raise DeliveryError(failures, context=f"flush({timeout:g})")
+        if failures or not_kept:
+            raise DeliveryError(failures, context=f"flush({timeout:g})", not_kept=not_kept)
 
     async def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.

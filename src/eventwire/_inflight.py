@@ -227,12 +227,20 @@ class InFlight:
             not_kept, self._not_kept = self._not_kept, 0
             self._scan_in = 0
         failures: list[DeliveryFailure] = []
+        later: list[DeliveryHandle] = []
         for handle in failed:
-            if not handle.observed():
-                failure = handle._failure
-                assert failure is not None
-                handle._mark_observed()
-                failures.append(failure)
+            if handle.observed():
+                continue
+            if handle._awaited():  # its awaiting task is about to be told: not twice;
+                later.append(handle)  # the next flush looks again (the task may be cancelled)
+                continue
+            failure = handle._failure
+            assert failure is not None
+            handle._mark_observed()
+            failures.append(failure)
+        if later:
+            with self.lock:
+                self._failed[:0] = later
         if timed_out:
             failures.extend(h.failure_from("_FLUSH_TIMEOUT", "") for h in self.snapshot())
         if failures or not_kept:

@@ -62,6 +62,9 @@ class LoopBridge:
             if failure is None:
                 fut.set_result(handle._result())
             else:
+                awaited = handle._awaited()
                 fut.set_exception(DeliveryError([failure]))
                 if handle._seen:  # already reported (flush) or observed: not "never retrieved"
                     fut.exception()
+                if awaited:  # the awaiting task gets it when it next runs: told once
+                    handle._seen = True

@@ -97,3 +97,147 @@ class TestBoundCost:
         assert len(reported) == kept  # the observed ones made room for late ones
         assert set(reported) <= {h.event_id for h in late}
         assert len(error.failures) + error.not_kept == 2 * kept + 1
+
+
+class TestAwaitRace:
+    def test_a_failure_an_awaiting_task_is_about_to_get_is_not_also_raised_by_flush(
+        self,
+    ) -> None:
+        """``await publish(e)`` is waiting; the failure arrives and sets the future's
+        exception, and the awaiting task will get it when the loop next runs it. A
+        flush() in between (AsyncPublisher.flush runs it in a worker thread, so at any
+        moment) must not raise it as well: the task is told, so it is told once."""
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.pause()
+            transport.fail_next(1, "_MSG_TIMED_OUT")
+            awaiting = asyncio.create_task(pub.publish(order(1)))
+            await asyncio.sleep(0)  # the task now awaits the event's future
+            flushed: list[BaseException] = []
+
+            def flush_now() -> None:  # where the worker thread's flush may land
+                try:
+                    pub._core.flush(1)
+                except DeliveryError as exc:
+                    flushed.append(exc)
+
+            transport.resume()  # settles: the loop bridge's drain is scheduled
+            loop.call_soon(flush_now)  # runs after the drain, before the task wakes
+            with pytest.raises(DeliveryError, match="_MSG_TIMED_OUT"):
+                await awaiting
+            assert flushed == []
+            await pub.close(1)
+
+        asyncio.run(main())
+
+    def test_a_failure_settled_but_not_yet_handed_to_the_awaiting_task_is_not_raised_twice(
+        self,
+    ) -> None:
+        """The failure has settled (on the transport's thread) but the loop bridge has
+        not yet set the future's exception, and a task awaits it. A flush() in that
+        window must leave it to the task (and to a later flush if the task is cancelled
+        first), not raise it as well."""
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.pause()
+            transport.fail_next(1, "_MSG_TIMED_OUT")
+            awaiting = asyncio.create_task(pub.publish(order(1)))
+            await asyncio.sleep(0)  # the task now awaits the event's future
+            transport.resume()  # settled; the bridge's drain has not run yet
+            assert pub._core.ledger.failures_error(False, "flush") is None
+            with pytest.raises(DeliveryError, match="_MSG_TIMED_OUT"):
+                await awaiting
+            await pub.close(1)
+
+        asyncio.run(main())
+
+    def test_a_failure_left_to_a_task_that_was_then_cancelled_is_raised_by_close(
+        self,
+    ) -> None:
+        """As above, but the awaiting task is cancelled before the bridge hands it the
+        failure: nobody was told, so close() raises it."""
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.pause()
+            transport.fail_next(1, "_MSG_TIMED_OUT")
+            awaiting = asyncio.create_task(pub.publish(order(1)))
+            await asyncio.sleep(0)
+            transport.resume()
+            assert pub._core.ledger.failures_error(False, "flush") is None
+            awaiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await awaiting
+            with pytest.raises(DeliveryError, match="_MSG_TIMED_OUT"):
+                await pub.close(1)
+
+        asyncio.run(main())
+
+
+class TestAsyncFlushCount:
+    def test_async_flush_keeps_the_count_of_failures_not_kept(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """AsyncPublisher.flush() re-raises the core's DeliveryError with its backlog
+        added: the failures past the bound (``not_kept``) must stay in it, as in
+        Publisher.flush(), not vanish from the count and the message."""
+        monkeypatch.setattr(_inflight, "KEPT_FAILURES", 3)
+
+        async def main() -> DeliveryError:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.fail_next(5, "_MSG_TIMED_OUT")
+            futures = [pub.publish_nowait(order(n)) for n in range(5)]
+            await asyncio.wait(futures, timeout=1)
+            try:
+                await pub.flush(1)
+            except DeliveryError as exc:
+                return exc
+            finally:
+                await pub.close(1)
+            pytest.fail("flush() raised nothing for 5 unobserved failures")
+
+        error = asyncio.run(main())
+        assert len(error.failures) == 3
+        assert error.not_kept == 2
+        assert "5 events not delivered" in str(error)
+
+    def test_async_flush_raises_when_only_uncounted_failures_remain(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The kept failures were observed later, the ones past the bound were only
+        counted: flush() must still raise for those (as Publisher.flush() does)."""
+        monkeypatch.setattr(_inflight, "KEPT_FAILURES", 2)
+
+        async def main() -> DeliveryError | None:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.fail_next(4, "_MSG_TIMED_OUT")
+            futures = [pub.publish_nowait(order(n)) for n in range(4)]
+            await asyncio.wait(futures, timeout=1)
+            for fut in futures[:2]:  # the two kept ones: looked at now
+                assert isinstance(fut.exception(), DeliveryError)
+            try:
+                await pub.flush(1)
+            except DeliveryError as exc:
+                return exc
+            finally:
+                for fut in futures[2:]:
+                    fut.exception()
+                await pub.close(1)
+            return None
+
+        error = asyncio.run(main())
+        assert error is not None, "two failures nobody observed were reported nowhere"
+        assert error.failures == () and error.not_kept == 2
