@@ -237,6 +237,10 @@ class AsyncPublisher(Facade):
         except DeliveryError as exc:
             failures.extend(exc.failures)
             not_kept = exc.not_kept  # counted past the bound: still reported
+        late = await self._loop_failures(f"flush({timeout:g})", final=False)
+        if late is not None:
+            failures.extend(late.failures)
+            not_kept += late.not_kept
         failures.extend(
             w.handle.failure_from("_FLUSH_TIMEOUT", "still waiting for room in the local queue")
             for w in self._backlog
@@ -258,12 +262,38 @@ class AsyncPublisher(Facade):
         drainer = self._drainer
         if drainer is not None:
             await asyncio.wait({drainer}, timeout=timeout)
+        error: DeliveryError | None = None
         try:
             left = max(0.0, deadline - time.monotonic())
             await asyncio.to_thread(self._core.close, left)
+        except DeliveryError as exc:
+            error = exc
         finally:
             # Still waiting for room: never enqueued, and now never will be.
             self._fail_backlog(self._producer.refuse_closed)
+        late = await self._loop_failures(f"close({timeout:g})", final=True)
+        if late is not None:
+            failures = [*(error.failures if error else ()), *late.failures]
+            not_kept = (error.not_kept if error else 0) + late.not_kept
+            error = DeliveryError(failures, context=f"close({timeout:g})", not_kept=not_kept)
+        if error is not None:
+            raise error
+
+    async def _loop_failures(self, context: str, *, final: bool) -> DeliveryError | None:
+        """The unobserved failures of events with a future, decided here on the loop.
+
+        The worker thread's flush leaves them kept (a task awaiting the future, or a
+        done-callback on it, may not have run yet). Resolve the futures the bridge
+        still holds, let what waits on them run, then take those nobody retrieved
+        (``final``: every one; called on another loop: every one, at once).
+        """
+        ledger = self._core.ledger
+        bridge = self._bridge
+        if bridge is None or bridge.loop is not asyncio.get_running_loop():
+            return ledger.failures_error(False, context, futures="all")
+        bridge.drain()
+        await asyncio.sleep(0)  # the woken tasks and done-callbacks run first
+        return ledger.failures_error(False, context, futures="all" if final else "done")
 
     aclose = close
 

@@ -9,7 +9,6 @@ waiter is made only when someone blocks on an unsettled handle.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from eventwire._policy import classify, is_possibly_written, meaning
 from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
+    import asyncio
+
     from eventwire.transports.base import ReportError, ReportMessage
 
 #: Ends an event's span with its outcome (set by tracing for recording spans only).
@@ -51,7 +52,6 @@ class Settler(Protocol):
 __all__ = ["DeliveryHandle", "DeliveryResult"]
 
 _log = get_logger("eventwire")
-_Task = asyncio.Task
 
 
 class DeliveryResult(msgspec.Struct, frozen=True):
@@ -224,20 +224,6 @@ class DeliveryHandle:
             and not fut.cancelled()
             and not getattr(fut, "_log_traceback", True)
         )
-
-    def _awaited(self) -> bool:
-        """True while a task awaits this handle's unresolved asyncio future.
-
-        The loop bridge is about to hand that task the outcome, so a flush leaves a
-        failure to it (and checks again at the next flush: the task may be cancelled
-        first). Other done-callbacks (``asyncio.wait``) do not count: they do not
-        retrieve the exception.
-        """
-        fut = self._afut
-        if fut is None or fut.done():
-            return False
-        callbacks = getattr(fut, "_callbacks", None) or ()
-        return any(isinstance(getattr(cb, "__self__", None), _Task) for cb, _ctx in callbacks)
 
     def _mark_observed(self) -> None:
         """Reported by flush()/close(): also keep asyncio from reporting it again."""

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from eventwire._errors import DeliveryError, DeliveryFailure, PublisherStateError
 from eventwire.observability.logging import get_logger
@@ -39,6 +39,8 @@ __all__ = ["CLOSED_REASON", "KEPT_FAILURES", "InFlight", "SettleHook"]
 
 _log = get_logger("eventwire")
 
+#: How :meth:`InFlight.failures_error` treats failures with an asyncio future.
+FutureRule = Literal["defer", "done", "all"]
 #: Called once per settled event with its failure (None: delivered).
 SettleHook = Callable[["DeliveryHandle", "DeliveryFailure | None"], None]
 
@@ -216,11 +218,19 @@ class InFlight:
         if first:
             _log.warning("delivery_failures_not_kept", kept=KEPT_FAILURES)
 
-    def failures_error(self, timed_out: bool, context: str) -> DeliveryError | None:
+    def failures_error(
+        self, timed_out: bool, context: str, *, futures: FutureRule = "defer"
+    ) -> DeliveryError | None:
         """Take the failures nobody observed (plus, if ``timed_out``, every unsettled event).
 
         Returns the DeliveryError for ``flush()``/``close()`` to raise, or None. What
         it reports is forgotten (and marked observed), so it is reported once.
+
+        A failure with an asyncio future (AsyncPublisher) is decided on its loop, once
+        the loop has resolved the future and run what waits on it (an awaiting task, a
+        done-callback), so the application is not told twice: ``futures="defer"`` (off
+        the loop) keeps each for the next call, ``"done"`` (on the loop, caught up)
+        decides the resolved ones, ``"all"`` (the loop is gone) decides every one.
         """
         with self.lock:
             failed, self._failed = self._failed, []
@@ -231,8 +241,14 @@ class InFlight:
         for handle in failed:
             if handle.observed():
                 continue
-            if handle._awaited():  # its awaiting task is about to be told: not twice;
-                later.append(handle)  # the next flush looks again (the task may be cancelled)
+            fut = handle._afut
+            if (
+                fut is not None
+                and futures != "all"
+                and not fut.cancelled()
+                and not (futures == "done" and fut.done())
+            ):
+                later.append(handle)  # the loop decides, once what awaits it has run
                 continue
             failure = handle._failure
             assert failure is not None

@@ -44,12 +44,13 @@ class LoopBridge:
                 return
             self._scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._drain)
+            self.loop.call_soon_threadsafe(self.drain)
         except RuntimeError:  # loop closed: nobody is awaiting any more; keep nothing
             self._queue.clear()
             self._scheduled = False
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
+        """Resolve every queued handle's future now (on the loop's thread only)."""
         with self._lock:
             self._scheduled = False
         queue = self._queue
@@ -62,9 +63,6 @@ class LoopBridge:
             if failure is None:
                 fut.set_result(handle._result())
             else:
-                awaited = handle._awaited()
                 fut.set_exception(DeliveryError([failure]))
                 if handle._seen:  # already reported (flush) or observed: not "never retrieved"
                     fut.exception()
-                if awaited:  # the awaiting task gets it when it next runs: told once
-                    handle._seen = True

@@ -8,6 +8,7 @@ bound on kept failures cost O(kept) per failure once full.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -241,3 +242,72 @@ class TestAsyncFlushCount:
         error = asyncio.run(main())
         assert error is not None, "two failures nobody observed were reported nowhere"
         assert error.failures == () and error.not_kept == 2
+
+
+class TestFutureCallbacks:
+    def test_a_failure_at_close_told_to_a_future_callback_is_not_raised_by_close_too(
+        self,
+    ) -> None:
+        """The FastAPI recipe's queued endpoint: ``publish_nowait(e).add_done_callback(log)``.
+        The event fails while close() runs (purged, or its report comes during the final
+        flush): the callback retrieves and logs it, so close() must not raise (and the
+        lifespan log) the same failure a second time."""
+        told: list[str] = []
+
+        def log_if_failed(fut: asyncio.Future[object]) -> None:
+            if not fut.cancelled() and (exc := fut.exception()) is not None:
+                told.append(f"callback: {type(exc).__name__}")
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.pause()  # in flight when close() begins; fails there
+            pub.publish_nowait(order(1)).add_done_callback(log_if_failed)
+            try:
+                await pub.close(0)
+            except DeliveryError as exc:
+                told.extend(f"close: {f.code}" for f in exc.failures)
+            await asyncio.sleep(0.05)  # let the loop run the callback
+
+        asyncio.run(main())
+        assert told == ["callback: DeliveryError"]
+
+    def test_a_failure_at_close_nobody_retrieved_is_still_raised_by_close(self) -> None:
+        """The same, with no callback and nobody awaiting: close() raises it (and asyncio
+        does not report "exception was never retrieved" for it)."""
+        unretrieved: list[object] = []
+
+        async def main() -> None:
+            asyncio.get_running_loop().set_exception_handler(lambda _l, c: unretrieved.append(c))
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.pause()
+            fut = pub.publish_nowait(order(1))
+            with pytest.raises(DeliveryError, match="_PURGE_INFLIGHT"):
+                await pub.close(0)
+            assert fut.done()
+            del fut
+            gc.collect()
+
+        asyncio.run(main())
+        assert unretrieved == []
+
+    def test_close_on_another_loop_still_raises_a_failure_whose_future_cannot_resolve(
+        self,
+    ) -> None:
+        """Published under one ``asyncio.run``, closed under another: the first loop is
+        gone, so the failure's future never resolves; close() raises the failure
+        rather than wait for a loop that will not run."""
+        transport = MemoryTransport()
+        pub = AsyncPublisher(transport=transport)
+
+        async def publish() -> None:
+            await pub.start()
+            transport.pause()
+            pub.publish_nowait(order(1))
+
+        asyncio.run(publish())
+        with pytest.raises(DeliveryError, match="_PURGE_INFLIGHT"):
+            asyncio.run(pub.close(0))
