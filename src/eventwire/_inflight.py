@@ -214,6 +214,7 @@ class InFlight:
                 return
             self._not_kept += 1
             self._scan_in -= 1
+            handle._seen = True  # reported by count: asyncio need not report it again
             first = self._not_kept == 1
         if first:
             _log.warning("delivery_failures_not_kept", kept=KEPT_FAILURES)

@@ -311,3 +311,29 @@ class TestFutureCallbacks:
         asyncio.run(publish())
         with pytest.raises(DeliveryError, match="_PURGE_INFLIGHT"):
             asyncio.run(pub.close(0))
+
+    def test_futures_of_failures_counted_past_the_bound_are_not_also_never_retrieved(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """close() reports the failures past the bound by count (``not_kept``): asyncio
+        must not report each of their futures again as "exception was never retrieved",
+        as it does not for the kept ones close() listed."""
+        monkeypatch.setattr(_inflight, "KEPT_FAILURES", 2)
+        unretrieved: list[object] = []
+
+        async def main() -> None:
+            asyncio.get_running_loop().set_exception_handler(lambda _l, c: unretrieved.append(c))
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.fail_next(5, "_MSG_TIMED_OUT")
+            futures = [pub.publish_nowait(order(n)) for n in range(5)]
+            await asyncio.wait(futures, timeout=1)
+            with pytest.raises(DeliveryError) as info:
+                await pub.close(1)
+            assert len(info.value.failures) == 2 and info.value.not_kept == 3
+            del futures
+            gc.collect()
+
+        asyncio.run(main())
+        assert unretrieved == []
