@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from pathlib import Path
 
 import pytest
 
-from eventwire import AsyncPublisher, DeliveryError, DeliveryHandle, _inflight
+from eventwire import AsyncPublisher, DeliveryError, DeliveryHandle, Publisher, _inflight
 from eventwire._inflight import InFlight
+from eventwire.outbox import SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
 from .conftest import order
@@ -337,3 +339,23 @@ class TestFutureCallbacks:
 
         asyncio.run(main())
         assert unretrieved == []
+
+
+class TestOutboxClose:
+    def test_close_reports_both_what_its_flush_took_and_what_settled_after(
+        self, tmp_path: Path
+    ) -> None:
+        """Outbox close(): its flush takes (and marks reported) one given-up event, then
+        the final reconcile finds another given up by a relay elsewhere. The DeliveryError
+        close() raises must list both: the second error must not replace the first,
+        whose failure would then be marked reported yet never in any ``.failures``."""
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+        pub = Publisher(transport=MemoryTransport(), outbox=store, relay=False)
+        first, second = pub.publish_many([order(1), order(2)])
+        rows = {c.entry.event_id: c.id for c in store.claim_batch(10, owner="x", lease_s=60)}
+        store.park(rows[first.event_id], "TOPIC_AUTHORIZATION_FAILED: denied")
+        pub._sink.reconcile()  # the periodic reconcile settles the first as given up
+        store.park(rows[second.event_id], "TOPIC_AUTHORIZATION_FAILED: denied")
+        with pytest.raises(DeliveryError) as info:
+            pub.close(1)  # its final reconcile settles the second
+        assert {f.event_id for f in info.value.failures} == {first.event_id, second.event_id}
