@@ -14,6 +14,7 @@ from eventwire._core import PublisherCore
 from eventwire._errors import DeliveryError, DeliveryFailure, EventwireError, PublisherStateError
 from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle, DeliveryResult
+from eventwire._inflight import InFlight
 from eventwire._loop_bridge import LoopBridge
 from eventwire._options import PublisherOptions, resolve_options
 from eventwire._record import Record
@@ -23,10 +24,17 @@ __all__ = ["AsyncPublisher"]
 _running_loop = asyncio.get_running_loop
 
 
-def _fail(handle: DeliveryHandle, error: BaseException) -> None:
+def _fail(ledger: InFlight, handle: DeliveryHandle, error: BaseException) -> None:
+    """Fail the future of an event refused from the backlog (never enqueued).
+
+    Its failure is kept for flush()/close() too, as any other: reported there unless
+    the future's exception was retrieved (an await, result(), exception()).
+    """
     fut = handle._afut
     if fut is not None and not fut.done():
         fut.set_exception(error)
+    if handle._failure is not None:  # settled by the refusal (abandon)
+        ledger._keep(handle)
 
 
 class AsyncPublisher(Facade):
@@ -194,7 +202,7 @@ class AsyncPublisher(Facade):
                     sent = producer.try_send(head)
                 except EventwireError as exc:  # refused for good, closed, or fatal
                     backlog.popleft()
-                    _fail(head.handle, exc)
+                    _fail(self._core.ledger, head.handle, exc)
                     continue
                 if sent:
                     backlog.popleft()
@@ -212,7 +220,7 @@ class AsyncPublisher(Facade):
         """Settle every waiting event as not enqueued, failing its future."""
         while self._backlog:
             handle = self._backlog.popleft().handle
-            _fail(handle, error_for(handle))
+            _fail(self._core.ledger, handle, error_for(handle))
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` s for every outstanding event, the backlog included.
@@ -254,7 +262,9 @@ class AsyncPublisher(Facade):
         From the moment this begins, :meth:`publish_nowait` raises
         PublisherStateError; the events already waiting in the backlog are still
         enqueued and flushed (bounded by ``timeout``), those left waiting fail
-        with PublisherStateError. Then as :meth:`Publisher.close`.
+        with PublisherStateError (and, unless their future's exception was
+        retrieved, are listed as ``_CLOSED`` in the DeliveryError this raises).
+        Then as :meth:`Publisher.close`.
         """
         timeout = self._close_timeout if timeout is None else timeout
         self._core.refuse_publishing()

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from eventwire import AsyncPublisher, DeliveryError, DeliveryHandle, Publisher, _inflight
+from eventwire import (
+    AsyncPublisher,
+    BackpressureError,
+    DeliveryError,
+    DeliveryHandle,
+    Publisher,
+    _inflight,
+)
 from eventwire._inflight import InFlight
 from eventwire.outbox import SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
@@ -359,3 +366,47 @@ class TestOutboxClose:
         with pytest.raises(DeliveryError) as info:
             pub.close(1)  # its final reconcile settles the second
         assert {f.event_id for f in info.value.failures} == {first.event_id, second.event_id}
+
+
+class TestBacklogFailures:
+    def test_a_fire_and_forget_event_refused_from_the_backlog_is_raised_by_close(
+        self,
+    ) -> None:
+        """``publish_nowait(e)`` found the queue full, waited in the backlog, and was
+        then refused (the queue stayed full past ``enqueue_timeout``): its future fails,
+        but nobody awaits it. Like every failure nobody observed, close() raises it (and
+        asyncio does not report it again as never retrieved)."""
+        unretrieved: list[object] = []
+
+        async def main() -> None:
+            asyncio.get_running_loop().set_exception_handler(lambda _l, c: unretrieved.append(c))
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport, enqueue_timeout=0.05)
+            await pub.start()
+            transport.queue_full_next(10**6)
+            fut = pub.publish_nowait(order(1))  # fire and forget
+            await asyncio.wait({fut}, timeout=2)
+            assert fut.done()
+            transport.heal()
+            with pytest.raises(DeliveryError, match="_QUEUE_FULL"):
+                await pub.close(1)
+            del fut
+            gc.collect()
+
+        asyncio.run(main())
+        assert unretrieved == []
+
+    def test_an_awaited_event_refused_from_the_backlog_is_not_raised_again(self) -> None:
+        """The same event, awaited: the caller got BackpressureError; close() is quiet."""
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            pub = AsyncPublisher(transport=transport, enqueue_timeout=0.05)
+            await pub.start()
+            transport.queue_full_next(10**6)
+            with pytest.raises(BackpressureError):
+                await pub.publish(order(1))
+            transport.heal()
+            await pub.close(1)
+
+        asyncio.run(main())
