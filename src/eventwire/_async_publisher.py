@@ -33,8 +33,7 @@ def _fail(ledger: InFlight, handle: DeliveryHandle, error: BaseException) -> Non
     fut = handle._afut
     if fut is not None and not fut.done():
         fut.set_exception(error)
-    if handle._failure is not None:  # settled by the refusal (abandon)
-        ledger._keep(handle)
+    ledger.keep_refused(handle)  # its failure, settled by the refusal (abandon)
 
 
 class AsyncPublisher(Facade):

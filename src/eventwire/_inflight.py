@@ -160,15 +160,17 @@ class InFlight:
             except Exception:  # a hook's error is logged, never raised into a report
                 _log.exception("settle_hook_failed", event_id=handle.event_id)
         if failure is not None:
-            _log.warning(
-                "delivery_failed",
-                event_id=failure.event_id,
-                event_type=failure.event_type,
-                topic=failure.topic,
-                code=failure.code,
-                error_class=failure.error_class.value,
-                collapse=(failure.code, failure.topic),
-            )
+            _log_failure(failure)
+
+    def keep_refused(self, handle: DeliveryHandle) -> None:
+        """Keep, for flush, and log the failure of an event refused without a report.
+
+        That is an AsyncPublisher backlog refusal, whose future is all the caller has.
+        """
+        failure = handle._failure
+        if failure is not None:
+            self._keep(handle)
+            _log_failure(failure)
 
     def abandon(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
         """Settle an event that was never enqueued: the caller gets its error directly."""
@@ -267,6 +269,18 @@ class InFlight:
     def __len__(self) -> int:
         """Events enqueued and not yet settled."""
         return len(self.pending)
+
+
+def _log_failure(failure: DeliveryFailure) -> None:
+    _log.warning(
+        "delivery_failed",
+        event_id=failure.event_id,
+        event_type=failure.event_type,
+        topic=failure.topic,
+        code=failure.code,
+        error_class=failure.error_class.value,
+        collapse=(failure.code, failure.topic),
+    )
 
 
 def _never(_code: str) -> bool:

@@ -370,13 +370,15 @@ class TestOutboxClose:
 
 class TestBacklogFailures:
     def test_a_fire_and_forget_event_refused_from_the_backlog_is_raised_by_close(
-        self,
+        self, caplog: pytest.LogCaptureFixture
     ) -> None:
         """``publish_nowait(e)`` found the queue full, waited in the backlog, and was
         then refused (the queue stayed full past ``enqueue_timeout``): its future fails,
         but nobody awaits it. Like every failure nobody observed, close() raises it (and
-        asyncio does not report it again as never retrieved)."""
+        asyncio does not report it again as never retrieved), and it is logged as
+        ``delivery_failed`` when it happens."""
         unretrieved: list[object] = []
+        caplog.set_level("WARNING", logger="eventwire")
 
         async def main() -> None:
             asyncio.get_running_loop().set_exception_handler(lambda _l, c: unretrieved.append(c))
@@ -395,6 +397,10 @@ class TestBacklogFailures:
 
         asyncio.run(main())
         assert unretrieved == []
+        logged = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+        assert any(
+            m.get("event") == "delivery_failed" and m.get("code") == "_QUEUE_FULL" for m in logged
+        ), logged
 
     def test_an_awaited_event_refused_from_the_backlog_is_not_raised_again(self) -> None:
         """The same event, awaited: the caller got BackpressureError; close() is quiet."""
