@@ -1,8 +1,11 @@
 """Adversarial review of "failures reported once" (issue #17 item 3): the edge cases.
 
-Each test here failed on the first implementation (ced39c1/a0bcf98): a failure that
-never reached the application was treated as observed and so never raised, or the
-bound on kept failures cost O(kept) per failure once full.
+Most tests here failed on the first implementation (ced39c1/a0bcf98): a failure that
+never reached the application was treated as observed and so never raised, one it was
+told of was raised again, or the bound on kept failures cost O(kept) per failure once
+full. Four guard the fixes' other side and held before too: observed failures still
+make room, a failure nobody retrieved is still raised at close (on its loop or another),
+and an awaited backlog refusal is not raised again.
 """
 
 from __future__ import annotations
