@@ -89,6 +89,8 @@ class AsyncPublisher(Facade):
         # Every await waits on a report: keep the poll thread responsive.
         producer.set_busy_backoff(0.001)
         self._core.use_breaker(resolved.circuit_breaker)
+        # flush()/close() take the failures with a future on the loop (_loop_failures).
+        self._core.ledger.defer_futures = True
         self._connect_timeout = resolved.connect_timeout
         self._close_timeout = resolved.close_timeout
         self._enqueue_timeout = resolved.enqueue_timeout

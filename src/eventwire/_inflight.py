@@ -80,6 +80,9 @@ class InFlight:
         self.holds_back: Callable[[str], bool] = _never
         #: Set by the producer: make the transport serve delivery reports now.
         self.wake: Callable[[], None] = _nothing
+        #: Set by AsyncPublisher, which takes the failures with a future on its loop
+        #: after each flush/close: a take off the loop leaves those to it.
+        self.defer_futures = False
         #: Set by the producer from its transport: a ``_PURGE_QUEUE`` report may be
         #: for a record already written (see BaseTransport.queued_may_be_written).
         self.queued_may_be_written = False
@@ -222,7 +225,7 @@ class InFlight:
             _log.warning("delivery_failures_not_kept", kept=KEPT_FAILURES)
 
     def failures_error(
-        self, timed_out: bool, context: str, *, futures: FutureRule = "defer"
+        self, timed_out: bool, context: str, *, futures: FutureRule | None = None
     ) -> DeliveryError | None:
         """Take the failures nobody observed (plus, if ``timed_out``, every unsettled event).
 
@@ -234,7 +237,11 @@ class InFlight:
         done-callback), so the application is not told twice: ``futures="defer"`` (off
         the loop) keeps each for the next call, ``"done"`` (on the loop, caught up)
         decides the resolved ones, ``"all"`` (the loop is gone) decides every one.
+        None: ``"defer"`` if :attr:`defer_futures` (set by a publisher that takes them
+        on its loop afterwards), else ``"all"``.
         """
+        if futures is None:
+            futures = "defer" if self.defer_futures else "all"
         with self.lock:
             failed, self._failed = self._failed, []
             not_kept, self._not_kept = self._not_kept, 0
