@@ -101,7 +101,11 @@ async def running_publisher(
         try:
             await publisher.close(shutdown_timeout)
         except DeliveryError as exc:
-            log.error("events_not_delivered_at_shutdown count=%d %s", len(exc.failures), exc)
+            log.error(
+                "events_not_delivered_at_shutdown count=%d %s",
+                len(exc.failures) + exc.not_kept,
+                exc,
+            )
         else:
             log.info("publisher_closed")
 

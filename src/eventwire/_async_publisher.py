@@ -14,6 +14,7 @@ from eventwire._core import PublisherCore
 from eventwire._errors import DeliveryError, DeliveryFailure, EventwireError, PublisherStateError
 from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle, DeliveryResult, InternalCallback
+from eventwire._inflight import InFlight
 from eventwire._loop_bridge import LoopBridge
 from eventwire._options import PublisherOptions, resolve_options
 from eventwire._record import Record
@@ -25,10 +26,16 @@ __all__ = ["AsyncPublisher"]
 _running_loop = asyncio.get_running_loop
 
 
-def _fail(handle: DeliveryHandle, error: BaseException) -> None:
+def _fail(ledger: InFlight, handle: DeliveryHandle, error: BaseException) -> None:
+    """Fail the future of an event refused from the backlog (never enqueued).
+
+    Its failure is kept for flush()/close() too, as any other: reported there unless
+    the future's exception was retrieved (an await, result(), exception()).
+    """
     fut = handle._afut
     if fut is not None and not fut.done():
         fut.set_exception(error)
+    ledger.keep_refused(handle)  # its failure, settled by the refusal (abandon)
 
 
 class AsyncPublisher(Facade):
@@ -103,6 +110,8 @@ class AsyncPublisher(Facade):
         # Every await waits on a report: keep the poll thread responsive.
         producer.set_busy_backoff(0.001)
         self._core.use_breaker(resolved.circuit_breaker)
+        # flush()/close() take the failures with a future on the loop (_loop_failures).
+        self._core.ledger.defer_futures = True
         self._connect_timeout = resolved.connect_timeout
         self._enqueue_timeout = resolved.enqueue_timeout
         #: Events waiting for room in the local queue, in publish order.
@@ -270,7 +279,7 @@ class AsyncPublisher(Facade):
                     sent = producer.try_send(head)
                 except EventwireError as exc:  # refused for good, closed, or fatal
                     backlog.popleft()
-                    _fail(head.handle, exc)
+                    _fail(self._core.ledger, head.handle, exc)
                     continue
                 if sent:
                     backlog.popleft()
@@ -288,7 +297,7 @@ class AsyncPublisher(Facade):
         """Settle every waiting event as not enqueued, failing its future."""
         while self._backlog:
             handle = self._backlog.popleft().handle
-            _fail(handle, error_for(handle))
+            _fail(self._core.ledger, handle, error_for(handle))
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` s for every outstanding event, the backlog included.
@@ -309,17 +318,23 @@ class AsyncPublisher(Facade):
         if drainer is not None:
             await asyncio.wait({drainer}, timeout=timeout)
         failures: list[DeliveryFailure] = []
+        not_kept = 0
         try:
             left = max(0.0, deadline - time.monotonic())
             await asyncio.to_thread(self._core.flush, left)
         except DeliveryError as exc:
             failures.extend(exc.failures)
+            not_kept = exc.not_kept  # counted past the bound: still reported
+        late = await self._loop_failures(f"flush({timeout:g})", final=False)
+        if late is not None:
+            failures.extend(late.failures)
+            not_kept += late.not_kept
         failures.extend(
             w.handle.failure_from("_FLUSH_TIMEOUT", "still waiting for room in the local queue")
             for w in self._backlog
         )
-        if failures:
-            raise DeliveryError(failures, context=f"flush({timeout:g})")
+        if failures or not_kept:
+            raise DeliveryError(failures, context=f"flush({timeout:g})", not_kept=not_kept)
 
     async def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.
@@ -327,7 +342,9 @@ class AsyncPublisher(Facade):
         From the moment this begins, :meth:`publish_nowait` raises
         PublisherStateError; the events already waiting in the backlog are still
         enqueued and flushed (bounded by ``timeout``), those left waiting fail
-        with PublisherStateError. Then as :meth:`Publisher.close`.
+        with PublisherStateError (and, unless their future's exception was
+        retrieved, are listed as ``_CLOSED`` in the DeliveryError this raises).
+        Then as :meth:`Publisher.close`.
         """
         timeout = self._close_timeout if timeout is None else timeout
         self._core.refuse_publishing()
@@ -338,12 +355,38 @@ class AsyncPublisher(Facade):
         drainer = self._drainer
         if drainer is not None:
             await asyncio.wait({drainer}, timeout=timeout)
+        error: DeliveryError | None = None
         try:
             left = max(0.0, deadline - time.monotonic())
             await asyncio.to_thread(self._core.close, left)
+        except DeliveryError as exc:
+            error = exc
         finally:
             # Still waiting for room: never enqueued, and now never will be.
             self._fail_backlog(self._producer.refuse_closed)
+        late = await self._loop_failures(f"close({timeout:g})", final=True)
+        if late is not None:
+            failures = [*(error.failures if error else ()), *late.failures]
+            not_kept = (error.not_kept if error else 0) + late.not_kept
+            error = DeliveryError(failures, context=f"close({timeout:g})", not_kept=not_kept)
+        if error is not None:
+            raise error
+
+    async def _loop_failures(self, context: str, *, final: bool) -> DeliveryError | None:
+        """The unobserved failures of events with a future, decided here on the loop.
+
+        The worker thread's flush leaves them kept (a task awaiting the future, or a
+        done-callback on it, may not have run yet). Resolve the futures the bridge
+        still holds, let what waits on them run, then take those nobody retrieved
+        (``final``: every one; called on another loop: every one, at once).
+        """
+        ledger = self._core.ledger
+        bridge = self._bridge
+        if bridge is None or bridge.loop is not asyncio.get_running_loop():
+            return ledger.failures_error(False, context, futures="all")
+        bridge.drain()
+        await asyncio.sleep(0)  # the woken tasks and done-callbacks run first
+        return ledger.failures_error(False, context, futures="all" if final else "done")
 
     aclose = close
 

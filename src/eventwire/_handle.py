@@ -233,7 +233,13 @@ class DeliveryHandle:
         fut = self._afut
         # asyncio's own "was the exception retrieved" flag: cleared by an await,
         # result() or exception() (what asyncio's "never retrieved" warning reads).
-        return fut is not None and fut.done() and not getattr(fut, "_log_traceback", True)
+        # A cancelled future (its awaiter timed out or was cancelled) told nobody.
+        return (
+            fut is not None
+            and fut.done()
+            and not fut.cancelled()
+            and not getattr(fut, "_log_traceback", True)
+        )
 
     def _mark_observed(self) -> None:
         """Reported by flush()/close(): also keep asyncio from reporting it again."""

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from eventwire._errors import DeliveryError, DeliveryFailure, PublisherStateError
 from eventwire.observability.logging import get_logger
@@ -39,6 +39,8 @@ __all__ = ["CLOSED_REASON", "KEPT_FAILURES", "InFlight", "SettleHook"]
 
 _log = get_logger("eventwire")
 
+#: How :meth:`InFlight.failures_error` treats failures with an asyncio future.
+FutureRule = Literal["defer", "done", "all"]
 #: Called once per settled event with its failure (None: delivered).
 SettleHook = Callable[["DeliveryHandle", "DeliveryFailure | None"], None]
 
@@ -63,6 +65,10 @@ class InFlight:
         #: how many more failed past that bound since the last flush.
         self._failed: list[DeliveryHandle] = []
         self._not_kept = 0
+        #: Failures to count, once the kept ones are full, before scanning them again
+        #: for observed ones to let go: a scan costs KEPT_FAILURES, so at most one per
+        #: KEPT_FAILURES failures (amortized O(1) each, however long the burst).
+        self._scan_in = 0
         self._hooks: list[SettleHook] = []
         self._abandon_hooks: list[SettleHook] = []
         #: One entry per send past the close gate (see :meth:`gate`).
@@ -74,6 +80,9 @@ class InFlight:
         self.holds_back: Callable[[str], bool] = _never
         #: Set by the producer: make the transport serve delivery reports now.
         self.wake: Callable[[], None] = _nothing
+        #: Set by AsyncPublisher, which takes the failures with a future on its loop
+        #: after each flush/close: a take off the loop leaves those to it.
+        self.defer_futures = False
         #: Set by the producer from its transport: a ``_PURGE_QUEUE`` report may be
         #: for a record already written (see BaseTransport.queued_may_be_written).
         self.queued_may_be_written = False
@@ -154,15 +163,17 @@ class InFlight:
             except Exception:  # a hook's error is logged, never raised into a report
                 _log.exception("settle_hook_failed", event_id=handle.event_id)
         if failure is not None:
-            _log.warning(
-                "delivery_failed",
-                event_id=failure.event_id,
-                event_type=failure.event_type,
-                topic=failure.topic,
-                code=failure.code,
-                error_class=failure.error_class.value,
-                collapse=(failure.code, failure.topic),
-            )
+            _log_failure(failure)
+
+    def keep_refused(self, handle: DeliveryHandle) -> None:
+        """Keep, for flush, and log the failure of an event refused without a report.
+
+        That is an AsyncPublisher backlog refusal, whose future is all the caller has.
+        """
+        failure = handle._failure
+        if failure is not None:
+            self._keep(handle)
+            _log_failure(failure)
 
     def abandon(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
         """Settle an event that was never enqueued: the caller gets its error directly."""
@@ -198,32 +209,64 @@ class InFlight:
         """Keep a failed handle for the next flush; past the bound, count it instead."""
         with self.lock:
             failed = self._failed
-            if len(failed) >= KEPT_FAILURES:  # make room: drop what the app has seen
+            if len(failed) >= KEPT_FAILURES and self._scan_in <= 0:
+                # make room: drop what the app has seen; the next scan waits for as
+                # many failures as are still kept (a scan frees f: f kept + K-f counted)
                 failed[:] = [h for h in failed if not h.observed()]
+                self._scan_in = len(failed)
             if len(failed) < KEPT_FAILURES:
                 failed.append(handle)
                 return
             self._not_kept += 1
+            self._scan_in -= 1
+            handle._seen = True  # reported by count: asyncio need not report it again
             first = self._not_kept == 1
         if first:
             _log.warning("delivery_failures_not_kept", kept=KEPT_FAILURES)
 
-    def failures_error(self, timed_out: bool, context: str) -> DeliveryError | None:
+    def failures_error(
+        self, timed_out: bool, context: str, *, futures: FutureRule | None = None
+    ) -> DeliveryError | None:
         """Take the failures nobody observed (plus, if ``timed_out``, every unsettled event).
 
         Returns the DeliveryError for ``flush()``/``close()`` to raise, or None. What
         it reports is forgotten (and marked observed), so it is reported once.
+
+        A failure with an asyncio future (AsyncPublisher) is decided on its loop, once
+        the loop has resolved the future and run what waits on it (an awaiting task, a
+        done-callback), so the application is not told twice: ``futures="defer"`` (off
+        the loop) keeps each for the next call, ``"done"`` (on the loop, caught up)
+        decides the resolved ones, ``"all"`` (the loop is gone) decides every one.
+        None: ``"defer"`` if :attr:`defer_futures` (set by a publisher that takes them
+        on its loop afterwards), else ``"all"``.
         """
+        if futures is None:
+            futures = "defer" if self.defer_futures else "all"
         with self.lock:
             failed, self._failed = self._failed, []
             not_kept, self._not_kept = self._not_kept, 0
+            self._scan_in = 0
         failures: list[DeliveryFailure] = []
+        later: list[DeliveryHandle] = []
         for handle in failed:
-            if not handle.observed():
-                failure = handle._failure
-                assert failure is not None
-                handle._mark_observed()
-                failures.append(failure)
+            if handle.observed():
+                continue
+            fut = handle._afut
+            if (
+                fut is not None
+                and futures != "all"
+                and not fut.cancelled()
+                and not (futures == "done" and fut.done())
+            ):
+                later.append(handle)  # the loop decides, once what awaits it has run
+                continue
+            failure = handle._failure
+            assert failure is not None
+            handle._mark_observed()
+            failures.append(failure)
+        if later:
+            with self.lock:
+                self._failed[:0] = later
         if timed_out:
             failures.extend(h.failure_from("_FLUSH_TIMEOUT", "") for h in self.snapshot())
         if failures or not_kept:
@@ -233,6 +276,18 @@ class InFlight:
     def __len__(self) -> int:
         """Events enqueued and not yet settled."""
         return len(self.pending)
+
+
+def _log_failure(failure: DeliveryFailure) -> None:
+    _log.warning(
+        "delivery_failed",
+        event_id=failure.event_id,
+        event_type=failure.event_type,
+        topic=failure.topic,
+        code=failure.code,
+        error_class=failure.error_class.value,
+        collapse=(failure.code, failure.topic),
+    )
 
 
 def _never(_code: str) -> bool:

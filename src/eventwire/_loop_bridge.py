@@ -44,12 +44,13 @@ class LoopBridge:
                 return
             self._scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._drain)
+            self.loop.call_soon_threadsafe(self.drain)
         except RuntimeError:  # loop closed: nobody is awaiting any more; keep nothing
             self._queue.clear()
             self._scheduled = False
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
+        """Resolve every queued handle's future now (on the loop's thread only)."""
         with self._lock:
             self._scheduled = False
         queue = self._queue

@@ -121,3 +121,24 @@ def test_outbox_close_raises_only_the_dead_letter_nobody_observed(
     assert [(f.event_id, f.code) for f in info.value.failures] == [
         (unseen.event_id, "MSG_SIZE_TOO_LARGE")
     ]
+
+
+def test_a_failure_whose_await_was_cancelled_is_raised_by_close(
+    kafka_bootstrap: str, small_topic: str
+) -> None:
+    """A request task awaiting ``publish()`` is cancelled (client gone, a wait_for timed
+    out) before the broker answers: the refusal then reaches nobody, so close() raises
+    it (before the review fix it counted as observed and was reported nowhere)."""
+
+    async def main() -> None:
+        pub = AsyncPublisher(kafka_bootstrap, routes=_routes(small_topic), connect_timeout=30)
+        await pub.start()
+        task = asyncio.create_task(pub.publish(_big(1)))
+        await asyncio.sleep(0)  # the task awaits the event's future (no broker answer yet)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(DeliveryError, match="MSG_SIZE_TOO_LARGE"):
+            await pub.close(30)
+
+    asyncio.run(main())

@@ -87,7 +87,8 @@ class TestBacklogOrder:
 
     def test_close_settles_every_waiting_event(self) -> None:
         """close() leaves no future of a waiting event pending: each one is delivered or
-        fails with an EventwireError."""
+        fails with an EventwireError. Nobody had looked at them, so close() raises their
+        failures too (``_CLOSED``: dropped by close, never sent)."""
 
         async def main() -> list[BaseException | DeliveryResult]:
             transport = MemoryTransport()
@@ -95,7 +96,9 @@ class TestBacklogOrder:
             await pub.start()
             transport.queue_full_next(1_000_000)
             futs = [pub.publish_nowait(order(i, key="k")) for i in range(3)]
-            await pub.close(0.2)
+            with pytest.raises(DeliveryError, match="3 events not delivered") as info:
+                await pub.close(0.2)
+            assert {f.code for f in info.value.failures} == {"_CLOSED"}
             return list(await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 5))
 
         results = asyncio.run(main())

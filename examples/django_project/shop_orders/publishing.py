@@ -82,7 +82,9 @@ async def close() -> None:
     try:
         await current.close(timeout)
     except DeliveryError as exc:
-        log.error("events_not_delivered_at_shutdown count=%d %s", len(exc.failures), exc)
+        log.error(
+            "events_not_delivered_at_shutdown count=%d %s", len(exc.failures) + exc.not_kept, exc
+        )
     else:
         log.info("publisher_closed")
 

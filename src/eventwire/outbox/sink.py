@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
-from eventwire._errors import ConfigurationError, OutboxWriteError
+from eventwire._errors import ConfigurationError, DeliveryError, OutboxWriteError
 from eventwire.observability.logging import get_logger
 from eventwire.outbox.base import EventIdConflictError, OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
@@ -327,8 +327,11 @@ class OutboxSink:
         Raises:
             DeliveryError, RelayFailingError: as :meth:`flush`.
         """
+        error: DeliveryError | None = None
         try:
             self.flush(timeout)
+        except DeliveryError as exc:
+            error = exc  # raised below, with what settles meanwhile
         finally:
             if self.relay is not None:
                 self.relay.stop(min(timeout, 10.0))
@@ -336,7 +339,18 @@ class OutboxSink:
             for handle in self._tracked.take_all():
                 # Not a failure: the event is committed and the next relay sends it.
                 self.core.ledger.release(handle, handle.failure_from("_IN_OUTBOX", ""))
-            self.core.finish_close(0)
+            try:
+                self.core.finish_close(0)
+            except DeliveryError as late:
+                if error is None:
+                    raise
+                error = DeliveryError(
+                    [*error.failures, *late.failures],
+                    context=f"close({timeout:g}) with outbox",
+                    not_kept=error.not_kept + late.not_kept,
+                )
+        if error is not None:
+            raise error
 
     def reconcile(self) -> int:
         """Settle the waiting handles whose rows the store says are no longer pending.
