@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from eventwire import BrokerUnavailableError, Decoder, Route
-from eventwire_devkit.consume import read_topic
+from eventwire import BrokerUnavailableError
+from tests.integration import framework_support
+from tests.integration.framework_support import closed_port
 
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "django_project"
 if str(PROJECT) not in sys.path:
@@ -48,19 +48,8 @@ def shop_settings(bootstrap: str, topic: str, **more: Any) -> override_settings:
     )
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def read_orders(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
-    decoder = Decoder(routes={OrderPlaced: Route(topic=topic, key="order_id")})
-    records = read_topic(bootstrap, topic, expected=expected, timeout=60, idle=0.5)
-    events = [decoder.decode(r).event for r in records]
-    by_id = {e.order_id: e for e in events}
-    assert len(by_id) == len(events), "an order was written twice"
-    return by_id
+    return framework_support.read_orders(bootstrap, topic, expected, OrderPlaced)
 
 
 @pytest.mark.kafka

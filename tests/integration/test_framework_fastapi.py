@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import socket
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,10 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from eventwire import BrokerUnavailableError, Decoder, KafkaConfig, Route
+from eventwire import BrokerUnavailableError, KafkaConfig
 from eventwire_devkit.consume import read_topic
+from tests.integration import framework_support
+from tests.integration.framework_support import closed_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
@@ -34,21 +35,8 @@ LIFESPAN_LIMITS = {"startup_timeout": 60, "shutdown_timeout": 60}
 APPS = {"fastapi": fastapi_app.create_app, "starlette": fastapi_app.create_starlette_app}
 
 
-def closed_port() -> int:
-    """A local port nothing listens on (a Kafka that is down)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def read_orders(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
-    """The OrderPlaced events in ``topic``, by order id, decoded by a real consumer."""
-    decoder = Decoder(routes={OrderPlaced: Route(topic=topic, key="order_id")})
-    records = read_topic(bootstrap, topic, expected=expected, timeout=60, idle=0.5)
-    events = [decoder.decode(r).event for r in records]
-    by_id = {e.order_id: e for e in events}
-    assert len(by_id) == len(events), "an order was written twice"
-    return by_id
+    return framework_support.read_orders(bootstrap, topic, expected, OrderPlaced)
 
 
 @pytest.mark.kafka
