@@ -85,6 +85,22 @@ CONTENDERS: tuple[Contender, ...] = (
         requires=("aiokafka",),
     ),
     Contender(
+        "faststream-aiokafka",
+        "faststream_producer",
+        "aiokafka",
+        latency="full",
+        summary="FastStream 0.7 KafkaBroker (aiokafka), awaiting each publish",
+        requires=("faststream", "aiokafka"),
+    ),
+    Contender(
+        "faststream-confluent",
+        "faststream_producer",
+        "confluent",
+        latency="full",
+        summary="FastStream 0.7 KafkaBroker (confluent-kafka), awaiting each publish",
+        requires=("faststream",),
+    ),
+    Contender(
         "confluent-aio",
         "confluent_aio",
         latency="full",
