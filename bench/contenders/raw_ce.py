@@ -193,7 +193,9 @@ def latency(ctx: RunContext) -> LatencySample:
 
     for i in range(ctx.warmup):
         event = ctx.pool[i & ctx.mask]
-        producer.produce(ctx.topic, encode(event), event.order_id.encode(), headers=_headers(str(uuid7())))
+        producer.produce(
+            ctx.topic, encode(event), event.order_id.encode(), headers=_headers(str(uuid7()))
+        )
     producer.flush(30)
     pacer = Pacer(ctx.rate, ctx.duration_s)
     sw = Stopwatch()
@@ -207,7 +209,11 @@ def latency(ctx: RunContext) -> LatencySample:
         event = ctx.pool[i & ctx.mask]
         value, key = encode(event), event.order_id.encode()
         producer.produce(
-            ctx.topic, value, key, headers=_headers(str(uuid7())), on_delivery=partial(on_delivery, clock())
+            ctx.topic,
+            value,
+            key,
+            headers=_headers(str(uuid7())),
+            on_delivery=partial(on_delivery, clock()),
         )
         producer.poll(0)
     send_s = pacer.elapsed_s()
