@@ -332,12 +332,27 @@ class OutboxRelay:
         """
         deadline = time.monotonic() + self.ack_timeout
         stopped: set[tuple[str, bytes]] = set()
+        transport = self._transport
+        send = transport.send
         for item in claimed:
-            group = (item.entry.topic, item.entry.key or b"")  # None and b"" share one order
-            if self._fatal or group in stopped:
-                results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
-            elif not self._send(item, results, messages, deadline):
-                stopped.add(group)
+            e = item.entry
+            if stopped or self._fatal:
+                group = (e.topic, e.key or b"")  # None and b"" share one order
+                if self._fatal or group in stopped:
+                    results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
+                    continue
+            # The common case first, with no per-entry closure: enqueued at once.
+            try:
+                send(e.topic, e.key, e.value, list(e.headers), _Outcome(item.id, results, messages))
+                continue
+            except TransportQueueFull:
+                pass  # wait for room below, as any entry may
+            except SendRejected as exc:
+                self._refused(item, exc, results)
+                stopped.add((e.topic, e.key or b""))
+                continue
+            if not self._send(item, results, messages, deadline):
+                stopped.add((e.topic, e.key or b""))
 
     def _send(
         self,
@@ -366,11 +381,20 @@ class OutboxRelay:
             results[item.id] = ("_QUEUE_FULL", "local queue stayed full")
             return False
         if refused is not None:
-            results[item.id] = (refused.code, refused.reason)
-            if refused.fatal:
-                self._fatal = True
+            self._refused(item, refused, results)
             return False
         return True
+
+    def _refused(
+        self,
+        item: ClaimedEntry,
+        refused: SendRejected,
+        results: dict[int, tuple[str, str] | None],
+    ) -> None:
+        """The transport refused ``item``: record why (a fatal refusal stops the round)."""
+        results[item.id] = (refused.code, refused.reason)
+        if refused.fatal:
+            self._fatal = True
 
     def _settle(
         self,
@@ -388,9 +412,12 @@ class OutboxRelay:
         failed: list[ClaimedEntry] = []
         blocked: set[tuple[str, bytes]] = set()
         for item in claimed:
-            group = (item.entry.topic, item.entry.key or b"")
             result = results.get(item.id, _NO_ACK)
-            if group in blocked and (result is None or result[0] == _HELD_BACK):
+            if (
+                blocked  # (the common case, nothing failed: no per-entry key tuple)
+                and (result is None or result[0] == _HELD_BACK)
+                and (item.entry.topic, item.entry.key or b"") in blocked
+            ):
                 # written (or not) after an earlier event of its key failed: it goes
                 # out again after that one, so its last copy in the log is in order
                 results[item.id] = (_HELD_BACK, "an earlier event of its key failed")
@@ -400,7 +427,7 @@ class OutboxRelay:
             else:
                 failed.append(item)
                 if result[0] == _HELD_BACK or not self._gives_up(item, result[0]):
-                    blocked.add(group)
+                    blocked.add((item.entry.topic, item.entry.key or b""))
         if acked:
             self.store.mark_sent([item.id for item in acked])
             self.stats.sent += len(acked)

@@ -118,6 +118,15 @@ ORDER BY o.id
 LIMIT :limit
 """
 
+#: Ids per ``id IN (...)`` statement: below SQLite's oldest bound-parameter limit (999).
+_IN_CHUNK = 900
+
+
+def _marks(chunk: Sequence[int]) -> str:
+    """``?, ?, ...``: one placeholder per id."""
+    return ", ".join("?" * len(chunk))
+
+
 #: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
 _OWNED = " AND state = 'pending' AND lease_owner = :owner"
 
@@ -301,11 +310,13 @@ class SQLiteOutbox:
                 now = time.monotonic()
                 params = {"now": now, "wall": time.time(), "limit": limit}
                 rows = self._conn.execute(_CLAIMABLE, params).fetchall()
-                self._conn.executemany(
-                    "UPDATE eventwire_outbox SET lease_owner = ?, leased_at = ?, lease_until = ?,"
-                    " attempts = attempts + 1 WHERE id = ?",
-                    [(owner, now, now + lease_s, row[0]) for row in rows],
-                )
+                lease = (owner, now, now + lease_s)
+                for chunk in _sql.chunks([row[0] for row in rows], _IN_CHUNK):
+                    self._conn.execute(
+                        "UPDATE eventwire_outbox SET lease_owner = ?, leased_at = ?,"
+                        f" lease_until = ?, attempts = attempts + 1 WHERE id IN ({_marks(chunk)})",
+                        (*lease, *chunk),
+                    )
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -330,11 +341,20 @@ class SQLiteOutbox:
         """
         now = time.time()
         error = _sql.dead_lettered_error(dead_lettered)
-        self._write(
-            "UPDATE eventwire_outbox SET state = 'sent', sent_at = ?, lease_until = 0,"
-            " leased_at = 0, lease_owner = NULL, last_error = ? WHERE id = ?",
-            [(now, error, i) for i in ids],
-        )
+        with self._lock:  # one transaction, one UPDATE per chunk of ids
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in _sql.chunks(ids, _IN_CHUNK):
+                    self._conn.execute(
+                        "UPDATE eventwire_outbox SET state = 'sent', sent_at = ?, lease_until = 0,"
+                        " leased_at = 0, lease_owner = NULL, last_error = ?"
+                        f" WHERE id IN ({_marks(chunk)})",
+                        (now, error, *chunk),
+                    )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def mark_retry(
         self,
