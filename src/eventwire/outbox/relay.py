@@ -332,27 +332,14 @@ class OutboxRelay:
         """
         deadline = time.monotonic() + self.ack_timeout
         stopped: set[tuple[str, bytes]] = set()
-        transport = self._transport
-        send = transport.send
         for item in claimed:
-            e = item.entry
-            if stopped or self._fatal:
-                group = (e.topic, e.key or b"")  # None and b"" share one order
-                if self._fatal or group in stopped:
+            if stopped or self._fatal:  # (nothing failed yet: no per-entry key tuple)
+                e = item.entry
+                if self._fatal or (e.topic, e.key or b"") in stopped:
                     results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
                     continue
-            # The common case first, with no per-entry closure: enqueued at once.
-            try:
-                send(e.topic, e.key, e.value, list(e.headers), _Outcome(item.id, results, messages))
-                continue
-            except TransportQueueFull:
-                pass  # wait for room below, as any entry may
-            except SendRejected as exc:
-                self._refused(item, exc, results)
-                stopped.add((e.topic, e.key or b""))
-                continue
             if not self._send(item, results, messages, deadline):
-                stopped.add((e.topic, e.key or b""))
+                stopped.add((item.entry.topic, item.entry.key or b""))  # None, b"": one order
 
     def _send(
         self,
@@ -365,12 +352,21 @@ class OutboxRelay:
         e = item.entry
         transport = self._transport
         outcome = _Outcome(item.id, results, messages)
+        headers = list(e.headers)
+        try:  # the common case first, with no per-entry closure: enqueued at once
+            transport.send(e.topic, e.key, e.value, headers, outcome)
+            return True
+        except TransportQueueFull:
+            pass  # wait for room below
+        except SendRejected as exc:
+            self._refused(item, exc, results)
+            return False
         refused: SendRejected | None = None
 
         def send() -> bool:
             nonlocal refused
             try:
-                transport.send(e.topic, e.key, e.value, list(e.headers), outcome)
+                transport.send(e.topic, e.key, e.value, headers, outcome)
             except TransportQueueFull:
                 return False
             except SendRejected as exc:
