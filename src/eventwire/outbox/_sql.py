@@ -61,6 +61,12 @@ HELD_BACK = (
     " OR ({p}lease_until > {now} AND {p}leased_at <= {now}))"
 )
 
+#: Implied by :data:`HELD_BACK` (a lease or retry time of 0 is "none": each clock is
+#: positive), but answerable from a small partial index: the rows ever leased or
+#: retried and still pending. A claim then looks at those rows to find blocked keys,
+#: not at every pending row (which made each claim cost O(backlog)).
+MAYBE_HELD = "({p}lease_until <> 0 OR {p}next_attempt_at <> 0)"
+
 #: What requeueing a parked row (or re-adding its event) resets. Format with ``wall``
 #: (the new ``created_at``); the row keeps its place in its key's order.
 REQUEUE_SET = (
@@ -73,6 +79,11 @@ REQUEUE_SET = (
 def held_back(now: str, alias: str = "") -> str:
     """The :data:`HELD_BACK` condition for ``now`` on table ``alias`` (none: unqualified)."""
     return HELD_BACK.format(now=now, p=f"{alias}." if alias else "")
+
+
+def maybe_held(alias: str = "") -> str:
+    """The :data:`MAYBE_HELD` condition on table ``alias`` (none: unqualified)."""
+    return MAYBE_HELD.format(p=f"{alias}." if alias else "")
 
 
 def outdated_table(

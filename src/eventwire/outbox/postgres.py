@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS eventwire_outbox_relays (
 );
 """
 
-_INDEXES = """
+_INDEXES = f"""
 CREATE INDEX IF NOT EXISTS eventwire_outbox_claim
     ON eventwire_outbox (xid, id) WHERE state = 'pending';
 -- Per-key order looks up earlier pending rows of the same key. NULL and empty keys
@@ -111,6 +111,10 @@ CREATE INDEX IF NOT EXISTS eventwire_outbox_key_order
 -- One unsent row per event id: add() of an event still waiting returns that row.
 CREATE UNIQUE INDEX IF NOT EXISTS eventwire_outbox_unsent_event
     ON eventwire_outbox (event_id) WHERE state <> 'sent';
+-- The pending rows ever leased or retried: where a claim looks for blocked keys.
+CREATE INDEX IF NOT EXISTS eventwire_outbox_held
+    ON eventwire_outbox (topic, (COALESCE(key, ''::bytea)), xid, id)
+    WHERE state = 'pending' AND {_sql.maybe_held()};
 """
 
 # DO NOTHING, not a no-op DO UPDATE: an update would lock a pending row, and a
@@ -131,7 +135,7 @@ WITH blocked AS (
   -- time): nothing of its key after it may go out, so per-key order holds.
   SELECT DISTINCT ON (topic, {_KEY}) topic, {_KEY} AS k, xid, id
   FROM eventwire_outbox
-  WHERE state = 'pending' AND {_sql.held_back(_NOW)}
+  WHERE state = 'pending' AND {_sql.maybe_held()} AND {_sql.held_back(_NOW)}
   ORDER BY topic, {_KEY}, xid, id
 ), c AS (
   SELECT o.id FROM eventwire_outbox AS o

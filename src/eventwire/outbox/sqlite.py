@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS eventwire_outbox_relays (
 );
 """
 
-_INDEXES = """
+_INDEXES = f"""
 CREATE INDEX IF NOT EXISTS eventwire_outbox_pending
     ON eventwire_outbox (state, id);
 CREATE INDEX IF NOT EXISTS eventwire_outbox_key
@@ -82,6 +82,10 @@ CREATE INDEX IF NOT EXISTS eventwire_outbox_key
 -- One unsent row per event id: add() of an event still waiting returns that row.
 CREATE UNIQUE INDEX IF NOT EXISTS eventwire_outbox_unsent_event
     ON eventwire_outbox (event_id) WHERE state <> 'sent';
+-- The pending rows ever leased or retried: where a claim looks for blocked keys.
+CREATE INDEX IF NOT EXISTS eventwire_outbox_held
+    ON eventwire_outbox (topic, key, id)
+    WHERE state = 'pending' AND {_sql.maybe_held()};
 """
 
 # ON CONFLICT: the event already has an unsent row; the no-op update makes RETURNING
@@ -104,8 +108,8 @@ _REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=':wall')}
 _CLAIMABLE = f"""
 WITH blocked AS (
   SELECT topic, COALESCE(key, x'') AS k, MIN(id) AS first_id
-  FROM eventwire_outbox
-  WHERE state = 'pending' AND {_sql.held_back(":now")}
+  FROM eventwire_outbox INDEXED BY eventwire_outbox_held  -- few rows, not the backlog
+  WHERE state = 'pending' AND {_sql.maybe_held()} AND {_sql.held_back(":now")}
   GROUP BY topic, COALESCE(key, x'')
 )
 SELECT {", ".join(f"o.{c.strip()}" for c in _sql.ENTRY_COLUMNS.split(","))},
