@@ -13,8 +13,11 @@ as the poll thread would. The stages:
 * **headers**: ``time_ns`` + ``str(uuid7())`` + ``HeaderTemplate.build`` (six CE headers).
 * **prepare (rest)**: ``PublisherCore.prepare`` minus encode and headers: route
   lookup, key, the handle, the no-SDK trace-context check, the re-send record, the Record.
-* **ledger**: ``Producer.try_send`` minus the transport's send: the close gate and
-  the pending-set insert.
+* **ledger**: ``prepare`` + ``Producer.try_send`` minus ``prepare`` and the transport's
+  send: the close gate and the pending-set insert, and what keeping every event in
+  flight costs (its handle, record and callback stay alive until the report: the
+  garbage collector and allocator work on a growing heap; the ``prepare`` and
+  ``produce`` cases free or reuse theirs).
 * **produce**: ``KafkaTransport.send``: ``Producer.produce()`` with headers and the
   handle as callback, then ``poll(0)``. Next to it, raw-ce's own
   ``produce()`` + ``poll(0)`` with the same headers and a plain callback.
@@ -151,7 +154,7 @@ def _table(p: dict[str, float], runs: int, iterations: int) -> str:
         ("prepare (route, key, handle, trace check, re-send record, Record)", prepare_rest),
         ("encode (msgspec JSON)", ns["encode"]),
         ("headers (time, UUIDv7, six CE headers)", ns["headers"]),
-        ("ledger (close gate, pending insert)", ledger),
+        ("ledger (close gate, pending insert) + keeping events in flight (GC, allocator)", ledger),
         ("produce (KafkaTransport.send: produce() + poll(0))", ns["transport_send"]),
         ("report + settle (delivery callback, ledger settle, handle state)", settle),
     ]
