@@ -171,6 +171,28 @@ class TestSpansOnKafka:
         assert consumer.context.trace_id == producer.context.trace_id
         assert consumer.parent is not None and consumer.parent.span_id == producer.context.span_id
 
+    def test_publish_many_one_batch_span_whose_traceparent_every_record_carries(
+        self, traces: Traces, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """publish_many: ONE send span (messaging.batch.message_count), finished once every
+        event is acknowledged by the broker; each record read back names it in traceparent."""
+        with Publisher(
+            kafka_bootstrap, routes=routes(kafka_topic), tracer_provider=traces.provider
+        ) as pub:
+            handles = pub.publish_many([Placed(order_id=f"o{n % 5}", seq=n) for n in range(30)])
+            for handle in handles:
+                handle.result(30)
+            [span] = traces.spans()  # read before close(): ended by the last ack
+        assert span.name == f"send {kafka_topic}" and span.kind is SpanKind.PRODUCER
+        assert span.attributes is not None
+        assert span.attributes["messaging.batch.message_count"] == 30
+        assert span.status.status_code is StatusCode.UNSET
+        records = read_topic(kafka_bootstrap, kafka_topic, expected=30, timeout=60, idle=0.5)
+        assert len(records) == 30
+        for record in records:
+            trace_id, span_id, _flags = traceparent(record.headers)
+            assert (trace_id, span_id) == (span.context.trace_id, span.context.span_id)
+
     @pytest.mark.parametrize("sampler", [ALWAYS_OFF, ParentBased(TraceIdRatioBased(0.0))])
     def test_unsampled_run_records_no_spans_and_writes_no_trace_headers(
         self, sampler: Sampler, kafka_bootstrap: str, kafka_topic: str
