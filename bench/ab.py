@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
     parser.add_argument("--base", required=True, help="git revision for the A side")
     parser.add_argument("--contender", default="eventwire")
+    parser.add_argument(
+        "--raw",
+        default=RAW,
+        help="the reference contender ratios are taken to (e.g. raw-ce, raw-ce-span)",
+    )
     parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
@@ -37,17 +42,18 @@ def main(argv: list[str] | None = None) -> str:
     snapshot = _snapshot(args.base)
     base_label = f"{args.contender}@{_rev(args.base)}"
     work_label = f"{args.contender}@worktree"
-    samples: dict[str, list[RunRecord]] = {RAW: [], base_label: [], work_label: []}
+    raw = args.raw
+    samples: dict[str, list[RunRecord]] = {raw: [], base_label: [], work_label: []}
     contender = by_name(args.contender)
     try:
         with _cluster(1, lambda m: None) as cluster:
             jars, java = ensure_kafka_jars(), find_java()
             base = _Runner(cfg, cluster, jars, java, str(snapshot / "src"))
             work = _Runner(cfg, cluster, jars, java, None)
-            work.run(by_name(RAW), "throughput", 0)  # warm the broker
+            work.run(by_name(raw), "throughput", 0)  # warm the broker
             for round_no in range(1, args.rounds + 1):
                 for label, runner, c in (
-                    (RAW, work, by_name(RAW)),
+                    (raw, work, by_name(raw)),
                     (base_label, base, contender),
                     (work_label, work, contender),
                 ):
@@ -61,12 +67,12 @@ def main(argv: list[str] | None = None) -> str:
                     )
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
-    raw_eps = statistics.median(r.result["events_per_s"] for r in samples[RAW])
+    raw_eps = statistics.median(r.result["events_per_s"] for r in samples[raw])
     lines = [
         f"A/B, 1 node, {args.events:,} events x {args.rounds} rounds, interleaved "
-        f"(`python -m bench.ab --base {args.base} --contender {args.contender}`)",
+        f"(`python -m bench.ab --base {args.base} --contender {args.contender} --raw {raw}`)",
         "",
-        "| contender | events/s (median) | ratio to raw | CPU µs/event (median) | per round |",
+        f"| contender | events/s (median) | ratio to {raw} | CPU µs/event (median) | per round |",
         "|---|---:|---:|---:|---|",
     ]
     for label, records in samples.items():

@@ -34,6 +34,12 @@ class Ratio:
 
 
 RATIOS: tuple[Ratio, ...] = (
+    # Issue 19's goals, against the ceilings that write eventwire's wire contract.
+    Ratio("eventwire", "raw-ce", 0.75),
+    Ratio("eventwire-traced-100", "raw-ce-span", 0.9),
+    Ratio("eventwire-async", "confluent-aio", 1.0),
+    Ratio("eventwire-async", "faststream-aiokafka", 2.0),
+    Ratio("eventwire-async", "faststream-confluent", 2.0),
     Ratio("eventwire", RAW, 0.9),
     Ratio("eventwire-traced-1", RAW, 0.85),
     Ratio("eventwire-traced-100", "guide-recipe", 3.0),

@@ -40,6 +40,19 @@ class Contender:
 CONTENDERS: tuple[Contender, ...] = (
     Contender("raw-confluent", "raw_confluent", summary="bare produce()+poll(0) loop: the ceiling"),
     Contender(
+        "raw-ce",
+        "raw_ce",
+        summary="bare produce()+poll(0) writing eventwire's wire contract (6 CE headers)",
+    ),
+    Contender(
+        "raw-ce-span",
+        "raw_ce",
+        "span",
+        latency="never",
+        summary="raw-ce + one OTel SDK span per event (eventwire's attributes, traceparent)",
+        requires=("opentelemetry.sdk",),
+    ),
+    Contender(
         "guide-recipe",
         "guide_recipe",
         summary="guide's publisher: SDK span + structlog per event",
@@ -70,6 +83,22 @@ CONTENDERS: tuple[Contender, ...] = (
         "aiokafka_producer",
         summary="AIOKafkaProducer, send() batches",
         requires=("aiokafka",),
+    ),
+    Contender(
+        "faststream-aiokafka",
+        "faststream_producer",
+        "aiokafka",
+        latency="full",
+        summary="FastStream 0.7 KafkaBroker (aiokafka), awaiting each publish",
+        requires=("faststream", "aiokafka"),
+    ),
+    Contender(
+        "faststream-confluent",
+        "faststream_producer",
+        "confluent",
+        latency="full",
+        summary="FastStream 0.7 KafkaBroker (confluent-kafka), awaiting each publish",
+        requires=("faststream",),
     ),
     Contender(
         "confluent-aio",

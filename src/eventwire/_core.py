@@ -40,7 +40,7 @@ from eventwire._producer import Producer
 from eventwire._record import Record
 from eventwire._router import Router
 from eventwire.observability.metrics import Outcome, PublisherMetrics, make_metrics
-from eventwire.observability.tracing import Tracing, current_context, make_tracing
+from eventwire.observability.tracing import BatchSpan, Tracing, current_context, make_tracing
 from eventwire.transports.base import BaseTransport
 
 __all__ = ["PublisherCore"]
@@ -112,7 +112,11 @@ class PublisherCore:
         #: The Kafka configuration (None with a custom transport).
         self.config = _build_config(options)
         #: Spans and trace propagation (always present: without an SDK it only propagates).
-        self.tracing: Tracing = make_tracing(options.tracer_provider, options.propagator)
+        self.tracing: Tracing = make_tracing(
+            options.tracer_provider,
+            options.propagator,
+            create_spans=options.trace_create_spans,
+        )
         #: None unless a real MeterProvider is configured.
         self.metrics: PublisherMetrics | None = make_metrics(
             options.meter_provider, self.ledger.__len__
@@ -315,6 +319,21 @@ class PublisherCore:
         self.tracing.start(record.handle, record.key, record.headers, len(record.value))
         if self._keeps_records:
             record.handle._record = _resend_record(record.key, record.value, record.headers)
+
+    def trace_batch(self, records: list[Record]) -> BatchSpan | None:
+        """One ``send`` span for records prepared with ``traced=False`` (``publish_many``).
+
+        Every record carries the batch's trace context (or its own ``create`` span's);
+        keeps what a re-send needs. Returns the batch span's tracker (tell it of the
+        records never sent), or None when nothing records.
+        """
+        batch = (
+            self.tracing.start_batch(records) if self.tracing.spans or current_context() else None
+        )
+        if self._keeps_records:
+            for record in records:
+                record.handle._record = _resend_record(record.key, record.value, record.headers)
+        return batch
 
     def count_outcome(self, topic: str, outcome: Outcome, n: int = 1) -> None:
         """Count ``n`` events of ``topic`` with ``outcome`` (no-op without metrics)."""

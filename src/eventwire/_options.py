@@ -43,6 +43,8 @@ class PublisherOptions(TypedDict, total=False):
       else BrokerUnavailableError; None skips the check.
     * ``tracer_provider`` / ``propagator`` / ``meter_provider``: OpenTelemetry; the
       global ones by default.
+    * ``trace_create_spans``: ``publish_many`` makes a ``create`` span per event
+      besides the batch's one ``send`` span (off: one span per batch).
     * ``circuit_breaker``: True or a :class:`CircuitBreaker`: fail fast with
       CircuitOpenError while Kafka is unreachable (off by default).
     * ``producer_restarts``: producer replacements after fatal errors allowed in any
@@ -62,6 +64,7 @@ class PublisherOptions(TypedDict, total=False):
     tracer_provider: TracerProvider | None
     propagator: TextMapPropagator | None
     meter_provider: MeterProvider | None
+    trace_create_spans: bool
     circuit_breaker: CircuitBreaker | bool
     producer_restarts: int
 
@@ -88,6 +91,7 @@ class Options:
     tracer_provider: TracerProvider | None = None
     propagator: TextMapPropagator | None = None
     meter_provider: MeterProvider | None = None
+    trace_create_spans: bool = False
     circuit_breaker: CircuitBreaker | bool = False
     producer_restarts: int = 3
 

@@ -102,11 +102,15 @@ class DirectSink:
             BatchPublishError: record ``k`` could not be enqueued (its own error is the
                 ``__cause__``); records ``0..k-1`` were, the rest were not.
         """
+        batch = self._core.trace_batch(records)  # one send span for the batch
         for n, record in enumerate(records):
-            self._core.trace(record)  # a span only for an event really sent
             try:
                 self._producer.send_blocking(record)
-            except EventwireError as exc:
+            except BaseException as exc:
+                if batch is not None:  # record n settled (failed); n+1.. were never sent
+                    batch.unsent(len(records) - n - 1)
+                if not isinstance(exc, EventwireError):
+                    raise
                 handles = [r.handle for r in records]
                 ids = [h.event_id for h in handles]
                 raise BatchPublishError(handles[:n], ids, n, exc) from exc

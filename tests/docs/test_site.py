@@ -48,6 +48,7 @@ PAGES = [
     "reference/error-codes/index.html",
     "reference/metrics/index.html",
     "reference/log-events/index.html",
+    "performance/index.html",
     "changelog/index.html",
 ]
 

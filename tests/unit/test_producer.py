@@ -277,7 +277,7 @@ def test_a_re_sent_event_keeps_its_trace_context_and_its_span_ends_once(
     first.factory = producers
     pub = Publisher(transport=first, source="urn:test", tracer_provider=provider)
     first.pause()
-    handles = pub.publish_many([order(1), order(2)])
+    handles = [pub.publish(order(1)), pub.publish(order(2))]  # a span each
     first.set_fatal()
     assert all(h.result(1).topic == "orders" for h in handles)
     original = [r.header("traceparent") for r in first.records()]

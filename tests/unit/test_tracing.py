@@ -9,12 +9,14 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import msgspec
 import pytest
 from opentelemetry import baggage, context, trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -37,15 +39,17 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from eventwire import (
     AsyncPublisher,
     BackpressureError,
+    BatchPublishError,
     DeliveryError,
     ProducerFatalError,
     Publisher,
     RoutingError,
+    event,
 )
 from eventwire.observability.tracing import make_tracing
 from eventwire.transports.memory import MemoryRecord, MemoryTransport
 
-from .conftest import Unrouted, order
+from .conftest import OrderPlaced, Unrouted, order
 
 LIMIT = (1 << 64) - 1
 
@@ -241,17 +245,6 @@ class TestProducerSpan:
         with pytest.raises(DeliveryError):
             pub.close(0)
 
-    def test_publish_many_traces_only_events_it_sends(
-        self, tracing: Tracing, transport: MemoryTransport
-    ) -> None:
-        """publish_many makes one span per event; an invalid batch makes none."""
-        with publisher(transport, tracer_provider=tracing.provider) as pub:
-            with pytest.raises(RoutingError):
-                pub.publish_many([order(1), Unrouted(order_id="x")])
-            assert tracing.started == 0
-            pub.publish_many([order(n) for n in range(4)])
-        assert len(tracing.spans()) == 4
-
     def test_async_publish_ends_the_span_before_the_await_returns(
         self, tracing: Tracing, transport: MemoryTransport
     ) -> None:
@@ -377,13 +370,14 @@ class TestSampling:
     def test_unsampled_run_records_nothing_and_writes_no_header(
         self, sampler: Sampler, transport: MemoryTransport, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Sampled-out root spans are never started and inject nothing (documented choice)."""
+        """Sampled-out root spans record nothing and inject nothing (documented choice);
+        the application's sampler is asked for each event."""
         tracing = Tracing(sampler)
         with publisher(transport, tracer_provider=tracing.provider) as pub:
             calls = count_start_span_calls(pub, monkeypatch)
             for n in range(50):
                 pub.publish(order(n))
-        assert tracing.spans() == [] and calls == [0]
+        assert tracing.spans() == [] and calls == [50]
         assert all("traceparent" not in headers_of(r) for r in transport.records())
 
     def test_unsampled_parent_is_propagated_with_its_flags(
@@ -403,10 +397,11 @@ class TestSampling:
         trace_id, _span_id, flags = traceparent_ids(headers_of(record)["traceparent"])
         assert (trace_id, flags & TraceFlags.SAMPLED) == (0x1234, 0)
 
-    def test_ratio_shortcut_agrees_with_the_sdk_sampler(
+    def test_the_applications_ratio_sampler_decides_every_event(
         self, transport: MemoryTransport, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """With ParentBased(ratio), recorded spans are those whose trace id the ratio admits."""
+        """With ParentBased(ratio), the SDK is asked for every event (eventwire takes no
+        decision of its own) and records the spans whose trace id the ratio admits."""
         ratio = TraceIdRatioBased(0.25)
         tracing = Tracing(ParentBased(ratio))
         with publisher(transport, tracer_provider=tracing.provider) as pub:
@@ -415,7 +410,7 @@ class TestSampling:
                 pub.publish(order(n))
         spans = tracing.spans()
         assert 120 < len(spans) < 280  # ~200 expected; binomial sd ~12
-        assert calls == [len(spans)]  # start_span only for the spans that record
+        assert calls == [800]  # every decision is the SDK's, through start_span
         assert all((s.context.trace_id & LIMIT) < ratio.bound for s in spans)
         with_header = [r for r in transport.records() if "traceparent" in headers_of(r)]
         assert len(with_header) == len(spans)
@@ -430,8 +425,8 @@ class TestSampling:
             pub.publish(order(1))
         assert len(tracing.spans()) == 1
 
-    def test_unknown_sampler_is_asked_for_every_event(self, transport: MemoryTransport) -> None:
-        """A custom sampler gets no shortcut and decides each span itself."""
+    def test_custom_sampler_is_asked_for_every_event(self, transport: MemoryTransport) -> None:
+        """A custom sampler decides each span itself."""
 
         class EveryOther(Sampler):
             def __init__(self) -> None:
@@ -452,9 +447,11 @@ class TestSampling:
             for n in range(10):
                 pub.publish(order(n))
         assert len(tracing.spans()) == 5
-        assert sampler.calls == 10  # asked for every event: no shortcut of its own
+        assert sampler.calls == 10  # asked for every event
 
-    def test_shortcut_is_shared_safely_by_two_publishers(self, transport: MemoryTransport) -> None:
+    def test_two_publishers_on_one_provider_trace_their_own_events(
+        self, transport: MemoryTransport
+    ) -> None:
         """Two publishers on one provider each trace their own events."""
         tracing = Tracing(ParentBased(TraceIdRatioBased(1.0)))
         with (
@@ -465,3 +462,250 @@ class TestSampling:
             b.publish(order(2))
         ids: Sequence[int] = [s.context.trace_id for s in tracing.spans()]
         assert len(ids) == 2 and len(set(ids)) == 2
+
+
+@event(topic="refunds", key="order_id")
+class RefundIssued(msgspec.Struct, frozen=True):
+    order_id: str
+
+
+class TestBatchSpan:
+    """publish_many: one `send` span per batch (messaging semconv for batches)."""
+
+    def test_publish_many_makes_one_send_span_whose_context_every_record_carries(
+        self, tracing: Tracing, transport: MemoryTransport
+    ) -> None:
+        """One PRODUCER span with messaging.batch.message_count; each record's traceparent
+        names it; an invalid batch starts no span at all."""
+        with publisher(transport, tracer_provider=tracing.provider) as pub:
+            with pytest.raises(RoutingError):
+                pub.publish_many([order(1), Unrouted(order_id="x")])
+            assert tracing.started == 0
+            pub.publish_many([order(n) for n in range(4)])
+        [span] = tracing.spans()
+        assert span.name == "send orders"
+        assert span.kind is SpanKind.PRODUCER
+        assert span.status.status_code is StatusCode.UNSET
+        assert dict(span.attributes or {}) == {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "send",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": "orders",
+            "messaging.batch.message_count": 4,
+        }
+        records = transport.records()
+        assert len(records) == 4
+        for record in records:
+            trace_id, span_id, flags = traceparent_ids(headers_of(record)["traceparent"])
+            assert (trace_id, span_id) == (span.context.trace_id, span.context.span_id)
+            assert flags & TraceFlags.SAMPLED
+
+    def test_batch_span_is_a_child_of_the_callers_span(
+        self, tracing: Tracing, transport: MemoryTransport
+    ) -> None:
+        """The batch span's parent is the span current at publish_many()."""
+        with (
+            publisher(transport, tracer_provider=tracing.provider) as pub,
+            tracing.tracer().start_as_current_span("handle-request") as request,
+        ):
+            pub.publish_many([order(n) for n in range(3)])
+        [span] = tracing.spans()
+        assert span.parent is not None
+        assert span.parent.span_id == request.get_span_context().span_id
+
+    def test_batch_span_ends_when_the_last_event_settles(
+        self, tracing: Tracing, transport: MemoryTransport
+    ) -> None:
+        """While reports are held back the batch span is open; it ends with the last ack."""
+        pub = publisher(transport, tracer_provider=tracing.provider)
+        transport.pause()
+        handles = pub.publish_many([order(n) for n in range(3)])
+        assert tracing.spans() == []
+        transport.resume()
+        assert all(h.done() for h in handles)
+        [span] = tracing.spans()
+        assert span.end_time is not None
+        pub.close(1)
+
+    def test_a_failed_event_makes_the_batch_span_an_error(
+        self, tracing: Tracing, transport: MemoryTransport
+    ) -> None:
+        """One failed delivery in the batch: status ERROR, error.type, the failed count."""
+        pub = publisher(transport, tracer_provider=tracing.provider)
+        transport.fail_next(1, "_MSG_TIMED_OUT")
+        pub.publish_many([order(n) for n in range(3)])
+        [span] = tracing.spans()
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "_MSG_TIMED_OUT"
+        assert span.attributes["eventwire.batch.failed_count"] == 1
+        with pytest.raises(DeliveryError):
+            pub.close(1)
+
+    def test_a_batch_cut_short_still_ends_its_span(self, tracing: Tracing) -> None:
+        """Event 1 refused (too large), events 2.. never sent: the span ends anyway."""
+        small = MemoryTransport(max_message_bytes=70)
+        pub = publisher(small, tracer_provider=tracing.provider)
+        big = OrderPlaced(order_id="o-big", customer_name="x" * 200, total_price=1.0)
+        with pytest.raises(BatchPublishError):
+            pub.publish_many([order(0), big, order(2), order(3)])
+        [span] = tracing.spans()
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "MSG_SIZE_TOO_LARGE"
+        assert span.attributes["messaging.batch.message_count"] == 4
+        pub.close(1)
+
+    def test_a_batch_of_several_topics_is_named_send(
+        self, tracing: Tracing, transport: MemoryTransport
+    ) -> None:
+        """A batch across topics has no single destination: `send`, no destination.name."""
+        with publisher(transport, tracer_provider=tracing.provider) as pub:
+            pub.publish_many([order(1), RefundIssued(order_id="o-1")])
+        [span] = tracing.spans("send")
+        assert span.name == "send"
+        assert span.attributes is not None
+        assert "messaging.destination.name" not in span.attributes
+        assert span.attributes["messaging.batch.message_count"] == 2
+
+    def test_create_spans_when_asked_each_record_carries_its_own(
+        self, tracing: Tracing, transport: MemoryTransport
+    ) -> None:
+        """trace_create_spans=True: a `create` span per event, whose context its record
+        carries; the CLIENT send span links to each."""
+        with publisher(transport, tracer_provider=tracing.provider, trace_create_spans=True) as pub:
+            handles = pub.publish_many([order(n) for n in range(3)])
+        creates = tracing.spans("create ")
+        [send] = tracing.spans()
+        assert [c.name for c in creates] == ["create orders"] * 3
+        assert all(c.kind is SpanKind.PRODUCER for c in creates)
+        assert [c.attributes["messaging.message.id"] for c in creates if c.attributes] == [
+            h.event_id for h in handles
+        ]
+        assert {c.attributes["messaging.operation.type"] for c in creates if c.attributes} == {
+            "create"
+        }
+        assert send.kind is SpanKind.CLIENT
+        assert [link.context.span_id for link in send.links] == [c.context.span_id for c in creates]
+        parents = [traceparent_ids(headers_of(r)["traceparent"])[1] for r in transport.records()]
+        assert parents == [c.context.span_id for c in creates]
+
+    def test_without_an_sdk_the_callers_context_is_in_every_record(
+        self, transport: MemoryTransport
+    ) -> None:
+        """No SDK: publish_many passes the caller's trace on to each record, unchanged."""
+        parent = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+        try:
+            with publisher(transport, tracer_provider=NoOpTracerProvider()) as pub:
+                pub.publish_many([order(n) for n in range(3)])
+        finally:
+            context.detach(token)
+        ids = [traceparent_ids(headers_of(r)["traceparent"]) for r in transport.records()]
+        assert ids == [(0xABC, 0xDEF, 1)] * 3
+
+
+class CountingIds(IdGenerator):
+    """The application's own id generator: sequential ids, counted."""
+
+    def __init__(self) -> None:
+        self.trace_ids = 0
+        self.span_ids = 0
+
+    def generate_trace_id(self) -> int:
+        self.trace_ids += 1
+        return (0xA << 64) | self.trace_ids
+
+    def generate_span_id(self) -> int:
+        self.span_ids += 1
+        return self.span_ids
+
+
+class TestPublicApiOnly:
+    """eventwire goes through the OpenTelemetry API the application configured."""
+
+    def test_the_applications_id_generator_is_left_in_place_and_used(
+        self, transport: MemoryTransport, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The tracer eventwire got keeps the provider's id generator (not swapped for a
+        wrapper), and every span's ids are the ones that generator made."""
+        ids = CountingIds()
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0)), id_generator=ids)
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracers: list[Any] = []
+        real_get_tracer = provider.get_tracer
+
+        def get_tracer(*args: Any, **kwargs: Any) -> Any:
+            tracers.append(real_get_tracer(*args, **kwargs))
+            return tracers[-1]
+
+        monkeypatch.setattr(provider, "get_tracer", get_tracer)
+        with publisher(transport, tracer_provider=provider) as pub:
+            for n in range(5):
+                pub.publish(order(n))
+        [tracer] = tracers
+        assert tracer.id_generator is ids
+        spans = exporter.get_finished_spans()
+        assert sorted(s.context.trace_id for s in spans) == [(0xA << 64) | n for n in range(1, 6)]
+        assert ids.trace_ids == 5
+
+    def test_a_provider_of_the_api_alone_is_traced_through_start_span(
+        self, transport: MemoryTransport
+    ) -> None:
+        """A TracerProvider that only implements the API (no SDK attributes at all) gets
+        one start_span per event, with the semconv attributes, and a traceparent."""
+        sdk = Tracing()
+
+        class ApiOnlyTracer(trace.Tracer):
+            __slots__ = ("calls",)
+
+            def __init__(self) -> None:
+                self.calls: list[dict[str, Any]] = []
+
+            def start_span(
+                self,
+                name: str,
+                context: Any = None,
+                kind: Any = None,
+                attributes: Any = None,
+                links: Any = None,
+                *args: Any,
+                **kwargs: Any,
+            ) -> trace.Span:
+                self.calls.append(dict(attributes or {}))
+                return sdk.tracer().start_span(name, context, kind, attributes, links)
+
+            def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+                raise AssertionError("not used by eventwire")
+
+        api_tracer = ApiOnlyTracer()
+
+        class ApiOnlyProvider(trace.TracerProvider):
+            def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+                return api_tracer
+
+        with publisher(transport, tracer_provider=ApiOnlyProvider()) as pub:
+            handle = pub.publish(order(7))
+        [attributes] = api_tracer.calls
+        assert attributes["messaging.message.id"] == handle.event_id
+        assert attributes["messaging.kafka.message.key"] == "o-7"
+        [span] = sdk.spans()
+        [record] = transport.records()
+        assert traceparent_ids(headers_of(record)["traceparent"])[1] == span.context.span_id
+        sdk.provider.shutdown()
+
+    def test_tracing_module_reads_no_private_opentelemetry_attribute(self) -> None:
+        """The source of eventwire's tracing names no private OpenTelemetry attribute."""
+        import inspect
+        import re
+
+        from eventwire.observability import tracing as module
+
+        source = inspect.getsource(module)
+        private = re.findall(
+            r"\b(?:getattr\([^)]*['\"]_\w+|otel_context\._\w+|\.sampler\b|"
+            r"\.id_generator\b|opentelemetry\.sdk)",
+            source,
+        )
+        assert private == []

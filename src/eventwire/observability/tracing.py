@@ -1,17 +1,21 @@
-"""OpenTelemetry tracing: one PRODUCER span per event, ended by the broker's answer.
+"""OpenTelemetry tracing: a PRODUCER span per event (or per batch), ended by the broker's answer.
 
-eventwire uses the OpenTelemetry *API* only; which SDK (if any) records spans is the
+eventwire uses the OpenTelemetry *API* only, and only its public functions: which
+SDK (if any) records spans, how it samples and how it draws ids are the
 application's choice, made through ``Publisher(tracer_provider=..., propagator=...)``
 or the global provider and propagator. Both are resolved when the publisher is
-created, so configure OpenTelemetry before creating publishers.
+created, so configure OpenTelemetry before creating publishers. eventwire reads
+no SDK attribute and replaces nothing of the provider's (sampler, id generator):
+every span is asked of ``Tracer.start_span``, which lets the application's
+sampler decide.
 
-What a traced event gets (messaging semantic conventions, Kafka flavour):
+What a traced ``publish()`` gets (messaging semantic conventions, Kafka flavour):
 
 * a span named ``send <topic>``, kind PRODUCER, whose parent is the caller's current
   context, with ``messaging.system=kafka``, ``messaging.operation.name=send``,
   ``messaging.operation.type=send``, ``messaging.destination.name``,
   ``messaging.message.id`` (the ``ce_id``), ``messaging.kafka.message.key`` and
-  ``messaging.message.body.size``;
+  ``messaging.message.body.size`` (given to ``start_span``, so samplers see them);
 * on the broker's ack, ``messaging.destination.partition.id`` (a string) and
   ``messaging.kafka.offset``; on failure, status ERROR with the failure's description,
   ``error.type`` = the Kafka error name (``MSG_SIZE_TOO_LARGE``, ``_MSG_TIMED_OUT``...)
@@ -23,10 +27,17 @@ The span starts in ``publish()`` and ends exactly once, when the event settles: 
 delivery report, a fatal-error or ``close()`` sweep, or a synchronous rejection
 (too large, queue full past ``enqueue_timeout``, fatal producer).
 
-Without an SDK nothing is done per event beyond reading the current context. With
-an SDK's stock sampler an event that is not sampled costs no span either (eventwire
-takes the sampler's decision itself); with any other sampler ``start_span`` runs for
-every event. The README's "Observability" section gives the costs.
+``publish_many()`` makes ONE span for the batch, as the conventions ask of a batch
+send: ``send <topic>`` (``send`` when the batch spans several topics), with
+``messaging.batch.message_count`` and, for one topic, ``messaging.destination.name``.
+Each record carries the batch span's context as its traceparent. It ends when the
+last event of the batch settles; status ERROR (``error.type`` of the first failure,
+``eventwire.batch.failed_count``) if any failed. With ``trace_create_spans=True``
+each event also gets a ``create <topic>`` span (kind PRODUCER, operation ``create``,
+ended at once) whose context its record carries; the send span is then of kind
+CLIENT and links to every create span.
+
+Without an SDK nothing is done per event beyond reading the current context.
 
 **A sampled-out root (choice):** when the caller has no valid span context and the
 span is not sampled, **nothing is injected**. There is no trace to continue: the
@@ -37,25 +48,21 @@ parent-based consumers drop their own traces. When the caller *does* have a vali
 
 from __future__ import annotations
 
-import contextvars
 import functools
-import random
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Setter, TextMapPropagator
 from opentelemetry.trace import (
-    NonRecordingSpan,
+    Link,
     NoOpTracerProvider,
     ProxyTracerProvider,
-    SpanContext,
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
     TracerProvider,
 )
 
@@ -67,38 +74,25 @@ if TYPE_CHECKING:
 
     from eventwire._errors import DeliveryFailure
     from eventwire._handle import DeliveryHandle
+    from eventwire._record import Record
     from eventwire.transports.base import ReportMessage
 
-__all__ = ["HeaderSetter", "Tracing", "current_context", "finish_span", "make_tracing"]
+__all__ = [
+    "BatchSpan",
+    "HeaderSetter",
+    "Tracing",
+    "current_context",
+    "finish_span",
+    "make_tracing",
+]
 
-
-def _context_reader() -> Callable[[], Context]:
-    """``opentelemetry.context.get_current``, minus two calls for the stock runtime.
-
-    The API's default runtime context keeps the current Context in one ContextVar,
-    and ``get_current()`` is that variable's ``get()``. Any other runtime (chosen
-    with ``OTEL_PYTHON_CONTEXT``) gets the API function.
-    """
-    from opentelemetry.context.contextvars_context import (  # noqa: PLC0415
-        ContextVarsRuntimeContext,
-    )
-
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    var = getattr(runtime, "_current_context", None)
-    if type(runtime) is ContextVarsRuntimeContext and isinstance(var, contextvars.ContextVar):
-        reader: Callable[[], Context] = var.get
-        if reader() is otel_context.get_current():
-            return reader
-    return otel_context.get_current
-
-
-_get_current = _context_reader()
-#: ``opentelemetry.context.get_current``, as fast as it can be read (see above).
-current_context = _get_current
+#: ``opentelemetry.context.get_current`` (the public API; whatever runtime context
+#: the application chose).
+current_context: Final = otel_context.get_current
 _get_current_span = trace.get_current_span
 _set_span_in_context = trace.set_span_in_context
 _PRODUCER = SpanKind.PRODUCER
-_TRACE_ID_LIMIT: Final = (1 << 64) - 1
+_CLIENT = SpanKind.CLIENT
 
 
 class HeaderSetter(Setter[list[tuple[str, bytes]]]):
@@ -112,110 +106,158 @@ class HeaderSetter(Setter[list[tuple[str, bytes]]]):
 _SETTER: Final = HeaderSetter()
 
 
+def _has_parent(ctx: Context) -> bool:
+    """True if ``ctx`` holds a valid span context (a trace to continue)."""
+    return bool(ctx) and _get_current_span(ctx).get_span_context().is_valid
+
+
 class Tracing:
     """The tracing hooks of one publisher: propagation only, or spans as well.
 
     ``start`` runs in ``publish()`` after the record is built; :func:`finish_span`
     runs once when the event settles, only for recording spans (``handle._on_end``).
+
+    Args:
+        tracer: the application's tracer; None without an SDK (propagation only).
+        propagator: the propagator; None for the global one (read per inject, so
+            one set later is used).
+        create_spans: in ``publish_many``, a ``create`` span per event as well as
+            the batch's ``send`` span.
     """
 
-    __slots__ = ("_draw", "_names", "_propagator", "_root_bound", "_shortcut", "_tracer", "spans")
+    __slots__ = ("_create_spans", "_propagator", "_topics", "_tracer", "spans")
 
-    def __init__(self, tracer: trace.Tracer | None, propagator: TextMapPropagator | None) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer | None,
+        propagator: TextMapPropagator | None,
+        *,
+        create_spans: bool = False,
+    ) -> None:
         self._tracer = tracer
         self._propagator = propagator
-        self._names: dict[str, str] = {}
+        self._create_spans = create_spans
+        #: Per topic: the span name and the attributes every span of it shares.
+        self._topics: dict[str, tuple[str, dict[str, str | int]]] = {}
         #: False when no SDK is configured: the publisher only propagates.
         self.spans = tracer is not None
-        shortcut = _SamplingShortcut.for_tracer(tracer) if tracer is not None else None
-        self._shortcut = shortcut
-        # A root span is sampled iff ``draw() & (2**64-1) < _root_bound``; None: ask
-        # the SDK (no shortcut) or, without an SDK, do nothing for roots.
-        self._root_bound: int | None = None
-        self._draw: Callable[[], int] = _no_draw
-        if shortcut is not None and shortcut.root_bound <= _TRACE_ID_LIMIT:
-            self._root_bound = shortcut.root_bound
-            self._draw = shortcut.drawer()
+
+    def _topic(self, topic: str) -> tuple[str, dict[str, str | int]]:
+        shared = self._topics.get(topic)
+        if shared is None:
+            shared = self._topics[topic] = (
+                f"send {topic}",
+                {
+                    "messaging.system": "kafka",
+                    "messaging.operation.name": "send",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": topic,
+                },
+            )
+        return shared
 
     # -- publish ---------------------------------------------------------------------
     def start(
         self, handle: DeliveryHandle, key: bytes | None, headers: list[tuple[str, bytes]], size: int
     ) -> None:
-        """Start the event's span (if sampled) and inject the trace context into ``headers``."""
-        ctx = _get_current()
-        if ctx:  # an empty context (the usual case without an SDK) has no span
-            parent = _get_current_span(ctx).get_span_context()
-            if parent.is_valid:
-                self._start_child(ctx, parent, handle, key, headers, size=size)
-                return
-        bound = self._root_bound
-        if bound is not None:  # the sampling shortcut for a root span
-            tid = self._draw()
-            if (tid & _TRACE_ID_LIMIT) >= bound:
-                return  # a sampled-out root: nothing to record or continue (see above)
-            assert self._shortcut is not None
-            self._shortcut.hand_over(tid)
-        elif self._tracer is None:
-            return  # no SDK and no trace to continue
-        self._record(ctx, handle, key, headers, size=size, has_parent=False)
-
-    def _start_child(
-        self,
-        ctx: Context,
-        parent: SpanContext,
-        handle: DeliveryHandle,
-        key: bytes | None,
-        headers: list[tuple[str, bytes]],
-        *,
-        size: int,
-    ) -> None:
-        shortcut = self._shortcut
-        if self._tracer is None or (shortcut is not None and not shortcut.admit_child(parent)):
-            self._inject(headers, ctx)  # pass the caller's context through unchanged
-            return
-        self._record(ctx, handle, key, headers, size=size, has_parent=True)
-
-    def _record(
-        self,
-        ctx: Context,
-        handle: DeliveryHandle,
-        key: bytes | None,
-        headers: list[tuple[str, bytes]],
-        *,
-        size: int,
-        has_parent: bool,
-    ) -> None:
+        """Start the event's span (the sampler decides) and inject its context into ``headers``."""
+        ctx = current_context()
         tracer = self._tracer
-        assert tracer is not None
-        topic = handle.topic
-        name = self._names.get(topic)
-        if name is None:
-            name = self._names[topic] = f"send {topic}"
-        span = tracer.start_span(name, ctx, _PRODUCER)
+        if tracer is None:  # no SDK: pass a caller's trace on, unchanged
+            if _has_parent(ctx):
+                self._inject(headers, ctx)
+            return
+        name, shared = self._topics.get(handle.topic) or self._topic(handle.topic)
+        attributes = shared.copy()
+        attributes["messaging.message.id"] = handle.event_id
+        attributes["messaging.message.body.size"] = size
+        if key is not None:
+            attributes["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
+        span = tracer.start_span(name, ctx, _PRODUCER, attributes)
         if span.is_recording():
             handle._on_end = functools.partial(finish_span, span)
-            attributes: dict[str, str | int] = {
-                "messaging.system": "kafka",
-                "messaging.operation.name": "send",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": topic,
-                "messaging.message.id": handle.event_id,
-                "messaging.message.body.size": size,
-            }
-            if key is not None:
-                attributes["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
-            span.set_attributes(attributes)
-        elif not has_parent:
+        elif not _has_parent(ctx):
             return  # a sampled-out root: nothing to continue (see the module docstring)
         self._inject(headers, _set_span_in_context(span, ctx))
+
+    def start_batch(self, records: Sequence[Record]) -> BatchSpan | None:
+        """One ``send`` span for ``records`` (and ``create`` spans if asked); inject contexts.
+
+        Returns the batch's span tracker (tell it of records never sent), or None
+        when nothing records.
+        """
+        if not records:
+            return None
+        ctx = current_context()
+        tracer = self._tracer
+        if tracer is None:
+            if _has_parent(ctx):
+                self._inject_all(records, ctx)
+            return None
+        topics = {r.topic for r in records}
+        topic = next(iter(topics)) if len(topics) == 1 else None
+        if topic is not None:
+            name, shared = self._topics.get(topic) or self._topic(topic)
+            attributes = shared.copy()
+        else:
+            name, attributes = (
+                "send",
+                {
+                    "messaging.system": "kafka",
+                    "messaging.operation.name": "send",
+                    "messaging.operation.type": "send",
+                },
+            )
+        attributes["messaging.batch.message_count"] = len(records)
+        made: list[tuple[Span, bool]] | None = None
+        links: list[Link] | None = None
+        kind = _PRODUCER
+        if self._create_spans:
+            made = [self._create(tracer, ctx, r) for r in records]
+            links = [Link(span.get_span_context()) for span, recording in made if recording]
+            kind = _CLIENT  # the create spans are the messages' creation contexts
+        span = tracer.start_span(name, ctx, kind, attributes, links)
+        batch: BatchSpan | None = None
+        if span.is_recording():
+            batch = BatchSpan(span, len(records))
+            for record in records:
+                record.handle._on_end = batch.settled
+        if made is not None:
+            for record, (create, recording) in zip(records, made, strict=True):
+                if recording or _has_parent(ctx):
+                    self._inject(record.headers, _set_span_in_context(create, ctx))
+        elif batch is not None or _has_parent(ctx):
+            self._inject_all(records, _set_span_in_context(span, ctx))
+        return batch
+
+    @staticmethod
+    def _create(tracer: trace.Tracer, ctx: Context, record: Record) -> tuple[Span, bool]:
+        """A ``create`` span for one record of a batch, ended at once; and if it recorded."""
+        attributes: dict[str, str | int] = {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "create",
+            "messaging.operation.type": "create",
+            "messaging.destination.name": record.topic,
+            "messaging.message.id": record.handle.event_id,
+            "messaging.message.body.size": len(record.value),
+        }
+        if record.key is not None:
+            attributes["messaging.kafka.message.key"] = record.key.decode("utf-8", "replace")
+        span = tracer.start_span(f"create {record.topic}", ctx, _PRODUCER, attributes)
+        recording = span.is_recording()
+        span.end()
+        return span, recording
+
+    def _inject_all(self, records: Sequence[Record], ctx: Context) -> None:
+        """Inject one context into every record (computed once, copied to each)."""
+        fields: list[tuple[str, bytes]] = []
+        self._inject(fields, ctx)
+        for record in records:
+            record.headers.extend(fields)
 
     def _inject(self, headers: list[tuple[str, bytes]], ctx: Context) -> None:
         propagator = self._propagator or propagate.get_global_textmap()
         propagator.inject(headers, ctx, _SETTER)
-
-
-def _no_draw() -> int:  # pragma: no cover - never called: _root_bound is None then
-    return 0
 
 
 def finish_span(span: Span, msg: ReportMessage | None, failure: DeliveryFailure | None) -> None:
@@ -229,179 +271,78 @@ def finish_span(span: Span, msg: ReportMessage | None, failure: DeliveryFailure 
                 }
             )
     else:
-        description = failure.describe()
-        span.set_attribute("error.type", failure.code)
-        span.add_event(
-            "exception",
-            {"exception.type": "eventwire.DeliveryError", "exception.message": description},
-        )
-        span.set_status(Status(StatusCode.ERROR, description))
+        _fail(span, failure)
     span.end()
 
 
+def _fail(span: Span, failure: DeliveryFailure) -> None:
+    description = failure.describe()
+    span.set_attribute("error.type", failure.code)
+    span.add_event(
+        "exception",
+        {"exception.type": "eventwire.DeliveryError", "exception.message": description},
+    )
+    span.set_status(Status(StatusCode.ERROR, description))
+
+
+class BatchSpan:
+    """The ``send`` span of one ``publish_many`` batch: ends when its last event settles.
+
+    Each event's settlement calls :meth:`settled` once (it is every handle's
+    ``_on_end``); events of the batch that were never sent are counted off with
+    :meth:`unsent`. Reports may arrive on several threads: a lock guards the count.
+    """
+
+    __slots__ = ("_failed", "_first", "_left", "_lock", "_span")
+
+    def __init__(self, span: Span, count: int) -> None:
+        self._span = span
+        self._left = count
+        self._failed = 0
+        self._first: DeliveryFailure | None = None
+        self._lock = threading.Lock()
+
+    def settled(self, _msg: ReportMessage | None, failure: DeliveryFailure | None) -> None:
+        """One event of the batch settled (``failure`` None: acknowledged)."""
+        with self._lock:
+            if failure is not None:
+                self._failed += 1
+                if self._first is None:
+                    self._first = failure
+            self._left -= 1
+            done = self._left == 0
+        if done:
+            self._end()
+
+    def unsent(self, count: int) -> None:
+        """``count`` events of the batch were never sent (and will never settle)."""
+        if count <= 0:
+            return
+        with self._lock:
+            self._left -= count
+            done = self._left <= 0
+        if done:
+            self._end()
+
+    def _end(self) -> None:
+        span = self._span
+        if self._first is not None:
+            span.set_attribute("eventwire.batch.failed_count", self._failed)
+            _fail(span, self._first)
+        span.end()
+
+
 def make_tracing(
-    tracer_provider: TracerProvider | None, propagator: TextMapPropagator | None
+    tracer_provider: TracerProvider | None,
+    propagator: TextMapPropagator | None,
+    *,
+    create_spans: bool = False,
 ) -> Tracing:
     """Build the hooks for a publisher from its arguments (or the global provider)."""
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
-        return Tracing(None, propagator)
+        return Tracing(None, propagator, create_spans=create_spans)
     tracer = provider.get_tracer("eventwire", instrumentation_version())
     if isinstance(tracer, trace.NoOpTracer):  # e.g. an SDK disabled by OTEL_SDK_DISABLED
-        return Tracing(None, propagator)
-    return Tracing(tracer, propagator)
-
-
-class _Handoff:
-    """Wraps the SDK tracer's id generator so the next root span takes a pre-drawn id.
-
-    The shortcut draws a trace id, decides with it, and -- only when the span will be
-    sampled -- hands that same id to ``start_span`` so the SDK's sampler sees it too.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._local = threading.local()
-
-    def generate_span_id(self) -> int:
-        return int(self._inner.generate_span_id())
-
-    def generate_trace_id(self) -> int:
-        local = self._local
-        tid: int = getattr(local, "tid", 0)
-        if tid:
-            local.tid = 0
-            return tid
-        return int(self._inner.generate_trace_id())
-
-    def is_trace_id_random(self) -> bool:
-        check = getattr(self._inner, "is_trace_id_random", None)
-        return bool(check()) if check is not None else False
-
-    def drawer(self) -> Callable[[], int]:
-        """The inner generator's ``generate_trace_id``, minus a frame for the default.
-
-        For the SDK's RandomIdGenerator that is ``random.getrandbits(128)`` called
-        directly (it only redraws the invalid id 0, which the hand-over treats as
-        "none" and the SDK then redraws itself).
-        """
-        inner = self._inner
-        try:
-            from opentelemetry.sdk.trace.id_generator import (  # noqa: PLC0415
-                RandomIdGenerator,
-            )
-        except ImportError:  # pragma: no cover
-            RandomIdGenerator = None  # type: ignore[assignment,misc]
-        if RandomIdGenerator is not None and type(inner) is RandomIdGenerator:
-            return functools.partial(random.getrandbits, 128)
-        return inner.generate_trace_id  # type: ignore[no-any-return]
-
-    def hand_over(self, tid: int) -> None:
-        self._local.tid = tid
-
-
-class _SamplingShortcut:
-    """Decides ``sampled?`` for the SDK's stock samplers without building a span.
-
-    ``root_bound``: a root span is sampled iff ``trace_id & (2**64-1) < root_bound``
-    (``2**64`` for always). ``follow_parent``: with a valid parent, its sampled flag
-    decides (ParentBased with default delegates); otherwise the parent's trace id is
-    compared with ``root_bound``, as TraceIdRatioBased does.
-    """
-
-    __slots__ = ("_follow_parent", "_handoff", "root_bound")
-
-    def __init__(self, root_bound: int, follow_parent: bool, handoff: _Handoff) -> None:
-        self.root_bound = root_bound
-        self._follow_parent = follow_parent
-        self._handoff = handoff
-
-    def drawer(self) -> Callable[[], int]:
-        """A function drawing root trace ids exactly as the SDK's id generator would."""
-        return self._handoff.drawer()
-
-    def hand_over(self, tid: int) -> None:
-        """Make the next root span ``start_span`` creates (on this thread) use ``tid``."""
-        self._handoff.hand_over(tid)
-
-    def admit_child(self, parent: SpanContext) -> bool:
-        """True if a span with this valid parent will be sampled."""
-        if self._follow_parent:
-            return bool(parent.trace_flags & TraceFlags.SAMPLED)
-        return (parent.trace_id & _TRACE_ID_LIMIT) < self.root_bound
-
-    def decide(self, parent: SpanContext | None, tid: int) -> bool:
-        """The shortcut's decision for a given trace id (used by the self-check)."""
-        if parent is not None:
-            return self.admit_child(parent)
-        return (tid & _TRACE_ID_LIMIT) < self.root_bound
-
-    @classmethod
-    def for_tracer(cls, tracer: Any) -> _SamplingShortcut | None:
-        """A shortcut for ``tracer``'s sampler, or None if it is not a stock one."""
-        sampler = getattr(tracer, "sampler", None)
-        id_generator = getattr(tracer, "id_generator", None)
-        if sampler is None or id_generator is None:
-            return None
-        shape = _sampler_shape(sampler)
-        if shape is None:
-            return None
-        root_bound, follow_parent = shape
-        handoff = id_generator if isinstance(id_generator, _Handoff) else _Handoff(id_generator)
-        shortcut = cls(root_bound, follow_parent, handoff)
-        if not _agrees(shortcut, sampler):
-            return None
-        tracer.id_generator = handoff
-        return shortcut
-
-
-def _sampler_shape(sampler: Any) -> tuple[int, bool] | None:
-    try:
-        from opentelemetry.sdk.trace import sampling  # noqa: PLC0415 - the SDK is optional
-    except ImportError:  # pragma: no cover - a non-SDK provider with a "sampler"
-        return None
-    follow_parent = False
-    if type(sampler) is sampling.ParentBased:
-        delegates = (
-            getattr(sampler, "_remote_parent_sampled", None),
-            getattr(sampler, "_remote_parent_not_sampled", None),
-            getattr(sampler, "_local_parent_sampled", None),
-            getattr(sampler, "_local_parent_not_sampled", None),
-        )
-        defaults = (sampling.ALWAYS_ON, sampling.ALWAYS_OFF) * 2
-        if any(d is not e for d, e in zip(delegates, defaults, strict=True)):
-            return None
-        sampler = getattr(sampler, "_root", None)
-        follow_parent = True
-    if sampler is sampling.ALWAYS_ON:
-        return _TRACE_ID_LIMIT + 1, follow_parent
-    if sampler is sampling.ALWAYS_OFF:
-        return 0, follow_parent
-    if type(sampler) is sampling.TraceIdRatioBased:
-        return int(sampler.bound), follow_parent
-    return None
-
-
-def _agrees(shortcut: _SamplingShortcut, sampler: Any) -> bool:
-    """Compare the shortcut with the real sampler on probe trace ids and parents."""
-    rng = random.Random(0x5EED)
-    bound = shortcut.root_bound
-    probes = [rng.getrandbits(128) | 1 for _ in range(48)]
-    if 0 < bound <= _TRACE_ID_LIMIT:  # ids just either side of the ratio bound
-        probes += [(7 << 64) | (bound - 1), (7 << 64) | bound]
-    try:
-        for tid in probes:
-            parents: list[SpanContext | None] = [None]
-            for remote in (False, True):
-                for flags in (TraceFlags.DEFAULT, TraceFlags.SAMPLED):
-                    parents.append(SpanContext(tid, 0x1234, remote, TraceFlags(flags)))
-            for parent in parents:
-                ctx = None if parent is None else _set_span_in_context(NonRecordingSpan(parent))
-                real = sampler.should_sample(ctx, tid, "send probe", _PRODUCER)
-                if real.decision.is_sampled() != shortcut.decide(parent, tid):
-                    return False
-                if real.attributes or (real.trace_state and len(real.trace_state)):
-                    return False  # the sampler adds data the SDK must see: no shortcut
-    except Exception:  # a sampler that fails on probes gets no shortcut
-        return False
-    return True
+        return Tracing(None, propagator, create_spans=create_spans)
+    return Tracing(tracer, propagator, create_spans=create_spans)

@@ -249,7 +249,7 @@ class OutboxStore(Protocol):
 
 
 _HEADERS_ENCODER = msgspec.msgpack.Encoder()
-_HEADERS_DECODER = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
+_HEADERS_DECODER = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...])
 
 
 def encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
@@ -259,7 +259,7 @@ def encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes:
 
 def decode_headers(data: bytes) -> tuple[tuple[str, bytes], ...]:
     """Inverse of :func:`encode_headers`."""
-    return tuple(_HEADERS_DECODER.decode(data))
+    return _HEADERS_DECODER.decode(data)  # decoded straight into tuples
 
 
 def unwrap_connection(connection: Any) -> Any:

@@ -202,8 +202,7 @@ class OutboxSink:
                 ``_OUTBOX_WRITE_UNKNOWN``: the store did not say what happened).
         """
         with self.core.ledger.gate():
-            for record in records:
-                self.core.trace(record)
+            self.core.trace_batch(records)  # one send span for the batch
             self._commit(records)
 
     def _commit(self, records: list[Record]) -> None:
