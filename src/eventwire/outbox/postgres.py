@@ -125,23 +125,34 @@ _REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=_NOW)}"
 
 _KEY = "COALESCE(key, ''::bytea)"
 
+#: The server's clock, read once per statement (an InitPlan), not once per row: the
+#: claim compares it with every pending row.
+_NOW_ONCE = f"(SELECT {_NOW})"
+
+# The first held-back entry of each key (leased, or waiting for its retry time) is
+# found in one pass over the pending rows; the candidates are the pending rows that
+# are not held back and have no held-back entry of their key before them (an
+# anti-join, so a claim stays one hash pass however many keys are blocked).
 _CLAIM = f"""
-WITH blocked AS (
-  -- The first entry of each key that is held back (leased, or waiting for its retry
-  -- time): nothing of its key after it may go out, so per-key order holds.
+WITH blocked AS MATERIALIZED (
+  -- The first entry of each key that is held back: nothing of its key after it may
+  -- go out, so per-key order holds.
   SELECT DISTINCT ON (topic, {_KEY}) topic, {_KEY} AS k, xid, id
   FROM eventwire_outbox
-  WHERE state = 'pending' AND {_sql.held_back(_NOW)}
+  WHERE state = 'pending' AND {_sql.held_back(_NOW_ONCE)}
   ORDER BY topic, {_KEY}, xid, id
 ), c AS (
   SELECT o.id FROM eventwire_outbox AS o
-  LEFT JOIN blocked AS b ON b.topic = o.topic AND b.k = COALESCE(o.key, ''::bytea)
   WHERE o.state = 'pending'
     -- Only rows whose transaction ended before every running one began: no row
     -- that commits later can sort before them.
     AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-    AND NOT {_sql.held_back(_NOW, "o")}
-    AND (b.id IS NULL OR (o.xid, o.id) < (b.xid, b.id))
+    AND NOT {_sql.held_back(_NOW_ONCE, "o")}
+    AND NOT EXISTS (
+      SELECT FROM blocked AS b
+      WHERE b.topic = o.topic AND b.k = COALESCE(o.key, ''::bytea)
+        AND (b.xid, b.id) < (o.xid, o.id)
+    )
   ORDER BY o.xid, o.id
   LIMIT %(limit)s
   FOR UPDATE OF o SKIP LOCKED
@@ -436,12 +447,19 @@ class PostgresOutbox:
         """Lease up to ``limit`` sendable entries in commit order, keeping per-key order.
 
         A claim whose COMMIT is lost with the connection leaves its entries leased
-        until ``lease_s`` passes; the retried claim takes others.
+        until ``lease_s`` passes; the retried claim takes others. The lease commits
+        without waiting for its WAL flush (``synchronous_commit = off`` for this
+        transaction only): a lease lost to a crash of the database server frees its
+        entries early, which at worst sends them again (same ``ce_id``), as a lease
+        taken over after it expired does.
         """
         params = {"limit": limit, "owner": owner, "lease_s": lease_s}
 
         def work(conn: psycopg.Connection[Any]) -> list[Any]:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s), set_config('synchronous_commit', 'off', true)",
+                (_CLAIM_LOCK,),
+            )
             return conn.execute(_CLAIM, params).fetchall()
 
         rows = self._run(work)

@@ -332,24 +332,34 @@ class OutboxRelay:
         """
         deadline = time.monotonic() + self.ack_timeout
         stopped: set[tuple[str, bytes]] = set()
+        send = self._transport.send
         for item in claimed:
-            group = (item.entry.topic, item.entry.key or b"")  # None and b"" share one order
+            e = item.entry
+            group = (e.topic, e.key or b"")  # None and b"" share one order
             if self._fatal or group in stopped:
                 results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
-            elif not self._send(item, results, messages, deadline):
+                continue
+            outcome = _Outcome(item.id, results, messages)
+            try:  # the common case: one try, no closure, no wait
+                send(e.topic, e.key, e.value, list(e.headers), outcome)
+                continue
+            except TransportQueueFull:
+                enqueued = self._send_when_room(item, outcome, results, deadline)
+            except SendRejected as exc:
+                enqueued = self._refused(item, exc, results)
+            if not enqueued:
                 stopped.add(group)
 
-    def _send(
+    def _send_when_room(
         self,
         item: ClaimedEntry,
+        outcome: _Outcome,
         results: dict[int, tuple[str, str] | None],
-        messages: dict[int, ReportMessage] | None,
         deadline: float,
     ) -> bool:
-        """Enqueue one entry, waiting for queue space until ``deadline``; True if enqueued."""
+        """Enqueue one entry once the full queue has room, until ``deadline``; True if enqueued."""
         e = item.entry
         transport = self._transport
-        outcome = _Outcome(item.id, results, messages)
         refused: SendRejected | None = None
 
         def send() -> bool:
@@ -366,11 +376,17 @@ class OutboxRelay:
             results[item.id] = ("_QUEUE_FULL", "local queue stayed full")
             return False
         if refused is not None:
-            results[item.id] = (refused.code, refused.reason)
-            if refused.fatal:
-                self._fatal = True
-            return False
+            return self._refused(item, refused, results)
         return True
+
+    def _refused(
+        self, item: ClaimedEntry, exc: SendRejected, results: dict[int, tuple[str, str] | None]
+    ) -> bool:
+        """Record a send the transport refused (a fatal refusal stops the round); False."""
+        results[item.id] = (exc.code, exc.reason)
+        if exc.fatal:
+            self._fatal = True
+        return False
 
     def _settle(
         self,

@@ -23,6 +23,7 @@ saying what to do; it is not migrated.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -97,26 +98,25 @@ _INSERT = (
 
 _REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=':wall')}"
 
-# Sendable now, and no earlier pending entry of the same (topic, key) is held
-# back (leased elsewhere or waiting for its retry time): per-key order. The
-# held-back keys are found in one pass, so a claim costs O(backlog), not
-# O(backlog x entries per key). NULL and empty keys share one ordering group.
-_CLAIMABLE = f"""
-WITH blocked AS (
-  SELECT topic, COALESCE(key, x'') AS k, MIN(id) AS first_id
-  FROM eventwire_outbox
-  WHERE state = 'pending' AND {_sql.held_back(":now")}
-  GROUP BY topic, COALESCE(key, x'')
-)
-SELECT {", ".join(f"o.{c.strip()}" for c in _sql.ENTRY_COLUMNS.split(","))},
-       :wall - o.created_at
-FROM eventwire_outbox AS o
-LEFT JOIN blocked AS b ON b.topic = o.topic AND b.k = COALESCE(o.key, x'')
-WHERE o.state = 'pending' AND NOT {_sql.held_back(":now", "o")}
-  AND (b.first_id IS NULL OR o.id < b.first_id)
-ORDER BY o.id
-LIMIT :limit
+# The pending rows in claim order (id: commit order), each with whether it is held
+# back now (leased elsewhere or waiting for its retry time). ``claim_batch`` walks
+# them and stops once it has ``limit`` sendable rows: a row is sendable unless it is
+# held back or an earlier pending row of its (topic, key) is (per-key order; NULL
+# and empty keys share one ordering group). The walk reads the held-back rows
+# before the last row it takes and no further, so a claim costs O(batch + held
+# back), not O(backlog).
+_PENDING_IN_ORDER = f"""
+SELECT {_sql.ENTRY_COLUMNS}, :wall - created_at, {_sql.held_back(":now")}
+FROM eventwire_outbox
+WHERE state = 'pending'
+ORDER BY id
 """
+
+_LEASE = (
+    "UPDATE eventwire_outbox SET lease_owner = :owner, leased_at = :now,"
+    " lease_until = :until, attempts = attempts + 1"
+    " WHERE id IN (SELECT value FROM json_each(:ids))"
+)
 
 #: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
 _OWNED = " AND state = 'pending' AND lease_owner = :owner"
@@ -124,6 +124,26 @@ _OWNED = " AND state = 'pending' AND lease_owner = :owner"
 #: Heartbeats of one owner with the same error are written at most this often.
 _BEAT_INTERVAL_S = 1.0
 _BEATS_KEPT_S = 86400.0
+
+
+def _claimable(cursor: sqlite3.Cursor, limit: int) -> list[Any]:
+    """The first ``limit`` sendable rows of :data:`_PENDING_IN_ORDER` (see there)."""
+    rows: list[Any] = []
+    blocked: set[tuple[str, bytes]] = set()
+    while len(rows) < limit:
+        chunk = cursor.fetchmany(limit)
+        if not chunk:
+            break
+        for row in chunk:
+            group = (row[3], row[4] or b"")
+            if row[11]:  # held back: nothing later of its key may go out
+                blocked.add(group)
+            elif group not in blocked:
+                rows.append(row)
+                if len(rows) == limit:
+                    break
+    cursor.close()
+    return rows
 
 
 class SQLiteOutbox:
@@ -294,22 +314,43 @@ class SQLiteOutbox:
         return True
 
     def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
-        """Lease up to ``limit`` sendable entries, oldest first, keeping per-key order."""
+        """Lease up to ``limit`` sendable entries, oldest first, keeping per-key order.
+
+        One transaction: the rows are read in id order until ``limit`` are
+        sendable, then leased with one statement. The lease is written without an
+        fsync (``synchronous=NORMAL`` for this transaction): a lease lost to a power
+        failure only frees entries whose relay died with the machine; it is still
+        atomic, and the next fsynced commit makes it durable too.
+        """
+        if limit <= 0:
+            return []
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn = self._conn
+            conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                now = time.monotonic()
-                params = {"now": now, "wall": time.time(), "limit": limit}
-                rows = self._conn.execute(_CLAIMABLE, params).fetchall()
-                self._conn.executemany(
-                    "UPDATE eventwire_outbox SET lease_owner = ?, leased_at = ?, lease_until = ?,"
-                    " attempts = attempts + 1 WHERE id = ?",
-                    [(owner, now, now + lease_s, row[0]) for row in rows],
-                )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = time.monotonic()
+                    rows = _claimable(
+                        conn.execute(_PENDING_IN_ORDER, {"now": now, "wall": time.time()}),
+                        limit,
+                    )
+                    if rows:
+                        conn.execute(
+                            _LEASE,
+                            {
+                                "owner": owner,
+                                "now": now,
+                                "until": now + lease_s,
+                                "ids": json.dumps([row[0] for row in rows]),
+                            },
+                        )
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.execute("PRAGMA synchronous=FULL")
         return [_sql.claimed(row) for row in rows]
 
     def _write(self, sql: str, params: Sequence[Sequence[Any] | dict[str, Any]]) -> int:
