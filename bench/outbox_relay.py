@@ -1,7 +1,7 @@
 """Outbox relay throughput: events/s drained from SQLite and PostgreSQL to one local broker.
 
     python -m bench.outbox_relay [--events 50000] [--rounds 3] [--baseline SRC]
-                                 [--profile DIR] [--no-write]
+                                 [--src SRC] [--profile DIR] [--no-write]
 
 Starts one local 1-node Kafka cluster and one local PostgreSQL server, then for
 each round and store runs a worker process that commits N encoded order events
@@ -133,6 +133,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline", type=Path, help="a src dir with the eventwire to compare")
+    parser.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="the src dir of 'current' (default: ./src)"
+    )
     parser.add_argument("--stores", default=",".join(STORES), help="sqlite,postgres")
     parser.add_argument("--profile", help="write a cProfile of each drain into this directory")
     parser.add_argument("--no-write", action="store_true", help="do not write the results file")
@@ -152,7 +155,7 @@ def main() -> None:
     from eventwire_devkit.postgres import LocalPostgres  # noqa: PLC0415
 
     stores = [s for s in args.stores.split(",") if s]
-    variants: list[tuple[str, Path]] = [("current", ROOT / "src")]
+    variants: list[tuple[str, Path]] = [("current", args.src.resolve())]
     if args.baseline is not None:
         variants.append(("baseline", args.baseline.resolve()))
     samples: dict[tuple[str, str], list[dict[str, float]]] = {}

@@ -9,7 +9,7 @@ statements stay in the store modules.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -125,6 +125,37 @@ def claimed(row: Sequence[Any]) -> ClaimedEntry:
     _C_FIRST_FAILED(item, row[9])
     _C_AGE(item, max(0.0, float(row[10])))
     return item
+
+
+def pick_sendable(
+    rows: Iterable[Sequence[Any]],
+    picked: list[Any],
+    blocked: set[tuple[str, bytes]],
+    limit: int,
+    *,
+    topic: int,
+    key: int,
+    held: int,
+) -> bool:
+    """Walk pending ``rows`` in claim order, appending the sendable ones to ``picked``.
+
+    A row is sendable unless it is held back (column ``held``: leased elsewhere or
+    waiting for its retry time) or an earlier pending row of its (topic, key) is:
+    per-key order. NULL and empty keys share one ordering group. ``blocked``
+    carries the held-back groups from one page of rows to the next. Returns True
+    once ``picked`` holds ``limit`` rows (the walk stops there), so a claim reads
+    the rows up to its last pick and no further: O(batch + held back), not
+    O(backlog).
+    """
+    for row in rows:
+        group = (row[topic], bytes(row[key] or b""))
+        if row[held]:  # nothing later of its key may go out
+            blocked.add(group)
+        elif group not in blocked:
+            picked.append(row)
+            if len(picked) >= limit:
+                return True
+    return False
 
 
 def differing_fields(entry: OutboxEntry, topic: str, key: bytes | None, value: bytes) -> list[str]:

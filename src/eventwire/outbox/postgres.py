@@ -129,38 +129,42 @@ _KEY = "COALESCE(key, ''::bytea)"
 #: claim compares it with every pending row.
 _NOW_ONCE = f"(SELECT {_NOW})"
 
-# The first held-back entry of each key (leased, or waiting for its retry time) is
-# found in one pass over the pending rows; the candidates are the pending rows that
-# are not held back and have no held-back entry of their key before them (an
-# anti-join, so a claim stays one hash pass however many keys are blocked).
-_CLAIM = f"""
-WITH blocked AS MATERIALIZED (
-  -- The first entry of each key that is held back: nothing of its key after it may
-  -- go out, so per-key order holds.
-  SELECT DISTINCT ON (topic, {_KEY}) topic, {_KEY} AS k, xid, id
-  FROM eventwire_outbox
-  WHERE state = 'pending' AND {_sql.held_back(_NOW_ONCE)}
-  ORDER BY topic, {_KEY}, xid, id
-), c AS (
-  SELECT o.id FROM eventwire_outbox AS o
-  WHERE o.state = 'pending'
-    -- Only rows whose transaction ended before every running one began: no row
-    -- that commits later can sort before them.
-    AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-    AND NOT {_sql.held_back(_NOW_ONCE, "o")}
-    AND NOT EXISTS (
-      SELECT FROM blocked AS b
-      WHERE b.topic = o.topic AND b.k = COALESCE(o.key, ''::bytea)
-        AND (b.xid, b.id) < (o.xid, o.id)
-    )
-  ORDER BY o.xid, o.id
-  LIMIT %(limit)s
-  FOR UPDATE OF o SKIP LOCKED
+# One page of the pending rows in claim order ((xid, id): commit order, and only
+# rows whose transaction ended before every running one began, so no row that
+# commits later can sort before them), after the key (xid, id) of the previous page,
+# with just what :func:`_sql.pick_sendable` needs: an index range scan of
+# ``eventwire_outbox_claim`` that stops at the page, however long the backlog.
+_PENDING_PAGE = f"""
+SELECT o.id, o.xid::text AS xid_text, o.topic, o.key, {_sql.held_back(_NOW_ONCE, "o")}
+FROM eventwire_outbox AS o
+WHERE o.state = 'pending'
+  AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND (o.xid, o.id) > (%(xid)s::xid8, %(id)s::bigint)
+ORDER BY o.xid, o.id
+LIMIT %(page)s
+"""
+
+# Serialize claims; for this transaction only: commit the lease without waiting for
+# its WAL flush (see ``claim_batch``), and plan the page and the lease as the index
+# scans they are (by (xid, id), stopping at the page; by id). A table that was not
+# analyzed since a burst of writes otherwise gets bitmap scans of every pending row.
+_CLAIM_SETUP = (
+    "SELECT pg_advisory_xact_lock(%s), set_config('synchronous_commit', 'off', true),"
+    " set_config('enable_bitmapscan', 'off', true)"
 )
+
+# Lease the picked rows (those still pending and not held back; a row another
+# transaction is changing right now is skipped, as before) and return them whole.
+_LEASE = f"""
 UPDATE eventwire_outbox AS t
 SET lease_owner = %(owner)s, leased_at = {_NOW}, lease_until = {_NOW} + %(lease_s)s,
     attempts = t.attempts + 1
-FROM c WHERE t.id = c.id
+FROM (
+  SELECT id FROM eventwire_outbox
+  WHERE id = ANY(%(ids)s::bigint[]) AND state = 'pending' AND NOT {_sql.held_back(_NOW_ONCE)}
+  FOR UPDATE SKIP LOCKED
+) AS c
+WHERE t.id = c.id
 RETURNING t.id, t.event_id, t.event_type, t.topic, t.key, t.value, t.headers,
           t.attempts - 1, t.created_at, t.first_failed_at, {_NOW} - t.created_at,
           t.xid::text
@@ -453,14 +457,25 @@ class PostgresOutbox:
         entries early, which at worst sends them again (same ``ce_id``), as a lease
         taken over after it expired does.
         """
-        params = {"limit": limit, "owner": owner, "lease_s": lease_s}
+        if limit <= 0:
+            return []
+        page = max(limit, 100)
 
         def work(conn: psycopg.Connection[Any]) -> list[Any]:
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s), set_config('synchronous_commit', 'off', true)",
-                (_CLAIM_LOCK,),
-            )
-            return conn.execute(_CLAIM, params).fetchall()
+            conn.execute(_CLAIM_SETUP, (_CLAIM_LOCK,))
+            picked: list[Any] = []
+            blocked: set[tuple[str, bytes]] = set()
+            after = {"xid": "0", "id": 0, "page": page}
+            while True:
+                rows = conn.execute(_PENDING_PAGE, after).fetchall()
+                full = _sql.pick_sendable(rows, picked, blocked, limit, topic=2, key=3, held=4)
+                if full or len(rows) < page:
+                    break
+                after = {"xid": rows[-1][1], "id": rows[-1][0], "page": page}
+            if not picked:
+                return []
+            ids = [row[0] for row in picked]
+            return conn.execute(_LEASE, {"owner": owner, "lease_s": lease_s, "ids": ids}).fetchall()
 
         rows = self._run(work)
         rows.sort(key=lambda r: (int(r[11]), r[0]))

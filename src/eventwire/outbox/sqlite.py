@@ -99,12 +99,8 @@ _INSERT = (
 _REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=':wall')}"
 
 # The pending rows in claim order (id: commit order), each with whether it is held
-# back now (leased elsewhere or waiting for its retry time). ``claim_batch`` walks
-# them and stops once it has ``limit`` sendable rows: a row is sendable unless it is
-# held back or an earlier pending row of its (topic, key) is (per-key order; NULL
-# and empty keys share one ordering group). The walk reads the held-back rows
-# before the last row it takes and no further, so a claim costs O(batch + held
-# back), not O(backlog).
+# back now (leased elsewhere or waiting for its retry time); ``claim_batch`` walks
+# them with :func:`_sql.pick_sendable` and stops once it has a batch.
 _PENDING_IN_ORDER = f"""
 SELECT {_sql.ENTRY_COLUMNS}, :wall - created_at, {_sql.held_back(":now")}
 FROM eventwire_outbox
@@ -130,18 +126,10 @@ def _claimable(cursor: sqlite3.Cursor, limit: int) -> list[Any]:
     """The first ``limit`` sendable rows of :data:`_PENDING_IN_ORDER` (see there)."""
     rows: list[Any] = []
     blocked: set[tuple[str, bytes]] = set()
-    while len(rows) < limit:
-        chunk = cursor.fetchmany(limit)
-        if not chunk:
+    while True:
+        page = cursor.fetchmany(limit)
+        if not page or _sql.pick_sendable(page, rows, blocked, limit, topic=3, key=4, held=11):
             break
-        for row in chunk:
-            group = (row[3], row[4] or b"")
-            if row[11]:  # held back: nothing later of its key may go out
-                blocked.add(group)
-            elif group not in blocked:
-                rows.append(row)
-                if len(rows) == limit:
-                    break
     cursor.close()
     return rows
 
