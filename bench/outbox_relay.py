@@ -7,7 +7,9 @@ Starts one local 1-node Kafka cluster and one local PostgreSQL server, then for
 each round and store runs a worker process that commits N encoded order events
 (in batches of 1,000, as ``publish_many`` does, timed: the durable publish
 rate), then times ``OutboxRelay.drain()`` (``batch_size=2000``) to a fresh
-3-partition topic. Each PostgreSQL run gets a fresh database.
+3-partition topic, in wall time and in CPU time of the relay's process (its
+librdkafka threads and, for SQLite, the database work included; PostgreSQL's and
+Kafka's own CPU not). Each PostgreSQL run gets a fresh database.
 
 ``--baseline SRC`` also runs the eventwire package found in ``SRC`` (a ``src``
 directory, e.g. ``git archive <commit> src | tar -x -C /tmp/base``), in the same
@@ -69,9 +71,9 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         drained = relay.drain(timeout=600)
-        relay_s = time.perf_counter() - start
+        relay_s, relay_cpu = time.perf_counter() - start, time.process_time() - cpu
         if profiler is not None:
             import pstats  # noqa: PLC0415
 
@@ -84,7 +86,11 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         relay.stop()
         store.close()
     assert drained, f"{args.store}: the outbox did not drain"
-    return {"commit_eps": args.events / commit_s, "relay_eps": relay.stats.sent / relay_s}
+    return {
+        "commit_eps": args.events / commit_s,
+        "relay_eps": relay.stats.sent / relay_s,
+        "relay_cpu_us": relay_cpu / relay.stats.sent * 1e6,
+    }
 
 
 def run_worker(
@@ -198,8 +204,9 @@ def table(
         + (" --baseline <src of the base commit>" if args.baseline else "")
         + "`",
         "",
-        "| eventwire | store | durable publish_many commits (events/s) | relay drain (events/s) |",
-        "|---|---|---:|---:|",
+        "| eventwire | store | durable publish_many commits (events/s) | relay drain (events/s)"
+        " | relay CPU (µs/event, relay process) |",
+        "|---|---|---:|---:|---:|",
     ]
     for variant, _ in variants:
         for store in stores:
@@ -208,7 +215,8 @@ def table(
                 continue
             commit = statistics.median(r["commit_eps"] for r in rows)
             relay = statistics.median(r["relay_eps"] for r in rows)
-            lines.append(f"| {variant} | {store} | {commit:,.0f} | {relay:,.0f} |")
+            cpu = statistics.median(r["relay_cpu_us"] for r in rows)
+            lines.append(f"| {variant} | {store} | {commit:,.0f} | {relay:,.0f} | {cpu:.1f} |")
     return "\n".join(lines) + "\n"
 
 

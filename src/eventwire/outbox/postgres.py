@@ -146,8 +146,9 @@ LIMIT %(page)s
 
 # Serialize claims; for this transaction only: commit the lease without waiting for
 # its WAL flush (see ``claim_batch``), and plan the page and the lease as the index
-# scans they are (by (xid, id), stopping at the page; by id). A table that was not
-# analyzed since a burst of writes otherwise gets bitmap scans of every pending row.
+# scan it is (by (xid, id), stopping at the page). A table not analyzed since a burst
+# of writes (its statistics say a hundred pending rows where there are 50,000)
+# otherwise gets a bitmap scan of every pending row, which made a claim O(backlog).
 _CLAIM_SETUP = (
     "SELECT pg_advisory_xact_lock(%s), set_config('synchronous_commit', 'off', true),"
     " set_config('enable_bitmapscan', 'off', true)"
@@ -159,9 +160,11 @@ _LEASE = f"""
 UPDATE eventwire_outbox AS t
 SET lease_owner = %(owner)s, leased_at = {_NOW}, lease_until = {_NOW} + %(lease_s)s,
     attempts = t.attempts + 1
-FROM (
-  SELECT id FROM eventwire_outbox
-  WHERE id = ANY(%(ids)s::bigint[]) AND state = 'pending' AND NOT {_sql.held_back(_NOW_ONCE)}
+FROM unnest(%(ids)s::bigint[]) AS p(id), LATERAL (
+  -- one primary-key lookup per picked id (LIMIT 1 keeps it a per-id lookup)
+  SELECT o.id FROM eventwire_outbox AS o
+  WHERE o.id = p.id AND o.state = 'pending' AND NOT {_sql.held_back(_NOW_ONCE, "o")}
+  LIMIT 1
   FOR UPDATE SKIP LOCKED
 ) AS c
 WHERE t.id = c.id
@@ -512,17 +515,37 @@ class PostgresOutbox:
 
         See :meth:`OutboxStore.mark_retry` (``counted``, ``owner``).
         """
-        attempt = (
-            f"first_failed_at = COALESCE(first_failed_at, {_NOW})"
-            if counted
-            else "attempts = GREATEST(attempts - 1, 0)"
-        )
+        self.mark_retry_many([(entry_id, error, delay_s, counted)], owner=owner)
+
+    def mark_retry_many(
+        self,
+        retries: Sequence[tuple[int, str, float, bool]],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """:meth:`mark_retry` for each ``(entry_id, error, delay_s, counted)``, in one statement.
+
+        The relay releases a round's failed and held-back entries with one call.
+        """
+        if not retries:
+            return
         self._write(
-            "UPDATE eventwire_outbox SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
-            f" next_attempt_at = {_NOW} + %(delay)s, retry_scheduled_at = {_NOW},"
-            f" last_error = %(error)s, {attempt}"
-            f" WHERE id = %(id)s{_OWNED if owner is not None else ''}",
-            {"delay": max(0.0, delay_s), "error": error, "id": entry_id, "owner": owner},
+            "UPDATE eventwire_outbox AS t SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
+            f" next_attempt_at = {_NOW} + r.delay, retry_scheduled_at = {_NOW},"
+            " last_error = r.error,"
+            " attempts = CASE WHEN r.counted THEN t.attempts ELSE GREATEST(t.attempts - 1, 0) END,"
+            " first_failed_at = CASE WHEN r.counted"
+            f" THEN COALESCE(t.first_failed_at, {_NOW}) ELSE t.first_failed_at END"
+            " FROM unnest(%(ids)s::bigint[], %(errors)s::text[], %(delays)s::float8[],"
+            " %(counted)s::bool[]) AS r(id, error, delay, counted)"
+            f" WHERE t.id = r.id{_OWNED if owner is not None else ''}",
+            {
+                "ids": [r[0] for r in retries],
+                "errors": [r[1] for r in retries],
+                "delays": [max(0.0, float(r[2])) for r in retries],
+                "counted": [bool(r[3]) for r in retries],
+                "owner": owner,
+            },
         )
 
     def park(self, entry_id: int, error: str, *, owner: str | None = None) -> bool:

@@ -440,24 +440,39 @@ class OutboxRelay:
         """
         given_up: list[tuple[ClaimedEntry, str, str]] = []
         retried: list[str] = []
-        owner = self.owner
+        marks: list[tuple[int, str, float, bool]] = []
         for item in failed:
             code, reason = results.get(item.id) or _NO_ACK
             if code == _HELD_BACK or (self._stopping and code in _STOPPED_CODES):
-                self.store.mark_retry(item.id, f"{code}: {reason}", 0.0, counted=False, owner=owner)
+                marks.append((item.id, f"{code}: {reason}", 0.0, False))
                 self.stats.held_back += 1
             elif self._gives_up(item, code):
                 given_up.append((item, code, reason))
             else:
-                self.store.mark_retry(
-                    item.id, f"{code}: {reason}", self.backoff(item.attempts + 1), owner=owner
-                )
+                marks.append((item.id, f"{code}: {reason}", self.backoff(item.attempts + 1), True))
                 self.stats.retried += 1
                 retried.append(item.entry.topic)
+        self._mark_retries(marks)
         if retried and self.metrics is not None:
             self.metrics.count("retried", retried)
         if given_up:
             self._dead_letter(given_up)
+
+    def _mark_retries(self, marks: list[tuple[int, str, float, bool]]) -> None:
+        """Release these leases (``(id, error, delay_s, counted)``) as ``mark_retry`` does.
+
+        In one transaction if the store has ``mark_retry_many`` (both built-in
+        stores do), else one by one.
+        """
+        if not marks:
+            return
+        owner = self.owner
+        many = getattr(self.store, "mark_retry_many", None)
+        if many is not None:
+            many(marks, owner=owner)
+            return
+        for entry_id, error, delay_s, counted in marks:
+            self.store.mark_retry(entry_id, error, delay_s, counted=counted, owner=owner)
 
     def _gives_up(self, item: ClaimedEntry, code: str) -> bool:
         """True for a permanent failure, or a retriable one past max_attempts/max_age_s."""

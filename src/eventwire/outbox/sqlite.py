@@ -378,25 +378,40 @@ class SQLiteOutbox:
 
         See :meth:`OutboxStore.mark_retry` (``counted``, ``owner``).
         """
+        self.mark_retry_many([(entry_id, error, delay_s, counted)], owner=owner)
+
+    def mark_retry_many(
+        self,
+        retries: Sequence[tuple[int, str, float, bool]],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """:meth:`mark_retry` for each ``(entry_id, error, delay_s, counted)``, in one transaction.
+
+        The relay releases a round's failed and held-back entries with one call.
+        """
+        if not retries:
+            return
         now = time.monotonic()
-        attempt = (
-            "first_failed_at = COALESCE(first_failed_at, :wall)"
-            if counted
-            else "attempts = MAX(attempts - 1, 0)"
-        )
+        wall = time.time()
         self._write(
             "UPDATE eventwire_outbox SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
             " next_attempt_at = :next, retry_scheduled_at = :now, last_error = :error,"
-            f" {attempt} WHERE id = :id{_OWNED if owner is not None else ''}",
+            " attempts = CASE WHEN :counted THEN attempts ELSE MAX(attempts - 1, 0) END,"
+            " first_failed_at = CASE WHEN :counted"
+            " THEN COALESCE(first_failed_at, :wall) ELSE first_failed_at END"
+            f" WHERE id = :id{_OWNED if owner is not None else ''}",
             [
                 {
                     "next": now + max(0.0, delay_s),
                     "now": now,
                     "error": error,
-                    "wall": time.time(),
+                    "wall": wall,
                     "id": entry_id,
                     "owner": owner,
+                    "counted": counted,
                 }
+                for entry_id, error, delay_s, counted in retries
             ],
         )
 
