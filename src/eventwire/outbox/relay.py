@@ -332,23 +332,34 @@ class OutboxRelay:
         """
         deadline = time.monotonic() + self.ack_timeout
         stopped: set[tuple[str, bytes]] = set()
-        send = self._transport.send
         for item in claimed:
             e = item.entry
             group = (e.topic, e.key or b"")  # None and b"" share one order
             if self._fatal or group in stopped:
                 results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
-                continue
-            outcome = _Outcome(item.id, results, messages)
-            try:  # the common case: one try, no closure, no wait
-                send(e.topic, e.key, e.value, list(e.headers), outcome)
-                continue
-            except TransportQueueFull:
-                enqueued = self._send_when_room(item, outcome, results, deadline)
-            except SendRejected as exc:
-                enqueued = self._refused(item, exc, results)
-            if not enqueued:
+            elif not self._send(item, results, messages, deadline):
                 stopped.add(group)
+
+    def _send(
+        self,
+        item: ClaimedEntry,
+        results: dict[int, tuple[str, str] | None],
+        messages: dict[int, ReportMessage] | None,
+        deadline: float,
+    ) -> bool:
+        """Enqueue one entry, waiting for queue space until ``deadline``; True if enqueued.
+
+        The common case is one call to the transport: no closure, no wait.
+        """
+        e = item.entry
+        outcome = _Outcome(item.id, results, messages)
+        try:
+            self._transport.send(e.topic, e.key, e.value, list(e.headers), outcome)
+        except TransportQueueFull:
+            return self._send_when_room(item, outcome, results, deadline)
+        except SendRejected as exc:
+            return self._refused(item, exc, results)
+        return True
 
     def _send_when_room(
         self,
