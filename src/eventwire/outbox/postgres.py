@@ -478,7 +478,9 @@ class PostgresOutbox:
             if not picked:
                 return []
             ids = [row[0] for row in picked]
-            return conn.execute(_LEASE, {"owner": owner, "lease_s": lease_s, "ids": ids}).fetchall()
+            params = {"owner": owner, "lease_s": lease_s, "ids": ids}
+            # binary: values and headers come as they are stored, not hex-encoded
+            return conn.execute(_LEASE, params, binary=True).fetchall()
 
         rows = self._run(work)
         rows.sort(key=lambda r: (int(r[11]), r[0]))

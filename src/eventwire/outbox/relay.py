@@ -3,6 +3,10 @@
 Each round it claims a batch (a lease, so a crashed relay's entries come back),
 sends every entry with its stored bytes and headers (so ``ce_id`` is the same on
 every re-send), waits for the acks, and marks the acknowledged entries sent.
+A round costs a fixed number of store transactions whatever its size: one claim,
+one ``mark_sent`` for the acknowledged entries, and one release of the failed and
+held-back ones (``mark_retry_many`` where the store has it; dead letters and parked
+entries, rare, are marked one by one).
 A round's entries share one enqueue deadline (``ack_timeout``); once an entry of
 a (topic, key) is not enqueued (the local queue stayed full, Kafka refused it,
 or the producer hit a fatal error), the later entries of that key are held back
@@ -310,7 +314,8 @@ class OutboxRelay:
         if not claimed:
             return 0
         results: dict[int, tuple[str, str] | None] = {}
-        messages: dict[int, ReportMessage] = {}
+        # the acks' messages are kept only for a listener
+        messages: dict[int, ReportMessage] | None = {} if self.listener is not None else None
         self._send_all(claimed, results, messages)
         self._transport.flush(self.ack_timeout)
         self._settle(claimed, results, messages)
@@ -321,7 +326,7 @@ class OutboxRelay:
         self,
         claimed: list[ClaimedEntry],
         results: dict[int, tuple[str, str] | None],
-        messages: dict[int, ReportMessage],
+        messages: dict[int, ReportMessage] | None,
     ) -> None:
         """Enqueue a round's entries in claim order, never letting a key's entries overtake.
 
