@@ -173,6 +173,12 @@ RETURNING t.id, t.event_id, t.event_type, t.topic, t.key, t.value, t.headers,
           t.xid::text
 """
 
+# Undo leases just taken in this transaction (see ``_keep_key_order``).
+_UNLEASE = (
+    "UPDATE eventwire_outbox SET lease_owner = NULL, leased_at = 0, lease_until = 0,"
+    " attempts = GREATEST(attempts - 1, 0) WHERE id = ANY(%s::bigint[])"
+)
+
 #: libpq options for the store's own connections (unless the DSN sets them): notice a
 #: peer that vanished without closing the connection within about a minute.
 _DEAD_PEER_DEFAULTS: dict[str, Any] = {
@@ -190,6 +196,32 @@ _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
 
 _BEAT_INTERVAL_S = 1.0
 _BEATS_KEPT_S = 86400.0
+
+
+def _keep_key_order(
+    conn: psycopg.Connection[Any], picked: list[Any], leased: list[Any]
+) -> list[Any]:
+    """The leased rows, less any after a picked row of its key that was not leased.
+
+    A picked row is not leased when another transaction changed it or held its lock
+    since the walk read it (e.g. a relay whose lease had expired releasing it for a
+    retry). The later rows of its key must then wait too: their leases are undone in
+    this same transaction, as if they had not been picked.
+    """
+    if len(leased) == len(picked):
+        return leased
+    got = {row[0] for row in leased}
+    stopped: set[tuple[str, bytes]] = set()
+    undo: set[int] = set()
+    for row in picked:  # claim order
+        group = (row[2], bytes(row[3] or b""))
+        if row[0] not in got:
+            stopped.add(group)
+        elif group in stopped:
+            undo.add(row[0])
+    if undo:
+        conn.execute(_UNLEASE, ([*undo],))
+    return [row for row in leased if row[0] not in undo]
 
 
 class PostgresOutbox:
@@ -480,7 +512,8 @@ class PostgresOutbox:
             ids = [row[0] for row in picked]
             params = {"owner": owner, "lease_s": lease_s, "ids": ids}
             # binary: values and headers come as they are stored, not hex-encoded
-            return conn.execute(_LEASE, params, binary=True).fetchall()
+            leased = conn.execute(_LEASE, params, binary=True).fetchall()
+            return _keep_key_order(conn, picked, leased)
 
         rows = self._run(work)
         rows.sort(key=lambda r: (int(r[11]), r[0]))
