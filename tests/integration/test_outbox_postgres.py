@@ -130,6 +130,24 @@ class TestCommitOrder:
         assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-1", "id-2"]
 
 
+class TestClaimKeepsKeyOrderAroundLockedRows:
+    def test_a_row_locked_elsewhere_holds_back_the_later_rows_of_its_key(
+        self, store: PostgresOutbox, postgres_dsn: str
+    ) -> None:
+        """While another transaction holds the lock of pending entry 1 of key k (e.g. a
+        relay whose lease expired, releasing it for a retry), a claim skips entry 1 and
+        must not take entry 2 of k either; entry 3 of another key goes out. Once the
+        lock is gone, 1 and then 2 are claimed, with no attempt counted for 2."""
+        row1, _, _ = store.add([entry(1, key=b"k"), entry(2, key=b"k"), entry(3, key=b"other")])
+        with psycopg.connect(postgres_dsn) as locker:
+            locker.execute("SELECT 1 FROM eventwire_outbox WHERE id = %s FOR UPDATE", (row1,))
+            assert ids(store.claim_batch(10, owner="a", lease_s=60)) == ["id-3"]
+            locker.rollback()
+        again = store.claim_batch(10, owner="a", lease_s=60)
+        assert ids(again) == ["id-1", "id-2"]
+        assert [c.attempts for c in again] == [0, 0]
+
+
 class TestWriteErrors:
     def test_a_connection_lost_during_commit_is_possibly_written(
         self, store: PostgresOutbox, admin: psycopg.Connection[Any]

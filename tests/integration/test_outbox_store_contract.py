@@ -242,6 +242,37 @@ class TestRetries:
         store.mark_retry(first[0].id, "_MSG_TIMED_OUT: x", 60)
         assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-3"]
 
+    def test_a_claim_looks_past_more_held_back_entries_than_a_batch(self, store: Any) -> None:
+        """250 leased entries of key k ahead (more than a batch and a page of the claim's
+        walk): claim_batch(5) still finds the 5 entries of other keys behind them, and
+        the unleased entries of k after them stay back (per-key order)."""
+        store.add([entry(n, key=b"k") for n in range(250)])
+        assert len(store.claim_batch(250, owner="a", lease_s=60)) == 250
+        store.add([entry(n, key=b"k") for n in range(250, 260)])
+        store.add([entry(n, key=f"o{n}".encode()) for n in range(260, 270)])
+        claimed = store.claim_batch(5, owner="b", lease_s=60)
+        assert ids(claimed) == [f"id-{n}" for n in range(260, 265)]
+        assert ids(store.claim_batch(100, owner="b", lease_s=60)) == [
+            f"id-{n}" for n in range(265, 270)
+        ]
+
+    def test_mark_retry_many_releases_each_entry_as_mark_retry_does(self, store: Any) -> None:
+        """mark_retry_many (one transaction for a relay round): a counted retry waits for its
+        delay with its error kept; an uncounted one is claimable at once with its attempt
+        taken back; with owner= a row leased to another relay is left alone."""
+        store.add([entry(1, key=b"a"), entry(2, key=b"b"), entry(3, key=b"c")])
+        one, two, three = store.claim_batch(10, owner="A", lease_s=60)
+        store.mark_retry_many(
+            [(one.id, "_MSG_TIMED_OUT: x", 60, True), (two.id, "_HELD_BACK: y", 0, False)],
+            owner="A",
+        )
+        assert store.row_states([one.id])[one.id] == RowState("pending", "_MSG_TIMED_OUT: x")
+        [again] = store.claim_batch(10, owner="B", lease_s=60)
+        assert (again.entry.event_id, again.attempts) == ("id-2", 0)
+        store.mark_retry_many([(three.id, "_MSG_TIMED_OUT: late", 0, True)], owner="B")
+        assert store.claim_batch(10, owner="B", lease_s=60) == []  # id-3: still A's lease
+        assert store.row_states([three.id])[three.id] == RowState("pending", None)
+
     def test_the_retry_schedule_is_stored(self, backend: Backend, store: Any) -> None:
         """A retry delay holds for every store on the database, and ends when its time comes."""
         store.add([entry(1)])

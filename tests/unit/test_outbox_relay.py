@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,37 @@ class TestPerKeyOrderUnderBackpressure:
         assert relay.drain(timeout=5)
         assert [r.value for r in transport.records("orders")] == [b"v1", b"v3"]
         assert store.status().parked == 1
+
+
+class RetryCountingOutbox(SQLiteOutbox):
+    """An SQLite outbox that records the size of each batched retry release."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.retry_batches: list[int] = []
+
+    def mark_retry_many(
+        self, retries: Sequence[tuple[int, str, float, bool]], *, owner: str | None = None
+    ) -> None:
+        self.retry_batches.append(len(retries))
+        super().mark_retry_many(retries, owner=owner)
+
+
+class TestBatchedMarks:
+    def test_a_rounds_failures_are_released_in_one_store_call(self, tmp_path: Path) -> None:
+        """A round of 50 entries of one key whose first times out (the 49 after it are held
+        back behind it) releases all 50 leases with one mark_retry_many call, not 50
+        transactions; the last copy of each event in the log is still in commit order."""
+        store = RetryCountingOutbox(tmp_path / "outbox.db")
+        store.add([entry(n) for n in range(50)])
+        transport = MemoryTransport()
+        transport.fail_next(1, "_MSG_TIMED_OUT")
+        relay = OutboxRelay(store, lambda: transport, base_backoff_s=0.01, max_backoff_s=0.02)
+        relay.run_once()
+        assert store.retry_batches == [50]
+        assert (relay.stats.retried, relay.stats.held_back, relay.stats.sent) == (1, 49, 0)
+        assert relay.drain(timeout=5)
+        last: dict[bytes, int] = {}
+        for record in sorted(transport.records("orders"), key=lambda r: r.sequence):
+            last[record.value] = record.sequence
+        assert sorted(last, key=last.__getitem__) == [f"v{n}".encode() for n in range(50)]

@@ -8,8 +8,11 @@ statements stay in the store modules.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+import msgspec
 
 from eventwire.outbox.base import (
     DEAD_LETTERED_PREFIX,
@@ -17,7 +20,6 @@ from eventwire.outbox.base import (
     EventIdConflictError,
     OutboxEntry,
     RowState,
-    decode_headers,
 )
 
 #: Columns that make a :class:`ClaimedEntry` (see :func:`claimed`), in this order;
@@ -89,11 +91,71 @@ def outdated_table(
     )
 
 
+#: Headers straight into the tuple :class:`OutboxEntry` holds (no copy after decoding).
+_HEADERS = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...])
+
+_new = object.__new__
+# The slot setters of the two frozen dataclasses: a claim makes two objects per row,
+# and a frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per
+# field, which costs about as much as producing the record. Setting the slots
+# directly makes the same objects (equal, hashable, immutable to callers) in half
+# the time.
+_ENTRY_SLOTS = tuple(getattr(OutboxEntry, f.name).__set__ for f in dataclasses.fields(OutboxEntry))
+_CLAIMED_SLOTS = tuple(
+    getattr(ClaimedEntry, f.name).__set__ for f in dataclasses.fields(ClaimedEntry)
+)
+(_E_ID, _E_TYPE, _E_TOPIC, _E_KEY, _E_VALUE, _E_HEADERS) = _ENTRY_SLOTS
+(_C_ID, _C_ENTRY, _C_ATTEMPTS, _C_CREATED, _C_FIRST_FAILED, _C_AGE) = _CLAIMED_SLOTS
+
+
 def claimed(row: Sequence[Any]) -> ClaimedEntry:
     """A :class:`ClaimedEntry` from :data:`ENTRY_COLUMNS` followed by ``age_s``."""
-    key = None if row[4] is None else bytes(row[4])
-    entry = OutboxEntry(row[1], row[2], row[3], key, bytes(row[5]), decode_headers(bytes(row[6])))
-    return ClaimedEntry(row[0], entry, row[7], row[8], row[9], max(0.0, float(row[10])))
+    entry = _new(OutboxEntry)
+    _E_ID(entry, row[1])
+    _E_TYPE(entry, row[2])
+    _E_TOPIC(entry, row[3])
+    _E_KEY(entry, None if row[4] is None else bytes(row[4]))
+    _E_VALUE(entry, bytes(row[5]))
+    _E_HEADERS(entry, _HEADERS.decode(row[6]))
+    item = _new(ClaimedEntry)
+    _C_ID(item, row[0])
+    _C_ENTRY(item, entry)
+    _C_ATTEMPTS(item, row[7])
+    _C_CREATED(item, row[8])
+    _C_FIRST_FAILED(item, row[9])
+    _C_AGE(item, max(0.0, float(row[10])))
+    return item
+
+
+def pick_sendable(
+    rows: Iterable[Sequence[Any]],
+    picked: list[Any],
+    blocked: set[tuple[str, bytes]],
+    limit: int,
+    *,
+    topic: int,
+    key: int,
+    held: int,
+) -> bool:
+    """Walk pending ``rows`` in claim order, appending the sendable ones to ``picked``.
+
+    A row is sendable unless it is held back (column ``held``: leased elsewhere or
+    waiting for its retry time) or an earlier pending row of its (topic, key) is:
+    per-key order. NULL and empty keys share one ordering group. ``blocked``
+    carries the held-back groups from one page of rows to the next. Returns True
+    once ``picked`` holds ``limit`` rows (the walk stops there), so a claim reads
+    the rows up to its last pick and no further: O(batch + held back), not
+    O(backlog).
+    """
+    for row in rows:
+        group = (row[topic], bytes(row[key] or b""))
+        if row[held]:  # nothing later of its key may go out
+            blocked.add(group)
+        elif group not in blocked:
+            picked.append(row)
+            if len(picked) >= limit:
+                return True
+    return False
 
 
 def differing_fields(entry: OutboxEntry, topic: str, key: bytes | None, value: bytes) -> list[str]:

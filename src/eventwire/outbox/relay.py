@@ -3,6 +3,10 @@
 Each round it claims a batch (a lease, so a crashed relay's entries come back),
 sends every entry with its stored bytes and headers (so ``ce_id`` is the same on
 every re-send), waits for the acks, and marks the acknowledged entries sent.
+A round costs a fixed number of store transactions whatever its size: one claim,
+one ``mark_sent`` for the acknowledged entries, and one release of the failed and
+held-back ones (``mark_retry_many`` where the store has it; dead letters and parked
+entries, rare, are marked one by one).
 A round's entries share one enqueue deadline (``ack_timeout``); once an entry of
 a (topic, key) is not enqueued (the local queue stayed full, Kafka refused it,
 or the producer hit a fatal error), the later entries of that key are held back
@@ -310,7 +314,8 @@ class OutboxRelay:
         if not claimed:
             return 0
         results: dict[int, tuple[str, str] | None] = {}
-        messages: dict[int, ReportMessage] = {}
+        # the acks' messages are kept only for a listener
+        messages: dict[int, ReportMessage] | None = {} if self.listener is not None else None
         self._send_all(claimed, results, messages)
         self._transport.flush(self.ack_timeout)
         self._settle(claimed, results, messages)
@@ -321,7 +326,7 @@ class OutboxRelay:
         self,
         claimed: list[ClaimedEntry],
         results: dict[int, tuple[str, str] | None],
-        messages: dict[int, ReportMessage],
+        messages: dict[int, ReportMessage] | None,
     ) -> None:
         """Enqueue a round's entries in claim order, never letting a key's entries overtake.
 
@@ -333,7 +338,8 @@ class OutboxRelay:
         deadline = time.monotonic() + self.ack_timeout
         stopped: set[tuple[str, bytes]] = set()
         for item in claimed:
-            group = (item.entry.topic, item.entry.key or b"")  # None and b"" share one order
+            e = item.entry
+            group = (e.topic, e.key or b"")  # None and b"" share one order
             if self._fatal or group in stopped:
                 results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
             elif not self._send(item, results, messages, deadline):
@@ -346,10 +352,30 @@ class OutboxRelay:
         messages: dict[int, ReportMessage] | None,
         deadline: float,
     ) -> bool:
-        """Enqueue one entry, waiting for queue space until ``deadline``; True if enqueued."""
+        """Enqueue one entry, waiting for queue space until ``deadline``; True if enqueued.
+
+        The common case is one call to the transport: no closure, no wait.
+        """
+        e = item.entry
+        outcome = _Outcome(item.id, results, messages)
+        try:
+            self._transport.send(e.topic, e.key, e.value, list(e.headers), outcome)
+        except TransportQueueFull:
+            return self._send_when_room(item, outcome, results, deadline)
+        except SendRejected as exc:
+            return self._refused(item, exc, results)
+        return True
+
+    def _send_when_room(
+        self,
+        item: ClaimedEntry,
+        outcome: _Outcome,
+        results: dict[int, tuple[str, str] | None],
+        deadline: float,
+    ) -> bool:
+        """Enqueue one entry once the full queue has room, until ``deadline``; True if enqueued."""
         e = item.entry
         transport = self._transport
-        outcome = _Outcome(item.id, results, messages)
         refused: SendRejected | None = None
 
         def send() -> bool:
@@ -366,11 +392,17 @@ class OutboxRelay:
             results[item.id] = ("_QUEUE_FULL", "local queue stayed full")
             return False
         if refused is not None:
-            results[item.id] = (refused.code, refused.reason)
-            if refused.fatal:
-                self._fatal = True
-            return False
+            return self._refused(item, refused, results)
         return True
+
+    def _refused(
+        self, item: ClaimedEntry, exc: SendRejected, results: dict[int, tuple[str, str] | None]
+    ) -> bool:
+        """Record a send the transport refused (a fatal refusal stops the round); False."""
+        results[item.id] = (exc.code, exc.reason)
+        if exc.fatal:
+            self._fatal = True
+        return False
 
     def _settle(
         self,
@@ -424,24 +456,39 @@ class OutboxRelay:
         """
         given_up: list[tuple[ClaimedEntry, str, str]] = []
         retried: list[str] = []
-        owner = self.owner
+        marks: list[tuple[int, str, float, bool]] = []
         for item in failed:
             code, reason = results.get(item.id) or _NO_ACK
             if code == _HELD_BACK or (self._stopping and code in _STOPPED_CODES):
-                self.store.mark_retry(item.id, f"{code}: {reason}", 0.0, counted=False, owner=owner)
+                marks.append((item.id, f"{code}: {reason}", 0.0, False))
                 self.stats.held_back += 1
             elif self._gives_up(item, code):
                 given_up.append((item, code, reason))
             else:
-                self.store.mark_retry(
-                    item.id, f"{code}: {reason}", self.backoff(item.attempts + 1), owner=owner
-                )
+                marks.append((item.id, f"{code}: {reason}", self.backoff(item.attempts + 1), True))
                 self.stats.retried += 1
                 retried.append(item.entry.topic)
+        self._mark_retries(marks)
         if retried and self.metrics is not None:
             self.metrics.count("retried", retried)
         if given_up:
             self._dead_letter(given_up)
+
+    def _mark_retries(self, marks: list[tuple[int, str, float, bool]]) -> None:
+        """Release these leases (``(id, error, delay_s, counted)``) as ``mark_retry`` does.
+
+        In one transaction if the store has ``mark_retry_many`` (both built-in
+        stores do), else one by one.
+        """
+        if not marks:
+            return
+        owner = self.owner
+        many = getattr(self.store, "mark_retry_many", None)
+        if many is not None:
+            many(marks, owner=owner)
+            return
+        for entry_id, error, delay_s, counted in marks:
+            self.store.mark_retry(entry_id, error, delay_s, counted=counted, owner=owner)
 
     def _gives_up(self, item: ClaimedEntry, code: str) -> bool:
         """True for a permanent failure, or a retriable one past max_attempts/max_age_s."""

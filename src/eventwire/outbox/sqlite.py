@@ -23,6 +23,7 @@ saying what to do; it is not migrated.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -97,26 +98,21 @@ _INSERT = (
 
 _REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=':wall')}"
 
-# Sendable now, and no earlier pending entry of the same (topic, key) is held
-# back (leased elsewhere or waiting for its retry time): per-key order. The
-# held-back keys are found in one pass, so a claim costs O(backlog), not
-# O(backlog x entries per key). NULL and empty keys share one ordering group.
-_CLAIMABLE = f"""
-WITH blocked AS (
-  SELECT topic, COALESCE(key, x'') AS k, MIN(id) AS first_id
-  FROM eventwire_outbox
-  WHERE state = 'pending' AND {_sql.held_back(":now")}
-  GROUP BY topic, COALESCE(key, x'')
-)
-SELECT {", ".join(f"o.{c.strip()}" for c in _sql.ENTRY_COLUMNS.split(","))},
-       :wall - o.created_at
-FROM eventwire_outbox AS o
-LEFT JOIN blocked AS b ON b.topic = o.topic AND b.k = COALESCE(o.key, x'')
-WHERE o.state = 'pending' AND NOT {_sql.held_back(":now", "o")}
-  AND (b.first_id IS NULL OR o.id < b.first_id)
-ORDER BY o.id
-LIMIT :limit
+# The pending rows in claim order (id: commit order), each with whether it is held
+# back now (leased elsewhere or waiting for its retry time); ``claim_batch`` walks
+# them with :func:`_sql.pick_sendable` and stops once it has a batch.
+_PENDING_IN_ORDER = f"""
+SELECT {_sql.ENTRY_COLUMNS}, :wall - created_at, {_sql.held_back(":now")}
+FROM eventwire_outbox
+WHERE state = 'pending'
+ORDER BY id
 """
+
+_LEASE = (
+    "UPDATE eventwire_outbox SET lease_owner = :owner, leased_at = :now,"
+    " lease_until = :until, attempts = attempts + 1"
+    " WHERE id IN (SELECT value FROM json_each(:ids))"
+)
 
 #: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
 _OWNED = " AND state = 'pending' AND lease_owner = :owner"
@@ -164,6 +160,18 @@ def _executor(conn: sqlite3.Connection) -> Callable[[_plan.Step], Any]:
         return None
 
     return execute
+
+
+def _claimable(cursor: sqlite3.Cursor, limit: int) -> list[Any]:
+    """The first ``limit`` sendable rows of :data:`_PENDING_IN_ORDER` (see there)."""
+    rows: list[Any] = []
+    blocked: set[tuple[str, bytes]] = set()
+    while True:
+        page = cursor.fetchmany(limit)
+        if not page or _sql.pick_sendable(page, rows, blocked, limit, topic=3, key=4, held=11):
+            break
+    cursor.close()
+    return rows
 
 
 class SQLiteOutbox:
@@ -314,22 +322,43 @@ class SQLiteOutbox:
         return True
 
     def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
-        """Lease up to ``limit`` sendable entries, oldest first, keeping per-key order."""
+        """Lease up to ``limit`` sendable entries, oldest first, keeping per-key order.
+
+        One transaction: the rows are read in id order until ``limit`` are
+        sendable, then leased with one statement. The lease is written without an
+        fsync (``synchronous=NORMAL`` for this transaction): a lease lost to a power
+        failure only frees entries whose relay died with the machine; it is still
+        atomic, and the next fsynced commit makes it durable too.
+        """
+        if limit <= 0:
+            return []
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn = self._conn
+            conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                now = time.monotonic()
-                params = {"now": now, "wall": time.time(), "limit": limit}
-                rows = self._conn.execute(_CLAIMABLE, params).fetchall()
-                self._conn.executemany(
-                    "UPDATE eventwire_outbox SET lease_owner = ?, leased_at = ?, lease_until = ?,"
-                    " attempts = attempts + 1 WHERE id = ?",
-                    [(owner, now, now + lease_s, row[0]) for row in rows],
-                )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = time.monotonic()
+                    rows = _claimable(
+                        conn.execute(_PENDING_IN_ORDER, {"now": now, "wall": time.time()}),
+                        limit,
+                    )
+                    if rows:
+                        conn.execute(
+                            _LEASE,
+                            {
+                                "owner": owner,
+                                "now": now,
+                                "until": now + lease_s,
+                                "ids": json.dumps([row[0] for row in rows]),
+                            },
+                        )
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.execute("PRAGMA synchronous=FULL")
         return [_sql.claimed(row) for row in rows]
 
     def _write(self, sql: str, params: Sequence[Sequence[Any] | dict[str, Any]]) -> int:
@@ -369,25 +398,40 @@ class SQLiteOutbox:
 
         See :meth:`OutboxStore.mark_retry` (``counted``, ``owner``).
         """
+        self.mark_retry_many([(entry_id, error, delay_s, counted)], owner=owner)
+
+    def mark_retry_many(
+        self,
+        retries: Sequence[tuple[int, str, float, bool]],
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """:meth:`mark_retry` for each ``(entry_id, error, delay_s, counted)``, in one transaction.
+
+        The relay releases a round's failed and held-back entries with one call.
+        """
+        if not retries:
+            return
         now = time.monotonic()
-        attempt = (
-            "first_failed_at = COALESCE(first_failed_at, :wall)"
-            if counted
-            else "attempts = MAX(attempts - 1, 0)"
-        )
+        wall = time.time()
         self._write(
             "UPDATE eventwire_outbox SET lease_until = 0, leased_at = 0, lease_owner = NULL,"
             " next_attempt_at = :next, retry_scheduled_at = :now, last_error = :error,"
-            f" {attempt} WHERE id = :id{_OWNED if owner is not None else ''}",
+            " attempts = CASE WHEN :counted THEN attempts ELSE MAX(attempts - 1, 0) END,"
+            " first_failed_at = CASE WHEN :counted"
+            " THEN COALESCE(first_failed_at, :wall) ELSE first_failed_at END"
+            f" WHERE id = :id{_OWNED if owner is not None else ''}",
             [
                 {
                     "next": now + max(0.0, delay_s),
                     "now": now,
                     "error": error,
-                    "wall": time.time(),
+                    "wall": wall,
                     "id": entry_id,
                     "owner": owner,
+                    "counted": counted,
                 }
+                for entry_id, error, delay_s, counted in retries
             ],
         )
 
