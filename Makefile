@@ -7,12 +7,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint fmt kafka-jars registry-build asyncapi-cli postgres bench clean
+.PHONY: demo test test-floors lint fmt kafka-jars registry-build asyncapi-cli postgres bench clean
 
+# The test and lint tools are PEP 735 dependency groups (pyproject's [dependency-groups]),
+# not extras of the wheel: `pip install --group` needs pip >= 25.1, hence the upgrade first.
 $(STAMP): pyproject.toml devkit/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]' -e ./devkit
+	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install -q -e '.[cli,contracts,otel,prometheus,postgres,pydantic,registry]' \
+	  -e ./devkit --group dev
 	touch $(STAMP)
 
 # Fetch the pinned Apache Kafka jars with Maven (skipped when cached or when
@@ -49,6 +52,14 @@ asyncapi-cli: $(STAMP)
 test: $(STAMP) kafka-jars registry-build asyncapi-cli postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The dependency floors: the lowest version pyproject allows of each direct dependency
+# (uv's --resolution lowest-direct, every extra but registry) in a separate venv,
+# .venv-floors, running the unit suite and the Kafka integration suite (not chaos, not the
+# registry suites). uv comes from PyPI into the dev venv. See .ci/floors.sh.
+test-floors: $(STAMP) kafka-jars
+	$(BIN)/python -m pip install -q 'uv>=0.6'
+	bash .ci/floors.sh $(BIN)/uv $(PYTHON) $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src devkit tests examples bench
 	$(BIN)/ruff format --check src devkit tests examples bench
@@ -59,8 +70,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src devkit tests examples bench
 
 bench: $(STAMP) kafka-jars
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q --group bench
 	$(BIN)/eventwire bench $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-floors .pytest_cache .mypy_cache .ruff_cache

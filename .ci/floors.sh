@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The dependency-floors job (`make test-floors`): installs the LOWEST version that
+# pyproject.toml allows for each direct dependency of eventwire (every extra but
+# `registry`, whose confluent-kafka floor is higher on purpose) and of the devkit, in a
+# separate venv (.venv-floors), and runs the unit suite and the Kafka integration suite
+# on it. Transitive dependencies resolve to their newest allowed versions (uv's
+# --resolution lowest-direct). The test tools of the `test` dependency group are
+# installed on top, constrained so they cannot lift a runtime dependency above its floor.
+#
+# Usage: .ci/floors.sh UV PYTHON [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+uv=$1
+python=$2
+shift 2
+venv=.venv-floors
+extras="cli,contracts,otel,prometheus,postgres,pydantic"
+
+rm -rf "$venv"
+"$uv" venv -q --python "$python" "$venv"
+printf -- '-e .[%s]\n-e ./devkit\n' "$extras" >"$venv/floors.in"
+"$uv" pip compile -q --python "$venv/bin/python" --resolution lowest-direct \
+  --no-header --no-annotate "$venv/floors.in" -o "$venv/floors.txt"
+# The pins minus the editable checkouts are the constraints for the whole install.
+grep -v '^-e ' "$venv/floors.txt" >"$venv/constraints.txt"
+# The `test` group, with psycopg's pure-Python build over the system libpq instead of
+# psycopg[binary] (whose wheels for the oldest psycopg predate this Python).
+"$venv/bin/python" - >"$venv/test-group.txt" <<'PY'
+import tomllib
+
+group = tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["test"]
+for requirement in group:
+    print(requirement.replace("psycopg[binary]", "psycopg"))
+PY
+"$uv" pip install -q --python "$venv/bin/python" -c "$venv/constraints.txt" \
+  -e ".[$extras]" -e ./devkit -r "$venv/test-group.txt"
+
+echo "floors: the lowest direct dependencies installed in $venv:"
+"$uv" pip freeze --python "$venv/bin/python" | grep -v '^-e ' |
+  grep -iE '^(confluent-kafka|msgspec|opentelemetry-api|opentelemetry-sdk|opentelemetry-exporter-prometheus|uuid-utils|typer|rich|pyyaml|psycopg|pydantic|prometheus-client|pytest)=='
+
+# The unit suite and the real-broker Kafka suite. Not the chaos suite (it restarts and
+# partitions brokers for minutes, and is about the broker, not the client libraries), and
+# not the Schema Registry suites (the registry extra has its own, higher floor).
+"$venv/bin/python" -m pytest -p no:cacheprovider tests/unit \
+  --ignore tests/unit/test_schema_registry.py "$@"
+"$venv/bin/python" -m pytest -p no:cacheprovider tests/integration -m kafka \
+  --ignore tests/integration/test_schema_registry_kafka.py "$@"
