@@ -8,7 +8,9 @@ quoted key does not: ``bootstrap.servers = "h:9092"`` and
 ``"bootstrap.servers" = "h:9092"`` are the same property here, so giving both
 is refused. A list of strings is joined with commas. A ``[relay]`` table
 (``relay.<name>=`` lines in a properties file) holds the standalone relay's
-settings, read by the CLI; a ``[schema_registry]`` table (``schema_registry.<name>=``)
+settings, read by the CLI; an ``[outbox]`` table (``outbox.<name>=``) the outbox the
+CLI's outbox and dlq commands read (``sqlite``, ``postgres``, ``postgres_env``,
+``postgres_file``); a ``[schema_registry]`` table (``schema_registry.<name>=``)
 the Schema Registry's (:class:`eventwire.schema_registry.SchemaRegistryConfig`). In a
 properties file each line is ``key=value``,
 ``key: value`` or ``key value``: as in Java's ``Properties``, the key ends at the
@@ -114,7 +116,7 @@ KNOWN_PROPERTIES: frozenset[str] = NON_SECRET_PROPERTIES | SECRET_PROPERTIES
 #: eventwire's own keys beside the librdkafka properties.
 _EVENTWIRE_KEYS = frozenset({"profile"})
 #: eventwire's own tables in a config file.
-_SECTIONS = frozenset({"relay", "schema_registry"})
+_SECTIONS = frozenset({"outbox", "relay", "schema_registry"})
 _REFERENCE_KINDS = ("env", "file")
 #: What a key that may be quoted in a message looks like: a property-like name. Any
 #: other text (a line that is really a value, a secret pasted as a key) is not shown.
