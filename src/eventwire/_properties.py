@@ -178,9 +178,11 @@ NON_SECRET_PROPERTIES: frozenset[str] = frozenset(
 )
 
 #: librdkafka properties (2.16, producer and global) set by a string that can hold a
-#: secret, so always masked. With :data:`NON_SECRET_PROPERTIES` they are every such
-#: property a config file or the environment may set (``topic.blacklist``,
-#: deprecated, is accepted and masked too); any other name there is refused.
+#: secret, so always masked (``topic.blacklist``, deprecated, is masked too). With
+#: :data:`NON_SECRET_PROPERTIES` they are the properties a config file or the
+#: environment may set without asking librdkafka; any other name is accepted there
+#: only if the installed librdkafka knows it, and is masked (these lists decide
+#: redaction, not what is accepted).
 SECRET_PROPERTIES: frozenset[str] = frozenset(
     {
         "sasl.password",
