@@ -74,4 +74,4 @@ bench: $(STAMP) kafka-jars
 	$(BIN)/eventwire bench $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) .venv-floors .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-floors .venv-floors-otel .pytest_cache .mypy_cache .ruff_cache
