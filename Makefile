@@ -54,8 +54,9 @@ test: $(STAMP) kafka-jars registry-build asyncapi-cli postgres
 
 # The dependency floors: the lowest version pyproject allows of each direct dependency
 # (uv's --resolution lowest-direct, every extra but registry) in a separate venv,
-# .venv-floors, running the unit suite and the Kafka integration suite (not chaos, not the
-# registry suites). uv comes from PyPI into the dev venv. See .ci/floors.sh.
+# .venv-floors, running the unit suite and the Kafka integration suite on one broker (not
+# chaos, not the 3-node cluster tests, not the registry suites); and the opentelemetry floor
+# in .venv-floors-otel. uv comes from PyPI into the dev venv. See .ci/floors.sh.
 test-floors: $(STAMP) kafka-jars postgres
 	$(BIN)/python -m pip install -q 'uv>=0.6'
 	bash .ci/floors.sh $(BIN)/uv $(PYTHON) $(PYTEST_ARGS)
