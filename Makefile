@@ -7,12 +7,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint docs fmt kafka-jars registry-build asyncapi-cli postgres bench clean
+.PHONY: demo test test-floors lint docs fmt kafka-jars registry-build asyncapi-cli postgres bench clean
 
+# The test and lint tools are PEP 735 dependency groups (pyproject's [dependency-groups]),
+# not extras of the wheel: `pip install --group` needs pip >= 25.1, hence the upgrade first.
 $(STAMP): pyproject.toml devkit/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]' -e ./devkit
+	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install -q -e '.[cli,contracts,otel,prometheus,postgres,pydantic,registry]' \
+	  -e ./devkit --group dev
 	touch $(STAMP)
 
 # Fetch the pinned Apache Kafka jars with Maven (skipped when cached or when
@@ -49,6 +52,15 @@ asyncapi-cli: $(STAMP)
 test: $(STAMP) kafka-jars registry-build asyncapi-cli postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The dependency floors: the lowest version pyproject allows of each direct dependency
+# (uv's --resolution lowest-direct, every extra but registry) in a separate venv,
+# .venv-floors, running the unit suite and the Kafka integration suite on one broker (not
+# chaos, not the 3-node cluster tests, not the registry suites); and the opentelemetry floor
+# in .venv-floors-otel. uv comes from PyPI into the dev venv. See .ci/floors.sh.
+test-floors: $(STAMP) kafka-jars postgres
+	$(BIN)/python -m pip install -q 'uv>=0.6'
+	bash .ci/floors.sh $(BIN)/uv $(PYTHON) $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src devkit tests examples bench tools
 	$(BIN)/ruff format --check src devkit tests examples bench tools
@@ -56,7 +68,7 @@ lint: $(STAMP)
 
 # The documentation site (mkdocs.yml, docs/) into site/, warnings as errors. The reference
 # tables are generated from the code by tools/docs_hooks.py during the build. The docs
-# extra (MkDocs, Material, mkdocstrings) comes with the dev extra the venv has.
+# group (MkDocs, Material, mkdocstrings) comes with the dev group the venv has.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
@@ -65,8 +77,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix src devkit tests examples bench tools
 
 bench: $(STAMP) kafka-jars
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q --group bench
 	$(BIN)/eventwire bench $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf $(VENV) .venv-floors .venv-floors-otel .pytest_cache .mypy_cache .ruff_cache site

@@ -94,7 +94,7 @@ def rows(run: BenchRun) -> list[dict[str, Any]]:
         if name in run.skipped:
             notes.append(
                 f"NOT RUN: missing {', '.join(run.skipped[name])} "
-                "(install the bench extra: pip install -e '.[bench]')"
+                "(install the bench dependency group: pip install --group bench)"
             )
         out.append(
             {

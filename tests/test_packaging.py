@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
+from email.message import Message
 from email.parser import Parser
 from pathlib import Path
 
@@ -36,12 +37,19 @@ WORKSHOP_FILES = (
 FORBIDDEN_IMPORTS = {"ctypes", "pytest", "eventwire_devkit", "bench", "subprocess"}
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
-    out = tmp_path_factory.mktemp("wheel")
+#: The runtime's extras: what an application may install. Dev and bench tools are PEP 735
+#: dependency groups of pyproject.toml, never extras.
+RUNTIME_EXTRAS = {"cli", "contracts", "otel", "prometheus", "registry", "postgres", "pydantic"}
+#: The Python versions CI runs the suites on (.ci/run): the classifiers say these, no more.
+TESTED_PYTHONS = {"3.11"}
+PROJECT_URLS = {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
+
+
+def _build_wheel(source: Path, out: Path, pattern: str) -> Path:
+    """Build ``source``'s wheel as ``pip wheel`` does, offline (hatchling from the dev group)."""
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "-q", "-w", str(out)),
+            *(sys.executable, "-m", "pip", "wheel", str(source), "-q", "-w", str(out)),
             *("--no-deps", "--no-build-isolation", "--no-index"),
         ],
         capture_output=True,
@@ -50,9 +58,34 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    [path] = out.glob("eventwire-*.whl")
+    [path] = out.glob(pattern)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
+    path = _build_wheel(REPO_ROOT, tmp_path_factory.mktemp("wheel"), "eventwire-*.whl")
     with zipfile.ZipFile(path) as zf:
         yield zf
+
+
+@pytest.fixture(scope="module")
+def devkit_wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
+    out = tmp_path_factory.mktemp("devkit-wheel")
+    path = _build_wheel(REPO_ROOT / "devkit", out, "eventwire_devkit-*.whl")
+    with zipfile.ZipFile(path) as zf:
+        yield zf
+
+
+def _source_version(path: Path) -> str:
+    """The ``__version__ = "..."`` assigned in ``path`` (read, not imported)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and [
+            t.id for t in node.targets if isinstance(t, ast.Name)
+        ] == ["__version__"]:
+            assert isinstance(node.value, ast.Constant)
+            return str(node.value.value)
+    raise AssertionError(f"no __version__ in {path}")
 
 
 def _dist_info(wheel: zipfile.ZipFile, name: str) -> str:
@@ -143,25 +176,22 @@ class TestRuntimeWheel:
         assert entry_points["console_scripts"]["eventwire"].strip() == "eventwire.cli:main"
 
     def test_typer_and_rich_come_only_with_the_cli_extra(self, wheel: zipfile.ZipFile) -> None:
-        """typer and rich are never installed by default: only through ``cli`` (and ``dev``,
-        which includes ``cli``)."""
+        """typer and rich are never installed by default: only through ``cli``."""
         reqs = [r for r in _requirements(wheel) if r.name in {"typer", "rich"}]
         assert {r.name for r in reqs if "cli" in _extras_of(r)} == {"typer", "rich"}
         for req in reqs:
             assert _extras_of(req), f"{req} is a base dependency"
-            assert _extras_of(req) <= {"cli", "dev"}, req
+            assert _extras_of(req) == {"cli"}, req
 
     def test_registry_extra_brings_confluents_registry_serializers(
         self, wheel: zipfile.ZipFile
     ) -> None:
         """``registry`` asks for confluent-kafka with its schemaregistry, json and avro extras;
-        ``dev`` includes it; the base install does not."""
+        the base install does not."""
         confluent = [r for r in _requirements(wheel) if r.name == "confluent-kafka"]
         registry = [r for r in confluent if "registry" in _extras_of(r)]
         assert [r.extras for r in registry] == [{"schemaregistry", "json", "avro"}]
         assert all(not r.extras for r in confluent if not _extras_of(r))
-        # (hatchling writes dev's "eventwire[registry]" out as the requirement itself)
-        assert any("schemaregistry" in r.extras and "dev" in _extras_of(r) for r in confluent)
 
     def test_pyyaml_comes_only_with_the_cli_or_contracts_extra(
         self, wheel: zipfile.ZipFile
@@ -171,26 +201,123 @@ class TestRuntimeWheel:
         reqs = [r for r in _requirements(wheel) if r.name.lower() == "pyyaml"]
         assert reqs
         extras = set().union(*(_extras_of(r) for r in reqs))
-        assert {"cli", "contracts"} <= extras <= {"cli", "contracts", "dev"}
+        assert extras == {"cli", "contracts"}
         assert all(_extras_of(r) for r in reqs)
 
     def test_pydantic_comes_only_with_the_pydantic_extra(self, wheel: zipfile.ZipFile) -> None:
         """pydantic models are optional events: pydantic is installed by the ``pydantic``
-        extra (and ``dev``), never by default."""
+        extra, never by default."""
         reqs = [r for r in _requirements(wheel) if r.name == "pydantic"]
         assert any("pydantic" in _extras_of(r) for r in reqs)
         for req in reqs:
-            assert _extras_of(req), f"{req} is a base dependency"
-            assert _extras_of(req) <= {"pydantic", "dev"}, req
+            assert _extras_of(req) == {"pydantic"}, req
 
     def test_postgres_extra_lets_the_application_pick_the_psycopg_build(
         self, wheel: zipfile.ZipFile
     ) -> None:
-        """The ``postgres`` extra needs plain ``psycopg`` (no ``[binary]``); ``dev`` keeps binary."""
+        """The ``postgres`` extra needs plain ``psycopg`` (no ``[binary]``: only the test
+        dependency group has it)."""
         psycopg = [r for r in _requirements(wheel) if r.name == "psycopg"]
-        postgres = [r for r in psycopg if "postgres" in _extras_of(r)]
-        assert [r.extras for r in postgres] == [set()]
-        assert any("binary" in r.extras for r in psycopg if "dev" in _extras_of(r))
+        assert [r.extras for r in psycopg] == [set()]
+        assert [_extras_of(r) for r in psycopg] == [{"postgres"}]
+
+
+def _metadata(wheel: zipfile.ZipFile) -> Message:
+    return Parser().parsestr(_dist_info(wheel, "METADATA"))
+
+
+def _urls(metadata: Message) -> dict[str, str]:
+    return dict(u.split(", ", 1) for u in metadata.get_all("Project-URL") or [])
+
+
+def _python_classifiers(metadata: Message) -> set[str]:
+    prefix = "Programming Language :: Python :: 3."
+    return {
+        "3." + c.removeprefix(prefix)
+        for c in metadata.get_all("Classifier") or []
+        if c.startswith(prefix)
+    }
+
+
+class TestReleaseMetadata:
+    def test_extras_are_the_runtime_ones_only(self, wheel: zipfile.ZipFile) -> None:
+        """No ``dev`` or ``bench`` extra (and no test tool, matplotlib or ruff) in the
+        wheel's metadata: they are dependency groups of the source tree."""
+        metadata = _metadata(wheel)
+        assert set(metadata.get_all("Provides-Extra") or []) == RUNTIME_EXTRAS
+        names = {r.name.lower() for r in _requirements(wheel)}
+        leaked = names & {"pytest", "ruff", "mypy", "matplotlib", "hatchling", "hypothesis"}
+        assert not leaked, leaked
+
+    def test_version_comes_from_eventwire___version__(self, wheel: zipfile.ZipFile) -> None:
+        """The wheel's Version is the ``__version__`` in src/eventwire/__init__.py (one place),
+        and the installed distribution's metadata agrees with the imported package."""
+        import importlib.metadata
+
+        import eventwire
+
+        source = _source_version(REPO_ROOT / "src" / "eventwire" / "__init__.py")
+        assert _metadata(wheel)["Version"] == source
+        assert importlib.metadata.version("eventwire") == eventwire.__version__
+
+    def test_urls_classifiers_and_license(self, wheel: zipfile.ZipFile) -> None:
+        """Project URLs, the tested Python versions as classifiers (no untested one), the
+        Typed classifier, the Apache-2.0 license expression and its LICENSE file."""
+        metadata = _metadata(wheel)
+        assert set(_urls(metadata)) >= PROJECT_URLS
+        assert _python_classifiers(metadata) == TESTED_PYTHONS
+        assert "Typing :: Typed" in (metadata.get_all("Classifier") or [])
+        assert metadata["License-Expression"] == "Apache-2.0"
+        assert metadata["Requires-Python"] == ">=3.11"
+        license_text = _dist_info(wheel, "licenses/LICENSE")
+        assert "Apache License" in license_text
+        assert "Version 2.0, January 2004" in license_text
+        assert license_text == (REPO_ROOT / "LICENSE").read_text()
+
+    def test_the_devkit_wheel_has_its_own_metadata_and_readme(
+        self, devkit_wheel: zipfile.ZipFile
+    ) -> None:
+        """eventwire-devkit's wheel: its own name, version (eventwire_devkit.__version__),
+        URLs, classifiers and license, and devkit/README.md as its long description."""
+        metadata = _metadata(devkit_wheel)
+        assert metadata["Name"] == "eventwire-devkit"
+        devkit_init = REPO_ROOT / "devkit" / "src" / "eventwire_devkit" / "__init__.py"
+        assert metadata["Version"] == _source_version(devkit_init)
+        assert metadata["Description-Content-Type"] == "text/markdown"
+        readme = (REPO_ROOT / "devkit" / "README.md").read_text()
+        assert metadata.get_payload().strip() == readme.strip()
+        assert readme.startswith("# eventwire-devkit")
+        assert set(_urls(metadata)) >= {"Homepage", "Source", "Issues", "Changelog"}
+        assert _python_classifiers(metadata) == TESTED_PYTHONS
+        assert "Framework :: Pytest" in (metadata.get_all("Classifier") or [])
+        assert metadata["License-Expression"] == "Apache-2.0"
+        assert "Apache License" in _dist_info(devkit_wheel, "licenses/LICENSE")
+        assert not set(metadata.get_all("Provides-Extra") or [])
+
+    def test_dependency_groups_hold_the_dev_and_bench_tools(self) -> None:
+        """pyproject's [dependency-groups]: ``dev`` includes ``test``, ``lint`` and ``docs``;
+        ``bench``
+        has the benchmark's contenders and chart; the Makefile installs ``--group dev``
+        after upgrading pip to one that reads groups (>= 25.1)."""
+        import tomllib
+
+        groups = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]
+        assert groups["dev"] == [
+            {"include-group": "test"},
+            {"include-group": "lint"},
+            {"include-group": "docs"},
+        ]
+        names = {
+            g: {Requirement(r).name for r in groups[g]} for g in ("test", "lint", "docs", "bench")
+        }
+        assert {"pytest", "hatchling", "hypothesis"} <= names["test"]
+        assert {"ruff", "mypy"} <= names["lint"]
+        assert {"mkdocs", "mkdocstrings"} <= names["docs"]
+        assert {"matplotlib", "aiokafka", "kafka-python"} <= names["bench"]
+        makefile = (REPO_ROOT / "Makefile").read_text()
+        assert "--upgrade 'pip>=25.1'" in makefile
+        assert "--group dev" in makefile
+        assert "--group bench" in makefile
 
 
 def _run_cli(code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -228,3 +355,16 @@ class TestCommandLine:
         for command in ("outbox", "dlq", "broker", "registry", "demo", "bench"):
             assert f" {command} " in proc.stdout, proc.stdout
         assert "skipping command" not in proc.stderr
+
+
+def test_the_changelog_keeps_a_changelog_with_an_unreleased_section() -> None:
+    """CHANGELOG.md says it follows Keep a Changelog, starts with an [Unreleased] section
+    whose subsections are Keep a Changelog's kinds."""
+    text = (REPO_ROOT / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n")
+    assert "[Keep a Changelog](https://keepachangelog.com/" in text
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## [Unreleased]"
+    kinds = {line[4:] for line in text.splitlines() if line.startswith("### ")}
+    assert kinds
+    assert kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}

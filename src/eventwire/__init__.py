@@ -53,6 +53,8 @@ from eventwire._translator import Translator, translate_all
 from eventwire.observability.prometheus import PrometheusServer, serve_prometheus
 from eventwire.outbox.dead_letter import DeadLetterPolicy
 
+#: The release, and the one place it is written: the wheel's metadata is built from it
+#: (hatch's dynamic version), so ``importlib.metadata.version("eventwire")`` equals it.
 __version__ = "0.1.0"
 
 __all__ = [

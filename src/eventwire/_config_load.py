@@ -2,13 +2,19 @@ r"""Load a :class:`KafkaConfig` from a config file and from environment variable
 
 **Config files.** A name ending in ``.toml`` is TOML; any other (``.properties``,
 ``.conf``, ...) is a librdkafka-style properties file. Keys are librdkafka
-property names (producer and global ones, librdkafka 2.16), plus eventwire's
-``profile``; any other key is refused. In TOML, a dotted key nests tables and a
-quoted key does not: ``bootstrap.servers = "h:9092"`` and
+property names, plus eventwire's ``profile``: the producer and global properties
+eventwire lists (librdkafka 2.16's), and any other name the installed librdkafka
+knows (asked of librdkafka, :func:`eventwire.transports.kafka.librdkafka_knows`),
+so a newer librdkafka's properties work before eventwire lists them. A
+consumer-only property (``group.id``...) and any name librdkafka does not know
+are refused, naming the key, where it was, and the installed librdkafka version.
+In TOML, a dotted key nests tables and a quoted key does not: ``bootstrap.servers = "h:9092"`` and
 ``"bootstrap.servers" = "h:9092"`` are the same property here, so giving both
 is refused. A list of strings is joined with commas. A ``[relay]`` table
 (``relay.<name>=`` lines in a properties file) holds the standalone relay's
-settings, read by the CLI; a ``[schema_registry]`` table (``schema_registry.<name>=``)
+settings, read by the CLI; an ``[outbox]`` table (``outbox.<name>=``) the outbox the
+CLI's outbox and dlq commands read (``sqlite``, ``postgres``, ``postgres_env``,
+``postgres_file``); a ``[schema_registry]`` table (``schema_registry.<name>=``)
 the Schema Registry's (:class:`eventwire.schema_registry.SchemaRegistryConfig`). In a
 properties file each line is ``key=value``,
 ``key: value`` or ``key value``: as in Java's ``Properties``, the key ends at the
@@ -54,8 +60,13 @@ secret property inline (not by ``.env``/``.file`` reference) logs one WARNING,
 ``config_file_exposes_secret`` (``file``, ``properties``, ``mode``, ``hint``: chmod
 600 or use a reference) on the ``eventwire.kafka`` logger; never a value.
 
-Values of properties not in :data:`~eventwire._config.NON_SECRET_PROPERTIES`
-become :class:`~eventwire._config.Secret`. Every error is a
+**Redaction.** eventwire's lists decide only what may be shown, not what is
+accepted: values of properties not in :data:`~eventwire._config.NON_SECRET_PROPERTIES`
+(an allow-list) become :class:`~eventwire._config.Secret` and are masked in
+``repr``, :meth:`~eventwire.KafkaConfig.redacted` and logs. So a property that
+only a newer librdkafka knows is masked whatever its name -- whether it looks
+secret (``*.password``, ``*.secret``) or harmless -- until eventwire lists it as
+harmless. Every error is a
 :class:`ConfigurationError` naming the file, line, variable or key, never a
 value; a key that does not look like a property name (it may be a value, e.g.
 a line with an unexpected separator) is described, not quoted.
@@ -76,6 +87,7 @@ from typing import Literal
 from eventwire._errors import ConfigurationError
 from eventwire._properties import (
     CALLBACKS,
+    CONSUMER_PROPERTIES,
     NON_SECRET_PROPERTIES,
     RESERVED,
     SECRET_PROPERTIES,
@@ -109,12 +121,13 @@ CONFIG_FILE_VAR = "CONFIG"
 _NOT_PROPERTIES = frozenset({f"{ENV_PREFIX}CACHE"})
 #: The prefix of the standalone relay's settings in the environment.
 RELAY_ENV_PREFIX = "EVENTWIRE_RELAY_"
-#: Every property a file or the environment may set.
+#: The properties a file or the environment may set without asking librdkafka
+#: (eventwire's lists); any other name is taken if the installed librdkafka knows it.
 KNOWN_PROPERTIES: frozenset[str] = NON_SECRET_PROPERTIES | SECRET_PROPERTIES
 #: eventwire's own keys beside the librdkafka properties.
 _EVENTWIRE_KEYS = frozenset({"profile"})
 #: eventwire's own tables in a config file.
-_SECTIONS = frozenset({"relay", "schema_registry"})
+_SECTIONS = frozenset({"outbox", "relay", "schema_registry"})
 _REFERENCE_KINDS = ("env", "file")
 #: What a key that may be quoted in a message looks like: a property-like name. Any
 #: other text (a line that is really a value, a secret pasted as a key) is not shown.
@@ -365,8 +378,20 @@ def _add(
     entries[prop] = _Entry(value, ref, origin, base)
 
 
+def _librdkafka_knows(name: str) -> bool:
+    """Whether the installed librdkafka has a property ``name`` (asked of librdkafka)."""
+    from eventwire.transports.kafka import librdkafka_knows  # noqa: PLC0415 - import cycle
+
+    return bool(_KEY_LIKE.fullmatch(name)) and librdkafka_knows(name)
+
+
 def _property_of(key: str, origin: str) -> tuple[str, Literal["env", "file"] | None]:
-    """The property ``key`` sets, and whether it is a reference ("env"/"file") to its value."""
+    """The property ``key`` sets, and whether it is a reference ("env"/"file") to its value.
+
+    A name in eventwire's lists is taken at once; any other name is taken if the
+    installed librdkafka knows it (a property newer than eventwire's lists), except
+    the consumer-only ones and the callbacks.
+    """
     if key in KNOWN_PROPERTIES or key in _EVENTWIRE_KEYS:
         return key, None
     base, _, kind = key.rpartition(".")
@@ -379,11 +404,24 @@ def _property_of(key: str, origin: str) -> tuple[str, Literal["env", "file"] | N
             else f"set by eventwire itself ({RESERVED[key]})"
         )
         raise ConfigurationError(f"{origin}: {key!r} cannot be set here: it is {what}")
+    for name in (key, base if kind in _REFERENCE_KINDS else None):
+        if name in CONSUMER_PROPERTIES:
+            raise ConfigurationError(
+                f"{origin}: {name!r} is a librdkafka consumer property, which a producer "
+                "ignores: this configuration is a producer's (remove it)"
+            )
+    if _librdkafka_knows(key):
+        return key, None
+    if kind in _REFERENCE_KINDS and _librdkafka_knows(base):
+        return base, "env" if kind == "env" else "file"
+    from eventwire.transports.kafka import librdkafka_version  # noqa: PLC0415 - import cycle
+
     close = difflib.get_close_matches(key, sorted(KNOWN_PROPERTIES | _EVENTWIRE_KEYS), n=1)
     hint = f"; did you mean {close[0]!r}?" if close and _KEY_LIKE.fullmatch(key) else ""
     raise ConfigurationError(
-        f"{origin}: {_key(key)} is not a librdkafka producer property (librdkafka 2.16), nor "
-        f"'profile', nor a reference '<property>.env' / '<property>.file'{hint}"
+        f"{origin}: {_key(key)} is not a property of the installed librdkafka "
+        f"({librdkafka_version()}), nor 'profile', nor a reference '<property>.env' / "
+        f"'<property>.file'{hint}"
     )
 
 

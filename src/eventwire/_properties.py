@@ -17,6 +17,7 @@ from eventwire._errors import ConfigurationError
 __all__ = [
     "ALIASES",
     "CALLBACKS",
+    "CONSUMER_PROPERTIES",
     "NON_SECRET_PROPERTIES",
     "RESERVED",
     "SECRET_PROPERTIES",
@@ -177,9 +178,11 @@ NON_SECRET_PROPERTIES: frozenset[str] = frozenset(
 )
 
 #: librdkafka properties (2.16, producer and global) set by a string that can hold a
-#: secret, so always masked. With :data:`NON_SECRET_PROPERTIES` they are every such
-#: property a config file or the environment may set (``topic.blacklist``,
-#: deprecated, is accepted and masked too); any other name there is refused.
+#: secret, so always masked (``topic.blacklist``, deprecated, is masked too). With
+#: :data:`NON_SECRET_PROPERTIES` they are the properties a config file or the
+#: environment may set without asking librdkafka; any other name is accepted there
+#: only if the installed librdkafka knows it, and is masked (these lists decide
+#: redaction, not what is accepted).
 SECRET_PROPERTIES: frozenset[str] = frozenset(
     {
         "sasl.password",
@@ -194,6 +197,48 @@ SECRET_PROPERTIES: frozenset[str] = frozenset(
         "ssl.key.pem",
         "ssl.keystore.password",
         "topic.blacklist",
+    }
+)
+
+#: librdkafka's consumer-only properties (``C`` in its CONFIGURATION.md, 2.16): librdkafka
+#: knows them, but a producer ignores them, so a config file or the environment that
+#: sets one is refused as a mistake (this config is a producer's).
+CONSUMER_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "group.id",
+        "group.instance.id",
+        "partition.assignment.strategy",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "group.protocol.type",
+        "group.protocol",
+        "group.remote.assignor",
+        "coordinator.query.interval.ms",
+        "max.poll.interval.ms",
+        "enable.auto.commit",
+        "auto.commit.enable",
+        "auto.commit.interval.ms",
+        "enable.auto.offset.store",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "fetch.wait.max.ms",
+        "fetch.queue.backoff.ms",
+        "fetch.message.max.bytes",
+        "max.partition.fetch.bytes",
+        "fetch.max.bytes",
+        "fetch.min.bytes",
+        "fetch.error.backoff.ms",
+        "offset.store.method",
+        "offset.store.path",
+        "offset.store.sync.interval.ms",
+        "isolation.level",
+        "enable.partition.eof",
+        "check.crcs",
+        "auto.offset.reset",
+        "consume.callback.max.messages",
+        "consume_cb",
+        "rebalance_cb",
+        "offset_commit_cb",
     }
 )
 

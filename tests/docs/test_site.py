@@ -49,6 +49,7 @@ PAGES = [
     "reference/metrics/index.html",
     "reference/log-events/index.html",
     "performance/index.html",
+    "deprecation/index.html",
     "changelog/index.html",
 ]
 

@@ -61,3 +61,26 @@ class TestRelayFromAConfigFile:
         listed = eventwire_cli({}, "dlq", "list", "--topic", kafka_topic, "--config", str(config))
         assert listed.returncode == 0, listed.stderr
         assert "(3 of 3)" in listed.stdout
+
+
+class TestConfigFileOnly:
+    def test_relay_takes_the_outbox_and_a_newer_librdkafka_property_from_the_file(
+        self, tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """`outbox relay --once --config FILE`, no other option: the file's [outbox] table
+        names the SQLite outbox, and client.software.name (a librdkafka property eventwire's
+        lists lack) reaches the real producer, which relays every entry to the broker."""
+        db = tmp_path / "o.db"
+        store = SQLiteOutbox(db)
+        store.add(entries(kafka_topic, 7))
+        store.close()
+        config = tmp_path / "kafka.toml"
+        config.write_text(
+            f'bootstrap.servers = "{kafka_bootstrap}"\n'
+            '"client.software.name" = "eventwire-floors-test"\n'
+            f'[outbox]\nsqlite = "{db}"\n'
+        )
+        relay = eventwire_cli({}, "outbox", "relay", "--config", str(config), "--once")
+        assert relay.returncode == 0, relay.stderr
+        assert "relayed 7, dead-lettered 0, parked 0" in relay.stderr
+        assert len(read_topic(kafka_bootstrap, kafka_topic, expected=7, idle=1.0)) == 7

@@ -41,8 +41,10 @@ _CRASHING_CLI = textwrap.dedent(
 
     from eventwire.cli import main
 
-    sys.argv = ["eventwire", "outbox", "status", "--postgres",
-                "postgresql://app:{SECRET}@db/app"]
+    import os
+
+    os.environ["DSN"] = "postgresql://app:{SECRET}@db/app"
+    sys.argv = ["eventwire", "outbox", "status", "--postgres-env", "DSN"]
     main()
     """
 )

@@ -7,6 +7,7 @@ producer, and the tests read the targets back with a plain consumer.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,3 +249,46 @@ class TestUntrustedRecords:
         assert code == 0, text
         assert "[/x] \\x1b[31mred" in text
         assert "\x1b" not in text
+
+
+class TestListJson:
+    def test_list_topic_json_has_the_documented_keys_and_header_values(
+        self, mock: MockCluster
+    ) -> None:
+        """`dlq list --topic T --json` prints one JSON object: source "topic", the topic, the
+        record count, and each record's position and dead-letter headers (attempts an int,
+        bytes that are not UTF-8 as \\xNN escapes), at most --limit of them."""
+        produce(mock, dead("e-1", "orders"), dead("e-2", "payments", ce_type=b"type-\xff"))
+        code, text = run(
+            "dlq", "list", "--topic", DLQ, "--bootstrap", mock.bootstrap_servers, "--json"
+        )
+        assert code == 0, text
+        doc = json.loads(text)
+        assert set(doc) == {"source", "topic", "total", "dead_letters"}
+        assert (doc["source"], doc["topic"], doc["total"]) == ("topic", DLQ, 2)
+        first, second = doc["dead_letters"]
+        assert set(first) == {
+            "partition",
+            "offset",
+            "event_id",
+            "event_type",
+            "original_topic",
+            "code",
+            "attempts",
+            "reason",
+        }
+        assert (first["event_id"], first["original_topic"], first["attempts"]) == (
+            "e-1",
+            "orders",
+            1,
+        )
+        assert (first["code"], first["reason"]) == ("MSG_SIZE_TOO_LARGE", "too large")
+        assert isinstance(first["offset"], int)
+        assert second["event_type"] == "type-\\xff"
+        code, text = run(
+            "dlq", "list", "--topic", DLQ, "--bootstrap", mock.bootstrap_servers, "--json",
+            "--limit", "1",
+        )  # fmt: skip
+        assert code == 0, text
+        limited = json.loads(text)
+        assert (limited["total"], len(limited["dead_letters"])) == (2, 1)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eventwire.cli._app import build_app
-from eventwire.cli._store import mask_dsn
+from eventwire.outbox._dsn import mask_text
 
 #: Read for the DSN when no outbox option is given (spelt out: it is the documented name).
 POSTGRES_ENV_VAR = "EVENTWIRE_OUTBOX_POSTGRES"
@@ -124,14 +124,33 @@ class TestPostgresDsnOffTheCommandLine:
         assert code == 2, text
         assert "--sqlite and --postgres-env" in text
 
-    def test_postgres_with_a_password_warns_that_the_command_line_is_readable(self) -> None:
-        """--postgres DSN still works, with a warning pointing to --postgres-env (and no
-        password in it)."""
-        code, text = run("outbox", "status", "--postgres", REFUSED_DSN)
+    @pytest.mark.parametrize(
+        "dsn",
+        [
+            REFUSED_DSN,
+            f"host=127.0.0.1 port=1 user=app password={SECRET}",
+            f"postgresql://app@127.0.0.1:1/app?sslpassword={SECRET}",
+        ],
+    )
+    def test_a_password_in_postgres_is_refused_pointing_at_the_alternatives(self, dsn: str) -> None:
+        """--postgres with a password (URL, keyword or query form) exits 2 before connecting
+        (no "cannot open" error), names --postgres-env, the variable and the config file,
+        and does not show the password."""
+        code, text = run("outbox", "status", "--postgres", dsn)
         assert code == 2, text
-        assert "warning: --postgres puts the DSN's password on the command line" in text
-        assert "--postgres-env" in text
+        assert "--postgres must not hold a password" in text
+        for way in ("--postgres-env", POSTGRES_ENV_VAR, "[outbox]"):
+            assert way in text
+        assert "cannot open" not in text
         assert SECRET not in text
+
+    def test_postgres_without_a_password_is_used(self) -> None:
+        """A DSN without a password on --postgres is accepted and connected to (the refused
+        port is named)."""
+        code, text = run("outbox", "status", "--postgres", "postgresql://app@127.0.0.1:1/app")
+        assert code == 2, text
+        assert "cannot open the PostgreSQL outbox" in text
+        assert "port 1" in text
 
     def test_help_documents_the_risk_and_the_alternatives(self) -> None:
         """`outbox status --help` names --postgres-env and the variable, and the ps risk."""
@@ -159,8 +178,8 @@ class TestNoPasswordInErrors:
         """Whatever libpq says about a bad or unreachable DSN, the CLI process prints one
         line (no traceback), exits 2, and its password is nowhere in the output."""
         for args, env in (
-            (["--postgres", dsn], {}),
             (["--postgres-env", "DSN"], {"DSN": dsn}),
+            ([], {POSTGRES_ENV_VAR: dsn}),
         ):
             proc = run_process("outbox", "status", *args, env=env)
             output = proc.stdout + proc.stderr
@@ -186,11 +205,22 @@ class TestMaskDsn:
     )  # fmt: skip
     def test_password_forms_are_masked(self, text: str, masked: str) -> None:
         """password=... keywords (quoted or not, URL query too) and user:password@ are masked."""
-        assert mask_dsn(text) == masked
+        assert mask_text(text) == masked
 
     def test_the_password_of_the_dsn_in_use_is_masked_wherever_it_appears(self) -> None:
         """A fragment quoting the password alone (libpq: 'unexpected spaces found in "...") is
-        masked when the DSN in use is given, in plain and percent-encoded form."""
+        masked when the DSN in use is given, in plain and percent-encoded form -- and
+        nothing else is (an older libpq parses this URL's password as "p": the DSN is
+        parsed by eventwire, not libpq, so "unexpected" keeps its p)."""
         dsn = "postgresql://app:p@ss word@db/app"
         text = 'unexpected spaces found in "p@ss word"; also p%40ss%20word'
-        assert mask_dsn(text, dsn) == 'unexpected spaces found in "***"; also ***'
+        assert mask_text(text, dsn) == 'unexpected spaces found in "***"; also ***'
+
+    def test_the_cli_masks_with_the_outboxs_own_implementation(self) -> None:
+        """One DSN masking for the outbox and the CLI: the CLI module has no masking of its
+        own, it prints through eventwire.outbox._dsn.mask_text."""
+        import eventwire.cli._store as store
+
+        assert store.mask_text is mask_text
+        assert not hasattr(store, "mask_dsn")
+        assert not hasattr(store, "_passwords")

@@ -347,3 +347,107 @@ class TestNoSecretInAnyOutput:
                 "auth failed for ***"
             )
         assert not [t for t in texts if PASSWORD in t]
+
+
+class TestPropertiesOnlyTheInstalledLibrdkafkaKnows:
+    """eventwire's lists are librdkafka 2.16's; a property they lack that the installed
+    librdkafka knows (client.software.name: KIP-511, not in the lists) is accepted from a
+    file and the environment, masked (the lists decide redaction only), and reaches the
+    real librdkafka producer."""
+
+    def test_a_file_sets_a_property_eventwire_does_not_list(self, tmp_path: Path) -> None:
+        from eventwire._config_load import KNOWN_PROPERTIES
+        from eventwire.transports.kafka import KafkaTransport
+
+        assert "client.software.name" not in KNOWN_PROPERTIES  # else this test proves nothing
+        path = _write(
+            tmp_path,
+            "c.properties",
+            "bootstrap.servers=127.0.0.1:9\nclient.software.name=shop-orders\n",
+        )
+        config = KafkaConfig.from_file(path)
+        assert config.to_librdkafka()["client.software.name"] == "shop-orders"
+        assert config.redacted()["client.software.name"] == "***"
+        assert "shop-orders" not in repr(config)
+        transport = KafkaTransport(config, connect_timeout=None)  # librdkafka takes it
+        transport.close(timeout=1)
+
+    def test_the_environment_and_references_set_one_too(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """EVENTWIRE_KAFKA_CLIENT_SOFTWARE_VERSION, and `client.software.name.env = VAR` in a
+        TOML file, are the unlisted properties client.software.version and .name."""
+        monkeypatch.setenv("SOFTWARE_NAME", "shop-orders")
+        path = _write(tmp_path, "c.toml", '"client.software.name.env" = "SOFTWARE_NAME"\n')
+        config = KafkaConfig.load(
+            path,
+            environ={
+                "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:9092",
+                "EVENTWIRE_KAFKA_CLIENT_SOFTWARE_VERSION": "1.2.3",
+                "SOFTWARE_NAME": "shop-orders",
+            },
+        )
+        props = config.to_librdkafka()
+        assert (props["client.software.name"], props["client.software.version"]) == (
+            "shop-orders",
+            "1.2.3",
+        )
+
+    def test_a_name_librdkafka_does_not_know_is_refused_naming_its_version(
+        self, tmp_path: Path
+    ) -> None:
+        """A typo is refused with the key, the file and line, the installed librdkafka's
+        version, and the closest known name."""
+        from eventwire.transports.kafka import librdkafka_version
+
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\nlinger.msec=5\n")
+        with pytest.raises(ConfigurationError) as raised:
+            KafkaConfig.from_file(path)
+        message = str(raised.value)
+        assert "line 2: 'linger.msec' is not a property of the installed librdkafka" in message
+        assert f"({librdkafka_version()})" in message
+        assert "did you mean 'linger.ms'?" in message
+
+    def test_an_unknown_secret_looking_name_is_refused_without_its_value(
+        self, tmp_path: Path
+    ) -> None:
+        """A name librdkafka does not know is refused even if it looks secret, and its value
+        (which may be a secret) is not in the message."""
+        path = _write(tmp_path, "c.properties", "sasl.oauthbearer.token.secret=Leak3d-value\n")
+        with pytest.raises(ConfigurationError) as raised:
+            KafkaConfig.from_file(path)
+        assert "'sasl.oauthbearer.token.secret'" in str(raised.value)
+        assert "Leak3d" not in str(raised.value)
+
+    def test_a_consumer_property_librdkafka_knows_is_still_refused(self, tmp_path: Path) -> None:
+        """librdkafka knows group.id, but a producer ignores it: refused, saying so."""
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\ngroup.id=g\n")
+        with pytest.raises(ConfigurationError, match="'group.id' is a librdkafka consumer"):
+            KafkaConfig.from_file(path)
+
+    def test_a_known_property_librdkafka_will_not_take_as_text_fails_naming_it(
+        self, tmp_path: Path
+    ) -> None:
+        """socket_cb is librdkafka's but only settable through its C API: the file is read,
+        and creating the producer raises ConfigurationError naming socket_cb."""
+        from eventwire.transports.kafka import KafkaTransport
+
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\nsocket_cb=x\n")
+        config = KafkaConfig.from_file(path)
+        with pytest.raises(ConfigurationError, match='"socket_cb"'):
+            KafkaTransport(config, connect_timeout=None)
+
+
+def test_librdkafka_knows_asks_librdkafka_without_a_client() -> None:
+    """librdkafka_knows: True for its properties (listed by eventwire or not), False for
+    others; it creates no producer (no librdkafka thread is left behind)."""
+    import threading
+
+    from eventwire.transports.kafka import librdkafka_knows
+
+    before = threading.active_count()
+    assert librdkafka_knows("linger.ms")
+    assert librdkafka_knows("client.software.name")
+    assert not librdkafka_knows("linger.msec")
+    assert not librdkafka_knows("eventwire.not-a-property")
+    assert threading.active_count() == before

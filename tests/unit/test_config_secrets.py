@@ -169,7 +169,7 @@ class TestPropertiesSeparators:
         with pytest.raises(ConfigurationError) as raised:
             self._load(tmp_path, f"sasl.passwrod: {self.PASSWORD}")
         assert "Leak3d" not in str(raised.value)
-        assert "'sasl.passwrod' is not a librdkafka producer property" in str(raised.value)
+        assert "'sasl.passwrod' is not a property of the installed librdkafka" in str(raised.value)
 
     def test_a_key_that_is_not_a_property_name_is_not_quoted(self, tmp_path: Path) -> None:
         """A TOML key that cannot be a property name (a value pasted as a key) is described,

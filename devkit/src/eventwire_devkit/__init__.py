@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["STRICT_ENV", "strict_from_env"]
+__all__ = ["STRICT_ENV", "__version__", "strict_from_env"]
+
+#: The version of the ``eventwire-devkit`` distribution (its metadata is built from it).
+__version__ = "0.1.0"
 
 #: Environment variable that switches strict mode on (``1``/``true``/``yes``).
 STRICT_ENV = "EVENTWIRE_DEVKIT_STRICT"

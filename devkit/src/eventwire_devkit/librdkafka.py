@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 #: (major, minor) librdkafka versions this binding's signatures were checked against.
-TESTED_VERSIONS: frozenset[tuple[int, int]] = frozenset({(2, 16)})
+TESTED_VERSIONS: frozenset[tuple[int, int]] = frozenset({(2, 13), (2, 16)})
 
 _RD_KAFKA_PRODUCER = 0
 _CONF_OK = 0

@@ -26,8 +26,24 @@ from eventwire.cli import schema as _schema
 COMMANDS_GROUP = "eventwire.commands"
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: print ``eventwire <version>`` (the distribution's) and exit 0."""
+    if value:
+        from eventwire import __version__  # noqa: PLC0415
+
+        sys.stdout.write(f"eventwire {__version__}\n")
+        raise typer.Exit(0)
+
+
 def _configure(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show info-level logs."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the eventwire version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
 ) -> None:
     """Logs go to stderr (warnings and up unless -v), so stdout stays for results."""
     level = logging.INFO if verbose else logging.WARNING

@@ -1,55 +1,69 @@
 """The outbox options of the commands that read an existing outbox: ``--sqlite``, ``--postgres*``.
 
-Exactly one outbox, from (in this order of preference for scripts):
+Exactly one outbox, from the first of these that names one:
 
-* ``--postgres-env VAR``: the PostgreSQL DSN is read from environment variable
-  ``VAR``, so the password never appears on the command line;
-* ``$EVENTWIRE_OUTBOX_POSTGRES`` when no outbox option is given;
-* ``--postgres DSN``: works, but every user of the host can read a command line
-  (``ps``), so a DSN with a password there is visible to them;
-* ``--sqlite PATH``: the file must exist. These commands read an outbox an
-  application wrote; a mistyped path would otherwise create an empty database
-  and report nothing pending.
+1. the command line: ``--sqlite PATH``, ``--postgres-env VAR`` (the PostgreSQL DSN
+   is read from environment variable ``VAR``) or ``--postgres DSN`` -- a DSN
+   WITHOUT a password: every user of the host can read a command line (``ps``),
+   so a DSN with a password there is refused (exit 2), as Kafka secrets are;
+2. the environment: ``$EVENTWIRE_OUTBOX_POSTGRES`` (a DSN) or
+   ``$EVENTWIRE_OUTBOX_SQLITE`` (a path);
+3. the config file (``--config`` or ``$EVENTWIRE_KAFKA_CONFIG``): its ``[outbox]``
+   table (``outbox.<name>=`` lines in a properties file) with one of ``sqlite``
+   (a path, relative to the working directory), ``postgres`` (a DSN),
+   ``postgres_env`` (a variable holding the DSN) or ``postgres_file`` (a file
+   holding it, relative to the config file).
 
-No error the CLI prints contains a DSN's password: :func:`mask_dsn` replaces
-``password=...`` keywords, the ``user:password@`` part of URLs and the
-password of the DSN in use wherever it appears (libpq quotes parts of a
-malformed DSN in its error messages).
+A SQLite file must exist: these commands read an outbox an application wrote; a
+mistyped path would otherwise create an empty database and report nothing
+pending.
+
+No error the CLI prints contains a DSN's password: :func:`~eventwire.outbox._dsn.mask_text`
+(the outbox's own implementation) replaces ``password=...`` keywords, the
+``user:password@`` part of URLs and the password of the DSN in use wherever it
+appears (libpq quotes parts of a malformed DSN in its error messages).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, NoReturn
-from urllib.parse import quote, unquote
 
 import typer
 from rich.console import Console
 
+from eventwire._config_load import CONFIG_FILE_VAR, ENV_PREFIX, config_file_path, load_section
 from eventwire._errors import ConfigurationError
 from eventwire.cli._text import printable
+from eventwire.outbox._dsn import has_password, mask_text
 from eventwire.outbox.base import OutboxStore
 
 __all__ = [
+    "OUTBOX_ENV_PREFIX",
     "POSTGRES_ENV_VAR",
+    "SQLITE_ENV_VAR",
     "PostgresEnvOpt",
     "PostgresOpt",
     "SqliteOpt",
-    "mask_dsn",
     "open_store",
     "opened_store",
 ]
 
 err = Console(stderr=True)
 
+#: The prefix of the outbox settings in the environment (the ``[outbox]`` table's names).
+OUTBOX_ENV_PREFIX = "EVENTWIRE_OUTBOX_"
 #: The variable read for the PostgreSQL DSN when no outbox option is given.
-POSTGRES_ENV_VAR = "EVENTWIRE_OUTBOX_POSTGRES"
+POSTGRES_ENV_VAR = f"{OUTBOX_ENV_PREFIX}POSTGRES"
+#: The variable read for the SQLite outbox's path when no outbox option is given.
+SQLITE_ENV_VAR = f"{OUTBOX_ENV_PREFIX}SQLITE"
+#: The keys of the config file's ``[outbox]`` table (and ``EVENTWIRE_OUTBOX_<KEY>``).
+_OUTBOX_KEYS = ("sqlite", "postgres", "postgres_env", "postgres_file")
 
 SqliteOpt = Annotated[
     str | None,
@@ -60,8 +74,9 @@ PostgresOpt = Annotated[
     typer.Option(
         "--postgres",
         metavar="DSN",
-        help="PostgreSQL DSN of an outbox. Any user of this host can read a command line "
-        f"(ps): for a DSN with a password use --postgres-env VAR or ${POSTGRES_ENV_VAR}.",
+        help="PostgreSQL DSN of an outbox, without a password: any user of this host can "
+        "read a command line (ps), so a DSN with a password is refused. For one, use "
+        f"--postgres-env VAR, ${POSTGRES_ENV_VAR} or the config file's [outbox] postgres_env.",
     ),
 ]
 PostgresEnvOpt = Annotated[
@@ -75,58 +90,11 @@ PostgresEnvOpt = Annotated[
     ),
 ]
 
-_MASK = "***"
-# password=secret / password = 'sec ret' (libpq keyword form, URL query parameters).
-_KEYWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]+)")
-# scheme://user:secret@host
-_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]*)@")
-# The password parts of a DSN that is not well-formed (spaces in a URL password).
-_URL_PASSWORD = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^:/@\s]*:(.*)@")
-
-
-def _passwords(dsn: str) -> set[str]:
-    """Every form in which ``dsn``'s password may appear in a message (best effort)."""
-    found: set[str] = set()
-    for match in _KEYWORD.finditer(dsn):
-        found.add(match.group(2))
-        found.add(match.group(2).strip("'"))
-    for match in _URL_PASSWORD.finditer(dsn):
-        found.add(match.group(1))
-    try:
-        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
-
-        password = conninfo_to_dict(dsn).get("password")
-        if password:
-            found.add(str(password))
-    except Exception:  # malformed DSN or no psycopg: the regexes above found it, if anything
-        pass
-    for value in list(found):
-        found.update({unquote(value), quote(value, safe="")})
-    return {value for value in found if value}
-
-
-def mask_dsn(text: str, dsn: str | None = None) -> str:
-    """``text`` with DSN passwords masked: ``password=***``, ``user:***@``, and ``dsn``'s password.
-
-    ``dsn`` (the DSN in use) adds its password, in any form, to what is masked
-    wherever it appears, e.g. in libpq's quotes of a malformed DSN.
-    """
-    if dsn:
-        for secret in sorted(_passwords(dsn), key=len, reverse=True):
-            text = text.replace(secret, _MASK)
-    text = _KEYWORD.sub(lambda m: m.group(1) + _MASK, text)
-    return _USERINFO.sub(lambda m: m.group(1) + _MASK + "@", text)
-
-
-def has_password(dsn: str) -> bool:
-    """Whether ``dsn`` carries a password (keyword, query parameter or ``user:password@``)."""
-    return bool(_passwords(dsn))
-
 
 def fail(message: str, code: int, dsn: str | None = None) -> NoReturn:
     """Print ``message`` on stderr (masked, no markup, no control characters) and exit ``code``."""
     err.print(
-        printable(f"eventwire: {mask_dsn(message, dsn)}"),
+        printable(f"eventwire: {mask_text(message, dsn)}"),
         style="red",
         markup=False,
         highlight=False,
@@ -150,20 +118,87 @@ def _postgres_dsn(postgres: str | None, postgres_env: str | None) -> str | None:
 
 
 def open_store(
-    sqlite: str | None, postgres: str | None, postgres_env: str | None = None
+    sqlite: str | None,
+    postgres: str | None,
+    postgres_env: str | None = None,
+    config_file: Path | None = None,
 ) -> OutboxStore:
-    """Open the one existing outbox the options name, or exit 2 saying what was wrong.
+    """Open the one existing outbox the options, environment or config file name, or exit 2.
 
-    Exit 2: no outbox or more than one given; --postgres-env names an unset
-    variable; the SQLite file does not exist; the store refused to open (a
+    Exit 2: no outbox or more than one given; a password in ``--postgres``;
+    a variable named for the DSN is unset; the SQLite file does not exist; the
+    config file's ``[outbox]`` table is wrong; the store refused to open (a
     malformed DSN, the database unreachable or an outdated table). Messages
     never contain the DSN's password.
     """
-    return _open(sqlite, postgres, postgres_env)[0]
+    return _open(sqlite, postgres, postgres_env, config_file)[0]
+
+
+def _from_config(config_file: Path | None) -> dict[str, str]:
+    """The outbox ``EVENTWIRE_OUTBOX_*`` names, else the one of the config file's ``[outbox]``.
+
+    The environment replaces the file as a whole (a variable for a PostgreSQL DSN
+    is not mixed with a file's SQLite path).
+    """
+    env = {k: v for k, v in os.environ.items() if k.startswith(OUTBOX_ENV_PREFIX) and v.strip()}
+    others = {k: v for k, v in os.environ.items() if not k.startswith(OUTBOX_ENV_PREFIX)}
+    if env:
+        values: dict[str, object] = {k[len(OUTBOX_ENV_PREFIX) :].lower(): v for k, v in env.items()}
+        where = f"{OUTBOX_ENV_PREFIX}* variables"
+    else:
+        try:
+            values = load_section(
+                "outbox", config_file, env_prefix=OUTBOX_ENV_PREFIX, environ=others
+            )
+        except ConfigurationError as exc:
+            fail(str(exc), 2)
+        where = "[outbox] in the config file"
+    unknown = sorted(k for k in values if k not in _OUTBOX_KEYS)
+    if unknown:
+        fail(
+            f"unknown outbox setting {unknown[0]!r} ({where}): use one of "
+            f"{', '.join(_OUTBOX_KEYS)}",
+            2,
+        )
+    given = {k: str(v).strip() for k, v in values.items() if str(v).strip()}
+    if len(given) > 1:
+        fail(
+            f"the outbox is given more than once ({', '.join(sorted(given))}; {where}): give one", 2
+        )
+    if "postgres_file" in given:
+        path = Path(given.pop("postgres_file")).expanduser()
+        base = config_file_path(config_file, ENV_PREFIX, os.environ)
+        if not path.is_absolute() and base is not None:
+            path = Path(base).parent / path
+        try:
+            given["postgres"] = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            fail(
+                f"cannot read the outbox DSN file {str(path)!r} (postgres_file, {where}): {reason}",
+                2,
+            )
+    if "postgres_env" in given:
+        given["postgres"] = _variable(given.pop("postgres_env"), f"postgres_env, {where}")
+    return given
+
+
+def _variable(name: str, named_by: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        fail(
+            f"environment variable {name} (named by {named_by}) is not set or empty: "
+            "set it to the PostgreSQL DSN of the outbox",
+            2,
+        )
+    return value
 
 
 def _open(
-    sqlite: str | None, postgres: str | None, postgres_env: str | None
+    sqlite: str | None,
+    postgres: str | None,
+    postgres_env: str | None,
+    config_file: Path | None = None,
 ) -> tuple[OutboxStore, str | None]:
     """:func:`open_store`, and the PostgreSQL DSN it used (None for SQLite)."""
     given = [name for name, v in (("--sqlite", sqlite), ("--postgres", postgres)) if v]
@@ -171,37 +206,30 @@ def _open(
         given.append("--postgres-env")
     if len(given) > 1:
         fail(f"pass only one outbox, not {' and '.join(given)}", 2)
-    if not given and os.environ.get(POSTGRES_ENV_VAR, "").strip():
-        postgres_env = POSTGRES_ENV_VAR
-    if sqlite:
-        path = Path(sqlite)
-        if not path.is_file():
-            fail(
-                f"no SQLite outbox at {str(path)!r}: the file does not exist (check the path; "
-                "the application creates it when it opens its SQLiteOutbox)",
-                2,
-            )
-        from eventwire.outbox.sqlite import SQLiteOutbox  # noqa: PLC0415
-
-        try:
-            return SQLiteOutbox(path), None
-        except ConfigurationError as exc:
-            fail(str(exc), 2)
-    dsn = _postgres_dsn(postgres, postgres_env)
-    if dsn is None:
+    if postgres is not None and has_password(postgres):
         fail(
-            "pass the outbox: --sqlite PATH, --postgres-env VAR (a variable holding the "
-            f"PostgreSQL DSN), or --postgres DSN; or set {POSTGRES_ENV_VAR}",
+            "--postgres must not hold a password: every user of this host can read a command "
+            "line. Put the DSN in an environment variable and pass --postgres-env VAR, set "
+            f"{POSTGRES_ENV_VAR}, or name it in the config file's [outbox] table "
+            "(postgres_env or postgres_file)",
             2,
         )
-    if postgres is not None and has_password(dsn):
-        err.print(
-            "eventwire: warning: --postgres puts the DSN's password on the command line, where "
-            f"every user of this host can read it; use --postgres-env VAR or {POSTGRES_ENV_VAR}",
-            style="yellow",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+    dsn: str | None = postgres
+    if postgres_env is not None:
+        dsn = _variable(postgres_env, "--postgres-env")
+    elif not given:
+        configured: Mapping[str, str] = _from_config(config_file)
+        sqlite = configured.get("sqlite")
+        dsn = configured.get("postgres")
+    if sqlite:
+        return _open_sqlite(Path(sqlite)), None
+    if not dsn:
+        fail(
+            "pass the outbox: --sqlite PATH, --postgres-env VAR (a variable holding the "
+            f"PostgreSQL DSN) or --postgres DSN (no password); or set {POSTGRES_ENV_VAR} or "
+            f"{SQLITE_ENV_VAR}; or an [outbox] table in the config file (--config, "
+            f"${ENV_PREFIX}{CONFIG_FILE_VAR})",
+            2,
         )
     from eventwire.outbox.postgres import PostgresOutbox  # noqa: PLC0415
 
@@ -211,6 +239,22 @@ def _open(
         fail(str(exc), 2, dsn)
     except Exception as exc:  # e.g. psycopg's ProgrammingError: masked, without a traceback
         fail(f"cannot open the PostgreSQL outbox: {exc}", 2, dsn)
+
+
+def _open_sqlite(path: Path) -> OutboxStore:
+    """The existing SQLite outbox at ``path``; exit 2 if there is no such file."""
+    if not path.is_file():
+        fail(
+            f"no SQLite outbox at {str(path)!r}: the file does not exist (check the path; "
+            "the application creates it when it opens its SQLiteOutbox)",
+            2,
+        )
+    from eventwire.outbox.sqlite import SQLiteOutbox  # noqa: PLC0415
+
+    try:
+        return SQLiteOutbox(path)
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
 
 
 def _is_database_error(exc: BaseException) -> bool:
@@ -223,14 +267,17 @@ def _is_database_error(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def opened_store(
-    sqlite: str | None, postgres: str | None, postgres_env: str | None = None
+    sqlite: str | None,
+    postgres: str | None,
+    postgres_env: str | None = None,
+    config_file: Path | None = None,
 ) -> Iterator[OutboxStore]:
     """:func:`open_store`, closed at the end; a database error on the way exits 1.
 
     The error is printed as one masked line, without a traceback (whose frames
     hold the DSN).
     """
-    store, dsn = _open(sqlite, postgres, postgres_env)
+    store, dsn = _open(sqlite, postgres, postgres_env, config_file)
     try:
         yield store
     except Exception as exc:

@@ -16,6 +16,11 @@ Text that comes from records, the database or error messages is shown through
 ``--allow-topic``), never where a record's header alone says, and ``--dry-run``
 shows each record's target first.
 
+``--json`` (``outbox status``, ``dlq list``) prints one JSON document on stdout
+instead of tables, with the stable keys of :func:`status_document` and
+:func:`dlq_document` (documented there; a key is only ever added). Errors stay
+one line on stderr with the same exit codes.
+
 ``outbox status`` also lists each relay's heartbeat (written every few seconds by
 a running relay): when it last finished a round, its last error, and STALE when
 that was more than :data:`STALE_AFTER_S` ago.
@@ -23,6 +28,8 @@ that was more than :data:`STALE_AFTER_S` ago.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +52,7 @@ from eventwire.cli._store import (
     opened_store,
 )
 from eventwire.cli._text import cell, decoded, markup_safe, printable
-from eventwire.outbox.base import OutboxStore, RelayHeartbeat
+from eventwire.outbox.base import OutboxStatus, OutboxStore, RelayHeartbeat
 from eventwire.outbox.dead_letter import ReplayDecision, ReplayTargets
 
 if TYPE_CHECKING:
@@ -68,26 +75,81 @@ dlq_app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-__all__ = ["app", "dlq_app", "open_store"]
+__all__ = ["app", "dlq_app", "dlq_document", "open_store", "status_document"]
 
 
 #: A relay whose last heartbeat is older than this is shown as stale (it beats every 5 s).
 STALE_AFTER_S = 30.0
 
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document (stable, documented keys) instead."),
+]
+OutboxConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Config file whose [outbox] table names the outbox (sqlite, postgres, "
+        "postgres_env or postgres_file). Default: $EVENTWIRE_KAFKA_CONFIG.",
+    ),
+]
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    """``document`` as one line of JSON on stdout (never through rich: no wrapping, no markup)."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def status_document(s: OutboxStatus) -> dict[str, Any]:
+    """``outbox status --json``: the outbox depth and each relay's heartbeat.
+
+    Keys (stable; later versions only add keys): ``pending``, ``parked``,
+    ``sent_retained`` (ints); ``oldest_pending_age_s`` (float seconds, or null when
+    nothing is pending); ``relays``: a list, most recent first, of objects with
+    ``owner`` (str), ``age_s`` (float seconds since its last round), ``last_error``
+    (str or null) and ``stale`` (bool: no round for more than ``stale_after_s``);
+    ``stale_after_s`` (float).
+    """
+    return {
+        "pending": s.pending,
+        "parked": s.parked,
+        "sent_retained": s.sent_retained,
+        "oldest_pending_age_s": s.oldest_pending_age_s,
+        "relays": [
+            {
+                "owner": beat.owner,
+                "age_s": beat.age_s,
+                "last_error": beat.last_error,
+                "stale": beat.age_s > STALE_AFTER_S,
+            }
+            for beat in s.relays
+        ],
+        "stale_after_s": STALE_AFTER_S,
+    }
+
 
 @app.command()
 def status(
-    sqlite: SqliteOpt = None, postgres: PostgresOpt = None, postgres_env: PostgresEnvOpt = None
+    sqlite: SqliteOpt = None,
+    postgres: PostgresOpt = None,
+    postgres_env: PostgresEnvOpt = None,
+    config_file: OutboxConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show the outbox depth and each relay's last heartbeat (age, last error, stale?).
 
     Depth: pending, parked, sent-and-retained, and the oldest pending age. The
     outbox: --sqlite PATH (an existing file), --postgres-env VAR (a variable
-    holding the DSN; or $EVENTWIRE_OUTBOX_POSTGRES), or --postgres DSN (visible
-    to every user of the host).
+    holding the DSN), --postgres DSN (without a password), else
+    $EVENTWIRE_OUTBOX_POSTGRES or $EVENTWIRE_OUTBOX_SQLITE, else the config
+    file's [outbox] table.
     """
-    with opened_store(sqlite, postgres, postgres_env) as store:
+    with opened_store(sqlite, postgres, postgres_env, config_file) as store:
         s = store.status()
+    if as_json:
+        _print_json(status_document(s))
+        return
     table = Table(title="eventwire outbox")
     table.add_column("pending", justify="right")
     table.add_column("parked", justify="right")
@@ -175,7 +237,7 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         breaker=breaker,
     )
     server = None
-    with opened_store(sqlite, postgres, postgres_env) as store:
+    with opened_store(sqlite, postgres, postgres_env, config_file) as store:
         try:
             if settings.metrics_port is not None:
                 from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
@@ -294,20 +356,42 @@ def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
     bootstrap: BootstrapOpt = None,
     sets: SetOpt = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonOpt = False,
 ) -> None:
     r"""List dead letters: parked events in an outbox, or records of a dead-letter topic.
 
     With --topic, Kafka is reached as by `eventwire outbox relay` (--config,
     EVENTWIRE_KAFKA_*, --set, --bootstrap). Without it, the outbox is --sqlite
-    PATH (an existing file), --postgres-env VAR or $EVENTWIRE_OUTBOX_POSTGRES,
-    or --postgres DSN. Headers and errors are shown literally: control
-    characters and bytes that are not UTF-8 as escapes (\x1b, \xff).
+    PATH (an existing file), --postgres-env VAR, --postgres DSN (without a
+    password), $EVENTWIRE_OUTBOX_POSTGRES / $EVENTWIRE_OUTBOX_SQLITE, or the
+    config file's [outbox] table. Headers and errors are shown literally:
+    control characters and bytes that are not UTF-8 as escapes (\x1b, \xff).
     """
     if topic:
-        _list_topic(kafka_config(config_file, bootstrap, sets), topic, limit)
+        _list_topic(kafka_config(config_file, bootstrap, sets), topic, limit, as_json=as_json)
         return
-    with opened_store(sqlite, postgres, postgres_env) as store:
+    with opened_store(sqlite, postgres, postgres_env, config_file) as store:
         rows = store.list_parked(limit)
+        parked = store.status().parked if as_json else len(rows)
+    if as_json:
+        _print_json(
+            dlq_document(
+                source="outbox",
+                total=parked,
+                dead_letters=[
+                    {
+                        "id": claimed.id,
+                        "event_id": claimed.entry.event_id,
+                        "event_type": claimed.entry.event_type,
+                        "topic": claimed.entry.topic,
+                        "attempts": claimed.attempts,
+                        "last_error": error,
+                    }
+                    for claimed, error in rows
+                ],
+            )
+        )
+        return
     table = Table(title=f"parked events ({len(rows)} shown)")
     for col in ("id", "event id", "type", "topic", "attempts", "last error"):
         table.add_column(col)
@@ -351,8 +435,52 @@ def _header(headers: tuple[tuple[str, bytes], ...], name: str) -> str:
     return decoded(values[-1]) if values else ""
 
 
-def _list_topic(config: KafkaConfig, topic: str, limit: int) -> None:
+def dlq_document(
+    *, source: str, total: int, dead_letters: list[dict[str, Any]], topic: str | None = None
+) -> dict[str, Any]:
+    r"""``dlq list --json``: the dead letters shown, and where they come from.
+
+    Keys (stable; later versions only add keys): ``source`` (``"outbox"`` or
+    ``"topic"``); ``topic`` (the dead-letter topic, or null for the outbox);
+    ``total`` (int: parked events in the outbox, or records in the topic);
+    ``dead_letters``: a list of objects, at most ``--limit``. From the outbox: ``id``
+    (int), ``event_id``, ``event_type``, ``topic`` (str), ``attempts`` (int),
+    ``last_error`` (str). From a topic:
+    ``partition``, ``offset`` (int), ``event_id``, ``event_type``, ``original_topic``,
+    ``code``, ``reason`` (str, "" when the header is absent; bytes that are not
+    UTF-8 as ``\xNN`` escapes) and ``attempts`` (int, or null when absent).
+    """
+    return {"source": source, "topic": topic, "total": total, "dead_letters": dead_letters}
+
+
+def _attempts(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _list_topic(config: KafkaConfig, topic: str, limit: int, *, as_json: bool = False) -> None:
     records = _read(config, topic, READ_MAX)
+    if as_json:
+        _print_json(
+            dlq_document(
+                source="topic",
+                topic=topic,
+                total=len(records),
+                dead_letters=[
+                    {
+                        "partition": partition,
+                        "offset": offset,
+                        "event_id": _header(headers, "ce_id"),
+                        "event_type": _header(headers, "ce_type"),
+                        "original_topic": _header(headers, "eventwire_dlq_original_topic"),
+                        "code": _header(headers, "eventwire_dlq_code"),
+                        "attempts": _attempts(_header(headers, "eventwire_dlq_attempts")),
+                        "reason": _header(headers, "eventwire_dlq_reason"),
+                    }
+                    for partition, offset, _key, _value, headers in records[:limit]
+                ],
+            )
+        )
+        return
     table = Table(
         title=cell(f"dead letters in {topic} ({min(limit, len(records))} of {len(records)})")
     )
@@ -479,7 +607,7 @@ def dlq_replay(  # noqa: PLR0917 - typer maps each parameter to an option
     ]
     if given:
         fail(f"{', '.join(given)}: only with --topic (a dead-letter topic)", 2)
-    with opened_store(sqlite, postgres, postgres_env) as store:
+    with opened_store(sqlite, postgres, postgres_env, config_file) as store:
         count = store.requeue_parked(ids or None)
     out.print(f"requeued {count} parked event(s)")
 

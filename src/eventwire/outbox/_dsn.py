@@ -1,7 +1,10 @@
 r"""Keep a PostgreSQL DSN's passwords out of messages: :func:`mask_dsn`, :func:`scrub_dsn`.
 
-A leaf module (standard library only), for the PostgreSQL outbox's errors and for
-any tool that shows a DSN (the CLI). Both libpq forms are handled:
+A leaf module (standard library only), the one implementation for the PostgreSQL
+outbox's errors and for any tool that shows a DSN (the CLI: :func:`mask_text`,
+:func:`has_password`). The DSN is parsed here, never by libpq: an older libpq
+splits a malformed URL elsewhere, and its idea of the password could be a
+fragment such as ``"p"``. Both libpq forms are handled:
 
 * keyword/value: ``host=db user=app password=s3cret`` (a value may be single-quoted,
   with ``\'`` and ``\\`` escapes), also ``sslpassword=`` (the client key's
@@ -13,9 +16,9 @@ any tool that shows a DSN (the CLI). Both libpq forms are handled:
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
-__all__ = ["dsn_passwords", "hide_quoted", "mask_dsn", "scrub_dsn"]
+__all__ = ["dsn_passwords", "has_password", "hide_quoted", "mask_dsn", "mask_text", "scrub_dsn"]
 
 _MASK = "***"
 _KEYWORDS = r"(?:password|sslpassword)"
@@ -28,6 +31,9 @@ _KEYWORD_VALUE = re.compile(
 )
 _URL = re.compile(r"^(?P<scheme>postgres(?:ql)?://)(?P<userinfo>[^/?#]*)@", re.I)
 _QUERY_PASSWORD = re.compile(rf"(?P<head>[?&]{_KEYWORDS}=)(?P<value>[^&#]*)", re.I)
+# In free text: password=... / sslpassword = '...' anywhere, and scheme://user:secret@.
+_TEXT_KEYWORD = re.compile(rf"(?i)(\b{_KEYWORDS}\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]+)")
+_TEXT_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]*)@")
 #: Shorter passwords are masked only as whole words: replacing every "ab" of a
 #: message would make it unreadable.
 _MIN_ANYWHERE = 4
@@ -43,8 +49,8 @@ def _unquote_keyword(value: str) -> str:
 def dsn_passwords(dsn: str) -> list[str]:
     """Every password (and client key passphrase) ``dsn`` holds.
 
-    In each form a message may show it: as written, unquoted, percent-decoded, and
-    each word of one.
+    In each form a message may show it: as written, unquoted, percent-decoded,
+    percent-encoded, and each word of one.
     """
     found: list[str] = []
     url = _URL.match(dsn)
@@ -57,6 +63,7 @@ def dsn_passwords(dsn: str) -> list[str]:
     else:
         for m in _KEYWORD_VALUE.finditer(dsn):
             found += [m["value"], _unquote_keyword(m["value"])]
+    found += [quote(p, safe="") for p in found]
     found += [part for p in found for part in p.split()]  # "two words": each word too
     return [p for p in dict.fromkeys(found) if p]
 
@@ -83,6 +90,25 @@ def scrub_dsn(text: str, dsn: str) -> str:
         else:
             text = re.sub(rf"(?<!\w){re.escape(password)}(?!\w)", _MASK, text)
     return text
+
+
+def has_password(dsn: str) -> bool:
+    """Whether ``dsn`` carries a password or key passphrase (keyword, query or ``user:pw@``)."""
+    return bool(dsn_passwords(dsn))
+
+
+def mask_text(text: str, dsn: str | None = None) -> str:
+    """``text`` (a message, an error) with every DSN password in it shown as ``***``.
+
+    Masks ``password=...``/``sslpassword=...`` anywhere (quoted or not, URL query
+    parameters too) and the password of ``scheme://user:password@``; with ``dsn``
+    (the DSN in use) also that DSN's password in any form (:func:`scrub_dsn`), e.g.
+    where libpq quotes a fragment of a malformed DSN.
+    """
+    if dsn:
+        text = scrub_dsn(text, dsn)
+    text = _TEXT_KEYWORD.sub(lambda m: m.group(1) + _MASK, text)
+    return _TEXT_USERINFO.sub(lambda m: m.group(1) + _MASK + "@", text)
 
 
 def hide_quoted(text: str) -> str:

@@ -48,7 +48,7 @@ from eventwire.transports.base import (
     TransportQueueFull,
 )
 
-__all__ = ["KafkaTransport", "classify_connect_error"]
+__all__ = ["KafkaTransport", "classify_connect_error", "librdkafka_knows", "librdkafka_version"]
 
 _log = get_logger("eventwire.kafka")
 
@@ -448,6 +448,36 @@ class KafkaTransport(BaseTransport):
                 "brokers are up, or pass connect_timeout=None to start without the check."
             )
         ) from None
+
+
+#: A name no librdkafka has: set after the property asked about, so that librdkafka
+#: refuses the configuration at once either way, and no client is ever created.
+_NOT_A_PROPERTY = "eventwire.not-a-property"
+
+
+def librdkafka_version() -> str:
+    """The version of the librdkafka that confluent-kafka loaded (e.g. ``"2.16.0"``)."""
+    return str(confluent_kafka.libversion()[0])
+
+
+def librdkafka_knows(name: str) -> bool:
+    """Whether the installed librdkafka has a global or topic property called ``name``.
+
+    Asked of librdkafka itself, without creating a client (no thread, no connection,
+    no log line): ``name`` is set with a placeholder value, then a name no librdkafka
+    has. librdkafka refuses the configuration at the first name it does not know, so
+    the refused name says whether it knows ``name`` (a placeholder value it finds
+    invalid for ``name`` means it knows it too). The keys confluent-kafka handles in
+    Python (``error_cb``, ``on_delivery``...) are not librdkafka's: callers check
+    those first (:data:`eventwire._properties.CALLBACKS` and ``RESERVED``).
+    """
+    try:
+        confluent_kafka.Producer({name: "0", _NOT_A_PROPERTY: "0"})
+    except confluent_kafka.KafkaException as exc:
+        return f'No such configuration property: "{name}"' not in _text(exc)
+    except (TypeError, ValueError):  # confluent-kafka's own keys want other types
+        return False
+    return True  # not reached: the second name is always refused
 
 
 class _Serving(threading.local):
