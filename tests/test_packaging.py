@@ -39,7 +39,17 @@ FORBIDDEN_IMPORTS = {"ctypes", "pytest", "eventwire_devkit", "bench", "subproces
 
 #: The runtime's extras: what an application may install. Dev and bench tools are PEP 735
 #: dependency groups of pyproject.toml, never extras.
-RUNTIME_EXTRAS = {"cli", "contracts", "otel", "prometheus", "registry", "postgres", "pydantic"}
+RUNTIME_EXTRAS = {
+    "cli",
+    "contracts",
+    "otel",
+    "prometheus",
+    "registry",
+    "postgres",
+    "pydantic",
+    "asyncpg",
+    "aiosqlite",
+}
 #: The Python versions CI runs the suites on (.ci/run): the classifiers say these, no more.
 TESTED_PYTHONS = {"3.11"}
 PROJECT_URLS = {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
