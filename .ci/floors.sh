@@ -14,7 +14,7 @@ uv=$1
 python=$2
 shift 2
 venv=.venv-floors
-extras="cli,contracts,otel,prometheus,postgres,pydantic"
+extras="cli,contracts,otel,prometheus,postgres,pydantic,asyncpg,aiosqlite"
 
 rm -rf "$venv"
 "$uv" venv -q --python "$python" "$venv"
