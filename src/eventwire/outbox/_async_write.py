@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -201,6 +202,8 @@ async def stage(store: OutboxStore, entries: Sequence[OutboxEntry], connection: 
             f"{ACCEPTED_CONNECTIONS}, of the outbox's own database. For a blocking "
             "connection (sqlite3, psycopg Connection, SQLAlchemy Session) use Publisher.stage()"
         )
+    if module == "aiosqlite":
+        await _check_same_file(store, conn)
     if not _in_transaction(module, conn):
         raise ConfigurationError(
             f"AsyncPublisher.stage(connection=...) got a {module} connection that is not in a "
@@ -209,6 +212,28 @@ async def stage(store: OutboxStore, entries: Sequence[OutboxEntry], connection: 
             "`async with conn.transaction()`; asyncpg: `async with conn.transaction()`)"
         )
     return await _plan.arun(plan, execute)
+
+
+async def _check_same_file(store: OutboxStore, conn: Any) -> None:
+    """Refuse an aiosqlite connection on another file: the relay would never see the row."""
+    async with conn.execute("PRAGMA database_list") as cur:
+        rows = await cur.fetchall()
+    main = next((str(r[2]) for r in rows if r[1] == "main"), "")
+    path = getattr(store, "path", None)
+    if path is not None and main and _same_file(main, str(path)):
+        return
+    raise ConfigurationError(
+        f"AsyncPublisher.stage(connection=...) got an aiosqlite connection on another database "
+        f"({main or 'in memory'}) than the outbox ({path}): the event would be committed where "
+        "the relay never looks. Connect to the outbox's own file"
+    )
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _driver(conn: Any) -> str:
