@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiosqlite
 import msgspec
 import pytest
 
-from eventwire import AsyncPublisher, ConfigurationError, Route
+from eventwire import AsyncPublisher, ConfigurationError, DeliveryError, Route
 from eventwire.outbox import SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
@@ -69,3 +70,54 @@ class TestStageOnAnotherSQLiteFile:
         asyncio.run(main())
         assert store.status().pending == 1
         store.close()
+
+
+class TestReportedOnceAtTheWorkerThreadTake:
+    @pytest.mark.parametrize("ending", ["close", "flush"])
+    def test_a_failure_whose_awaiter_was_woken_is_not_raised_again(
+        self, tmp_path: Path, ending: str
+    ) -> None:
+        """The relay gives an awaited event up; its future is resolved on the loop and
+        the awaiting task is woken, but has not run yet when flush()/close()'s worker
+        thread takes the failures. That failure is the awaiter's to see: flush()/close()
+        must not raise it too (they decide futures on the loop, as without an outbox)."""
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+
+        async def observe(fut: asyncio.Future[object]) -> BaseException | None:
+            try:
+                await fut
+            except DeliveryError as exc:
+                return exc
+            return None
+
+        async def main() -> None:
+            transport = MemoryTransport()
+            transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
+            pub = AsyncPublisher(
+                transport=transport,
+                routes=ROUTES,
+                outbox=store,
+                relay_options={"idle_interval_s": 0.01},
+            )
+            await pub.start()
+            awaiter = asyncio.create_task(observe(pub.publish_nowait(Placed("o", 1))))
+            outbox = pub._outbox
+            assert outbox is not None
+            while outbox._queue or outbox._task is not None:  # committed
+                await asyncio.sleep(0.01)
+            deadline = time.monotonic() + 10
+            while pub.in_flight and time.monotonic() < deadline:
+                time.sleep(0.01)  # the loop is held: the relay's report waits for it
+            assert pub.in_flight == 0
+            # The awaiter runs only after this callback: the worker thread takes first.
+            asyncio.get_running_loop().call_soon(time.sleep, 1.0)
+            if ending == "flush":
+                await pub.flush(5)
+                await pub.close(5)
+            else:
+                await pub.close(5)
+            seen = await awaiter
+            assert isinstance(seen, DeliveryError)
+            assert seen.failures[0].code == "TOPIC_AUTHORIZATION_FAILED"
+
+        asyncio.run(main())
