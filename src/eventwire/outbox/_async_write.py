@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import os
 import re
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -202,8 +203,6 @@ async def stage(store: OutboxStore, entries: Sequence[OutboxEntry], connection: 
             f"{ACCEPTED_CONNECTIONS}, of the outbox's own database. For a blocking "
             "connection (sqlite3, psycopg Connection, SQLAlchemy Session) use Publisher.stage()"
         )
-    if module == "aiosqlite":
-        await _check_same_file(store, conn)
     if not _in_transaction(module, conn):
         raise ConfigurationError(
             f"AsyncPublisher.stage(connection=...) got a {module} connection that is not in a "
@@ -211,6 +210,10 @@ async def stage(store: OutboxStore, entries: Sequence[OutboxEntry], connection: 
             "transaction does. Open the transaction first (psycopg: autocommit=False or "
             "`async with conn.transaction()`; asyncpg: `async with conn.transaction()`)"
         )
+    if module == "aiosqlite":
+        await _check_same_file(store, conn)
+    else:
+        await _check_same_table(store, execute)
     return await _plan.arun(plan, execute)
 
 
@@ -226,6 +229,34 @@ async def _check_same_file(store: OutboxStore, conn: Any) -> None:
         f"AsyncPublisher.stage(connection=...) got an aiosqlite connection on another database "
         f"({main or 'in memory'}) than the outbox ({path}): the event would be committed where "
         "the relay never looks. Connect to the outbox's own file"
+    )
+
+
+#: Which outbox table a PostgreSQL connection's statements reach: database, server
+#: (port and start time) and the table's oid under the connection's search_path.
+_IDENTITY = _plan.Fetch(
+    "SELECT current_database(), current_setting('port'), pg_postmaster_start_time()::text,"
+    " to_regclass('eventwire_outbox')::oid::bigint",
+    (),
+)
+_identities: weakref.WeakKeyDictionary[OutboxStore, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+
+
+async def _check_same_table(store: OutboxStore, execute: _Execute) -> None:
+    """Refuse a PostgreSQL connection whose inserts would reach another outbox table."""
+    assert isinstance(store, postgres.PostgresOutbox)
+    theirs = tuple((await execute(_IDENTITY))[0])
+    ours = _identities.get(store)
+    if ours is None:
+        row = await asyncio.to_thread(store._run, lambda c: c.execute(_IDENTITY.sql).fetchone())
+        ours = _identities[store] = tuple(row or ())
+    if theirs == ours:
+        return
+    raise ConfigurationError(
+        f"AsyncPublisher.stage(connection=...) got a connection to another database (or "
+        f"schema) than the outbox: database {theirs[0]!r} on port {theirs[1]}, the outbox's "
+        f"is {ours[0]!r} on port {ours[1]}. The event would be committed where the relay "
+        "never looks. Connect to the outbox's own database"
     )
 
 

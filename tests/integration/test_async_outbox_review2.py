@@ -1,0 +1,142 @@
+"""Adversarial-review regressions for await stage() on PostgreSQL (issue #17, review 2)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg  # type: ignore[import-untyped]
+import msgspec
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from eventwire import AsyncPublisher, ConfigurationError, Route
+from eventwire.outbox.postgres import PostgresOutbox
+
+pytestmark = pytest.mark.kafka
+
+
+class Placed(msgspec.Struct, frozen=True):
+    order_id: str
+    n: int
+
+
+def routes(topic: str) -> dict[type, Route]:
+    return {Placed: Route(topic=topic, key="order_id", type_name="test.Placed")}
+
+
+def fresh_outbox(dsn: str) -> PostgresOutbox:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for table in ("eventwire_outbox", "eventwire_outbox_relays"):
+            admin.execute(f"DROP TABLE IF EXISTS {table}")
+    return PostgresOutbox(dsn)
+
+
+def other_database(dsn: str, name: str) -> str:
+    """A second database of the same server (recreated), with its own outbox tables."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+        current = admin.info.dbname
+    other = dsn.replace(f"/{current}", f"/{name}") if f"/{current}" in dsn else f"{dsn}/{name}"
+    PostgresOutbox(other).close()
+    return other
+
+
+class TestStageOnAnotherDatabase:
+    def test_a_connection_to_another_database_is_refused(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """psycopg and asyncpg connections to another database (one with an outbox table
+        of its own) would commit the event where this publisher's relay never looks:
+        ConfigurationError; nothing written in either database."""
+        store = fresh_outbox(postgres_dsn)
+        other_dsn = other_database(postgres_dsn, "review2_other")
+        other = PostgresOutbox(other_dsn)
+
+        async def main() -> None:
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            ) as pub:
+                conn = await psycopg.AsyncConnection.connect(other_dsn)
+                with pytest.raises(ConfigurationError, match="another database"):
+                    await pub.stage(Placed("a", 1), connection=conn)
+                await conn.commit()
+                await conn.close()
+                raw = await asyncpg.connect(other_dsn)
+                async with raw.transaction():
+                    with pytest.raises(ConfigurationError, match="another database"):
+                        await pub.stage(Placed("a", 2), connection=raw)
+                await raw.close()
+
+        asyncio.run(main())
+        assert other.status().pending == 0
+        assert store.status().pending == 0
+        other.close()
+        store.close()
+
+
+class TestStageFollowsTheInnermostTransaction:
+    def test_autocommit_psycopg_inside_transaction_is_accepted_and_follows_it(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """A psycopg AsyncConnection in autocommit inside `async with conn.transaction()`
+        is accepted: committed with the block, or gone when it rolls back."""
+        store = fresh_outbox(postgres_dsn)
+
+        async def main() -> None:
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            ) as pub:
+                conn = await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True)
+                async with conn.transaction():
+                    await pub.stage(Placed("kept", 1), connection=conn)
+                async with conn.transaction(force_rollback=True):
+                    await pub.stage(Placed("undone", 2), connection=conn)
+                await conn.close()
+
+        asyncio.run(main())
+        assert store.status().pending == 1
+        store.close()
+
+    def test_a_rolled_back_savepoint_drops_the_event_and_a_released_one_keeps_it(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """SQLAlchemy begin_nested() and asyncpg's nested transaction(): an event staged
+        in a savepoint that is rolled back is gone though the outer transaction commits;
+        one staged in a released savepoint is committed with the outer transaction."""
+        store = fresh_outbox(postgres_dsn)
+        url = "postgresql+psycopg://" + postgres_dsn.removeprefix("postgresql://")
+
+        async def main() -> None:
+            engine = create_async_engine(url)
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            ) as pub:
+                async with AsyncSession(engine) as session, session.begin():
+                    await session.execute(text("SELECT 1"))
+                    nested = await session.begin_nested()
+                    await pub.stage(Placed("sa-undone", 1), connection=session)
+                    await nested.rollback()
+                    async with session.begin_nested():
+                        await pub.stage(Placed("sa-kept", 2), connection=session)
+                raw = await asyncpg.connect(postgres_dsn)
+                async with raw.transaction():
+                    inner = raw.transaction()
+                    await inner.start()
+                    await pub.stage(Placed("pg-undone", 3), connection=raw)
+                    await inner.rollback()
+                    async with raw.transaction():
+                        await pub.stage(Placed("pg-kept", 4), connection=raw)
+                await raw.close()
+            await engine.dispose()
+
+        asyncio.run(main())
+        with psycopg.connect(postgres_dsn) as conn:
+            keys = sorted(
+                bytes(k).decode()
+                for (k,) in conn.execute("SELECT key FROM eventwire_outbox").fetchall()
+            )
+        assert keys == ["pg-kept", "sa-kept"]
+        store.close()
