@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
@@ -11,7 +13,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from eventwire import AsyncPublisher, ConfigurationError, Route
+from eventwire import (
+    AsyncPublisher,
+    ConfigurationError,
+    DeliveryError,
+    OutboxWriteError,
+    Publisher,
+    Route,
+)
 from eventwire.outbox.postgres import PostgresOutbox
 
 pytestmark = pytest.mark.kafka
@@ -140,3 +149,43 @@ class TestStageFollowsTheInnermostTransaction:
             )
         assert keys == ["pg-kept", "sa-kept"]
         store.close()
+
+
+class TestCloseIsBounded:
+    def test_close_returns_in_time_while_a_commit_waits_on_a_row_lock(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """Another transaction holds the unsent row of the same event_id, so the
+        publisher's INSERT waits on its lock: close(1) still returns within seconds and
+        the event's future fails with OutboxWriteError (possibly_written)."""
+        store = fresh_outbox(postgres_dsn)
+        holder = psycopg.connect(postgres_dsn)
+        sync = Publisher(kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False)
+        sync.stage(Placed("held", 1), connection=holder, event_id="same-id")  # not committed
+        elapsed: list[float] = []
+
+        async def main() -> None:
+            pub = AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            )
+            await pub.start()
+            fut = pub.publish_nowait(Placed("held", 1), event_id="same-id")
+            await asyncio.sleep(1.0)  # the INSERT now waits on the holder's row lock
+            assert not fut.done()
+            began = time.monotonic()
+            with contextlib.suppress(DeliveryError):  # it may report the event, unobserved
+                await asyncio.wait_for(pub.close(1), 30)
+            elapsed.append(time.monotonic() - began)
+            assert fut.done()
+            error = fut.exception()
+            assert isinstance(error, OutboxWriteError)
+            assert error.possibly_written
+
+        try:
+            asyncio.run(main())
+        finally:
+            holder.rollback()
+            holder.close()
+            sync.close(5)
+            store.close()
+        assert elapsed and elapsed[0] < 10, elapsed

@@ -247,9 +247,11 @@ async def _check_same_table(store: OutboxStore, execute: _Execute) -> None:
     assert isinstance(store, postgres.PostgresOutbox)
     theirs = tuple((await execute(_IDENTITY))[0])
     ours = _identities.get(store)
-    if ours is None:
-        row = await asyncio.to_thread(store._run, lambda c: c.execute(_IDENTITY.sql).fetchone())
-        ours = _identities[store] = tuple(row or ())
+    if ours == theirs:
+        return
+    # Unknown yet, or cached before a server restart (its start time changed): ask again.
+    row = await asyncio.to_thread(store._run, lambda c: c.execute(_IDENTITY.sql).fetchone())
+    ours = _identities[store] = tuple(row or ())
     if theirs == ours:
         return
     raise ConfigurationError(
