@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 from pathlib import Path
 
@@ -121,3 +123,35 @@ class TestReportedOnceAtTheWorkerThreadTake:
             assert seen.failures[0].code == "TOPIC_AUTHORIZATION_FAILED"
 
         asyncio.run(main())
+
+
+class TestInOutboxIsNotAFailure:
+    def test_futures_settled_in_outbox_at_close_are_not_logged_as_never_retrieved(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With relay=False, close() settles unawaited futures as _IN_OUTBOX: durable,
+        not a failure, so close() does not raise it -- and asyncio must not log each one
+        as "Future exception was never retrieved" either. An await still sees the code."""
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+
+        async def main() -> None:
+            pub = AsyncPublisher(
+                transport=MemoryTransport(), routes=ROUTES, outbox=store, relay=False
+            )
+            await pub.start()
+            unawaited = [pub.publish_nowait(Placed("o", n)) for n in range(3)]
+            awaited = pub.publish_nowait(Placed("o", 3))
+            await pub.close(1)
+            with pytest.raises(DeliveryError) as info:
+                await awaited
+            assert info.value.failures[0].code == "_IN_OUTBOX"
+            assert all(f.done() for f in unawaited)
+            del unawaited
+            gc.collect()
+            await asyncio.sleep(0.05)
+
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            asyncio.run(main())
+            gc.collect()
+        assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+        assert store.status().pending == 4
