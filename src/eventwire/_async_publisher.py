@@ -242,15 +242,17 @@ class AsyncPublisher(Facade):
         """Add ``event`` to the outbox inside *your* open transaction; return its ce_id.
 
         ``connection`` is the asyncio connection of your domain write: a psycopg
-        ``AsyncConnection`` (PostgresOutbox), an aiosqlite ``Connection``
-        (SQLiteOutbox, the same file), or an SQLAlchemy ``AsyncSession`` /
-        ``AsyncConnection`` on either. The event is sent if and only if you
-        commit that transaction; nothing is awaited from the broker.
+        ``AsyncConnection`` or an asyncpg ``Connection`` (PostgresOutbox, the same
+        database), an aiosqlite ``Connection`` (SQLiteOutbox, the same file), or an
+        SQLAlchemy ``AsyncSession`` / ``AsyncConnection`` on one of them. The event
+        is sent if and only if you commit that transaction; nothing is awaited from
+        the broker.
 
         Raises:
             PublisherStateError: the publisher has no outbox, or is closed.
             ConfigurationError: ``connection`` is not one of those, or not of the
-                outbox's database; nothing was written.
+                outbox's database (another file; another PostgreSQL database, server
+                or schema); nothing was written.
             EventIdConflictError: the ``event_id`` has an unsent row of another
                 event; roll your transaction back.
             RoutingError, SerializationError: as :meth:`publish`, before anything is written.

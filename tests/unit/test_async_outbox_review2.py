@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import aiosqlite
 import msgspec
 import pytest
 
-from eventwire import AsyncPublisher, ConfigurationError, DeliveryError, Route
+from eventwire import AsyncPublisher, ConfigurationError, DeliveryError, Publisher, Route
 from eventwire.outbox import SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
@@ -155,3 +156,24 @@ class TestInOutboxIsNotAFailure:
             gc.collect()
         assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
         assert store.status().pending == 4
+
+
+class TestSyncStageOnAnotherSQLiteFile:
+    def test_a_sqlite3_connection_on_another_file_is_refused(self, tmp_path: Path) -> None:
+        """Publisher.stage() (SQLiteOutbox.add(connection=...)) through a sqlite3
+        connection of another file: ConfigurationError naming both files, nothing
+        written to either (the same rule as the async stage())."""
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+        other = SQLiteOutbox(tmp_path / "other.db")
+        pub = Publisher(transport=MemoryTransport(), routes=ROUTES, outbox=store, relay=False)
+        try:
+            with sqlite3.connect(tmp_path / "other.db") as conn:
+                with pytest.raises(ConfigurationError, match="another database") as info:
+                    pub.stage(Placed("o", 1), connection=conn)
+                assert "other.db" in str(info.value)
+            assert other.status().pending == 0
+            assert store.status().pending == 0
+        finally:
+            pub.close(1)
+            other.close()
+            store.close()

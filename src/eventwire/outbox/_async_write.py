@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -219,17 +218,10 @@ async def stage(store: OutboxStore, entries: Sequence[OutboxEntry], connection: 
 
 async def _check_same_file(store: OutboxStore, conn: Any) -> None:
     """Refuse an aiosqlite connection on another file: the relay would never see the row."""
+    assert isinstance(store, sqlite.SQLiteOutbox)
     async with conn.execute("PRAGMA database_list") as cur:
         rows = await cur.fetchall()
-    main = next((str(r[2]) for r in rows if r[1] == "main"), "")
-    path = getattr(store, "path", None)
-    if path is not None and main and _same_file(main, str(path)):
-        return
-    raise ConfigurationError(
-        f"AsyncPublisher.stage(connection=...) got an aiosqlite connection on another database "
-        f"({main or 'in memory'}) than the outbox ({path}): the event would be committed where "
-        "the relay never looks. Connect to the outbox's own file"
-    )
+    store.check_same_file(rows, "AsyncPublisher.stage(connection=...)")
 
 
 #: Which outbox table a PostgreSQL connection's statements reach: database, server
@@ -260,13 +252,6 @@ async def _check_same_table(store: OutboxStore, execute: _Execute) -> None:
         f"is {ours[0]!r} on port {ours[1]}. The event would be committed where the relay "
         "never looks. Connect to the outbox's own database"
     )
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _driver(conn: Any) -> str:

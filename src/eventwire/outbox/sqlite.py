@@ -252,6 +252,26 @@ class SQLiteOutbox:
     def _insert(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[int]:
         return _plan.run(insert_plan(entries), _executor(conn))
 
+    def check_same_file(self, database_list: Sequence[Sequence[Any]], caller: str) -> None:
+        """Refuse a connection (its ``PRAGMA database_list`` rows) on another file.
+
+        Its inserts would be committed where the relay never looks.
+
+        Raises:
+            ConfigurationError: the connection's main database is not this file.
+        """
+        main = next((str(r[2]) for r in database_list if r[1] == "main"), "")
+        try:
+            if main and os.path.samefile(main, self.path):
+                return
+        except OSError:
+            pass
+        raise ConfigurationError(
+            f"{caller} got a connection on another database ({main or 'in memory'}) than "
+            f"the outbox ({self.path}): the event would be committed where the relay never "
+            "looks. Connect to the outbox's own file"
+        )
+
     def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
         """Insert entries; return their row ids. See :meth:`OutboxStore.add`.
 
@@ -264,7 +284,8 @@ class SQLiteOutbox:
                 Without ``connection``, the transaction is rolled back: nothing is
                 stored. With ``connection``, the entries inserted before the
                 conflicting one are in the caller's transaction: roll it back.
-            ConfigurationError: ``connection`` is not a sqlite3 connection.
+            ConfigurationError: ``connection`` is not a sqlite3 connection, or is
+                on another file than the outbox (nothing written).
             OutboxWriteError: (without ``connection``) the write failed, e.g. the
                 file stayed locked by another process for ``busy_timeout_s``.
                 ``possibly_written`` is True only if COMMIT itself failed and the
@@ -277,6 +298,8 @@ class SQLiteOutbox:
                     f"SQLiteOutbox.add(connection=...) needs a sqlite3.Connection, got "
                     f"{type(connection).__name__}"
                 )
+            rows = connection.execute("PRAGMA database_list").fetchall()
+            self.check_same_file(rows, "Publisher.stage(connection=...)")
             return self._insert(connection, entries)  # the caller commits or rolls back
         with self._lock:
             try:
