@@ -189,3 +189,42 @@ class TestCloseIsBounded:
             sync.close(5)
             store.close()
         assert elapsed and elapsed[0] < 10, elapsed
+
+
+class TestStageWithTheCallersRowFactory:
+    def test_a_psycopg_connection_with_dict_rows_stages_and_conflicts_as_usual(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """Many applications open psycopg connections with row_factory=dict_row: the
+        outbox's statements on them read their rows by position all the same, so stage()
+        works (async and sync), and a conflicting event_id is still detected."""
+        from psycopg.rows import dict_row
+
+        from eventwire.outbox import EventIdConflictError
+
+        store = fresh_outbox(postgres_dsn)
+
+        async def main() -> None:
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            ) as pub:
+                conn = await psycopg.AsyncConnection.connect(postgres_dsn, row_factory=dict_row)
+                await pub.stage(Placed("a", 1), connection=conn, event_id="dict-1")
+                await pub.stage(Placed("a", 1), connection=conn, event_id="dict-1")  # same
+                with pytest.raises(EventIdConflictError):
+                    await pub.stage(Placed("a", 2), connection=conn, event_id="dict-1")
+                await conn.rollback()
+                await pub.stage(Placed("a", 3), connection=conn, event_id="dict-3")
+                await conn.commit()
+                await conn.close()
+
+        asyncio.run(main())
+        sync = Publisher(kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False)
+        try:
+            with psycopg.connect(postgres_dsn, row_factory=dict_row) as conn:
+                sync.stage(Placed("b", 4), connection=conn, event_id="dict-4")
+                sync.stage(Placed("b", 4), connection=conn, event_id="dict-4")
+        finally:
+            sync.close(5)
+        assert store.status().pending == 2
+        store.close()

@@ -177,3 +177,41 @@ class TestSyncStageOnAnotherSQLiteFile:
             pub.close(1)
             other.close()
             store.close()
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[object, ...]) -> dict[str, object]:
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+
+class TestStageWithTheCallersRowFactory:
+    def test_sqlite_connections_with_a_dict_row_factory_stage_as_usual(
+        self, tmp_path: Path
+    ) -> None:
+        """The sqlite3 docs' dict row_factory on the caller's connection (sync or
+        aiosqlite): the outbox reads its rows by position all the same, so stage()
+        stores the event, and the same event twice is stored once."""
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+
+        async def main() -> None:
+            async with (
+                AsyncPublisher(
+                    transport=MemoryTransport(), routes=ROUTES, outbox=store, relay=False
+                ) as pub,
+                aiosqlite.connect(tmp_path / "outbox.db") as conn,
+            ):
+                conn.row_factory = _dict_row
+                await pub.stage(Placed("o", 1), connection=conn, event_id="a-1")
+                await pub.stage(Placed("o", 1), connection=conn, event_id="a-1")
+                await conn.commit()
+
+        asyncio.run(main())
+        pub = Publisher(transport=MemoryTransport(), routes=ROUTES, outbox=store, relay=False)
+        try:
+            with sqlite3.connect(tmp_path / "outbox.db") as conn:
+                conn.row_factory = _dict_row
+                pub.stage(Placed("o", 2), connection=conn, event_id="s-2")
+                pub.stage(Placed("o", 2), connection=conn, event_id="s-2")
+        finally:
+            pub.close(1)
+        assert store.status().pending == 2
+        store.close()

@@ -228,12 +228,18 @@ def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
 
 
 def _executor(conn: psycopg.Connection[Any]) -> Callable[[_plan.Step], Any]:
-    """Run a plan's steps on a psycopg connection (``Each``: one pipelined executemany)."""
+    """Run a plan's steps on a psycopg connection (``Each``: one pipelined executemany).
+
+    Rows are tuples whatever the connection's ``row_factory`` (the caller's may be
+    ``dict_row``): the plan reads them by position.
+    """
+    from psycopg.rows import tuple_row  # noqa: PLC0415  (psycopg is the extra)
 
     def execute(step: _plan.Step) -> Any:
         if isinstance(step, _plan.Fetch):
-            return conn.execute(step.sql, step.params).fetchall()
-        with conn.cursor() as cur:
+            with conn.cursor(row_factory=tuple_row) as cur:
+                return cur.execute(step.sql, step.params).fetchall()
+        with conn.cursor(row_factory=tuple_row) as cur:
             if isinstance(step, _plan.Many):
                 cur.executemany(step.sql, step.param_sets)
                 return None

@@ -154,12 +154,22 @@ def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
     return ids
 
 
+def _tuples(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[Any]:
+    """Every row of ``sql`` as a tuple, whatever the connection's ``row_factory``."""
+    cur = conn.cursor()
+    cur.row_factory = None
+    try:
+        return cur.execute(sql, params).fetchall()
+    finally:
+        cur.close()
+
+
 def _executor(conn: sqlite3.Connection) -> Callable[[_plan.Step], Any]:
-    """Run a plan's steps on a sqlite3 connection."""
+    """Run a plan's steps on a sqlite3 connection (rows as tuples, whatever its row_factory)."""
 
     def execute(step: _plan.Step) -> Any:
         if isinstance(step, _plan.Fetch):
-            return conn.execute(step.sql, step.params).fetchall()
+            return _tuples(conn, step.sql, step.params)
         conn.executemany(step.sql, step.param_sets)
         return None
 
@@ -298,7 +308,7 @@ class SQLiteOutbox:
                     f"SQLiteOutbox.add(connection=...) needs a sqlite3.Connection, got "
                     f"{type(connection).__name__}"
                 )
-            rows = connection.execute("PRAGMA database_list").fetchall()
+            rows = _tuples(connection, "PRAGMA database_list")
             self.check_same_file(rows, "Publisher.stage(connection=...)")
             return self._insert(connection, entries)  # the caller commits or rolls back
         with self._lock:
