@@ -57,9 +57,10 @@ class TestStageOnAnotherDatabase:
     def test_a_connection_to_another_database_is_refused(
         self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
     ) -> None:
-        """psycopg and asyncpg connections to another database (one with an outbox table
-        of its own) would commit the event where this publisher's relay never looks:
-        ConfigurationError; nothing written in either database."""
+        """psycopg and asyncpg connections (async stage) and a psycopg Connection (sync
+        stage) to another database, one with an outbox table of its own, would commit
+        the event where this publisher's relay never looks: ConfigurationError; nothing
+        written there. A connection to the outbox's own database is accepted."""
         store = fresh_outbox(postgres_dsn)
         other_dsn = other_database(postgres_dsn, "review2_other")
         other = PostgresOutbox(other_dsn)
@@ -80,8 +81,17 @@ class TestStageOnAnotherDatabase:
                 await raw.close()
 
         asyncio.run(main())
+        sync = Publisher(kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False)
+        try:
+            with psycopg.connect(other_dsn) as conn:
+                with pytest.raises(ConfigurationError, match="another database"):
+                    sync.stage(Placed("a", 3), connection=conn)
+            with psycopg.connect(postgres_dsn) as conn:  # its own database: accepted
+                sync.stage(Placed("a", 4), connection=conn)
+        finally:
+            sync.close(5)
         assert other.status().pending == 0
-        assert store.status().pending == 0
+        assert store.status().pending == 1
         other.close()
         store.close()
 

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import itertools
 import re
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -223,34 +222,12 @@ async def _check_same_file(store: OutboxStore, conn: Any) -> None:
     store.check_same_file(rows, "AsyncPublisher.stage(connection=...)")
 
 
-#: Which outbox table a PostgreSQL connection's statements reach: database, server
-#: (port and start time) and the table's oid under the connection's search_path.
-_IDENTITY = _plan.Fetch(
-    "SELECT current_database(), current_setting('port'), pg_postmaster_start_time()::text,"
-    " to_regclass('eventwire_outbox')::oid::bigint",
-    (),
-)
-_identities: weakref.WeakKeyDictionary[OutboxStore, tuple[Any, ...]] = weakref.WeakKeyDictionary()
-
-
 async def _check_same_table(store: OutboxStore, execute: _Execute) -> None:
     """Refuse a PostgreSQL connection whose inserts would reach another outbox table."""
     assert isinstance(store, postgres.PostgresOutbox)
-    theirs = tuple((await execute(_IDENTITY))[0])
-    ours = _identities.get(store)
-    if ours == theirs:
-        return
-    # Unknown yet, or cached before a server restart (its start time changed): ask again.
-    row = await asyncio.to_thread(store._run, lambda c: c.execute(_IDENTITY.sql).fetchone())
-    ours = _identities[store] = tuple(row or ())
-    if theirs == ours:
-        return
-    raise ConfigurationError(
-        f"AsyncPublisher.stage(connection=...) got a connection to another database (or "
-        f"schema) than the outbox: database {theirs[0]!r} on port {theirs[1]}, the outbox's "
-        f"is {ours[0]!r} on port {ours[1]}. The event would be committed where the relay "
-        "never looks. Connect to the outbox's own database"
-    )
+    theirs = tuple((await execute(postgres.IDENTITY))[0])
+    if theirs != store._identity:  # unknown yet, or another table: ask the store (a thread)
+        await asyncio.to_thread(store.check_same_table, theirs, "AsyncPublisher.stage")
 
 
 def _driver(conn: Any) -> str:
