@@ -238,3 +238,36 @@ class TestStageWithTheCallersRowFactory:
             sync.close(5)
         assert store.status().pending == 2
         store.close()
+
+
+class TestCancelledPublish:
+    def test_a_publish_cancelled_during_its_commit_is_still_committed_and_not_reported(
+        self, postgres_dsn: str, kafka_bootstrap: str, kafka_topic: str
+    ) -> None:
+        """await publish() times out while its INSERT waits on another transaction's row
+        lock: once that lock goes, the event is committed all the same (durable, as the
+        guide says), and close() raises nothing for it (it is in the outbox)."""
+        store = fresh_outbox(postgres_dsn)
+        holder = psycopg.connect(postgres_dsn)
+        sync = Publisher(kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False)
+        sync.stage(Placed("held", 1), connection=holder, event_id="same-id")  # not committed
+
+        async def main() -> None:
+            async with AsyncPublisher(
+                kafka_bootstrap, routes=routes(kafka_topic), outbox=store, relay=False
+            ) as pub:
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(pub.publish(Placed("held", 1), event_id="same-id"), 0.5)
+                await asyncio.to_thread(holder.rollback)  # the lock goes; the INSERT proceeds
+                deadline = time.monotonic() + 30
+                while (await asyncio.to_thread(store.status)).pending == 0:
+                    assert time.monotonic() < deadline, "the cancelled publish was not committed"
+                    await asyncio.sleep(0.05)
+
+        try:
+            asyncio.run(main())  # close() at the end of `async with` raises nothing
+        finally:
+            holder.close()
+            sync.close(5)
+        assert store.status().pending == 1
+        store.close()
