@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack, cast
 
@@ -20,6 +20,7 @@ from eventwire._options import PublisherOptions, resolve_options
 from eventwire._record import Record
 from eventwire.outbox.async_sink import AsyncOutboxSink
 from eventwire.outbox.base import OutboxStore
+from eventwire.outbox.relay import RelayFailingError
 
 __all__ = ["AsyncPublisher"]
 
@@ -100,6 +101,8 @@ class AsyncPublisher(Facade):
             self._outbox = AsyncOutboxSink(
                 self._core, outbox, start_relay=relay, relay_options=relay_options
             )
+            # flush()/close() take the failures with a future on the loop (_loop_failures).
+            self._core.ledger.defer_futures = True
             self._connect_timeout: float | None = None
             return
         # The broker check runs in start() (a worker thread), not here on the loop.
@@ -239,15 +242,17 @@ class AsyncPublisher(Facade):
         """Add ``event`` to the outbox inside *your* open transaction; return its ce_id.
 
         ``connection`` is the asyncio connection of your domain write: a psycopg
-        ``AsyncConnection`` (PostgresOutbox), an aiosqlite ``Connection``
-        (SQLiteOutbox, the same file), or an SQLAlchemy ``AsyncSession`` /
-        ``AsyncConnection`` on either. The event is sent if and only if you
-        commit that transaction; nothing is awaited from the broker.
+        ``AsyncConnection`` or an asyncpg ``Connection`` (PostgresOutbox, the same
+        database), an aiosqlite ``Connection`` (SQLiteOutbox, the same file), or an
+        SQLAlchemy ``AsyncSession`` / ``AsyncConnection`` on one of them. The event
+        is sent if and only if you commit that transaction; nothing is awaited from
+        the broker.
 
         Raises:
             PublisherStateError: the publisher has no outbox, or is closed.
             ConfigurationError: ``connection`` is not one of those, or not of the
-                outbox's database; nothing was written.
+                outbox's database (another file; another PostgreSQL database, server
+                or schema); nothing was written.
             EventIdConflictError: the ``event_id`` has an unsent row of another
                 event; roll your transaction back.
             RoutingError, SerializationError: as :meth:`publish`, before anything is written.
@@ -311,7 +316,7 @@ class AsyncPublisher(Facade):
                 (it keeps waiting, as a queued one stays queued).
         """
         if self._outbox is not None:
-            await self._outbox.flush(timeout)
+            await self._outbox_ending(self._outbox.flush, timeout, final=False)
             return
         deadline = time.monotonic() + timeout
         drainer = self._drainer
@@ -349,7 +354,7 @@ class AsyncPublisher(Facade):
         timeout = self._close_timeout if timeout is None else timeout
         self._core.refuse_publishing()
         if self._outbox is not None:
-            await self._outbox.close(timeout)
+            await self._outbox_ending(self._outbox.close, timeout, final=True)
             return
         deadline = time.monotonic() + timeout
         drainer = self._drainer
@@ -371,6 +376,38 @@ class AsyncPublisher(Facade):
             error = DeliveryError(failures, context=f"close({timeout:g})", not_kept=not_kept)
         if error is not None:
             raise error
+
+    async def _outbox_ending(
+        self, ending: Callable[[float], Awaitable[None]], timeout: float, *, final: bool
+    ) -> None:
+        """Outbox flush()/close(), then the failures with a future, decided on the loop.
+
+        Their worker thread leaves those kept (as without an outbox): an awaiting
+        task woken by the relay's report may not have run yet when it takes them.
+        """
+        name = "close" if final else "flush"
+        error: DeliveryError | None = None
+        relay_error: RelayFailingError | None = None
+        try:
+            await ending(timeout)
+        except DeliveryError as exc:
+            error = exc
+        except RelayFailingError as exc:
+            relay_error = exc
+        context = f"{name}({timeout:g}) with outbox"
+        late = await self._loop_failures(context, final=final)
+        if late is not None:
+            if relay_error is not None:
+                context += f"; the relay is failing too: {relay_error.reason}"
+            error = DeliveryError(
+                [*(error.failures if error else ()), *late.failures],
+                context=context,
+                not_kept=(error.not_kept if error else 0) + late.not_kept,
+            )
+        if error is not None:
+            raise error
+        if relay_error is not None:
+            raise relay_error
 
     async def _loop_failures(self, context: str, *, final: bool) -> DeliveryError | None:
         """The unobserved failures of events with a future, decided here on the loop.

@@ -183,8 +183,13 @@ class InFlight:
                 _run_hook(hook, handle, failure)
 
     def release(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
-        """Settle an event that is safe elsewhere (e.g. in the outbox), not as a failure."""
+        """Settle an event that is safe elsewhere (e.g. in the outbox), not as a failure.
+
+        Nobody need be told: neither flush()/close() nor asyncio's "exception was
+        never retrieved" reports it (an await or result() still sees the code).
+        """
         self.pending.pop(handle, None)
+        handle._seen = True
         handle._settle(None, failure)
 
     def fail_all(self, code: str, reason: str, *, possibly_written: bool = True) -> int:

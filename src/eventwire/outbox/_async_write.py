@@ -208,7 +208,26 @@ async def stage(store: OutboxStore, entries: Sequence[OutboxEntry], connection: 
             "transaction does. Open the transaction first (psycopg: autocommit=False or "
             "`async with conn.transaction()`; asyncpg: `async with conn.transaction()`)"
         )
+    if module == "aiosqlite":
+        await _check_same_file(store, conn)
+    else:
+        await _check_same_table(store, execute)
     return await _plan.arun(plan, execute)
+
+
+async def _check_same_file(store: OutboxStore, conn: Any) -> None:
+    """Refuse an aiosqlite connection on another file: the relay would never see the row."""
+    assert isinstance(store, sqlite.SQLiteOutbox)
+    rows = await _aiosqlite_tuples(conn, "PRAGMA database_list", ())
+    store.check_same_file(rows, "AsyncPublisher.stage(connection=...)")
+
+
+async def _check_same_table(store: OutboxStore, execute: _Execute) -> None:
+    """Refuse a PostgreSQL connection whose inserts would reach another outbox table."""
+    assert isinstance(store, postgres.PostgresOutbox)
+    theirs = tuple((await execute(postgres.IDENTITY))[0])
+    if theirs != store._identity:  # unknown yet, or another table: ask the store (a thread)
+        await asyncio.to_thread(store.check_same_table, theirs, "AsyncPublisher.stage")
 
 
 def _driver(conn: Any) -> str:
@@ -261,12 +280,17 @@ async def _driver_connection(connection: Any) -> Any:
 
 
 def _psycopg_executor(conn: psycopg.AsyncConnection[Any]) -> _Execute:
-    """Run a plan's steps on a psycopg AsyncConnection (``Each``: one executemany)."""
+    """Run a plan's steps on a psycopg AsyncConnection (``Each``: one executemany).
+
+    Rows are tuples whatever the connection's ``row_factory`` (e.g. ``dict_row``).
+    """
+    from psycopg.rows import tuple_row  # noqa: PLC0415  (psycopg is the extra)
 
     async def execute(step: _plan.Step) -> Any:
         if isinstance(step, _plan.Fetch):
-            return await (await conn.execute(step.sql, step.params)).fetchall()
-        async with conn.cursor() as cur:
+            async with conn.cursor(row_factory=tuple_row) as cur:
+                return await (await cur.execute(step.sql, step.params)).fetchall()
+        async with conn.cursor(row_factory=tuple_row) as cur:
             if isinstance(step, _plan.Many):
                 await cur.executemany(step.sql, step.param_sets)
                 return None
@@ -280,13 +304,20 @@ def _psycopg_executor(conn: psycopg.AsyncConnection[Any]) -> _Execute:
     return execute
 
 
+async def _aiosqlite_tuples(conn: Any, sql: str, params: Any) -> list[Any]:
+    """Every row of ``sql`` as a tuple, whatever the connection's ``row_factory``."""
+    async with conn.cursor() as cur:
+        cur.row_factory = None
+        await cur.execute(sql, params)
+        return list(await cur.fetchall())
+
+
 def _aiosqlite_executor(conn: Any) -> _Execute:
     """Run a plan's steps on an aiosqlite Connection (in its own thread)."""
 
     async def execute(step: _plan.Step) -> Any:
         if isinstance(step, _plan.Fetch):
-            async with conn.execute(step.sql, step.params) as cur:
-                return await cur.fetchall()
+            return await _aiosqlite_tuples(conn, step.sql, step.params)
         await conn.executemany(step.sql, step.param_sets)
         return None
 

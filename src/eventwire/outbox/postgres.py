@@ -251,13 +251,28 @@ def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
     return [i for i in ids if i is not None]
 
 
+#: Which outbox table a connection's statements reach: database, server (port and
+#: start time) and the table's oid under the connection's search_path.
+IDENTITY = _plan.Fetch(
+    "SELECT current_database(), current_setting('port'), pg_postmaster_start_time()::text,"
+    " to_regclass('eventwire_outbox')::oid::bigint",
+    (),
+)
+
+
 def _executor(conn: psycopg.Connection[Any]) -> Callable[[_plan.Step], Any]:
-    """Run a plan's steps on a psycopg connection (``Each``: one pipelined executemany)."""
+    """Run a plan's steps on a psycopg connection (``Each``: one pipelined executemany).
+
+    Rows are tuples whatever the connection's ``row_factory`` (the caller's may be
+    ``dict_row``): the plan reads them by position.
+    """
+    from psycopg.rows import tuple_row  # noqa: PLC0415  (psycopg is the extra)
 
     def execute(step: _plan.Step) -> Any:
         if isinstance(step, _plan.Fetch):
-            return conn.execute(step.sql, step.params).fetchall()
-        with conn.cursor() as cur:
+            with conn.cursor(row_factory=tuple_row) as cur:
+                return cur.execute(step.sql, step.params).fetchall()
+        with conn.cursor(row_factory=tuple_row) as cur:
             if isinstance(step, _plan.Many):
                 cur.executemany(step.sql, step.param_sets)
                 return None
@@ -330,6 +345,8 @@ class PostgresOutbox:
         self._dsn = dsn
         self._connect_kwargs: dict[str, Any] = {"autocommit": False}
         self._lock = threading.Lock()
+        #: The store's :data:`IDENTITY` row, once asked (see :meth:`check_same_table`).
+        self._identity: tuple[Any, ...] | None = None
         self._beats: dict[str, tuple[float, str | None]] = {}
         self._conn: psycopg.Connection[Any] | None = None
         try:
@@ -423,6 +440,30 @@ class PostgresOutbox:
         """Insert (or find the unsent rows of) ``entries`` in ``conn``'s open transaction."""
         return _plan.run(insert_plan(entries), _executor(conn))
 
+    def check_same_table(self, theirs: tuple[Any, ...], caller: str) -> None:
+        """Refuse a connection (its :data:`IDENTITY` row) reaching another outbox table.
+
+        Its inserts would be committed where the relay never looks. Blocking: the
+        store's own row is asked for once (again after a mismatch: a restarted
+        server has another start time).
+
+        Raises:
+            ConfigurationError: another database, server or schema.
+        """
+        for fresh in (False, True):
+            if fresh or self._identity is None:
+                row = self._run(lambda c: c.execute(IDENTITY.sql).fetchone())
+                self._identity = tuple(row or ())
+            if theirs == self._identity:
+                return
+        ours = self._identity or ("?", "?")
+        raise ConfigurationError(
+            f"{caller}(connection=...) got a connection to another database (or schema) "
+            f"than the outbox: database {theirs[0]!r} on port {theirs[1]}, the outbox's is "
+            f"{ours[0]!r} on port {ours[1]}. The event would be committed where the relay "
+            "never looks. Connect to the outbox's own database"
+        )
+
     def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
         """Insert entries; return their row ids. See :meth:`OutboxStore.add`.
 
@@ -436,7 +477,8 @@ class PostgresOutbox:
                 Without ``connection``, the transaction is rolled back: nothing is
                 stored. With ``connection``, the entries inserted before the
                 conflict are in the caller's transaction: roll it back.
-            ConfigurationError: ``connection`` is not a psycopg connection.
+            ConfigurationError: ``connection`` is not a psycopg connection, or
+                reaches another database, server or schema (nothing written).
             OutboxWriteError: (without ``connection``) ``possibly_written=False``:
                 the write failed before COMMIT, or the server rejected the COMMIT
                 (rolled back); ``possibly_written=True``: the connection failed
@@ -451,6 +493,7 @@ class PostgresOutbox:
                     "PostgresOutbox.add(connection=...) needs a psycopg Connection or an "
                     f"SQLAlchemy Session/Connection on psycopg, got {type(connection).__name__}"
                 )
+            self.check_same_table(tuple(_executor(conn)(IDENTITY)[0]), "Publisher.stage")
             return self._insert(conn, entries)
         n = len(entries)
         with self._lock:

@@ -150,12 +150,22 @@ def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
     return ids
 
 
+def _tuples(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[Any]:
+    """Every row of ``sql`` as a tuple, whatever the connection's ``row_factory``."""
+    cur = conn.cursor()
+    cur.row_factory = None
+    try:
+        return cur.execute(sql, params).fetchall()
+    finally:
+        cur.close()
+
+
 def _executor(conn: sqlite3.Connection) -> Callable[[_plan.Step], Any]:
-    """Run a plan's steps on a sqlite3 connection."""
+    """Run a plan's steps on a sqlite3 connection (rows as tuples, whatever its row_factory)."""
 
     def execute(step: _plan.Step) -> Any:
         if isinstance(step, _plan.Fetch):
-            return conn.execute(step.sql, step.params).fetchall()
+            return _tuples(conn, step.sql, step.params)
         conn.executemany(step.sql, step.param_sets)
         return None
 
@@ -260,6 +270,26 @@ class SQLiteOutbox:
     def _insert(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[int]:
         return _plan.run(insert_plan(entries), _executor(conn))
 
+    def check_same_file(self, database_list: Sequence[Sequence[Any]], caller: str) -> None:
+        """Refuse a connection (its ``PRAGMA database_list`` rows) on another file.
+
+        Its inserts would be committed where the relay never looks.
+
+        Raises:
+            ConfigurationError: the connection's main database is not this file.
+        """
+        main = next((str(r[2]) for r in database_list if r[1] == "main"), "")
+        try:
+            if main and os.path.samefile(main, self.path):
+                return
+        except OSError:
+            pass
+        raise ConfigurationError(
+            f"{caller} got a connection on another database ({main or 'in memory'}) than "
+            f"the outbox ({self.path}): the event would be committed where the relay never "
+            "looks. Connect to the outbox's own file"
+        )
+
     def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
         """Insert entries; return their row ids. See :meth:`OutboxStore.add`.
 
@@ -272,7 +302,8 @@ class SQLiteOutbox:
                 Without ``connection``, the transaction is rolled back: nothing is
                 stored. With ``connection``, the entries inserted before the
                 conflicting one are in the caller's transaction: roll it back.
-            ConfigurationError: ``connection`` is not a sqlite3 connection.
+            ConfigurationError: ``connection`` is not a sqlite3 connection, or is
+                on another file than the outbox (nothing written).
             OutboxWriteError: (without ``connection``) the write failed, e.g. the
                 file stayed locked by another process for ``busy_timeout_s``.
                 ``possibly_written`` is True only if COMMIT itself failed and the
@@ -285,6 +316,8 @@ class SQLiteOutbox:
                     f"SQLiteOutbox.add(connection=...) needs a sqlite3.Connection, got "
                     f"{type(connection).__name__}"
                 )
+            rows = _tuples(connection, "PRAGMA database_list")
+            self.check_same_file(rows, "Publisher.stage(connection=...)")
             return self._insert(connection, entries)  # the caller commits or rolls back
         with self._lock:
             try:
