@@ -3,11 +3,14 @@
     python -m bench.outage_memory [--events 200000]
 
 Starts a local 1-node cluster, creates a topic, then stops the broker (a real
-outage: nothing listens on the port). Three publishers, one after the other, each
+outage: nothing listens on the port). Four publishers, one after the other, each
 in its own child process so their RSS figures do not mix:
 
 * ``outbox``: ``Publisher(outbox=SQLiteOutbox(...))`` with its in-process relay;
 * ``direct``: a plain ``Publisher`` with a queue large enough to hold everything;
+* ``direct-no-restarts``: the same with ``producer_restarts=0`` (the default, 3,
+  keeps each event's key, value and extra headers in Python for a re-send through a
+  replacement producer, on top of librdkafka's own copy);
 * ``raw-ce``: the ceiling, a bare ``confluent_kafka.Producer`` ``produce()`` +
   ``poll(0)`` loop writing eventwire's wire contract exactly as
   :mod:`bench.contenders.raw_ce` does (msgspec value, key, the six CloudEvents
@@ -31,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import linecache
+import os
 import subprocess
 import sys
 import time
@@ -40,7 +45,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results" / "outage-memory.md"
-MODES = ("outbox", "direct", "raw-ce")
+MODES = ("outbox", "direct", "direct-no-restarts", "raw-ce")
 #: librdkafka overrides of every mode: hold the whole outage in the queue, time nothing out.
 OVERRIDES: dict[str, Any] = {
     "message.timeout.ms": 900_000,
@@ -126,6 +131,7 @@ def child(mode: str, bootstrap: str, topic: str, events: int, db: str) -> None:
         outbox=store,
         overrides=OVERRIDES,
         connect_timeout=None,
+        producer_restarts=0 if mode == "direct-no-restarts" else 3,
         relay_options={"batch_size": 1000} if store else None,
     )
     step = max(1, events // 10)
@@ -183,6 +189,64 @@ def run_mode(mode: str, cluster: Any, events: int, tmp: str) -> dict[str, Any]:
     return {"samples": samples, "tail": tail, "consumed": len(records), "recover_s": recover_s}
 
 
+def heap_child(restarts: int, events: int = 20_000) -> None:
+    """Print the Python heap kept per in-flight event by ``Publisher``, by source line.
+
+    tracemalloc over ``events`` publishes toward a port nothing listens on (the
+    events stay queued): what eventwire's own objects add to librdkafka's copy.
+    """
+    import gc  # noqa: PLC0415
+    import tracemalloc  # noqa: PLC0415
+
+    from bench.events import TYPE_NAME  # noqa: PLC0415
+    from eventwire import Publisher, Route  # noqa: PLC0415
+    from eventwire_devkit.demo.messages import OrderEventMessage  # noqa: PLC0415
+
+    messages = _messages()
+    routes = {OrderEventMessage: Route(topic="t", key="order_id", type_name=TYPE_NAME)}
+    pub = Publisher(
+        "127.0.0.1:1",
+        routes=routes,
+        overrides=OVERRIDES,
+        connect_timeout=None,
+        producer_restarts=restarts,
+    )
+    for i in range(2_000):
+        pub.publish(messages[i % 1000])
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    for i in range(events):
+        pub.publish(messages[i % 1000])
+    gc.collect()
+    stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
+    total = sum(st.size_diff for st in stats) / events
+    print(f"HEAP producer_restarts={restarts}: {total:,.0f} B of Python heap per in-flight event")
+    for st in stats[:8]:
+        if st.size_diff / events >= 8:
+            frame = st.traceback[0]
+            where = f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno}"
+            line = linecache.getline(frame.filename, frame.lineno).strip()
+            print(f"HEAP   {st.size_diff / events:6.0f} B  `{where}`  `{line}`")
+    sys.stdout.flush()
+    os._exit(0)  # the queued events are meant to be dropped: no close() wait
+
+
+def heap_lines() -> list[str]:
+    """The heap breakdown of ``direct`` and ``direct-no-restarts``, as markdown lines."""
+    lines = []
+    for restarts in (3, 0):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.outage_memory", "--heap", str(restarts)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        ).stdout
+        lines += [f"    {ln[5:]}" for ln in out.splitlines() if ln.startswith("HEAP ")]
+    return lines
+
+
 def per_event_bytes(samples: list[dict[str, Any]]) -> float | None:
     """Bytes of RSS per event held in RAM: the slope from the N/10 sample to the last.
 
@@ -195,7 +259,13 @@ def per_event_bytes(samples: list[dict[str, Any]]) -> float | None:
     return (last["rss_mib"] - first["rss_mib"]) * 1024 * 1024 / held
 
 
-def report(events: int, modes: list[str], results: dict[str, dict[str, Any]], cmd: str) -> str:
+def report(
+    events: int,
+    modes: list[str],
+    results: dict[str, dict[str, Any]],
+    cmd: str,
+    heap: list[str],
+) -> str:
     """The markdown of ``bench/results/outage-memory.md``."""
     lines = [
         f"RSS while publishing {events:,} events (~340 B of JSON each, six CloudEvents "
@@ -219,14 +289,23 @@ def report(events: int, modes: list[str], results: dict[str, dict[str, Any]], cm
         first, last = samples[1], samples[-1]
         slope = per_event_bytes(samples)
         ratio = f"{slope / raw:.2f}x" if slope is not None and raw else "-"
-        goal = f"<= {GOAL}x" if mode == "direct" else ""
-        if mode == "direct" and slope is not None and raw:
+        goal = f"<= {GOAL}x" if mode.startswith("direct") else ""
+        if mode.startswith("direct") and slope is not None and raw:
             goal += " (met)" if slope / raw <= GOAL else " (not met)"
         shown = f"{slope:,.0f}" if slope is not None else "- (held on disk, not in RAM)"
         lines.append(
             f"| {mode} | {first['rss_mib']:.1f} | {last['rss_mib']:.1f} | {first['queue']:,} "
             f"| {last['queue']:,} | {shown} | {ratio} | {goal} |"
         )
+    if heap:
+        lines += [
+            "",
+            "Where eventwire's extra bytes are: the Python heap it keeps per in-flight event "
+            "(tracemalloc, 20,000 events queued toward a closed port; largest source lines; "
+            "librdkafka's own copy of each record is outside the Python heap, as for raw-ce):",
+            "",
+            *heap,
+        ]
     lines += ["", "## Samples", ""]
     header = ["events published during the outage"]
     for mode in modes:
@@ -259,7 +338,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--heap", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.heap is not None:
+        heap_child(args.heap)
+        return
     if args.child:
         mode, bootstrap, topic, events, db = args.child
         child(mode, bootstrap, topic, int(events), db)
@@ -275,7 +358,8 @@ def main() -> None:
         for mode in modes:
             results[mode] = run_mode(mode, cluster, args.events, tmp)
     cmd = f"python -m bench.outage_memory --events {args.events} --modes {','.join(modes)}"
-    text = report(args.events, modes, results, cmd)
+    heap = heap_lines() if any(m.startswith("direct") for m in modes) else []
+    text = report(args.events, modes, results, cmd, heap)
     sys.stdout.write(text)
     RESULTS.write_text(text, encoding="utf-8")
 
