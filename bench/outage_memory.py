@@ -42,7 +42,7 @@ import time
 import uuid
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, cast
 
 RESULTS = Path(__file__).parent / "results" / "outage-memory.md"
 MODES = ("outbox", "direct", "direct-no-restarts", "raw-ce")
@@ -96,7 +96,7 @@ def _raw_ce_child(bootstrap: str, topic: str, events: int) -> None:
             topic,
             encode(event),
             event.order_id.encode(),
-            headers=_headers(str(uuid7())),
+            headers=cast("Any", _headers(str(uuid7()))),
             on_delivery=on_delivery,
         )
         producer.poll(0)
@@ -253,10 +253,10 @@ def per_event_bytes(samples: list[dict[str, Any]]) -> float | None:
     None when the number held in RAM did not grow (the outbox holds its backlog on disk).
     """
     first, last = samples[1], samples[-1]
-    held = last["queue"] - first["queue"]
+    held = int(last["queue"] - first["queue"])
     if held <= 0:
         return None
-    return (last["rss_mib"] - first["rss_mib"]) * 1024 * 1024 / held
+    return float(last["rss_mib"] - first["rss_mib"]) * 1024 * 1024 / held
 
 
 def report(

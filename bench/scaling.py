@@ -105,7 +105,7 @@ def _eps(records: list[RunRecord]) -> list[float]:
 
 def _cpu_us(records: list[RunRecord]) -> float:
     """Median CPU µs per event of the measured window (first publish to last ack)."""
-    return statistics.median(r.result["cpu_s_per_1M_events"] for r in records)
+    return float(statistics.median(r.result["cpu_s_per_1M_events"] for r in records))
 
 
 def _rows(nodes: int, samples: dict[Size, dict[str, list[RunRecord]]]) -> list[str]:
