@@ -2,8 +2,12 @@
 
 Contenders cycle over a pool of distinct events (distinct ``order_id`` keys)
 instead of building N objects up front, so peak RSS reflects the publisher, not
-the benchmark's own event list. Two sizes: ``300`` (two line items, ~300 bytes
-of JSON, the guide's shape) and ``1k`` (the customer name padded to ~1 KiB).
+the benchmark's own event list. Sizes (bytes of JSON):
+
+* ``100``: no line items, a short name (~115 bytes);
+* ``300``: two line items (~340 bytes), the guide's shape;
+* ``1k`` and ``10k``: the ``300`` shape with the customer name padded to 1 KiB / 10 KiB
+  (the padding is one repeated letter, so lz4 compresses it well).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from eventwire_devkit.demo.messages import LineItemEventMessage, OrderEventMessa
 
 __all__ = ["POOL_SIZE", "SIZES", "Size", "encoded_size", "make_pool", "route_for"]
 
-Size = Literal["300", "1k"]
-SIZES: tuple[Size, ...] = ("300", "1k")
+Size = Literal["100", "300", "1k", "10k"]
+SIZES: tuple[Size, ...] = ("100", "300", "1k", "10k")
 #: Distinct events (and keys) per pool; contenders cycle over it.
 POOL_SIZE = 1024
-_TARGET_1K = 1024
+#: Encoded bytes of the padded sizes.
+_TARGETS = {"1k": 1024, "10k": 10 * 1024}
 TYPE_NAME = "com.example.orders.OrderPlaced"
 
 
@@ -51,11 +56,23 @@ def _order(i: int, pad: int = 0) -> OrderEventMessage:
     )
 
 
+def _small(i: int) -> OrderEventMessage:
+    return OrderEventMessage(
+        order_id=f"ord-{i:06d}",
+        created_at="2026-11-27T05:42Z",
+        customer_name="Ada",
+        line_items=[],
+        total_price=9.99,
+    )
+
+
 def make_pool(size: Size = "300", count: int = POOL_SIZE) -> list[OrderEventMessage]:
     """``count`` distinct order events of the given JSON size class."""
+    if size == "100":
+        return [_small(i) for i in range(count)]
     pad = 0
-    if size == "1k":
-        pad = _TARGET_1K - len(msgspec.json.encode(_order(0)))
+    if size in _TARGETS:
+        pad = _TARGETS[size] - len(msgspec.json.encode(_order(0)))
     elif size != "300":
         raise ValueError(f"unknown size {size!r}: use one of {', '.join(SIZES)}")
     return [_order(i, pad) for i in range(count)]

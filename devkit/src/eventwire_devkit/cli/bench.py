@@ -47,7 +47,9 @@ def bench(
     nodes: Annotated[
         int, typer.Option(min=1, max=3, help="Cluster size: 1, or 3 (RF=3, min ISR 2).")
     ] = 1,
-    size: Annotated[str, typer.Option(help="Event size: 300 (~340 B JSON) or 1k (1 KiB).")] = "300",
+    size: Annotated[
+        str, typer.Option(help="Event size: 100 (~115 B JSON), 300 (~340 B), 1k or 10k.")
+    ] = "300",
     events: Annotated[
         int | None, typer.Option(min=1_000, max=2_000_000, help="Events per run (override).")
     ] = None,
