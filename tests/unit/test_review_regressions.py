@@ -689,7 +689,7 @@ def test_outbox_commit_outlasting_close_still_settles(tmp_path: Path) -> None:
 # -- 8. LoopBridge after its loop has closed --------------------------------------------------
 def _live_handles() -> int:
     gc.collect()
-    return sum(isinstance(o, DeliveryHandle) for o in gc.get_objects())
+    return sum(type(o) is DeliveryHandle for o in gc.get_objects())
 
 
 def test_reports_after_the_loop_closed_do_not_accumulate() -> None:
