@@ -26,15 +26,15 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import confluent_kafka
 
-from eventwire._config import KafkaConfig, Scrubber
 from eventwire._errors import (
     BrokerUnavailableError,
     ConfigurationError,
 )
+from eventwire._scrub import Scrubber
 from eventwire.observability.logging import get_logger, librdkafka_level
 from eventwire.transports._connect_errors import (
     ConnectErrors,
@@ -70,6 +70,31 @@ def _closed_produce(*_args: object, **_kwargs: object) -> None:
     raise RuntimeError("the producer is closing")
 
 
+class ClientConfig(Protocol):
+    """What this transport reads of a :class:`~eventwire.KafkaConfig`.
+
+    Structural, so the transport does not import the configuration module, which asks
+    this one which properties librdkafka knows.
+    """
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port[,host:port]``."""
+        ...
+
+    def to_librdkafka(self) -> dict[str, Any]:
+        """The producer's librdkafka properties."""
+        ...
+
+    def client_properties(self) -> dict[str, Any]:
+        """The connection and login properties (for a consumer or an admin client)."""
+        ...
+
+    def secret_values(self) -> list[str]:
+        """Every secret value of the configuration (to scrub from texts)."""
+        ...
+
+
 class KafkaTransport(BaseTransport):
     """Sends records through librdkafka and reports each one exactly once.
 
@@ -100,7 +125,7 @@ class KafkaTransport(BaseTransport):
 
     def __init__(
         self,
-        config: KafkaConfig,
+        config: ClientConfig,
         *,
         connect_timeout: float | None = 10.0,
         on_stats: Callable[[str], None] | None = None,
@@ -533,16 +558,16 @@ def _text(exc: BaseException) -> str:
 
 
 def read_records(
-    cluster: str | KafkaConfig, topic: str, *, max_records: int, timeout: float
+    config: ClientConfig, topic: str, *, max_records: int, timeout: float
 ) -> list[tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]]:
     """Read up to ``max_records`` committed records of ``topic`` from the start of the log.
 
     Each record is ``(partition, offset, key, value, headers)``, sorted by partition
     then offset; a missing value or header value reads as ``b""``.
 
-    ``cluster`` is a bootstrap string (plaintext) or a :class:`KafkaConfig`, whose
-    connection and login (``client_properties()``: TLS, SASL, ``oauth_cb``) the
-    consumer uses; its error texts are scrubbed of the config's secrets.
+    ``config`` (a :class:`~eventwire.KafkaConfig`) gives the connection and login
+    (``client_properties()``: TLS, SASL, ``oauth_cb``) the consumer uses; its error
+    texts are scrubbed of the config's secrets.
 
     Promises: a throwaway consumer group reads every partition from its first offset
     (``read_committed``); no offset is committed and
@@ -556,7 +581,6 @@ def read_records(
     import time  # noqa: PLC0415 - kept local: only the dlq command reads topics
     import uuid  # noqa: PLC0415
 
-    config = cluster if isinstance(cluster, KafkaConfig) else KafkaConfig(cluster)
     scrub = Scrubber(config.secret_values())
     bootstrap_servers = config.bootstrap_servers
     consumer = confluent_kafka.Consumer(
