@@ -76,6 +76,14 @@ CONTENDERS: tuple[Contender, ...] = (
         requires=("opentelemetry.sdk",),
     ),
     Contender(
+        "eventwire-batch-traced-100",
+        "eventwire_sync",
+        "batch-traced-100",
+        latency="never",
+        summary="Publisher.publish_many (500 a call) + OTel SDK, sample all: a span per batch",
+        requires=("opentelemetry.sdk",),
+    ),
+    Contender(
         "eventwire-async", "eventwire_async", summary="AsyncPublisher, publish_nowait batches"
     ),
     Contender(

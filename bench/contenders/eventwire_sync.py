@@ -8,6 +8,9 @@ event, then ``flush()``. Variants (``ctx.variant``):
 * ``traced-100``: SDK TracerProvider + BatchSpanProcessor + counting no-op
   exporter, ALWAYS_ON sampler.
 * ``traced-1``: the same with ``ParentBased(TraceIdRatioBased(0.01))``.
+* ``batch-traced-100``: as ``traced-100``, but ``publish_many()`` of
+  :data:`BATCH` events at a time: one ``send`` span per batch, every record
+  carrying its traceparent (the semantic conventions' batch send).
 
 The run notes how many spans the SDK exported: 0 means eventwire created no
 spans (its tracing did not exist yet), so the run measured eventwire with an SDK
@@ -28,7 +31,10 @@ from bench.profiling import profiled
 from eventwire import DeliveryError, DeliveryHandle, Publisher, Route
 from eventwire_devkit.demo.messages import OrderEventMessage
 
-__all__ = ["latency", "throughput"]
+__all__ = ["BATCH", "latency", "throughput"]
+
+#: Events per publish_many() call of the ``batch-traced-100`` variant.
+BATCH = 500
 
 
 def _setup(ctx: RunContext) -> Any:
@@ -39,7 +45,7 @@ def _setup(ctx: RunContext) -> Any:
         return None  # the SDK is not even imported
     from bench.otel import install_sdk  # noqa: PLC0415
 
-    if ctx.variant == "traced-100":
+    if ctx.variant in ("traced-100", "batch-traced-100"):
         return install_sdk("all")
     if ctx.variant == "traced-1":
         return install_sdk("1%")
@@ -73,8 +79,15 @@ def throughput(ctx: RunContext) -> ThroughputSample:
         sw = Stopwatch()
         with profiled(ctx.profile_path):
             sw.start()
-            for i in range(ctx.events):
-                publish(pool[i & mask])
+            if ctx.variant == "batch-traced-100":
+                publish_many = publisher.publish_many
+                for start in range(0, ctx.events, BATCH):
+                    publish_many(
+                        [pool[i & mask] for i in range(start, min(start + BATCH, ctx.events))]
+                    )
+            else:
+                for i in range(ctx.events):
+                    publish(pool[i & mask])
             try:
                 publisher.flush(120)
             except DeliveryError as exc:
