@@ -1,4 +1,7 @@
-"""The relay claims its next batch while the acks of the last one come in (SQLite, memory)."""
+"""The relay claims its next batch while the acks of the last one come in.
+
+On SQLite with the claim ahead turned on (PostgreSQL has it) and the memory transport.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +22,15 @@ def entry(n: int, key: str) -> OutboxEntry:
     )
 
 
+class AheadSQLite(SQLiteOutbox):
+    """SQLite with the relay's claim ahead on (as the PostgreSQL store has it)."""
+
+    _CLAIM_AHEAD = True
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> SQLiteOutbox:
-    return SQLiteOutbox(tmp_path / "outbox.db")
+    return AheadSQLite(tmp_path / "outbox.db")
 
 
 def leased_to(store: SQLiteOutbox, owner: str) -> list[str]:
@@ -166,7 +175,7 @@ class TestClaimAhead:
     ) -> None:
         """A subclass gating or counting claims keeps one claim_batch call per round."""
 
-        class Counting(SQLiteOutbox):
+        class Counting(AheadSQLite):
             claims = 0
 
             def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
@@ -180,3 +189,11 @@ class TestClaimAhead:
         assert store.claims == 1 and leased_to(store, relay.owner) == []
         relay.run_once()
         assert store.claims == 2
+
+    def test_the_sqlite_store_is_claimed_once_per_round(self, tmp_path: Path) -> None:
+        """Plain SQLite: no claim ahead (its claim is this process's CPU, no faster ahead)."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
+        relay = OutboxRelay(store, MemoryTransport, batch_size=2)
+        assert relay.run_once() == 2
+        assert leased_to(store, relay.owner) == []

@@ -339,6 +339,10 @@ class PostgresOutbox:
     :class:`OutboxWriteError`); the next call tries to connect again.
     """
 
+    #: Whether the relay claims the next batch while the last one's acks come in
+    #: (its claim is the server's work: it overlaps the wait for acks).
+    _CLAIM_AHEAD = True
+
     def __init__(self, dsn: str, *, connect_timeout_s: float = 10.0) -> None:
         try:
             import psycopg  # noqa: PLC0415
