@@ -233,6 +233,32 @@ class TestLeases:
         assert all(seq == sorted(seq) for seq in per_key.values())
 
 
+class TestClaimAhead:
+    """The claim a relay makes while its previous batch is still being delivered."""
+
+    def test_entries_in_flight_hold_no_key_back_and_are_not_claimed_again(self, store: Any) -> None:
+        """Passing over the relay's own in-flight entries, the claim takes the later
+        entries of their keys, in order, and never the in-flight ones."""
+        store.add([entry(1, key=b"a"), entry(2, key=b"b"), entry(3, key=b"a"), entry(4)])
+        first = store.claim_batch(2, owner="r", lease_s=30)
+        assert ids(first) == ["id-1", "id-2"]
+        # a plain claim: the leased entries hold their keys back
+        assert ids(store.claim_batch(10, owner="x", lease_s=30)) == ["id-4"]
+        nxt = store._claim_passing(10, owner="r", lease_s=30, in_flight=[c.id for c in first])
+        assert ids(nxt) == ["id-3"]
+
+    def test_a_held_entry_not_in_flight_still_holds_its_key_back(
+        self, backend: Backend, store: Any
+    ) -> None:
+        """Only the entries named in flight pass: an entry waiting for its retry still
+        holds the later entries of its key back."""
+        store.add([entry(1, key=b"a"), entry(2, key=b"b"), entry(3, key=b"a"), entry(4, key=b"b")])
+        first = store.claim_batch(2, owner="r", lease_s=30)
+        store.mark_retry(first[0].id, "_MSG_TIMED_OUT: x", 60, owner="r")
+        nxt = store._claim_passing(10, owner="r", lease_s=30, in_flight=[first[1].id])
+        assert ids(nxt) == ["id-4"]
+
+
 class TestRetries:
     def test_a_held_back_entry_blocks_later_entries_of_its_key(self, store: Any) -> None:
         """While entry 1 of key k waits for its retry, entry 2 of k is not claimable; other keys are."""

@@ -9,7 +9,7 @@ statements stay in the store modules.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -136,6 +136,7 @@ def pick_sendable(
     topic: int,
     key: int,
     held: int,
+    in_flight: Container[int] = (),
 ) -> bool:
     """Walk pending ``rows`` in claim order, appending the sendable ones to ``picked``.
 
@@ -146,8 +147,14 @@ def pick_sendable(
     once ``picked`` holds ``limit`` rows (the walk stops there), so a claim reads
     the rows up to its last pick and no further: O(batch + held back), not
     O(backlog).
+
+    ``in_flight``: ids (column 0) of rows the claiming relay leased and is still
+    delivering in order; such a row is never picked and does not hold its key back
+    (the relay sends what is picked after it, and holds it back if it fails).
     """
     for row in rows:
+        if row[0] in in_flight:
+            continue
         group = (row[topic], bytes(row[key] or b""))
         if row[held]:  # nothing later of its key may go out
             blocked.add(group)

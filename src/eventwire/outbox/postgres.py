@@ -35,6 +35,12 @@ the idempotent updates are retried once on a new connection; ``add`` is retried
 only when the failure came before COMMIT (nothing was written), and a failure
 during COMMIT raises :class:`OutboxWriteError` with ``possibly_written=True``.
 
+Storage: the table is created with ``fillfactor = 60``. A claim rewrites each row
+it leases (owner, lease times, attempts: no indexed column), and with room left on
+the row's page PostgreSQL makes that a HOT update, which adds no index entries;
+on full pages every lease added one entry to each of the four indexes. This cut
+a 2,000-row lease by about a quarter. A table created without it works as before.
+
 Schema: a table made by an older eventwire (without ``xid``, ``leased_at``,
 ``retry_scheduled_at``) is refused with a :class:`ConfigurationError`; it is not
 migrated.
@@ -45,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventwire._errors import ConfigurationError, OutboxWriteError
@@ -93,7 +99,7 @@ CREATE TABLE IF NOT EXISTS eventwire_outbox (
     last_error         TEXT,
     first_failed_at    DOUBLE PRECISION,
     sent_at            DOUBLE PRECISION
-);
+) WITH (fillfactor = 60);
 CREATE TABLE IF NOT EXISTS eventwire_outbox_relays (
     owner         TEXT PRIMARY KEY,
     last_round_at DOUBLE PRECISION NOT NULL,
@@ -333,6 +339,10 @@ class PostgresOutbox:
     :class:`OutboxWriteError`); the next call tries to connect again.
     """
 
+    #: Whether the relay claims the next batch while the last one's acks come in
+    #: (its claim is the server's work: it overlaps the wait for acks).
+    _CLAIM_AHEAD = True
+
     def __init__(self, dsn: str, *, connect_timeout_s: float = 10.0) -> None:
         try:
             import psycopg  # noqa: PLC0415
@@ -559,9 +569,21 @@ class PostgresOutbox:
         entries early, which at worst sends them again (same ``ce_id``), as a lease
         taken over after it expired does.
         """
+        return self._claim_passing(limit, owner=owner, lease_s=lease_s, in_flight=())
+
+    def _claim_passing(
+        self, limit: int, *, owner: str, lease_s: float, in_flight: Collection[int]
+    ) -> list[ClaimedEntry]:
+        """:meth:`claim_batch`, except that the rows ``in_flight`` hold no key back.
+
+        The relay claims its next batch with the ids of the batch it is still
+        delivering (leased to it, sent in order before anything claimed now); see
+        :func:`eventwire.outbox._sql.pick_sendable`.
+        """
         if limit <= 0:
             return []
         page = max(limit, 100)
+        passing = frozenset(in_flight)
 
         def work(conn: psycopg.Connection[Any]) -> list[Any]:
             conn.execute(_CLAIM_SETUP, (_CLAIM_LOCK,))
@@ -570,7 +592,9 @@ class PostgresOutbox:
             after = {"xid": "0", "id": 0, "page": page}
             while True:
                 rows = conn.execute(_PENDING_PAGE, after).fetchall()
-                full = _sql.pick_sendable(rows, picked, blocked, limit, topic=2, key=3, held=4)
+                full = _sql.pick_sendable(
+                    rows, picked, blocked, limit, topic=2, key=3, held=4, in_flight=passing
+                )
                 if full or len(rows) < page:
                     break
                 after = {"xid": rows[-1][1], "id": rows[-1][0], "page": page}

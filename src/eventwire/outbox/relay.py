@@ -7,6 +7,12 @@ A round costs a fixed number of store transactions whatever its size: one claim,
 one ``mark_sent`` for the acknowledged entries, and one release of the failed and
 held-back ones (``mark_retry_many`` where the store has it; dead letters and parked
 entries, rare, are marked one by one).
+With the PostgreSQL store, a round claims the next batch while its own acks come
+in (the claim passes over the round's entries, which are leased to it, instead of
+holding their keys back); the next round sends that batch only after this one is
+settled, and holds back its entries of every key this round held back, so the
+next batch is sent exactly as if it had been claimed after the settle. A relay
+that stops, or pauses for its breaker, releases such a batch unattempted.
 A round's entries share one enqueue deadline (``ack_timeout``); once an entry of
 a (topic, key) is not enqueued (the local queue stayed full, Kafka refused it,
 or the producer hit a fatal error), the later entries of that key are held back
@@ -47,13 +53,14 @@ oldest pending age and, if it has one, its breaker's state (see
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
@@ -185,6 +192,31 @@ class _Outcome:
             self.messages[self.entry_id] = msg
 
 
+class _ClaimAhead(Protocol):
+    def __call__(
+        self, limit: int, *, owner: str, lease_s: float, in_flight: Collection[int]
+    ) -> list[ClaimedEntry]: ...
+
+
+def _claim_ahead(store: OutboxStore) -> _ClaimAhead | None:
+    """The store's claim that passes over entries in flight (PostgreSQL), or None.
+
+    PostgreSQL's claim is mostly the server's work, which overlaps the wait for acks;
+    SQLite's is this process's CPU, and claiming ahead measured no faster there
+    (and about 10 % more CPU per event: the walk reads the batch in flight again).
+
+    None also for a subclass that overrides ``claim_batch`` (e.g. to gate or count
+    claims): its relay claims once per round, after the settle, through it.
+    """
+    cls = type(store)
+    if not getattr(cls, "_CLAIM_AHEAD", False):
+        return None
+    definer = next((c for c in cls.__mro__ if "_claim_passing" in vars(c)), None)
+    if definer is None or cls.claim_batch is not vars(definer).get("claim_batch"):
+        return None
+    return cast("_ClaimAhead", store._claim_passing)  # type: ignore[attr-defined]
+
+
 class OutboxRelay:
     """Ships outbox entries to Kafka.
 
@@ -284,6 +316,14 @@ class OutboxRelay:
         #: The steps of the loop failing now; read by problem() from other threads.
         self._health = StepErrors(self.owner, self._count_error)
         self._died: str | None = None
+        #: The store's claim that passes over a batch in flight, if it has one.
+        self._claim_ahead = _claim_ahead(store)
+        #: The next batch, claimed while the last round's acks came in, and the
+        #: groups that round held back (the batch's entries of them are held back too).
+        self._ahead: list[ClaimedEntry] = []
+        self._ahead_blocked: set[tuple[str, bytes]] = set()
+        #: The groups the last _settle held back.
+        self._settled_blocked: set[tuple[str, bytes]] = set()
 
     @property
     def transport(self) -> BaseTransport:
@@ -305,38 +345,93 @@ class OutboxRelay:
                 Entries claimed by a failed round come back when their lease ends.
         """
         if self._stopping:
+            self._release_ahead()
             return 0
         if self._fatal:
             self._restart_transport()
         if self.breaker is not None and not self.breaker.allow():
+            self._release_ahead()
             return 0  # Kafka is unreachable: the backlog stays on disk
-        claimed = self.store.claim_batch(self.batch_size, owner=self.owner, lease_s=self.lease_s)
+        # a batch claimed ahead goes out with the groups its predecessor held back held
+        claimed, held = self._ahead, self._ahead_blocked
+        self._ahead, self._ahead_blocked = [], set()
+        if not claimed:
+            held = set()
+            claimed = self.store.claim_batch(
+                self.batch_size, owner=self.owner, lease_s=self.lease_s
+            )
         if not claimed:
             return 0
         results: dict[int, tuple[str, str] | None] = {}
         # the acks' messages are kept only for a listener
         messages: dict[int, ReportMessage] | None = {} if self.listener is not None else None
-        self._send_all(claimed, results, messages)
-        self._transport.flush(self.ack_timeout)
-        self._settle(claimed, results, messages)
+        self._send_all(claimed, results, messages, held)
+        ahead = self._claim_next(claimed)
+        try:
+            self._transport.flush(self.ack_timeout)
+            self._settled_blocked = set()
+            self._settle(claimed, results, messages)
+        except BaseException:
+            with contextlib.suppress(Exception):  # else its lease ends
+                self._release(ahead)
+            raise
+        if ahead:
+            self._ahead, self._ahead_blocked = ahead, self._settled_blocked
         self.stats.rounds += 1
         return len(claimed)
+
+    def _claim_next(self, sent: list[ClaimedEntry]) -> list[ClaimedEntry]:
+        """Claim the next batch while ``sent``'s acks come in; [] if not worth it or failing.
+
+        Only after a full batch (more is likely waiting), with a store that can pass
+        over the entries in flight. A failing claim is not this round's error: the
+        next round's own claim meets (and reports) it.
+        """
+        claim = self._claim_ahead
+        if claim is None or len(sent) < self.batch_size or self._fatal or self._stopping:
+            return []
+        try:
+            return claim(
+                self.batch_size,
+                owner=self.owner,
+                lease_s=self.lease_s,
+                in_flight=[item.id for item in sent],
+            )
+        except Exception:
+            return []
+
+    def _release_ahead(self) -> None:
+        """Put back, unattempted, a batch claimed ahead and not sent (a stop, an open breaker).
+
+        Its entries are claimable again at once; otherwise they would wait for
+        their lease to end. Raises what the store raises (the lease then ends).
+        """
+        ahead, self._ahead, self._ahead_blocked = self._ahead, [], set()
+        self._release(ahead)
+
+    def _release(self, batch: list[ClaimedEntry]) -> None:
+        if batch:
+            note = f"{_HELD_BACK}: claimed ahead, not sent"
+            self._mark_retries([(item.id, note, 0.0, False) for item in batch])
 
     def _send_all(
         self,
         claimed: list[ClaimedEntry],
         results: dict[int, tuple[str, str] | None],
         messages: dict[int, ReportMessage] | None,
+        held: set[tuple[str, bytes]] | None = None,
     ) -> None:
         """Enqueue a round's entries in claim order, never letting a key's entries overtake.
 
         The round shares one enqueue deadline (``ack_timeout`` from now). Once an
         entry is not enqueued (queue still full at the deadline, or refused), the
         later entries of its (topic, key) are held back (``_HELD_BACK``), and after a
-        fatal producer error all the rest are.
+        fatal producer error all the rest are. The entries of the groups ``held``
+        (those the previous round held back, when this batch was claimed ahead of
+        its settle) are held back from the start.
         """
         deadline = time.monotonic() + self.ack_timeout
-        stopped: set[tuple[str, bytes]] = set()
+        stopped: set[tuple[str, bytes]] = set(held) if held else set()
         for item in claimed:
             e = item.entry
             group = (e.topic, e.key or b"")  # None and b"" share one order
@@ -433,6 +528,7 @@ class OutboxRelay:
                 failed.append(item)
                 if result[0] == _HELD_BACK or not self._gives_up(item, result[0]):
                     blocked.add(group)
+        self._settled_blocked = blocked
         if acked:
             self.store.mark_sent([item.id for item in acked])
             self.stats.sent += len(acked)
@@ -628,6 +724,7 @@ class OutboxRelay:
                 failing_loops = 0
                 if not moved:
                     stop.wait(self.idle_interval_s)
+        self._step("round", self._release_ahead)
 
     def _step(self, step: RelayStep, action: Callable[[], _T]) -> _T | None:
         """Run one step of the loop; its error is logged once, counted, and kept (None)."""
@@ -670,12 +767,16 @@ class OutboxRelay:
         Raises whatever the store raises (see :meth:`run_once`).
         """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.run_once() == 0:
-                status = self.store.status()
-                if status.pending == 0:
-                    return True
-                time.sleep(self.idle_interval_s)
+        try:
+            while time.monotonic() < deadline:
+                if self.run_once() == 0:
+                    status = self.store.status()
+                    if status.pending == 0:
+                        return True
+                    time.sleep(self.idle_interval_s)
+        finally:
+            with contextlib.suppress(Exception):  # else its lease ends
+                self._release_ahead()
         return self.store.status().pending == 0
 
     def start(self) -> OutboxRelay:
@@ -718,7 +819,13 @@ class OutboxRelay:
             self._stopping = True
         if self._thread is not None:
             self._thread.join(timeout)
+            finished = not self._thread.is_alive()
             self._thread = None
+        else:
+            finished = True
+        if finished:  # a batch claimed ahead by run_once() calls (its thread releases its own)
+            with contextlib.suppress(Exception):  # else its lease ends
+                self._release_ahead()
         if self.metrics is not None:
             self.metrics.close()
         self._transport.close(max(0.0, min(deadline - time.monotonic(), 5.0)))

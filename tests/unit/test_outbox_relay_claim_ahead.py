@@ -1,0 +1,199 @@
+"""The relay claims its next batch while the acks of the last one come in.
+
+On SQLite with the claim ahead turned on (PostgreSQL has it) and the memory transport.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventwire.outbox import OutboxEntry, OutboxRelay, SQLiteOutbox
+from eventwire.outbox.base import ClaimedEntry
+from eventwire.transports.base import TransportQueueFull
+from eventwire.transports.memory import MemoryTransport
+
+
+def entry(n: int, key: str) -> OutboxEntry:
+    return OutboxEntry(
+        f"id-{n}", "T", "orders", key.encode(), f"v{n}".encode(), (("ce_id", f"id-{n}".encode()),)
+    )
+
+
+class AheadSQLite(SQLiteOutbox):
+    """SQLite with the relay's claim ahead on (as the PostgreSQL store has it)."""
+
+    _CLAIM_AHEAD = True
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteOutbox:
+    return AheadSQLite(tmp_path / "outbox.db")
+
+
+def leased_to(store: SQLiteOutbox, owner: str) -> list[str]:
+    rows = store._conn.execute(
+        "SELECT event_id FROM eventwire_outbox WHERE state = 'pending' AND lease_owner = ?"
+        " ORDER BY id",
+        (owner,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def last_copies(transport: MemoryTransport, key: bytes) -> list[bytes]:
+    """The values of ``key`` in the order of their last copy in the log."""
+    last: dict[bytes, int] = {}
+    for r in transport.records("orders"):
+        if r.key == key:
+            last[r.value] = max(last.get(r.value, -1), r.sequence)
+    return sorted(last, key=last.__getitem__)
+
+
+class FullFor(MemoryTransport):
+    """A memory transport whose local queue is full for one record value until healed."""
+
+    def __init__(self, value: bytes | None) -> None:
+        super().__init__()
+        self.full_for = value
+
+    def send(self, topic, key, value, headers, on_delivery):  # type: ignore[no-untyped-def]
+        if value == self.full_for:
+            raise TransportQueueFull()
+        super().send(topic, key, value, headers, on_delivery)
+
+
+class TestClaimAhead:
+    def test_the_next_batch_is_claimed_before_the_round_ends_and_sent_in_the_next(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """After a full batch, the round leases the next one (the later entries of the same
+        keys included) and the next round sends it; every key stays in order."""
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 7)])
+        transport = MemoryTransport()
+        relay = OutboxRelay(store, lambda: transport, batch_size=2)
+        assert relay.run_once() == 2
+        assert [r.value for r in transport.records("orders")] == [b"v1", b"v2"]
+        assert leased_to(store, relay.owner) == ["id-3", "id-4"]
+        assert relay.drain(timeout=5)
+        for key in (b"k0", b"k1"):
+            values = [int(r.value[1:]) for r in transport.records("orders") if r.key == key]
+            assert values == sorted(values)
+        assert len(transport.records("orders")) == 6
+        assert relay.stats.held_back == 0
+
+    def test_a_failure_in_the_batch_in_flight_holds_back_its_key_in_the_next(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """An entry whose delivery fails while the next batch is already claimed: that
+        batch's entries of its key are held back (unsent, unattempted), other keys go
+        out, and the key's events reach the log in order after the retry."""
+        store.add([entry(1, "a"), entry(2, "a"), entry(3, "a"), entry(4, "b")])
+        transport = MemoryTransport()
+        transport.fail_next(1, "_MSG_TIMED_OUT")  # a's first event
+        relay = OutboxRelay(
+            store, lambda: transport, batch_size=2, base_backoff_s=0.01, max_backoff_s=0.02
+        )
+        assert relay.run_once() == 2
+        assert leased_to(store, relay.owner) == ["id-3", "id-4"]  # claimed ahead
+        assert relay.run_once() == 2  # the batch claimed ahead
+        sent = [r.value for r in transport.records("orders")]
+        assert b"v3" not in sent and b"v4" in sent
+        assert store.list_parked() == []
+        row = store._conn.execute(
+            "SELECT attempts, last_error FROM eventwire_outbox WHERE event_id = 'id-3'"
+        ).fetchone()
+        assert row[0] == 0 and row[1].startswith("_HELD_BACK")
+        assert relay.drain(timeout=5)
+        assert last_copies(transport, b"a") == [b"v1", b"v2", b"v3"]
+        assert relay.stats.retried == 1
+
+    def test_an_entry_not_enqueued_in_flight_holds_back_its_key_in_the_next(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """An entry left out by a full queue in the batch in flight holds back its key's
+        entries of the batch claimed ahead too."""
+        store.add([entry(1, "a"), entry(2, "b"), entry(3, "a"), entry(4, "b")])
+        transport = FullFor(b"v1")  # a's first event stays out
+        relay = OutboxRelay(
+            store,
+            lambda: transport,
+            batch_size=2,
+            ack_timeout=0.05,
+            base_backoff_s=0.01,
+            max_backoff_s=0.02,
+        )
+        relay.run_once()
+        assert leased_to(store, relay.owner) == ["id-3", "id-4"]  # claimed ahead
+        relay.run_once()
+        assert [r.value for r in transport.records("orders")] == [b"v2", b"v4"]
+        transport.full_for = None
+        assert relay.drain(timeout=5)
+        assert last_copies(transport, b"a") == [b"v1", b"v3"]
+        assert last_copies(transport, b"b") == [b"v2", b"v4"]
+
+    def test_stop_puts_back_a_batch_claimed_ahead_unattempted(self, store: SQLiteOutbox) -> None:
+        """A relay stopped between rounds releases the batch it claimed ahead: claimable at
+        once by another relay, its attempt taken back."""
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
+        transport = MemoryTransport()
+        relay = OutboxRelay(store, lambda: transport, batch_size=2)
+        relay.run_once()
+        assert leased_to(store, relay.owner) == ["id-3", "id-4"]
+        relay.stop()
+        assert leased_to(store, relay.owner) == []
+        claimed = store.claim_batch(10, owner="next", lease_s=30)
+        assert [(c.entry.event_id, c.attempts) for c in claimed] == [("id-3", 0), ("id-4", 0)]
+
+    def test_an_open_breaker_puts_back_a_batch_claimed_ahead(self, store: SQLiteOutbox) -> None:
+        """While the breaker keeps the relay from sending, nothing stays leased to it."""
+
+        class Closed:
+            open = False
+            name = "relay"
+
+            def allow(self) -> bool:
+                return not self.open
+
+            def record_success(self) -> None: ...
+
+            def record_failure(self, code: str, reason: str) -> None: ...
+
+        breaker: Any = Closed()
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
+        transport = MemoryTransport()
+        relay = OutboxRelay(store, lambda: transport, batch_size=2, breaker=breaker)
+        relay.run_once()
+        assert leased_to(store, relay.owner) == ["id-3", "id-4"]
+        breaker.open = True
+        assert relay.run_once() == 0
+        assert leased_to(store, relay.owner) == []
+
+    def test_a_store_that_overrides_claim_batch_is_claimed_once_per_round(
+        self, tmp_path: Path
+    ) -> None:
+        """A subclass gating or counting claims keeps one claim_batch call per round."""
+
+        class Counting(AheadSQLite):
+            claims = 0
+
+            def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
+                self.claims += 1
+                return super().claim_batch(limit, owner=owner, lease_s=lease_s)
+
+        store = Counting(tmp_path / "o.db")
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
+        relay = OutboxRelay(store, MemoryTransport, batch_size=2)
+        relay.run_once()
+        assert store.claims == 1 and leased_to(store, relay.owner) == []
+        relay.run_once()
+        assert store.claims == 2
+
+    def test_the_sqlite_store_is_claimed_once_per_round(self, tmp_path: Path) -> None:
+        """Plain SQLite: no claim ahead (its claim is this process's CPU, no faster ahead)."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
+        relay = OutboxRelay(store, MemoryTransport, batch_size=2)
+        assert relay.run_once() == 2
+        assert leased_to(store, relay.owner) == []
