@@ -69,7 +69,9 @@ class InFlight:
         #: for observed ones to let go: a scan costs KEPT_FAILURES, so at most one per
         #: KEPT_FAILURES failures (amortized O(1) each, however long the burst).
         self._scan_in = 0
-        self._hooks: list[SettleHook] = []
+        #: Told of every settled event (metrics, breaker, the asyncio bridge): see
+        #: :meth:`on_settle` and :meth:`run_hooks`.
+        self.hooks: list[SettleHook] = []
         self._abandon_hooks: list[SettleHook] = []
         #: One entry per send past the close gate (see :meth:`gate`).
         self.senders: deque[None] = deque()
@@ -129,7 +131,7 @@ class InFlight:
         With ``abandoned`` also for events refused before they were enqueued (whose
         error the caller got directly), e.g. to count them.
         """
-        self._hooks.append(hook)
+        self.hooks.append(hook)
         if abandoned:
             self._abandon_hooks.append(hook)
 
@@ -157,13 +159,18 @@ class InFlight:
         if failure is not None:  # recorded first: a flush that sees the ledger empty
             self._keep(handle)  # must also see this failure
         self.pending.pop(handle, None)
-        for hook in self._hooks:
+        if self.hooks:
+            self.run_hooks(handle, failure)
+        if failure is not None:
+            _log_failure(failure)
+
+    def run_hooks(self, handle: DeliveryHandle, failure: DeliveryFailure | None) -> None:
+        """Tell every settle hook of ``handle``, once it is out of :attr:`pending`."""
+        for hook in self.hooks:
             try:
                 hook(handle, failure)
             except Exception:  # a hook's error is logged, never raised into a report
                 _log.exception("settle_hook_failed", event_id=handle.event_id)
-        if failure is not None:
-            _log_failure(failure)
 
     def keep_refused(self, handle: DeliveryHandle) -> None:
         """Keep, for flush, and log the failure of an event refused without a report.
