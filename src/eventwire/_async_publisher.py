@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -23,8 +24,6 @@ from eventwire.outbox.base import OutboxStore
 from eventwire.outbox.relay import RelayFailingError
 
 __all__ = ["AsyncPublisher"]
-
-_running_loop = asyncio.get_running_loop
 
 
 def _fail(ledger: InFlight, handle: DeliveryHandle, error: BaseException) -> None:
@@ -110,8 +109,8 @@ class AsyncPublisher(Facade):
         producer = self._core.producer
         assert producer is not None
         self._producer = producer
-        # Every await waits on a report: keep the poll thread responsive.
-        producer.set_busy_backoff(0.001)
+        #: A :meth:`_serve_now` is scheduled on the loop (one per burst of sends).
+        self._serve_scheduled = False
         self._core.use_breaker(resolved.circuit_breaker)
         # flush()/close() take the failures with a future on the loop (_loop_failures).
         self._core.ledger.defer_futures = True
@@ -152,6 +151,8 @@ class AsyncPublisher(Facade):
             raise PublisherStateError(
                 "this AsyncPublisher is bound to another event loop; create one per loop"
             )
+        else:
+            bridge.thread = threading.get_ident()  # the same loop, now run on this thread
         return bridge
 
     def publish_nowait(
@@ -172,7 +173,7 @@ class AsyncPublisher(Facade):
         if core.unusable:
             core.check_usable()
         bridge = self._bridge
-        if bridge is None or bridge.loop is not _running_loop():
+        if bridge is None or not bridge.on_loop():
             bridge = self._bind()
         record = core.prepare(event, event_id, headers)
         fut: asyncio.Future[DeliveryResult] = bridge.loop.create_future()
@@ -185,7 +186,22 @@ class AsyncPublisher(Facade):
             return fut
         if self._backlog or not self._producer.try_send(record):
             self._wait_for_room(record, bridge.loop)
+        if not self._serve_scheduled:
+            self._serve_scheduled = True
+            bridge.loop.call_soon(self._serve_now)
         return fut
+
+    def _serve_now(self) -> None:
+        """The publishing task yielded to the loop: have reports served as they come.
+
+        While sends keep coming, the poll thread polls only every few milliseconds
+        (``send()`` serves ready reports inline, and a busier poll thread would fight
+        the loop for the GIL). Once the loop has nothing more to send, a waiting
+        ``await`` must not sit out that backoff: this wakes the poll thread, once
+        per burst of ``publish_nowait`` calls.
+        """
+        self._serve_scheduled = False
+        self._producer.wake()
 
     def _wait_for_room(self, record: Record, loop: asyncio.AbstractEventLoop) -> None:
         """Queue ``record`` behind the events already waiting; start draining them."""

@@ -108,7 +108,6 @@ class Producer:
         #: closes it at once, so nothing is sent after close() returned.
         self._closed_early = False
         self._error_listeners: list[Callable[[str, str], None]] = []
-        self._busy_backoff_s: float | None = None
         ledger.holds_back = self.holds_back
         ledger.wake = self.wake
         self._attach(transport)
@@ -261,19 +260,12 @@ class Producer:
         self._error_listeners.append(listener)
         self.transport.on_error(listener)
 
-    def set_busy_backoff(self, seconds: float) -> None:
-        """How long a polling thread waits between polls while sends keep coming."""
-        self._busy_backoff_s = seconds
-        self.transport.set_busy_backoff(seconds)
-
     def _attach(self, transport: BaseTransport) -> None:
         if transport.queued_may_be_written:
             self._ledger.queued_may_be_written = True
         transport.on_fatal(functools.partial(self._on_fatal_from, transport))
         for listener in self._error_listeners:
             transport.on_error(listener)
-        if self._busy_backoff_s is not None:
-            transport.set_busy_backoff(self._busy_backoff_s)
 
     # -- fatal errors: replace and re-send, or give up -----------------------------------------
     def holds_back(self, code: str) -> bool:

@@ -124,3 +124,41 @@ class TestLoopNeverBlocks:
         median, worst = run(main())
         assert median < 0.02, f"median loop lag {median * 1000:.1f} ms"
         assert worst < 1.0, f"event loop stalled for {worst * 1000:.0f} ms"
+
+
+class _WakeCounting(MemoryTransport):
+    """A memory transport that counts wake() calls (the 'serve reports now' hint)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wakes = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+
+class TestServeHint:
+    def test_a_burst_of_publish_nowait_wakes_the_transport_once_the_loop_is_free(
+        self,
+    ) -> None:
+        """While the publishing task runs, the transport is left to batch its polling;
+        when the task yields, one wake() per burst asks it to serve reports as they
+        come (so an await never sits out the poll thread's busy backoff)."""
+
+        async def main() -> list[int]:
+            transport = _WakeCounting()
+            seen: list[int] = []
+            async with AsyncPublisher(transport=transport) as pub:
+                transport.pause()
+                futures = [pub.publish_nowait(order(n)) for n in range(50)]
+                seen.append(transport.wakes)
+                await asyncio.sleep(0)
+                seen.append(transport.wakes)
+                futures += [pub.publish_nowait(order(n)) for n in range(50, 60)]
+                await asyncio.sleep(0)
+                seen.append(transport.wakes)
+                transport.resume()
+                await asyncio.gather(*futures)
+            return seen
+
+        assert run(main()) == [0, 1, 2]

@@ -1,4 +1,7 @@
-"""eventwire._loop_bridge: settled deliveries reach an asyncio loop, one wake-up per burst.
+"""eventwire._loop_bridge: settled deliveries reach an asyncio loop.
+
+A report served on the loop's thread resolves its future at once; reports served on
+other threads cost one wake-up per burst.
 
 The bridge is driven as AsyncPublisher drives it: a handle carries its asyncio future,
 and the bridge is the ledger's settle hook.
@@ -75,14 +78,28 @@ def _run_once(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(asyncio.sleep(0))
 
 
-class TestWakeups:
-    def test_a_burst_of_reports_wakes_the_loop_once(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Any number of reports settled before the loop runs cost one wake-up."""
-        wakeups = _Wakeups(loop)
-        ledger, handles, futures = _bridged(loop, 100)
+def _settle_elsewhere(ledger: InFlight, handles: list[DeliveryHandle]) -> None:
+    """Settle ``handles`` on another thread (as the poll thread does), and wait for it."""
+
+    def settle_all() -> None:
         for handle in handles:
             ledger.settle(handle, _Report(), None)
+
+    reporter = threading.Thread(target=settle_all)
+    reporter.start()
+    reporter.join(30)
+    assert not reporter.is_alive()
+
+
+class TestWakeups:
+    def test_a_burst_of_reports_wakes_the_loop_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Any number of reports settled on another thread before the loop runs cost
+        one wake-up."""
+        wakeups = _Wakeups(loop)
+        ledger, handles, futures = _bridged(loop, 100)
+        _settle_elsewhere(ledger, handles)
         assert wakeups.count == 1
+        assert not any(f.done() for f in futures)
         _run_once(loop)
         assert all(f.done() for f in futures)
 
@@ -90,14 +107,39 @@ class TestWakeups:
         """After the loop drained a burst, the next report wakes it again (once)."""
         wakeups = _Wakeups(loop)
         ledger, handles, futures = _bridged(loop, 4)
-        ledger.settle(handles[0], _Report(), None)
-        ledger.settle(handles[1], _Report(), None)
+        _settle_elsewhere(ledger, handles[:2])
         _run_once(loop)
-        ledger.settle(handles[2], _Report(), None)
-        ledger.settle(handles[3], _Report(), None)
+        _settle_elsewhere(ledger, handles[2:])
         assert wakeups.count == 2
         _run_once(loop)
         assert all(f.done() for f in futures)
+
+    def test_reports_on_the_loop_thread_resolve_at_once_without_a_wakeup(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """A report served on the loop's own thread (inside publish_nowait) resolves its
+        future there and then: no queue, no call_soon_threadsafe."""
+        wakeups = _Wakeups(loop)
+        ledger, handles, futures = _bridged(loop, 3)
+        for handle in handles:
+            ledger.settle(handle, _Report(), None)
+        assert [f.result().event_id for f in futures] == ["id-0", "id-1", "id-2"]
+        assert wakeups.count == 0
+
+    def test_a_report_on_the_loop_thread_waits_behind_queued_ones(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Futures resolve in the order their reports were served: while reports from
+        another thread wait in the queue, one served on the loop's thread joins it."""
+        ledger, handles, futures = _bridged(loop, 2)
+        order: list[str] = []
+        for future in futures:
+            future.add_done_callback(lambda f: order.append(f.result().event_id))
+        _settle_elsewhere(ledger, handles[:1])
+        ledger.settle(handles[1], _Report(), None)
+        assert not futures[1].done()
+        _run_once(loop)
+        assert order == ["id-0", "id-1"]
 
     def test_a_handle_without_a_future_wakes_nothing(self, loop: asyncio.AbstractEventLoop) -> None:
         """A settled handle that nobody awaits (no future) does not wake the loop."""
@@ -168,6 +210,17 @@ class TestClosedLoop:
         wakeups = _Wakeups(loop)
         ledger, handles, _futures = _bridged(loop, 2)
         loop.close()
-        ledger.settle(handles[0], _Report(), None)
-        ledger.settle(handles[1], _Report(), None)
+        _settle_elsewhere(ledger, handles[:1])
+        _settle_elsewhere(ledger, handles[1:])
         assert wakeups.count == 2
+
+    def test_a_closed_loop_is_tolerated_on_its_own_thread(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """A report served on the closed loop's thread, for a future with a done-callback
+        (which set_result would schedule on the closed loop), settles without raising."""
+        ledger, [handle], [future] = _bridged(loop, 1)
+        future.add_done_callback(lambda _f: None)
+        loop.close()
+        ledger.settle(handle, _Report(), None)
+        assert handle.done()

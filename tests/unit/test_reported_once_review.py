@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,16 @@ from eventwire.outbox import SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
 from .conftest import order
+
+
+def _resume_on_another_thread(transport: MemoryTransport) -> None:
+    """Serve the held reports on another thread (as the poll thread does), blocking
+    the loop until done: the bridge has queued them and its drain has not run yet.
+    (A report served on the loop's own thread resolves its future at once.)"""
+    reporter = threading.Thread(target=transport.resume)
+    reporter.start()
+    reporter.join(30)
+    assert not reporter.is_alive()
 
 
 class TestCancelledAwait:
@@ -163,7 +174,7 @@ class TestAwaitRace:
             transport.fail_next(1, "_MSG_TIMED_OUT")
             awaiting = asyncio.create_task(pub.publish(order(1)))
             await asyncio.sleep(0)  # the task now awaits the event's future
-            transport.resume()  # settled; the bridge's drain has not run yet
+            _resume_on_another_thread(transport)  # settled; the drain has not run yet
             assert pub._core.ledger.failures_error(False, "flush") is None
             with pytest.raises(DeliveryError, match="_MSG_TIMED_OUT"):
                 await awaiting
@@ -185,7 +196,7 @@ class TestAwaitRace:
             transport.fail_next(1, "_MSG_TIMED_OUT")
             awaiting = asyncio.create_task(pub.publish(order(1)))
             await asyncio.sleep(0)
-            transport.resume()
+            _resume_on_another_thread(transport)
             assert pub._core.ledger.failures_error(False, "flush") is None
             awaiting.cancel()
             with pytest.raises(asyncio.CancelledError):

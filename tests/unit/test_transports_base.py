@@ -57,7 +57,6 @@ class TestDefaults:
         documented default."""
         transport = Minimal()
         transport.wake()
-        transport.set_busy_backoff(0.01)
         transport.surface_fatal()
         transport.wait_for_space(0)
         assert transport.check_connection(1) is None

@@ -155,13 +155,10 @@ class BaseTransport(abc.ABC):
         self._error_listeners.append(callback)
 
     def wake(self) -> None:
-        """Serve delivery reports promptly: a caller is blocked on one. Default: nothing."""
-        return None  # a default that does nothing, on purpose
+        """Serve delivery reports promptly: a caller waits for one. Default: nothing.
 
-    def set_busy_backoff(self, seconds: float) -> None:
-        """How long a polling thread waits between polls while sends keep coming.
-
-        Default: nothing (no polling thread).
+        Called when ``result()`` blocks, and by AsyncPublisher each time its loop
+        goes back to waiting after a burst of ``publish_nowait`` calls.
         """
         return None  # a default that does nothing, on purpose
 

@@ -321,7 +321,11 @@ class KafkaTransport(BaseTransport):
             _log.info("producer_dispose_error", error=self._scrub(repr(exc)))
 
     def wake(self) -> None:
-        """Make the poll thread serve reports now (someone is blocked on a result)."""
+        """Make the poll thread serve reports now and as they come (a caller waits).
+
+        Until the next ``send()``, the poll thread then blocks in ``poll()``
+        instead of polling every ``busy_backoff_s``.
+        """
         self._wake.set()
 
     def wait_for_space(self, timeout: float) -> None:
@@ -339,10 +343,6 @@ class KafkaTransport(BaseTransport):
             self._stop.wait(min(timeout, _POLL_INTERVAL_S))
         finally:
             serving.active = False
-
-    def set_busy_backoff(self, seconds: float) -> None:
-        """Poll only every ``seconds`` while sends keep coming (they serve reports inline)."""
-        self.busy_backoff_s = seconds
 
     def recreate(self) -> KafkaTransport:
         """A new producer with the same configuration (no start-up connection check)."""
@@ -375,6 +375,9 @@ class KafkaTransport(BaseTransport):
                     # once a millisecond bounds the extra ack latency to ~1 ms.
                     if self._wake.wait(self.busy_backoff_s):
                         self._wake.clear()
+                        # Woken (wake()): the publisher now waits for a report. Unless
+                        # it sends again first, the next poll blocks until one comes.
+                        seen_sends = self._sends
                     poll(0)
                 else:
                     poll(_POLL_INTERVAL_S)
