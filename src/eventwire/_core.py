@@ -257,14 +257,11 @@ class PublisherCore:
             # there is none (an empty Context).
             if tracing.spans or current_context():
                 tracing.start(handle, key, record_headers, len(value))
-            if self._keeps_records:  # (_resend_record, inlined)
-                handle._record = (
-                    key,
-                    value,
-                    tuple(record_headers[CE_HEADER_COUNT:])
-                    if len(record_headers) > CE_HEADER_COUNT
-                    else None,
-                )
+            if self._keeps_records:  # (_keep_for_resend, inlined)
+                handle._key = key
+                handle._value = value
+                if len(record_headers) > CE_HEADER_COUNT:
+                    handle._extra = tuple(record_headers[CE_HEADER_COUNT:])
         return Record(route.topic, key, value, record_headers, handle)
 
     def _encode_plain(self, event: Any) -> bytes:
@@ -318,7 +315,7 @@ class PublisherCore:
         """Start the span of a record prepared with ``traced=False``; keep what a re-send needs."""
         self.tracing.start(record.handle, record.key, record.headers, len(record.value))
         if self._keeps_records:
-            record.handle._record = _resend_record(record.key, record.value, record.headers)
+            _keep_for_resend(record)
 
     def trace_batch(self, records: list[Record]) -> BatchSpan | None:
         """One ``send`` span for records prepared with ``traced=False`` (``publish_many``).
@@ -332,7 +329,7 @@ class PublisherCore:
         )
         if self._keeps_records:
             for record in records:
-                record.handle._record = _resend_record(record.key, record.value, record.headers)
+                _keep_for_resend(record)
         return batch
 
     def count_outcome(self, topic: str, outcome: Outcome, n: int = 1) -> None:
@@ -467,18 +464,18 @@ def _build_config(options: Options) -> KafkaConfig | None:
     return KafkaConfig(bootstrap, profile=options.profile, overrides=dict(options.overrides or {}))
 
 
-def _resend_record(
-    key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
-) -> tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...] | None]:
-    """What a re-send after a fatal error needs: key, value, and the non-CloudEvents headers.
+def _keep_for_resend(record: Record) -> None:
+    """Keep on the handle what a re-send needs: key, value, non-CloudEvents headers.
 
     The CloudEvents headers are rebuilt from the handle (id, type, time) instead of
     kept: holding every in-flight event's header list costs more garbage-collector
     and allocator work per event than rebuilding the six headers on a re-send.
     """
+    handle, headers = record.handle, record.headers
+    handle._key = record.key
+    handle._value = record.value
     if len(headers) > CE_HEADER_COUNT:
-        return key, value, tuple(headers[CE_HEADER_COUNT:])
-    return key, value, None
+        handle._extra = tuple(headers[CE_HEADER_COUNT:])
 
 
 def _count_by_topic(handles: list[DeliveryHandle]) -> dict[str, int]:

@@ -375,8 +375,7 @@ class Producer:
             for handle in self._refill_order():
                 if self._ledger.closed:
                     break
-                key = handle._record[0] if handle._record is not None else None
-                group = (handle.topic, key or b"")  # None and b"" share one order
+                group = (handle.topic, handle._key or b"")  # None and b"" share one order
                 if group in stopped:
                     self._fail_resend(handle, "_QUEUE_FULL", "an earlier event of its key failed")
                     continue
@@ -431,15 +430,15 @@ class Producer:
         True if it is on its way, or settled (refused, or the queue stayed full);
         False if ``transport`` is fatal too: the handle stays pending.
         """
-        record = handle._record
+        value = handle._value
         if handle._done:
             return True
-        if record is None:  # not kept (sent before a replacement was possible)
+        if value is None:  # not kept (sent before a replacement was possible)
             self._fail_resend(handle, "_FATAL", "not kept for a re-send")
             return True
-        key, value, extra = record
+        key = handle._key
         headers = self._template_for(handle.event_type).build(
-            handle.event_id, handle.sent_at_ns // 1_000_000, extra
+            handle.event_id, handle.sent_at_ns // 1_000_000, handle._extra
         )
         callback = Resent(handle)
         fatal = False
