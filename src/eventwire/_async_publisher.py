@@ -50,8 +50,9 @@ class AsyncPublisher(Facade):
     Promises:
         * ``await publish(e)`` resolves when the broker acknowledges ``e`` and
           raises :class:`DeliveryError` if it fails; ``publish_nowait`` returns the
-          future at once. Delivery reports reach the loop through one thread-safe
-          wake-up per burst, never by blocking it.
+          future at once. A report served on the loop's thread (``publish_nowait``
+          serves ready ones) resolves its future there; the poll thread's reach the
+          loop through one thread-safe wake-up per burst, never by blocking it.
         * A full local queue is waited on with ``asyncio.sleep`` (bounded by
           ``enqueue_timeout``), never with a blocking call. Meanwhile every new
           event joins one FIFO backlog behind the waiting ones, so events are
