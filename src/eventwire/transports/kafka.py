@@ -390,7 +390,8 @@ class KafkaTransport(BaseTransport):
                 if busy:
                     # The publisher is busy and serves reports inline (see send()).
                     # Polling on every report would fight it for the GIL; polling
-                    # once a millisecond bounds the extra ack latency to ~1 ms.
+                    # every busy_backoff_s bounds how long the last reports of a
+                    # burst wait when nobody waits for them (a waiter wakes us).
                     if self._wake.wait(self.busy_backoff_s):
                         self._wake.clear()
                         # Woken (wake()): the publisher now waits for a report. Unless
