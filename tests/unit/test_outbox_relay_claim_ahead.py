@@ -1,12 +1,14 @@
 """The relay claims its next batch while the acks of the last one come in.
 
-On SQLite with the claim ahead turned on (PostgreSQL has it) and the memory transport.
+On SQLite (both stores claim ahead) and the memory transport. In its loops
+(``run``, ``drain``) the relay also leaves a full round's acked entries for the
+next claim ahead to mark sent, in the same transaction.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -22,15 +24,14 @@ def entry(n: int, key: str) -> OutboxEntry:
     )
 
 
-class AheadSQLite(SQLiteOutbox):
-    """SQLite with the relay's claim ahead on (as the PostgreSQL store has it)."""
-
-    _CLAIM_AHEAD = True
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> SQLiteOutbox:
-    return AheadSQLite(tmp_path / "outbox.db")
+    return SQLiteOutbox(tmp_path / "outbox.db")
+
+
+def states(store: SQLiteOutbox) -> dict[str, str]:
+    rows = store._conn.execute("SELECT event_id, state FROM eventwire_outbox").fetchall()
+    return dict(rows)
 
 
 def leased_to(store: SQLiteOutbox, owner: str) -> list[str]:
@@ -175,7 +176,7 @@ class TestClaimAhead:
     ) -> None:
         """A subclass gating or counting claims keeps one claim_batch call per round."""
 
-        class Counting(AheadSQLite):
+        class Counting(SQLiteOutbox):
             claims = 0
 
             def claim_batch(self, limit: int, *, owner: str, lease_s: float) -> list[ClaimedEntry]:
@@ -190,10 +191,110 @@ class TestClaimAhead:
         relay.run_once()
         assert store.claims == 2
 
-    def test_the_sqlite_store_is_claimed_once_per_round(self, tmp_path: Path) -> None:
-        """Plain SQLite: no claim ahead (its claim is this process's CPU, no faster ahead)."""
-        store = SQLiteOutbox(tmp_path / "o.db")
+    def test_run_once_marks_its_acks_before_it_returns(self, store: SQLiteOutbox) -> None:
+        """A public round leaves nothing unmarked: its acked entries are sent when it
+        returns, though the next batch is already claimed."""
         store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
         relay = OutboxRelay(store, MemoryTransport, batch_size=2)
         assert relay.run_once() == 2
+        assert leased_to(store, relay.owner) == ["id-3", "id-4"]
+        assert states(store) == {
+            "id-1": "sent",
+            "id-2": "sent",
+            "id-3": "pending",
+            "id-4": "pending",
+        }
+        assert relay.stats.sent == 2
+
+
+class TestMarksInTheNextClaim:
+    def test_the_loop_marks_a_full_rounds_acks_with_the_next_claim(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """In the loop, a full round's acks stay leased until the next round's claim
+        ahead marks them, in its own transaction; counts and the listener follow."""
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 7)])
+        told: list[str] = []
+        listener: Any = type(
+            "L",
+            (),
+            {
+                "delivered": lambda self, row_id, event_id, msg: told.append(event_id),
+                "given_up": lambda self, *a: None,
+            },
+        )()
+        relay = OutboxRelay(store, MemoryTransport, batch_size=2, listener=listener)
+        assert relay._round(defer_marks=True) == 2
+        assert states(store)["id-1"] == "pending" and relay.stats.sent == 0 and told == []
+        assert relay._round(defer_marks=True) == 2  # its claim ahead marked id-1 and id-2
+        assert states(store)["id-1"] == "sent" and states(store)["id-3"] == "pending"
+        assert told == ["id-1", "id-2"] and relay.stats.sent == 2
+        assert relay.drain(timeout=5)
+        assert set(states(store).values()) == {"sent"}
+        assert told == [f"id-{n}" for n in range(1, 7)] and relay.stats.sent == 6
+
+    def test_stop_marks_the_acks_left_for_the_next_claim(self, store: SQLiteOutbox) -> None:
+        """A relay stopped between rounds marks the acked entries it left unmarked, and
+        puts back the batch it claimed ahead: nothing stays leased to it."""
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
+        relay = OutboxRelay(store, MemoryTransport, batch_size=2)
+        relay._round(defer_marks=True)
+        assert leased_to(store, relay.owner) == ["id-1", "id-2", "id-3", "id-4"]
+        relay.stop()
         assert leased_to(store, relay.owner) == []
+        assert states(store) == {
+            "id-1": "sent",
+            "id-2": "sent",
+            "id-3": "pending",
+            "id-4": "pending",
+        }
+        assert relay.stats.sent == 2
+
+    def test_a_failing_claim_ahead_leaves_the_acks_to_be_marked_on_their_own(
+        self, tmp_path: Path
+    ) -> None:
+        """When the claim that would mark them fails, the acks are marked by themselves in
+        the same round: none is sent twice, none stays pending."""
+
+        store = SQLiteOutbox(tmp_path / "o.db")
+        claim = store._claim_passing
+        failed: list[bool] = []
+
+        def fails_once(limit: int, **kw: Any) -> list[ClaimedEntry]:
+            if kw.get("sent") and not failed:
+                failed.append(True)
+                raise OSError("disk I/O error")
+            return claim(limit, **kw)
+
+        store._claim_passing = fails_once  # type: ignore[method-assign]
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 7)])
+        transport = MemoryTransport()
+        relay = OutboxRelay(store, lambda: transport, batch_size=2)
+        assert relay.drain(timeout=5)
+        assert failed
+        assert set(states(store).values()) == {"sent"}
+        assert sorted(r.value for r in transport.records("orders")) == [
+            f"v{n}".encode() for n in range(1, 7)
+        ]
+        assert relay.stats.sent == 6
+
+    def test_a_store_that_overrides_mark_sent_marks_each_round_through_it(
+        self, tmp_path: Path
+    ) -> None:
+        """A subclass gating or counting marks gets every ack through its mark_sent, in
+        the round that got it: no claim ahead bypasses it."""
+
+        class Counting(SQLiteOutbox):
+            marked: ClassVar[list[int]] = []
+
+            def mark_sent(self, ids: Any, *, dead_lettered: str | None = None) -> None:
+                self.marked.extend(ids)
+                super().mark_sent(ids, dead_lettered=dead_lettered)
+
+        store = Counting(tmp_path / "o.db")
+        store.add([entry(n, key=f"k{n % 2}") for n in range(1, 5)])
+        relay = OutboxRelay(store, MemoryTransport, batch_size=2)
+        relay._round(defer_marks=True)
+        assert len(store.marked) == 2 and leased_to(store, relay.owner) == []
+        assert relay.drain(timeout=5)
+        assert len(store.marked) == 4

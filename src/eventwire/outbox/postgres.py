@@ -198,6 +198,12 @@ _DEAD_PEER_DEFAULTS: dict[str, Any] = {
 #: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
 _OWNED = " AND state = 'pending' AND lease_owner = %(owner)s"
 
+#: Mark rows done (parameters: ``last_error``, the ids); see ``mark_sent``.
+_MARK_SENT = (
+    f"UPDATE eventwire_outbox SET state = 'sent', sent_at = {_NOW}, lease_until = 0,"
+    " leased_at = 0, lease_owner = NULL, last_error = %s WHERE id = ANY(%s)"
+)
+
 _CLAIM_LOCK = 0x657665_6E74  # "event": the advisory lock that serializes claims
 
 _BEAT_INTERVAL_S = 1.0
@@ -572,21 +578,36 @@ class PostgresOutbox:
         return self._claim_passing(limit, owner=owner, lease_s=lease_s, in_flight=())
 
     def _claim_passing(
-        self, limit: int, *, owner: str, lease_s: float, in_flight: Collection[int]
+        self,
+        limit: int,
+        *,
+        owner: str,
+        lease_s: float,
+        in_flight: Collection[int],
+        sent: Sequence[int] = (),
     ) -> list[ClaimedEntry]:
         """:meth:`claim_batch`, except that the rows ``in_flight`` hold no key back.
 
         The relay claims its next batch with the ids of the batch it is still
         delivering (leased to it, sent in order before anything claimed now); see
-        :func:`eventwire.outbox._sql.pick_sendable`.
+        :func:`eventwire.outbox._sql.pick_sendable`. ``sent``: rows Kafka
+        acknowledged, marked sent (as :meth:`mark_sent`) in the same transaction,
+        before the claim; like the lease, it commits without waiting for its WAL
+        flush: a mark lost to a crash of the server only sends those entries
+        again (same ``ce_id``).
         """
-        if limit <= 0:
+        if limit <= 0 and not sent:
             return []
         page = max(limit, 100)
         passing = frozenset(in_flight)
+        sent_ids = list(sent)
 
         def work(conn: psycopg.Connection[Any]) -> list[Any]:
             conn.execute(_CLAIM_SETUP, (_CLAIM_LOCK,))
+            if sent_ids:
+                conn.execute(_MARK_SENT, (None, sent_ids))
+            if limit <= 0:
+                return []
             picked: list[Any] = []
             blocked: set[tuple[str, bytes]] = set()
             after = {"xid": "0", "id": 0, "page": page}
@@ -622,11 +643,7 @@ class PostgresOutbox:
         See :meth:`OutboxStore.mark_sent`.
         """
         if ids:
-            self._write(
-                f"UPDATE eventwire_outbox SET state = 'sent', sent_at = {_NOW}, lease_until = 0,"
-                " leased_at = 0, lease_owner = NULL, last_error = %s WHERE id = ANY(%s)",
-                (_sql.dead_lettered_error(dead_lettered), list(ids)),
-            )
+            self._write(_MARK_SENT, (_sql.dead_lettered_error(dead_lettered), list(ids)))
 
     def mark_retry(
         self,

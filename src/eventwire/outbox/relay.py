@@ -60,7 +60,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
@@ -194,25 +194,34 @@ class _Outcome:
 
 class _ClaimAhead(Protocol):
     def __call__(
-        self, limit: int, *, owner: str, lease_s: float, in_flight: Collection[int]
+        self,
+        limit: int,
+        *,
+        owner: str,
+        lease_s: float,
+        in_flight: Collection[int],
+        sent: Sequence[int] = (),
     ) -> list[ClaimedEntry]: ...
 
 
 def _claim_ahead(store: OutboxStore) -> _ClaimAhead | None:
-    """The store's claim that passes over entries in flight (PostgreSQL), or None.
+    """The store's claim that passes over entries in flight and marks others sent, or None.
 
-    PostgreSQL's claim is mostly the server's work, which overlaps the wait for acks;
-    SQLite's is this process's CPU, and claiming ahead measured no faster there
-    (and about 10 % more CPU per event: the walk reads the batch in flight again).
+    Both built-in stores have it: one transaction marks the last round's acked
+    entries sent and claims the next batch, while this round's acks come in, so
+    the store's work overlaps Kafka's instead of following it.
 
-    None also for a subclass that overrides ``claim_batch`` (e.g. to gate or count
-    claims): its relay claims once per round, after the settle, through it.
+    None for a subclass that overrides ``claim_batch`` or ``mark_sent`` (e.g. to
+    gate, count or fail them): its relay claims once per round, after the settle,
+    and marks each round's acks right away, through its own methods.
     """
     cls = type(store)
     if not getattr(cls, "_CLAIM_AHEAD", False):
         return None
     definer = next((c for c in cls.__mro__ if "_claim_passing" in vars(c)), None)
-    if definer is None or cls.claim_batch is not vars(definer).get("claim_batch"):
+    if definer is None or any(
+        getattr(cls, name) is not vars(definer).get(name) for name in ("claim_batch", "mark_sent")
+    ):
         return None
     return cast("_ClaimAhead", store._claim_passing)  # type: ignore[attr-defined]
 
@@ -324,6 +333,12 @@ class OutboxRelay:
         self._ahead_blocked: set[tuple[str, bytes]] = set()
         #: The groups the last _settle held back.
         self._settled_blocked: set[tuple[str, bytes]] = set()
+        #: The acked entries of the last round (and their messages, for a listener),
+        #: not yet marked sent: the next claim ahead marks them in its transaction.
+        self._unmarked: list[ClaimedEntry] = []
+        self._unmarked_messages: dict[int, ReportMessage] | None = None
+        #: Whether the round settling now leaves its acks to the next claim ahead.
+        self._defer_marks = False
 
     @property
     def transport(self) -> BaseTransport:
@@ -337,12 +352,25 @@ class OutboxRelay:
     def run_once(self) -> int:
         """Run one round; return how many entries were claimed.
 
-        A transport left unusable by a fatal error is replaced first.
+        A transport left unusable by a fatal error is replaced first. The entries
+        Kafka acknowledged are marked sent before this returns.
 
         Raises:
             Exception: whatever the store (claim, mark) or the transport factory
                 raises; :meth:`run` survives it, a caller of ``run_once`` must too.
                 Entries claimed by a failed round come back when their lease ends.
+        """
+        return self._round(defer_marks=False)
+
+    def _round(self, *, defer_marks: bool) -> int:
+        """One round (see :meth:`run_once`).
+
+        ``defer_marks`` (the loops of :meth:`run` and :meth:`drain`): when the next
+        batch was claimed ahead, this round's acked entries are marked sent by the
+        next round's claim ahead, in its transaction, while that round's acks come
+        in. Until then they stay leased to this relay; a crash in between sends
+        them again (same ``ce_id``), as a crash between an ack and its mark always
+        could. Whatever stops the loop marks them first (:meth:`_release_ahead`).
         """
         if self._stopping:
             self._release_ahead()
@@ -357,6 +385,7 @@ class OutboxRelay:
         self._ahead, self._ahead_blocked = [], set()
         if not claimed:
             held = set()
+            self._mark_unmarked()  # its claim ahead failed: marked before claiming anew
             claimed = self.store.claim_batch(
                 self.batch_size, owner=self.owner, lease_s=self.lease_s
             )
@@ -366,10 +395,13 @@ class OutboxRelay:
         # the acks' messages are kept only for a listener
         messages: dict[int, ReportMessage] | None = {} if self.listener is not None else None
         self._send_all(claimed, results, messages, held)
-        ahead = self._claim_next(claimed)
+        ahead: list[ClaimedEntry] = []
         try:
+            ahead = self._claim_next(claimed)
+            self._mark_unmarked()  # no claim ahead took them: on their own, as acks come in
             self._transport.flush(self.ack_timeout)
             self._settled_blocked = set()
+            self._defer_marks = defer_marks and bool(ahead)
             self._settle(claimed, results, messages)
         except BaseException:
             with contextlib.suppress(Exception):  # else its lease ends
@@ -390,24 +422,51 @@ class OutboxRelay:
         claim = self._claim_ahead
         if claim is None or len(sent) < self.batch_size or self._fatal or self._stopping:
             return []
+        unmarked = self._unmarked
         try:
-            return claim(
+            batch = claim(
                 self.batch_size,
                 owner=self.owner,
                 lease_s=self.lease_s,
                 in_flight=[item.id for item in sent],
+                sent=[item.id for item in unmarked],
             )
         except Exception:
-            return []
+            return []  # the last round's acks stay unmarked: marked on their own next
+        if unmarked:
+            self._marked(unmarked, self._unmarked_messages)
+        return batch
+
+    def _mark_unmarked(self) -> None:
+        """Mark the last round's acked entries sent now, if no claim ahead did."""
+        if self._unmarked:
+            self.store.mark_sent([item.id for item in self._unmarked])
+            self._marked(self._unmarked, self._unmarked_messages)
+
+    def _marked(self, acked: list[ClaimedEntry], messages: dict[int, ReportMessage] | None) -> None:
+        """Count entries marked sent and tell the listener (in claim order)."""
+        self._unmarked, self._unmarked_messages = [], None
+        self.stats.sent += len(acked)
+        if self.metrics is not None:
+            self.metrics.count("delivered", [item.entry.topic for item in acked])
+        if self.listener is not None and messages is not None:
+            for item in acked:
+                msg = messages.get(item.id)
+                if msg is not None:
+                    self.listener.delivered(item.id, item.entry.event_id, msg)
 
     def _release_ahead(self) -> None:
         """Put back, unattempted, a batch claimed ahead and not sent (a stop, an open breaker).
 
         Its entries are claimable again at once; otherwise they would wait for
-        their lease to end. Raises what the store raises (the lease then ends).
+        their lease to end. The last round's acked entries are marked sent first.
+        Raises what the store raises (the leases then end).
         """
-        ahead, self._ahead, self._ahead_blocked = self._ahead, [], set()
-        self._release(ahead)
+        try:
+            self._mark_unmarked()
+        finally:
+            ahead, self._ahead, self._ahead_blocked = self._ahead, [], set()
+            self._release(ahead)
 
     def _release(self, batch: list[ClaimedEntry]) -> None:
         if batch:
@@ -509,6 +568,8 @@ class OutboxRelay:
 
         Per (topic, key), in claim order: once an entry failed and will be tried
         again, the later entries of its key are held back too, acknowledged or not.
+        While ``_defer_marks`` is set (by :meth:`_round`), the acked entries are
+        left to the next claim ahead to mark.
         """
         self._feed_breaker(claimed, results)
         acked: list[ClaimedEntry] = []
@@ -529,16 +590,11 @@ class OutboxRelay:
                 if result[0] == _HELD_BACK or not self._gives_up(item, result[0]):
                     blocked.add(group)
         self._settled_blocked = blocked
-        if acked:
+        if acked and self._defer_marks:
+            self._unmarked, self._unmarked_messages = acked, messages
+        elif acked:
             self.store.mark_sent([item.id for item in acked])
-            self.stats.sent += len(acked)
-            if self.metrics is not None:
-                self.metrics.count("delivered", [item.entry.topic for item in acked])
-        if self.listener is not None and messages is not None:
-            for item in acked:
-                msg = messages.get(item.id)
-                if msg is not None:
-                    self.listener.delivered(item.id, item.entry.event_id, msg)
+            self._marked(acked, messages)
         self._reschedule(failed, results)
 
     def _reschedule(
@@ -709,7 +765,7 @@ class OutboxRelay:
         failing_loops = 0
         while not stop.is_set():
             errors = self.stats.errors
-            moved = self._step("round", self.run_once)
+            moved = self._step("round", self._run_round)
             now = time.monotonic()
             if now - self._last_cleanup > CLEANUP_INTERVAL_S:
                 self._last_cleanup = now
@@ -725,6 +781,9 @@ class OutboxRelay:
                 if not moved:
                     stop.wait(self.idle_interval_s)
         self._step("round", self._release_ahead)
+
+    def _run_round(self) -> int:
+        return self._round(defer_marks=True)
 
     def _step(self, step: RelayStep, action: Callable[[], _T]) -> _T | None:
         """Run one step of the loop; its error is logged once, counted, and kept (None)."""
@@ -769,7 +828,7 @@ class OutboxRelay:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                if self.run_once() == 0:
+                if self._round(defer_marks=True) == 0:
                     status = self.store.status()
                     if status.pending == 0:
                         return True

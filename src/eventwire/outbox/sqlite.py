@@ -28,12 +28,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Container, Sequence
+import weakref
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.outbox import _plan, _sql
+from eventwire.outbox._checkpoint import SAFETY_NET_PAGES, Checkpointer
 from eventwire.outbox.base import (
     ClaimedEntry,
     EventIdConflictError,
@@ -78,8 +80,9 @@ CREATE TABLE IF NOT EXISTS eventwire_outbox_relays (
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS eventwire_outbox_pending
     ON eventwire_outbox (state, id);
-CREATE INDEX IF NOT EXISTS eventwire_outbox_key
-    ON eventwire_outbox (topic, key, id) WHERE state = 'pending';
+-- eventwire_outbox_key (topic, key, id), made by earlier versions, served no query:
+-- it is dropped, as each write paid for it (a third of a mark_sent).
+DROP INDEX IF EXISTS eventwire_outbox_key;
 -- One unsent row per event id: add() of an event still waiting returns that row.
 CREATE UNIQUE INDEX IF NOT EXISTS eventwire_outbox_unsent_event
     ON eventwire_outbox (event_id) WHERE state <> 'sent';
@@ -100,11 +103,13 @@ _REQUEUE = f"UPDATE eventwire_outbox SET {_sql.REQUEUE_SET.format(wall=':wall')}
 
 # The pending rows in claim order (id: commit order), each with whether it is held
 # back now (leased elsewhere or waiting for its retry time); ``claim_batch`` walks
-# them with :func:`_sql.pick_sendable` and stops once it has a batch.
+# them with :func:`_sql.pick_sendable` and stops once it has a batch. Rows in flight
+# (``:passing``, a JSON array of ids) are left out here, not in Python: the claim
+# ahead then reads only the rows it may pick (a third less time per claim).
 _PENDING_IN_ORDER = f"""
 SELECT {_sql.ENTRY_COLUMNS}, :wall - created_at, {_sql.held_back(":now")}
 FROM eventwire_outbox
-WHERE state = 'pending'
+WHERE state = 'pending' AND id NOT IN (SELECT value FROM json_each(:passing))
 ORDER BY id
 """
 
@@ -114,8 +119,17 @@ _LEASE = (
     " WHERE id IN (SELECT value FROM json_each(:ids))"
 )
 
+_MARK_SENT = (
+    "UPDATE eventwire_outbox SET state = 'sent', sent_at = ?, lease_until = 0,"
+    " leased_at = 0, lease_owner = NULL, last_error = ?"
+    " WHERE id IN (SELECT value FROM json_each(?))"
+)
+
 #: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
 _OWNED = " AND state = 'pending' AND lease_owner = :owner"
+
+#: The page cache of the store's own connection, in KiB.
+_CACHE_KIB = 16384
 
 #: Heartbeats of one owner with the same error are written at most this often.
 _BEAT_INTERVAL_S = 1.0
@@ -172,15 +186,13 @@ def _executor(conn: sqlite3.Connection) -> Callable[[_plan.Step], Any]:
     return execute
 
 
-def _claimable(cursor: sqlite3.Cursor, limit: int, in_flight: Container[int] = ()) -> list[Any]:
+def _claimable(cursor: sqlite3.Cursor, limit: int) -> list[Any]:
     """The first ``limit`` sendable rows of :data:`_PENDING_IN_ORDER` (see there)."""
     rows: list[Any] = []
     blocked: set[tuple[str, bytes]] = set()
     while True:
         page = cursor.fetchmany(limit)
-        if not page or _sql.pick_sendable(
-            page, rows, blocked, limit, topic=3, key=4, held=11, in_flight=in_flight
-        ):
+        if not page or _sql.pick_sendable(page, rows, blocked, limit, topic=3, key=4, held=11):
             break
     cursor.close()
     return rows
@@ -206,8 +218,9 @@ class SQLiteOutbox:
     """
 
     #: Whether the relay claims the next batch while the last one's acks come in
-    #: (no faster here, more CPU: see eventwire.outbox.relay).
-    _CLAIM_AHEAD = False
+    #: (and marks the batch before sent in the same transaction): see
+    #: eventwire.outbox.relay.
+    _CLAIM_AHEAD = True
 
     def __init__(
         self, path: str | Path, *, busy_timeout_s: float = 30.0, mode: int = 0o600
@@ -224,6 +237,13 @@ class SQLiteOutbox:
             raise ConfigurationError(
                 f"cannot open the SQLite outbox at {self.path}: {exc}"
             ) from exc
+        self._checkpointer: Checkpointer | None = None
+        if str(self.path) not in ("", ":memory:"):
+            # checkpoints run on their own thread, not in this connection's commits
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
+            self._checkpointer = Checkpointer(self.path, busy_timeout_s=busy_timeout_s)
+            # a store dropped without close() stops its thread too
+            weakref.finalize(self, self._checkpointer.close, 0.0)
 
     def _create(self, mode: int) -> None:
         """Create the database file with ``mode`` if it does not exist.
@@ -256,6 +276,10 @@ class SQLiteOutbox:
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        # 16 MiB of pages (SQLite's default is 2 MiB): a relay round's rows, read by
+        # the claim and written by the lease and the mark, are then read from the
+        # file once, not once per statement (the lease takes half the time).
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         return conn
 
     @staticmethod
@@ -348,7 +372,13 @@ class SQLiteOutbox:
                 raise OutboxWriteError(
                     len(entries), f"SQLite COMMIT failed: {exc}", possibly_written=written
                 ) from exc
+        self._written()
         return ids
+
+    def _written(self) -> None:
+        """A write committed: the WAL is checkpointed soon, off this thread."""
+        if self._checkpointer is not None:
+            self._checkpointer.written()
 
     def _rolled_back(self) -> bool:
         """Roll back the open transaction; True if one was open and is now undone."""
@@ -372,28 +402,45 @@ class SQLiteOutbox:
         return self._claim_passing(limit, owner=owner, lease_s=lease_s, in_flight=())
 
     def _claim_passing(
-        self, limit: int, *, owner: str, lease_s: float, in_flight: Collection[int]
+        self,
+        limit: int,
+        *,
+        owner: str,
+        lease_s: float,
+        in_flight: Collection[int],
+        sent: Sequence[int] = (),
     ) -> list[ClaimedEntry]:
         """:meth:`claim_batch`, except that the rows ``in_flight`` hold no key back.
 
         The relay claims its next batch with the ids of the batch it is still
         delivering (leased to it, sent in order before anything claimed now); see
-        :func:`eventwire.outbox._sql.pick_sendable`.
+        :func:`eventwire.outbox._sql.pick_sendable`. ``sent``: rows Kafka
+        acknowledged, marked sent (as :meth:`mark_sent`) in the same transaction,
+        before the claim; like the lease, without an fsync: a mark lost to a power
+        failure only sends those entries again (same ``ce_id``).
         """
-        if limit <= 0:
+        if limit <= 0 and not sent:
             return []
-        passing = frozenset(in_flight)
+        passing = json.dumps(list(in_flight))
         with self._lock:
             conn = self._conn
             conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    if sent:
+                        conn.execute(_MARK_SENT, (time.time(), None, json.dumps(list(sent))))
                     now = time.monotonic()
-                    rows = _claimable(
-                        conn.execute(_PENDING_IN_ORDER, {"now": now, "wall": time.time()}),
-                        limit,
-                        passing,
+                    rows = (
+                        _claimable(
+                            conn.execute(
+                                _PENDING_IN_ORDER,
+                                {"now": now, "wall": time.time(), "passing": passing},
+                            ),
+                            limit,
+                        )
+                        if limit > 0
+                        else []
                     )
                     if rows:
                         conn.execute(
@@ -411,6 +458,7 @@ class SQLiteOutbox:
                 conn.execute("COMMIT")
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
+        self._written()
         return [_sql.claimed(row) for row in rows]
 
     def _write(self, sql: str, params: Sequence[Sequence[Any] | dict[str, Any]]) -> int:
@@ -422,7 +470,8 @@ class SQLiteOutbox:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-            return count
+        self._written()
+        return count
 
     def mark_sent(self, ids: Sequence[int], *, dead_lettered: str | None = None) -> None:
         """Mark entries done: acknowledged by Kafka, or dead-lettered (``"CODE: reason"``).
@@ -433,12 +482,7 @@ class SQLiteOutbox:
             return
         now = time.time()
         error = _sql.dead_lettered_error(dead_lettered)
-        self._write(
-            "UPDATE eventwire_outbox SET state = 'sent', sent_at = ?, lease_until = 0,"
-            " leased_at = 0, lease_owner = NULL, last_error = ?"
-            " WHERE id IN (SELECT value FROM json_each(?))",
-            [(now, error, json.dumps(list(ids)))],
-        )
+        self._write(_MARK_SENT, [(now, error, json.dumps(list(ids)))])
 
     def mark_retry(
         self,
@@ -556,11 +600,12 @@ class SQLiteOutbox:
                 "DELETE FROM eventwire_outbox_relays WHERE last_round_at < ?",
                 (now - _BEATS_KEPT_S,),
             )
-            cur = self._conn.execute(
+            deleted = self._conn.execute(
                 "DELETE FROM eventwire_outbox WHERE state = 'sent' AND sent_at < ?",
                 (now - sent_older_than_s,),
-            )
-            return cur.rowcount
+            ).rowcount
+        self._written()
+        return deleted
 
     def heartbeat(self, owner: str, error: str | None = None) -> None:
         """Record a relay round of ``owner``; see :meth:`OutboxStore.heartbeat`."""
@@ -603,7 +648,9 @@ class SQLiteOutbox:
         )
 
     def close(self) -> None:
-        """Close the store's connection."""
+        """Close the store's connection (and stop its checkpoint thread)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock:
             self._conn.close()
 

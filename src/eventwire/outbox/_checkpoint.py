@@ -1,0 +1,97 @@
+"""WAL checkpoints of a SQLite outbox, run on their own thread instead of in a commit.
+
+SQLite checkpoints a WAL database in the commit that pushes the log past
+``wal_autocheckpoint`` pages (1,000 by default): that commit copies the log's
+pages into the database file and fsyncs it, on the writer's thread. For the
+relay, whose rounds rewrite a few hundred pages twice, that was the largest
+single cost of a round (30-40 ms of ~110 ms per 2,000 entries, measured in
+bench/results/outbox-relay.md).
+
+A :class:`Checkpointer` takes that work off the writers: the store's connection
+checkpoints itself only past :data:`SAFETY_NET_PAGES` (so the log stays bounded
+even if this thread falls behind), and after each write the store calls
+:meth:`Checkpointer.written`; the thread then runs ``PRAGMA
+wal_checkpoint(PASSIVE)`` on its own connection, at most every
+:data:`INTERVAL_S`. PASSIVE never blocks a reader or a writer and never waits
+for a lock. sqlite3 releases the GIL while it runs, so the copy overlaps the
+relay's producing and the next claim.
+
+Durability is unchanged: a commit is durable once it is in the WAL (fsynced by
+``synchronous=FULL``); a checkpoint only moves pages from the log into the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from eventwire.observability.logging import get_logger
+
+__all__ = ["INTERVAL_S", "SAFETY_NET_PAGES", "Checkpointer"]
+
+_log = get_logger("eventwire.outbox")
+
+#: Shortest time between two background checkpoints: writes within it share one.
+INTERVAL_S = 0.1
+#: The store's own connections still checkpoint past this many WAL pages (40 MB with
+#: 4 KB pages), e.g. while the background thread is starved.
+SAFETY_NET_PAGES = 10_000
+
+
+class Checkpointer:
+    """One daemon thread checkpointing one SQLite file's WAL after writes (see module doc).
+
+    The thread starts with the first write and ends with :meth:`close`.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_s: float) -> None:
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._start = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def written(self) -> None:
+        """Note a committed write: a checkpoint follows within :data:`INTERVAL_S`."""
+        if self._thread is None:
+            with self._start:
+                if self._thread is None and not self._closed.is_set():
+                    self._thread = threading.Thread(
+                        target=self._run, name="eventwire-sqlite-checkpoint", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
+        )
+        failing = False
+        try:
+            while True:
+                self._wake.wait()
+                if self._closed.wait(INTERVAL_S):  # let close() win over a last checkpoint
+                    return
+                self._wake.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    failing = False
+                except sqlite3.Error as exc:  # the writers' safety net still checkpoints
+                    if not failing:
+                        _log.warning(
+                            "outbox_checkpoint_failed", path=str(self._path), error=str(exc)
+                        )
+                    failing = True
+        finally:
+            conn.close()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread (a checkpoint in progress finishes first); idempotent."""
+        with self._start:
+            self._closed.set()
+            self._wake.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
