@@ -34,6 +34,12 @@ def states(store: SQLiteOutbox) -> dict[str, str]:
     return dict(rows)
 
 
+def assert_first_batch_sent_second_pending(store: SQLiteOutbox, relay: OutboxRelay) -> None:
+    """id-1 and id-2 are marked sent (and counted); id-3 and id-4 still wait."""
+    assert states(store) == {"id-1": "sent", "id-2": "sent", "id-3": "pending", "id-4": "pending"}
+    assert relay.stats.sent == 2
+
+
 def leased_to(store: SQLiteOutbox, owner: str) -> list[str]:
     rows = store._conn.execute(
         "SELECT event_id FROM eventwire_outbox WHERE state = 'pending' AND lease_owner = ?"
@@ -198,13 +204,7 @@ class TestClaimAhead:
         relay = OutboxRelay(store, MemoryTransport, batch_size=2)
         assert relay.run_once() == 2
         assert leased_to(store, relay.owner) == ["id-3", "id-4"]
-        assert states(store) == {
-            "id-1": "sent",
-            "id-2": "sent",
-            "id-3": "pending",
-            "id-4": "pending",
-        }
-        assert relay.stats.sent == 2
+        assert_first_batch_sent_second_pending(store, relay)
 
 
 class TestMarksInTheNextClaim:
@@ -242,13 +242,7 @@ class TestMarksInTheNextClaim:
         assert leased_to(store, relay.owner) == ["id-1", "id-2", "id-3", "id-4"]
         relay.stop()
         assert leased_to(store, relay.owner) == []
-        assert states(store) == {
-            "id-1": "sent",
-            "id-2": "sent",
-            "id-3": "pending",
-            "id-4": "pending",
-        }
-        assert relay.stats.sent == 2
+        assert_first_batch_sent_second_pending(store, relay)
 
     def test_a_failing_claim_ahead_leaves_the_acks_to_be_marked_on_their_own(
         self, tmp_path: Path
