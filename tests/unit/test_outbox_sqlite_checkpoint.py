@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from eventwire.outbox import OutboxEntry, SQLiteOutbox
 from eventwire.outbox._checkpoint import SAFETY_NET_PAGES
 
@@ -91,4 +93,23 @@ class TestCheckpoints:
             assert other.status().pending == 1000
         finally:
             other.close()
+            store.close()
+
+    def test_a_relative_path_still_names_the_same_file_after_a_chdir(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The thread opens the file the store opened, even if the process changed its
+        directory since, and never creates a database of its own."""
+        home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+        home.mkdir()
+        elsewhere.mkdir()
+        monkeypatch.chdir(home)
+        store = SQLiteOutbox("o.db")
+        monkeypatch.chdir(elsewhere)
+        try:
+            before = (home / "o.db").stat().st_size
+            store.add(entries(300))
+            assert wait_for(lambda: (home / "o.db").stat().st_size > before + 100_000)
+            assert not (elsewhere / "o.db").exists()
+        finally:
             store.close()

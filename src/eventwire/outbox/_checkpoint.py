@@ -46,7 +46,10 @@ class Checkpointer:
     """
 
     def __init__(self, path: Path, *, busy_timeout_s: float) -> None:
+        # absolute now (a later chdir must not point the thread elsewhere), and opened
+        # read-write only: the thread never creates a database file
         self._path = path
+        self._uri = f"{path.absolute().as_uri()}?mode=rw"
         self._busy_timeout_s = busy_timeout_s
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -65,9 +68,13 @@ class Checkpointer:
         self._wake.set()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
-        )
+        try:
+            conn = sqlite3.connect(
+                self._uri, uri=True, isolation_level=None, timeout=self._busy_timeout_s
+            )
+        except sqlite3.Error as exc:  # e.g. the file was removed: the safety net stays
+            _log.warning("outbox_checkpoint_failed", path=str(self._path), error=str(exc))
+            return
         failing = False
         try:
             while True:
