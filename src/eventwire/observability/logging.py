@@ -119,6 +119,10 @@ event                             level   fields
 ``outbox_relay_recovered``        warning ``step``, ``failures`` -- that step works again
 ``outbox_relay_died``             critical ``error``, ``owner`` (with the traceback) -- the
                                           relay thread ended on an exception
+``outbox_checkpoint_failed``      warning ``path``, ``error`` -- the SQLite outbox's WAL
+                                          checkpoint thread failed (logged when it
+                                          starts failing); commits checkpoint past
+                                          10,000 pages instead
 ``transport_close_failed``        error   (with the traceback) -- closing the relay's
                                           fatal producer failed
 ``tls_verification_disabled``     warning ``properties``, ``risk``, ``hint`` -- a config turns off
