@@ -7,12 +7,16 @@ A round costs a fixed number of store transactions whatever its size: one claim,
 one ``mark_sent`` for the acknowledged entries, and one release of the failed and
 held-back ones (``mark_retry_many`` where the store has it; dead letters and parked
 entries, rare, are marked one by one).
-With the PostgreSQL store, a round claims the next batch while its own acks come
+With the built-in stores, a round claims the next batch while its own acks come
 in (the claim passes over the round's entries, which are leased to it, instead of
 holding their keys back); the next round sends that batch only after this one is
 settled, and holds back its entries of every key this round held back, so the
 next batch is sent exactly as if it had been claimed after the settle. A relay
-that stops, or pauses for its breaker, releases such a batch unattempted.
+that stops, or pauses for its breaker, releases such a batch unattempted. In the
+loops of :meth:`OutboxRelay.run` and :meth:`OutboxRelay.drain`, the acks of a
+round whose next batch was claimed ahead are marked sent by the next round's
+claim, in its transaction: a draining relay then makes one store transaction per
+round.
 A round's entries share one enqueue deadline (``ack_timeout``); once an entry of
 a (topic, key) is not enqueued (the local queue stayed full, Kafka refused it,
 or the producer hit a fatal error), the later entries of that key are held back
