@@ -398,10 +398,12 @@ class OutboxRelay:
         results: dict[int, tuple[str, str] | None] = {}
         # the acks' messages are kept only for a listener
         messages: dict[int, ReportMessage] | None = {} if self.listener is not None else None
-        self._send_all(claimed, results, messages, held)
+        all_enqueued = self._send_all(claimed, results, messages, held)
         ahead: list[ClaimedEntry] = []
         try:
-            ahead = self._claim_next(claimed)
+            # a round that held entries back (full local queue, refusals) claims no
+            # batch ahead: its entries of the held keys would only be held back too
+            ahead = self._claim_next(claimed) if all_enqueued else []
             self._mark_unmarked()  # no claim ahead took them: on their own, as acks come in
             self._transport.flush(self.ack_timeout)
             self._settled_blocked = set()
@@ -483,8 +485,10 @@ class OutboxRelay:
         results: dict[int, tuple[str, str] | None],
         messages: dict[int, ReportMessage] | None,
         held: set[tuple[str, bytes]] | None = None,
-    ) -> None:
+    ) -> bool:
         """Enqueue a round's entries in claim order, never letting a key's entries overtake.
+
+        Returns True if every entry was enqueued.
 
         The round shares one enqueue deadline (``ack_timeout`` from now). Once an
         entry is not enqueued (queue still full at the deadline, or refused), the
@@ -502,6 +506,7 @@ class OutboxRelay:
                 results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
             elif not self._send(item, results, messages, deadline):
                 stopped.add(group)
+        return not stopped and not self._fatal
 
     def _send(
         self,
