@@ -139,6 +139,26 @@ class TestClaimAhead:
         assert last_copies(transport, b"a") == [b"v1", b"v3"]
         assert last_copies(transport, b"b") == [b"v2", b"v4"]
 
+    def test_a_key_held_back_round_after_round_still_drains(self, store: SQLiteOutbox) -> None:
+        """Regression: a round that held a key back used to claim ahead anyway; the batch
+        it claimed was then held back whole (same key), and so was each batch after it,
+        forever, even once the queue had room. Now the key drains, in order."""
+
+        store.add([entry(n, "a") for n in range(1, 7)])
+        transport = FullFor(b"v1")
+        relay = OutboxRelay(
+            store,
+            lambda: transport,
+            batch_size=2,
+            ack_timeout=0.05,
+            base_backoff_s=0.001,
+            max_backoff_s=0.002,
+        )
+        relay.run_once()
+        transport.full_for = None  # the queue has room from now on
+        assert relay.drain(timeout=3)
+        assert last_copies(transport, b"a") == [f"v{n}".encode() for n in range(1, 7)]
+
     def test_stop_puts_back_a_batch_claimed_ahead_unattempted(self, store: SQLiteOutbox) -> None:
         """A relay stopped between rounds releases the batch it claimed ahead: claimable at
         once by another relay, its attempt taken back."""
