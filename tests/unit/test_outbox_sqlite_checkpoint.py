@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,11 @@ def checkpoint_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "eventwire-sqlite-checkpoint"]
 
 
-def wait_for(condition: object, timeout: float = 5.0) -> bool:
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """True once ``condition()`` holds, polling every 20 ms; False after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return True
         time.sleep(0.02)
     return False
@@ -46,7 +48,7 @@ class TestCheckpoints:
             assert pages == SAFETY_NET_PAGES
             before = path.stat().st_size
             store.add(entries(300))  # ~40 pages: far below any auto-checkpoint
-            assert wait_for(lambda: path.stat().st_size > before + 100_000)
+            assert wait_until(lambda: path.stat().st_size > before + 100_000)
         finally:
             store.close()
 
@@ -72,7 +74,7 @@ class TestCheckpoints:
         assert thread is not None
         del store
         gc.collect()
-        assert wait_for(lambda: not thread.is_alive())
+        assert wait_until(lambda: not thread.is_alive())
 
     def test_an_in_memory_store_has_no_thread(self) -> None:
         """Without a file there is no WAL to checkpoint."""
@@ -109,7 +111,7 @@ class TestCheckpoints:
         try:
             before = (home / "o.db").stat().st_size
             store.add(entries(300))
-            assert wait_for(lambda: (home / "o.db").stat().st_size > before + 100_000)
+            assert wait_until(lambda: (home / "o.db").stat().st_size > before + 100_000)
             assert not (elsewhere / "o.db").exists()
         finally:
             store.close()
