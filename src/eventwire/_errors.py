@@ -7,7 +7,8 @@
     ├── RoutingError            the event cannot be routed: not an event class, no route,
     │                           an invalid topic name, a missing or unencodable key
     ├── SerializationError      the event's value cannot be encoded
-    ├── PublisherStateError     the publisher is closed, or used in a forked child
+    ├── PublisherStateError     the publisher is closed, or it (or an outbox relay)
+    │                           is used in a forked child
     ├── BrokerUnavailableError  no broker answered the start-up connection check
     │   ├── AuthenticationError a broker rejected the SASL credentials (names the
     │   │                       mechanism, the user and the broker; never the password)
@@ -78,7 +79,10 @@ class SerializationError(EventwireError, TypeError):
 
 
 class PublisherStateError(EventwireError, RuntimeError):
-    """The publisher cannot be used in its current state (closed, or forked)."""
+    """The publisher cannot be used in its current state (closed, or forked).
+
+    Also raised by an :class:`~eventwire.outbox.OutboxRelay` used in a forked child.
+    """
 
 
 class BackpressureError(EventwireError):

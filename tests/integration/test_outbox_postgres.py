@@ -5,9 +5,11 @@ The behaviour both stores share is in test_outbox_store_contract.py.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -15,6 +17,7 @@ import pytest
 
 from eventwire import ConfigurationError
 from eventwire.outbox.postgres import PostgresOutbox
+from tests.forked import in_forked_child
 
 from .test_outbox_store_contract import entry, ids
 
@@ -297,3 +300,31 @@ class TestReconnects:
                 assert ids(store.claim_batch(10, owner="o", lease_s=30)) == ["id-1", "id-2"]
             finally:
                 store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+class TestInAForkedChild:
+    """A store inherited through ``os.fork()`` (e.g. created before a server pre-forks)."""
+
+    def test_parent_and_child_work_at_once_each_on_its_own_session(
+        self, store: PostgresOutbox
+    ) -> None:
+        """They would otherwise share one socket and read each other's answers."""
+        parents_session = backend_pid(store)
+
+        def child() -> dict[str, Any]:
+            for n in range(50):
+                store.add([entry(1000 + n)])
+                store.status()
+            return {"session": backend_pid(store)}
+
+        with ThreadPoolExecutor(1) as pool:  # forks while the parent's loop runs
+            forked = pool.submit(in_forked_child, child)
+            for n in range(50):
+                store.add([entry(n)])
+                store.status()
+            answer = forked.result(60)
+        assert answer["session"] != parents_session
+        # the parent's session survived the child's exit (nothing closed it from there)
+        assert backend_pid(store) == parents_session
+        assert store.status().pending == 100

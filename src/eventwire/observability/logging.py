@@ -123,6 +123,9 @@ event                             level   fields
                                           checkpoint thread failed (logged when it
                                           starts failing); commits checkpoint past
                                           10,000 pages instead
+``after_fork_failed``             error   ``object``, ``error`` -- in a forked child, an
+                                          outbox store or relay could not give up what it
+                                          inherited from the parent (see eventwire._fork)
 ``transport_close_failed``        error   (with the traceback) -- closing the relay's
                                           fatal producer failed
 ``tls_verification_disabled``     warning ``properties``, ``risk``, ``hint`` -- a config turns off

@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eventwire import _fork
 from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.outbox import _plan, _sql
 from eventwire.outbox._dsn import hide_quoted, scrub_dsn
@@ -390,6 +391,18 @@ class PostgresOutbox:
         except ConfigurationError:
             self.close()
             raise
+        _fork.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a lock and a connection of its own.
+
+        The inherited connection shares its socket with the parent's: it is
+        abandoned, neither used nor closed (closing it would end the parent's
+        session; see :mod:`eventwire._fork`), and the next call connects anew.
+        """
+        self._lock = threading.Lock()
+        _fork.abandon(self._conn)
+        self._conn = None
 
     @staticmethod
     def prepare_connection(conn: Any) -> None:

@@ -68,8 +68,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
+from eventwire import _fork
 from eventwire._breaker import CircuitBreaker
-from eventwire._errors import ErrorClass, EventwireError, RoutingError
+from eventwire._errors import ErrorClass, EventwireError, PublisherStateError, RoutingError
 from eventwire._policy import classify, meaning
 from eventwire.observability.logging import get_logger
 from eventwire.observability.relay_metrics import (
@@ -343,6 +344,33 @@ class OutboxRelay:
         self._unmarked_messages: dict[int, ReportMessage] | None = None
         #: Whether the round settling now leaves its acks to the next claim ahead.
         self._defer_marks = False
+        #: True in a forked child: the relay (its producer, its leases) is the parent's.
+        self._inherited = False
+        _fork.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: give up this copy of the parent's relay.
+
+        librdkafka's threads do not survive a fork, and the batches this relay
+        claimed are the parent's to send and mark. Every later use raises
+        :class:`PublisherStateError`; :meth:`stop` releases nothing and leaves the
+        parent's producer alone (see :mod:`eventwire._fork`).
+        """
+        self._inherited = True
+        self._restart_lock = threading.Lock()
+        self._thread = None
+        self._ahead, self._ahead_blocked = [], set()
+        self._unmarked, self._unmarked_messages = [], None
+        _fork.abandon(self._transport)
+
+    def _check_own(self) -> None:
+        if self._inherited:
+            raise PublisherStateError(
+                "this OutboxRelay was created before os.fork() and cannot be used in the "
+                "child process (librdkafka's threads do not survive a fork, and its "
+                "claimed batches are the parent's). Create the relay in the child, e.g. "
+                "in a post-fork hook; the outbox store may be inherited"
+            )
 
     @property
     def transport(self) -> BaseTransport:
@@ -363,7 +391,10 @@ class OutboxRelay:
             Exception: whatever the store (claim, mark) or the transport factory
                 raises; :meth:`run` survives it, a caller of ``run_once`` must too.
                 Entries claimed by a failed round come back when their lease ends.
+            PublisherStateError: the relay was created before ``os.fork()`` (this
+                is the child): create one in the child.
         """
+        self._check_own()
         return self._round(defer_marks=False)
 
     def _round(self, *, defer_marks: bool) -> int:
@@ -768,8 +799,10 @@ class OutboxRelay:
         counted (``stats.errors``, ``eventwire.outbox.relay_errors``), reported by
         :meth:`problem` and the heartbeat, and tried again after a capped
         exponential backoff. Every :data:`HEARTBEAT_INTERVAL_S` it writes a
-        heartbeat (owner, last error) to the store.
+        heartbeat (owner, last error) to the store. Raises PublisherStateError at
+        once in a forked child (see :meth:`run_once`).
         """
+        self._check_own()
         stop = stop or self._stop
         failing_loops = 0
         while not stop.is_set():
@@ -832,8 +865,10 @@ class OutboxRelay:
     def drain(self, timeout: float) -> bool:
         """Run rounds until nothing is claimable or ``timeout``; True if the outbox is empty.
 
-        Raises whatever the store raises (see :meth:`run_once`).
+        Raises whatever the store raises, and PublisherStateError in a forked
+        child (see :meth:`run_once`).
         """
+        self._check_own()
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -848,7 +883,13 @@ class OutboxRelay:
         return self.store.status().pending == 0
 
     def start(self) -> OutboxRelay:
-        """Run the relay in a background daemon thread (``eventwire-relay``)."""
+        """Run the relay in a background daemon thread (``eventwire-relay``).
+
+        Raises:
+            PublisherStateError: the relay was created before ``os.fork()`` (this
+                is the child): create one in the child.
+        """
+        self._check_own()
         if self._thread is None:
             self._stop.clear()
             self._died = None
@@ -883,6 +924,8 @@ class OutboxRelay:
         """
         deadline = time.monotonic() + timeout
         self._stop.set()
+        if self._inherited:
+            return  # the parent's producer and batches: not this process's to close
         with self._restart_lock:
             self._stopping = True
         if self._thread is not None:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from eventwire import _fork
 from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.outbox import _plan, _sql
 from eventwire.outbox._checkpoint import SAFETY_NET_PAGES, Checkpointer
@@ -186,6 +187,14 @@ def _executor(conn: sqlite3.Connection) -> Callable[[_plan.Step], Any]:
     return execute
 
 
+def _is_open(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.total_changes  # noqa: B018 - raises once the connection is closed
+    except sqlite3.ProgrammingError:
+        return False
+    return True
+
+
 def _claimable(cursor: sqlite3.Cursor, limit: int) -> list[Any]:
     """The first ``limit`` sendable rows of :data:`_PENDING_IN_ORDER` (see there)."""
     rows: list[Any] = []
@@ -230,20 +239,49 @@ class SQLiteOutbox:
         self._lock = threading.Lock()
         self._beats: dict[str, tuple[float, str | None]] = {}
         self._create(mode)
+        self._in_file = str(self.path) not in ("", ":memory:")
         try:
-            self._conn = self._connect()
-            self.prepare_connection(self._conn)
+            self._db: sqlite3.Connection | None = self._connect()
+            self.prepare_connection(self._db)
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(
                 f"cannot open the SQLite outbox at {self.path}: {exc}"
             ) from exc
         self._checkpointer: Checkpointer | None = None
-        if str(self.path) not in ("", ":memory:"):
-            # checkpoints run on their own thread, not in this connection's commits
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
-            self._checkpointer = Checkpointer(self.path, busy_timeout_s=busy_timeout_s)
+        self._start_checkpoints()
+        _fork.register(self)
+
+    def _start_checkpoints(self) -> None:
+        """Checkpoint the WAL on a thread of its own, not in this connection's commits."""
+        if self._in_file:
+            self._checkpointer = Checkpointer(self.path, busy_timeout_s=self._busy_timeout_s)
             # a store dropped without close() stops its thread too
             weakref.finalize(self, self._checkpointer.close, 0.0)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a lock, a connection and a checkpoint thread of its own.
+
+        The inherited connection is abandoned, neither used nor closed (see
+        :mod:`eventwire._fork`); the next call opens one for this process. The
+        parent's checkpoint thread did not survive the fork: a new one starts with
+        this process's first write. A store closed before the fork stays closed.
+        """
+        self._lock = threading.Lock()
+        db = self._db
+        if not self._in_file or db is None or not _is_open(db):
+            return  # an in-memory database is the child's own copy
+        _fork.abandon(db)
+        self._db = None
+        self._checkpointer = None
+        self._start_checkpoints()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The store's connection (opened now on first use in a forked child)."""
+        db = self._db
+        if db is None:
+            db = self._db = self._connect()
+        return db
 
     def _create(self, mode: int) -> None:
         """Create the database file with ``mode`` if it does not exist.
@@ -280,6 +318,8 @@ class SQLiteOutbox:
         # the claim and written by the lease and the mark, are then read from the
         # file once, not once per statement (the lease takes half the time).
         conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        if self._in_file:  # checkpoints run on the Checkpointer's thread (past this: here)
+            conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
         return conn
 
     @staticmethod
@@ -652,7 +692,8 @@ class SQLiteOutbox:
         if self._checkpointer is not None:
             self._checkpointer.close()
         with self._lock:
-            self._conn.close()
+            if self._db is not None:
+                self._db.close()
 
     def __repr__(self) -> str:
         return f"SQLiteOutbox({str(self.path)!r})"
