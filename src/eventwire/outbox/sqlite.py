@@ -248,6 +248,7 @@ class SQLiteOutbox:
                 f"cannot open the SQLite outbox at {self.path}: {exc}"
             ) from exc
         self._checkpointer: Checkpointer | None = None
+        self._checkpointer_finalizer: weakref.finalize[Any, Any] | None = None
         self._start_checkpoints()
         _fork.register(self)
 
@@ -256,7 +257,7 @@ class SQLiteOutbox:
         if self._in_file:
             self._checkpointer = Checkpointer(self.path, busy_timeout_s=self._busy_timeout_s)
             # a store dropped without close() stops its thread too
-            weakref.finalize(self, self._checkpointer.close, 0.0)
+            self._checkpointer_finalizer = weakref.finalize(self, self._checkpointer.close, 0.0)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: a lock, a connection and a checkpoint thread of its own.
@@ -272,6 +273,10 @@ class SQLiteOutbox:
             return  # an in-memory database is the child's own copy
         _fork.abandon(db)
         self._db = None
+        if self._checkpointer_finalizer is not None:
+            # the parent's checkpointer is not this process's to close (its locks may
+            # be held by a parent thread that does not exist here)
+            self._checkpointer_finalizer.detach()
         self._checkpointer = None
         self._start_checkpoints()
 
