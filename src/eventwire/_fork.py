@@ -8,10 +8,20 @@ parent. A lock held by one of the parent's threads at the fork stays held foreve
 
 An object that owns such things registers itself with :func:`register`; in the
 child, right after the fork, its ``_after_fork_in_child()`` runs (single-threaded,
-before any other code of the child). It must not close what it inherited (closing a
-PostgreSQL connection sends "terminate" on the parent's socket): it hands it to
-:func:`abandon`, which keeps it referenced, so that no garbage collection closes it
-either, and opens its own on next use.
+before any other code of the child). It must not close what it inherited, and opens
+its own on next use. It hands what it inherited to :func:`abandon`, which leaks it on
+purpose: the object is never freed in the child, not even at the interpreter's exit,
+so it is never closed there either.
+
+Why never closed: closing a PostgreSQL connection sends "terminate" on the parent's
+socket. Closing a SQLite connection that the fork caught inside a write transaction
+rolls that transaction back, and in WAL mode a rollback edits the WAL index, which is
+memory shared with the parent, under the parent's running transaction (SQLite's
+``test/fork-test.c`` closes such a connection only after ``SQLITE_FCNTL_NULL_IO``,
+which Python's ``sqlite3`` cannot call). The sqlite3-ruby gem decided the same in 2024
+after a corruption was reproduced ("discard" instead of ``sqlite3_close``; its ADR
+``2024-09-fork-safety``). The cost is a few kilobytes and file descriptors per
+inherited connection, once per fork.
 """
 
 from __future__ import annotations
@@ -34,8 +44,6 @@ class ForkAware(Protocol):
 
 
 _registered: weakref.WeakSet[ForkAware] = weakref.WeakSet()
-#: The parent's resources inherited by this process: never closed, never collected.
-_abandoned: list[object] = []
 
 
 def register(obj: ForkAware) -> None:
@@ -44,9 +52,16 @@ def register(obj: ForkAware) -> None:
 
 
 def abandon(resource: object) -> None:
-    """Keep the parent's ``resource`` alive, unused and unclosed, in this child."""
+    """Leak the parent's ``resource`` in this child: never used, freed or closed here.
+
+    One reference is added that nothing ever drops (CPython's ``Py_IncRef``), so
+    neither the garbage collector nor the interpreter's exit (which clears module
+    globals, and would close a connection held in one) ever finalizes it.
+    """
     if resource is not None:
-        _abandoned.append(resource)
+        import ctypes  # noqa: PLC0415 - only ever needed in a forked child
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(resource))
 
 
 def _after_fork_in_child() -> None:

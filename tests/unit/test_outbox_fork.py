@@ -8,6 +8,8 @@ the child: its producer and its claimed batches are the parent's.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -162,3 +164,37 @@ class TestRelayInAForkedChild:
         ).fetchone()[0]
         assert leased == len(ahead)  # still the parent's to send
         relay.stop(1)
+
+
+_ABANDON_SCRIPT = """
+import os, sys
+from eventwire import _fork
+
+class Connection:
+    def __del__(self):
+        os.write(1, f"closed in {'child' if os.getpid() != PARENT else 'parent'}\\n".encode())
+
+PARENT = os.getpid()
+held = Connection()
+pid = os.fork()
+if pid == 0:
+    _fork.abandon(held)
+    del held
+    import gc; gc.collect()
+    sys.exit(0)  # a normal exit: module globals are cleared, finalizers run
+os.waitpid(pid, 0)
+"""
+
+
+def test_what_a_child_abandons_is_never_finalized_there_even_at_a_normal_exit() -> None:
+    """A connection held in a module global would otherwise be closed by the exit."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ABANDON_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "closed in child" not in done.stdout
+    assert "closed in parent" in done.stdout  # the check can tell the two apart
