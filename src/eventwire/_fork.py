@@ -38,7 +38,13 @@ _log = get_logger("eventwire")
 
 
 class ForkAware(Protocol):
-    """An object that replaces its inherited resources in a forked child."""
+    """An object that replaces its inherited resources in a forked child.
+
+    It may also define ``_before_fork()`` and ``_after_fork_in_parent()``: run in the
+    forking process just before and after the fork, to keep its threads out of
+    libraries whose process-wide mutexes the child must not inherit held (SQLite's).
+    ``_before_fork`` must wait a bounded time only.
+    """
 
     def _after_fork_in_child(self) -> None: ...
 
@@ -64,12 +70,39 @@ def abandon(resource: object) -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(resource))
 
 
-def _after_fork_in_child() -> None:
-    for obj in list(_registered):
+def _run(hook: str, objects: list[ForkAware]) -> None:
+    for obj in objects:
+        method = getattr(obj, hook, None)
+        if method is None:
+            continue
         try:
-            obj._after_fork_in_child()
-        except Exception as exc:  # a hook must not break the child's start
-            _log.error("after_fork_failed", object=type(obj).__name__, error=repr(exc))
+            method()
+        except Exception as exc:  # a hook must not break the fork
+            _log.error("after_fork_failed", object=type(obj).__name__, hook=hook, error=repr(exc))
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+#: The objects the last ``_before_fork`` ran for (the after hooks run for the same ones).
+_forking: list[ForkAware] = []
+
+
+def _before_fork() -> None:
+    _forking[:] = list(_registered)
+    _run("_before_fork", _forking)
+
+
+def _after_fork_in_parent() -> None:
+    _run("_after_fork_in_parent", _forking)
+    _forking.clear()
+
+
+def _after_fork_in_child() -> None:
+    objects = list(_forking) or list(_registered)
+    _forking.clear()
+    _run("_after_fork_in_child", objects)
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

@@ -95,6 +95,27 @@ class TestSQLiteStoreInAForkedChild:
         assert in_forked_child(child) == {"new": True, "running": True}
         assert parents._thread.is_alive()  # the parent's is untouched
 
+    def test_forks_while_the_parent_writes_and_checkpoints_never_hang_the_child(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """No SQLite mutex is inherited held by the parent's writer or checkpoint thread."""
+        stop = threading.Event()
+
+        def write() -> None:
+            n = 100
+            while not stop.wait(0.002):  # a pause: the child's writes need the write lock too
+                store.add([entry(n)])
+                n += 1
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        try:
+            for n in range(20):
+                assert len(in_forked_child(lambda n=n: store.add([entry(-1 - n)]), timeout=15)) == 1
+        finally:
+            stop.set()
+            writer.join(10)
+
     def test_a_store_closed_before_the_fork_stays_closed_in_the_child(
         self, store: SQLiteOutbox
     ) -> None:

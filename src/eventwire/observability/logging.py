@@ -123,9 +123,10 @@ event                             level   fields
                                           checkpoint thread failed (logged when it
                                           starts failing); commits checkpoint past
                                           10,000 pages instead
-``after_fork_failed``             error   ``object``, ``error`` -- in a forked child, an
-                                          outbox store or relay could not give up what it
-                                          inherited from the parent (see eventwire._fork)
+``after_fork_failed``             error   ``object``, ``hook``, ``error`` -- an outbox
+                                          store or relay failed to prepare for a fork, or
+                                          (in the child) to give up what it inherited
+                                          from the parent (see eventwire._fork)
 ``transport_close_failed``        error   (with the traceback) -- closing the relay's
                                           fatal producer failed
 ``tls_verification_disabled``     warning ``properties``, ``risk``, ``hint`` -- a config turns off

@@ -54,6 +54,8 @@ class Checkpointer:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._start = threading.Lock()
+        #: Held around every SQLite call of the thread (see :meth:`hold`).
+        self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def written(self) -> None:
@@ -67,11 +69,24 @@ class Checkpointer:
                     self._thread.start()
         self._wake.set()
 
+    def hold(self, timeout: float) -> bool:
+        """Wait until the thread runs no SQLite call, and keep it so; True if held.
+
+        For a fork (see :mod:`eventwire._fork`): SQLite's process-wide mutexes must
+        not be caught held by a thread the child will not have. :meth:`unhold` ends it.
+        """
+        return self._busy.acquire(timeout=timeout)
+
+    def unhold(self) -> None:
+        """Let the thread run SQLite calls again (after a successful :meth:`hold`)."""
+        self._busy.release()
+
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(
-                self._uri, uri=True, isolation_level=None, timeout=self._busy_timeout_s
-            )
+            with self._busy:
+                conn = sqlite3.connect(
+                    self._uri, uri=True, isolation_level=None, timeout=self._busy_timeout_s
+                )
         except sqlite3.Error as exc:  # e.g. the file was removed: the safety net stays
             _log.warning("outbox_checkpoint_failed", path=str(self._path), error=str(exc))
             return
@@ -83,7 +98,8 @@ class Checkpointer:
                     return
                 self._wake.clear()
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    with self._busy:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     failing = False
                 except sqlite3.Error as exc:  # the writers' safety net still checkpoints
                     if not failing:
@@ -92,7 +108,8 @@ class Checkpointer:
                         )
                     failing = True
         finally:
-            conn.close()
+            with self._busy:
+                conn.close()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread (a checkpoint in progress finishes first); idempotent."""

@@ -132,6 +132,9 @@ _OWNED = " AND state = 'pending' AND lease_owner = :owner"
 #: The page cache of the store's own connection, in KiB.
 _CACHE_KIB = 16384
 
+#: How long a fork waits for this store's threads to leave SQLite (see _before_fork).
+_FORK_WAIT_S = 5.0
+
 #: Heartbeats of one owner with the same error are written at most this often.
 _BEAT_INTERVAL_S = 1.0
 _BEATS_KEPT_S = 86400.0
@@ -249,6 +252,8 @@ class SQLiteOutbox:
             ) from exc
         self._checkpointer: Checkpointer | None = None
         self._checkpointer_finalizer: weakref.finalize[Any, Any] | None = None
+        #: What _before_fork took, released after the fork in the parent.
+        self._fork_release: list[Callable[[], None]] = []
         self._start_checkpoints()
         _fork.register(self)
 
@@ -259,6 +264,26 @@ class SQLiteOutbox:
             # a store dropped without close() stops its thread too
             self._checkpointer_finalizer = weakref.finalize(self, self._checkpointer.close, 0.0)
 
+    def _before_fork(self) -> None:
+        """Keep this store's threads out of SQLite across a fork (each wait bounded).
+
+        SQLite's process-wide mutexes (one per database file) would otherwise be
+        inherited held by a thread the child does not have, and the child's first
+        statement on that file would wait forever.
+        """
+        release = []
+        if self._lock.acquire(timeout=_FORK_WAIT_S):
+            release.append(self._lock.release)
+        checkpointer = self._checkpointer
+        if checkpointer is not None and checkpointer.hold(_FORK_WAIT_S):
+            release.append(checkpointer.unhold)
+        self._fork_release = release
+
+    def _after_fork_in_parent(self) -> None:
+        release, self._fork_release = self._fork_release, []
+        for step in release:
+            step()
+
     def _after_fork_in_child(self) -> None:
         """In a forked child: a lock, a connection and a checkpoint thread of its own.
 
@@ -267,7 +292,8 @@ class SQLiteOutbox:
         parent's checkpoint thread did not survive the fork: a new one starts with
         this process's first write. A store closed before the fork stays closed.
         """
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the parent's may be held (by _before_fork too)
+        self._fork_release = []
         db = self._db
         if not self._in_file or db is None or not _is_open(db):
             return  # an in-memory database is the child's own copy
