@@ -53,7 +53,7 @@ _registered: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 
 
 def register(obj: ForkAware) -> None:
-    """Call ``obj._after_fork_in_child()`` in every forked child while ``obj`` lives."""
+    """Run ``obj``'s fork hooks (see :class:`ForkAware`) at every fork while ``obj`` lives."""
     _registered.add(obj)
 
 
@@ -78,7 +78,7 @@ def _run(hook: str, objects: list[ForkAware]) -> None:
         try:
             method()
         except Exception as exc:  # a hook must not break the fork
-            _log.error("after_fork_failed", object=type(obj).__name__, hook=hook, error=repr(exc))
+            _log.error("fork_hook_failed", object=type(obj).__name__, hook=hook, error=repr(exc))
 
 
 #: The objects the last ``_before_fork`` ran for (the after hooks run for the same ones).

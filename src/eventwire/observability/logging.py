@@ -123,7 +123,7 @@ event                             level   fields
                                           checkpoint thread failed (logged when it
                                           starts failing); commits checkpoint past
                                           10,000 pages instead
-``after_fork_failed``             error   ``object``, ``hook``, ``error`` -- an outbox
+``fork_hook_failed``              error   ``object``, ``hook``, ``error`` -- an outbox
                                           store or relay failed to prepare for a fork, or
                                           (in the child) to give up what it inherited
                                           from the parent (see eventwire._fork)
