@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from eventwire_devkit._process import pdeathsig_preexec
+
 __all__ = ["LocalPostgres", "PostgresUnavailableError", "find_postgres_bin"]
 
 
@@ -120,7 +122,9 @@ class LocalPostgres:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=self._demote,  # noqa: PLW1509
+            # the server goes when this process does (SIGQUIT: immediate shutdown),
+            # even when it is killed (a timeout, a cancelled CI job) before close()
+            preexec_fn=pdeathsig_preexec(signal.SIGQUIT, then=self._demote),  # noqa: PLW1509
             start_new_session=True,
         )
         self._wait_ready()

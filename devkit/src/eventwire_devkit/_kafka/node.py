@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventwire_devkit._kafka.errors import ClusterStartError
+from eventwire_devkit._process import pdeathsig_preexec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +26,6 @@ __all__ = [
 ]
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.yaml")
-_PR_SET_PDEATHSIG = 1
 
 
 def free_ports(count: int) -> list[int]:
@@ -53,32 +49,6 @@ def port_open(port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def pdeathsig_preexec() -> Callable[[], None] | None:
-    """Return a ``preexec_fn`` making the child get SIGKILL when this process dies.
-
-    Linux delivers the signal when the *thread* that forked the child exits, so this is only
-    armed from the main thread (None elsewhere, and off Linux); the run-record reaper covers
-    the rest.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    sigkill = int(signal.SIGKILL)
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 class Node:
