@@ -9,19 +9,19 @@ parent. A lock held by one of the parent's threads at the fork stays held foreve
 An object that owns such things registers itself with :func:`register`; in the
 child, right after the fork, its ``_after_fork_in_child()`` runs (single-threaded,
 before any other code of the child). It must not close what it inherited, and opens
-its own on next use. It hands what it inherited to :func:`abandon`, which leaks it on
-purpose: the object is never freed in the child, not even at the interpreter's exit,
-so it is never closed there either.
+its own on next use. It hands what it inherited to :func:`abandon`, which keeps it
+referenced, so that no garbage collection closes it while the child runs.
 
-Why never closed: closing a PostgreSQL connection sends "terminate" on the parent's
-socket. Closing a SQLite connection that the fork caught inside a write transaction
-rolls that transaction back, and in WAL mode a rollback edits the WAL index, which is
-memory shared with the parent, under the parent's running transaction (SQLite's
-``test/fork-test.c`` closes such a connection only after ``SQLITE_FCNTL_NULL_IO``,
-which Python's ``sqlite3`` cannot call). The sqlite3-ruby gem decided the same in 2024
-after a corruption was reproduced ("discard" instead of ``sqlite3_close``; its ADR
-``2024-09-fork-safety``). The cost is a few kilobytes and file descriptors per
-inherited connection, once per fork.
+Why not close it: closing a PostgreSQL connection sends "terminate" on the parent's
+socket (psycopg itself never closes a connection another process opened). Closing a
+SQLite connection that the fork caught inside a write transaction rolls that
+transaction back, and in WAL mode a rollback edits the WAL index, memory shared with
+the parent. SQLite's ``test/fork-test.c`` allows a child to close an inherited
+connection when no write transaction was pending at the fork; that is why a store's
+``_before_fork`` waits until none of its transactions is open (bounded): the
+interpreter's exit may then close what the child abandoned. (The sqlite3-ruby gem
+"discards" such connections without ``sqlite3_close`` since its 2024 ADR
+``2024-09-fork-safety``; Python's ``sqlite3`` offers no way to do that.)
 """
 
 from __future__ import annotations
@@ -57,17 +57,18 @@ def register(obj: ForkAware) -> None:
     _registered.add(obj)
 
 
-def abandon(resource: object) -> None:
-    """Leak the parent's ``resource`` in this child: never used, freed or closed here.
+#: What this process inherited and must not use: kept referenced until its exit.
+_abandoned: list[object] = []
 
-    One reference is added that nothing ever drops (CPython's ``Py_IncRef``), so
-    neither the garbage collector nor the interpreter's exit (which clears module
-    globals, and would close a connection held in one) ever finalizes it.
+
+def abandon(resource: object) -> None:
+    """Keep the parent's ``resource`` referenced, unused and unclosed, in this child.
+
+    Only the interpreter's exit frees it (see the module docstring for why that is
+    safe for the outbox stores).
     """
     if resource is not None:
-        import ctypes  # noqa: PLC0415 - only ever needed in a forked child
-
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(resource))
+        _abandoned.append(resource)
 
 
 def _run(hook: str, objects: list[ForkAware]) -> None:
