@@ -71,6 +71,20 @@ class FullFor(MemoryTransport):
         super().send(topic, key, value, headers, on_delivery)
 
 
+def quick_relay(
+    store: SQLiteOutbox, transport: MemoryTransport, *, backoff_s: float
+) -> OutboxRelay:
+    """Batches of 2, a 50 ms ack timeout, and retries after ``backoff_s`` to twice that."""
+    return OutboxRelay(
+        store,
+        lambda: transport,
+        batch_size=2,
+        ack_timeout=0.05,
+        base_backoff_s=backoff_s,
+        max_backoff_s=2 * backoff_s,
+    )
+
+
 class TestClaimAhead:
     def test_the_next_batch_is_claimed_before_the_round_ends_and_sent_in_the_next(
         self, store: SQLiteOutbox
@@ -122,14 +136,7 @@ class TestClaimAhead:
         the settle, and every key keeps its order."""
         store.add([entry(1, "a"), entry(2, "b"), entry(3, "a"), entry(4, "b")])
         transport = FullFor(b"v1")  # a's first event stays out
-        relay = OutboxRelay(
-            store,
-            lambda: transport,
-            batch_size=2,
-            ack_timeout=0.05,
-            base_backoff_s=0.01,
-            max_backoff_s=0.02,
-        )
+        relay = quick_relay(store, transport, backoff_s=0.01)
         relay.run_once()
         assert leased_to(store, relay.owner) == []  # nothing claimed ahead
         relay.run_once()
@@ -146,14 +153,7 @@ class TestClaimAhead:
 
         store.add([entry(n, "a") for n in range(1, 7)])
         transport = FullFor(b"v1")
-        relay = OutboxRelay(
-            store,
-            lambda: transport,
-            batch_size=2,
-            ack_timeout=0.05,
-            base_backoff_s=0.001,
-            max_backoff_s=0.002,
-        )
+        relay = quick_relay(store, transport, backoff_s=0.001)
         relay.run_once()
         transport.full_for = None  # the queue has room from now on
         assert relay.drain(timeout=3)

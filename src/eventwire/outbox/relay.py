@@ -357,10 +357,7 @@ class OutboxRelay:
         parent's producer alone (see :mod:`eventwire._fork`).
         """
         self._inherited = True
-        self._restart_lock = threading.Lock()
-        self._thread = None
-        self._ahead, self._ahead_blocked = [], set()
-        self._unmarked, self._unmarked_messages = [], None
+        self._thread = None  # the parent's: problem() must not report it dead here
         _fork.abandon(self._transport)
 
     def _check_own(self) -> None:

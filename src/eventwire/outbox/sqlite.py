@@ -287,8 +287,9 @@ class SQLiteOutbox:
     def _after_fork_in_child(self) -> None:
         """In a forked child: a lock, a connection and a checkpoint thread of its own.
 
-        The inherited connection is abandoned, neither used nor closed (see
-        :mod:`eventwire._fork`); the next call opens one for this process. The
+        The inherited connection is abandoned: never used, and closed only by the
+        child's exit, safe since :meth:`_before_fork` kept transactions out of the
+        fork (see :mod:`eventwire._fork`); the next call opens one for this process. The
         parent's checkpoint thread did not survive the fork: a new one starts with
         this process's first write. A store closed before the fork stays closed.
         """
