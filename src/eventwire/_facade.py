@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from eventwire._config import KafkaConfig
 from eventwire._core import PublisherCore
+from eventwire._fork import refuse_pickling
 
 __all__ = ["Facade"]
 
@@ -27,6 +30,14 @@ class Facade:
     def in_flight(self) -> int:
         """Events published and not yet acknowledged or failed."""
         return self._core.in_flight
+
+    def __reduce__(self) -> NoReturn:
+        refuse_pickling(
+            self,
+            "its transport (a Kafka producer), threads and locks",
+            f"Create one {type(self).__name__} per process (e.g. in a multiprocessing "
+            "Pool initializer) and close it there.",
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"in_flight={self.in_flight}"

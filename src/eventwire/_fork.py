@@ -1,4 +1,4 @@
-"""What an ``os.fork()`` child must not reuse: its parent's connections and locks.
+"""What another process must not reuse: a forked parent's connections and locks.
 
 A forked child inherits copies of its parent's objects, but not its threads. A
 database connection copied into the child shares its socket (PostgreSQL: both
@@ -22,17 +22,22 @@ connection when no write transaction was pending at the fork; that is why a stor
 interpreter's exit may then close what the child abandoned. (The sqlite3-ruby gem
 "discards" such connections without ``sqlite3_close`` since its 2024 ADR
 ``2024-09-fork-safety``; Python's ``sqlite3`` offers no way to do that.)
+
+The other way into a process, pickling (``multiprocessing`` with the spawn or
+forkserver start method, ``ProcessPoolExecutor`` arguments), is refused by
+:func:`refuse_pickling` with a message that says what to do instead: such an object
+is made in each process, never copied into one.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from eventwire.observability.logging import get_logger
 
-__all__ = ["ForkAware", "abandon", "register"]
+__all__ = ["ForkAware", "abandon", "refuse_pickling", "register"]
 
 _log = get_logger("eventwire")
 
@@ -69,6 +74,20 @@ def abandon(resource: object) -> None:
     """
     if resource is not None:
         _abandoned.append(resource)
+
+
+def refuse_pickling(obj: object, owns: str, instead: str) -> NoReturn:
+    """Raise the TypeError that explains why ``obj`` cannot go to another process.
+
+    For ``__reduce__``: pickle (and so ``multiprocessing``'s spawn and forkserver
+    start methods, and ``copy.copy``) then fail with what to do, instead of a
+    "cannot pickle '_thread.lock' object" from deep inside.
+    """
+    name = type(obj).__name__
+    raise TypeError(
+        f"{name} cannot be pickled or sent to another process: it owns {owns}, which "
+        f"only work in the process that opened them. {instead}"
+    )
 
 
 def _run(hook: str, objects: list[ForkAware]) -> None:

@@ -6,6 +6,7 @@ The behaviour both stores share is in test_outbox_store_contract.py.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,16 @@ def wait_for(admin: psycopg.Connection[Any], query: str, *params: Any) -> Any:
             return row[0]
         time.sleep(0.02)
     raise AssertionError(f"nothing from {query!r} within 10 s")
+
+
+def test_a_store_cannot_be_pickled_and_says_to_open_it_by_dsn(
+    store: PostgresOutbox, postgres_dsn: str
+) -> None:
+    """Sending it to another process (multiprocessing spawn) explains itself; no DSN shown."""
+    with pytest.raises(TypeError, match=r"^PostgresOutbox cannot be pickled") as caught:
+        pickle.dumps(store)
+    assert "PostgresOutbox(dsn)" in str(caught.value)
+    assert postgres_dsn not in str(caught.value)
 
 
 def test_added_entries_survive_reopening(store: PostgresOutbox, postgres_dsn: str) -> None:

@@ -52,7 +52,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from eventwire import _fork
 from eventwire._errors import ConfigurationError, OutboxWriteError
@@ -819,6 +819,13 @@ class PostgresOutbox:
             sent_retained=counts.get("sent", 0),
             oldest_pending_age_s=None if oldest_age is None else max(0.0, oldest_age),
             relays=tuple(RelayHeartbeat(o, max(0.0, age), err) for o, age, err in beats),
+        )
+
+    def __reduce__(self) -> NoReturn:
+        _fork.refuse_pickling(
+            self,
+            "a PostgreSQL connection",
+            "Create the store in each process from its DSN: PostgresOutbox(dsn).",
         )
 
     def close(self) -> None:

@@ -66,7 +66,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
 
 from eventwire import _fork
 from eventwire._breaker import CircuitBreaker
@@ -347,6 +347,13 @@ class OutboxRelay:
         #: True in a forked child: the relay (its producer, its leases) is the parent's.
         self._inherited = False
         _fork.register(self)
+
+    def __reduce__(self) -> NoReturn:
+        _fork.refuse_pickling(
+            self,
+            "a Kafka producer, its store's connection and its thread",
+            "Create the relay, and its store, in the process that runs it.",
+        )
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: give up this copy of the parent's relay.

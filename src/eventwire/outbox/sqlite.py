@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from eventwire import _fork
 from eventwire._errors import ConfigurationError, OutboxWriteError
@@ -726,6 +726,13 @@ class SQLiteOutbox:
         with self._lock:
             if self._db is not None:
                 self._db.close()
+
+    def __reduce__(self) -> NoReturn:
+        _fork.refuse_pickling(
+            self,
+            "an SQLite connection and a checkpoint thread",
+            "Create the store in each process from its path: SQLiteOutbox(path).",
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteOutbox({str(self.path)!r})"
