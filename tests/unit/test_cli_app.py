@@ -69,3 +69,16 @@ def test_a_crash_prints_a_traceback_without_frame_locals_even_on_an_older_typer(
     assert proc.returncode == 1, proc.stderr
     assert "RuntimeError: unexpected crash" in proc.stderr  # typer's rich traceback was shown
     assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_help_shows_bracketed_words_literally() -> None:
+    """`[outbox]` and `[stdout]` in help texts are words, not rich markup that vanishes."""
+    from typer.testing import CliRunner
+
+    from eventwire.cli._app import build_app
+
+    runner = CliRunner()
+    status = runner.invoke(build_app(), ["outbox", "status", "--help"], env={"COLUMNS": "200"})
+    export = runner.invoke(build_app(), ["schema", "export", "--help"], env={"COLUMNS": "200"})
+    assert "Config file whose [outbox] table names the outbox" in " ".join(status.stdout.split())
+    assert "else YAML) [stdout]" in " ".join(export.stdout.split())

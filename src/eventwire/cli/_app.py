@@ -55,6 +55,7 @@ def _configure(
 def build_app() -> typer.Typer:
     """Return a new ``eventwire`` app: ``outbox``, ``dlq``, ``schema`` and every plug-in."""
     app = typer.Typer(
+        rich_markup_mode=None,  # help texts mean [outbox] literally, not as markup
         name="eventwire",
         help="Publish typed domain events to Apache Kafka: inspect and relay the outbox, "
         "dead letters, event contracts (AsyncAPI), and the commands of installed plug-ins.",

@@ -62,11 +62,13 @@ if TYPE_CHECKING:
 # pretty_exceptions_show_locals=False: a crash's traceback must not print frame locals
 # (a DSN, a config) whatever typer's default is (True before typer 0.23).
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts mean [outbox] literally, not as markup
     help="Inspect and relay the durable outbox.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
 dlq_app = typer.Typer(
+    rich_markup_mode=None,  # help texts mean [outbox] literally, not as markup
     help="Dead letters (outbox only): events given up on after a permanent failure or "
     "exhausted retries, in a dead-letter topic or parked in the outbox.",
     no_args_is_help=True,
@@ -190,7 +192,13 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
     sqlite: SqliteOpt = None,
     postgres: PostgresOpt = None,
     postgres_env: PostgresEnvOpt = None,
-    once: Annotated[bool, typer.Option(help="Drain what is there, then exit.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            help="Drain what is there, then exit: 0 once drained; 1 at the first problem "
+            "(no broker within 10 s, a failed round, entries left to retry), named."
+        ),
+    ] = False,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Entries per round (default 1000).")
     ] = None,
@@ -224,7 +232,8 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
     finishes the round in progress (up to stop_timeout_s), closes the producer
     and exits 0. Dead letters go to <topic>.dlq. Database and producer errors
     are logged, retried with backoff and shown by `eventwire outbox status`
-    (with --once the first one ends the command).
+    (with --once the first one ends the command with exit 1, as does no broker
+    answering within 10 s or a round leaving entries to retry; they stay in the outbox).
     """
     from eventwire._shutdown import GracefulShutdown  # noqa: PLC0415
 
@@ -242,7 +251,15 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
             if settings.metrics_port is not None:
                 from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
 
-                server = serve_prometheus(settings.metrics_port, settings.metrics_addr)
+                try:
+                    server = serve_prometheus(settings.metrics_port, settings.metrics_addr)
+                except OSError as exc:  # e.g. the port is taken
+                    fail(
+                        f"cannot serve metrics on {settings.metrics_addr}:"
+                        f"{settings.metrics_port}: {exc.strerror or exc}. Choose another "
+                        "--metrics-port (or metrics_port in the config file's [relay] table).",
+                        2,
+                    )
                 err.print(f"metrics at {server.url}", markup=False, highlight=False)
             try:
                 worker = _make_relay(store, config, settings, server)
@@ -312,14 +329,43 @@ def _make_relay(
 
 #: The longest ``outbox relay --once`` runs.
 ONCE_TIMEOUT_S = 3600.0
+#: How long ``outbox relay --once`` waits for a broker to answer before it gives up (a
+#: Publisher's default ``connect_timeout``).
+ONCE_CONNECT_TIMEOUT_S = 10.0
 
 
 def _relay_once(worker: OutboxRelay, shutdown: GracefulShutdown) -> None:
-    """Run rounds until the outbox is empty (exit 1 if it is not) or a signal arrives."""
+    """Run rounds until the outbox is empty (exit 0) or a signal arrives.
+
+    Exits 1 without waiting when no broker answers at the start, when a round fails
+    (the database, or the producer), or once a round leaves entries to retry: a
+    scheduled job then fails at once, saying why, instead of retrying for up to
+    :data:`ONCE_TIMEOUT_S`; the entries stay in the outbox for the next run.
+    """
+    from eventwire._errors import BrokerUnavailableError  # noqa: PLC0415
+
+    try:
+        worker.transport.check_connection(ONCE_CONNECT_TIMEOUT_S)
+    except BrokerUnavailableError as exc:
+        fail(f"{exc} Nothing was relayed; the entries wait in the outbox.", 1)
     deadline = time.monotonic() + ONCE_TIMEOUT_S
     drained = False
+    why = "the outbox was not empty after 1 hour"
     while not shutdown.requested and time.monotonic() < deadline:
-        if worker.run_once() == 0:
+        retried = worker.stats.retried
+        try:
+            claimed = worker.run_once()
+        except Exception as exc:  # the store's or the transport factory's error
+            why = f"a round failed: {exc!r}; its entries are claimed again after their lease"
+            break
+        if worker.stats.retried > retried:
+            n = worker.stats.retried - retried
+            why = (
+                f"{n} entr{'y' if n == 1 else 'ies'} failed and will be retried (their error "
+                "is in the outbox; see the log above, or `eventwire outbox status`)"
+            )
+            break
+        if claimed == 0:
             if worker.store.status().pending == 0:
                 drained = True
                 break
@@ -327,6 +373,8 @@ def _relay_once(worker: OutboxRelay, shutdown: GracefulShutdown) -> None:
     s = worker.stats
     err.print(f"relayed {s.sent}, dead-lettered {s.dead_lettered}, parked {s.parked}")
     if not drained:
+        if not shutdown.requested:
+            fail(f"not drained: {why}.", 1)
         raise typer.Exit(1)
 
 

@@ -35,6 +35,7 @@ from eventwire.contracts import (
 __all__ = ["app"]
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts mean [outbox] literally, not as markup
     help="Event contracts: export an AsyncAPI 3.0 document of the routed events, and check "
     "a change against an earlier export (Schema Registry compatibility modes).",
     no_args_is_help=True,
