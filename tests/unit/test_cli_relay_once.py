@@ -22,6 +22,8 @@ from eventwire.cli.outbox import _relay_once
 from eventwire.outbox import OutboxEntry, OutboxRelay, SQLiteOutbox
 from eventwire.transports.memory import MemoryTransport
 
+RELAY_ONCE = [sys.executable, "-m", "eventwire.cli", "outbox", "relay", "--once"]
+
 
 def entry(n: int) -> OutboxEntry:
     return OutboxEntry(f"id-{n}", "T", "orders", f"k{n}".encode(), f"v{n}".encode(), ())
@@ -35,19 +37,23 @@ def store(tmp_path: Path) -> Iterator[SQLiteOutbox]:
     store.close()
 
 
-def test_no_broker_answering_exits_1_within_the_connect_check(store: SQLiteOutbox) -> None:
-    """Nothing listens on the port: exit 1 after the 10 s check (not after an hour)."""
+def relay_once_to_a_dead_port(db: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    """`eventwire outbox relay --once` toward a port nothing listens on, as a process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "eventwire.cli", "outbox", "relay", "--once"]
-        + ["--bootstrap", "127.0.0.1:1", "--sqlite", str(store.path)],
+    return subprocess.run(
+        [*RELAY_ONCE, "--bootstrap", "127.0.0.1:1", "--sqlite", str(db), *more],
         capture_output=True,
         text=True,
         timeout=90,
         check=False,
         env={**env, "COLUMNS": "250"},
     )
+
+
+def test_no_broker_answering_exits_1_within_the_connect_check(store: SQLiteOutbox) -> None:
+    """Nothing listens on the port: exit 1 after the 10 s check (not after an hour)."""
+    started = time.monotonic()
+    done = relay_once_to_a_dead_port(store.path)
     assert done.returncode == 1, done.stderr
     assert time.monotonic() - started < 60
     assert "Nothing was relayed; the entries wait in the outbox." in done.stderr
@@ -90,18 +96,8 @@ def test_a_metrics_port_in_use_exits_2_naming_it(store: SQLiteOutbox) -> None:
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "eventwire.cli", "outbox", "relay", "--once"]
-            + ["--bootstrap", "127.0.0.1:1", "--sqlite", str(store.path)]
-            + ["--metrics-port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**env, "COLUMNS": "250"},
-        )
+        done = relay_once_to_a_dead_port(store.path, "--metrics-port", str(port))
     finally:
         taken.close()
     assert done.returncode == 2, done.stderr
