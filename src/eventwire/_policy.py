@@ -71,8 +71,11 @@ _POSSIBLY_WRITTEN = frozenset(
 )
 
 _MEANINGS = {
-    "MSG_SIZE_TOO_LARGE": "the event is larger than the producer's message.max.bytes "
-    "or the broker/topic limit (max.message.bytes)",
+    "MSG_SIZE_TOO_LARGE": "the event is larger than the producer's message.max.bytes, "
+    "or the record batch it was sent in is larger than the topic's max.message.bytes (the "
+    "broker refuses a whole batch, so an event batched with an oversized one fails too; "
+    "set the producer's message.max.bytes to at most the topic's limit, and an oversized "
+    "event is then refused alone, at publish())",
     "_MSG_SIZE_TOO_LARGE": "the event is larger than the producer's message.max.bytes",
     "RECORD_LIST_TOO_LARGE": "the batch is larger than the broker accepts",
     "TOPIC_AUTHORIZATION_FAILED": "the client may not write to this topic",

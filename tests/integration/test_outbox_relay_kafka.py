@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,38 @@ class TestDeadLetterTopic:
         [back] = read_topic(kafka_cluster.bootstrap_servers, topic, expected=1, idle=0.5)
         assert back.header("ce_id") == eid.encode()
         assert back.header("eventwire_dlq_code") is None
+
+    def test_small_events_batched_with_an_oversized_one_are_delivered_not_dead_lettered(
+        self, tmp_path: Path, kafka_cluster: LocalKafkaCluster
+    ) -> None:
+        """The broker refuses a whole record batch as too large (max.message.bytes=1000):
+        the small events librdkafka put in one batch with a 5 KB one fail with it. The relay
+        sends each again alone: the small ones are delivered, only the big one is dead-lettered."""
+        topic = f"mixed-{uuid.uuid4().hex[:8]}"
+        kafka_cluster.create_topic(topic, partitions=1, config={"max.message.bytes": "1000"})
+        store = SQLiteOutbox(tmp_path / "o.db")
+        values = [b'{"n":1}', os.urandom(5000), b'{"n":3}', b'{"n":4}']
+        ids = [new_event_id() for _ in values]
+        store.add(
+            [
+                OutboxEntry(
+                    eid, "test.Mixed", topic, f"k{n}".encode(), value, tuple(TEMPLATE.build(eid, 0))
+                )
+                for n, (eid, value) in enumerate(zip(ids, values, strict=True))
+            ]
+        )
+        relay = OutboxRelay(
+            store, lambda: KafkaTransport(KafkaConfig(kafka_cluster.bootstrap_servers))
+        )
+        assert relay.drain(timeout=60)
+        relay.stop()
+        assert (relay.stats.sent, relay.stats.dead_lettered, relay.stats.parked) == (3, 1, 0)
+        delivered = read_topic(kafka_cluster.bootstrap_servers, topic, expected=3, idle=0.5)
+        assert sorted(r.header("ce_id") for r in delivered) == sorted(
+            ids[n].encode() for n in (0, 2, 3)
+        )
+        [dead] = read_topic(kafka_cluster.bootstrap_servers, f"{topic}.dlq", expected=1, idle=0.5)
+        assert dead.header("ce_id") == ids[1].encode()
 
     def test_replay_skips_forged_and_undecodable_records_and_replays_the_rest(
         self, kafka_cluster: LocalKafkaCluster

@@ -24,6 +24,60 @@ def store(tmp_path: Path) -> SQLiteOutbox:
     return SQLiteOutbox(tmp_path / "outbox.db")
 
 
+class TestABatchRefusedAsTooLarge:
+    """The broker's MSG_SIZE_TOO_LARGE refuses a whole record batch (Kafka's
+    max.message.bytes applies to a batch): an entry batched with an oversized one gets
+    it too. The relay sends such an entry again alone before it gives it up."""
+
+    def test_an_entry_refused_with_its_batch_goes_again_alone_and_is_delivered(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """Not given up, not counted as an attempt, not delayed: delivered next round."""
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(1, "MSG_SIZE_TOO_LARGE")
+        relay = OutboxRelay(store, lambda: transport, dead_letter=None, max_attempts=1)
+        assert relay.drain(timeout=5)
+        assert [r.header("ce_id") for r in transport.records("orders")] == [b"id-1"]
+        assert store.list_parked() == []
+        assert (relay.stats.sent, relay.stats.retried, relay.stats.parked) == (1, 1, 0)
+
+    def test_an_entry_refused_again_alone_is_given_up(self, store: SQLiteOutbox) -> None:
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(2, "MSG_SIZE_TOO_LARGE")
+        relay = OutboxRelay(store, lambda: transport, dead_letter=None)
+        assert relay.drain(timeout=5)
+        [(parked, error)] = store.list_parked()
+        assert parked.entry.event_id == "id-1"
+        assert "MSG_SIZE_TOO_LARGE" in error
+        assert relay._alone == set()  # nothing left behind
+
+    def test_a_record_refused_as_too_large_when_sent_is_given_up_at_once(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """A refusal at send time (librdkafka's message.max.bytes) judged the record alone."""
+        store.add([entry(1), entry(2, key="other")])
+        transport = MemoryTransport(max_message_bytes=3)  # b"k" + b"v1" fits; "other" does not
+        relay = OutboxRelay(store, lambda: transport, dead_letter=None)
+        assert relay.drain(timeout=5)
+        [(parked, _error)] = store.list_parked()
+        assert parked.entry.event_id == "id-2"
+        assert (relay.stats.retried, relay.stats.parked) == (0, 1)
+
+    def test_later_entries_of_its_key_wait_for_it(self, store: SQLiteOutbox) -> None:
+        """Per-key order holds: the last copy of each entry of the key is in claim order."""
+        store.add([entry(1), entry(2), entry(3, key="other")])
+        transport = MemoryTransport()
+        transport.fail_next(1, "MSG_SIZE_TOO_LARGE")  # id-1's batch
+        relay = OutboxRelay(store, lambda: transport, dead_letter=None)
+        assert relay.drain(timeout=5)
+        ids = [r.header("ce_id") for r in transport.records("orders") if r.key == b"k"]
+        last = {eid: i for i, eid in enumerate(ids)}
+        assert last[b"id-1"] < last[b"id-2"]
+        assert store.status().pending == 0 and store.list_parked() == []
+
+
 class TestRelay:
     def test_drains_in_per_key_order_with_stored_bytes(self, store: SQLiteOutbox) -> None:
         """Every entry reaches the log once, with its stored headers, in order per key."""
@@ -73,12 +127,12 @@ class TestRelay:
         """dead_letter=None keeps permanent failures in the outbox, parked with their reason."""
         store.add([entry(1)])
         transport = MemoryTransport()
-        transport.fail_next(1, "MSG_SIZE_TOO_LARGE")
+        transport.fail_next(1, "INVALID_RECORD")
         relay = OutboxRelay(store, lambda: transport, dead_letter=None)
         assert relay.drain(timeout=5)
         [(parked, error)] = store.list_parked()
         assert parked.entry.event_id == "id-1"
-        assert "MSG_SIZE_TOO_LARGE" in error
+        assert "INVALID_RECORD" in error
 
     def test_unreachable_dead_letter_topic_parks_the_entry(self, store: SQLiteOutbox) -> None:
         """If the dead-letter send fails too, the entry is parked in the outbox, not lost."""

@@ -224,7 +224,7 @@ class TestRelayOutcomes:
         """Without a dead-letter topic a permanent failure counts as parked."""
         store.add([entry(1)])
         transport = MemoryTransport()
-        transport.fail_next(1, "MSG_SIZE_TOO_LARGE")
+        transport.fail_next(1, "INVALID_RECORD")
         assert relay(store, transport, meter, dead_letter=None).drain(timeout=5)
         assert meter.value(RELAYED, topic="orders", outcome="parked") == 1
         assert meter.value(RELAYED, topic="orders", outcome="dead_lettered") is None

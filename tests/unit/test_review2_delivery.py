@@ -93,7 +93,7 @@ def test_a_given_up_event_does_not_hold_back_its_key(store: SQLiteOutbox) -> Non
     """A permanent failure leaves the stream (dead letter): the next event of its key stays sent."""
     store.add([entry(1), entry(2)])
     transport = MemoryTransport(partitions=1)
-    transport.fail_next(1, "MSG_SIZE_TOO_LARGE")
+    transport.fail_next(1, "INVALID_RECORD")
     relay = OutboxRelay(store, lambda: transport)
     assert relay.drain(timeout=5)
     assert [r.header("ce_id") for r in transport.records(TOPIC)] == [b"id-2"]

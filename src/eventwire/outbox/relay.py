@@ -117,6 +117,10 @@ _HELD_BACK = "_HELD_BACK"
 #: Results of sends a stopping relay made: refused by its closed producer or purged
 #: by close(); not attempts of the entry (it goes out with the next relay).
 _STOPPED_CODES = frozenset({"_DESTROY", "_PURGE_QUEUE", "_PURGE_INFLIGHT"})
+#: The broker refused the record *batch* an entry went in as larger than the topic's
+#: ``max.message.bytes`` (the limit applies to a batch): an entry batched with an
+#: oversized one gets it too. Such an entry is sent again alone before it is given up.
+_BATCH_TOO_LARGE = "MSG_SIZE_TOO_LARGE"
 #: Steps whose failure stops events from moving (see :meth:`OutboxRelay.problem`).
 _BLOCKING_STEPS = frozenset({"round"})
 
@@ -344,6 +348,9 @@ class OutboxRelay:
         self._unmarked_messages: dict[int, ReportMessage] | None = None
         #: Whether the round settling now leaves its acks to the next claim ahead.
         self._defer_marks = False
+        #: Entries whose record batch the broker refused as too large: each goes out
+        #: again in a batch of its own (see _send_alone); refused alone, it is given up.
+        self._alone: set[int] = set()
         #: True in a forked child: the relay (its producer, its leases) is the parent's.
         self._inherited = False
         _fork.register(self)
@@ -534,14 +541,36 @@ class OutboxRelay:
         """
         deadline = time.monotonic() + self.ack_timeout
         stopped: set[tuple[str, bytes]] = set(held) if held else set()
+        alone = self._alone
         for item in claimed:
             e = item.entry
             group = (e.topic, e.key or b"")  # None and b"" share one order
             if self._fatal or group in stopped:
                 results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
+            elif alone and item.id in alone:
+                if not self._send_alone(item, results, messages, deadline):
+                    stopped.add(group)
             elif not self._send(item, results, messages, deadline):
                 stopped.add(group)
         return not stopped and not self._fatal
+
+    def _send_alone(
+        self,
+        item: ClaimedEntry,
+        results: dict[int, tuple[str, str] | None],
+        messages: dict[int, ReportMessage] | None,
+        deadline: float,
+    ) -> bool:
+        """Enqueue ``item`` in a record batch of its own; True if enqueued.
+
+        For an entry whose batch the broker refused as too large: what is queued
+        goes out (and is acknowledged) first, and nothing is enqueued after it
+        until it is acknowledged too, so librdkafka cannot batch it with another.
+        """
+        self._transport.flush(self.ack_timeout)
+        sent = self._send(item, results, messages, deadline)
+        self._transport.flush(self.ack_timeout)
+        return sent
 
     def _send(
         self,
@@ -596,8 +625,14 @@ class OutboxRelay:
     def _refused(
         self, item: ClaimedEntry, exc: SendRejected, results: dict[int, tuple[str, str] | None]
     ) -> bool:
-        """Record a send the transport refused (a fatal refusal stops the round); False."""
+        """Record a send the transport refused (a fatal refusal stops the round); False.
+
+        A refusal as too large at send time judged the record alone (librdkafka's
+        ``message.max.bytes``): permanent, unlike the broker's refusal of a batch.
+        """
         results[item.id] = (exc.code, exc.reason)
+        if exc.code == _BATCH_TOO_LARGE:
+            self._alone.add(item.id)
         if exc.fatal:
             self._fatal = True
         return False
@@ -634,6 +669,8 @@ class OutboxRelay:
                 if result[0] == _HELD_BACK or not self._gives_up(item, result[0]):
                     blocked.add(group)
         self._settled_blocked = blocked
+        if self._alone and acked:
+            self._alone.difference_update(item.id for item in acked)
         if acked and self._defer_marks:
             self._unmarked, self._unmarked_messages = acked, messages
         elif acked:
@@ -659,7 +696,12 @@ class OutboxRelay:
                 marks.append((item.id, f"{code}: {reason}", 0.0, False))
                 self.stats.held_back += 1
             elif self._gives_up(item, code):
+                self._alone.discard(item.id)
                 given_up.append((item, code, reason))
+            elif code == _BATCH_TOO_LARGE:  # its batch, maybe not it: again alone, at once
+                self._alone.add(item.id)
+                marks.append((item.id, f"{code}: {reason}", 0.0, False))
+                self.stats.retried += 1
             else:
                 marks.append((item.id, f"{code}: {reason}", self.backoff(item.attempts + 1), True))
                 self.stats.retried += 1
@@ -687,7 +729,14 @@ class OutboxRelay:
             self.store.mark_retry(entry_id, error, delay_s, counted=counted, owner=owner)
 
     def _gives_up(self, item: ClaimedEntry, code: str) -> bool:
-        """True for a permanent failure, or a retriable one past max_attempts/max_age_s."""
+        """True for a permanent failure, or a retriable one past max_attempts/max_age_s.
+
+        A broker's MSG_SIZE_TOO_LARGE is permanent only for an entry sent alone: it
+        refuses a whole record batch, so an entry batched with an oversized one gets
+        it too, and is sent again alone first (not counted as an attempt).
+        """
+        if code == _BATCH_TOO_LARGE and item.id not in self._alone:
+            return False
         too_old = self.max_age_s is not None and item.age_s > self.max_age_s
         return (
             classify(code) is ErrorClass.PERMANENT
