@@ -133,9 +133,9 @@ class TestConfigOption:
         )
         seen: list[object] = []
 
-        def fake_read(cluster: object, topic: str, **_: object) -> list[object]:
+        def fake_read(cluster: object, topic: str, **_: object) -> kafka_transport.TopicRead:
             seen.append(cluster)
-            return []
+            return kafka_transport.TopicRead([], complete=True)
 
         monkeypatch.setattr(kafka_transport, "read_records", fake_read)
         monkeypatch.setenv("EVENTWIRE_KAFKA_CONFIG", str(path))

@@ -292,3 +292,45 @@ class TestListJson:
         assert code == 0, text
         limited = json.loads(text)
         assert (limited["total"], len(limited["dead_letters"])) == (2, 1)
+
+
+class TestNeverAPartOfTheTopicAsIfItWereAll:
+    def test_a_topic_larger_than_one_read_is_refused_and_nothing_is_replayed(
+        self, mock: MockCluster, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """More dead letters than one run reads (READ_MAX): list and replay exit 1 saying so,
+        and replay writes nothing (before, the first READ_MAX were replayed as "all")."""
+        monkeypatch.setattr(cli_outbox, "READ_MAX", 3)
+        produce(mock, *(dead(f"e-{n}", "orders") for n in range(5)))
+        boot = ["--bootstrap", mock.bootstrap_servers]
+        code, text = run("dlq", "replay", "--topic", DLQ, *boot, "--allow-topic", "orders")
+        assert code == 1, text
+        assert f"'{DLQ}' holds more than 3 records" in text
+        assert "nothing was listed or replayed" in text
+        assert ce_ids(mock, "orders") == []
+        code, text = run("dlq", "list", "--topic", DLQ, *boot, "--json")
+        assert code == 1, text
+        assert "holds more than 3 records" in text
+
+    def test_a_topic_read_to_its_end_is_complete(self, mock: MockCluster) -> None:
+        from eventwire import KafkaConfig
+        from eventwire.transports.kafka import read_records
+
+        produce(mock, *(dead(f"e-{n}", "orders") for n in range(5)))
+        config = KafkaConfig(mock.bootstrap_servers)
+        whole = read_records(config, DLQ, max_records=100, timeout=10)
+        cut = read_records(config, DLQ, max_records=3, timeout=10)
+        assert (len(whole.records), whole.complete) == (5, True)
+        assert (len(cut.records), cut.complete) == (3, False)
+
+    def test_a_consumer_setting_librdkafka_refuses_is_one_line_exit_2(
+        self, mock: MockCluster
+    ) -> None:
+        """Before: a traceback ending in KafkaException (the consumer was made unguarded)."""
+        code, text = run(
+            "dlq", "list", "--topic", DLQ, "--bootstrap", mock.bootstrap_servers,
+            "--set", "sasl.mechanism=BOGUS", "--set", "security.protocol=SASL_PLAINTEXT",
+        )  # fmt: skip
+        assert code == 2, text
+        assert "Kafka consumer configuration rejected" in text
+        assert "Traceback" not in text and "KafkaException" not in text

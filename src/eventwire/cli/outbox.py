@@ -460,21 +460,41 @@ def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
 DeadLetterRecord = tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
 #: How many records ``dlq list/replay --topic`` read at most in one run.
 READ_MAX = 1_000_000
+#: ``dlq list/replay --topic`` give up once no record came for this long.
+READ_IDLE_TIMEOUT_S = 30.0
 
 
 def _read(config: KafkaConfig, topic: str, max_records: int) -> list[DeadLetterRecord]:
-    """Every record of ``topic`` (up to ``max_records``), or exit 1 saying why not.
+    """Every record of ``topic``, or exit 1 saying why not (never a silent part of them).
 
-    The reader connects as ``config`` says (TLS, SASL, ``oauth_cb``).
+    The reader connects as ``config`` says (TLS, SASL, ``oauth_cb``). A topic holding
+    more than ``max_records``, or a read that stalls before the end of the topic,
+    exits 1: listing or replaying part of a topic as if it were all of it would lose
+    the rest without a word.
     """
     from eventwire._errors import BrokerUnavailableError  # noqa: PLC0415
     from eventwire.transports.kafka import read_records  # noqa: PLC0415
 
     try:
-        return read_records(config, topic, max_records=max_records, timeout=30)
+        read = read_records(config, topic, max_records=max_records, timeout=READ_IDLE_TIMEOUT_S)
     except BrokerUnavailableError as exc:
         err.print(printable(str(exc)), style="red", markup=False, highlight=False)
         raise typer.Exit(1) from None
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    if read.complete:
+        return read.records
+    if len(read.records) >= max_records:
+        fail(
+            f"{topic!r} holds more than {max_records:,} records, more than one run reads; "
+            "nothing was listed or replayed. Read it with a Kafka consumer of your own.",
+            1,
+        )
+    fail(
+        f"no record of {topic!r} came for {READ_IDLE_TIMEOUT_S:g} s before the end of the "
+        f"topic (after {len(read.records):,}); nothing was listed or replayed. Try again.",
+        1,
+    )
 
 
 def _header(headers: tuple[tuple[str, bytes], ...], name: str) -> str:

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import confluent_kafka
 
@@ -579,13 +579,28 @@ def _text(exc: BaseException) -> str:
     return str(arg)
 
 
+#: One record read by :func:`read_records`: ``(partition, offset, key, value, headers)``.
+TopicRecord = tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
+
+
+class TopicRead(NamedTuple):
+    """What :func:`read_records` read, and whether it is the whole topic."""
+
+    #: Sorted by partition, then offset.
+    records: list[TopicRecord]
+    #: True if every partition was read to its end; False if ``max_records`` or the
+    #: timeout cut the read short (the topic may hold more).
+    complete: bool
+
+
 def read_records(
     config: ClientConfig, topic: str, *, max_records: int, timeout: float
-) -> list[tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]]:
+) -> TopicRead:
     """Read up to ``max_records`` committed records of ``topic`` from the start of the log.
 
     Each record is ``(partition, offset, key, value, headers)``, sorted by partition
-    then offset; a missing value or header value reads as ``b""``.
+    then offset; a missing value or header value reads as ``b""``. ``complete`` says
+    whether that is all of the topic: check it before acting on "every record".
 
     ``config`` (a :class:`~eventwire.KafkaConfig`) gives the connection and login
     (``client_properties()``: TLS, SASL, ``oauth_cb``) the consumer uses; its error
@@ -594,27 +609,35 @@ def read_records(
     Promises: a throwaway consumer group reads every partition from its first offset
     (``read_committed``); no offset is committed and
     nothing is produced. It returns at the end of every partition, at ``max_records``
-    or after about ``timeout`` seconds, whichever comes first, and closes the consumer.
+    or once no record came for about ``timeout`` seconds, whichever comes first, and
+    closes the consumer.
 
     Raises:
         BrokerUnavailableError: the topic's metadata could not be read within
             ``timeout`` (no broker answered, or the topic does not exist).
+        ConfigurationError: librdkafka refused the consumer's configuration (the
+            property is named; secrets are scrubbed).
     """
     import time  # noqa: PLC0415 - kept local: only the dlq command reads topics
     import uuid  # noqa: PLC0415
 
     scrub = Scrubber(config.secret_values())
     bootstrap_servers = config.bootstrap_servers
-    consumer = confluent_kafka.Consumer(
-        {
-            **config.client_properties(),
-            "group.id": f"eventwire-read-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "log_level": 3,
-        }
-    )
+    try:
+        consumer = confluent_kafka.Consumer(
+            {
+                **config.client_properties(),
+                "group.id": f"eventwire-read-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "log_level": 3,
+            }
+        )
+    except confluent_kafka.KafkaException as exc:
+        raise ConfigurationError(
+            scrub(f"Kafka consumer configuration rejected: {_text(exc)}")
+        ) from None
     try:
         deadline = time.monotonic() + timeout
         try:
@@ -630,13 +653,14 @@ def read_records(
         partitions = set(meta.partitions)
         start = confluent_kafka.OFFSET_BEGINNING
         consumer.assign([confluent_kafka.TopicPartition(topic, p, start) for p in partitions])
-        records: list[tuple[int, int, bytes | None, bytes, tuple[tuple[str, bytes], ...]]] = []
+        records: list[TopicRecord] = []
         at_end: set[int] = set()
         while len(records) < max_records and at_end != partitions:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             for msg in consumer.consume(max_records - len(records), min(left, 0.5)):
+                deadline = time.monotonic() + timeout  # records keep coming: not stuck
                 err = msg.error()
                 partition = msg.partition() or 0
                 if err is not None:
@@ -653,6 +677,6 @@ def read_records(
                     (partition, msg.offset() or 0, msg.key(), msg.value() or b"", headers)
                 )
         records.sort(key=lambda r: (r[0], r[1]))
-        return records
+        return TopicRead(records, at_end == partitions)
     finally:
         consumer.close()
