@@ -19,6 +19,7 @@ from eventwire._inflight import InFlight
 from eventwire._loop_bridge import LoopBridge
 from eventwire._options import PublisherOptions, resolve_options
 from eventwire._record import Record
+from eventwire._timeouts import seconds
 from eventwire.outbox.async_sink import AsyncOutboxSink
 from eventwire.outbox.base import OutboxStore
 from eventwire.outbox.relay import RelayFailingError
@@ -332,6 +333,7 @@ class AsyncPublisher(Facade):
                 room when the timeout runs out is listed as ``_FLUSH_TIMEOUT`` too
                 (it keeps waiting, as a queued one stays queued).
         """
+        timeout = seconds(timeout, "flush(timeout)")
         if self._outbox is not None:
             await self._outbox_ending(self._outbox.flush, timeout, final=False)
             return
@@ -368,7 +370,7 @@ class AsyncPublisher(Facade):
         retrieved, are listed as ``_CLOSED`` in the DeliveryError this raises).
         Then as :meth:`Publisher.close`.
         """
-        timeout = self._close_timeout if timeout is None else timeout
+        timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
         self._core.refuse_publishing()
         if self._outbox is not None:
             await self._outbox_ending(self._outbox.close, timeout, final=True)

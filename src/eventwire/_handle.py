@@ -18,6 +18,7 @@ import msgspec
 
 from eventwire._errors import DeliveryError, DeliveryFailure
 from eventwire._policy import classify, is_possibly_written, meaning
+from eventwire._timeouts import seconds
 from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -294,6 +295,8 @@ class DeliveryHandle:
             waiter = self._waiter
             if waiter is not None:
                 self._ledger.wake()
+            if timeout is not None:
+                timeout = seconds(timeout, "result(timeout)")
             if waiter is not None and not waiter.wait(timeout):
                 raise TimeoutError(
                     f"event {self.event_id} ({self.event_type}) to {self.topic!r} was not "

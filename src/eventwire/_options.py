@@ -20,6 +20,7 @@ from eventwire._codec import Codec, TopicCodec
 from eventwire._config import KafkaConfig, Profile
 from eventwire._errors import ConfigurationError
 from eventwire._event import Route
+from eventwire._timeouts import seconds
 from eventwire.transports.base import BaseTransport
 
 __all__ = ["Options", "PublisherOptions", "resolve_options"]
@@ -99,10 +100,12 @@ class Options:
         if not isinstance(self.source, str) or not self.source:
             raise ConfigurationError("source (the CloudEvents ce_source) must be a non-empty str")
         for name in ("enqueue_timeout", "close_timeout"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"{name} must be >= 0 seconds")
-        if self.connect_timeout is not None and self.connect_timeout <= 0:
-            raise ConfigurationError("connect_timeout must be > 0 seconds, or None to skip")
+            object.__setattr__(self, name, seconds(getattr(self, name), name))
+        if self.connect_timeout is not None:
+            connect = seconds(
+                self.connect_timeout, "connect_timeout (None skips the check)", positive=True
+            )
+            object.__setattr__(self, "connect_timeout", connect)
         restarts = self.producer_restarts
         if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
             raise ConfigurationError(

@@ -12,6 +12,7 @@ from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle
 from eventwire._options import PublisherOptions, resolve_options
 from eventwire._sink import DirectSink, Sink
+from eventwire._timeouts import seconds
 from eventwire.outbox.base import OutboxStore
 from eventwire.outbox.sink import OutboxSink
 
@@ -218,7 +219,7 @@ class Publisher(Facade):
                 cannot run (its thread died, or its rounds keep failing); the
                 message says why. The events are safe on disk.
         """
-        self._sink.flush(timeout)
+        self._sink.flush(seconds(timeout, "flush(timeout)"))
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.
@@ -237,7 +238,7 @@ class Publisher(Facade):
         re-send it), and only events given up on raise (or RelayFailingError, as
         for :meth:`flush`).
         """
-        timeout = self._close_timeout if timeout is None else timeout
+        timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
         if self._core.begin_close(timeout):  # no publish gets past this any more
             self._sink.close(timeout)
 

@@ -45,6 +45,7 @@ from eventwire._errors import PublisherStateError
 from eventwire._event import Route
 from eventwire._publisher import Publisher
 from eventwire._router import Router
+from eventwire._timeouts import seconds
 from eventwire.transports.memory import MemoryRecord, MemoryTransport
 
 __all__ = ["CapturedEvents", "EventCapture", "MemoryRecord", "MemoryTransport", "capture_events"]
@@ -124,10 +125,12 @@ class CapturedEvents(Generic[P]):
         Raises:
             TimeoutError: fewer than ``count`` were sent within ``timeout`` s; the
                 message lists those that were.
-            ValueError: ``count`` < 1 or ``timeout`` < 0.
+            ValueError: ``count`` < 1, or ``timeout`` not a number of seconds >= 0
+                (NaN included: a ConfigurationError, which is a ValueError).
         """
-        if count < 1 or timeout < 0:
-            raise ValueError(f"wait_for needs count >= 1 and timeout >= 0, got {count}, {timeout}")
+        if count < 1:
+            raise ValueError(f"wait_for needs count >= 1, got {count}")
+        timeout = seconds(timeout, "wait_for(timeout)")
         deadline = time.monotonic() + timeout
         delay = 0.001
         while len(self._matching(cls, topic)) < count:
