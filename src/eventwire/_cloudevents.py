@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import uuid_utils
 
-from eventwire._errors import SerializationError
+from eventwire._errors import ConfigurationError, SerializationError
 
 __all__ = [
     "CE_HEADER_COUNT",
     "HeaderTemplate",
+    "batch_event_ids",
     "Headers",
     "check_event_id",
     "check_extra_headers",
@@ -257,15 +258,26 @@ def _check_header_name(name: object) -> None:
 
 
 def check_event_id(event_id: object) -> str:
-    """Return ``event_id`` if it can be a ``ce_id``: a str of valid UTF-8 text without NUL.
+    """Return ``event_id`` if it can be a ``ce_id``: non-empty, printable, valid UTF-8 text.
+
+    An empty id is refused rather than replaced by a new one: a re-send under a new id
+    could not be de-duplicated. Control characters (NUL, newline, ESC...) are refused:
+    consumers and stores (PostgreSQL text) cannot keep a NUL, and a newline or an
+    escape sequence in an id would forge lines in the logs that quote it.
 
     Raises:
-        SerializationError: it is not a str, is not valid UTF-8 text, or holds a NUL.
+        SerializationError: it is not a str, is empty, is not valid UTF-8 text, or
+            holds a character that is not printable.
     """
     if not isinstance(event_id, str):
         raise SerializationError(
             f"event_id {event_id!r} is a {type(event_id).__name__}, not a str: the "
             "CloudEvents ce_id is text; pass e.g. event_id=str(...)"
+        )
+    if not event_id:
+        raise SerializationError(
+            "event_id is empty: a ce_id must not be. Pass the id the event was first "
+            "published with (handle.event_id), or None for a new one."
         )
     if not event_id.isascii():
         try:
@@ -281,4 +293,46 @@ def check_event_id(event_id: object) -> str:
             f"event_id {event_id!r} holds a NUL character, which consumers and outbox "
             "stores (PostgreSQL text) cannot keep. Remove the NUL."
         )
+    if not event_id.isprintable():
+        raise SerializationError(
+            f"event_id {event_id!r} holds a character that is not printable (a control "
+            "character such as a newline or ESC): ids are quoted in logs and errors. "
+            "Use printable text, e.g. a UUID."
+        )
     return event_id
+
+
+def batch_event_ids(event_ids: object, count: int) -> list[str | None]:
+    """``publish_many``'s ``event_ids`` as a list of one id per event, checked as a whole.
+
+    (Each id is checked by :func:`check_event_id` when its event is prepared.)
+
+    Raises:
+        ConfigurationError: not an iterable of ids (a str or bytes is one id, not
+            several), not ``count`` of them, or an id given twice.
+    """
+    if isinstance(event_ids, str | bytes) or not isinstance(event_ids, Iterable):
+        raise ConfigurationError(
+            f"event_ids must be a sequence of ids, one per event, not a "
+            f"{type(event_ids).__name__}: e.g. event_ids=[id1, id2]"
+        )
+    ids: list[str | None] = list(event_ids)
+    if len(ids) != count:
+        raise ConfigurationError(
+            f"publish_many got {count} events but {len(ids)} event_ids; "
+            "pass one id per event, in the same order"
+        )
+    seen: dict[object, int] = {}
+    for n, eid in enumerate(ids):
+        if eid is None:
+            continue
+        try:
+            first = seen.setdefault(eid, n)
+        except TypeError:
+            continue  # unhashable: check_event_id refuses it with its own message
+        if first != n:
+            raise ConfigurationError(
+                f"event_ids holds {eid!r} twice (events {first} and {n}): consumers "
+                "de-duplicate on ce_id and would drop one of them. Give each event its own id."
+            )
+    return ids

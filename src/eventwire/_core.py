@@ -248,7 +248,7 @@ class PublisherCore:
         else:
             value, headers = self._encode_for(self._topic_codec, route.topic, event, headers)
         now_ns = _time_ns()
-        eid = check_event_id(event_id) if event_id else str(_uuid7())
+        eid = str(_uuid7()) if event_id is None else check_event_id(event_id)
         record_headers = route.headers.build(eid, now_ns // 1_000_000, headers)
         handle = DeliveryHandle(self.ledger, eid, route.type_name, route.topic, now_ns)
         if traced:  # (the body of trace(), inlined: this runs once per event)

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
+from eventwire._cloudevents import batch_event_ids
 from eventwire._core import PublisherCore
-from eventwire._errors import ConfigurationError, PublisherStateError
+from eventwire._errors import PublisherStateError
 from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle
 from eventwire._options import PublisherOptions, resolve_options
@@ -135,7 +136,7 @@ class Publisher(Facade):
         return record.handle
 
     def publish_many(
-        self, events: Iterable[Any], *, event_ids: Sequence[str] | None = None
+        self, events: Iterable[Any], *, event_ids: Iterable[str | None] | None = None
     ) -> list[DeliveryHandle]:
         """Publish several events, in order; return their handles.
 
@@ -154,22 +155,21 @@ class Publisher(Facade):
         Args:
             events: the events, in publish order.
             event_ids: the ``ce_id`` of each event (e.g. to re-send a batch under
-                the ids it was first given); new UUIDv7s if None.
+                the ids it was first given); new UUIDv7s if None, and a new one for
+                each None in it. Any iterable; each id is checked as
+                ``publish(event_id=)`` checks it.
 
         Raises:
             BatchPublishError: see above (``__cause__`` is the event's own error).
-            ConfigurationError: ``event_ids`` does not have one id per event.
+            ConfigurationError: ``event_ids`` is not one id per event (a str is one id,
+                not a sequence of them), or holds an id twice: consumers de-duplicate on
+                ``ce_id``, so one of the two events would be dropped.
             and the errors of :meth:`publish` raised before anything is enqueued.
         """
         core = self._core
         core.check_usable()
         batch = list(events)
-        ids: Sequence[str | None] = [None] * len(batch) if event_ids is None else event_ids
-        if len(ids) != len(batch):
-            raise ConfigurationError(
-                f"publish_many got {len(batch)} events but {len(ids)} event_ids; "
-                "pass one id per event, in the same order"
-            )
+        ids = [None] * len(batch) if event_ids is None else batch_event_ids(event_ids, len(batch))
         records = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
         self._sink.send_many(records)
         return [r.handle for r in records]

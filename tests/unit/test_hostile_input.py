@@ -380,13 +380,18 @@ def test_a_key_that_is_not_valid_text_is_a_routing_error(way: Way) -> None:
     [
         ("id-" + SURROGATE, "event_id 'id-\\\\ud800' is not valid text"),
         ("id\x00x", "event_id 'id\\\\x00x' holds a NUL"),
+        ("", "event_id is empty"),
+        ("id\nFORGED log line", "holds a character that is not printable"),
+        ("id\x1b[31m", "holds a character that is not printable"),
     ],
-    ids=["surrogate", "nul"],
+    ids=["surrogate", "nul", "empty", "newline", "escape"],
 )
 def test_an_event_id_kafka_cannot_carry_is_a_serialization_error(
     way: Way, event_id: str, match: str
 ) -> None:
-    """A given event_id with a lone surrogate or a NUL is a SerializationError naming it; nothing is sent."""
+    """A given event_id that is empty, holds a lone surrogate, a NUL or a control character
+    is a SerializationError naming it; nothing is sent. (An empty id was replaced by a new
+    one: a re-send under it could not be de-duplicated. A newline forged log lines.)"""
     refused(way, SerializationError, match, event_id=event_id)(order(2))
 
 
@@ -427,3 +432,28 @@ def test_a_source_that_is_not_valid_text_is_a_configuration_error() -> None:
     """A source (ce_source) with a lone surrogate is a ConfigurationError when the publisher is made."""
     with pytest.raises(ConfigurationError, match="source .*not valid text"):
         Publisher(transport=MemoryTransport(), source="urn:" + SURROGATE)
+
+
+class TestPublishManyEventIds:
+    """``publish_many(event_ids=)``: one id per event, any iterable, no id twice."""
+
+    @pytest.fixture
+    def pub(self) -> Iterator[Publisher]:
+        pub = Publisher(transport=MemoryTransport(), source="urn:test")
+        yield pub
+        pub.close(1)
+
+    def test_a_str_is_one_id_not_a_sequence_of_them(self, pub: Publisher) -> None:
+        with pytest.raises(ConfigurationError, match="event_ids must be a sequence of ids"):
+            pub.publish_many([order(1), order(2)], event_ids="ab")  # type: ignore[arg-type]
+        assert pub.in_flight == 0
+
+    def test_an_id_given_twice_is_refused_before_anything_is_sent(self, pub: Publisher) -> None:
+        """Consumers de-duplicate on ce_id: the second of two events sharing one would be lost."""
+        with pytest.raises(ConfigurationError, match=r"holds 'x-1' twice \(events 0 and 2\)"):
+            pub.publish_many([order(1), order(2), order(3)], event_ids=["x-1", None, "x-1"])
+        assert pub.in_flight == 0
+
+    def test_a_generator_of_ids_is_taken(self, pub: Publisher) -> None:
+        handles = pub.publish_many([order(1), order(2)], event_ids=(f"g-{n}" for n in range(2)))
+        assert [h.event_id for h in handles] == ["g-0", "g-1"]
