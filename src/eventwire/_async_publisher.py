@@ -17,7 +17,7 @@ from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle, DeliveryResult, InternalCallback
 from eventwire._inflight import InFlight
 from eventwire._loop_bridge import LoopBridge
-from eventwire._options import PublisherOptions, resolve_options
+from eventwire._options import PublisherOptions, check_relay_options, resolve_options
 from eventwire._record import Record
 from eventwire._timeouts import seconds
 from eventwire.outbox.async_sink import AsyncOutboxSink
@@ -92,6 +92,7 @@ class AsyncPublisher(Facade):
         relay_options: Mapping[str, Any] | None = None,
         **options: Unpack[PublisherOptions],
     ) -> None:
+        check_relay_options(outbox, relay_options)
         resolved = resolve_options(bootstrap_servers, options)
         self._close_timeout = resolved.close_timeout
         self._bridge: LoopBridge | None = None

@@ -23,7 +23,7 @@ from eventwire._event import Route
 from eventwire._timeouts import seconds
 from eventwire.transports.base import BaseTransport
 
-__all__ = ["Options", "PublisherOptions", "resolve_options"]
+__all__ = ["Options", "PublisherOptions", "check_relay_options", "resolve_options"]
 
 
 class PublisherOptions(TypedDict, total=False):
@@ -142,3 +142,21 @@ def resolve_options(
             "KafkaConfig (KafkaConfig(..., profile=...), or `profile` in its config file)"
         )
     return Options(bootstrap_servers=bootstrap_servers, **options)
+
+
+def check_relay_options(outbox: object, relay_options: Mapping[str, Any] | None) -> None:
+    """Refuse ``relay_options`` without ``outbox``: there is no relay to apply them to.
+
+    Ignoring them would let an application believe, say, its dead-letter policy is in
+    place while every event goes straight to Kafka.
+
+    Raises:
+        ConfigurationError: ``relay_options`` given (non-empty) with no ``outbox``.
+    """
+    if outbox is None and relay_options:
+        raise ConfigurationError(
+            f"relay_options ({', '.join(map(str, relay_options))}) apply to the outbox relay, "
+            "and this publisher has no outbox: pass outbox=SQLiteOutbox(...) or "
+            "PostgresOutbox(...) too, or drop relay_options (dead letters, retries and "
+            "the relay exist only with an outbox)"
+        )

@@ -11,7 +11,7 @@ from eventwire._core import PublisherCore
 from eventwire._errors import PublisherStateError
 from eventwire._facade import Facade
 from eventwire._handle import DeliveryHandle
-from eventwire._options import PublisherOptions, resolve_options
+from eventwire._options import PublisherOptions, check_relay_options, resolve_options
 from eventwire._sink import DirectSink, Sink
 from eventwire._timeouts import seconds
 from eventwire.outbox.base import OutboxStore
@@ -55,7 +55,8 @@ class Publisher(Facade):
         relay: run the outbox relay in a background thread (default); False when
             a separate ``eventwire outbox relay`` process ships the events.
         relay_options: keyword arguments for :class:`~eventwire.outbox.OutboxRelay`
-            (``batch_size``, ``dead_letter``, ``max_attempts`` ...), not ``breaker``.
+            (``batch_size``, ``dead_letter``, ``max_attempts`` ...), not ``breaker``;
+            only with ``outbox`` (without one they raise ConfigurationError).
         options: the options shared with AsyncPublisher, see
             :class:`~eventwire._options.PublisherOptions` (``config``, ``profile``,
             ``overrides``, ``routes``, ``source``, ``codec``, ``transport``,
@@ -78,6 +79,7 @@ class Publisher(Facade):
         relay_options: Mapping[str, Any] | None = None,
         **options: Unpack[PublisherOptions],
     ) -> None:
+        check_relay_options(outbox, relay_options)
         resolved = resolve_options(bootstrap_servers, options)
         self._close_timeout = resolved.close_timeout
         core = self._core = PublisherCore(resolved, direct=outbox is None)

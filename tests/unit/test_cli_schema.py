@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -198,3 +199,21 @@ def test_check_reads_pydantic_modules(tmp_path: Path, monkeypatch: pytest.Monkey
     finally:
         for name in ("bill_v1", "bill_v2"):
             sys.modules.pop(name, None)
+
+
+def test_the_console_script_imports_modules_from_the_current_directory(modules: Path) -> None:
+    """`eventwire schema export myapp.events` run next to myapp/ finds it, as `python -m`
+    would (a console script does not put the current directory on sys.path by itself)."""
+    script = Path(sys.executable).parent / "eventwire"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [str(script), "schema", "export", "shop_v1", "-o", "out.yaml"],
+        cwd=modules,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "shop.order.placed" in (modules / "out.yaml").read_text()

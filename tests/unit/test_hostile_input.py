@@ -457,3 +457,12 @@ class TestPublishManyEventIds:
     def test_a_generator_of_ids_is_taken(self, pub: Publisher) -> None:
         handles = pub.publish_many([order(1), order(2)], event_ids=(f"g-{n}" for n in range(2)))
         assert [h.event_id for h in handles] == ["g-0", "g-1"]
+
+
+@pytest.mark.parametrize("cls", [Publisher, AsyncPublisher])
+def test_relay_options_without_an_outbox_are_refused_not_ignored(cls: type[Any]) -> None:
+    """Ignored, they let an application believe its dead-letter policy is in place."""
+    with pytest.raises(
+        ConfigurationError, match=r"relay_options \(dead_letter\) apply to the outbox"
+    ):
+        cls(transport=MemoryTransport(), relay_options={"dead_letter": None})

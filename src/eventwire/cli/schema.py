@@ -16,6 +16,8 @@ installed package, or ``PYTHONPATH=src``).
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +28,7 @@ from eventwire.cli._text import printable
 from eventwire.contracts import (
     ContractError,
     Mode,
+    RoutedType,
     build_asyncapi,
     check_compatible,
     collect_routes,
@@ -81,6 +84,19 @@ def _content_type(codec: str) -> str:
         raise _fail(f"--codec must be json or msgpack, got {codec!r}") from None
 
 
+def _collect(modules: list[str]) -> list[RoutedType]:
+    """The routed event types of ``modules``, importable from the current directory too.
+
+    A console script does not put the current directory on ``sys.path`` (``python -m``
+    does), so ``eventwire schema export myapp.events`` run next to ``myapp/`` would not
+    find it; the directory goes first, as uvicorn's ``--app-dir`` does by default.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    return collect_routes(modules)
+
+
 @app.command()
 def export(  # noqa: PLR0917 - typer maps each parameter to an option
     modules: ModulesArg,
@@ -98,7 +114,7 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
     """Write the AsyncAPI 3.0 document of every routed event type in MODULE...."""
     content_type = _content_type(codec)
     try:
-        routed = collect_routes(modules)
+        routed = _collect(modules)
         document = build_asyncapi(
             routed, title=title, version=api_version, content_type=content_type, source=source
         )
@@ -145,7 +161,7 @@ def check(
     """Check the current event types in MODULE... against an earlier export; exit 1 on a break."""
     content_type = _content_type(codec)
     try:
-        routed = collect_routes(modules)
+        routed = _collect(modules)
         current = build_asyncapi(routed, content_type=content_type)
         breaks = check_compatible(against if len(against) > 1 else against[0], current, mode)
     except (ContractError, OSError) as exc:
