@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import uuid_utils
 
@@ -186,6 +186,11 @@ def check_extra_headers(
         SerializationError: the first bad header, named, with what to do.
     """
     if type(headers) is not list and type(headers) is not tuple:
+        if isinstance(headers, str | bytes | Mapping) or not isinstance(headers, Iterable):
+            raise SerializationError(
+                f"headers must be a list of (name, value) pairs, e.g. [('tenant', b'acme')], "
+                f"not a {type(headers).__name__}"
+            )
         headers = list(headers)
     good = _GOOD_NAMES
     try:  # the usual case: known names, bytes values

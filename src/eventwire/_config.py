@@ -171,6 +171,30 @@ def _check_value(key: str, value: object) -> None:
         )
 
 
+def _check_text(key: str, value: object) -> None:
+    """Refuse a str librdkafka cannot take: not valid UTF-8 (a lone surrogate), or a NUL.
+
+    (confluent-kafka would fail with a bare SystemError.) The value is not shown: it may
+    be a secret.
+    """
+    if isinstance(value, str) and ("\0" in value or not _encodable(value)):
+        raise ConfigurationError(
+            f"the value of {key!r} is not valid text (a lone surrogate or a NUL, e.g. from "
+            "bytes decoded with errors='surrogateescape'): librdkafka takes UTF-8 text. "
+            "Fix the value where it is set."
+        )
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Masked(Secret):
     """A value masked by eventwire, not by the user: its property is not known to be harmless.
 
@@ -277,16 +301,24 @@ class KafkaConfig:
         for name in ("sasl_password", "sasl_oauthbearer_client_secret", "ssl_key_password"):
             object.__setattr__(self, name, _secret(getattr(self, name)))
         self._check_overrides()
+        for key, value in self._properties().items():
+            _check_text(key, _reveal(value))
 
     def _check_bootstrap(self) -> None:
         servers = self.bootstrap_servers
-        if not isinstance(servers, str) or not servers.strip():
+        if not isinstance(servers, str):
+            raise ConfigurationError(
+                f"bootstrap_servers must be a str 'host:port[,host:port...]', not "
+                f"{type(servers).__name__} (a Publisher also takes a list of 'host:port' str)"
+            )
+        if not servers.strip():
             raise ConfigurationError(
                 "bootstrap_servers is empty: pass 'host:port[,host:port...]', e.g. 'localhost:9092'"
             )
         for server in servers.split(","):
             host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            digits = port.isascii() and port.isdigit()  # "٤٠" is a str.isdigit() too
+            if not sep or not host or not digits or not 0 < int(port) < 65536:
                 raise ConfigurationError(
                     f"bootstrap_servers entry {mask_embedded(server.strip())!r} is not "
                     "'host:port' with a port in 1..65535"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from eventwire._breaker import BreakerState, CircuitBreaker, connection_probe
@@ -460,7 +460,15 @@ def _build_config(options: Options) -> KafkaConfig | None:
             "a config=, or a transport="
         )
     if not isinstance(bootstrap, str):
-        bootstrap = ",".join(bootstrap)
+        entries: list[object] = list(bootstrap) if isinstance(bootstrap, Iterable) else [bootstrap]
+        texts = [entry for entry in entries if isinstance(entry, str)]
+        if len(texts) != len(entries):
+            kinds = ", ".join(sorted({type(entry).__name__ for entry in entries}))
+            raise ConfigurationError(
+                "bootstrap_servers must be 'host:port[,host:port...]' or a list of "
+                f"'host:port' str, not a {type(bootstrap).__name__} of {kinds}"
+            )
+        bootstrap = ",".join(texts)
     return KafkaConfig(bootstrap, profile=options.profile, overrides=dict(options.overrides or {}))
 
 

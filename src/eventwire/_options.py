@@ -111,6 +111,16 @@ class Options:
             raise ConfigurationError(
                 "producer_restarts must be an int >= 0 (0: a fatal error ends the publisher)"
             )
+        if not isinstance(self.circuit_breaker, bool | CircuitBreaker):
+            raise ConfigurationError(
+                "circuit_breaker must be True, False or a CircuitBreaker(...), not "
+                f"{type(self.circuit_breaker).__name__} {self.circuit_breaker!r}"
+            )
+        if self.routes is not None and not isinstance(self.routes, Mapping):
+            raise ConfigurationError(
+                "routes must be a mapping of event class -> Route, e.g. "
+                f"{{OrderPlaced: Route(topic='orders')}}, not {type(self.routes).__name__}"
+            )
         if self.transport is not None and not isinstance(self.transport, BaseTransport):
             raise ConfigurationError(
                 f"transport must be a eventwire.transports.base.BaseTransport, got "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import operator
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -122,7 +123,14 @@ class BoundRoute:
             if isinstance(value, bytes):
                 return value
             if isinstance(value, int) and not isinstance(value, bool):
-                return str(value).encode()
+                try:
+                    return str(value).encode()
+                except ValueError:  # past Python's int-to-str digit limit (4,300 by default)
+                    raise RoutingError(
+                        f"{self._key_label} of {self.type_name} is an int of more than "
+                        f"{sys.get_int_max_str_digits()} digits, too long to be a key: use "
+                        "a key function that returns a shorter str or bytes."
+                    ) from None
             if isinstance(value, uuid.UUID):
                 return str(value).encode()
             if isinstance(value, enum.Enum) and isinstance(value.value, str | int):

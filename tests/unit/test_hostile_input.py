@@ -466,3 +466,66 @@ def test_relay_options_without_an_outbox_are_refused_not_ignored(cls: type[Any])
         ConfigurationError, match=r"relay_options \(dead_letter\) apply to the outbox"
     ):
         cls(transport=MemoryTransport(), relay_options={"dead_letter": None})
+
+
+class TestEveryBadSettingIsAConfigurationError:
+    """Each of these escaped as a bare TypeError, AttributeError, ValueError or SystemError
+    (from inside confluent-kafka), or was accepted and failed later with a misleading error."""
+
+    @pytest.mark.parametrize(
+        ("options", "says"),
+        [
+            ({"circuit_breaker": "yes"}, "circuit_breaker must be True, False or a CircuitBreaker"),
+            ({"routes": [object]}, "routes must be a mapping of event class -> Route"),
+            ({"connect_timeout": "3"}, r"connect_timeout .* must be a number of seconds"),
+        ],
+    )
+    def test_a_publisher_option_of_the_wrong_type(self, options: dict[str, Any], says: str) -> None:
+        with pytest.raises(ConfigurationError, match=says):
+            Publisher(transport=MemoryTransport(), **options)
+
+    def test_a_bootstrap_list_holding_a_non_str(self) -> None:
+        with pytest.raises(ConfigurationError, match=r"not a list of int, str"):
+            Publisher(["127.0.0.1:9092", 5], connect_timeout=None)  # type: ignore[list-item]
+
+    def test_a_bootstrap_that_is_not_a_str_is_not_called_empty(self) -> None:
+        with pytest.raises(ConfigurationError, match="bootstrap_servers must be a str"):
+            eventwire.KafkaConfig(9092)  # type: ignore[arg-type]
+
+    def test_a_port_of_non_ascii_digits_is_refused(self) -> None:
+        """str.isdigit() says yes to '٤٠٦٥٩'; librdkafka then connected to port 0."""
+        with pytest.raises(ConfigurationError, match="is not 'host:port' with a port in 1..65535"):
+            eventwire.KafkaConfig("127.0.0.1:\u0664\u0660\u0666\u0665\u0669")
+
+    @pytest.mark.parametrize(
+        "config",
+        [
+            {"client_id": "app\udcff"},
+            {"overrides": {"sasl.oauthbearer.config": "x\udcff"}},
+            {"overrides": {"client.rack": "a\x00b"}},
+        ],
+        ids=["client_id", "override", "nul"],
+    )
+    def test_text_librdkafka_cannot_take_is_refused_naming_the_property(
+        self, config: dict[str, Any]
+    ) -> None:
+        with pytest.raises(ConfigurationError, match=r"the value of '[a-z.]+' is not valid text"):
+            eventwire.KafkaConfig("127.0.0.1:9092", **config)
+
+
+def test_an_int_key_too_long_for_text_is_a_routing_error(publisher: Publisher) -> None:
+    @eventwire.event(topic="t", key="k")
+    class Huge(msgspec.Struct):
+        k: int
+
+    with pytest.raises(RoutingError, match="an int of more than 4300 digits"):
+        publisher.publish(Huge(k=10**5000))
+    assert publisher.in_flight == 0
+
+
+@pytest.mark.parametrize("headers", [5, "tenant=acme", {"tenant": b"acme"}])
+def test_headers_that_are_not_a_list_of_pairs_are_refused(
+    publisher: Publisher, headers: Any
+) -> None:
+    with pytest.raises(SerializationError, match="headers must be a list of"):
+        publisher.publish(order(1), headers=headers)
