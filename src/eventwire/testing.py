@@ -41,7 +41,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from eventwire._async_publisher import AsyncPublisher
 from eventwire._codec import Codec, TopicCodec, decode_value, resolve_codec
-from eventwire._errors import PublisherStateError
+from eventwire._errors import DeliveryError, PublisherStateError
 from eventwire._event import Route
 from eventwire._publisher import Publisher
 from eventwire._router import Router
@@ -168,10 +168,22 @@ class CapturedEvents(Generic[P]):
         type_name = (record.header("ce_type") or b"").decode()
         # Every class the publisher sent is bound in its router's cache.
         routers = (self.publisher._core._router, self._router)
-        for router in routers:
-            for cls, bound in list(router.cache.items()):
-                if bound.type_name == type_name:
-                    return cls
+        classes = {
+            cls
+            for router in routers
+            for cls, bound in list(router.cache.items())
+            if bound.type_name == type_name
+        }
+        if len(classes) > 1:
+            # The record says only its ce_type: decoding it as either class could be wrong.
+            names = ", ".join(sorted(c.__qualname__ for c in classes))
+            raise LookupError(
+                f"{names} share the ce_type {type_name!r}, so a record of it cannot say "
+                "which class it was published as: give each its own type_name (consumers "
+                "cannot tell them apart either), or pass cls to events()"
+            )
+        if classes:
+            return classes.pop()
         raise LookupError(  # pragma: no cover - only the captured publisher writes here
             f"no event class has ce_type {type_name!r}: pass cls to events()"
         )
@@ -229,8 +241,12 @@ class EventCapture:
         tb: TracebackType | None,
     ) -> None:
         publisher, self._sync = self._sync, None
-        if publisher is not None:
+        if publisher is None:
+            return
+        try:
             publisher.__exit__(exc_type, exc, tb)
+        except DeliveryError as closing:
+            _keep_the_tests_own_error(exc, closing)
 
     async def __aenter__(self) -> CapturedEvents[AsyncPublisher]:
         transport, options, router = self._parts()
@@ -245,8 +261,23 @@ class EventCapture:
         tb: TracebackType | None,
     ) -> None:
         publisher, self._async = self._async, None
-        if publisher is not None:
+        if publisher is None:
+            return
+        try:
             await publisher.__aexit__(exc_type, exc, tb)
+        except DeliveryError as closing:
+            _keep_the_tests_own_error(exc, closing)
+
+
+def _keep_the_tests_own_error(exc: BaseException | None, closing: DeliveryError) -> None:
+    """Raise ``closing`` (the close's DeliveryError), unless the block already failed.
+
+    A test whose own assertion failed inside the block must see that assertion, not a
+    DeliveryError from closing the capture: the latter is added to it as a note.
+    """
+    if exc is None:
+        raise closing
+    exc.add_note(f"and on closing the capture: {type(closing).__name__}: {closing}")
 
 
 def capture_events(

@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from eventwire._errors import ConfigurationError
 from eventwire._partitioner import java_partition
 from eventwire.transports.base import (
     BaseTransport,
@@ -158,6 +159,11 @@ class MemoryTransport(BaseTransport):
         _log: _Log | None = None,
     ) -> None:
         super().__init__()
+        for name, value in (("partitions", partitions), ("max_message_bytes", max_message_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(
+                    f"MemoryTransport({name}=) must be an int >= 1, not {value!r}"
+                )
         self._shared = _log or _Log(partitions, max_message_bytes, auto_create_topics)
         self._lock = self._shared.lock
         self._fatal: tuple[str, str] | None = None
