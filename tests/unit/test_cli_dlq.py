@@ -334,3 +334,36 @@ class TestNeverAPartOfTheTopicAsIfItWereAll:
         assert code == 2, text
         assert "Kafka consumer configuration rejected" in text
         assert "Traceback" not in text and "KafkaException" not in text
+
+
+def test_ctrl_c_ends_a_topic_read_that_waits_for_a_broker_at_once() -> None:
+    """`dlq list --topic` toward a dead port: SIGINT ends it within seconds (before, the
+    metadata request blocked for its whole 30 s), and librdkafka's lines go through
+    logging (before: hundreds of raw `%3|...|FAIL|` lines on stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+    # Ctrl-C as in a terminal, even under a runner started with SIGINT ignored (`cmd &`).
+    as_in_a_terminal = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['eventwire', *sys.argv[1:]]; runpy.run_module('eventwire.cli', "
+        "run_name='__main__')"
+    )
+    args = ["dlq", "list", "--topic", DLQ, "--bootstrap", "127.0.0.1:1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", as_in_a_terminal, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10, err
+    assert proc.returncode != 0
+    assert "%3|" not in err

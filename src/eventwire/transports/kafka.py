@@ -632,6 +632,8 @@ def read_records(
                 "enable.partition.eof": True,
                 "isolation.level": "read_committed",
                 "log_level": 3,
+                # its log lines go through logging, scrubbed and collapsed, as a producer's
+                "logger": _LibrdkafkaLog(scrub),
             }
         )
     except confluent_kafka.KafkaException as exc:
@@ -640,12 +642,18 @@ def read_records(
         ) from None
     try:
         deadline = time.monotonic() + timeout
-        try:
-            meta = consumer.list_topics(topic, timeout=max(timeout, 0.1)).topics[topic]
-        except confluent_kafka.KafkaException as exc:
-            raise BrokerUnavailableError(
-                scrub(f"cannot read topic {topic!r} from {bootstrap_servers!r}: {_text(exc)}")
-            ) from None
+        while True:  # in slices of 1 s: a Ctrl-C is not held up for the whole timeout
+            try:
+                left = max(deadline - time.monotonic(), 0.1)
+                meta = consumer.list_topics(topic, timeout=min(left, 1.0)).topics[topic]
+                break
+            except confluent_kafka.KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailableError(
+                        scrub(
+                            f"cannot read topic {topic!r} from {bootstrap_servers!r}: {_text(exc)}"
+                        )
+                    ) from None
         if meta.error is not None:
             raise BrokerUnavailableError(
                 scrub(f"cannot read topic {topic!r} from {bootstrap_servers!r}: {meta.error.str()}")
