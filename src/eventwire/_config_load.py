@@ -139,13 +139,31 @@ _log = get_logger("eventwire.kafka")
 
 
 def _key(key: str) -> str:
-    """``key`` quoted for a message, or a description if it may be a value, not a key."""
-    if _KEY_LIKE.fullmatch(key):
+    """``key`` quoted for a message, or a description if it may be a value, not a key.
+
+    A key that is a secret property's name run on into more text (``sasl.password-pw``,
+    a mistyped separator) may hold the secret: it is not shown either.
+    """
+    if _KEY_LIKE.fullmatch(key) and not _runs_on_from_a_secret(key):
         return repr(key)
     return (
         f"a key of {len(key)} characters that is not a property name (not shown: "
         "it may hold a value; check the separator between key and value)"
     )
+
+
+def _runs_on_from_a_secret(key: str) -> bool:
+    return _secret_run_on_from(key) is not None
+
+
+def _secret_run_on_from(key: str) -> str | None:
+    """The secret property ``key`` starts with and runs on from, if any (the longest)."""
+    names = [
+        name
+        for name in SECRET_PROPERTIES
+        if key.startswith(name) and len(key) > len(name) and key[len(name)] != "."
+    ]
+    return max(names, key=len) if names else None
 
 
 # librdkafka property -> KafkaConfig field.
@@ -418,6 +436,9 @@ def _property_of(key: str, origin: str) -> tuple[str, Literal["env", "file"] | N
 
     close = difflib.get_close_matches(key, sorted(KNOWN_PROPERTIES | _EVENTWIRE_KEYS), n=1)
     hint = f"; did you mean {close[0]!r}?" if close and _KEY_LIKE.fullmatch(key) else ""
+    run_on = _secret_run_on_from(key)
+    if run_on is not None:
+        hint = f"; did you mean {run_on!r}, with '=' between it and its value?"
     raise ConfigurationError(
         f"{origin}: {_key(key)} is not a property of the installed librdkafka "
         f"({librdkafka_version()}), nor 'profile', nor a reference '<property>.env' / "
@@ -439,11 +460,15 @@ def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[
             path = Path(str(entry.value)).expanduser()
             if not path.is_absolute() and entry.base is not None:
                 path = entry.base / path
-            value = _read_secret_file(prop, path, entry.origin)
+            value = _read_secret_file(prop, path, entry.origin, str(entry.value))
         else:
             value = entry.value
-        if isinstance(value, str) and prop not in NON_SECRET_PROPERTIES and prop != "profile":
-            props[prop] = Secret(value)
+        if prop in NON_SECRET_PROPERTIES or prop == "profile" or isinstance(value, bool):
+            props[prop] = value
+        elif isinstance(value, str | int | float):
+            # A number too (ssl.keystore.password = 98765432 in TOML): kept as text,
+            # which librdkafka takes for every property, so it is scrubbed like any secret.
+            props[prop] = Secret(str(value))
         else:
             props[prop] = value
     return props
@@ -465,9 +490,26 @@ def _unset_variable(prop: str, var: str, origin: str) -> str:
     )
 
 
-def _read_secret_file(prop: str, path: Path, origin: str) -> str:
+def _read_secret_file(prop: str, path: Path, origin: str, given: str | None = None) -> str:
+    """The content of the file a ``<prop>.file`` reference names.
+
+    ``given`` is the reference's own text: when no file has that name and it holds no
+    path separator, it may be the secret written in the wrong place, so the message
+    does not show it (as for a ``.env`` reference).
+    """
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if given is not None and "/" not in given and "\\" not in given:
+            raise ConfigurationError(
+                f"{prop}: {origin} must hold the PATH of a file that holds the value, and "
+                "no file has the name it gives; its text is not shown, since it holds no "
+                "'/' and may be the secret itself. Put the secret in a file only this user "
+                f"can read and give its path, e.g. './secrets/{prop}' (or set {prop} directly)"
+            ) from None
+        raise ConfigurationError(
+            f"{prop}: cannot read {str(path)!r} (named by {origin}): no such file"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigurationError(

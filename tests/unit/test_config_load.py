@@ -217,6 +217,35 @@ class TestSecretsByReference:
         assert config.to_librdkafka()["sasl.oauthbearer.assertion.file"] == "/run/assertion.jwt"
 
 
+class TestASecretWrittenInTheWrongPlaceIsNotShown:
+    """A secret typed where a path, or a key, belongs is not echoed in the error."""
+
+    def test_a_file_reference_holding_no_path_is_not_shown(self, tmp_path: Path) -> None:
+        path = _write(
+            tmp_path, "c.toml", f'bootstrap.servers = "h:1"\nsasl.password.file = "{PASSWORD}"\n'
+        )
+        with pytest.raises(ConfigurationError, match="must hold the PATH of a file") as info:
+            KafkaConfig.load(path, environ={})
+        assert PASSWORD not in str(info.value)
+
+    def test_a_key_run_on_from_a_secret_property_is_not_shown(self, tmp_path: Path) -> None:
+        """`sasl.password-<secret>=` (a mistyped separator) is not quoted; the hint stays."""
+        text = f"bootstrap.servers=h:1\nsasl.password-{PASSWORD}=\n"
+        with pytest.raises(ConfigurationError, match="did you mean 'sasl.password'") as info:
+            KafkaConfig.from_file(_write(tmp_path, "c.properties", text))
+        assert PASSWORD not in str(info.value)
+
+    def test_a_numeric_secret_is_a_secret_too(self, tmp_path: Path) -> None:
+        """ssl.keystore.password = 98765432 (a TOML int) is scrubbed like any secret."""
+        path = _write(
+            tmp_path, "c.toml", 'bootstrap.servers = "h:1"\nssl.keystore.password = 98765432\n'
+        )
+        config = KafkaConfig.load(path, environ={})
+        assert config.secret_values() == ["98765432"]
+        assert config.to_librdkafka()["ssl.keystore.password"] == "98765432"
+        assert "98765432" not in _texts(config)
+
+
 class TestEnvironment:
     def test_names_map_to_properties(self) -> None:
         """'_' is '.', '__' is '_', and PROFILE is eventwire's profile."""
