@@ -480,3 +480,16 @@ def test_librdkafka_knows_asks_librdkafka_without_a_client() -> None:
     assert not librdkafka_knows("linger.msec")
     assert not librdkafka_knows("eventwire.not-a-property")
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("c.toml", 'bootstrap.servers = "h:1"\n'), ("c.properties", "bootstrap.servers=h:1\n")],
+)
+def test_a_file_starting_with_a_byte_order_mark_is_read(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """Windows editors write one; it failed as 'Invalid statement' or 'a key of 18 characters'."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert KafkaConfig.from_file(path).bootstrap_servers == "h:1"
