@@ -151,6 +151,12 @@ class CapturedEvents(Generic[P]):
         return self._router.resolve(cls).type_name
 
     def _matching(self, cls: type | None, topic: str | None) -> list[MemoryRecord]:
+        if cls is not None and not isinstance(cls, type):
+            raise TypeError(
+                f"pass the event class, e.g. events({type(cls).__qualname__}), not an "
+                f"instance ({cls!r}): the events of that class are returned, to compare "
+                "with what you expect"
+            )
         records = self.records(topic)
         if cls is not None:
             type_name = self.publisher_type_name(cls).encode()

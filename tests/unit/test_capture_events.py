@@ -85,3 +85,11 @@ def test_memory_transport_options_out_of_range_are_refused_when_made(
     """Before: partitions=0 was accepted, then publish() raised ZeroDivisionError."""
     with pytest.raises(ConfigurationError, match=r"must be an int >= 1"):
         MemoryTransport(**options)  # type: ignore[arg-type]
+
+
+def test_an_instance_given_for_the_class_is_a_clear_type_error() -> None:
+    """Before: 'RoutingError: cannot publish a V1(...)', though nothing was being published."""
+    with capture_events(routes=ROUTES) as captured:
+        captured.publisher.publish(V1(id="a"))
+        with pytest.raises(TypeError, match=r"pass the event class, e.g. events\(V1\)"):
+            captured.events(V1(id="a"))  # type: ignore[arg-type]
