@@ -529,3 +529,9 @@ def test_headers_that_are_not_a_list_of_pairs_are_refused(
 ) -> None:
     with pytest.raises(SerializationError, match="headers must be a list of"):
         publisher.publish(order(1), headers=headers)
+
+
+def test_a_mistyped_override_gets_the_property_it_looks_like() -> None:
+    """As a config file or an EVENTWIRE_KAFKA_* variable already did."""
+    with pytest.raises(ConfigurationError, match=r"\"linger_ms\"; did you mean 'linger.ms'\?"):
+        Publisher("127.0.0.1:9092", overrides={"linger_ms": 10}, connect_timeout=None)

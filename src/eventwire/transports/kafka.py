@@ -21,6 +21,7 @@ start-up check raises :class:`~eventwire.AuthenticationError` or
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import threading
@@ -34,6 +35,7 @@ from eventwire._errors import (
     BrokerUnavailableError,
     ConfigurationError,
 )
+from eventwire._properties import NON_SECRET_PROPERTIES, SECRET_PROPERTIES
 from eventwire._scrub import Scrubber
 from eventwire.observability.logging import get_logger, librdkafka_level
 from eventwire.transports._connect_errors import (
@@ -160,7 +162,7 @@ class KafkaTransport(BaseTransport):
             self._producer = confluent_kafka.Producer(props)
         except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
             raise ConfigurationError(
-                self._scrub(f"Kafka producer configuration rejected: {_text(exc)}")
+                self._scrub(f"Kafka producer configuration rejected: {_text(exc)}{_hint(exc)}")
             ) from None
         self._poll = self._producer.poll
         #: ``Producer.produce``, bound once (hot path); close()/abandon() swap in
@@ -570,6 +572,20 @@ class _LibrdkafkaLog:
 
 _THREAD = re.compile(r"\[thrd:([^\]]*)\]")
 _DIGITS = re.compile(r"\d+")
+
+
+_NO_SUCH_PROPERTY = re.compile(r'No such configuration property: "([^"]+)"')
+
+
+def _hint(exc: BaseException) -> str:
+    """For an unknown property, the known one it most looks like (as config files get)."""
+    unknown = _NO_SUCH_PROPERTY.search(_text(exc))
+    if unknown is None:
+        return ""
+    name = unknown.group(1)
+    known = sorted(NON_SECRET_PROPERTIES | SECRET_PROPERTIES)
+    close = difflib.get_close_matches(name.replace("_", "."), known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _text(exc: BaseException) -> str:
