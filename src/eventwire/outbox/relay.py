@@ -349,7 +349,7 @@ class OutboxRelay:
         #: Whether the round settling now leaves its acks to the next claim ahead.
         self._defer_marks = False
         #: Entries whose record batch the broker refused as too large: each goes out
-        #: again in a batch of its own (see _send_alone); refused alone, it is given up.
+        #: again in a record batch of its own (_send_all); refused alone, it is given up.
         self._alone: set[int] = set()
         #: True in a forked child: the relay (its producer, its leases) is the parent's.
         self._inherited = False
@@ -548,29 +548,16 @@ class OutboxRelay:
             if self._fatal or group in stopped:
                 results[item.id] = (_HELD_BACK, "an earlier event of its key was not sent")
             elif alone and item.id in alone:
-                if not self._send_alone(item, results, messages, deadline):
+                # In a record batch of its own (its batch was refused as too large): what
+                # is queued goes out first, and nothing joins it until it is acknowledged.
+                self._transport.flush(self.ack_timeout)
+                sent = self._send(item, results, messages, deadline)
+                self._transport.flush(self.ack_timeout)
+                if not sent:
                     stopped.add(group)
             elif not self._send(item, results, messages, deadline):
                 stopped.add(group)
         return not stopped and not self._fatal
-
-    def _send_alone(
-        self,
-        item: ClaimedEntry,
-        results: dict[int, tuple[str, str] | None],
-        messages: dict[int, ReportMessage] | None,
-        deadline: float,
-    ) -> bool:
-        """Enqueue ``item`` in a record batch of its own; True if enqueued.
-
-        For an entry whose batch the broker refused as too large: what is queued
-        goes out (and is acknowledged) first, and nothing is enqueued after it
-        until it is acknowledged too, so librdkafka cannot batch it with another.
-        """
-        self._transport.flush(self.ack_timeout)
-        sent = self._send(item, results, messages, deadline)
-        self._transport.flush(self.ack_timeout)
-        return sent
 
     def _send(
         self,
