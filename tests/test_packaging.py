@@ -33,6 +33,12 @@ WORKSHOP_FILES = (
     "eventwire_devkit/",
     "bench/",
 )
+#: The one sys.path change a runtime module may make, and why: ``eventwire schema
+#: export myapp.events`` imports the *user's* modules, and a console script does not put
+#: the current directory on sys.path (``python -m`` does); uvicorn's ``--app-dir`` does
+#: the same by default. It adds the user's directory, never the workshop.
+ALLOWED_MENTIONS = frozenset({("eventwire/cli/schema.py", "sys.path.insert")})
+
 #: Imports no runtime module may make (the workshop's tools, the test runner).
 FORBIDDEN_IMPORTS = {"ctypes", "pytest", "eventwire_devkit", "bench", "subprocess"}
 
@@ -139,8 +145,9 @@ class TestRuntimeWheel:
 
     def test_no_module_imports_workshop_tools(self, wheel: zipfile.ZipFile) -> None:
         """No runtime module imports ctypes, subprocess, pytest, the devkit or bench, none
-        runs initdb or Maven, and none changes sys.path; only transports/kafka.py imports
-        confluent_kafka (and schema_registry/ its schema_registry subpackage)."""
+        runs initdb or Maven, and none changes sys.path (but the one entry of
+        ALLOWED_MENTIONS); only transports/kafka.py imports confluent_kafka (and
+        schema_registry/ its schema_registry subpackage)."""
         problems = []
         for name in wheel.namelist():
             if not name.endswith(".py"):
@@ -174,7 +181,7 @@ class TestRuntimeWheel:
                 "class LocalPostgres",
                 "class MockCluster",
             ):
-                if word in source:
+                if word in source and (name, word) not in ALLOWED_MENTIONS:
                     problems.append(f"{name} mentions {word}")
         assert not problems, problems
 
