@@ -38,6 +38,7 @@ from eventwire._config_load import Loaded, load
 from eventwire._errors import ConfigurationError
 from eventwire._properties import (
     CALLBACKS,
+    CONSUMER_PROPERTIES,
     NON_SECRET_PROPERTIES,
     RESERVED,
     SECRET_PROPERTIES,
@@ -263,7 +264,8 @@ class KafkaConfig:
     Raises:
         ConfigurationError: an unknown profile, a malformed bootstrap list, an
             override that is not a librdkafka property name, a reserved key
-            (:data:`RESERVED`), a callable under a key that takes none (the
+            (:data:`RESERVED`), a consumer-only property (``group.id``...: a
+            producer ignores it), a callable under a key that takes none (the
             accepted callback names are listed), a callback key whose value is
             not callable, or a value of the wrong type. librdkafka itself rejects
             unknown property names when the publisher starts, and eventwire
@@ -337,6 +339,13 @@ class KafkaConfig:
                 raise ConfigurationError(
                     f"override key {key!r} is managed by eventwire and cannot be overridden "
                     f"({RESERVED[key]})"
+                )
+            if key in CONSUMER_PROPERTIES:
+                # librdkafka would take it as a global property and the producer would
+                # ignore it: refused, as a config file or the environment refuses it.
+                raise ConfigurationError(
+                    f"override key {key!r} is a librdkafka consumer property, which a "
+                    "producer ignores: this configuration is a producer's (remove it)"
                 )
             _check_value(key, value)
         # Keep the string values of properties not known to be harmless wrapped,

@@ -62,6 +62,15 @@ class TestValidation:
         with pytest.raises(ConfigurationError, match="error_cb"):
             KafkaConfig("h:1", overrides={"error_cb": "x"})
 
+    @pytest.mark.parametrize("key", ["group.id", "enable.auto.commit", "fetch.max.bytes"])
+    def test_a_consumer_property_override_is_refused(self, key: str) -> None:
+        """A consumer-only property, which librdkafka would take and the producer ignore,
+        is refused by name (as a config file refuses it), also through with_overrides."""
+        with pytest.raises(ConfigurationError, match=f"'{key}' is a librdkafka consumer"):
+            KafkaConfig("h:1", overrides={key: "1"})
+        with pytest.raises(ConfigurationError, match=f"'{key}'"):
+            KafkaConfig("h:1").with_overrides({key: "1"})
+
     def test_unknown_librdkafka_key_is_named_when_the_publisher_starts(self) -> None:
         """librdkafka's own check of property names surfaces as ConfigurationError naming it."""
         with pytest.raises(ConfigurationError, match="linger.msec"):
@@ -196,7 +205,7 @@ class TestAllowListedValues:
         cfg = KafkaConfig(
             "h:1",
             overrides={
-                "group.id": "grp",
+                "some.future.name": "grp",
                 "some.future.flag": "true",
                 "some.future.count": "1200",
                 "some.password": "pw",
@@ -204,7 +213,7 @@ class TestAllowListedValues:
             },
         )
         assert set(cfg.secret_values()) == {"pw", "all"}
-        assert {cfg.redacted()[k] for k in ("group.id", "some.future.flag")} == {"***"}
+        assert {cfg.redacted()[k] for k in ("some.future.name", "some.future.flag")} == {"***"}
 
     def test_allow_list_names_only_real_librdkafka_properties(self) -> None:
         """Every allow-listed name is a property librdkafka accepts (no typo unmasks nothing).
