@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-floors lint docs fmt kafka-jars registry-build asyncapi-cli postgres bench clean
+.PHONY: demo test test-floors lint docs docs-tables fmt kafka-jars registry-build asyncapi-cli postgres bench clean
 
 # The test and lint tools are PEP 735 dependency groups (pyproject's [dependency-groups]),
 # not extras of the wheel: `pip install --group` needs pip >= 25.1, hence the upgrade first.
@@ -71,6 +71,12 @@ lint: $(STAMP)
 # group (MkDocs, Material, mkdocstrings) comes with the dev group the venv has.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The same tables, written into the committed pages (between their eventwire:generate
+# and eventwire:end markers), so the pages read complete on GitHub too; a test fails
+# while a committed table differs from the code.
+docs-tables: $(STAMP)
+	$(BIN)/python tools/docs_hooks.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src devkit tests examples bench tools

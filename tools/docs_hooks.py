@@ -1,11 +1,17 @@
 """MkDocs hook: the reference tables of the docs, generated from the code at build time.
 
-A page writes a marker on a line of its own::
+A page holds a generated block, its markers each on a line of its own::
 
     <!-- eventwire:generate log-events -->
+    ...the table, as last generated...
+    <!-- eventwire:end -->
 
-and :func:`on_page_markdown` replaces it with the table :data:`GENERATORS` makes from
-the code that owns it, so the pages cannot drift from the library:
+The table between the markers is committed, so the pages read complete where Markdown is
+shown as it is (GitHub, an editor); ``make docs-tables`` (``python tools/docs_hooks.py``)
+writes it afresh from the code, and ``tests/docs/test_generated.py`` fails while a
+committed table differs from what the code makes. At build time, :func:`on_page_markdown`
+replaces each block (markers included) with the table :data:`GENERATORS` makes from the
+code that owns it, so the site cannot drift from the library either:
 
 * ``log-events``: the events table in the docstring of ``eventwire.observability.logging``;
 * ``metrics``: the instrument table in the docstring of ``eventwire.observability.metrics``
@@ -16,8 +22,8 @@ the code that owns it, so the pages cannot drift from the library:
   knows (``eventwire._policy`` and ``eventwire._errors``);
 * ``cli``: every built-in ``eventwire`` command, its arguments and options (Typer/Click).
 
-An unknown marker name fails the build. ``tests/docs/test_generated.py`` checks the
-generated tables against the code too.
+An unknown marker name, or a block without its end marker, fails the build.
+``tests/docs/test_generated.py`` checks the generated tables against the code too.
 """
 
 from __future__ import annotations
@@ -51,6 +57,13 @@ from eventwire.observability import metrics as ew_metrics  # noqa: E402
 from eventwire.schema_registry import ENV_PREFIX, SchemaRegistryConfig  # noqa: E402
 
 MARKER = re.compile(r"^<!-- eventwire:generate ([a-z-]+) -->$", re.MULTILINE)
+END_MARKER = "<!-- eventwire:end -->"
+#: A whole generated block: its start marker (group 1: the table's name), the committed
+#: table (group 2) and its end marker.
+BLOCK = re.compile(
+    r"^<!-- eventwire:generate ([a-z-]+) -->\n(.*?)^<!-- eventwire:end -->$",
+    re.MULTILINE | re.DOTALL,
+)
 #: The test runner's fence words (tests/docs/snippets.py), which Markdown does not know.
 _RUNNER_FENCE = re.compile(r"^```python (?:continuation|notest|excerpt)[ \t]*$", re.MULTILINE)
 
@@ -366,25 +379,85 @@ GENERATORS: dict[str, Callable[[], str]] = {
 }
 
 
+def _table(name: str) -> str:
+    """The table ``name`` as the code makes it now (KeyError: no such table)."""
+    if name not in GENERATORS:
+        raise KeyError(f"unknown eventwire:generate marker {name!r}; known: {sorted(GENERATORS)}")
+    return GENERATORS[name]().rstrip("\n")
+
+
+def _check_blocks(markdown: str) -> None:
+    """ValueError if a start marker has no end marker before the next block starts."""
+    starts = len(MARKER.findall(markdown))
+    blocks = BLOCK.findall(markdown)
+    nested = [name for name, body in blocks if MARKER.search(body)]
+    if starts != len(blocks) or nested or markdown.count(END_MARKER) != len(blocks):
+        raise ValueError(
+            "every <!-- eventwire:generate NAME --> marker needs its own "
+            f"{END_MARKER} line after the table (run `make docs-tables` to fill it in)"
+        )
+
+
 def render(markdown: str) -> str:
-    """``markdown`` with every generate marker replaced by its table.
+    """``markdown`` with every generated block (markers included) replaced by its table.
 
     The snippet runner's fences (```` ```python continuation ````, ```` ```python notest ````)
     become plain ```` ```python ```` fences.
     """
+    _check_blocks(markdown)
     markdown = _RUNNER_FENCE.sub("```python", markdown)
+    return BLOCK.sub(lambda match: _table(match.group(1)), markdown)
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in GENERATORS:
-            raise KeyError(
-                f"unknown eventwire:generate marker {name!r}; known: {sorted(GENERATORS)}"
-            )
-        return GENERATORS[name]()
 
-    return MARKER.sub(replace, markdown)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def _gfm(table: str) -> str:
+    """``table`` as GitHub's Markdown reads it: pipes in a row's code spans escaped.
+
+    GFM splits cells at such a pipe; the site's Python-Markdown does not, and would show
+    the backslash, so only the committed copy is escaped.
+    """
+
+    def row(line: str) -> str:
+        if not line.startswith("|"):
+            return line
+        return _CODE_SPAN.sub(lambda m: m.group(0).replace("|", "\\|"), line)
+
+    return "\n".join(row(line) for line in table.split("\n"))
+
+
+def refresh(markdown: str) -> str:
+    """``markdown`` with each generated block's table written afresh, markers kept."""
+    _check_blocks(markdown)
+    return BLOCK.sub(
+        lambda m: (
+            f"<!-- eventwire:generate {m.group(1)} -->\n{_gfm(_table(m.group(1)))}\n{END_MARKER}"
+        ),
+        markdown,
+    )
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """MkDocs hook: fill in the generated tables of a page."""
     return render(markdown)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Write each page's generated tables afresh (``--check``: only say which are stale)."""
+    check = "--check" in argv
+    stale = []
+    for page in sorted((_ROOT / "docs").rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        fresh = refresh(text)
+        if fresh != text:
+            stale.append(page.relative_to(_ROOT))
+            if not check:
+                page.write_text(fresh, encoding="utf-8")
+    for path in stale:
+        print(f"{path}: {'stale tables (run `make docs-tables`)' if check else 'written'}")
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

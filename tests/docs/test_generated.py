@@ -64,16 +64,59 @@ def test_every_marker_on_the_pages_is_known_and_every_table_is_used() -> None:
     assert set(hooks.GENERATORS) == used
 
 
-def test_render_replaces_markers_and_runner_fences() -> None:
-    """Markers become tables; the runner's fence words become plain ```python fences."""
+def test_render_replaces_blocks_and_runner_fences() -> None:
+    """A block (markers and its committed table, stale or not) becomes the table the code
+    makes; the runner's fence words become plain ```python fences."""
     out = hooks.render(
-        "a\n<!-- eventwire:generate profiles -->\n```python continuation\nx = 1\n```\n"
+        "a\n<!-- eventwire:generate profiles -->\n| stale |\n<!-- eventwire:end -->\n"
+        "```python continuation\nx = 1\n```\n"
     )
     assert "| `reliable` |" in out
+    assert "stale" not in out
     assert "<!--" not in out
     assert "```python\nx = 1" in out
     with pytest.raises(KeyError, match="no-such-table"):
-        hooks.render("<!-- eventwire:generate no-such-table -->\n")
+        hooks.render("<!-- eventwire:generate no-such-table -->\n<!-- eventwire:end -->\n")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<!-- eventwire:generate profiles -->\n",
+        "<!-- eventwire:generate profiles -->\n<!-- eventwire:generate metrics -->\n"
+        "<!-- eventwire:end -->\n",
+    ],
+)
+def test_a_block_without_its_end_marker_fails(page: str) -> None:
+    """A start marker with no end marker of its own is an error, not a page cut short."""
+    with pytest.raises(ValueError, match="eventwire:end"):
+        hooks.render(page)
+    with pytest.raises(ValueError, match="make docs-tables"):
+        hooks.refresh(page)
+
+
+def test_committed_tables_are_what_the_code_makes() -> None:
+    """The tables committed in the pages (read as they are on GitHub) equal what the code
+    makes now: a new option, metric, log event or command fails here until
+    ``make docs-tables`` writes it in."""
+    stale = [
+        str(page.relative_to(snippets.ROOT))
+        for page in sorted((snippets.ROOT / "docs").rglob("*.md"))
+        if hooks.refresh(text := page.read_text(encoding="utf-8")) != text
+    ]
+    assert not stale, f"stale generated tables in {stale}: run `make docs-tables`"
+
+
+def test_refresh_keeps_markers_and_escapes_pipes_in_code_for_github() -> None:
+    """refresh() writes the table between the markers it keeps; a pipe inside a code span
+    of a table row is escaped (GitHub splits cells there), and only there."""
+    out = hooks.refresh(
+        "x `a | b`\n<!-- eventwire:generate publisher-options -->\nSTALE ROW\n<!-- eventwire:end -->\n"
+    )
+    assert out.startswith("x `a | b`\n<!-- eventwire:generate publisher-options -->\n| option |")
+    assert out.endswith("\n<!-- eventwire:end -->\n")
+    assert "| `config` | `KafkaConfig \\| None` |" in out
+    assert "STALE ROW" not in out
 
 
 def test_metrics_table_lists_every_instrument_under_its_prometheus_name() -> None:
