@@ -180,6 +180,56 @@ class TestRelaySurvivesStoreErrors:
         assert "database is locked" in (beat.last_error or "")
 
 
+class TestARelayThatDeliversNothingSaysSo:
+    """A Kafka outage raises nothing in the relay's loop (its rounds enqueue, the reports
+    fail, the entries wait for their retry), so without a word of its own the relay
+    would report ``ok`` while the backlog grows."""
+
+    def test_its_last_error_and_heartbeat_name_the_delivery_error_until_one_delivers(
+        self, tmp_path: Path
+    ) -> None:
+        """A round with nothing delivered and entries to retry shows as ``delivery: ...``
+        in last_error() and the heartbeat (logged once, not counted as a loop error, not a
+        problem() for flush()); the first round that delivers clears it, logged as a
+        recovery."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        store.add([entry(1), entry(2, key="other")])
+        transport = MemoryTransport()
+        transport.fail_next(4, "_TRANSPORT", "broker down")
+        relay = OutboxRelay(store, lambda: transport, base_backoff_s=0.0, max_backoff_s=0.0)
+        with capture_logs() as logs:
+            assert relay.run_once() == 2
+            assert relay.run_once() == 2
+            error = relay.last_error()
+            relay._heartbeat()
+            [beat] = store.status().relays
+            assert relay.problem() is None
+            assert relay.stats.errors == 0
+            assert relay.drain(timeout=5)
+        assert error is not None and error.startswith("delivery: no event of the last round")
+        assert "_TRANSPORT: broker down" in error
+        assert beat.last_error == error
+        assert relay.last_error() is None
+        events = [
+            (e["event"], e.get("step")) for e in logs if e["event"].startswith("outbox_relay")
+        ]
+        assert events == [
+            ("outbox_relay_not_delivering", None),
+            ("outbox_relay_recovered", "delivery"),
+        ]
+
+    def test_a_round_that_delivers_some_events_is_not_flagged(self, tmp_path: Path) -> None:
+        """One failed entry among delivered ones is a retry, not a relay that delivers nothing."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        store.add([entry(1), entry(2, key="other")])
+        transport = MemoryTransport()
+        transport.fail_next(1, "_MSG_TIMED_OUT")
+        relay = OutboxRelay(store, lambda: transport, base_backoff_s=0.0, max_backoff_s=0.0)
+        relay.run_once()
+        assert relay.stats.retried == 1
+        assert relay.last_error() is None
+
+
 class TestFlushDoesNotPretend:
     def test_flush_raises_when_the_relay_keeps_failing(self, store: FlakyStore) -> None:
         """With an outbox whose claims keep failing, flush() raises RelayFailingError naming
@@ -242,6 +292,24 @@ class TestOutboxStatusShowsRelays:
         assert relay.owner in text
         assert "FAILING" in text
         assert "database is locked" in text
+
+    def test_status_shows_a_relay_that_delivers_nothing_apart_from_a_failing_one(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A heartbeat whose only error is ``delivery: ...`` shows NOT DELIVERING with the
+        error; one with a failing step besides shows FAILING."""
+        from eventwire.cli import outbox as cli
+
+        store = SQLiteOutbox(tmp_path / "o.db")
+        store.heartbeat("relay-a", "delivery: no event of the last round was delivered (x)")
+        text = self._status(cli, store.path, monkeypatch)
+        assert "NOT DELIVERING" in text
+        assert "FAILING" not in text
+        assert "no event of the last round" in text
+        store.heartbeat("relay-a", "round: OperationalError: locked; delivery: none (x)")
+        text = self._status(cli, store.path, monkeypatch)
+        assert "FAILING" in text
+        assert "NOT DELIVERING" not in text
 
     def test_status_flags_a_relay_that_stopped_beating_as_stale(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -164,6 +164,11 @@ def status(
     _print_relays(s.relays)
 
 
+def _only_delivery(last_error: str) -> bool:
+    """Whether a heartbeat's error says only that deliveries fail (the loop itself works)."""
+    return all(part.startswith("delivery: ") for part in last_error.split("; "))
+
+
 def _print_relays(relays: Sequence[RelayHeartbeat]) -> None:
     """One row per relay heartbeat: owner, age of its last round, state, last error."""
     if not relays:
@@ -175,8 +180,10 @@ def _print_relays(relays: Sequence[RelayHeartbeat]) -> None:
     for beat in relays:
         if beat.age_s > STALE_AFTER_S:
             state = "[red]STALE[/] (not running?)"
-        elif beat.last_error:
+        elif beat.last_error and not _only_delivery(beat.last_error):
             state = "[red]FAILING[/]"
+        elif beat.last_error:
+            state = "[yellow]NOT DELIVERING[/] (Kafka?)"
         else:
             state = "ok"
         table.add_row(

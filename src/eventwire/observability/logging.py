@@ -116,6 +116,10 @@ event                             level   fields
 ``outbox_relay_failing``          error   ``step``, ``error``, ``owner``, ``hint`` (with the
                                           traceback) -- a relay step raised; logged when the
                                           error text changes, the relay retries
+``outbox_relay_not_delivering``   warning ``error``, ``owner``, ``hint`` -- a relay round
+                                          delivered nothing and has entries to try again
+                                          (Kafka unreachable?); logged when it starts, then
+                                          ``outbox_relay_recovered`` with ``step=delivery``
 ``outbox_relay_recovered``        warning ``step``, ``failures`` -- that step works again
 ``outbox_relay_died``             critical ``error``, ``owner`` (with the traceback) -- the
                                           relay thread ended on an exception

@@ -3,8 +3,10 @@
 The relay runs its steps (a round, cleanup, heartbeat) through
 :meth:`StepErrors.run`: an exception is logged the first time (and again only when
 its text changes), counted, and kept until the step succeeds again, which is
-logged as a recovery. :meth:`problem` and :meth:`last_error` say what fails, for
-``flush()`` and the heartbeat, from any thread.
+logged as a recovery. A state that raises nothing, such as deliveries that all fail
+while Kafka is unreachable, is kept the same way through :meth:`note` and
+:meth:`clear`. :meth:`problem` and :meth:`last_error` say what fails, for ``flush()``
+and the heartbeat, from any thread.
 """
 
 from __future__ import annotations
@@ -57,24 +59,42 @@ class StepErrors:
         except Exception as exc:
             self._record(step, exc)
             return None
+        self.clear(step)
+        return value
+
+    def clear(self, step: str) -> None:
+        """``step`` works again: forget its error, logged as a recovery if it had one."""
         if step in self._errors:
             with self._lock:
                 error = self._errors.pop(step, None)
             if error is not None:
                 _log.warning("outbox_relay_recovered", step=step, failures=error.count)
-        return value
+
+    def note(self, step: str, text: str, hint: str) -> None:
+        """Keep ``step`` as failing now with ``text``, though nothing raised.
+
+        Not counted as an error of the loop; logged (``outbox_relay_not_delivering``,
+        a warning, with ``hint``) only when the step starts failing.
+        """
+        if self._keep(step, text) is None:
+            _log.warning("outbox_relay_not_delivering", error=text, owner=self._owner, hint=hint)
+
+    def _keep(self, step: str, text: str) -> str | None:
+        """Keep ``text`` as ``step``'s error now; the step's previous text, or None if new."""
+        with self._lock:
+            known = self._errors.get(step)
+            if known is None:
+                self._errors[step] = _StepError(text, time.monotonic())
+                return None
+            previous = known.text
+            known.count += 1
+            known.text = text
+            return previous
 
     def _record(self, step: str, exc: Exception) -> None:
         """Count an error of ``step``; log it unless it repeats the step's last one."""
         text = f"{type(exc).__name__}: {exc}"
-        with self._lock:
-            known = self._errors.get(step)
-            repeated = known is not None and known.text == text
-            if known is None:
-                self._errors[step] = _StepError(text, time.monotonic())
-            else:
-                known.count += 1
-                known.text = text
+        repeated = self._keep(step, text) == text
         self._on_error(step)
         if not repeated:
             _log.error(

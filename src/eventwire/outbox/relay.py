@@ -123,6 +123,14 @@ _STOPPED_CODES = frozenset({"_DESTROY", "_PURGE_QUEUE", "_PURGE_INFLIGHT"})
 _BATCH_TOO_LARGE = "MSG_SIZE_TOO_LARGE"
 #: Steps whose failure stops events from moving (see :meth:`OutboxRelay.problem`).
 _BLOCKING_STEPS = frozenset({"round"})
+#: The health state of a relay whose last round delivered nothing and has entries to
+#: try again (Kafka unreachable, or refusing for a while): shown in its heartbeat, not a
+#: failure of the loop (see :meth:`OutboxRelay.problem`).
+_DELIVERY = "delivery"
+_NOT_DELIVERING_HINT = (
+    "the events wait in the outbox and go out once Kafka takes them; check the brokers "
+    "and the relay's Kafka config"
+)
 
 
 #: The result of an entry whose report did not come within ``ack_timeout``.
@@ -663,19 +671,30 @@ class OutboxRelay:
         elif acked:
             self.store.mark_sent([item.id for item in acked])
             self._marked(acked, messages)
-        self._reschedule(failed, results)
+        retrying = self._reschedule(failed, results)
+        if acked:
+            self._health.clear(_DELIVERY)
+        elif retrying is not None:
+            self._health.note(
+                _DELIVERY,
+                f"no event of the last round was delivered ({retrying}); they wait in the "
+                "outbox",
+                _NOT_DELIVERING_HINT,
+            )
 
     def _reschedule(
         self, failed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
-    ) -> None:
+    ) -> str | None:
         """Retry each failed entry after a backoff, or give it up; put held-back ones back.
 
         A held-back entry, and one a stopping relay could not send, was never
         attempted: it is claimable again at once (after its key's blocker) and its
-        claim does not count toward ``max_attempts``.
+        claim does not count toward ``max_attempts``. Returns the first error
+        (``"code: reason"``) of an entry to be tried again after a backoff, if any.
         """
         given_up: list[tuple[ClaimedEntry, str, str]] = []
         retried: list[str] = []
+        first_retry: str | None = None
         marks: list[tuple[int, str, float, bool]] = []
         for item in failed:
             code, reason = results.get(item.id) or _NO_ACK
@@ -693,11 +712,13 @@ class OutboxRelay:
                 marks.append((item.id, f"{code}: {reason}", self.backoff(item.attempts + 1), True))
                 self.stats.retried += 1
                 retried.append(item.entry.topic)
+                first_retry = first_retry or f"{code}: {reason}"
         self._mark_retries(marks)
         if retried and self.metrics is not None:
             self.metrics.count("retried", retried)
         if given_up:
             self._dead_letter(given_up)
+        return first_retry
 
     def _mark_retries(self, marks: list[tuple[int, str, float, bool]]) -> None:
         """Release these leases (``(id, error, delay_s, counted)``) as ``mark_retry`` does.
@@ -893,7 +914,9 @@ class OutboxRelay:
         its rounds (claiming, marking, creating a producer) fail and have not
         succeeded since. Cleanup and heartbeat errors are logged and counted but
         are not a problem here: events still move. A Kafka outage is not one
-        either: the relay is working, the events wait on disk.
+        either: the relay is working, the events wait on disk. (It does show in
+        :meth:`last_error` and the heartbeat, as ``delivery: ...``, from a round
+        that delivered nothing and has entries to try again until one delivers.)
         """
         if self._died is not None:
             return f"the relay thread died: {self._died}"
