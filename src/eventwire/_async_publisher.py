@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack, cast
 
+from eventwire._cloudevents import batch_events
 from eventwire._core import PublisherCore
 from eventwire._errors import DeliveryError, DeliveryFailure, EventwireError, PublisherStateError
-from eventwire._facade import Facade
+from eventwire._facade import Facade, closed_after_error
 from eventwire._handle import DeliveryHandle, DeliveryResult, InternalCallback
 from eventwire._inflight import InFlight
 from eventwire._loop_bridge import LoopBridge
@@ -96,6 +97,10 @@ class AsyncPublisher(Facade):
         resolved = resolve_options(bootstrap_servers, options)
         self._close_timeout = resolved.close_timeout
         self._bridge: LoopBridge | None = None
+        #: The first close()'s work, which every close() awaits (see close()).
+        self._close_task: asyncio.Task[None] | None = None
+        #: Its outcome was raised (or returned) to a caller: later calls need not.
+        self._close_told = False
         #: The outbox mode's commits, relay and tracking (None: direct to Kafka).
         self._outbox: AsyncOutboxSink | None = None
         if outbox is not None:
@@ -145,7 +150,15 @@ class AsyncPublisher(Facade):
                 raise
 
     def _bind(self) -> LoopBridge:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise PublisherStateError(
+                "AsyncPublisher.publish_nowait()/publish() run on an event loop, and none "
+                "runs in this thread: from another thread use "
+                "asyncio.run_coroutine_threadsafe(publisher.publish(event), loop), or a "
+                "Publisher"
+            ) from None
         bridge = self._bridge
         if bridge is None:
             bridge = self._bridge = LoopBridge(loop)
@@ -236,11 +249,17 @@ class AsyncPublisher(Facade):
     async def publish_many(self, events: Iterable[Any]) -> list[DeliveryResult | EventwireError]:
         """Publish every event; return, in order, each one's result or its error.
 
-        One invalid or failed event never cancels the others.
+        One invalid or failed event never cancels the others. ``events`` is read
+        whole first: an iterable that raises part-way raises with nothing published.
+
+        Raises:
+            ConfigurationError: ``events`` is not an iterable of events (a single
+                event goes to :meth:`publish`).
         """
+        batch = batch_events(events)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[DeliveryResult]] = []
-        for event in events:
+        for event in batch:
             try:
                 futures.append(self.publish_nowait(event))
             except EventwireError as exc:
@@ -301,7 +320,9 @@ class AsyncPublisher(Facade):
                 head = backlog[0]
                 try:
                     sent = producer.try_send(head)
-                except EventwireError as exc:  # refused for good, closed, or fatal
+                except Exception as exc:  # refused for good, closed, fatal, or unexpected
+                    # (a transport raising what it does not promise: as publish_nowait()
+                    # would have raised it, the future gets it; the drain goes on)
                     backlog.popleft()
                     _fail(self._core.ledger, head.handle, exc)
                     continue
@@ -370,8 +391,35 @@ class AsyncPublisher(Facade):
         with PublisherStateError (and, unless their future's exception was
         retrieved, are listed as ``_CLOSED`` in the DeliveryError this raises).
         Then as :meth:`Publisher.close`.
+
+        The closing runs in a task of its own, which a cancelled ``close()`` (a
+        timed-out ``wait_for``, a cancelled task) does not stop. A ``close()`` made
+        while it runs, or after it was cancelled, waits for that first closing and
+        raises its outcome (a SIGTERM handler's close and ``async with``'s exit both
+        see the events' fate); once that outcome was raised to someone, a later
+        ``close()`` only reports failures settled since.
         """
         timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
+        task = self._close_task
+        if task is None:
+            self._core.refuse_publishing()
+            task = self._close_task = asyncio.ensure_future(self._close(timeout))
+        elif task.done() or task.get_loop() is not asyncio.get_running_loop():
+            if task.done() and not task.cancelled() and not self._close_told:
+                self._close_told = True
+                error = task.exception()
+                if error is not None:
+                    raise error
+            await self._close(timeout)  # closed already: only what settled since
+            return
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and not task.cancelled():
+                self._close_told = True
+
+    async def _close(self, timeout: float) -> None:
+        """close()'s work; run again, it finds everything closed and reports what is left."""
         self._core.refuse_publishing()
         if self._outbox is not None:
             await self._outbox_ending(self._outbox.close, timeout, final=True)
@@ -457,4 +505,10 @@ class AsyncPublisher(Facade):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        if exc is None:
+            await self.close()
+            return
+        try:
+            await self.close()
+        except EventwireError as close_error:  # the body's exception (or cancellation) goes on
+            closed_after_error(exc, close_error)

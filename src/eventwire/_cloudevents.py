@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import uuid_utils
 
@@ -27,6 +28,7 @@ __all__ = [
     "CE_HEADER_COUNT",
     "HeaderTemplate",
     "batch_event_ids",
+    "batch_events",
     "Headers",
     "check_event_id",
     "check_extra_headers",
@@ -305,6 +307,24 @@ def check_event_id(event_id: object) -> str:
             "Use printable text, e.g. a UUID."
         )
     return event_id
+
+
+def batch_events(events: object) -> list[Any]:
+    """``publish_many``'s ``events`` as a list, read whole before anything is published.
+
+    So an iterable that raises part-way (a generator, a query) raises here with
+    nothing enqueued, not after a prefix went out.
+
+    Raises:
+        ConfigurationError: not an iterable of events (a str or bytes is not one, and a
+            single event is passed to ``publish()``, not ``publish_many()``).
+    """
+    if isinstance(events, str | bytes | bytearray) or not isinstance(events, Iterable):
+        raise ConfigurationError(
+            f"publish_many takes an iterable of events, not a {type(events).__name__}: "
+            "e.g. publish_many([event1, event2]); publish one event with publish()"
+        )
+    return list(events)
 
 
 def batch_event_ids(event_ids: object, count: int) -> list[str | None]:

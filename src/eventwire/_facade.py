@@ -6,9 +6,31 @@ from typing import NoReturn
 
 from eventwire._config import KafkaConfig
 from eventwire._core import PublisherCore
+from eventwire._errors import EventwireError
 from eventwire._fork import refuse_pickling
+from eventwire.observability.logging import get_logger
 
-__all__ = ["Facade"]
+__all__ = ["Facade", "closed_after_error"]
+
+_log = get_logger("eventwire")
+
+
+def closed_after_error(body_error: BaseException, close_error: EventwireError) -> None:
+    """A ``with`` body raised (or was cancelled), then ``close()`` raised ``close_error``.
+
+    The body's exception goes on, unreplaced: the application's own error, and a
+    cancellation, keep their meaning (``asyncio.timeout()``, ``TaskGroup``). The
+    close error is not dropped either: it is logged (``close_failed_after_error``)
+    and added to the body's exception as a note, shown with its traceback.
+    """
+    _log.error(
+        "close_failed_after_error",
+        error=str(close_error),
+        error_type=type(close_error).__name__,
+        body_error=type(body_error).__name__,
+    )
+    what = type(close_error).__name__
+    body_error.add_note(f"eventwire: then close() raised {what}: {close_error}")
 
 
 class Facade:

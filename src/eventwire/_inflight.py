@@ -247,8 +247,11 @@ class InFlight:
         A failure with an asyncio future (AsyncPublisher) is decided on its loop, once
         the loop has resolved the future and run what waits on it (an awaiting task, a
         done-callback), so the application is not told twice: ``futures="defer"`` (off
-        the loop) keeps each for the next call, ``"done"`` (on the loop, caught up)
-        decides the resolved ones, ``"all"`` (the loop is gone) decides every one.
+        the loop) keeps each for the next call, cancelled ones too, and the count of
+        failures past the bound; ``"done"`` (on the loop, caught up) decides the
+        resolved ones, ``"all"`` (the loop is gone) decides every one. So what a
+        worker thread's flush takes is never lost with an awaiting coroutine that
+        was cancelled meanwhile: the loop's own call takes it, or the next one.
         None: ``"defer"`` if :attr:`defer_futures` (set by a publisher that takes them
         on its loop afterwards), else ``"all"``.
         """
@@ -256,7 +259,9 @@ class InFlight:
             futures = "defer" if self.defer_futures else "all"
         with self.lock:
             failed, self._failed = self._failed, []
-            not_kept, self._not_kept = self._not_kept, 0
+            not_kept = 0
+            if futures != "defer":
+                not_kept, self._not_kept = self._not_kept, 0
             self._scan_in = 0
         failures: list[DeliveryFailure] = []
         later: list[DeliveryHandle] = []
@@ -264,12 +269,7 @@ class InFlight:
             if handle.observed():
                 continue
             fut = handle._afut
-            if (
-                fut is not None
-                and futures != "all"
-                and not fut.cancelled()
-                and not (futures == "done" and fut.done())
-            ):
+            if fut is not None and (futures == "defer" or (futures == "done" and not fut.done())):
                 later.append(handle)  # the loop decides, once what awaits it has run
                 continue
             failure = handle._failure

@@ -154,15 +154,31 @@ def resolve_options(
     return Options(bootstrap_servers=bootstrap_servers, **options)
 
 
-def check_relay_options(outbox: object, relay_options: Mapping[str, Any] | None) -> None:
-    """Refuse ``relay_options`` without ``outbox``: there is no relay to apply them to.
+#: Methods of the OutboxStore protocol an ``outbox=`` must have (a duck-typed check: a
+#: store of the application's own is welcome).
+_STORE_METHODS = ("add", "claim_batch", "mark_sent", "mark_retry", "park")
 
-    Ignoring them would let an application believe, say, its dead-letter policy is in
-    place while every event goes straight to Kafka.
+
+def check_relay_options(outbox: object, relay_options: Mapping[str, Any] | None) -> None:
+    """Refuse an ``outbox`` that is no store, and ``relay_options`` without ``outbox``.
+
+    Ignoring relay options would let an application believe, say, its dead-letter
+    policy is in place while every event goes straight to Kafka. A path given as
+    ``outbox=`` would fail in the relay's every round and at the first publish.
 
     Raises:
-        ConfigurationError: ``relay_options`` given (non-empty) with no ``outbox``.
+        ConfigurationError: ``outbox`` lacks the store's methods (e.g. a path instead
+            of ``SQLiteOutbox(path)``); ``relay_options`` given (non-empty) with no
+            ``outbox``.
     """
+    if outbox is not None:
+        missing = [m for m in _STORE_METHODS if not callable(getattr(outbox, m, None))]
+        if missing:
+            raise ConfigurationError(
+                f"outbox must be an outbox store, not a {type(outbox).__name__} (it has no "
+                f"{', '.join(missing)}): e.g. outbox=SQLiteOutbox('outbox.db') or "
+                "outbox=PostgresOutbox(dsn), from eventwire.outbox"
+            )
     if outbox is None and relay_options:
         raise ConfigurationError(
             f"relay_options ({', '.join(map(str, relay_options))}) apply to the outbox relay, "

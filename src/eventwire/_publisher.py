@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
-from eventwire._cloudevents import batch_event_ids
+from eventwire._cloudevents import batch_event_ids, batch_events
 from eventwire._core import PublisherCore
-from eventwire._errors import PublisherStateError
-from eventwire._facade import Facade
+from eventwire._errors import EventwireError, PublisherStateError
+from eventwire._facade import Facade, closed_after_error
 from eventwire._handle import DeliveryHandle
 from eventwire._options import PublisherOptions, check_relay_options, resolve_options
 from eventwire._sink import DirectSink, Sink
@@ -163,14 +163,15 @@ class Publisher(Facade):
 
         Raises:
             BatchPublishError: see above (``__cause__`` is the event's own error).
-            ConfigurationError: ``event_ids`` is not one id per event (a str is one id,
-                not a sequence of them), or holds an id twice: consumers de-duplicate on
-                ``ce_id``, so one of the two events would be dropped.
+            ConfigurationError: ``events`` is not an iterable of events (one event
+                goes to :meth:`publish`); ``event_ids`` is not one id per event (a str
+                is one id, not a sequence of them), or holds an id twice: consumers
+                de-duplicate on ``ce_id``, so one of the two events would be dropped.
             and the errors of :meth:`publish` raised before anything is enqueued.
         """
         core = self._core
         core.check_usable()
-        batch = list(events)
+        batch = batch_events(events)
         ids = [None] * len(batch) if event_ids is None else batch_event_ids(event_ids, len(batch))
         records = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
         self._sink.send_many(records)
@@ -253,4 +254,10 @@ class Publisher(Facade):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except EventwireError as close_error:  # the body's exception goes on, noted
+            closed_after_error(exc, close_error)

@@ -190,6 +190,8 @@ class TestPublishErrors:
                 ]
                 done, _ = await asyncio.wait(futures, timeout=10)
                 assert [f in done for f in futures] == [False, True, False]
+                # retrieved here: else close() raises it, as a failure nobody was told of
+                assert isinstance(futures[1].exception(), EventIdConflictError)
             return await asyncio.gather(*futures, return_exceptions=True)
 
         first, second, third = asyncio.run(main())
@@ -246,7 +248,8 @@ class TestCloseIsBounded:
         self, tmp_path: Path
     ) -> None:
         """close(1) returns within a few seconds while a commit waits on a lock held
-        elsewhere; that event's future fails with OutboxWriteError (possibly written)."""
+        elsewhere; that event's future fails with OutboxWriteError (possibly written),
+        which close() raises too, since nobody had retrieved it."""
         store = SQLiteOutbox(tmp_path / "o.db", busy_timeout_s=5)
         locker = sqlite3.connect(tmp_path / "o.db", isolation_level=None, check_same_thread=False)
         locker.execute("BEGIN IMMEDIATE")
@@ -256,9 +259,11 @@ class TestCloseIsBounded:
             fut = pub.publish_nowait(Placed("o", 1))
             await asyncio.sleep(0.1)
             started = time.monotonic()
-            await pub.close(1.0)
+            with pytest.raises(DeliveryError) as raised:
+                await pub.close(1.0)
             elapsed = time.monotonic() - started
             locker.execute("ROLLBACK")
+            assert [f.code for f in raised.value.failures] == ["_OUTBOX_WRITE_UNKNOWN"]
             return fut.exception(), elapsed
 
         error, elapsed = asyncio.run(main())

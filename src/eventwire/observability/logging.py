@@ -74,6 +74,10 @@ event                             level   fields
 ``close_with_send_in_progress``   warning ``sends`` -- ``close()`` went on while a send
                                           outlasted its wait (a slow outbox commit);
                                           that close settles what it adds
+``close_failed_after_error``      error   ``error``, ``error_type``, ``body_error`` -- a
+                                          ``with``/``async with`` body raised, then
+                                          ``close()`` raised too: the body's exception
+                                          goes on, with this error as a note
 ``settle_hook_failed``            error   ``event_id`` (with the traceback) -- a
                                           metrics/breaker/asyncio hook raised at settle
 ``span_end_failed``               error   ``event_id``, ``topic`` (with the traceback) --

@@ -59,6 +59,8 @@ class AsyncOutboxSink:
         self._writer = writer_for(store)
         #: Published events waiting for their commit, in publish order.
         self._queue: deque[Record] = deque()
+        #: The events of the commit under way ([] between commits).
+        self._committing: list[Record] = []
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -77,6 +79,7 @@ class AsyncOutboxSink:
         try:
             while queue:
                 batch = [queue.popleft() for _ in range(min(len(queue), MAX_GROUP_COMMIT))]
+                self._committing = batch
                 try:
                     await self._commit(batch)
                 except EventIdConflictError:  # one event's fault: commit the others alone
@@ -86,8 +89,10 @@ class AsyncOutboxSink:
                         except asyncio.CancelledError:
                             queue.extendleft(reversed(batch[i + 1 :]))  # close() fails them
                             raise
+                self._committing = []
         finally:
             self._task = None
+            self._committing = []
 
     async def _commit(self, records: list[Record], *, quiet: bool = False) -> None:
         """Commit ``records`` in one transaction; on failure fail their futures.
@@ -117,11 +122,20 @@ class AsyncOutboxSink:
             self.sink.committed(token, records, rows)
 
     def _failed(self, token: int, records: Sequence[Record], exc: BaseException) -> None:
+        """Fail the records' futures with ``exc`` and keep their failures for flush/close.
+
+        The future is all the caller has (unlike the sync outbox, whose caller gets
+        the store's error raised): a future nobody awaited, or whose await was
+        cancelled, is reported by the next ``flush()``/``close()``, as without an outbox.
+        """
         for record in records:  # the store's own error, before the ledger's DeliveryError
             fut = record.handle._afut
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
         self.sink.commit_failed(token, records, exc)
+        keep = self.core.ledger.keep_refused
+        for record in records:
+            keep(record.handle)
 
     async def stage(self, record: Record, connection: Any) -> str:
         """Add the (untraced) record in the caller's open transaction; return its event id."""
@@ -138,13 +152,18 @@ class AsyncOutboxSink:
 
         Raises:
             DeliveryError: as :meth:`OutboxSink.flush`; also every event whose
-                commit had not even begun at the timeout (``_FLUSH_TIMEOUT``; it is
-                still committed later).
+                commit had not ended at the timeout, under way or not begun
+                (``_FLUSH_TIMEOUT``; it is still committed later).
             RelayFailingError: as :meth:`OutboxSink.flush`.
         """
         deadline = time.monotonic() + timeout
         await self._wait_for_commits(timeout)
         waiting: list[DeliveryFailure] = [
+            r.handle.failure_from("_FLUSH_TIMEOUT", "its commit to the outbox is under way")
+            for r in self._committing
+            if not r.handle.done()
+        ]
+        waiting += [
             r.handle.failure_from("_FLUSH_TIMEOUT", "not yet committed to the outbox")
             for r in self._queue
         ]

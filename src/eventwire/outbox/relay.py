@@ -677,8 +677,7 @@ class OutboxRelay:
         elif retrying is not None:
             self._health.note(
                 _DELIVERY,
-                f"no event of the last round was delivered ({retrying}); they wait in the "
-                "outbox",
+                f"no event of the last round was delivered ({retrying}); they wait in the outbox",
                 _NOT_DELIVERING_HINT,
             )
 
