@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
@@ -82,6 +84,10 @@ class Publisher(Facade):
         check_relay_options(outbox, relay_options)
         resolved = resolve_options(bootstrap_servers, options)
         self._close_timeout = resolved.close_timeout
+        #: Set when the close() that began closing has ended (see close()).
+        self._close_done = threading.Event()
+        #: (pid, thread) of that close(), while it runs.
+        self._closer: tuple[int, int] | None = None
         core = self._core = PublisherCore(resolved, direct=outbox is None)
         self._outbox: OutboxSink | None = None
         self._sink: Sink
@@ -233,8 +239,11 @@ class Publisher(Facade):
         Events still queued after the timeout are dropped *and reported*:
         DeliveryError lists them (``_PURGE_QUEUE``/``_PURGE_INFLIGHT``) with every
         other failure. The producer is destroyed before this returns, so nothing
-        is sent afterwards. Closing twice is a no-op. As with :meth:`flush`, a
-        failure the application already observed is not raised again.
+        is sent afterwards. As with :meth:`flush`, a failure the application
+        already observed is not raised again. A ``close()`` made while another
+        thread's runs waits for it (up to its own ``timeout``), so neither returns
+        while events are still in flight; that first one raises the failures. A
+        ``close()`` after the end of closing is a no-op.
 
         With an outbox nothing is dropped: handles still waiting settle with
         ``_IN_OUTBOX`` (the event is durable and the next relay sends it; do not
@@ -243,7 +252,17 @@ class Publisher(Facade):
         """
         timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
         if self._core.begin_close(timeout):  # no publish gets past this any more
-            self._sink.close(timeout)
+            self._closer = (os.getpid(), threading.get_ident())
+            try:
+                self._sink.close(timeout)
+            finally:
+                self._close_done.set()
+            return
+        closer = self._closer
+        # Another thread's close() may still run: wait for it. Not on the closing
+        # thread itself (a signal handler run inside it), nor in a forked child.
+        if closer is not None and closer[0] == os.getpid() and closer[1] != threading.get_ident():
+            self._close_done.wait(timeout)
 
     def __enter__(self) -> Publisher:
         return self

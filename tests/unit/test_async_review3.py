@@ -203,6 +203,54 @@ class TestCancelledFlushAndClose:
         assert asyncio.run(main()) == ["_PURGE_INFLIGHT"]
 
 
+class TestSyncCloseFromTwoThreads:
+    def test_a_second_close_waits_for_the_first_threads_close(self) -> None:
+        """Publisher.close() while another thread's close() runs waits for it (bounded)
+        instead of returning with the events still in flight; the first raises."""
+        transport = SlowClose()
+        pub = Publisher(transport=transport)
+        transport.pause()
+        pub.publish(order(1))
+        first_error: list[BaseException] = []
+
+        def first() -> None:
+            try:
+                pub.close(0.5)
+            except DeliveryError as exc:
+                first_error.append(exc)
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        pub.close(5)
+        waited = time.monotonic() - started
+        thread.join(5)
+        assert waited > 0.2
+        assert pub.in_flight == 0
+        assert len(first_error) == 1
+        started = time.monotonic()
+        pub.close(5)  # closing ended: a no-op
+        assert time.monotonic() - started < 0.1
+
+    def test_close_inside_the_closing_thread_does_not_wait_for_itself(self) -> None:
+        """A close() run on the thread whose close() is under way (a signal handler)
+        returns at once instead of waiting for itself (a guard: no deadlock)."""
+        nested: list[float] = []
+
+        class Reentrant(SlowClose):
+            def close(self, timeout: float) -> None:
+                started = time.monotonic()
+                pub.close(5)
+                nested.append(time.monotonic() - started)
+                super().close(timeout)
+
+        pub = Publisher(transport=Reentrant())
+        pub.close(1)
+        assert len(nested) == 1
+        assert nested[0] < 0.5
+
+
 class TestPublishManyReadsTheWholeBatchFirst:
     @staticmethod
     def _events() -> Iterator[Any]:
