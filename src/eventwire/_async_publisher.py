@@ -256,7 +256,7 @@ class AsyncPublisher(Facade):
             ConfigurationError: ``events`` is not an iterable of events (a single
                 event goes to :meth:`publish`).
         """
-        batch = batch_events(events)
+        batch = batch_events(events, self._core.is_event)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[DeliveryResult]] = []
         for event in batch:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import uuid_utils
@@ -309,7 +309,7 @@ def check_event_id(event_id: object) -> str:
     return event_id
 
 
-def batch_events(events: object) -> list[Any]:
+def batch_events(events: object, is_event: Callable[[object], bool]) -> list[Any]:
     """``publish_many``'s ``events`` as a list, read whole before anything is published.
 
     So an iterable that raises part-way (a generator, a query) raises here with
@@ -317,9 +317,14 @@ def batch_events(events: object) -> list[Any]:
 
     Raises:
         ConfigurationError: not an iterable of events (a str or bytes is not one, and a
-            single event is passed to ``publish()``, not ``publish_many()``).
+            single event, even an iterable one such as a pydantic model, which
+            ``is_event`` recognises, is passed to ``publish()``).
     """
-    if isinstance(events, str | bytes | bytearray) or not isinstance(events, Iterable):
+    if (
+        isinstance(events, str | bytes | bytearray)
+        or not isinstance(events, Iterable)
+        or is_event(events)
+    ):
         raise ConfigurationError(
             f"publish_many takes an iterable of events, not a {type(events).__name__}: "
             "e.g. publish_many([event1, event2]); publish one event with publish()"

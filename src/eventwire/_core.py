@@ -31,6 +31,7 @@ from eventwire._errors import (
     DeliveryFailure,
     ProducerFatalError,
     PublisherStateError,
+    RoutingError,
     SerializationError,
 )
 from eventwire._handle import DeliveryHandle
@@ -209,6 +210,17 @@ class PublisherCore:
         self.ledger.on_settle(_feed(breaker))
 
     # -- building records ----------------------------------------------------------------
+    def is_event(self, obj: object) -> bool:
+        """Whether ``obj`` is an event this publisher can route (a list or tuple never is)."""
+        cls = type(obj)
+        if cls is list or cls is tuple:
+            return False
+        try:
+            self._routes.get(cls) or self._router.resolve(cls)
+        except RoutingError:
+            return False
+        return True
+
     def prepare(
         self,
         event: Any,

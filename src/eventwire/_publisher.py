@@ -177,7 +177,7 @@ class Publisher(Facade):
         """
         core = self._core
         core.check_usable()
-        batch = batch_events(events)
+        batch = batch_events(events, self._core.is_event)
         ids = [None] * len(batch) if event_ids is None else batch_event_ids(event_ids, len(batch))
         records = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
         self._sink.send_many(records)

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from eventwire import (
@@ -20,6 +21,7 @@ from eventwire import (
     OutboxWriteError,
     Publisher,
     PublisherStateError,
+    Route,
 )
 from eventwire.observability.logging import capture_logs
 from eventwire.outbox import SQLiteOutbox
@@ -286,6 +288,34 @@ class TestPublishManyReadsTheWholeBatchFirst:
 
         asyncio.run(main())
         assert transport.records() == []
+
+
+class RefundIssued(pydantic.BaseModel):
+    """A pydantic event: iterable (it yields its fields), yet one event."""
+
+    refund_id: str
+
+
+REFUND_ROUTES = {RefundIssued: Route(topic="refunds", key="refund_id")}
+
+
+def test_a_single_iterable_event_is_refused_by_publish_many() -> None:
+    """publish_many(pydantic_event) is one event passed where many are expected: the
+    "iterable of events" error, not a RoutingError per field tuple; nothing published."""
+    transport = MemoryTransport()
+    refund = RefundIssued(refund_id="r-1")
+    with Publisher(transport=transport, routes=REFUND_ROUTES) as pub:
+        with pytest.raises(ConfigurationError, match="iterable of events, not a RefundIssued"):
+            pub.publish_many(refund)
+        pub.publish_many([refund])  # a list of it is fine
+
+    async def main() -> None:
+        async with AsyncPublisher(transport=transport, routes=REFUND_ROUTES) as pub:
+            with pytest.raises(ConfigurationError, match="iterable of events"):
+                await pub.publish_many(refund)
+
+    asyncio.run(main())
+    assert len(transport.records()) == 1
 
 
 class TestCarelessArguments:
