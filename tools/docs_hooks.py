@@ -388,13 +388,15 @@ def _table(name: str) -> str:
 
 def _check_blocks(markdown: str) -> None:
     """ValueError if a start marker has no end marker before the next block starts."""
-    starts = len(MARKER.findall(markdown))
+    starts = MARKER.findall(markdown)
     blocks = BLOCK.findall(markdown)
     nested = [name for name, body in blocks if MARKER.search(body)]
-    if starts != len(blocks) or nested or markdown.count(END_MARKER) != len(blocks):
+    if len(starts) != len(blocks) or nested or markdown.count(END_MARKER) != len(blocks):
+        unpaired = sorted(set(starts) - {name for name, body in blocks if name not in nested})
         raise ValueError(
-            "every <!-- eventwire:generate NAME --> marker needs its own "
-            f"{END_MARKER} line after the table (run `make docs-tables` to fill it in)"
+            f"every <!-- eventwire:generate NAME --> marker needs its own {END_MARKER} "
+            f"line (unpaired here: {', '.join(unpaired) or 'an end marker'}): add that line "
+            "right after the marker, then `make docs-tables` writes the table between them"
         )
 
 
@@ -449,7 +451,11 @@ def main(argv: Sequence[str]) -> int:
     stale = []
     for page in sorted((_ROOT / "docs").rglob("*.md")):
         text = page.read_text(encoding="utf-8")
-        fresh = refresh(text)
+        try:
+            fresh = refresh(text)
+        except ValueError as exc:
+            print(f"{page.relative_to(_ROOT)}: {exc}", file=sys.stderr)
+            return 2
         if fresh != text:
             stale.append(page.relative_to(_ROOT))
             if not check:

@@ -373,7 +373,22 @@ class DeliveryHandle:
         return f"<DeliveryHandle {self.event_id} {self.event_type} -> {self.topic} {state}>"
 
 
+#: Per thread: set while eventwire runs a done-callback (see :func:`in_done_callback`).
+_callback_depth = threading.local()
+
+
+def in_done_callback() -> bool:
+    """True on a thread that is running a handle's done-callback right now.
+
+    Such a thread may be the one that delivers the reports (the poll or relay thread,
+    or a publisher serving reports inline): it must not wait for another close().
+    """
+    return getattr(_callback_depth, "n", 0) > 0
+
+
 def _run_callback(fn: Callable[[DeliveryHandle], Any], handle: DeliveryHandle) -> None:
+    depth = _callback_depth
+    depth.n = getattr(depth, "n", 0) + 1
     try:
         fn(handle)
     except Exception:
@@ -384,3 +399,5 @@ def _run_callback(fn: Callable[[DeliveryHandle], Any], handle: DeliveryHandle) -
             event_type=handle.event_type,
             topic=handle.topic,
         )
+    finally:
+        depth.n -= 1

@@ -12,7 +12,7 @@ from eventwire._cloudevents import batch_event_ids, batch_events
 from eventwire._core import PublisherCore
 from eventwire._errors import EventwireError, PublisherStateError
 from eventwire._facade import Facade, closed_after_error
-from eventwire._handle import DeliveryHandle
+from eventwire._handle import DeliveryHandle, in_done_callback
 from eventwire._options import PublisherOptions, check_relay_options, resolve_options
 from eventwire._sink import DirectSink, Sink
 from eventwire._timeouts import seconds
@@ -86,8 +86,9 @@ class Publisher(Facade):
         self._close_timeout = resolved.close_timeout
         #: Set when the close() that began closing has ended (see close()).
         self._close_done = threading.Event()
-        #: (pid, thread) of that close(), while it runs.
-        self._closer: tuple[int, int] | None = None
+        #: ``"by"``: (pid, thread) of the close() that claimed the closing; claimed with
+        #: ``dict.setdefault``, atomic in CPython (a lock could be inherited held by a fork).
+        self._close_claim: dict[str, tuple[int, int]] = {}
         core = self._core = PublisherCore(resolved, direct=outbox is None)
         self._outbox: OutboxSink | None = None
         self._sink: Sink
@@ -251,17 +252,24 @@ class Publisher(Facade):
         for :meth:`flush`).
         """
         timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
-        if self._core.begin_close(timeout):  # no publish gets past this any more
-            self._closer = (os.getpid(), threading.get_ident())
+        me = (os.getpid(), threading.get_ident())
+        closer = self._close_claim.setdefault("by", me)
+        if closer is me:
             try:
-                self._sink.close(timeout)
+                started = self._core.begin_close(timeout)  # no publish gets past this
+            except BaseException:
+                self._close_claim.clear()  # refused (inside a callback): not closing
+                raise
+            try:
+                if started:
+                    self._sink.close(timeout)
             finally:
                 self._close_done.set()
             return
-        closer = self._closer
-        # Another thread's close() may still run: wait for it. Not on the closing
-        # thread itself (a signal handler run inside it), nor in a forked child.
-        if closer is not None and closer[0] == os.getpid() and closer[1] != threading.get_ident():
+        # Another close() claimed the closing and may still run: wait for it. Not on
+        # its own thread (a signal handler run inside it), nor in a forked child, nor
+        # inside a done-callback (that thread may be the one delivering its reports).
+        if closer[0] == me[0] and closer[1] != me[1] and not in_done_callback():
             self._close_done.wait(timeout)
 
     def __enter__(self) -> Publisher:

@@ -129,6 +129,54 @@ class TestFailedOutboxCommitsAreReported:
         store.close()
 
 
+class GatedStore(SQLiteOutbox):
+    """Records each add(); a second add() of event "A" alone waits for ``gate``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.adds: list[list[str]] = []
+
+    def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
+        ids = [e.event_id for e in entries]
+        self.adds.append(ids)
+        if ids == ["A"] and len(self.adds) > 1:
+            self.gate.wait(5)
+        return super().add(entries, connection=connection)
+
+
+def test_flush_does_not_list_events_committed_alone_after_a_conflict(tmp_path: Path) -> None:
+    """A group commit refused for one event's id is committed one by one: an event
+    already committed alone is durable, so a flush() timing out meanwhile lists only
+    the events whose commit has not ended."""
+    store = GatedStore(tmp_path / "o.db")
+
+    async def main() -> set[str]:
+        pub = AsyncPublisher(transport=MemoryTransport(), outbox=store, relay=False)
+        await pub.start()
+        pub.publish_nowait(order(1), event_id="A")
+        while store.adds != [["A"]]:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        pub.publish_nowait(order(2), event_id="X")
+        pub.publish_nowait(order(3), event_id="A")  # another event under A's id
+        pub.publish_nowait(order(4), event_id="Y")
+        while store.adds[-1:] != [["A"]] or len(store.adds) < 4:
+            await asyncio.sleep(0.01)
+        try:
+            with pytest.raises(DeliveryError) as raised:
+                await pub.flush(0.1)
+        finally:
+            store.gate.set()
+        with pytest.raises(DeliveryError):  # the conflict, and _IN_OUTBOX (no relay)
+            await pub.close(5)
+        return {f.event_id for f in raised.value.failures}
+
+    assert asyncio.run(main()) == {"A", "Y"}
+    assert store.adds[1:4] == [["X", "A", "Y"], ["X"], ["A"]]
+    store.close()
+
+
 class TestCancelledFlushAndClose:
     def test_a_cancelled_flush_leaves_the_failures_it_took_for_the_next_call(self) -> None:
         """A failure nobody saw (its publish() timed out under wait_for) stays reported
@@ -251,6 +299,55 @@ class TestSyncCloseFromTwoThreads:
         pub.close(1)
         assert len(nested) == 1
         assert nested[0] < 0.5
+
+    def test_a_close_from_a_done_callback_does_not_wait_for_the_close_under_way(
+        self, tmp_path: Path
+    ) -> None:
+        """Outbox mode: a done-callback (on the relay's thread) calling close() while the
+        main thread closes returns at once: waiting there would stall the relay that
+        settles the main close's events."""
+        pub = Publisher(
+            transport=MemoryTransport(), outbox=SQLiteOutbox(tmp_path / "o.db"), close_timeout=4
+        )
+        waited: list[float] = []
+
+        def on_done(_handle: Any) -> None:
+            started = time.monotonic()
+            pub.close()
+            waited.append(time.monotonic() - started)
+
+        pub.publish(order(1)).add_done_callback(on_done)
+        second = pub.publish(order(2))
+        started = time.monotonic()
+        pub.close(4)
+        assert time.monotonic() - started < 2.0
+        assert len(waited) == 1 and waited[0] < 0.5
+        assert second.done() and second.failure is None
+
+    def test_a_close_during_the_first_ones_wait_for_a_send_waits_too(self, tmp_path: Path) -> None:
+        """The second close() made while the first waits for a send under way (a slow
+        outbox commit, inside begin_close) waits for that first close as well."""
+        store = SlowStore(tmp_path / "o.db")
+        store.delay = 0.0
+        transport = MemoryTransport()
+        transport.pause()
+        pub = Publisher(transport=transport, outbox=store)
+        pub.publish(order(1))
+        store.delay = 0.8
+        sender = threading.Thread(target=lambda: pub.publish(order(2)))
+        sender.start()
+        time.sleep(0.1)  # that publish is inside the close gate (its slow commit)
+        first = threading.Thread(target=lambda: pub.close(1))
+        first.start()
+        time.sleep(0.1)  # the first close() waits for the send
+        started = time.monotonic()
+        pub.close(5)
+        waited = time.monotonic() - started
+        first_alive = first.is_alive()
+        first.join(5)
+        sender.join(5)
+        assert waited > 0.3
+        assert not first_alive
 
 
 class TestPublishManyReadsTheWholeBatchFirst:

@@ -218,6 +218,22 @@ class TestARelayThatDeliversNothingSaysSo:
             ("outbox_relay_recovered", "delivery"),
         ]
 
+    def test_the_state_ends_when_nothing_is_left_to_retry(self, tmp_path: Path) -> None:
+        """An entry retried (state set), then given up to its dead-letter topic: nothing
+        waits any more, so the state ends, though no event of the topic was delivered."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(2, "_MSG_TIMED_OUT")
+        relay = OutboxRelay(
+            store, lambda: transport, max_attempts=2, base_backoff_s=0.0, max_backoff_s=0.0
+        )
+        relay.run_once()
+        assert (relay.last_error() or "").startswith("delivery: ")
+        relay.run_once()
+        assert relay.stats.dead_lettered == 1
+        assert relay.last_error() is None
+
     def test_a_round_that_delivers_some_events_is_not_flagged(self, tmp_path: Path) -> None:
         """One failed entry among delivered ones is a retry, not a relay that delivers nothing."""
         store = SQLiteOutbox(tmp_path / "o.db")
@@ -301,12 +317,19 @@ class TestOutboxStatusShowsRelays:
         from eventwire.cli import outbox as cli
 
         store = SQLiteOutbox(tmp_path / "o.db")
-        store.heartbeat("relay-a", "delivery: no event of the last round was delivered (x)")
+        store.add([entry(1)])
+        transport = MemoryTransport()
+        transport.fail_next(1, "_MSG_TIMED_OUT", "timed out; broker down?")  # a "; " inside
+        relay = OutboxRelay(store, lambda: transport, base_backoff_s=60.0)
+        relay.run_once()
+        relay._heartbeat()  # the heartbeat a running relay writes, from the real text
+        [beat] = store.status().relays
+        assert (beat.last_error or "").startswith("delivery: no event of the last round")
+        assert "; broker down?" in (beat.last_error or "")
         text = self._status(cli, store.path, monkeypatch)
         assert "NOT DELIVERING" in text
         assert "FAILING" not in text
-        assert "no event of the last round" in text
-        store.heartbeat("relay-a", "round: OperationalError: locked; delivery: none (x)")
+        store.heartbeat(relay.owner, "round: OperationalError: locked; delivery: none (x)")
         text = self._status(cli, store.path, monkeypatch)
         assert "FAILING" in text
         assert "NOT DELIVERING" not in text

@@ -164,9 +164,14 @@ def status(
     _print_relays(s.relays)
 
 
+#: Where a heartbeat's error text starts the error of a step (``OutboxRelay.last_error``
+#: joins ``"step: error"`` texts with ``"; "``, and an error's own text may hold "; ").
+_STEP_START = re.compile(r"(?:^|; )(round|cleanup|heartbeat|delivery): ")
+
+
 def _only_delivery(last_error: str) -> bool:
     """Whether a heartbeat's error says only that deliveries fail (the loop itself works)."""
-    return all(part.startswith("delivery: ") for part in last_error.split("; "))
+    return {m.group(1) for m in _STEP_START.finditer(last_error)} == {"delivery"}
 
 
 def _print_relays(relays: Sequence[RelayHeartbeat]) -> None:

@@ -84,6 +84,7 @@ class AsyncOutboxSink:
                     await self._commit(batch)
                 except EventIdConflictError:  # one event's fault: commit the others alone
                     for i, record in enumerate(batch):
+                        self._committing = batch[i:]  # those before are settled already
                         try:
                             await self._commit([record], quiet=True)
                         except asyncio.CancelledError:

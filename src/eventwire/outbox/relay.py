@@ -671,35 +671,40 @@ class OutboxRelay:
         elif acked:
             self.store.mark_sent([item.id for item in acked])
             self._marked(acked, messages)
-        retrying = self._reschedule(failed, results)
-        if acked:
+        retrying, held = self._reschedule(failed, results)
+        if acked or (retrying is None and not held):
+            # delivered, or nothing left to try again (given up: dead-lettered, parked)
             self._health.clear(_DELIVERY)
         elif retrying is not None:
             self._health.note(
                 _DELIVERY,
-                f"no event of the last round was delivered ({retrying}); they wait in the outbox",
+                f"no event of the last round was delivered ({retrying}), so they wait "
+                "in the outbox",
                 _NOT_DELIVERING_HINT,
             )
 
     def _reschedule(
         self, failed: list[ClaimedEntry], results: dict[int, tuple[str, str] | None]
-    ) -> str | None:
+    ) -> tuple[str | None, bool]:
         """Retry each failed entry after a backoff, or give it up; put held-back ones back.
 
         A held-back entry, and one a stopping relay could not send, was never
         attempted: it is claimable again at once (after its key's blocker) and its
         claim does not count toward ``max_attempts``. Returns the first error
-        (``"code: reason"``) of an entry to be tried again after a backoff, if any.
+        (``"code: reason"``) of an entry to be tried again after a backoff, if any,
+        and whether any entry was put back unattempted.
         """
         given_up: list[tuple[ClaimedEntry, str, str]] = []
         retried: list[str] = []
         first_retry: str | None = None
+        held = False
         marks: list[tuple[int, str, float, bool]] = []
         for item in failed:
             code, reason = results.get(item.id) or _NO_ACK
             if code == _HELD_BACK or (self._stopping and code in _STOPPED_CODES):
                 marks.append((item.id, f"{code}: {reason}", 0.0, False))
                 self.stats.held_back += 1
+                held = True
             elif self._gives_up(item, code):
                 self._alone.discard(item.id)
                 given_up.append((item, code, reason))
@@ -717,7 +722,7 @@ class OutboxRelay:
             self.metrics.count("retried", retried)
         if given_up:
             self._dead_letter(given_up)
-        return first_retry
+        return first_retry, held
 
     def _mark_retries(self, marks: list[tuple[int, str, float, bool]]) -> None:
         """Release these leases (``(id, error, delay_s, counted)``) as ``mark_retry`` does.
