@@ -229,7 +229,22 @@ class Publisher(Facade):
                 cannot run (its thread died, or its rounds keep failing); the
                 message says why. The events are safe on disk.
         """
+        self._refuse_on_the_relay_thread("flush()")
         self._sink.flush(seconds(timeout, "flush(timeout)"))
+
+    def _refuse_on_the_relay_thread(self, what: str) -> None:
+        """PublisherStateError when called by a done-callback on the outbox relay's thread.
+
+        flush() and close() wait for that thread to settle events (and close() stops it):
+        waiting on it, it would only wait out the timeout, and could not stop itself.
+        """
+        relay = self._outbox.relay if self._outbox is not None else None
+        if relay is not None and relay.on_its_thread():
+            raise PublisherStateError(
+                f"{what} cannot run inside a done-callback of a publisher with an outbox: "
+                f"the callback runs on the outbox relay's thread, which {what} waits for. "
+                "Call it from your own thread, e.g. after the callback has signalled it."
+            )
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` s (default ``close_timeout``), then stop.
@@ -244,7 +259,9 @@ class Publisher(Facade):
         already observed is not raised again. A ``close()`` made while another
         thread's runs waits for it (up to its own ``timeout``), so neither returns
         while events are still in flight; that first one raises the failures. A
-        ``close()`` after the end of closing is a no-op.
+        ``close()`` after the end of closing is a no-op. With an outbox, ``close()`` and
+        ``flush()`` raise PublisherStateError inside a done-callback (which runs on
+        the relay's thread, the one they wait for).
 
         With an outbox nothing is dropped: handles still waiting settle with
         ``_IN_OUTBOX`` (the event is durable and the next relay sends it; do not
@@ -252,6 +269,7 @@ class Publisher(Facade):
         for :meth:`flush`).
         """
         timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
+        self._refuse_on_the_relay_thread("close()")
         me = (os.getpid(), threading.get_ident())
         closer = self._close_claim.setdefault("by", me)
         if closer is me:

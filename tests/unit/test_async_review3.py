@@ -300,28 +300,38 @@ class TestSyncCloseFromTwoThreads:
         assert len(nested) == 1
         assert nested[0] < 0.5
 
-    def test_a_close_from_a_done_callback_does_not_wait_for_the_close_under_way(
-        self, tmp_path: Path
+    @pytest.mark.parametrize("closing_too", [False, True])
+    def test_close_or_flush_in_a_done_callback_of_an_outbox_publisher_is_refused(
+        self, tmp_path: Path, closing_too: bool
     ) -> None:
-        """Outbox mode: a done-callback (on the relay's thread) calling close() while the
-        main thread closes returns at once: waiting there would stall the relay that
-        settles the main close's events."""
+        """Outbox mode runs done-callbacks on the relay's thread, which flush()/close()
+        wait for (and close() stops): there they raise PublisherStateError at once,
+        instead of stalling the relay for the timeout or failing to join itself; a
+        close() under way on the main thread is not held up."""
         pub = Publisher(
             transport=MemoryTransport(), outbox=SQLiteOutbox(tmp_path / "o.db"), close_timeout=4
         )
-        waited: list[float] = []
+        raised: list[BaseException] = []
+        called = threading.Event()
 
         def on_done(_handle: Any) -> None:
-            started = time.monotonic()
-            pub.close()
-            waited.append(time.monotonic() - started)
+            for call in (pub.flush, pub.close):
+                try:
+                    call()
+                except PublisherStateError as exc:
+                    raised.append(exc)
+            called.set()
 
         pub.publish(order(1)).add_done_callback(on_done)
         second = pub.publish(order(2))
+        if not closing_too:
+            assert called.wait(5)
+            assert not pub.closed
         started = time.monotonic()
         pub.close(4)
         assert time.monotonic() - started < 2.0
-        assert len(waited) == 1 and waited[0] < 0.5
+        assert [type(e) for e in raised] == [PublisherStateError] * 2
+        assert "relay's thread" in str(raised[1])
         assert second.done() and second.failure is None
 
     def test_a_close_during_the_first_ones_wait_for_a_send_waits_too(self, tmp_path: Path) -> None:

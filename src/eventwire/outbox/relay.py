@@ -980,6 +980,11 @@ class OutboxRelay:
             _log.critical("outbox_relay_died", error=self._died, owner=self.owner, exc_info=exc)
             raise
 
+    def on_its_thread(self) -> bool:
+        """True when called on the thread :meth:`start` runs the relay on."""
+        thread = self._thread
+        return thread is not None and thread is threading.current_thread()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the background thread and close the transport, within ``timeout`` s.
 
