@@ -505,10 +505,9 @@ class AsyncPublisher(Facade):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            await self.close()
-            return
         try:
             await self.close()
-        except EventwireError as close_error:  # the body's exception (or cancellation) goes on
-            closed_after_error(exc, close_error)
+        except EventwireError as close_error:
+            if exc is None:
+                raise
+            closed_after_error(exc, close_error)  # the body's exception (or cancellation) goes on

@@ -216,7 +216,7 @@ class PublisherCore:
         if cls is list or cls is tuple:
             return False
         try:
-            self._routes.get(cls) or self._router.resolve(cls)
+            self._router.resolve(cls)  # (cached once bound)
         except RoutingError:
             return False
         return True

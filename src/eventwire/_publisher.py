@@ -178,7 +178,7 @@ class Publisher(Facade):
         """
         core = self._core
         core.check_usable()
-        batch = batch_events(events, self._core.is_event)
+        batch = batch_events(events, core.is_event)
         ids = [None] * len(batch) if event_ids is None else batch_event_ids(event_ids, len(batch))
         records = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
         self._sink.send_many(records)
@@ -299,10 +299,9 @@ class Publisher(Facade):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.close()
-            return
         try:
             self.close()
-        except EventwireError as close_error:  # the body's exception goes on, noted
-            closed_after_error(exc, close_error)
+        except EventwireError as close_error:
+            if exc is None:
+                raise
+            closed_after_error(exc, close_error)  # the body's exception goes on, noted
