@@ -284,3 +284,78 @@ class TestFailedOutboxWrites:
         assert says in failure.reason
         assert "same event_id" in failure.reason
         pub.close(1)
+
+
+class ReconcilingStore:
+    """A SQLiteOutbox that, right after each mark_sent commits, lets the publisher's
+    periodic reconcile run -- the moment a flush() on another thread can hit, between
+    the relay's mark and its report to the publisher."""
+
+    def __init__(self, inner: SQLiteOutbox) -> None:
+        self.inner = inner
+        self.reconcile: Any = None
+        self.reconciled = 0
+
+    def mark_sent(self, ids: list[int], *, dead_lettered: str | None = None) -> None:
+        self.inner.mark_sent(ids, dead_lettered=dead_lettered)
+        if self.reconcile is not None:
+            self.reconciled += 1
+            self.reconcile()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class TestReconcileAgainstItsOwnRelay:
+    def test_a_reconcile_between_the_relays_mark_and_its_report_keeps_the_real_offsets(
+        self, store: SQLiteOutbox
+    ) -> None:
+        """A row this publisher's own relay has marked sent but not yet reported is left
+        to that relay: its handle gets the partition and offset Kafka gave, never the
+        -1/-1 of a row another process shipped (CI saw this under load)."""
+        racing = ReconcilingStore(store)
+        transport = MemoryTransport()
+        with Publisher(transport=transport, outbox=racing) as pub:  # type: ignore[arg-type]
+            racing.reconcile = pub._sink.reconcile  # type: ignore[attr-defined]
+            handles = pub.publish_many([order(n) for n in range(5)])
+            pub.flush(10)
+            results = [h.result(timeout=1) for h in handles]
+        assert racing.reconciled > 0
+        records = {r.header("ce_id"): (r.partition, r.offset) for r in transport.records()}
+        assert [(m.partition, m.offset) for m in results] == [
+            records[h.event_id.encode()] for h in handles
+        ]
+
+    def test_a_reconcile_right_after_a_claim_ahead_marked_the_last_acks_keeps_them_too(
+        self, tmp_path: Path
+    ) -> None:
+        """The same when the marks ride on the claim of the next batch (full batches): the
+        rows that claim marked sent stay the relay's until it has reported them."""
+        calls: list[Any] = []
+
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+        claim_passing = store._claim_passing
+
+        def racing(*args: Any, **kwargs: Any) -> list[ClaimedEntry]:
+            batch = claim_passing(*args, **kwargs)
+            if calls and kwargs.get("sent"):
+                calls.append(calls[0]())
+            return batch
+
+        # on the instance: a subclass overriding it would turn the claim ahead off
+        store._claim_passing = racing  # type: ignore[method-assign]
+        transport = MemoryTransport()
+        with Publisher(  # type: ignore[arg-type]
+            transport=transport, outbox=store, relay=False
+        ) as pub:
+            handles = pub.publish_many([order(n) for n in range(40)])
+        with Publisher(transport=transport, outbox=store, relay_options={"batch_size": 10}) as pub:
+            calls.append(pub._sink.reconcile)  # type: ignore[attr-defined]
+            handles = pub.publish_many([order(n) for n in range(40, 80)])
+            pub.flush(10)
+            results = [h.result(timeout=1) for h in handles]
+        assert len(calls) > 1  # the claim ahead marked acks and the reconcile ran
+        records = {r.header("ce_id"): (r.partition, r.offset) for r in transport.records()}
+        assert [(m.partition, m.offset) for m in results] == [
+            records[h.event_id.encode()] for h in handles
+        ]

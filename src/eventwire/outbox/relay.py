@@ -356,6 +356,9 @@ class OutboxRelay:
         self._unmarked_messages: dict[int, ReportMessage] | None = None
         #: Whether the round settling now leaves its acks to the next claim ahead.
         self._defer_marks = False
+        #: The ids of the entries whose outcome this relay has yet to tell its
+        #: listener (see :meth:`in_hand`); replaced whole, never mutated in place.
+        self._in_hand: frozenset[int] = frozenset()
         #: Entries whose record batch the broker refused as too large: each goes out
         #: again in a record batch of its own (_send_all); refused alone, it is given up.
         self._alone: set[int] = set()
@@ -445,6 +448,18 @@ class OutboxRelay:
             )
         if not claimed:
             return 0
+        # in hand before any of them can be marked sent (the claim ahead below marks
+        # the last round's acks), until the round has told the listener their outcome
+        self._in_hand = frozenset(item.id for item in (*claimed, *self._unmarked))
+        try:
+            return self._send_and_settle(claimed, held, defer_marks=defer_marks)
+        finally:
+            self._hold_in_hand()
+
+    def _send_and_settle(
+        self, claimed: list[ClaimedEntry], held: set[tuple[str, bytes]], *, defer_marks: bool
+    ) -> int:
+        """Send a claimed batch, wait for its acks, and settle it (see :meth:`_round`)."""
         results: dict[int, tuple[str, str] | None] = {}
         # the acks' messages are kept only for a listener
         messages: dict[int, ReportMessage] | None = {} if self.listener is not None else None
@@ -467,6 +482,23 @@ class OutboxRelay:
             self._ahead, self._ahead_blocked = ahead, self._settled_blocked
         self.stats.rounds += 1
         return len(claimed)
+
+    def _hold_in_hand(self) -> None:
+        """Keep in hand only what is still to be told: the batch claimed ahead, unmarked acks."""
+        self._in_hand = frozenset(item.id for item in (*self._ahead, *self._unmarked))
+
+    def in_hand(self) -> frozenset[int]:
+        """The ids of the entries whose outcome this relay has yet to tell its listener.
+
+        Claimed and not yet settled, or acknowledged and not yet marked sent (or
+        marked, with the listener not yet told). A listener that also asks the
+        store what became of its rows (the publisher's reconcile, from another
+        thread) must leave these to the relay: one marked ``sent`` is reported with
+        its partition and offset right after the mark. Read the store first and
+        this second: an entry marked sent before the read is in this set until
+        its report is made. Safe to call from any thread.
+        """
+        return self._in_hand
 
     def _claim_next(self, sent: list[ClaimedEntry]) -> list[ClaimedEntry]:
         """Claim the next batch while ``sent``'s acks come in; [] if not worth it or failing.
@@ -522,7 +554,10 @@ class OutboxRelay:
             self._mark_unmarked()
         finally:
             ahead, self._ahead, self._ahead_blocked = self._ahead, [], set()
-            self._release(ahead)
+            try:
+                self._release(ahead)
+            finally:
+                self._hold_in_hand()
 
     def _release(self, batch: list[ClaimedEntry]) -> None:
         if batch:

@@ -354,9 +354,12 @@ class OutboxSink:
     def reconcile(self) -> int:
         """Settle the waiting handles whose rows the store says are no longer pending.
 
-        For rows another process's relay shipped or gave up on (this publisher's
-        relay tells it directly). Returns how many rows were settled; a store error
-        is logged and counts as nothing learned.
+        For rows another process's relay shipped or gave up on. This publisher's
+        relay tells it directly, with the partition and offset Kafka gave: the rows
+        it still holds (:meth:`OutboxRelay.in_hand`, read *after* the store, so a
+        row it marked sent just before is still there) are left to it. Returns how
+        many rows were settled; a store error is logged and counts as nothing
+        learned.
         """
         rows = self._tracked.waiting_rows(_RECONCILE_ROWS)
         if not rows:
@@ -366,11 +369,13 @@ class OutboxSink:
         except Exception as exc:
             _log.warning("outbox_status_failed", error=repr(exc))
             return 0
+        relay = self.relay
+        ours = relay.in_hand() if relay is not None else frozenset()
         settled = 0
         ledger = self.core.ledger
         for row in rows:
             state = states.get(row)
-            if state is not None and state.state == "pending":
+            if (state is not None and state.state == "pending") or row in ours:
                 continue
             settled += 1
             if state is None or state.state == "sent":  # (only sent rows are ever deleted)
