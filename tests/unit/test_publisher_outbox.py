@@ -211,6 +211,8 @@ class TestResendWithTheSameEventId:
         assert tracker.report(7, (None, "MSG_SIZE_TOO_LARGE", "too big")) == []
         early = tracker.end(token, [7], [handle])  # type: ignore[list-item]
         assert early == [(handle, (None, "MSG_SIZE_TOO_LARGE", "too big"))]
+        assert tracker.waiting() == 1  # handed over to be settled: flush() waits for it
+        tracker.settled(1)
         assert tracker.waiting() == 0
         token = tracker.begin()
         assert tracker.end(token, [7], [handle]) == []  # the report was used up

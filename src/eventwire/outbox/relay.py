@@ -792,8 +792,20 @@ class OutboxRelay:
         )
 
     def _dead_letter(self, given_up: list[tuple[ClaimedEntry, str, str]]) -> None:
-        """Send each given-up entry to its dead-letter topic; park what cannot be sent."""
+        """Send each given-up entry to its dead-letter topic; park what cannot be sent.
+
+        Except while stopping: a dead letter the closing producer did not send
+        (refused or purged) is put back, unattempted, for the next relay to give up
+        again, not parked. A close that timed out has already told the publisher
+        the entry waits in the outbox, and a parked entry waits for nobody.
+        """
         results = self._send_dead_letters(given_up) if self.dead_letter is not None else {}
+        if self._stopping and self.dead_letter is not None:
+            back = [g for g in given_up if results.get(g[0].id, _NO_ACK) is not None]
+            note = f"{_HELD_BACK}: stopped before its dead letter was sent"
+            self._mark_retries([(item.id, note, 0.0, False) for item, _, _ in back])
+            self.stats.held_back += len(back)
+            given_up = [g for g in given_up if results.get(g[0].id, _NO_ACK) is None]
         for item, code, reason in given_up:
             if item.id in results and results[item.id] is None:
                 self.store.mark_sent([item.id], dead_lettered=f"{code}: {reason}")

@@ -243,9 +243,12 @@ class OutboxSink:
     def committed(self, token: int, records: Sequence[Record], rows: Sequence[int]) -> None:
         """Track the committed records' handles by their outbox ``rows``."""
         handles = [r.handle for r in records]
-        early = self._tracked.end(token, rows, handles)
-        for handle, outcome in early:  # the relay was faster than add() returned
-            self._settle(handle, outcome)
+        early = self._tracked.end(token, rows, handles, self._given_up_in_store)
+        try:
+            for handle, outcome in early:  # the relay was faster than add() returned
+                self._settle(handle, outcome)
+        finally:
+            self._tracked.settled(len(early))
         if self._tracked.closed:
             # A commit that outlasted close()'s wait: the event is durable, and close()
             # has already settled the others; settle these the same way.
@@ -260,13 +263,32 @@ class OutboxSink:
     # -- the relay's listener ------------------------------------------------------------
     def delivered(self, row_id: int, event_id: str, msg: ReportMessage) -> None:
         """Settle every handle of outbox row ``row_id`` (acknowledged by Kafka)."""
-        for handle in self._tracked.report(row_id, (msg, "", "")):
-            self.core.ledger.settle(handle, msg, None)
+        self._settle_all(self._tracked.report(row_id, (msg, "", "")), (msg, "", ""))
 
     def given_up(self, row_id: int, event_id: str, code: str, reason: str) -> None:
         """Settle every handle of outbox row ``row_id`` (dead-lettered or parked) as failed."""
-        for handle in self._tracked.report(row_id, (None, code, reason)):
-            self.core.ledger.settle(handle, None, handle.failure_from(code, reason))
+        self._settle_all(self._tracked.report(row_id, (None, code, reason)), (None, code, reason))
+
+    def _settle_all(self, handles: list[DeliveryHandle], outcome: _Outcome) -> None:
+        """Settle handles the tracker handed over; flush() counts them until done."""
+        try:
+            for handle in handles:
+                self._settle(handle, outcome)
+        finally:
+            self._tracked.settled(len(handles))
+
+    def _given_up_in_store(self, row: int) -> bool:
+        """Whether the store has ``row`` given up (parked or dead-lettered) now.
+
+        Asked of an early "given up" report (see :meth:`_Tracker.end`). A store
+        error counts as yes: the report is then taken, as it always was.
+        """
+        try:
+            state = self.store.row_states([row]).get(row)
+        except Exception as exc:
+            _log.warning("outbox_status_failed", error=repr(exc))
+            return True
+        return state is not None and state.state in ("parked", "dead_lettered")
 
     def _settle(self, handle: DeliveryHandle, outcome: _Outcome) -> None:
         msg, code, reason = outcome
@@ -361,30 +383,34 @@ class OutboxSink:
         many rows were settled; a store error is logged and counts as nothing
         learned.
         """
-        rows = self._tracked.waiting_rows(_RECONCILE_ROWS)
-        if not rows:
+        seen = self._tracked.waiting_handles(_RECONCILE_ROWS)
+        if not seen:
             return 0
         try:
-            states = self.store.row_states(rows)
+            states = self.store.row_states(list(seen))
         except Exception as exc:
             _log.warning("outbox_status_failed", error=repr(exc))
             return 0
         relay = self.relay
         ours = relay.in_hand() if relay is not None else frozenset()
         settled = 0
-        ledger = self.core.ledger
-        for row in rows:
+        for row, handles in seen.items():
             state = states.get(row)
             if (state is not None and state.state == "pending") or row in ours:
                 continue
             settled += 1
+            # only the handles seen before the store was read: one reported since, or
+            # added since to a row requeued since, is not this read's to settle
+            taken = self._tracked.report_seen(row, handles)
             if state is None or state.state == "sent":  # (only sent rows are ever deleted)
-                for handle in self._tracked.report(row, (_ShippedElsewhere(""), "", "")):
-                    ledger.settle(handle, _ShippedElsewhere(handle.topic), None)
+                try:
+                    for handle in taken:
+                        self.core.ledger.settle(handle, _ShippedElsewhere(handle.topic), None)
+                finally:
+                    self._tracked.settled(len(taken))
                 continue
             code, _, reason = (state.last_error or "_GIVEN_UP: ").partition(": ")
-            for handle in self._tracked.report(row, (None, code, reason)):
-                ledger.settle(handle, None, handle.failure_from(code, reason))
+            self._settle_all(taken, (None, code, reason))
         return settled
 
     @property
@@ -449,6 +475,9 @@ class _Tracker:
         self._seq = itertools.count()
         self._adds: set[int] = set()  # adds in flight, by the number they began with
         self._early: dict[int, tuple[int, _Outcome]] = {}  # row -> (report number, outcome)
+        #: Handles taken from tracking to be settled and not settled yet (the settling
+        #: thread calls :meth:`settled`): still waiting, for flush().
+        self._settling = 0
 
     def begin(self) -> int:
         """Note an add() starting; return its token (its number) for :meth:`end`."""
@@ -462,18 +491,31 @@ class _Tracker:
         token: int,
         rows: Sequence[int] = (),
         handles: Sequence[DeliveryHandle] = (),
+        given_up: Callable[[int], bool] | None = None,
     ) -> list[tuple[DeliveryHandle, _Outcome]]:
-        """Track ``handles`` by ``rows`` (none if the add failed); return those already reported."""
+        """Track ``handles`` by ``rows`` (none if the add failed); return those already reported.
+
+        The returned handles count as waiting until :meth:`settled`. An early
+        "given up" report is this add's outcome only if ``given_up(row)`` (asked
+        under the lock, so no later report slips past) says the store still has the
+        row given up: else the add requeued the row, parked before the add but
+        reported after it began (a re-send of a parked event starts over), and the
+        handle waits for the relay's next report.
+        """
         early: list[tuple[DeliveryHandle, _Outcome]] = []
         with self._lock:
             self._adds.discard(token)
             for row, handle in zip(rows, handles, strict=True):
                 reported = self._early.get(row)
                 if reported is not None and reported[0] > token:
+                    if reported[1][0] is None and given_up is not None and not given_up(row):
+                        self._hold(row, handle)  # requeued: this add starts it over
+                        continue
                     del self._early[row]
                     early.append((handle, reported[1]))
                 else:
                     self._hold(row, handle)
+            self._settling += len(early)
             oldest = min(self._adds, default=math.inf)
             while self._early:  # reports older than every add in flight match none
                 row, (number, _) = next(iter(self._early.items()))
@@ -502,6 +544,7 @@ class _Tracker:
 
         While adds are in flight the outcome is kept too: one of them may return
         this row (a publish of the same ``event_id`` that found it unsent).
+        The handles count as waiting until :meth:`settled`.
         """
         with self._lock:
             handles = self._strong.pop(row, [])
@@ -512,14 +555,52 @@ class _Tracker:
             if self._adds:
                 self._early.pop(row, None)  # re-inserted last: the dict stays in order
                 self._early[row] = (next(self._seq), outcome)
+            self._settling += len(handles)
         return handles
 
-    def waiting_rows(self, limit: int) -> list[int]:
-        """Up to ``limit`` rows with a live handle still waiting, oldest first."""
+    def report_seen(self, row: int, seen: Sequence[DeliveryHandle]) -> list[DeliveryHandle]:
+        """Stop tracking those of ``seen`` still tracked by ``row``; return them.
+
+        For what was learned about ``row`` elsewhere (the store) while ``seen`` were
+        its handles: a handle already reported, or added since (to a row requeued
+        since), is left alone, and no early report is kept for adds in flight.
+        The handles count as waiting until :meth:`settled`.
+        """
+        ids = {id(h) for h in seen}  # ``seen`` holds them: the ids stay theirs
         with self._lock:
-            rows = [row for row, hs in self._strong.items() if any(not h._done for h in hs)]
-            rows.extend(row for row, h in self._weak.items() if not h._done)
-        return rows[:limit]
+            held = self._strong.get(row, [])
+            taken = [h for h in held if id(h) in ids]
+            if taken:
+                kept = [h for h in held if id(h) not in ids]
+                if kept:
+                    self._strong[row] = kept
+                else:
+                    del self._strong[row]
+                self._count -= len(taken)
+            weak = self._weak.get(row)
+            if weak is not None and id(weak) in ids:
+                del self._weak[row]
+                taken.append(weak)
+            self._settling += len(taken)
+        return taken
+
+    def settled(self, count: int) -> None:
+        """Note that ``count`` handles handed over for settling are settled now."""
+        with self._lock:
+            self._settling -= count
+
+    def waiting_handles(self, limit: int) -> dict[int, list[DeliveryHandle]]:
+        """The live waiting handles of up to ``limit`` rows, oldest row first."""
+        with self._lock:
+            rows = {
+                row: waiting
+                for row, hs in self._strong.items()
+                if (waiting := [h for h in hs if not h._done])
+            }
+            for row, h in self._weak.items():
+                if not h._done:
+                    rows.setdefault(row, []).append(h)
+        return dict(itertools.islice(rows.items(), limit))
 
     def take_all(self) -> list[DeliveryHandle]:
         """Stop tracking everything, for good (``closed``); the live handles."""
@@ -533,7 +614,8 @@ class _Tracker:
         return left
 
     def waiting(self) -> int:
-        """Tracked handles not settled yet."""
+        """Tracked handles not settled yet, and those being settled now."""
         with self._lock:
             weak = sum(1 for h in self._weak.values() if not h._done)
-            return weak + sum(1 for hs in self._strong.values() for h in hs if not h._done)
+            strong = sum(1 for hs in self._strong.values() for h in hs if not h._done)
+            return weak + strong + self._settling
