@@ -260,3 +260,65 @@ def test_a_round_stuck_past_close_puts_a_given_up_event_back_instead_of_parking_
     assert not thread.is_alive()
     assert store.inner.row_states([2])[2].state == "pending"
     assert store.inner.status().parked == 0
+
+
+@pytest.mark.asyncio
+async def test_an_async_resend_of_a_parked_event_is_not_failed_by_the_park_reported_after_it_began(
+    tmp_path: Path,
+) -> None:
+    """The same with AsyncPublisher: its future resolves at the requeued row's delivery
+    (the store is asked off the loop, in a thread)."""
+    import asyncio
+
+    from eventwire import AsyncPublisher
+
+    parked, added, reported = threading.Event(), threading.Event(), threading.Event()
+    loop_thread = threading.current_thread()
+    read_on_loop: list[bool] = []
+
+    class Store(Wrapped):
+        def park(self, entry_id: int, error: str, *, owner: str | None = None) -> bool:
+            done: bool = self.inner.park(entry_id, error, owner=owner)
+            parked.set()
+            added.wait(WAIT_S)
+            return done
+
+        def add(self, entries: Any, *, connection: Any = None) -> list[int]:
+            ids: list[int] = self.inner.add(entries, connection=connection)
+            if parked.is_set():
+                added.set()
+                reported.wait(WAIT_S)
+            return ids
+
+        def row_states(self, ids: Any) -> Any:
+            read_on_loop.append(threading.current_thread() is loop_thread)
+            return self.inner.row_states(ids)
+
+    store = Store(tmp_path)
+    store.claims.set()
+    transport = MemoryTransport()
+    transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
+    pub = AsyncPublisher(
+        transport=transport,
+        outbox=store,  # type: ignore[arg-type]
+        relay_options={"dead_letter": None, "idle_interval_s": 0.01},
+    )
+    sink = pub._outbox.sink  # type: ignore[union-attr]
+    told = sink.given_up
+
+    def given_up(*args: Any) -> None:
+        told(*args)
+        reported.set()
+
+    sink.given_up = given_up  # type: ignore[method-assign]
+    first = pub.publish_nowait(order(1), event_id="X")
+    assert await asyncio.to_thread(parked.wait, WAIT_S), "the relay parks the row"
+    transport.heal()
+    result = await asyncio.wait_for(pub.publish(order(1), event_id="X"), WAIT_S)
+    assert reported.is_set()
+    with pytest.raises(DeliveryError):
+        await first
+    [record] = transport.records("orders")
+    assert (result.partition, result.offset) == (record.partition, record.offset)
+    assert read_on_loop and not any(read_on_loop)
+    await pub.close(5)

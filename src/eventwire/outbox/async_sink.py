@@ -120,7 +120,10 @@ class AsyncOutboxSink:
         except Exception as exc:
             self._failed(token, records, exc)
         else:
-            self.sink.committed(token, records, rows)
+            if self.sink.asks_store(rows):  # rare: a park reported before this returned
+                await asyncio.to_thread(self.sink.committed, token, records, rows)
+            else:
+                self.sink.committed(token, records, rows)
 
     def _failed(self, token: int, records: Sequence[Record], exc: BaseException) -> None:
         """Fail the records' futures with ``exc`` and keep their failures for flush/close.

@@ -240,8 +240,19 @@ class OutboxSink:
             handle = record.handle
             self.core.ledger.abandon(handle, handle.failure_from(code, str(exc)))
 
+    def asks_store(self, rows: Sequence[int]) -> bool:
+        """Whether :meth:`committed` of ``rows`` will read the store (then call it in a thread).
+
+        It will when a "given up" report of one of them came before the add returned.
+        """
+        return self._tracked.early_given_up(rows)
+
     def committed(self, token: int, records: Sequence[Record], rows: Sequence[int]) -> None:
-        """Track the committed records' handles by their outbox ``rows``."""
+        """Track the committed records' handles by their outbox ``rows``.
+
+        Reads the store for a row reported given up before this returned (see
+        :meth:`_Tracker.end`): :meth:`asks_store` says so beforehand.
+        """
         handles = [r.handle for r in records]
         early = self._tracked.end(token, rows, handles, self._given_up_in_store)
         try:
@@ -537,6 +548,15 @@ class _Tracker:
                 tracked=TRACKED_HANDLES,
                 hint="more events wait for the relay than are tracked; handles you drop "
                 "from now on are not kept (their events are safe on disk)",
+            )
+
+    def early_given_up(self, rows: Sequence[int]) -> bool:
+        """Whether a "given up" report is kept for one of ``rows`` (see :meth:`end`)."""
+        if not self._early:  # nearly always: no lock taken
+            return False
+        with self._lock:
+            return any(
+                (kept := self._early.get(row)) is not None and kept[1][0] is None for row in rows
             )
 
     def report(self, row: int, outcome: _Outcome) -> list[DeliveryHandle]:
