@@ -52,6 +52,15 @@ def publisher(store: Any, transport: MemoryTransport) -> Publisher:
     )
 
 
+def refusing_publisher(store: Wrapped) -> tuple[Publisher, MemoryTransport]:
+    """A publisher on ``store`` whose relay claims at once and whose Kafka refuses
+    ``orders`` for good (its events are parked) until ``heal()``."""
+    store.claims.set()
+    transport = MemoryTransport()
+    transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
+    return publisher(store, transport), transport
+
+
 def in_thread(name: str, target: Any) -> threading.Thread:
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
@@ -155,10 +164,7 @@ def test_a_resend_of_a_parked_event_is_not_failed_by_the_park_reported_after_it_
             return ids
 
     store = Store(tmp_path)
-    store.claims.set()
-    transport = MemoryTransport()
-    transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
-    pub = publisher(store, transport)
+    pub, transport = refusing_publisher(store)
     told = pub._sink.given_up  # type: ignore[attr-defined]
 
     def given_up(*args: Any) -> None:
@@ -201,10 +207,7 @@ def test_a_reconciles_stale_read_of_a_parked_row_does_not_fail_a_resend_that_req
             return states
 
     store = Store(tmp_path)
-    store.claims.set()
-    transport = MemoryTransport()
-    transport.fail_topic("orders", "TOPIC_AUTHORIZATION_FAILED")
-    pub = publisher(store, transport)
+    pub, transport = refusing_publisher(store)
     relay = pub._sink.relay  # type: ignore[attr-defined]
     first = pub.publish(order(1), event_id="X")
     must(parked, "the relay parks the row")
