@@ -101,6 +101,8 @@ class AsyncPublisher(Facade):
         self._close_task: asyncio.Task[None] | None = None
         #: Its outcome was raised (or returned) to a caller: later calls need not.
         self._close_told = False
+        #: Set when that task is done: a close() on another loop waits on it in a thread.
+        self._close_ended = threading.Event()
         #: The outbox mode's commits, relay and tracking (None: direct to Kafka).
         self._outbox: AsyncOutboxSink | None = None
         if outbox is not None:
@@ -397,15 +399,21 @@ class AsyncPublisher(Facade):
         while it runs, or after it was cancelled, waits for that first closing and
         raises its outcome (a SIGTERM handler's close and ``async with``'s exit both
         see the events' fate); once that outcome was raised to someone, a later
-        ``close()`` only reports failures settled since.
+        ``close()`` only reports failures settled since. A ``close()`` on another
+        event loop waits for it too, up to its own ``timeout``.
         """
         timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
         task = self._close_task
         if task is None:
             self._core.refuse_publishing()
             task = self._close_task = asyncio.ensure_future(self._close(timeout))
+            task.add_done_callback(lambda _: self._close_ended.set())
         elif task.done() or task.get_loop() is not asyncio.get_running_loop():
-            if task.done() and not task.cancelled() and not self._close_told:
+            waited = not task.done()
+            if waited:  # the first close runs on another loop: wait for it (bounded)
+                await asyncio.to_thread(self._close_ended.wait, timeout)
+            # begun while it ran: its outcome is this call's too, as for shield's awaiters
+            if task.done() and not task.cancelled() and (waited or not self._close_told):
                 self._close_told = True
                 error = task.exception()
                 if error is not None:

@@ -563,3 +563,43 @@ def test_sqlite_outbox_stays_consistent_after_a_cancelled_commit(tmp_path: Path)
         rows = con.execute("SELECT count(*), count(value) FROM eventwire_outbox").fetchone()
     assert rows in {(0, 0), (1, 1)}
     store.close()
+
+
+class TestCloseAcrossLoops:
+    def test_a_close_on_another_loop_waits_for_the_first_and_raises_its_outcome(self) -> None:
+        """close() on a second event loop while the first loop's close() still runs
+        waits for it (up to its own timeout) and raises the events' failures, instead of
+        returning at once while they are in flight."""
+        transport = SlowClose()
+        box: dict[str, Any] = {}
+        closing = threading.Event()
+
+        async def first_loop() -> None:
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.pause()
+            for n in range(3):
+                pub.publish_nowait(order(n))
+            box["pub"] = pub
+            task = asyncio.ensure_future(pub.close(0.5))
+            await asyncio.sleep(0.05)  # the close is under way
+            closing.set()
+            try:
+                await task
+            except DeliveryError as exc:
+                box["first"] = [f.code for f in exc.failures]
+
+        thread = threading.Thread(target=asyncio.run, args=(first_loop(),), daemon=True)
+        thread.start()
+        assert closing.wait(5)
+
+        async def second_loop() -> tuple[float, list[str]]:
+            started = time.monotonic()
+            with pytest.raises(DeliveryError) as raised:
+                await box["pub"].close(5)
+            return time.monotonic() - started, [f.code for f in raised.value.failures]
+
+        waited, codes = asyncio.run(second_loop())
+        thread.join(5)
+        assert codes == box["first"] == ["_PURGE_INFLIGHT"] * 3
+        assert waited > 0.2
