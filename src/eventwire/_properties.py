@@ -369,6 +369,23 @@ def mask_embedded(value: str) -> str:
     return ",".join(shown)
 
 
+def without_userinfo(value: str) -> tuple[str, list[str]]:
+    """``value`` (a URL list) without the entries' userinfo, and each userinfo found.
+
+    ``"https://u:p%40@h:8081,https://h2"`` -> ``("https://h:8081,https://h2", ["u:p%40"])``:
+    a client given the credentials apart (HTTP basic auth) never has them in a URL it
+    could log.
+    """
+    kept: list[str] = []
+    found: list[str] = []
+    for entry in value.split(","):
+        scheme, userinfo, rest, query = _split_entry(entry.strip())
+        if userinfo is not None:
+            found.append(userinfo)
+        kept.append(scheme + rest + (query or ""))
+    return ",".join(kept), found
+
+
 def embedded_secrets(value: str) -> list[str]:
     """The credentials a broker list or URL embeds, to scrub from log text.
 

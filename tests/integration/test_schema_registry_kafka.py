@@ -101,11 +101,14 @@ class CountingProxy:
 
     def __init__(self, target: str) -> None:
         self.count = 0
+        #: The Authorization header of each request forwarded (None: there was none).
+        self.authorization: list[str | None] = []
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _forward(self) -> None:
                 proxy.count += 1
+                proxy.authorization.append(self.headers.get("Authorization"))
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 request = urllib.request.Request(
                     target + self.path,
@@ -287,6 +290,29 @@ def test_schema_id_is_cached_no_registry_call_per_event(
         publisher.publish(Other("x")).result(timeout=10)  # a new type: its own registration
         assert counting.count > after_first
     assert len(transport.records(kafka_topic)) == 302
+
+
+def test_url_credentials_are_sent_as_basic_auth_and_never_logged(
+    counting: CountingProxy, kafka_topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A registry URL with user:password in it: the codec's requests carry them as HTTP
+    basic auth, and no log line (the HTTP client logs each URL it calls, at INFO) holds
+    the password."""
+    import base64
+    import logging
+
+    url = counting.url.replace("http://", "http://alice:hunter22@")
+    codec = JsonSchemaCodec(url)
+    transport = MemoryTransport()
+    with caplog.at_level(logging.DEBUG):
+        with Publisher(transport=transport, codec=codec, routes=routes(kafka_topic)) as publisher:
+            publisher.publish(order(1)).result(timeout=10)
+    assert counting.count >= 1
+    expected = "Basic " + base64.b64encode(b"alice:hunter22").decode()
+    assert set(counting.authorization) == {expected}
+    logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
+    assert counting.url.removeprefix("http://") in logged  # the client did log its calls
+    assert "hunter22" not in logged
 
 
 @pytest.mark.parametrize("kind", ["json", "avro"])

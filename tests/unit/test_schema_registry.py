@@ -426,3 +426,102 @@ def test_json_schema_codec_takes_every_event_shape(shape: str, mock_client: Any)
     back = codec.decode_from(data, order_cls, ctx())
     assert type(back) is order_cls
     assert back == make(shape)
+
+
+class TestCarelessConfig:
+    """Settings of the wrong type or shape are ConfigurationErrors that name the setting,
+    at construction, never a bare Python error at the first publish."""
+
+    def test_url_credentials_go_to_the_client_as_basic_auth_not_in_its_url(self) -> None:
+        """The HTTP client logs the URLs it calls: credentials given in the URL are taken
+        out of it and sent as basic auth (percent-decoded)."""
+        conf = SchemaRegistryConfig(url="http://alice:p%40ss@registry:8081").client_conf()
+        assert conf["url"] == "http://registry:8081"
+        assert conf["basic.auth.user.info"] == "alice:p@ss"
+
+    @pytest.mark.parametrize(
+        ("kwargs", "named"),
+        [
+            ({"url": b"http://x"}, "url must be a str"),
+            ({"url": "http://u:pw@x", "basic_auth_user_info": "a:b"}, "give them once"),
+            ({"url": "http://u:a@x,http://v:b@y"}, "different credentials"),
+            ({"url": "http://x", "basic_auth_user_info": 12345}, "basic_auth_user_info"),
+            ({"url": "http://x", "max_retries": "3"}, "max_retries must be a number"),
+            ({"url": "http://x", "timeout": 0}, "timeout must be above 0"),
+            ({"url": "http://x", "retries_wait_ms": 1.5}, "whole number"),
+            ({"url": "http://x", "cache_latest_ttl_sec": float("nan")}, "cache_latest_ttl_sec"),
+            ({"url": "http://x", "ssl_key_location": __file__}, "ssl_certificate_location"),
+            ({"url": "http://x", "ssl_ca_location": "/nonexistent/ca.pem"}, "does not exist"),
+        ],
+    )
+    def test_a_bad_setting_is_named(self, kwargs: dict[str, Any], named: str) -> None:
+        with pytest.raises(ConfigurationError, match=named) as caught:
+            SchemaRegistryConfig(**kwargs)
+        assert "pw" not in str(caught.value) and "12345" not in str(caught.value)
+
+    def test_a_path_object_is_taken_for_a_file_setting(self) -> None:
+        config = SchemaRegistryConfig(url="http://x", ssl_ca_location=Path(__file__))  # type: ignore[arg-type]
+        assert config.client_conf()["ssl.ca.location"] == __file__
+
+    @pytest.mark.parametrize("codec_cls", CODECS)
+    def test_a_registry_argument_that_is_no_client_is_refused(self, codec_cls: Any) -> None:
+        with pytest.raises(ConfigurationError, match="not int"):
+            codec_cls(42)
+
+
+class TestClearErrors:
+    def test_a_strategy_that_gives_no_subject_is_named_with_the_remedy(
+        self, mock_client: Any
+    ) -> None:
+        """A subject strategy returning None (or a non-str) fails the publish with an error
+        naming the strategy, before anything is registered."""
+        codec = JsonSchemaCodec(mock_client, subject_name_strategy=lambda ctx, name: None)
+        with pytest.raises(SerializationError, match="gave no subject") as caught:
+            codec.encode_for(full_order(), ctx())
+        assert "<lambda>" in str(caught.value)
+        assert mock_client.get_subjects() == []
+
+    @pytest.mark.parametrize("codec_cls", CODECS)
+    def test_decoding_a_record_of_an_unknown_schema_id_names_the_id(
+        self, codec_cls: Any, mock_client: Any
+    ) -> None:
+        """A record written against a schema id this registry does not have: the error names
+        the id and says what to check, not advice about auto_register."""
+        data = b"\x00" + (4242).to_bytes(4, "big") + b"{}"
+        with pytest.raises(SchemaNotFoundError, match="schema id 4242") as caught:
+            codec_cls(mock_client).decode_from(data, Order, ctx())
+        assert "auto_register" not in str(caught.value)
+
+
+@pytest.mark.parametrize("codec_cls", CODECS)
+def test_threads_encoding_a_type_for_the_first_time_at_once_all_succeed(codec_cls: Any) -> None:
+    """confluent-kafka's serializer can be read half-initialised by a second thread during
+    its first call; the codec lets one thread make that first call. With a tiny switch
+    interval, 8 threads x 100 fresh codecs: every encode succeeds, with one schema id."""
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    failures: list[str] = []
+    try:
+        for trial in range(100):
+            codec = codec_cls(SchemaRegistryClient.new_client({"url": f"mock://r{trial}"}))
+            barrier = threading.Barrier(8)
+            ids: set[bytes] = set()
+
+            def encode(n: int, codec: Any = codec, barrier: Any = barrier, ids: Any = ids) -> None:
+                barrier.wait()
+                try:
+                    ids.add(codec.encode_for(full_order(), ctx())[1:5])
+                except Exception as exc:
+                    failures.append(repr(exc))
+
+            threads = [threading.Thread(target=encode, args=(n,)) for n in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(ids) <= 1
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []

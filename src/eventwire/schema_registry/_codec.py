@@ -95,24 +95,7 @@ class _RegistryCodec:
                 "auto_register and use_latest_version cannot both be on: either the codec "
                 "registers its own schema, or it writes with the latest registered version"
             )
-        self._config: SchemaRegistryConfig | None
-        if registry is None:
-            registry = SchemaRegistryConfig.load()
-        if isinstance(registry, str):
-            registry = SchemaRegistryConfig(url=registry)
-        if isinstance(registry, SchemaRegistryConfig):
-            self._config = registry
-            self._client = sr.SchemaRegistryClient(registry.client_conf())
-            self._scrub = Scrubber(registry.secret_values())
-            url = registry.url.split(",")[0].strip()
-        else:  # a SchemaRegistryClient of the caller's (e.g. MockSchemaRegistryClient)
-            self._config = None
-            self._client = registry
-            conf = _client_conf(registry)
-            url = str(conf.get("url") or "registry").split(",")[0].strip()
-            self._scrub = Scrubber(
-                [str(conf[k]) for k in _SECRET_CONF if conf.get(k)] + embedded_secrets(url)
-            )
+        url = self._connect(registry, sr)
         self._shown_url = mask_embedded(url)
         # ce_dataschema: the schema's URL on the registry, without credentials or query.
         self._schema_base = _without_credentials(url).rstrip("/") + "/schemas/ids/"
@@ -143,8 +126,45 @@ class _RegistryCodec:
         self._lock = threading.Lock()
         self._schemas: dict[type, tuple[str, str | None]] = {}
         self._serializers: dict[tuple[type, str, str], Any] = {}
+        #: The (type, topic, field) whose serializer has encoded once (its id is cached).
+        self._warm: set[tuple[type, str, str]] = set()
+        self._first_locks: dict[tuple[type, str, str], threading.Lock] = {}
         self._deserializer: Any = None
         self._headers: dict[int, bytes] = {}
+
+    def _connect(self, registry: SchemaRegistryConfig | str | Any | None, sr: Any) -> str:
+        """Set the client, its config and the scrubber; return the first registry URL."""
+        self._config: SchemaRegistryConfig | None
+        if registry is None:
+            registry = SchemaRegistryConfig.load()
+        if isinstance(registry, str):
+            registry = SchemaRegistryConfig(url=registry)
+        if isinstance(registry, SchemaRegistryConfig):
+            self._config = registry
+            self._scrub = Scrubber(registry.secret_values())
+            try:
+                self._client = sr.SchemaRegistryClient(registry.client_conf())
+            except Exception as exc:  # its own checks of the settings (ssl files, auth)
+                raise ConfigurationError(
+                    f"the Schema Registry client refused {registry!r}: "
+                    f"{type(exc).__name__}: {self._scrub(str(exc))}"
+                ) from None
+            url = registry.url.split(",")[0].strip()
+        elif not all(hasattr(registry, m) for m in ("register_schema", "get_latest_version")):
+            raise ConfigurationError(
+                f"{type(self).__name__}(registry=...) takes a SchemaRegistryConfig, a URL "
+                "(str), a confluent_kafka SchemaRegistryClient (or MockSchemaRegistryClient), "
+                f"or None (SchemaRegistryConfig.load()), not {type(registry).__name__}"
+            )
+        else:  # a SchemaRegistryClient of the caller's (e.g. MockSchemaRegistryClient)
+            self._config = None
+            self._client = registry
+            conf = _client_conf(registry)
+            url = str(conf.get("url") or "registry").split(",")[0].strip()
+            self._scrub = Scrubber(
+                [str(conf[k]) for k in _SECRET_CONF if conf.get(k)] + embedded_secrets(url)
+            )
+        return url
 
     # -- what each format says --------------------------------------------------------
     def _derive(self, cls: type) -> tuple[str, str | None]:
@@ -168,18 +188,40 @@ class _RegistryCodec:
         """The schema text (JSON) this codec writes ``cls`` with (derived once, or explicit)."""
         return self._schema_and_name(cls)[0]
 
-    def subject_for(self, cls: type, topic: str, field: str = "value") -> str | None:
-        """The subject ``cls``'s schema is registered under for ``topic``."""
-        subject = self._subject_fn(
-            SerializationContext(topic, field), self._schema_and_name(cls)[1]
-        )
-        return str(subject) if subject is not None else None
+    def subject_for(self, cls: type, topic: str, field: str = "value") -> str:
+        """The subject ``cls``'s schema is registered under for ``topic``.
+
+        Raises:
+            ConfigurationError: the strategy gave no subject (None, not a str, or
+                empty): e.g. ``"record"`` with an explicit schema that has no name/title.
+        """
+        name = self._schema_and_name(cls)[1]
+        subject = self._subject_fn(SerializationContext(topic, field), name)
+        if not isinstance(subject, str) or not subject:
+            strategy = self.subject_name_strategy
+            shown = strategy if isinstance(strategy, str) else getattr(strategy, "__name__", "?")
+            raise ConfigurationError(
+                f"subject_name_strategy {shown!r} gave no subject ({subject!r}) for a "
+                f"{cls.__qualname__} to topic {topic!r} (record name {name!r}): a strategy "
+                "must return a non-empty str; for 'record' and 'topic_record', give the "
+                "schema a name (Avro) or a title (JSON Schema)"
+            )
+        return subject
 
     def _schema_and_name(self, cls: type) -> tuple[str, str | None]:
         found = self._schemas.get(cls)
         if found is None:
             found = self._schemas[cls] = self._derive(cls)
         return found
+
+    def _first_use(self, key: tuple[type, str, str]) -> threading.Lock:
+        """The lock the first encodes of one (type, topic, field) take.
+
+        confluent-kafka's serializer caches the schema id it registered or looked up,
+        but a thread may read that cache half-filled while another fills it, and fail.
+        """
+        with self._lock:
+            return self._first_locks.setdefault(key, threading.Lock())
 
     def _serializer(self, cls: type, ctx: SerializationContext) -> Any:
         key = (cls, ctx.topic, ctx.field)
@@ -204,10 +246,18 @@ class _RegistryCodec:
             RegistryError, SerializationError: see :mod:`eventwire.schema_registry`.
         """
         cls = type(event)
+        key = (cls, ctx.topic, ctx.field)
         try:
-            serializer = self._serializer(cls, ctx)
-            self._check(event)
-            data = serializer(self._builtins(event), ctx)
+            if key in self._warm:
+                self._check(event)
+                data = self._serializers[key](self._builtins(event), ctx)
+            else:  # its first use registers or looks up the schema id: one thread at a time
+                with self._first_use(key):
+                    serializer = self._serializer(cls, ctx)
+                    self.subject_for(cls, ctx.topic, ctx.field)  # a usable subject first
+                    self._check(event)
+                    data = serializer(self._builtins(event), ctx)
+                    self._warm.add(key)
         except SerializationError:
             raise
         except ConfigurationError as exc:  # a type with no schema form: the event's fault
@@ -238,7 +288,7 @@ class _RegistryCodec:
         except SerializationError:
             raise
         except Exception as exc:
-            raise self._translate(exc, type, ctx, "decode") from None
+            raise self._translate(exc, type, ctx, "decode", data) from None
         try:
             return _from_builtins(obj, type)
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
@@ -249,7 +299,7 @@ class _RegistryCodec:
 
     # -- errors ---------------------------------------------------------------------------
     def _translate(  # noqa: PLR0911 - one return per kind of failure
-        self, exc: Exception, cls: type, ctx: SerializationContext, what: str
+        self, exc: Exception, cls: type, ctx: SerializationContext, what: str, data: bytes = b""
     ) -> SerializationError:
         sr = _sr()
         subject: str | None = None
@@ -275,6 +325,15 @@ class _RegistryCodec:
                     subject=subject,
                     status=status,
                     compatibility=mode,
+                )
+            if status == 404 and what == "decode":
+                return SchemaNotFoundError(
+                    f"{where} has no schema with the id the record of {about} was written "
+                    f"with ({_schema_id_of(data)}; {detail}): it was deleted, or the record "
+                    "was written against another registry. Point the codec at the registry "
+                    "the producer used.",
+                    subject=None,
+                    status=status,
                 )
             if status == 404:
                 return SchemaNotFoundError(
@@ -349,6 +408,13 @@ def _client_conf(client: Any) -> dict[str, Any]:
     except Exception:
         return {}
     return dict(conf) if isinstance(conf, Mapping) else {}
+
+
+def _schema_id_of(data: bytes) -> str:
+    """``"schema id N"`` of a Confluent-framed record, or what is wrong with its frame."""
+    if len(data) < 5 or data[0] != 0:
+        return "not a Confluent-framed record"
+    return f"schema id {int.from_bytes(data[1:5], 'big')}"
 
 
 def _is_transport_error(exc: Exception) -> bool:

@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from eventwire._config_load import ENV_PREFIX as KAFKA_ENV_PREFIX
 from eventwire._config_load import config_file_path, load_section
 from eventwire._errors import ConfigurationError
-from eventwire._properties import Secret, embedded_secrets, mask_embedded
+from eventwire._properties import Secret, embedded_secrets, mask_embedded, without_userinfo
 
 __all__ = ["ENV_PREFIX", "SchemaRegistryConfig"]
 
@@ -82,7 +83,11 @@ class SchemaRegistryConfig:
     cache_latest_ttl_sec: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.strip():
+        if not isinstance(self.url, str):
+            raise ConfigurationError(
+                f"schema_registry url must be a str, not {type(self.url).__name__}"
+            )
+        if not self.url.strip():
             raise ConfigurationError(
                 "schema_registry url is empty: pass the registry's base URL, e.g. "
                 f"'http://localhost:8081' (or set {ENV_PREFIX}URL)"
@@ -97,6 +102,16 @@ class SchemaRegistryConfig:
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, Secret(value))
+            elif value is not None and not isinstance(value, Secret):
+                raise ConfigurationError(
+                    f"schema_registry {name} must be a str or an eventwire.Secret, not "
+                    f"{type(value).__name__} (not shown)"
+                )
+        self._check_plain_fields()
+        self._check_auth()
+
+    def _check_auth(self) -> None:
+        """Credentials given once, in a usable form; TLS files that exist."""
         if self.basic_auth_user_info is not None and ":" not in self.basic_auth_user_info.get():
             raise ConfigurationError(
                 "schema_registry basic_auth_user_info must be 'user:password' (not shown)"
@@ -105,6 +120,66 @@ class SchemaRegistryConfig:
             raise ConfigurationError(
                 "schema_registry: give basic_auth_user_info or bearer_auth_token, not both"
             )
+        _, userinfos = without_userinfo(self.url)
+        if userinfos and (
+            self.basic_auth_user_info is not None or self.bearer_auth_token is not None
+        ):
+            raise ConfigurationError(
+                f"schema_registry url {self.shown_url!r} has credentials and "
+                "basic_auth_user_info or bearer_auth_token is given too: give them once "
+                "(prefer basic_auth_user_info, out of the URL)"
+            )
+        if len(set(userinfos)) > 1:
+            raise ConfigurationError(
+                f"schema_registry url {self.shown_url!r} gives different credentials for "
+                "different registries: give one basic_auth_user_info instead"
+            )
+        if (
+            self.ssl_key_location is not None or self.ssl_key_password is not None
+        ) and self.ssl_certificate_location is None:
+            raise ConfigurationError(
+                "schema_registry ssl_key_location/ssl_key_password need "
+                "ssl_certificate_location (the client certificate) too"
+            )
+        for name in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).expanduser().exists():
+                raise ConfigurationError(
+                    f"schema_registry {name} {path!r} does not exist: give the path of the "
+                    "PEM file (or, for ssl_ca_location, a directory of them)"
+                )
+
+    def _check_plain_fields(self) -> None:
+        """Numbers and strings of the right type (a config file's text is converted)."""
+        for name in _INTS | _FLOATS:
+            value = getattr(self, name)
+            if name == "cache_latest_ttl_sec" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(
+                    f"schema_registry {name} must be a number, not {type(value).__name__}"
+                )
+            if name in _INTS and not isinstance(value, int):
+                raise ConfigurationError(f"schema_registry {name} must be a whole number")
+            if not value >= 0 or (name == "timeout" and value == 0):  # (NaN is not >= 0)
+                raise ConfigurationError(
+                    f"schema_registry {name} must be {'above' if name == 'timeout' else 'at least'}"
+                    f" 0, not {value!r}"
+                )
+        for name in (
+            "bearer_auth_logical_cluster",
+            "bearer_auth_identity_pool_id",
+            "ssl_ca_location",
+            "ssl_certificate_location",
+            "ssl_key_location",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, value := os.fspath(value))
+            if value is not None and not isinstance(value, str):
+                raise ConfigurationError(
+                    f"schema_registry {name} must be a str, not {type(value).__name__}"
+                )
 
     @property
     def shown_url(self) -> str:
@@ -113,8 +188,10 @@ class SchemaRegistryConfig:
 
     def client_conf(self) -> dict[str, Any]:
         """The ``SchemaRegistryClient`` configuration, secrets included. Never log it."""
+        # credentials in the URL go as basic auth: the HTTP client logs the URL it calls
+        url, userinfos = without_userinfo(self.url)
         conf: dict[str, Any] = {
-            "url": self.url,
+            "url": url,
             "timeout": self.timeout,
             "max.retries": self.max_retries,
             "retries.wait.ms": self.retries_wait_ms,
@@ -124,6 +201,9 @@ class SchemaRegistryConfig:
             conf["cache.latest.ttl.sec"] = self.cache_latest_ttl_sec
         if self.basic_auth_user_info is not None:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.get()
+        elif userinfos:
+            user, _, password = userinfos[0].partition(":")
+            conf["basic.auth.user.info"] = f"{unquote(user)}:{unquote(password)}"
         if self.bearer_auth_token is not None:
             conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
             conf["bearer.auth.token"] = self.bearer_auth_token.get()
