@@ -459,6 +459,21 @@ class TestCarelessConfig:
             SchemaRegistryConfig(**kwargs)
         assert "pw" not in str(caught.value) and "12345" not in str(caught.value)
 
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"url": "http://x", "basic_auth_user_info": "alice:hunter22"},
+            {"url": "http://alice:hunter22@x"},
+        ],
+    )
+    def test_the_basic_auth_header_value_is_scrubbed_too(self, kwargs: dict[str, Any]) -> None:
+        """A proxy's error page may echo the request's Authorization header: its base64
+        form of user:password is among the values masked from messages."""
+        import base64
+
+        header = base64.b64encode(b"alice:hunter22").decode()
+        assert header in SchemaRegistryConfig(**kwargs).secret_values()
+
     def test_a_path_object_is_taken_for_a_file_setting(self) -> None:
         config = SchemaRegistryConfig(url="http://x", ssl_ca_location=Path(__file__))  # type: ignore[arg-type]
         assert config.client_conf()["ssl.ca.location"] == __file__

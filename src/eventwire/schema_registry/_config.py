@@ -22,6 +22,7 @@ URL (``https://user:pw@host``) are masked wherever the URL is shown.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -227,6 +228,9 @@ class SchemaRegistryConfig:
         if self.basic_auth_user_info is not None:
             values.append(self.basic_auth_user_info.get().partition(":")[2])
         values += embedded_secrets(self.url)
+        user_info = self.client_conf().get("basic.auth.user.info")
+        if user_info:  # as the Authorization header carries it (a proxy's page may echo it)
+            values.append(base64.b64encode(user_info.encode()).decode())
         return [v for v in values if v]
 
     def __repr__(self) -> str:
