@@ -411,7 +411,7 @@ class AsyncPublisher(Facade):
         elif task.done() or task.get_loop() is not asyncio.get_running_loop():
             waited = not task.done()
             if waited:  # the first close runs on another loop: wait for it (bounded)
-                await asyncio.to_thread(self._close_ended.wait, timeout)
+                await self._wait_close_ended(timeout)
             # begun while it ran: its outcome is this call's too, as for shield's awaiters
             if task.done() and not task.cancelled() and (waited or not self._close_told):
                 self._close_told = True
@@ -425,6 +425,16 @@ class AsyncPublisher(Facade):
         finally:
             if task.done() and not task.cancelled():
                 self._close_told = True
+
+    async def _wait_close_ended(self, timeout: float) -> None:
+        """Sleep-poll until the first close (on another loop) ended, or ``timeout``.
+
+        Not a thread blocked on the event: a cancelled close() must stop waiting, and
+        asyncio.run() must not wait for a worker thread at its end.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._close_ended.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _close(self, timeout: float) -> None:
         """close()'s work; run again, it finds everything closed and reports what is left."""

@@ -4,6 +4,7 @@ close, failed outbox commits nobody awaited, partial batches, careless arguments
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -603,3 +604,37 @@ class TestCloseAcrossLoops:
         thread.join(5)
         assert codes == box["first"] == ["_PURGE_INFLIGHT"] * 3
         assert waited > 0.2
+
+    def test_a_cancelled_close_on_another_loop_stops_waiting_at_once(self) -> None:
+        """That wait honours cancellation: wait_for(close(), 0.2) on the second loop ends
+        after 0.2 s and its asyncio.run() returns, while the first loop's close goes on."""
+        transport = SlowClose()
+        box: dict[str, Any] = {}
+        closing, done = threading.Event(), threading.Event()
+
+        async def first_loop() -> None:
+            pub = AsyncPublisher(transport=transport)
+            await pub.start()
+            transport.pause()
+            pub.publish_nowait(order(1))
+            box["pub"] = pub
+            task = asyncio.ensure_future(pub.close(2))
+            await asyncio.sleep(0.05)
+            closing.set()
+            with contextlib.suppress(DeliveryError):
+                await task
+            done.set()
+
+        thread = threading.Thread(target=asyncio.run, args=(first_loop(),), daemon=True)
+        thread.start()
+        assert closing.wait(5)
+
+        async def second_loop() -> None:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(box["pub"].close(5), 0.2)
+
+        started = time.monotonic()
+        asyncio.run(second_loop())
+        assert time.monotonic() - started < 1.0
+        assert not done.is_set()  # the first close was still running
+        thread.join(5)

@@ -325,3 +325,55 @@ async def test_an_async_resend_of_a_parked_event_is_not_failed_by_the_park_repor
     assert (result.partition, result.offset) == (record.partition, record.offset)
     assert read_on_loop and not any(read_on_loop)
     await pub.close(5)
+
+
+def test_a_close_that_gave_up_on_a_stuck_round_settles_its_delivered_events_from_the_store(
+    tmp_path: Path,
+) -> None:
+    """The relay thread is stuck in a slow done-callback of one event after its round
+    marked two sent; close() times out. The other event's handle is settled as delivered
+    (from the store), not called _IN_OUTBOX, which would tell the caller it is unsent."""
+    inside, release = threading.Event(), threading.Event()
+    store = Wrapped(tmp_path)
+    transport = MemoryTransport()
+    pub = publisher(store, transport)
+    first, second = pub.publish(order(1)), pub.publish(order(2))
+
+    def slow(_: DeliveryHandle) -> None:
+        inside.set()
+        release.wait(WAIT_S)
+
+    first.add_done_callback(slow)
+    store.claims.set()
+    must(inside, "the relay thread runs the slow done-callback")
+    try:
+        pub.close(0.3)
+        assert second.failure is None
+        assert len(transport.records("orders")) == 2
+    finally:
+        release.set()
+
+
+def test_flush_inside_a_done_callback_does_not_wait_for_that_handle(tmp_path: Path) -> None:
+    """A done-callback that flush()'s reconcile runs (a row another process's relay
+    shipped) may call flush() itself: that flush does not wait for the handle whose
+    callback it is in."""
+
+    class Elsewhere(Wrapped):  # this publisher's relay claims nothing: another ships
+        pass
+
+    store = Elsewhere(tmp_path)
+    pub = publisher(store, MemoryTransport())
+    handle = pub.publish(order(1))
+    took: list[float] = []
+
+    def flush_again(_: DeliveryHandle) -> None:
+        started = time.monotonic()
+        pub.flush(3)
+        took.append(time.monotonic() - started)
+
+    handle.add_done_callback(flush_again)
+    store.inner.mark_sent([1])  # shipped by "another process's relay"
+    pub.flush(WAIT_S)
+    assert handle.done() and took and took[0] < 1.0
+    pub.close(1)

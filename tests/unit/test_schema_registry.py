@@ -444,7 +444,8 @@ class TestCarelessConfig:
         [
             ({"url": b"http://x"}, "url must be a str"),
             ({"url": "http://u:pw@x", "basic_auth_user_info": "a:b"}, "give them once"),
-            ({"url": "http://u:a@x,http://v:b@y"}, "different credentials"),
+            ({"url": "http://u:a@x,http://v:b@y"}, "different ones"),
+            ({"url": "http://x,http://u:pw@y"}, "some registries only"),
             ({"url": "http://x", "basic_auth_user_info": 12345}, "basic_auth_user_info"),
             ({"url": "http://x", "max_retries": "3"}, "max_retries must be a number"),
             ({"url": "http://x", "timeout": 0}, "timeout must be above 0"),

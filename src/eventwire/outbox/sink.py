@@ -367,7 +367,9 @@ class OutboxSink:
         finally:
             if self.relay is not None:
                 self.relay.stop(min(timeout, 10.0))
-            self.reconcile()  # rows another process's relay shipped are not _IN_OUTBOX
+            # rows another process's relay shipped are not _IN_OUTBOX; nor are those of
+            # this relay's round still stuck (a slow done-callback) when stop() gave up
+            self.reconcile(leave_in_hand=False)
             for handle in self._tracked.take_all():
                 # Not a failure: the event is committed and the next relay sends it.
                 self.core.ledger.release(handle, handle.failure_from("_IN_OUTBOX", ""))
@@ -384,7 +386,7 @@ class OutboxSink:
         if error is not None:
             raise error
 
-    def reconcile(self) -> int:
+    def reconcile(self, *, leave_in_hand: bool = True) -> int:
         """Settle the waiting handles whose rows the store says are no longer pending.
 
         For rows another process's relay shipped or gave up on. This publisher's
@@ -392,7 +394,8 @@ class OutboxSink:
         it still holds (:meth:`OutboxRelay.in_hand`, read *after* the store, so a
         row it marked sent just before is still there) are left to it. Returns how
         many rows were settled; a store error is logged and counts as nothing
-        learned.
+        learned. ``leave_in_hand=False`` (at close, the relay stopped or given up on)
+        settles those rows from the store too.
         """
         seen = self._tracked.waiting_handles(_RECONCILE_ROWS)
         if not seen:
@@ -403,7 +406,7 @@ class OutboxSink:
             _log.warning("outbox_status_failed", error=repr(exc))
             return 0
         relay = self.relay
-        ours = relay.in_hand() if relay is not None else frozenset()
+        ours = relay.in_hand() if relay is not None and leave_in_hand else frozenset()
         settled = 0
         for row, handles in seen.items():
             state = states.get(row)
@@ -487,8 +490,10 @@ class _Tracker:
         self._adds: set[int] = set()  # adds in flight, by the number they began with
         self._early: dict[int, tuple[int, _Outcome]] = {}  # row -> (report number, outcome)
         #: Handles taken from tracking to be settled and not settled yet (the settling
-        #: thread calls :meth:`settled`): still waiting, for flush().
+        #: thread calls :meth:`settled`): still waiting, for flush() -- except on the
+        #: thread settling them (a done-callback's own flush() must not wait for itself).
         self._settling = 0
+        self._own = threading.local()
 
     def begin(self) -> int:
         """Note an add() starting; return its token (its number) for :meth:`end`."""
@@ -526,7 +531,7 @@ class _Tracker:
                     early.append((handle, reported[1]))
                 else:
                     self._hold(row, handle)
-            self._settling += len(early)
+            self._handed(len(early))
             oldest = min(self._adds, default=math.inf)
             while self._early:  # reports older than every add in flight match none
                 row, (number, _) = next(iter(self._early.items()))
@@ -575,7 +580,7 @@ class _Tracker:
             if self._adds:
                 self._early.pop(row, None)  # re-inserted last: the dict stays in order
                 self._early[row] = (next(self._seq), outcome)
-            self._settling += len(handles)
+            self._handed(len(handles))
         return handles
 
     def report_seen(self, row: int, seen: Sequence[DeliveryHandle]) -> list[DeliveryHandle]:
@@ -601,13 +606,19 @@ class _Tracker:
             if weak is not None and id(weak) in ids:
                 del self._weak[row]
                 taken.append(weak)
-            self._settling += len(taken)
+            self._handed(len(taken))
         return taken
 
+    def _handed(self, count: int) -> None:
+        """``count`` handles go to this thread to be settled (under the lock)."""
+        self._settling += count
+        self._own.count = getattr(self._own, "count", 0) + count
+
     def settled(self, count: int) -> None:
-        """Note that ``count`` handles handed over for settling are settled now."""
+        """Note that ``count`` handles handed over to this thread are settled now."""
         with self._lock:
             self._settling -= count
+            self._own.count -= count
 
     def waiting_handles(self, limit: int) -> dict[int, list[DeliveryHandle]]:
         """The live waiting handles of up to ``limit`` rows, oldest row first."""
@@ -638,4 +649,4 @@ class _Tracker:
         with self._lock:
             weak = sum(1 for h in self._weak.values() if not h._done)
             strong = sum(1 for hs in self._strong.values() for h in hs if not h._done)
-            return weak + strong + self._settling
+            return weak + strong + self._settling - getattr(self._own, "count", 0)

@@ -130,10 +130,13 @@ class SchemaRegistryConfig:
                 "basic_auth_user_info or bearer_auth_token is given too: give them once "
                 "(prefer basic_auth_user_info, out of the URL)"
             )
-        if len(set(userinfos)) > 1:
+        first_has = _has_userinfo(self.url.split(",")[0])
+        if len(set(userinfos)) > 1 or (userinfos and not first_has):
+            # the client sends the first URL's credentials to every registry it tries
             raise ConfigurationError(
-                f"schema_registry url {self.shown_url!r} gives different credentials for "
-                "different registries: give one basic_auth_user_info instead"
+                f"schema_registry url {self.shown_url!r} gives credentials for some "
+                "registries only, or different ones: the client sends one set to every "
+                "registry, so give it once, as basic_auth_user_info"
             )
         if (
             self.ssl_key_location is not None or self.ssl_key_password is not None
@@ -312,6 +315,10 @@ class SchemaRegistryConfig:
             return cls(**kwargs)  # type: ignore[arg-type]
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} (from {where})") from None
+
+
+def _has_userinfo(entry: str) -> bool:
+    return bool(without_userinfo(entry)[1])
 
 
 def _dereference(
