@@ -252,6 +252,11 @@ class _MsgspecCodec:
             raise SerializationError(
                 f"cannot decode {self.content_type} bytes as {type.__qualname__}: {exc}"
             ) from exc
+        except RecursionError:  # nested deeper than Python's stack (a crafted value)
+            raise SerializationError(
+                f"cannot decode {self.content_type} bytes as {type.__qualname__}: the value "
+                "is nested too deeply"
+            ) from None
         return result
 
     def _make_decoder(self, type: type[Any]) -> Any:

@@ -29,6 +29,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import inspect
+import re
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -166,7 +167,8 @@ class Envelope(Generic[E]):
         extensions: every other ``ce_*`` header, by name without the prefix.
         topic, partition, offset: where the record was read.
         key: the record's key (bytes), or None.
-        timestamp: the record's Kafka timestamp (aware, UTC), or None if it has none.
+        timestamp: the record's Kafka timestamp (aware, UTC), or None if it has none
+            (or one out of datetime's range, which any producer can set).
         headers: every header of the record, in order, as received.
         trace_context: the producer's trace context (W3C ``traceparent``) extracted
             from the headers, or None if the record carries none. Link to it, or use it
@@ -305,6 +307,31 @@ def _read(message: object) -> _Raw:
 
 
 _REQUIRED = ("ce_specversion", "ce_id", "ce_type", "ce_source")
+_SPECVERSION = re.compile(r"1\.[0-9]+")
+#: How much of a header's text an error message quotes.
+_CLIP = 200
+
+
+def _clip(text: str | None) -> str | None:
+    """``text``, cut to :data:`_CLIP` characters for a message (a header may be 1 MB)."""
+    if text is None or len(text) <= _CLIP:
+        return text
+    return f"{text[:_CLIP]}... ({len(text)} characters)"
+
+
+def _kafka_time(timestamp_ms: int | None) -> _dt.datetime | None:
+    """The record's Kafka timestamp, or None if it has none or one no datetime can hold.
+
+    Any producer sets it, and the broker keeps any int64 by default.
+    """
+    if timestamp_ms is None:
+        return None
+    try:
+        return _dt.datetime.fromtimestamp(timestamp_ms / 1000, _dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 _KNOWN = frozenset({*_REQUIRED, "ce_time", "ce_dataschema", "ce_subject", "content-type"})
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 
@@ -654,6 +681,13 @@ class Decoder(Generic[E]):
         attrs, extensions, traced = _attributes(raw)
         event_id = attrs.get("ce_id") or None
         event_type = attrs.get("ce_type") or None
+        if raw.value is None:  # a tombstone (compaction's delete marker), with headers or not
+            raise raw.fail(
+                "no_value",
+                "the record has no value (a tombstone)",
+                event_id=_clip(event_id),
+                event_type=_clip(event_type),
+            )
         missing = [name for name in _REQUIRED if not attrs.get(name)]
         if missing:
             raise raw.fail(
@@ -664,11 +698,20 @@ class Decoder(Generic[E]):
                 event_type=event_type,
             )
         event_id, event_type = attrs["ce_id"], attrs["ce_type"]
-        specversion = attrs["ce_specversion"]
-        if specversion.split(".", 1)[0] != "1":
+        unprintable = [n for n in ("ce_id", "ce_type", "ce_source") if not attrs[n].isprintable()]
+        if unprintable:
             raise raw.fail(
                 "bad_header",
-                f"ce_specversion is {specversion!r}; this decoder reads CloudEvents 1.x",
+                f"{', '.join(unprintable)} holds control characters (NUL, ESC, newline ...), "
+                "which no store or log can keep safely",
+                event_id=_clip(repr(event_id)),
+                event_type=_clip(repr(event_type)),
+            )
+        specversion = attrs["ce_specversion"]
+        if not _SPECVERSION.fullmatch(specversion):
+            raise raw.fail(
+                "bad_header",
+                f"ce_specversion is {_clip(specversion)!r}; this decoder reads CloudEvents 1.x",
                 event_id=event_id,
                 event_type=event_type,
             )
@@ -676,24 +719,21 @@ class Decoder(Generic[E]):
         if cls is None:
             raise raw.fail(
                 "unknown_type",
-                f"ce_type {event_type!r} is not one of this decoder's types "
+                f"ce_type {_clip(event_type)!r} is not one of this decoder's types "
                 f"({', '.join(sorted(self._classes))})",
                 event_id=event_id,
                 event_type=event_type,
             )
         content_type = attrs.get("content-type") or None
         codec = self._codec_for(raw, content_type, event_id, event_type)
-        if raw.value is None:
-            raise raw.fail(
-                "no_value", "the record has no value", event_id=event_id, event_type=event_type
-            )
+        assert raw.value is not None  # (refused above)
         topic = raw.topic or ""
         try:
             event = codec.decode(raw.value, cls, topic)
         except SerializationError as exc:
             reason = str(exc)
         except Exception as exc:  # a custom codec's own error: still typed for the caller
-            reason = f"{codec.codec!r} raised {type(exc).__name__}: {exc}"
+            reason = f"{type(codec.codec).__qualname__} raised {type(exc).__name__}: {exc}"
         else:
             ce_time = attrs.get("ce_time")
             return Envelope(
@@ -711,11 +751,7 @@ class Decoder(Generic[E]):
                 partition=raw.partition if raw.partition is not None else -1,
                 offset=raw.offset if raw.offset is not None else -1,
                 key=raw.key,
-                timestamp=(
-                    _dt.datetime.fromtimestamp(raw.timestamp_ms / 1000, _dt.UTC)
-                    if raw.timestamp_ms is not None
-                    else None
-                ),
+                timestamp=_kafka_time(raw.timestamp_ms),
                 headers=raw.headers,
                 trace_context=self._extract(raw) if traced else None,
             )

@@ -907,3 +907,69 @@ class TestAsyncProcess:
 
         event, result = asyncio.run(main())
         assert event == order() and result == order().order_id
+
+
+class TestHostileRecords:
+    """Records any producer can write: each is a typed DecodeError or a decoded event,
+    never a bare Python error out of decode(), and nothing unsafe reaches a message."""
+
+    @pytest.mark.parametrize("stamp", [10**15, 2**63 - 1, -(2**62)])
+    def test_a_kafka_timestamp_out_of_datetimes_range_decodes_with_none(
+        self, make: Make, stamp: int
+    ) -> None:
+        record = moved(published(order(1))[0])
+        envelope = DECODER.decode(
+            make(record, timestamp=stamp if make is as_aiokafka else (1, stamp))
+        )
+        assert envelope.event == order(1) and envelope.timestamp is None
+
+    @pytest.mark.parametrize("headers", [[], [("ce_type", b"someone.Else")]])
+    def test_a_tombstone_without_cloudevents_headers_is_no_value(
+        self, make: Make, headers: Headers
+    ) -> None:
+        """Compaction's delete marker usually has no headers: it is no_value (skip it),
+        not missing_header or unknown_type (dead-letter it)."""
+        record = moved(published(order(1))[0])
+        err = failure(make(record, value=None, headers=headers))
+        assert err.kind == "no_value" and "tombstone" in err.reason
+
+    @pytest.mark.parametrize("name", ["ce_id", "ce_type", "ce_source"])
+    @pytest.mark.parametrize("bad", ["a\x00b", "a\x1b[2Jb", "a\nb", "a\x08b"])
+    def test_control_characters_in_an_identifying_header_are_refused(
+        self, make: Make, name: str, bad: str
+    ) -> None:
+        record = moved(published(order(1))[0])
+        headers = [(k, bad.encode() if k == name else v) for k, v in record.headers]
+        err = failure(make(record, headers=headers))
+        assert err.kind == "bad_header" and name in err.reason
+        assert bad not in str(err)
+
+    def test_a_log_line_escapes_control_characters(self) -> None:
+        from eventwire.observability.logging import _show
+
+        assert _show("x\x1b[1Ahidden") == repr("x\x1b[1Ahidden")
+        assert _show("plain-id") == "plain-id"
+
+    @pytest.mark.parametrize("version", ["1", "1.", "1..", "1.garbage", "1.0\x00", "1.0.0.0-evil"])
+    def test_a_specversion_that_is_not_1_x_is_refused(self, make: Make, version: str) -> None:
+        record = moved(published(order(1))[0])
+        headers = [(k, version.encode() if k == "ce_specversion" else v) for k, v in record.headers]
+        assert failure(make(record, headers=headers)).kind == "bad_header"
+
+    def test_a_huge_header_is_quoted_cut_short(self, make: Make) -> None:
+        record = moved(published(order(1))[0])
+        huge = "x" * 1_000_000
+        headers = [(k, huge.encode() if k == "ce_type" else v) for k, v in record.headers]
+        err = failure(make(record, headers=headers))
+        assert err.kind == "unknown_type" and len(str(err)) < 2_000
+
+    def test_a_value_nested_too_deeply_is_malformed_not_a_recursion_error(self) -> None:
+        """The built-in codecs turn a crafted deep nesting into SerializationError."""
+        from eventwire import JsonCodec
+
+        class Loose(msgspec.Struct):
+            data: Any
+
+        deep = b'{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        with pytest.raises(SerializationError, match="nested too deeply"):
+            JsonCodec().decode(deep, Loose)

@@ -238,9 +238,9 @@ class LogEvent(dict[str, Any]):
 
 def _show(value: object) -> str:
     if isinstance(value, str):
-        if value and not any(c.isspace() or c in "'\"=" for c in value):
+        if value and value.isprintable() and not any(c.isspace() or c in "'\"=" for c in value):
             return value
-        return repr(value)
+        return repr(value)  # control characters (ESC, NUL, ...) escaped: no forged lines
     return str(value)
 
 
