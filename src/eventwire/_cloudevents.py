@@ -23,6 +23,7 @@ from typing import Any
 import uuid_utils
 
 from eventwire._errors import ConfigurationError, SerializationError
+from eventwire._text import first_unsafe
 
 __all__ = [
     "CE_HEADER_COUNT",
@@ -300,11 +301,11 @@ def check_event_id(event_id: object) -> str:
             f"event_id {event_id!r} holds a NUL character, which consumers and outbox "
             "stores (PostgreSQL text) cannot keep. Remove the NUL."
         )
-    if not event_id.isprintable():
+    if first_unsafe(event_id) is not None:
         raise SerializationError(
-            f"event_id {event_id!r} holds a character that is not printable (a control "
-            "character such as a newline or ESC): ids are quoted in logs and errors. "
-            "Use printable text, e.g. a UUID."
+            f"event_id {event_id!r} holds a control character (such as a newline, ESC or "
+            "a bidirectional override), which CloudEvents does not allow in a ce_id: ids "
+            "are quoted in logs and errors. Use printable text, e.g. a UUID."
         )
     return event_id
 

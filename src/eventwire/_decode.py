@@ -52,6 +52,7 @@ from eventwire._codec import Codec, SerializationContext, TopicCodec, resolve_co
 from eventwire._errors import ConfigurationError, EventwireError, RoutingError, SerializationError
 from eventwire._event import ROUTE_ATTRIBUTE, Route
 from eventwire._shapes import check_event_class
+from eventwire._text import first_unsafe
 from eventwire.observability.consumer_tracing import ProcessTracing, make_process_tracing
 from eventwire.observability.logging import get_logger
 
@@ -698,14 +699,14 @@ class Decoder(Generic[E]):
                 event_type=event_type,
             )
         event_id, event_type = attrs["ce_id"], attrs["ce_type"]
-        unprintable = [n for n in ("ce_id", "ce_type", "ce_source") if not attrs[n].isprintable()]
-        if unprintable:
+        unsafe = [n for n in ("ce_id", "ce_type", "ce_source") if first_unsafe(attrs[n])]
+        if unsafe:
             raise raw.fail(
                 "bad_header",
-                f"{', '.join(unprintable)} holds control characters (NUL, ESC, newline ...), "
-                "which no store or log can keep safely",
-                event_id=_clip(repr(event_id)),
-                event_type=_clip(repr(event_type)),
+                f"{', '.join(unsafe)} holds a control character (NUL, ESC, a newline, a "
+                "bidirectional override ...), which CloudEvents does not allow",
+                event_id=_clip(event_id),
+                event_type=_clip(event_type),
             )
         specversion = attrs["ce_specversion"]
         if not _SPECVERSION.fullmatch(specversion):

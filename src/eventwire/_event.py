@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from eventwire._errors import RoutingError
 from eventwire._shapes import field_names
+from eventwire._text import first_unsafe
 
 __all__ = ["ROUTE_ATTRIBUTE", "Route", "check_text", "event", "validate_topic_name"]
 
@@ -52,8 +53,15 @@ def validate_topic_name(topic: object, *, what: str = "topic") -> str:
 def check_text(text: str, what: str) -> str:
     """Return ``text`` if it can be sent as UTF-8 (no lone surrogate), else raise RoutingError.
 
-    For the text eventwire sends in its CloudEvents headers (``ce_type``, ``ce_source``).
+    For the text eventwire sends in its CloudEvents headers (``ce_type``, ``ce_source``):
+    no control character either (see :mod:`eventwire._text`), which consumers refuse.
     """
+    unsafe = first_unsafe(text)
+    if unsafe is not None:
+        raise RoutingError(
+            f"{what} {text!r} holds the control character {unsafe!r}, which CloudEvents "
+            "does not allow in an attribute (consumers refuse it). Fix the name."
+        )
     if not text.isascii():
         try:
             text.encode()

@@ -381,10 +381,11 @@ def test_a_key_that_is_not_valid_text_is_a_routing_error(way: Way) -> None:
         ("id-" + SURROGATE, "event_id 'id-\\\\ud800' is not valid text"),
         ("id\x00x", "event_id 'id\\\\x00x' holds a NUL"),
         ("", "event_id is empty"),
-        ("id\nFORGED log line", "holds a character that is not printable"),
-        ("id\x1b[31m", "holds a character that is not printable"),
+        ("id\nFORGED log line", "holds a control character"),
+        ("id\x1b[31m", "holds a control character"),
+        ("id\u202eexe.txt", "holds a control character"),
     ],
-    ids=["surrogate", "nul", "empty", "newline", "escape"],
+    ids=["surrogate", "nul", "empty", "newline", "escape", "bidi-override"],
 )
 def test_an_event_id_kafka_cannot_carry_is_a_serialization_error(
     way: Way, event_id: str, match: str
@@ -535,3 +536,10 @@ def test_a_mistyped_override_gets_the_property_it_looks_like() -> None:
     """As a config file or an EVENTWIRE_KAFKA_* variable already did."""
     with pytest.raises(ConfigurationError, match=r"\"linger_ms\"; did you mean 'linger.ms'\?"):
         Publisher("127.0.0.1:9092", overrides={"linger_ms": 10}, connect_timeout=None)
+
+
+def test_a_source_with_a_control_character_is_refused_when_the_publisher_is_made() -> None:
+    """ce_source is checked like ce_id: consumers refuse control characters in it, so the
+    publisher does not write them."""
+    with pytest.raises(ConfigurationError, match="control character"):
+        Publisher(transport=MemoryTransport(), source="svc\u202e")

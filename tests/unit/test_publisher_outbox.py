@@ -211,7 +211,12 @@ class TestResendWithTheSameEventId:
         assert tracker.report(7, (None, "MSG_SIZE_TOO_LARGE", "too big")) == []
         early = tracker.end(token, [7], [handle])  # type: ignore[list-item]
         assert early == [(handle, (None, "MSG_SIZE_TOO_LARGE", "too big"))]
-        assert tracker.waiting() == 1  # handed over to be settled: flush() waits for it
+        # handed over to this thread to be settled: another thread's flush() waits for it
+        seen: list[int] = []
+        other = threading.Thread(target=lambda: seen.append(tracker.waiting()))
+        other.start()
+        other.join()
+        assert seen == [1] and tracker.waiting() == 0  # (not this thread's own flush)
         tracker.settled(1)
         assert tracker.waiting() == 0
         token = tracker.begin()

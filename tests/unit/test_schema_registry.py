@@ -475,6 +475,14 @@ class TestCarelessConfig:
         header = base64.b64encode(b"alice:hunter22").decode()
         assert header in SchemaRegistryConfig(**kwargs).secret_values()
 
+    def test_whole_floats_are_taken_for_counts(self) -> None:
+        config = SchemaRegistryConfig(url="http://x", max_retries=3.0, retries_wait_ms=500.0)  # type: ignore[arg-type]
+        assert (config.max_retries, config.retries_wait_ms) == (3, 500)
+
+    def test_a_user_name_without_password_in_the_url_sends_no_credentials(self) -> None:
+        conf = SchemaRegistryConfig(url="https://user@sr:8081").client_conf()
+        assert conf["url"] == "https://sr:8081" and "basic.auth.user.info" not in conf
+
     def test_a_path_object_is_taken_for_a_file_setting(self) -> None:
         config = SchemaRegistryConfig(url="http://x", ssl_ca_location=Path(__file__))  # type: ignore[arg-type]
         assert config.client_conf()["ssl.ca.location"] == __file__

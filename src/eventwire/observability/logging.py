@@ -173,6 +173,8 @@ import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Final
 
+from eventwire._text import first_unsafe
+
 __all__ = [
     "BUFFER_FULL",
     "COLLAPSE_WINDOW_S",
@@ -238,7 +240,11 @@ class LogEvent(dict[str, Any]):
 
 def _show(value: object) -> str:
     if isinstance(value, str):
-        if value and value.isprintable() and not any(c.isspace() or c in "'\"=" for c in value):
+        if (
+            value
+            and first_unsafe(value) is None
+            and not any(c.isspace() or c in "'\"=" for c in value)
+        ):
             return value
         return repr(value)  # control characters (ESC, NUL, ...) escaped: no forged lines
     return str(value)

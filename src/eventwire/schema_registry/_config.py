@@ -164,7 +164,9 @@ class SchemaRegistryConfig:
                     f"schema_registry {name} must be a number, not {type(value).__name__}"
                 )
             if name in _INTS and not isinstance(value, int):
-                raise ConfigurationError(f"schema_registry {name} must be a whole number")
+                if not value.is_integer():
+                    raise ConfigurationError(f"schema_registry {name} must be a whole number")
+                object.__setattr__(self, name, value := int(value))
             if not value >= 0 or (name == "timeout" and value == 0):  # (NaN is not >= 0)
                 raise ConfigurationError(
                     f"schema_registry {name} must be {'above' if name == 'timeout' else 'at least'}"
@@ -205,7 +207,7 @@ class SchemaRegistryConfig:
             conf["cache.latest.ttl.sec"] = self.cache_latest_ttl_sec
         if self.basic_auth_user_info is not None:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.get()
-        elif userinfos:
+        elif userinfos and ":" in userinfos[0]:  # a user name alone never sent credentials
             user, _, password = userinfos[0].partition(":")
             conf["basic.auth.user.info"] = f"{unquote(user)}:{unquote(password)}"
         if self.bearer_auth_token is not None:
