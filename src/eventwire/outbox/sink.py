@@ -417,11 +417,9 @@ class OutboxSink:
             # added since to a row requeued since, is not this read's to settle
             taken = self._tracked.report_seen(row, handles)
             if state is None or state.state == "sent":  # (only sent rows are ever deleted)
-                try:
-                    for handle in taken:
-                        self.core.ledger.settle(handle, _ShippedElsewhere(handle.topic), None)
-                finally:
-                    self._tracked.settled(len(taken))
+                # a row's handles are one event's: one topic
+                shipped = _ShippedElsewhere(taken[0].topic if taken else "")
+                self._settle_all(taken, (shipped, "", ""))
                 continue
             code, _, reason = (state.last_error or "_GIVEN_UP: ").partition(": ")
             self._settle_all(taken, (None, code, reason))

@@ -126,8 +126,9 @@ class _RegistryCodec:
         self._lock = threading.Lock()
         self._schemas: dict[type, tuple[str, str | None]] = {}
         self._serializers: dict[tuple[type, str, str], Any] = {}
-        #: The (type, topic, field) whose serializer has encoded once (its id is cached).
-        self._warm: set[tuple[type, str, str]] = set()
+        #: The serializers that have encoded once (their schema id is cached), by
+        #: (type, topic, field): the per-event path looks only here.
+        self._warm: dict[tuple[type, str, str], Any] = {}
         self._first_locks: dict[tuple[type, str, str], threading.Lock] = {}
         self._deserializer: Any = None
         self._headers: dict[int, bytes] = {}
@@ -248,16 +249,17 @@ class _RegistryCodec:
         cls = type(event)
         key = (cls, ctx.topic, ctx.field)
         try:
-            if key in self._warm:
+            serializer = self._warm.get(key)
+            if serializer is not None:
                 self._check(event)
-                data = self._serializers[key](self._builtins(event), ctx)
+                data = serializer(self._builtins(event), ctx)
             else:  # its first use registers or looks up the schema id: one thread at a time
                 with self._first_use(key):
                     serializer = self._serializer(cls, ctx)
                     self.subject_for(cls, ctx.topic, ctx.field)  # a usable subject first
                     self._check(event)
                     data = serializer(self._builtins(event), ctx)
-                    self._warm.add(key)
+                    self._warm[key] = serializer
         except SerializationError:
             raise
         except ConfigurationError as exc:  # a type with no schema form: the event's fault
