@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import msgspec
 
 from eventwire._errors import ConfigurationError, SerializationError
-from eventwire._shapes import from_builtins, is_pydantic_model, to_builtins
+from eventwire._shapes import from_builtins, is_pydantic_model, to_builtins, validation_message
 
 __all__ = [
     "ENCODE_ERRORS",
@@ -249,9 +249,11 @@ class _MsgspecCodec:
         try:
             result: T = decoder.decode(data)
         except ValueError as exc:  # msgspec.DecodeError, pydantic's ValidationError
+            reason = validation_message(exc)
+            # pydantic's error quotes the input values: not kept as the cause either
             raise SerializationError(
-                f"cannot decode {self.content_type} bytes as {type.__qualname__}: {exc}"
-            ) from exc
+                f"cannot decode {self.content_type} bytes as {type.__qualname__}: {reason}"
+            ) from (exc if reason == str(exc) else None)
         except RecursionError:  # nested deeper than Python's stack (a crafted value)
             raise SerializationError(
                 f"cannot decode {self.content_type} bytes as {type.__qualname__}: the value "

@@ -31,6 +31,7 @@ __all__ = [
     "json_schema",
     "shape_of",
     "to_builtins",
+    "validation_message",
 ]
 
 T = TypeVar("T")
@@ -153,6 +154,35 @@ def from_builtins(obj: Any, cls: type[T]) -> T:
         result: T = model.model_validate(obj)
         return result
     return msgspec.convert(obj, cls)
+
+
+def validation_message(exc: BaseException) -> str:
+    """What a validation error says, without the input values it quotes.
+
+    pydantic's ``ValidationError`` text quotes each offending input
+    (``input_value='...'``), which is payload data (maybe personal data) that must
+    not reach error messages or logs: its errors are listed by location, message
+    and type only. Any other error (msgspec's name the path and the expected type,
+    never the value) is its own text.
+    """
+    errors = getattr(exc, "errors", None)
+    if not (callable(errors) and hasattr(exc, "error_count") and hasattr(exc, "title")):
+        return str(exc)
+    try:
+        found: list[dict[str, Any]] = errors(
+            include_url=False, include_input=False, include_context=False
+        )
+    except TypeError:  # not pydantic's: its own text
+        return str(exc)
+    parts = [
+        f"{'.'.join(map(str, e.get('loc', ()))) or '(value)'}: {e.get('msg', '?')} "
+        f"[type={e.get('type', '?')}]"
+        for e in found
+    ]
+    count = len(found)
+    return f"{count} validation error{'s' if count != 1 else ''} for {exc.title}: " + "; ".join(
+        parts
+    )
 
 
 def json_schema(cls: type) -> dict[str, Any]:

@@ -993,3 +993,38 @@ class TestHostileRecords:
         deep = b'{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         with pytest.raises(SerializationError, match="nested too deeply"):
             JsonCodec().decode(deep, Loose)
+
+    @pytest.mark.parametrize("codec", ["json", "msgpack"])
+    def test_a_pydantic_model_that_does_not_fit_names_fields_not_payload_values(
+        self, codec: str
+    ) -> None:
+        """pydantic's own error text quotes the input (``input_value='...'``), which is
+        payload data: the DecodeError names the field, the problem and its type only,
+        and carries no cause that quotes it either."""
+        import traceback
+
+        pydantic = pytest.importorskip("pydantic")
+
+        class Sent(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+            order_id: str
+            card: str
+
+        class Expected(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+            order_id: str
+            card: int
+
+        route = Route(topic="t", key="order_id", type_name="test.Card")
+        transport = MemoryTransport()
+        with Publisher(
+            transport=transport, source="urn:test", routes={Sent: route}, codec=codec
+        ) as pub:
+            pub.publish(Sent(order_id="o-1", card="4111-1111-1111-1111"))
+        decoder = Decoder(routes={Expected: route}, codec=codec)
+        with pytest.raises(DecodeError) as info:
+            decoder.decode(transport.records("t")[0])
+        err = info.value
+        assert err.kind == "malformed_value"
+        assert "card: Input should be a valid integer" in err.reason
+        assert "[type=int_parsing]" in err.reason
+        whole = "".join(traceback.format_exception(err))
+        assert "4111" not in whole
