@@ -126,9 +126,14 @@ class AsyncPublisher(Facade):
         self._core.ledger.defer_futures = True
         self._connect_timeout = resolved.connect_timeout
         self._enqueue_timeout = resolved.enqueue_timeout
-        #: Events waiting for room in the local queue, in publish order.
+        #: Events waiting for room in the local queue, in publish order (in flight
+        #: too, though not in the ledger until sent).
         self._backlog: deque[Record] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        metrics = self._core.metrics
+        if metrics is not None:
+            ledger, backlog = self._core.ledger, self._backlog
+            metrics.count_in_flight(lambda: len(ledger) + len(backlog))
 
     @property
     def in_flight(self) -> int:
@@ -139,7 +144,7 @@ class AsyncPublisher(Facade):
         """
         if self._outbox is not None:
             return self._outbox.in_flight
-        return self._core.in_flight
+        return self._core.in_flight + len(self._backlog)  # queued, or waiting for room
 
     async def start(self) -> None:
         """Bind to the running loop and run the broker connection check in a thread."""

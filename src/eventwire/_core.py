@@ -148,14 +148,21 @@ class PublisherCore:
             self.metrics.track_queue(producer.queue_length)
         return producer
 
-    def kafka_transport(self, *, connect_timeout: float | None) -> BaseTransport:
-        """A new Kafka transport for this publisher's configuration (and its stats)."""
+    def kafka_transport(
+        self, *, connect_timeout: float | None, measured: bool = True
+    ) -> BaseTransport:
+        """A new Kafka transport for this publisher's configuration.
+
+        ``measured``: its librdkafka statistics feed this publisher's gauges (the
+        producer's own; not an outbox relay's, whose backlog the outbox gauges show).
+        """
         from eventwire.transports.kafka import KafkaTransport  # noqa: PLC0415
 
         config = self.config
         if config is None:  # pragma: no cover - _build_config refuses this
             raise ConfigurationError("no Kafka configuration")
-        on_stats = self.metrics.on_stats if self.metrics is not None else None
+        metrics = self.metrics if measured else None
+        on_stats = metrics.on_stats if metrics is not None else None
         return KafkaTransport(config, connect_timeout=connect_timeout, on_stats=on_stats)
 
     # -- state ------------------------------------------------------------------------------

@@ -90,7 +90,10 @@ class DeliveryResult(msgspec.Struct, frozen=True, gc=False):
     event_id: str
     event_type: str
     topic: str
+    #: -1 if unknown: an outbox row that another process's relay shipped.
     partition: int
+    #: -1 if unknown: Kafka gives no offset with ``acks=0``, and an outbox row another
+    #: process's relay shipped has none either (that relay saw it).
     offset: int
     #: Record timestamp in Unix milliseconds.
     timestamp_ms: int
@@ -310,12 +313,13 @@ class DeliveryHandle:
     def _result(self) -> DeliveryResult:
         msg = self._msg
         assert msg is not None
+        partition, offset = msg.partition(), msg.offset()
         return DeliveryResult(
             self.event_id,
             self.event_type,
             self.topic,
-            msg.partition() or 0,
-            msg.offset() or 0,
+            -1 if partition is None else partition,
+            -1 if offset is None else offset,  # none with acks=0
             msg.timestamp()[1],
         )
 

@@ -162,3 +162,45 @@ class TestServeHint:
             return seen
 
         assert run(main()) == [0, 1, 2]
+
+
+def test_events_waiting_for_room_count_as_in_flight_and_in_the_gauge() -> None:
+    """While the local queue is full, publish_nowait's events wait in the backlog: they
+    are published and not yet acknowledged, so in_flight and eventwire.in_flight_events
+    count them (they read 0 exactly while backpressure held them)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+
+    def gauge() -> list[int]:
+        data = reader.get_metrics_data()
+        return [
+            point.value
+            for rm in (data.resource_metrics if data else [])
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == "eventwire.in_flight_events"
+            for point in metric.data.data_points  # type: ignore[union-attr]
+        ]
+
+    async def main() -> None:
+        transport = MemoryTransport()
+        pub = AsyncPublisher(transport=transport, meter_provider=provider, enqueue_timeout=5)
+        transport.queue_full_next(10**6)
+        futures = [pub.publish_nowait(order(n)) for n in range(3)]
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in futures)
+        assert pub.in_flight == 3
+        assert gauge() == [3]
+        transport.heal()
+        await asyncio.gather(*futures)
+        assert pub.in_flight == 0
+        assert gauge() == [0]
+        await pub.close(1)
+
+    try:
+        run(main())
+    finally:
+        provider.shutdown()

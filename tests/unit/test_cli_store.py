@@ -130,6 +130,8 @@ class TestPostgresDsnOffTheCommandLine:
             REFUSED_DSN,
             f"host=127.0.0.1 port=1 user=app password={SECRET}",
             f"postgresql://app@127.0.0.1:1/app?sslpassword={SECRET}",
+            # no user:password@ at all: the user and password only in the query
+            f"postgresql://127.0.0.1:1/app?user=app&password={SECRET}",
         ],
     )
     def test_a_password_in_postgres_is_refused_pointing_at_the_alternatives(self, dsn: str) -> None:

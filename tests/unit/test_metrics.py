@@ -241,3 +241,28 @@ class TestPrometheus:
         server.close()  # idempotent
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(url, timeout=2)
+
+
+def test_an_outbox_publishers_relay_does_not_feed_the_producer_gauges(
+    meter: Meter, tmp_path: Any
+) -> None:
+    """With an outbox the publisher adds nothing to the producer-queue and broker gauges
+    (the outbox gauges show the backlog): its relay's librdkafka statistics, which used to
+    appear there, are not taken."""
+    import time
+
+    from eventwire.outbox import SQLiteOutbox
+
+    pub = Publisher(
+        "127.0.0.1:1",  # nothing listens: the relay's producer keeps its event queued
+        outbox=SQLiteOutbox(tmp_path / "outbox.db"),
+        meter_provider=meter.provider,
+        overrides={"statistics.interval.ms": 100},
+    )
+    try:
+        pub.publish(order(1))
+        time.sleep(1.5)  # fifteen statistics periods of the relay's producer
+        assert meter.points("eventwire.producer.queue_bytes") == {}
+        assert meter.points("eventwire.broker.rtt") == {}
+    finally:
+        pub.close(0.2)

@@ -20,6 +20,9 @@ from eventwire.outbox._dsn import dsn_passwords, hide_quoted, mask_dsn, scrub_ds
         ("postgresql://app@db/app?password=qs-secret&sslmode=require",
          "postgresql://app@db/app?password=***&sslmode=require"),
         ("postgresql://app@db/app", "postgresql://app@db/app"),
+        ("postgresql://db:5432/app?user=app&password=qs-secret",
+         "postgresql://db:5432/app?user=app&password=***"),
+        ("POSTGRES://db/app?sslpassword=k&x=1", "POSTGRES://db/app?sslpassword=***&x=1"),
         ("host=db user=app", "host=db user=app"),
     ],
 )  # fmt: skip

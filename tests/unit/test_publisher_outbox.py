@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,69 @@ class TestFailedOutboxWrites:
         assert says in failure.reason
         assert "same event_id" in failure.reason
         pub.close(1)
+
+
+class _BlockingCodec:
+    """JSON, except that the first encode waits until released (a publish mid-prepare)."""
+
+    content_type = "application/json"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def encode(self, event: Any) -> bytes:
+        import msgspec
+
+        self.entered.set()
+        self.release.wait(10)
+        return msgspec.json.encode(event)
+
+    def decode(self, data: bytes, type: Any) -> Any:
+        import msgspec
+
+        return msgspec.json.decode(data, type=type)
+
+
+def test_a_publish_that_close_overtakes_ends_its_span_as_closed(store: SQLiteOutbox) -> None:
+    """publish() prepared its event (span started), then close() shut the gate before the
+    outbox write: it raises PublisherStateError, and the event's span ends (_CLOSED), as in
+    direct mode, instead of never being exported."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    codec = _BlockingCodec()
+    pub = Publisher(
+        transport=MemoryTransport(), outbox=store, tracer_provider=provider, codec=codec
+    )
+    raised: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            pub.publish(order(1))
+        except BaseException as exc:
+            raised.append(exc)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    assert codec.entered.wait(10)
+    closer = threading.Thread(target=pub.close, args=(5,))
+    closer.start()
+    for _ in range(1000):  # until close() has shut the gate (it then waits for senders)
+        if pub._core.ledger.closed:
+            break
+        time.sleep(0.01)
+    codec.release.set()
+    publisher.join(10)
+    closer.join(10)
+    assert [type(e) for e in raised] == [PublisherStateError]
+    [span] = spans.get_finished_spans()
+    assert span.attributes is not None and span.attributes["error.type"] == "_CLOSED"
+    assert store.status().pending == 0  # nothing was written
 
 
 class ReconcilingStore:

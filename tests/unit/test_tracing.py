@@ -709,3 +709,70 @@ class TestPublicApiOnly:
             source,
         )
         assert private == []
+
+
+class _NoOffset:
+    """A delivery report with no offset: what confluent-kafka gives with acks=0."""
+
+    def partition(self) -> int:
+        return 2
+
+    def offset(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+
+class TestOutcomeAttributes:
+    """A span says only what Kafka answered, and a durable event is no failure."""
+
+    def test_an_ack_without_an_offset_sets_no_offset_and_the_result_says_minus_one(
+        self, tracing: Tracing
+    ) -> None:
+        """acks=0: confluent-kafka gives no offset. The span has no messaging.kafka.offset
+        (it used to say 0) and DeliveryResult.offset is -1, not a made-up 0."""
+        from eventwire._handle import DeliveryHandle
+        from eventwire._inflight import InFlight
+        from eventwire.observability.tracing import finish_span
+
+        span = tracing.tracer().start_span("send orders")
+        finish_span(span, _NoOffset(), None)  # type: ignore[arg-type]
+        [ended] = tracing.exporter.get_finished_spans()
+        attributes = dict(ended.attributes or {})
+        assert attributes["messaging.destination.partition.id"] == "2"
+        assert "messaging.kafka.offset" not in attributes
+        ledger = InFlight()
+        handle = DeliveryHandle(ledger, "e-1", "test.Order", "orders", 0)
+        ledger.add(handle)
+        handle(None, _NoOffset())  # type: ignore[arg-type]
+        result = handle.result(0)
+        assert (result.partition, result.offset) == (2, -1)
+
+    def test_events_left_in_the_outbox_at_close_end_their_spans_without_error(
+        self, tracing: Tracing, tmp_path: Any
+    ) -> None:
+        """_IN_OUTBOX is deferred, not failed (the next relay sends the event): the event's
+        span and a batch's span end with status UNSET and eventwire.outcome=in_outbox."""
+        from eventwire.outbox import SQLiteOutbox
+
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+        pub = Publisher(
+            transport=MemoryTransport(),
+            source="urn:test",
+            outbox=store,
+            relay=False,
+            tracer_provider=tracing.provider,
+        )
+        single = pub.publish(order(1))
+        pub.publish_many([order(2), order(3)])
+        pub.close(0.5)
+        assert single.failure is not None and single.failure.code == "_IN_OUTBOX"
+        spans = tracing.spans()
+        assert len(spans) == 2
+        for span in spans:
+            attributes = dict(span.attributes or {})
+            assert span.status.status_code is StatusCode.UNSET, span.status
+            assert attributes["eventwire.outcome"] == "in_outbox"
+            assert "error.type" not in attributes
+        assert store.status().pending == 3

@@ -214,7 +214,9 @@ class PublisherMetrics:
         delivered = self._delivered
         with self._lock:
             delivered[topic] = delivered.get(topic, 0) + 1
-        self._record((_time_ns() - handle.sent_at_ns) / 1e9)
+        # wall clock (the handle's send time is the event's ce_time): a step back
+        # of the clock would make it negative, which a histogram refuses
+        self._record(max(0.0, (_time_ns() - handle.sent_at_ns) / 1e9))
 
     def count(self, topic: str, outcome: Outcome, n: int = 1) -> None:
         """Add ``n`` events with ``outcome`` to ``eventwire_events_published_total``.
@@ -242,6 +244,10 @@ class PublisherMetrics:
     def in_flight(self) -> int:
         """Events published and not yet settled."""
         return self._in_flight()
+
+    def count_in_flight(self, count: Callable[[], int]) -> None:
+        """Read ``eventwire.in_flight_events`` from ``count`` (e.g. with a backlog too)."""
+        self._in_flight = count
 
     def queue_messages(self) -> int | None:
         """Records in the transport's queues, if it can tell."""

@@ -66,6 +66,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from eventwire._errors import ErrorClass
 from eventwire.observability import instrumentation_version
 
 if TYPE_CHECKING:
@@ -260,19 +261,35 @@ class Tracing:
         propagator.inject(headers, ctx, _SETTER)
 
 
+#: ``eventwire.outcome`` of a span whose event was left, durable, in the outbox at close.
+_IN_OUTBOX_OUTCOME: Final = "in_outbox"
+
+
 def finish_span(span: Span, msg: ReportMessage | None, failure: DeliveryFailure | None) -> None:
     """End a recording span with the broker's answer (called exactly once per span)."""
     if failure is None:
         if msg is not None:
-            span.set_attributes(
-                {
-                    "messaging.destination.partition.id": str(msg.partition()),
-                    "messaging.kafka.offset": msg.offset() or 0,
-                }
-            )
+            # Only what Kafka told: no offset with acks=0, and -1 for a row another
+            # process's relay shipped (that relay saw where it went).
+            partition, offset = msg.partition(), msg.offset()
+            if partition is not None and partition >= 0:
+                span.set_attribute("messaging.destination.partition.id", str(partition))
+            if offset is not None and offset >= 0:
+                span.set_attribute("messaging.kafka.offset", offset)
+    elif failure.error_class is ErrorClass.DEFERRED:
+        _defer(span, failure)
     else:
         _fail(span, failure)
     span.end()
+
+
+def _defer(span: Span, failure: DeliveryFailure) -> None:
+    """Not a failure (``_IN_OUTBOX``): the event is durable and the next relay sends it.
+
+    The span ends with its status unset and says so in ``eventwire.outcome``.
+    """
+    span.set_attribute("eventwire.outcome", _IN_OUTBOX_OUTCOME)
+    span.add_event("deferred", {"eventwire.reason": failure.describe()})
 
 
 def _fail(span: Span, failure: DeliveryFailure) -> None:
@@ -291,24 +308,30 @@ class BatchSpan:
     Each event's settlement calls :meth:`settled` once (it is every handle's
     ``_on_end``); events of the batch that were never sent are counted off with
     :meth:`unsent`. Reports may arrive on several threads: a lock guards the count.
+    The span fails (``eventwire.batch.failed_count``) if any event failed; events
+    only left in the outbox at close (``_IN_OUTBOX``) are no failure.
     """
 
-    __slots__ = ("_failed", "_first", "_left", "_lock", "_span")
+    __slots__ = ("_deferred", "_failed", "_first", "_left", "_lock", "_span")
 
     def __init__(self, span: Span, count: int) -> None:
         self._span = span
         self._left = count
         self._failed = 0
-        self._first: DeliveryFailure | None = None
+        self._first: DeliveryFailure | None = None  # the first real failure
+        self._deferred: DeliveryFailure | None = None  # the first _IN_OUTBOX
         self._lock = threading.Lock()
 
     def settled(self, _msg: ReportMessage | None, failure: DeliveryFailure | None) -> None:
         """One event of the batch settled (``failure`` None: acknowledged)."""
         with self._lock:
-            if failure is not None:
+            if failure is None:
+                pass
+            elif failure.error_class is ErrorClass.DEFERRED:
+                self._deferred = self._deferred or failure
+            else:
                 self._failed += 1
-                if self._first is None:
-                    self._first = failure
+                self._first = self._first or failure
             self._left -= 1
             done = self._left == 0
         if done:
@@ -329,6 +352,8 @@ class BatchSpan:
         if self._first is not None:
             span.set_attribute("eventwire.batch.failed_count", self._failed)
             _fail(span, self._first)
+        elif self._deferred is not None:
+            _defer(span, self._deferred)
         span.end()
 
 

@@ -29,6 +29,7 @@ _KEYWORD_VALUE = re.compile(
     r"(?P<value>'(?:[^'\\]|\\.)*(?:'|$)|.*?(?=\s+[A-Za-z_]+\s*=|\s*$))",
     re.S,
 )
+_SCHEME = re.compile(r"^postgres(?:ql)?://", re.I)
 _URL = re.compile(r"^(?P<scheme>postgres(?:ql)?://)(?P<userinfo>[^/?#]*)@", re.I)
 _QUERY_PASSWORD = re.compile(rf"(?P<head>[?&]{_KEYWORDS}=)(?P<value>[^&#]*)", re.I)
 # In free text: password=... / sslpassword = '...' anywhere, and scheme://user:secret@.
@@ -53,10 +54,10 @@ def dsn_passwords(dsn: str) -> list[str]:
     percent-encoded, and each word of one.
     """
     found: list[str] = []
-    url = _URL.match(dsn)
-    if url:
-        _, sep, password = url["userinfo"].partition(":")
-        if sep:
+    if _SCHEME.match(dsn):  # a URL, with or without user:password@
+        url = _URL.match(dsn)
+        _, sep, password = url["userinfo"].partition(":") if url else ("", "", "")
+        if url and sep:
             found += [password, unquote(password), url["userinfo"], unquote(url["userinfo"])]
         for m in _QUERY_PASSWORD.finditer(dsn):
             found += [m["value"], unquote(m["value"])]
@@ -74,12 +75,14 @@ def mask_dsn(dsn: str) -> str:
     ``"postgresql://app:s3cret@db/app"`` -> ``"postgresql://app:***@db/app"``;
     ``"host=db password='a b'"`` -> ``"host=db password=***"``.
     """
+    if not _SCHEME.match(dsn):
+        return _KEYWORD_VALUE.sub(lambda m: m["head"] + _MASK, dsn)
+    shown = dsn
     url = _URL.match(dsn)
     if url:
         user, sep, _ = url["userinfo"].partition(":")
         shown = f"{url['scheme']}{user}{':' + _MASK if sep else ''}@{dsn[url.end() :]}"
-        return _QUERY_PASSWORD.sub(lambda m: m["head"] + _MASK, shown)
-    return _KEYWORD_VALUE.sub(lambda m: m["head"] + _MASK, dsn)
+    return _QUERY_PASSWORD.sub(lambda m: m["head"] + _MASK, shown)
 
 
 def scrub_dsn(text: str, dsn: str) -> str:

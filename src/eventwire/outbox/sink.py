@@ -71,7 +71,13 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.metrics import NoOpMeterProvider
 
 from eventwire._breaker import CircuitBreaker, connection_probe
-from eventwire._errors import ConfigurationError, DeliveryError, OutboxWriteError
+from eventwire._errors import (
+    ConfigurationError,
+    DeliveryError,
+    OutboxWriteError,
+    PublisherStateError,
+)
+from eventwire._inflight import CLOSED_REASON
 from eventwire.observability.logging import get_logger
 from eventwire.outbox.base import EventIdConflictError, OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
@@ -168,7 +174,8 @@ class OutboxSink:
             raise ConfigurationError(
                 "outbox mode needs bootstrap servers, a config= or a transport= to relay to"
             )
-        return lambda: self.core.kafka_transport(connect_timeout=None)
+        # the relay's producer does not feed the publisher's queue and broker gauges
+        return lambda: self.core.kafka_transport(connect_timeout=None, measured=False)
 
     # -- publishing -----------------------------------------------------------------------
     def try_send(self, record: Record) -> bool:
@@ -183,8 +190,13 @@ class OutboxSink:
             PublisherStateError: ``close()`` has begun; nothing was written.
             OutboxWriteError: and the others of :meth:`send_many`.
         """
-        with self.core.ledger.gate():
-            self._commit([record])
+        try:
+            with self.core.ledger.gate():
+                self._commit([record])
+        except PublisherStateError:
+            if not record.handle._done:  # refused at the gate: its span ends (_CLOSED)
+                self._refuse_closed(record)
+            raise
 
     def send_many(self, records: list[Record]) -> None:
         """Commit several events in ONE transaction (one fsync): all of them, or none.
@@ -201,9 +213,15 @@ class OutboxSink:
             Exception: anything else the store raised (the handles are settled
                 ``_OUTBOX_WRITE_UNKNOWN``: the store did not say what happened).
         """
-        with self.core.ledger.gate():
+        with self.core.ledger.gate():  # (refused: the records were not traced yet)
             self.core.trace_batch(records)  # one send span for the batch
             self._commit(records)
+
+    def _refuse_closed(self, record: Record) -> None:
+        """Settle an event refused because ``close()`` began after it was prepared."""
+        handle = record.handle
+        reason = f"event {handle.event_id} was NOT written to the outbox: {CLOSED_REASON}"
+        self.core.ledger.abandon(handle, handle.failure_from("_CLOSED", reason))
 
     def _commit(self, records: list[Record]) -> None:
         """Add the records to the store in one commit; track their handles by outbox row."""
