@@ -78,3 +78,30 @@ class TestPasswordNeverShown:
             postgres_dsn.replace("@", f":{quote(odd, safe='')}@", 1),
         ):
             PostgresOutbox(dsn).close()
+
+
+def test_the_cli_refuses_a_database_without_an_outbox_and_creates_nothing(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`outbox status --postgres-env VAR` naming a database without the outbox tables (a
+    wrong database) exits 2 saying so, instead of creating them there and reporting an
+    empty outbox."""
+    import psycopg
+    from typer.testing import CliRunner
+
+    from eventwire.cli._app import build_app
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS cli_wrong_db")
+        admin.execute("CREATE DATABASE cli_wrong_db")
+        current = admin.info.dbname
+    wrong = postgres_dsn.replace(f"/{current}", "/cli_wrong_db")
+    assert wrong != postgres_dsn
+    monkeypatch.setenv("WRONG_DB_URL", wrong)
+    result = CliRunner().invoke(build_app(), ["outbox", "status", "--postgres-env", "WRONG_DB_URL"])
+    text = " ".join((result.stdout + result.stderr).split())
+    assert result.exit_code == 2, text
+    assert "no eventwire outbox in that PostgreSQL database" in text
+    with psycopg.connect(wrong) as conn:
+        [(missing,)] = conn.execute("SELECT to_regclass('eventwire_outbox') IS NULL").fetchall()
+    assert missing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -68,6 +69,37 @@ class TestSqlitePathMustExist:
         assert f"no SQLite outbox at '{typo}'" in text
         assert "does not exist" in text
         assert not typo.exists()
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["outbox", "status"],
+            ["outbox", "relay", "--once", "--bootstrap", "127.0.0.1:9"],
+            ["dlq", "list"],
+        ],
+    )
+    @pytest.mark.parametrize("content", ["an application database", "an empty file"])
+    def test_a_database_without_an_outbox_exits_2_and_is_left_unchanged(
+        self, tmp_path: Path, command: list[str], content: str
+    ) -> None:
+        """--sqlite naming another database (or an empty file) exits 2 saying it holds no
+        outbox, instead of creating the outbox tables there, switching it to WAL and
+        reporting "0 pending" (a relay would relay nothing, forever)."""
+        import sqlite3
+
+        other = tmp_path / "app.db"
+        if content == "an empty file":
+            other.write_bytes(b"")
+        else:
+            with contextlib.closing(sqlite3.connect(other)) as conn:
+                conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+                conn.commit()
+        before = other.read_bytes()
+        code, text = run(*command, "--sqlite", str(other))
+        assert code == 2, text
+        assert f"no eventwire outbox in '{other}'" in text
+        assert other.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no -wal, no -shm
 
     def test_an_existing_sqlite_outbox_is_read(self, tmp_path: Path) -> None:
         """An existing outbox file is opened as before."""

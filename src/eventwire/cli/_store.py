@@ -233,6 +233,14 @@ def _open(
         )
     from eventwire.outbox.postgres import PostgresOutbox  # noqa: PLC0415
 
+    if _postgres_lacks_outbox(dsn):
+        fail(
+            "no eventwire outbox in that PostgreSQL database: it has no eventwire_outbox "
+            "table (check the DSN's database and search_path; the application creates the "
+            "table when it opens its PostgresOutbox). Nothing was created.",
+            2,
+            dsn,
+        )
     try:
         return PostgresOutbox(dsn), dsn
     except ConfigurationError as exc:  # its message may quote the DSN: masked by fail()
@@ -249,12 +257,59 @@ def _open_sqlite(path: Path) -> OutboxStore:
             "the application creates it when it opens its SQLiteOutbox)",
             2,
         )
+    if _sqlite_lacks_outbox(path):
+        fail(
+            f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table "
+            "(is it the application's outbox file? the application creates the table when "
+            "it opens its SQLiteOutbox). Nothing was changed.",
+            2,
+        )
     from eventwire.outbox.sqlite import SQLiteOutbox  # noqa: PLC0415
 
     try:
         return SQLiteOutbox(path)
     except ConfigurationError as exc:
         fail(str(exc), 2)
+
+
+# The commands work on an outbox the application made: opening a store creates its
+# tables, which on a mistyped path or database would turn it into an empty outbox that
+# reports "0 pending" (and a relay that relays nothing). These look first, read-only.
+_HAS_OUTBOX_SQLITE = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'eventwire_outbox'"
+)
+
+
+def _sqlite_lacks_outbox(path: Path) -> bool:
+    """True if the SQLite file at ``path`` surely has no outbox table (read-only look).
+
+    False when unsure (not a database, locked ...): the store's own open then says why.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except (sqlite3.Error, ValueError, OSError):
+        return False
+    try:
+        return conn.execute(_HAS_OUTBOX_SQLITE).fetchone() is None
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def _postgres_lacks_outbox(dsn: str) -> bool:
+    """True if the PostgreSQL database of ``dsn`` surely has no outbox table (read-only).
+
+    False when unsure (psycopg missing, cannot connect ...): the store's own open says why.
+    """
+    try:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
+            row = conn.execute("SELECT to_regclass('eventwire_outbox') IS NULL").fetchone()
+    except Exception:
+        return False
+    return bool(row and row[0])
 
 
 def _is_database_error(exc: BaseException) -> bool:
