@@ -90,13 +90,16 @@ class TestConfigOption:
         for option in ("--config", "--set", "--bootstrap", "--breaker", "--metrics-port"):
             assert option in text
 
-    @pytest.mark.parametrize("command", [["outbox", "relay"], ["dlq", "list", "--topic", "t"]])
+    @pytest.mark.parametrize(
+        "command",
+        [["outbox", "relay", "--sqlite", "o.db"], ["dlq", "list", "--topic", "t"]],
+    )
     def test_an_unknown_key_in_the_config_file_exits_2_naming_it(
         self, tmp_path: Path, command: list[str]
     ) -> None:
         """A misspelt property in --config FILE is named, with the file, and exits 2."""
         path = _write(tmp_path, "c.properties", "bootstrap.server=h:1\n")
-        code, text = run(*command, "--config", str(path), "--sqlite", str(tmp_path / "o.db"))
+        code, text = run(*command, "--config", str(path))
         assert code == 2
         assert "'bootstrap.server'" in text
         assert "c.properties" in text

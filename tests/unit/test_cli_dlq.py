@@ -186,6 +186,66 @@ class TestReplayWritesOnlyWhereTheOperatorSays:
         assert "only with --topic" in text
 
 
+class TestOptionsOfOneMode:
+    """An option of the other mode is refused, never ignored: ignoring it acts on other
+    dead letters than the operator asked for."""
+
+    @pytest.mark.parametrize(
+        "stray", [["--id", "2"], ["--sqlite", "x.db"], ["--postgres-env", "DB_URL"]]
+    )
+    def test_outbox_options_with_topic_exit_2_and_nothing_is_replayed(
+        self, mock: MockCluster, stray: list[str]
+    ) -> None:
+        """`dlq replay --topic T --id 2` replayed every record of T (--id was ignored)."""
+        produce(mock, dead("e-1", "orders"), dead("e-2", "orders"))
+        code, text = run(
+            "dlq", "replay", "--topic", DLQ, "--bootstrap", mock.bootstrap_servers,
+            "--to-topic", "orders", *stray,
+        )  # fmt: skip
+        assert code == 2, text
+        assert f"with --topic (a dead-letter topic), {stray[0]}" in text
+        assert ce_ids(mock, "orders") == []
+
+    @pytest.mark.parametrize("stray", [["--bootstrap", "127.0.0.1:9"], ["--set", "acks=1"]])
+    def test_kafka_options_without_topic_exit_2(self, tmp_path: Path, stray: list[str]) -> None:
+        SQLiteOutbox(tmp_path / "o.db").close()
+        code, text = run("dlq", "list", "--sqlite", str(tmp_path / "o.db"), *stray)
+        assert code == 2, text
+        assert "only apply with --topic" in text
+
+    def test_replaying_a_topic_into_itself_exits_2(self) -> None:
+        code, text = run(
+            "dlq", "replay", "--topic", DLQ, "--bootstrap", "127.0.0.1:9", "--to-topic", DLQ
+        )
+        assert code == 2, text
+        assert "is the dead-letter topic itself" in text
+
+    def test_an_id_that_names_no_parked_event_exits_1_and_a_huge_one_2(
+        self, tmp_path: Path
+    ) -> None:
+        """--id of a pending row (or of no row) used to print "requeued 0" and exit 0; an id
+        beyond 64 bits crashed with OverflowError. Now: exit 1 naming the count, exit 2."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        parked, pending = store.add(
+            [
+                OutboxEntry("e-1", "t.T", "orders", b"k", b"v", ()),
+                OutboxEntry("e-2", "t.T", "orders", b"k2", b"v", ()),
+            ]
+        )
+        store.park(parked, "broken")
+        store.close()
+        db = str(tmp_path / "o.db")
+        code, text = run("dlq", "replay", "--sqlite", db, "--id", str(pending), "--id", "999")
+        assert code == 1, text
+        assert "2 of the 2 --id value(s) named no parked event" in text
+        code, text = run("dlq", "replay", "--sqlite", db, "--id", str(parked))
+        assert code == 0, text
+        assert "requeued 1 parked event(s)" in text
+        code, text = run("dlq", "replay", "--sqlite", db, "--id", str(2**70))
+        assert code == 2, text
+        assert "Traceback" not in text
+
+
 class TestUntrustedRecords:
     def test_a_non_utf8_original_topic_is_skipped_and_the_rest_replayed(
         self, mock: MockCluster

@@ -258,3 +258,49 @@ class TestMaskDsn:
         assert store.mask_text is mask_text
         assert not hasattr(store, "mask_dsn")
         assert not hasattr(store, "_passwords")
+
+
+class TestPipedOutput:
+    """Output to a pipe or a log collector (not a terminal) is never cut short or wrapped."""
+
+    def test_a_piped_table_keeps_every_cell_whole(self, tmp_path: Path) -> None:
+        """rich laid tables out for 80 columns when piped and cut cells with "...": a long
+        event id or error no longer matched a grep."""
+        from eventwire.outbox import OutboxEntry, SQLiteOutbox
+
+        event_id = "order-" + "x" * 90 + "-end"
+        error = "SOME_BROKER_ERROR: " + "a long explanation of what went wrong " * 4 + "THE-END"
+        store = SQLiteOutbox(tmp_path / "o.db")
+        [row] = store.add([OutboxEntry(event_id, "t.T", "orders", b"k", b"v", ())])
+        store.park(row, error)
+        store.close()
+        clean = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        listed = subprocess.run(
+            [sys.executable, "-m", "eventwire.cli", "dlq", "list", "--sqlite", str(tmp_path / "o.db")],
+            capture_output=True, check=False, text=True, timeout=60, env=clean,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert event_id in listed.stdout
+        assert error in listed.stdout
+
+    def test_a_multi_line_error_is_one_line_without_escaped_breaks(self, tmp_path: Path) -> None:
+        """An error whose text has line breaks (libpq's hints, YAML's context) is printed on
+        one line, each break a space, not a literal \\x0a."""
+        clean = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        (tmp_path / "piped_events.py").write_text(
+            "import msgspec\nfrom eventwire import event\n\n"
+            '@event(topic="orders", key="order_id", type_name="test.Placed")\n'
+            "class Placed(msgspec.Struct):\n    order_id: str\n"
+        )
+        bad = tmp_path / "contract.yaml"
+        bad.write_text("asyncapi: [unclosed\n  - x: {\n")
+        checked = subprocess.run(
+            [sys.executable, "-m", "eventwire.cli", "schema", "check", "piped_events",
+             "--against", str(bad)],
+            capture_output=True, check=False, text=True, timeout=60, env=clean, cwd=tmp_path,
+        )  # fmt: skip
+        assert "not valid YAML" in checked.stderr
+        assert checked.returncode == 2, checked.stderr
+        assert checked.stderr.startswith("eventwire: ")
+        assert "\\x0a" not in checked.stderr and "\\x09" not in checked.stderr
+        assert checked.stderr.count("\n") == 1  # one line, wrapped nowhere

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from eventwire._config import NON_SECRET_PROPERTIES, KafkaConfig
 from eventwire._config_load import CONFIG_FILE_VAR, ENV_PREFIX, read_env
 from eventwire._errors import ConfigurationError
+from eventwire.cli._text import console
 
 __all__ = ["BootstrapOpt", "ConfigOpt", "SetOpt", "env_name", "kafka_config", "parse_sets"]
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,

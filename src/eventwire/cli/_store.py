@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
 
 from eventwire._config_load import CONFIG_FILE_VAR, ENV_PREFIX, config_file_path, load_section
 from eventwire._errors import ConfigurationError
-from eventwire.cli._text import printable
+from eventwire.cli._text import console, one_line, printable
 from eventwire.outbox._dsn import has_password, mask_text
 from eventwire.outbox.base import OutboxStore
 
@@ -54,7 +53,7 @@ __all__ = [
     "opened_store",
 ]
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 #: The prefix of the outbox settings in the environment (the ``[outbox]`` table's names).
 OUTBOX_ENV_PREFIX = "EVENTWIRE_OUTBOX_"
@@ -92,9 +91,9 @@ PostgresEnvOpt = Annotated[
 
 
 def fail(message: str, code: int, dsn: str | None = None) -> NoReturn:
-    """Print ``message`` on stderr (masked, no markup, no control characters) and exit ``code``."""
+    """Print ``message`` on stderr (masked, on one line, no markup, no control characters); exit."""
     err.print(
-        printable(f"eventwire: {mask_text(message, dsn)}"),
+        printable(f"eventwire: {one_line(mask_text(message, dsn))}"),
         style="red",
         markup=False,
         highlight=False,

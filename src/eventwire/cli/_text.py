@@ -15,12 +15,37 @@ CLI shows them only through :func:`printable` / :func:`cell`, so that
 
 from __future__ import annotations
 
+import os
+import sys
 import unicodedata
 
+from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-__all__ = ["cell", "decoded", "markup_safe", "printable"]
+__all__ = ["cell", "console", "decoded", "markup_safe", "one_line", "printable"]
+
+#: The width of a console that is not a terminal: wide enough that nothing is wrapped
+#: or cut short with "...".
+_UNBOUNDED = 100_000
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console for stdout (or stderr) that never wraps or cuts text when it is piped.
+
+    rich lays out for 80 columns when the stream is not a terminal: table cells were
+    cut short with "..." (an event id then no longer matched a grep) and error lines
+    wrapped mid-sentence in a log collector. Not a terminal and no ``COLUMNS`` set: no
+    width limit. A terminal: its own width, as before.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        terminal = False
+    wide = not terminal and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=_UNBOUNDED if wide else None)
+
 
 #: Control, format (bidi overrides, zero-width), surrogate, private-use and
 #: line/paragraph-separator characters: shown escaped.
@@ -56,3 +81,12 @@ def cell(text: str, style: str = "") -> Text:
 def markup_safe(text: str) -> str:
     """``text`` to embed in a markup string: printable, with its ``[`` escaped."""
     return escape(printable(text))
+
+
+def one_line(text: str) -> str:
+    r"""``text`` on one line: each run of whitespace (line breaks, tabs) one space.
+
+    For error messages: a multi-line error (libpq's hints, a YAML parser's context)
+    reads as one line, instead of showing its breaks as ``\x0a`` escapes.
+    """
+    return " ".join(text.split())

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from eventwire._config import KafkaConfig
@@ -52,7 +51,7 @@ from eventwire.cli._store import (
     open_store,
     opened_store,
 )
-from eventwire.cli._text import cell, decoded, markup_safe, printable
+from eventwire.cli._text import cell, console, decoded, markup_safe, printable
 from eventwire.outbox.base import OutboxStatus, OutboxStore, RelayHeartbeat
 from eventwire.outbox.dead_letter import ReplayDecision, ReplayTargets
 
@@ -75,8 +74,8 @@ dlq_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 __all__ = ["app", "dlq_app", "dlq_document", "open_store", "status_document"]
 
@@ -430,6 +429,11 @@ def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
     config file's [outbox] table. Headers and errors are shown literally:
     control characters and bytes that are not UTF-8 as escapes (\x1b, \xff).
     """
+    _one_mode(
+        topic,
+        outbox={"--sqlite": sqlite, "--postgres": postgres, "--postgres-env": postgres_env},
+        kafka={"--bootstrap": bootstrap, "--set": sets},
+    )
     if topic:
         _list_topic(kafka_config(config_file, bootstrap, sets), topic, limit, as_json=as_json)
         return
@@ -493,8 +497,7 @@ def _read(config: KafkaConfig, topic: str, max_records: int) -> list[DeadLetterR
     try:
         read = read_records(config, topic, max_records=max_records, timeout=READ_IDLE_TIMEOUT_S)
     except BrokerUnavailableError as exc:
-        err.print(printable(str(exc)), style="red", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        fail(str(exc), 1)
     except ConfigurationError as exc:
         fail(str(exc), 2)
     if read.complete:
@@ -636,7 +639,10 @@ def dlq_replay(  # noqa: PLR0917 - typer maps each parameter to an option
     config_file: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     sets: SetOpt = None,
-    ids: Annotated[list[int] | None, typer.Option("--id", help="Only these outbox ids.")] = None,
+    ids: Annotated[
+        list[int] | None,
+        typer.Option("--id", min=1, max=2**63 - 1, help="Only these outbox ids."),
+    ] = None,
 ) -> None:
     """Re-send dead letters with their original ce_id.
 
@@ -660,9 +666,25 @@ def dlq_replay(  # noqa: PLR0917 - typer maps each parameter to an option
     every record again (consumers de-duplicate on ce_id). Kafka is reached as by
     `eventwire outbox relay` (--config, EVENTWIRE_KAFKA_*, --set, --bootstrap).
     """
+    _one_mode(
+        topic,
+        outbox={
+            "--sqlite": sqlite,
+            "--postgres": postgres,
+            "--postgres-env": postgres_env,
+            "--id": ids,
+        },
+        kafka={"--bootstrap": bootstrap, "--set": sets},
+    )
     if topic:
         if to_topic is not None and allow_topics:
             fail("pass either --to-topic or --allow-topic, not both", 2)
+        if to_topic is not None and to_topic == topic:
+            fail(
+                f"--to-topic {to_topic} is the dead-letter topic itself: replaying into it "
+                "would only add copies of its records; name the topic they belong in",
+                2,
+            )
         if to_topic is None and not allow_topics:
             fail(
                 f"dlq replay --topic {topic} needs a target: --to-topic TOPIC (every record goes "
@@ -693,6 +715,28 @@ def dlq_replay(  # noqa: PLR0917 - typer maps each parameter to an option
     with opened_store(sqlite, postgres, postgres_env, config_file) as store:
         count = store.requeue_parked(ids or None)
     out.print(f"requeued {count} parked event(s)")
+    asked = len(set(ids or ()))
+    if ids and count < asked:
+        fail(
+            f"{asked - count} of the {asked} --id value(s) named no parked event (no such "
+            "outbox id, or the event is pending or sent): see `eventwire dlq list`",
+            1,
+        )
+
+
+def _one_mode(topic: str | None, *, outbox: dict[str, object], kafka: dict[str, object]) -> None:
+    """Exit 2 if options of the other mode were given: an outbox's with --topic, or Kafka's without.
+
+    Silently ignoring them would act on other dead letters than asked for.
+    """
+    stray = [name for name, value in (outbox if topic else kafka).items() if value]
+    if stray:
+        where = (
+            f"with --topic (a dead-letter topic), {', '.join(stray)} (an outbox's) do not apply"
+            if topic
+            else f"{', '.join(stray)} only apply with --topic (a dead-letter topic)"
+        )
+        fail(f"{where}: give the options of one of the two", 2)
 
 
 def _where(record: DeadLetterRecord) -> str:

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from eventwire.cli._text import printable
+from eventwire.cli._text import console, one_line, printable
 from eventwire.contracts import (
     ContractError,
     Mode,
@@ -44,7 +43,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-err = Console(stderr=True)
+err = console(stderr=True)
 
 ModulesArg = Annotated[
     list[str],
@@ -68,7 +67,7 @@ _CONTENT_TYPES = {"json": "application/json", "msgpack": "application/msgpack"}
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(
-        printable(f"eventwire: {message}"),
+        printable(f"eventwire: {one_line(message)}"),
         style="red",
         markup=False,
         highlight=False,
