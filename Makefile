@@ -21,14 +21,14 @@ $(STAMP): pyproject.toml devkit/pyproject.toml
 # Fetch the pinned Apache Kafka jars with Maven (skipped when cached or when
 # KAFKA_HOME names a distribution). Without Java this prints why and goes on
 # (the demo then falls back to the in-memory transport), unless
-# EVENTWIRE_DEVKIT_STRICT=1. `eventwire broker` comes from ./devkit.
+# EVENTWIRE_DEVKIT_STRICT=1 (or CI=true). `eventwire broker` comes from ./devkit.
 kafka-jars: $(STAMP)
 	$(BIN)/eventwire broker fetch
 
 # Build the pinned Schema Registry (Apicurio, Confluent-compatible API) once with Maven
 # into ~/.cache/eventwire/registry/<version>/ (about 55 s cold, then cached). Without
 # Java or Maven this warns and goes on (the registry tests skip), unless
-# EVENTWIRE_DEVKIT_STRICT=1. `eventwire registry` comes from ./devkit.
+# EVENTWIRE_DEVKIT_STRICT=1 (or CI=true). `eventwire registry` comes from ./devkit.
 registry-build: $(STAMP)
 	$(BIN)/eventwire registry fetch
 
@@ -45,7 +45,7 @@ postgres:
 # The official AsyncAPI CLI (@asyncapi/cli, pinned with its lockfile in the devkit), which
 # the contract tests validate exported documents with: installed once with npm into
 # ~/.cache/eventwire/asyncapi-cli/<version>/ (about 2 minutes the first time). Without
-# node/npm this prints why and goes on (those tests skip), unless EVENTWIRE_DEVKIT_STRICT=1.
+# node/npm this prints why and goes on (those tests skip), unless EVENTWIRE_DEVKIT_STRICT=1 (or CI=true).
 asyncapi-cli: $(STAMP)
 	$(BIN)/python -m eventwire_devkit.asyncapi
 

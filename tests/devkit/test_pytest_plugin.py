@@ -44,31 +44,63 @@ class TestOptIn:
         result.assert_outcomes(skipped=1)
 
 
+# A resource the test cannot do without is missing, with a cause on a second line: the
+# skip-or-fail decision without starting anything.
+UNAVAILABLE = """
+from eventwire_devkit.pytest_plugin import unavailable
+
+def test_needs_a_broker():
+    unavailable("could not start a local Kafka cluster: formatting failed:\\njava.lang.ClassNotFoundException: kafka.Kafka")
+"""
+
+
 @pytest.mark.usefixtures("clean_env")
 class TestStrictSwitch:
-    def test_unavailable_broker_skips_by_default(self, pytester: pytest.Pytester) -> None:
-        """Without the switch, a cluster that cannot run skips the test, with the reason."""
-        pytester.makepyfile(NEEDS_LOCAL_CLUSTER)
-        result = pytester.runpytest_subprocess("-p", PLUGIN, "--kafka-bootstrap=127.0.0.1:9", "-rs")
+    def test_unavailable_skips_by_default_with_the_whole_reason(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        """Without the switch, a missing resource skips the test; the reason is given whole,
+        on one line (its first line alone ended at "failed:", before the cause)."""
+        pytester.makepyfile(UNAVAILABLE)
+        result = pytester.runpytest_subprocess("-p", PLUGIN, "-rs")
         result.assert_outcomes(skipped=1)
-        result.stdout.fnmatch_lines(["*external cluster is configured*"])
+        result.stdout.fnmatch_lines(["*formatting failed: java.lang.ClassNotFoundException*"])
 
-    def test_ci_alone_does_not_switch_it_on(
+    def test_ci_switches_it_on(
         self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """``CI=true``, which most CI systems set, still skips."""
+        """``CI=true``, which CI services set, fails instead of skipping: a CI run never
+        passes by skipping."""
         monkeypatch.setenv("CI", "true")
-        pytester.makepyfile(NEEDS_LOCAL_CLUSTER)
-        result = pytester.runpytest_subprocess("-p", PLUGIN, "--kafka-bootstrap=127.0.0.1:9")
-        result.assert_outcomes(skipped=1)
+        pytester.makepyfile(UNAVAILABLE)
+        result = pytester.runpytest_subprocess("-p", PLUGIN)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*strict mode: failing instead of skipping*"])
+
+    def test_ci_with_the_variable_off_skips(
+        self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``EVENTWIRE_DEVKIT_STRICT=0`` keeps the skips in a CI run that wants them."""
+        monkeypatch.setenv("CI", "true")
+        monkeypatch.setenv("EVENTWIRE_DEVKIT_STRICT", "0")
+        pytester.makepyfile(UNAVAILABLE)
+        pytester.runpytest_subprocess("-p", PLUGIN).assert_outcomes(skipped=1)
+
+    def test_a_value_that_is_no_switch_is_a_usage_error(
+        self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``EVENTWIRE_DEVKIT_STRICT=on`` used to mean "not strict" silently."""
+        monkeypatch.setenv("EVENTWIRE_DEVKIT_STRICT", "on")
+        pytester.makepyfile(UNAVAILABLE)
+        result = pytester.runpytest_subprocess("-p", PLUGIN)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*EVENTWIRE_DEVKIT_STRICT='on' is not a switch*"])
 
     def test_option_fails_instead(self, pytester: pytest.Pytester) -> None:
         """``--eventwire-strict`` turns the skip into a failure."""
-        pytester.makepyfile(NEEDS_LOCAL_CLUSTER)
-        result = pytester.runpytest_subprocess(
-            "-p", PLUGIN, "--kafka-bootstrap=127.0.0.1:9", "--eventwire-strict"
-        )
-        result.assert_outcomes(errors=1)
+        pytester.makepyfile(UNAVAILABLE)
+        result = pytester.runpytest_subprocess("-p", PLUGIN, "--eventwire-strict")
+        result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(["*strict mode: failing instead of skipping*"])
 
     def test_variable_fails_instead(
@@ -76,9 +108,21 @@ class TestStrictSwitch:
     ) -> None:
         """``EVENTWIRE_DEVKIT_STRICT=1`` does the same as the option."""
         monkeypatch.setenv("EVENTWIRE_DEVKIT_STRICT", "1")
+        pytester.makepyfile(UNAVAILABLE)
+        result = pytester.runpytest_subprocess("-p", PLUGIN)
+        result.assert_outcomes(failed=1)
+
+    def test_an_external_cluster_skips_the_fault_fixtures_even_when_strict(
+        self, pytester: pytest.Pytester
+    ) -> None:
+        """An external cluster is a choice, not a failure: ``kafka_cluster`` skips, also in
+        strict mode (it errored there)."""
         pytester.makepyfile(NEEDS_LOCAL_CLUSTER)
-        result = pytester.runpytest_subprocess("-p", PLUGIN, "--kafka-bootstrap=127.0.0.1:9")
-        result.assert_outcomes(errors=1)
+        result = pytester.runpytest_subprocess(
+            "-p", PLUGIN, "--kafka-bootstrap=127.0.0.1:9", "--eventwire-strict", "-rs"
+        )
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*external cluster is configured*"])
 
     def test_unavailable_at_module_level(
         self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
@@ -93,3 +137,33 @@ class TestStrictSwitch:
         pytester.runpytest_subprocess("-p", PLUGIN).assert_outcomes(skipped=1)
         monkeypatch.setenv("EVENTWIRE_DEVKIT_STRICT", "yes")
         pytester.runpytest_subprocess("-p", PLUGIN).assert_outcomes(errors=1)
+
+
+# The first test stops the session cluster's only node and fails before restarting it;
+# the second needs the cluster whole again.
+LEAVES_A_FAULT = """
+def test_an_outage_test_that_fails_half_way(kafka_cluster):
+    kafka_cluster.stop_node(1)
+    assert False, "failed before restarting the node"
+
+def test_a_later_test_gets_a_working_topic(kafka_topic, kafka_bootstrap):
+    from confluent_kafka import Producer
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 20000})
+    errors = []
+    producer.produce(kafka_topic, b"v", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(25)
+    assert errors == [None]
+"""
+
+
+@pytest.mark.kafka
+@pytest.mark.usefixtures("clean_env")
+def test_a_fault_a_test_leaves_behind_does_not_break_the_next_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that stopped a node of the session cluster and failed before restarting it
+    left every later ``kafka_topic`` test erroring after 30 s: the cluster is healed after
+    a test that asked for it, and before each ``kafka_topic``."""
+    pytester.makepyfile(LEAVES_A_FAULT)
+    result = pytester.runpytest_subprocess("-p", PLUGIN, "--eventwire-strict", timeout=300)
+    result.assert_outcomes(passed=1, failed=1)

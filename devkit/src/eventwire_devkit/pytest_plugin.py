@@ -29,9 +29,14 @@ time a test asks for them):
 
 With an external cluster, ``kafka_cluster`` and ``kafka_cluster3`` cannot inject faults and
 skip. When no cluster (or registry) can be started (no Java, Maven failed, startup timeout)
-the test skips with the reason -- except in strict mode (``--eventwire-strict``, or the
-environment variable ``EVENTWIRE_DEVKIT_STRICT=1``), where it fails instead. ``CI=true``
-alone does not switch it on. :func:`unavailable` gives your own tests the same skip-or-fail rule.
+the test skips with the reason -- except in strict mode (``--eventwire-strict``, the
+environment variable ``EVENTWIRE_DEVKIT_STRICT=1``, or ``CI=true`` unless
+``EVENTWIRE_DEVKIT_STRICT=0``), where it fails instead: a CI run never passes by skipping.
+:func:`unavailable` gives your own tests the same skip-or-fail rule.
+
+A test that leaves a fault behind (a node stopped or paused) does not break the next ones:
+``kafka_topic`` heals the local cluster first, and a test that requested a local cluster
+fixture heals it when it ends.
 
 Tests that request these fixtures by name get the ``kafka`` marker (``cluster3`` for the
 3-node ones; the registry fixtures get ``schema_registry``), so ``-m "not kafka"`` deselects
@@ -106,7 +111,10 @@ _strict = False
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``kafka`` and ``cluster3`` markers; read the strict switch."""
     global _strict  # noqa: PLW0603 - read at collection time too, where no config is at hand
-    _strict = bool(config.getoption("--eventwire-strict")) or strict_from_env()
+    try:
+        _strict = bool(config.getoption("--eventwire-strict")) or strict_from_env()
+    except ValueError as exc:  # a typo in EVENTWIRE_DEVKIT_STRICT
+        raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "kafka: needs a real Apache Kafka broker")
     config.addinivalue_line("markers", "cluster3: needs the 3-node local Kafka cluster")
     config.addinivalue_line("markers", "schema_registry: needs a real Schema Registry")
@@ -125,7 +133,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def strict() -> bool:
-    """Return True in strict mode: ``--eventwire-strict`` or ``EVENTWIRE_DEVKIT_STRICT=1``."""
+    """Return True in strict mode (fail, never skip, for a missing resource).
+
+    That is ``--eventwire-strict``, ``EVENTWIRE_DEVKIT_STRICT=1``, or ``CI=true`` without
+    ``EVENTWIRE_DEVKIT_STRICT=0``.
+    """
     return _strict or strict_from_env()
 
 
@@ -141,7 +153,9 @@ def unavailable(reason: str) -> NoReturn:
     """
     if strict():
         pytest.fail(f"{reason}\n(strict mode: failing instead of skipping)", pytrace=False)
-    pytest.skip(reason.splitlines()[0] if reason else "unavailable", allow_module_level=True)
+    # the whole reason on one line: its first line alone is often "...failed:" (the cause
+    # follows it)
+    pytest.skip(" ".join(reason.split()) or "unavailable", allow_module_level=True)
 
 
 def _external_bootstrap(config: pytest.Config) -> str | None:
@@ -161,8 +175,8 @@ def _run_cluster(
     security: str = "plaintext",
 ) -> Iterator[LocalKafkaCluster]:
     external = _external_bootstrap(config)
-    if external is not None:
-        unavailable(
+    if external is not None:  # a choice, not a failure: a skip even in strict mode
+        pytest.skip(
             f"needs a local {nodes}-node cluster it can inject faults into, but an external "
             f"cluster is configured ({external})"
         )
@@ -253,6 +267,8 @@ def kafka_topic(request: pytest.FixtureRequest, _eventwire_kafka_admin: Any) -> 
 
     name = _topic_name(request.node.name)
     try:
+        if _external_bootstrap(request.config) is None:  # a fault an earlier test left
+            request.getfixturevalue("kafka_cluster").heal()
         admin.create_topic(_eventwire_kafka_admin, name, 3, -1, config=None, timeout=30.0)
     except KafkaClusterError as exc:
         pytest.fail(f"could not create topic {name}: {exc}", pytrace=False)
@@ -280,6 +296,25 @@ def kafka_topic3(
         kafka_cluster3.delete_topic(name, timeout=10.0)
     except KafkaClusterError:
         pass  # best effort
+
+
+@pytest.fixture(autouse=True)
+def _eventwire_heal_local_clusters(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that requested a local cluster fixture: heal the clusters it used.
+
+    A fault the test left (a node it stopped and never restarted, say because it failed
+    first) would otherwise break every later test on that session-wide cluster.
+    """
+    yield
+    for name in _LOCAL_CLUSTERS & set(request.fixturenames):
+        with contextlib.suppress(Exception):  # not started (skipped), or not healable
+            cluster: LocalKafkaCluster = request.getfixturevalue(name)
+            cluster.heal()
+
+
+_LOCAL_CLUSTERS = frozenset(
+    {"kafka_cluster", "kafka_cluster3", "kafka_secure_cluster", "kafka_secure_cluster3"}
+)
 
 
 # -- Schema Registry ---------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def wait_ready(nodes: Sequence[Node], listed: Callable[[], set[int]], deadline: 
                 code = node.process.returncode if node.process is not None else None
                 raise ClusterStartError(
                     f"Kafka node {node.node_id} exited with code {code} while starting; "
-                    f"log in {node.directory}:\n{node.log_tail()}"
+                    f"the end of its log (removed with the cluster's data):\n{node.log_tail()}"
                 )
         if all(port_open(n.port, 0.2) for n in nodes):
             seen = listed()
