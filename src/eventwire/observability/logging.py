@@ -78,7 +78,8 @@ event                             level   fields
                                           ``with``/``async with`` body raised, then
                                           ``close()`` raised too: the body's exception
                                           goes on, with this error as a note
-``settle_hook_failed``            error   ``event_id`` (with the traceback) -- a
+``settle_hook_failed``            error   ``event_id`` (and ``topic`` for an abandoned
+                                          event), with the traceback -- a
                                           metrics/breaker/asyncio hook raised at settle
 ``span_end_failed``               error   ``event_id``, ``topic`` (with the traceback) --
                                           ending the event's span raised
