@@ -198,7 +198,14 @@ class AsyncPublisher(Facade):
         bridge = self._bridge
         if bridge is None or not bridge.on_loop():
             bridge = self._bind()
-        record = core.prepare(event, event_id, headers)
+        return self._enqueue(core.prepare(event, event_id, headers), bridge)
+
+    def _enqueue(self, record: Record, bridge: LoopBridge) -> asyncio.Future[DeliveryResult]:
+        """Hand a prepared record to the outbox or the producer; its future resolves at the ack.
+
+        Raises as :meth:`publish_nowait` does once the record is prepared (its handle is
+        then settled: nothing is left in flight).
+        """
         fut: asyncio.Future[DeliveryResult] = bridge.loop.create_future()
         record.handle._afut = fut
         outbox = self._outbox
@@ -265,14 +272,35 @@ class AsyncPublisher(Facade):
         """
         batch = batch_events(events, self._core.is_event)
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[DeliveryResult]] = []
+        core = self._core
+        # Every event is prepared first (an invalid one fails alone), so that one ``send``
+        # span covers the batch, as with Publisher.publish_many.
+        slots: list[Record | EventwireError] = []
         for event in batch:
             try:
-                futures.append(self.publish_nowait(event))
+                if core.unusable:
+                    core.check_usable()
+                slots.append(core.prepare(event, None, None, traced=False))
             except EventwireError as exc:
-                failed: asyncio.Future[DeliveryResult] = loop.create_future()
-                failed.set_exception(exc)
-                futures.append(failed)
+                slots.append(exc)
+        prepared = [slot for slot in slots if isinstance(slot, Record)]
+        tracker = core.trace_batch(prepared) if prepared else None
+        futures: list[asyncio.Future[DeliveryResult]] = []
+        for slot in slots:
+            if isinstance(slot, Record):
+                try:
+                    bridge = self._bridge
+                    if bridge is None or not bridge.on_loop():
+                        bridge = self._bind()
+                    futures.append(self._enqueue(slot, bridge))
+                    continue
+                except EventwireError as exc:
+                    if tracker is not None and not slot.handle._done:
+                        tracker.unsent(1)  # never handed over: it will not settle
+                    slot = exc  # noqa: PLW2901 - the event's error takes its place
+            failed: asyncio.Future[DeliveryResult] = loop.create_future()
+            failed.set_exception(slot)
+            futures.append(failed)
         results = await asyncio.gather(*futures, return_exceptions=True)
         return cast("list[DeliveryResult | EventwireError]", results)
 

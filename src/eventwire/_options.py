@@ -44,9 +44,8 @@ class PublisherOptions(TypedDict, total=False):
       else BrokerUnavailableError; None skips the check.
     * ``tracer_provider`` / ``propagator`` / ``meter_provider``: OpenTelemetry; the
       global ones by default.
-    * ``trace_create_spans``: ``Publisher.publish_many`` makes a ``create`` span per
-      event besides the batch's one ``send`` span (off: one span per batch).
-      ``AsyncPublisher.publish_many`` makes one ``send`` span per event either way.
+    * ``trace_create_spans``: ``publish_many`` makes a ``create`` span per event
+      besides the batch's one ``send`` span (off: one span per batch).
     * ``circuit_breaker``: True or a :class:`CircuitBreaker`: fail fast with
       CircuitOpenError while Kafka is unreachable (off by default).
     * ``producer_restarts``: producer replacements after fatal errors allowed in any

@@ -605,6 +605,57 @@ class TestBatchSpan:
         assert ids == [(0xABC, 0xDEF, 1)] * 3
 
 
+class TestAsyncBatchSpan:
+    """AsyncPublisher.publish_many: one `send` span per batch too (it made one per event)."""
+
+    def test_one_send_span_for_the_batch_and_an_invalid_event_fails_alone(
+        self, tracing: Tracing, transport: MemoryTransport
+    ) -> None:
+        """Three valid events and one unroutable: the three share one PRODUCER span
+        (message_count 3) whose context each record carries; the fourth gets its error."""
+        from eventwire import AsyncPublisher
+
+        async def main() -> list[Any]:
+            async with AsyncPublisher(
+                transport=transport, source="urn:test", tracer_provider=tracing.provider
+            ) as pub:
+                return await pub.publish_many(
+                    [order(1), Unrouted(order_id="x"), order(2), order(3)]
+                )
+
+        results = asyncio.run(main())
+        assert isinstance(results[1], RoutingError)
+        assert [r.offset >= 0 for r in results if not isinstance(r, Exception)] == [True] * 3
+        [span] = tracing.spans()
+        assert span.kind is SpanKind.PRODUCER
+        assert span.status.status_code is StatusCode.UNSET
+        assert span.attributes is not None
+        assert span.attributes["messaging.batch.message_count"] == 3
+        records = transport.records()
+        assert len(records) == 3
+        for record in records:
+            trace_id, span_id, _ = traceparent_ids(headers_of(record)["traceparent"])
+            assert (trace_id, span_id) == (span.context.trace_id, span.context.span_id)
+
+    def test_create_spans_when_asked(self, tracing: Tracing, transport: MemoryTransport) -> None:
+        """trace_create_spans=True: a `create` span per event and one CLIENT send span."""
+        from eventwire import AsyncPublisher
+
+        async def main() -> None:
+            async with AsyncPublisher(
+                transport=transport,
+                source="urn:test",
+                tracer_provider=tracing.provider,
+                trace_create_spans=True,
+            ) as pub:
+                await pub.publish_many([order(n) for n in range(3)])
+
+        asyncio.run(main())
+        assert [c.name for c in tracing.spans("create ")] == ["create orders"] * 3
+        [send] = tracing.spans()
+        assert send.kind is SpanKind.CLIENT
+
+
 class CountingIds(IdGenerator):
     """The application's own id generator: sequential ids, counted."""
 

@@ -272,10 +272,15 @@ def finish_span(span: Span, msg: ReportMessage | None, failure: DeliveryFailure 
             # Only what Kafka told: no offset with acks=0, and -1 for a row another
             # process's relay shipped (that relay saw where it went).
             partition, offset = msg.partition(), msg.offset()
-            if partition is not None and partition >= 0:
+            if partition is not None and partition >= 0 and offset is not None and offset >= 0:
+                span.set_attributes(  # the common case: one call into the SDK
+                    {
+                        "messaging.destination.partition.id": str(partition),
+                        "messaging.kafka.offset": offset,
+                    }
+                )
+            elif partition is not None and partition >= 0:
                 span.set_attribute("messaging.destination.partition.id", str(partition))
-            if offset is not None and offset >= 0:
-                span.set_attribute("messaging.kafka.offset", offset)
     elif failure.error_class is ErrorClass.DEFERRED:
         _defer(span, failure)
     else:
