@@ -167,3 +167,19 @@ def test_a_fault_a_test_leaves_behind_does_not_break_the_next_tests(
     pytester.makepyfile(LEAVES_A_FAULT)
     result = pytester.runpytest_subprocess("-p", PLUGIN, "--eventwire-strict", timeout=300)
     result.assert_outcomes(passed=1, failed=1)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_an_unreachable_external_cluster_fails_each_test_once_asked_naming_the_option(
+    pytester: pytest.Pytester,
+) -> None:
+    """``--kafka-bootstrap`` naming a cluster that does not answer: the session asks it once
+    and every ``kafka_topic`` test errors with that answer, naming the option (each used to
+    wait 30 s for its own topic and say only "could not create topic")."""
+    pytester.makepyfile("\n".join(f"def test_{n}(kafka_topic):\n    pass\n" for n in range(3)))
+    result = pytester.runpytest_subprocess("-p", PLUGIN, "--kafka-bootstrap=127.0.0.1:9")
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        ["*external Kafka cluster 127.0.0.1:9 (--kafka-bootstrap or EVENTWIRE_BOOTSTRAP)*"]
+    )
+    assert "could not create topic" not in result.stdout.str()

@@ -147,11 +147,16 @@ class LocalKafkaCluster:
         """Configure a cluster; nothing runs until :meth:`start`.
 
         Raises:
-            ValueError: ``nodes`` < 1, or ``security`` is not ``"plaintext"``/``"sasl_ssl"``.
+            ValueError: ``nodes`` is not an int >= 1, ``jvm_args`` is one string (not a
+                sequence of arguments), or ``security`` is not ``"plaintext"``/``"sasl_ssl"``.
 
         """
-        if nodes < 1:
-            raise ValueError("nodes must be >= 1")
+        if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
+            raise ValueError(f"nodes must be an int >= 1, not {nodes!r}")
+        if isinstance(jvm_args, str):  # list("-Xmx512m") would be its characters
+            raise ValueError(
+                f"jvm_args is a sequence of arguments, not one string: pass [{jvm_args!r}]"
+            )
         if security not in _security.SECURITY_MODES:
             raise ValueError(
                 f"security must be one of {', '.join(_security.SECURITY_MODES)}, not {security!r}"
@@ -510,8 +515,8 @@ class LocalKafkaCluster:
             raise KafkaClusterError(f"cluster {self.cluster_id} is not running ({self._state})")
         try:
             return self._nodes[node]
-        except KeyError:
-            raise ValueError(f"no node {node}; node ids are {self.node_ids}") from None
+        except (KeyError, TypeError):  # TypeError: unhashable
+            raise ValueError(f"no node {node!r}; node ids are the ints {self.node_ids}") from None
 
     def _admin_client(self) -> Any:
         """Return an AdminClient bootstrapped only with running, unpaused nodes.

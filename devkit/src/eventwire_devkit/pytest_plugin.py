@@ -238,8 +238,12 @@ def kafka_secure_cluster(request: pytest.FixtureRequest) -> Iterator[LocalKafkaC
 
 @pytest.fixture(scope="session")
 def kafka_secure_cluster3(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
-    """Session-wide 3-node ``security="sasl_ssl"`` cluster (RF 3, min ISR 2)."""
-    yield from _run_cluster(request.config, 3, security="sasl_ssl")
+    """Session-wide 3-node ``security="sasl_ssl"`` cluster (RF 3, min ISR 2).
+
+    With the fault-detection settings of ``kafka_cluster3`` (:data:`CLUSTER3_OVERRIDES`),
+    so a fault test behaves the same on both.
+    """
+    yield from _run_cluster(request.config, 3, CLUSTER3_OVERRIDES, security="sasl_ssl")
 
 
 @pytest.fixture(scope="session")
@@ -253,10 +257,26 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def _eventwire_kafka_admin(kafka_bootstrap: str) -> Any:
-    from eventwire_devkit._kafka.admin import new_admin  # noqa: PLC0415
+def _eventwire_kafka_admin(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Any:
+    from confluent_kafka import KafkaException  # noqa: PLC0415
 
-    return new_admin(kafka_bootstrap)
+    from eventwire_devkit._kafka.admin import broker_ids, new_admin  # noqa: PLC0415
+
+    admin = new_admin(kafka_bootstrap)
+    external = _external_bootstrap(request.config)
+    if external is not None:
+        # Asked once per session: an unreachable cluster fails every test at once (this
+        # error is cached for the session), instead of a 30 s topic creation in each.
+        try:
+            broker_ids(admin, timeout=10.0)
+        except KafkaException as exc:
+            pytest.fail(
+                f"the external Kafka cluster {external} (--kafka-bootstrap or "
+                f"{ENV_BOOTSTRAP}) did not answer a Metadata request within 10 s: "
+                f"{exc.args[0] if exc.args else exc}",
+                pytrace=False,
+            )
+    return admin
 
 
 @pytest.fixture
