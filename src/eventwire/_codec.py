@@ -249,7 +249,7 @@ class _MsgspecCodec:
         try:
             result: T = decoder.decode(data)
         except ValueError as exc:  # msgspec.DecodeError, pydantic's ValidationError
-            reason = validation_message(exc)
+            reason = validation_message(exc, type)
             # pydantic's error quotes the input values: not kept as the cause either
             raise SerializationError(
                 f"cannot decode {self.content_type} bytes as {type.__qualname__}: {reason}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from typing import Any, TypeVar
 
 import msgspec
@@ -156,33 +157,101 @@ def from_builtins(obj: Any, cls: type[T]) -> T:
     return msgspec.convert(obj, cls)
 
 
-def validation_message(exc: BaseException) -> str:
-    """What a validation error says, without the input values it quotes.
+def validation_message(exc: BaseException, cls: type | None = None) -> str:
+    """What a validation error says, without the values of the record it quotes.
 
     pydantic's ``ValidationError`` text quotes each offending input
     (``input_value='...'``), which is payload data (maybe personal data) that must
-    not reach error messages or logs: its errors are listed by location, message
-    and type only. Any other error (msgspec's name the path and the expected type,
-    never the value) is its own text.
+    not reach error messages or logs. Its errors are listed by location, message and
+    type only, and even those leave data out: a location part that is not a field
+    name, alias or model name of ``cls`` (a dict key) is shown as ``[...]``, and a
+    message that pydantic built from the input (a union's tag, a parser's complaint,
+    a validator's own text) as "the value is not valid". Any other error (msgspec's
+    name the path and the expected type, never the value) is its own text.
     """
     errors = getattr(exc, "errors", None)
     if not (callable(errors) and hasattr(exc, "error_count") and hasattr(exc, "title")):
         return str(exc)
     try:
-        found: list[dict[str, Any]] = errors(
-            include_url=False, include_input=False, include_context=False
-        )
+        found: list[dict[str, Any]] = errors(include_url=False, include_input=False)
     except TypeError:  # not pydantic's: its own text
         return str(exc)
+    words = _schema_words(cls) if cls is not None else frozenset()
     parts = [
-        f"{'.'.join(map(str, e.get('loc', ()))) or '(value)'}: {e.get('msg', '?')} "
-        f"[type={e.get('type', '?')}]"
+        f"{_location(e.get('loc', ()), words)}: {_safe_message(e)} [type={e.get('type', '?')}]"
         for e in found
     ]
     count = len(found)
     return f"{count} validation error{'s' if count != 1 else ''} for {exc.title}: " + "; ".join(
         parts
     )
+
+
+#: Context keys of a pydantic error that come from the schema, not from the input: a
+#: message rendered from only these is safe to show.
+_SCHEMA_CONTEXT = frozenset(
+    {
+        "expected",
+        "expected_tags",
+        "discriminator",
+        "pattern",
+        "max_length",
+        "min_length",
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "multiple_of",
+        "max_digits",
+        "decimal_places",
+        "whole_digits",
+        "class_name",
+    }
+)
+
+
+def _safe_message(error: dict[str, Any]) -> str:
+    context = error.get("ctx") or {}
+    if set(context) <= _SCHEMA_CONTEXT:
+        return str(error.get("msg", "?"))
+    return "the value is not valid"  # the message quotes the input (or a validator's text)
+
+
+def _location(loc: Any, words: frozenset[str]) -> str:
+    shown = []
+    for part in loc:
+        if isinstance(part, int):
+            shown.append(f"[{part}]")
+        else:
+            shown.append(str(part) if part in words else "[...]")
+    return ".".join(shown).replace(".[", "[") or "(value)"
+
+
+def _schema_words(cls: type) -> frozenset[str]:
+    """Field names, aliases and model names reachable from ``cls``'s annotations."""
+    words: set[str] = set()
+    seen: set[int] = set()
+    todo: list[Any] = [cls]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        fields = getattr(node, "model_fields", None) if isinstance(node, type) else None
+        if isinstance(fields, dict):
+            words.add(node.__name__)
+            for name, field in fields.items():
+                words.add(name)
+                aliases = (field.alias, field.validation_alias, field.serialization_alias)
+                words.update(a for a in aliases if isinstance(a, str))
+                todo.append(field.annotation)
+        elif isinstance(node, type) and dataclasses.is_dataclass(node):
+            words.add(node.__name__)
+            for f in dataclasses.fields(node):
+                words.add(f.name)
+                todo.append(f.type)
+        todo.extend(typing.get_args(node))
+    return frozenset(words)
 
 
 def json_schema(cls: type) -> dict[str, Any]:

@@ -1028,3 +1028,35 @@ class TestHostileRecords:
         assert "[type=int_parsing]" in err.reason
         whole = "".join(traceback.format_exception(err))
         assert "4111" not in whole
+
+    def test_pydantic_errors_leave_out_dict_keys_and_quoted_inputs(self) -> None:
+        """Data also hides in pydantic's error locations (a dict key) and in messages it
+        builds from the input (a discriminator's tag): shown as [...] and "the value is not
+        valid"; field names, list indexes and schema-made messages stay."""
+        from typing import Annotated, Literal
+
+        pydantic = pytest.importorskip("pydantic")
+        from eventwire import JsonCodec
+
+        class A(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+            kind: Literal["a"]
+
+        class B(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+            kind: Literal["b"]
+
+        class Scores(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+            scores: dict[str, int]
+            items: list[int]
+            item: Annotated[A | B, pydantic.Field(discriminator="kind")]
+
+        data = (
+            b'{"scores": {"alice@example.com": "x"}, "items": [1, "2x"],'
+            b' "item": {"kind": "ssn-123-45-6789"}}'
+        )
+        with pytest.raises(SerializationError) as info:
+            JsonCodec().decode(data, Scores)
+        text = str(info.value)
+        assert "alice" not in text and "ssn-123" not in text and "2x" not in text
+        assert "scores[...]: Input should be a valid integer" in text
+        assert "items[1]: Input should be a valid integer" in text
+        assert "item: the value is not valid [type=union_tag_invalid]" in text

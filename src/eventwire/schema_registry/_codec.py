@@ -296,7 +296,7 @@ class _RegistryCodec:
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
             raise SerializationError(
                 f"cannot decode a {type.__qualname__} from topic {ctx.topic!r}: the record "
-                f"does not fit it: {_shapes.validation_message(exc)}"
+                f"does not fit it: {_shapes.validation_message(exc, type)}"
             ) from None
 
     # -- errors ---------------------------------------------------------------------------
