@@ -272,9 +272,59 @@ class AsyncPublisher(Facade):
         """
         batch = batch_events(events, self._core.is_event)
         loop = asyncio.get_running_loop()
+        slots, bridge = self._prepare_batch(batch)
+        prepared = [slot for slot in slots if isinstance(slot, Record)]
+        tracker = self._core.trace_batch(prepared) if prepared else None
+        futures: list[asyncio.Future[DeliveryResult]] = []
+        handed = 0  # of ``prepared``: handed to the sink, or settled trying
+        sending: Record | None = None  # the one being handed over
+        try:
+            for slot in slots:
+                if not isinstance(slot, Record):
+                    error = slot
+                else:
+                    assert bridge is not None
+                    handed += 1
+                    sending = slot
+                    try:
+                        futures.append(self._enqueue(slot, bridge))
+                        sending = None
+                        continue
+                    except EventwireError as exc:
+                        if tracker is not None and not slot.handle._done:
+                            tracker.unsent(1)  # never handed over: it will not settle
+                        sending = None
+                        error = exc
+                failed: asyncio.Future[DeliveryResult] = loop.create_future()
+                failed.set_exception(error)
+                futures.append(failed)
+        except BaseException:
+            # An error no event can own (a transport's bug, a cancellation): the batch
+            # span still ends; the events after this one were never sent.
+            if tracker is not None:
+                if sending is not None and not sending.handle._done:
+                    tracker.unsent(1)
+                tracker.unsent(len(prepared) - handed)
+            raise
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return cast("list[DeliveryResult | EventwireError]", results)
+
+    def _prepare_batch(
+        self, batch: list[Any]
+    ) -> tuple[list[Record | EventwireError], LoopBridge | None]:
+        """Each event's record, or its error (an invalid event fails alone), and the bridge.
+
+        Every event is prepared before any is sent, so that one ``send`` span covers
+        the batch, as with Publisher.publish_many. A publisher bound to another loop
+        prepares nothing: each event gets that error.
+        """
         core = self._core
-        # Every event is prepared first (an invalid one fails alone), so that one ``send``
-        # span covers the batch, as with Publisher.publish_many.
+        try:
+            bridge = self._bridge
+            if bridge is None or not bridge.on_loop():
+                bridge = self._bind()
+        except EventwireError as exc:
+            return [exc] * len(batch), None
         slots: list[Record | EventwireError] = []
         for event in batch:
             try:
@@ -283,26 +333,7 @@ class AsyncPublisher(Facade):
                 slots.append(core.prepare(event, None, None, traced=False))
             except EventwireError as exc:
                 slots.append(exc)
-        prepared = [slot for slot in slots if isinstance(slot, Record)]
-        tracker = core.trace_batch(prepared) if prepared else None
-        futures: list[asyncio.Future[DeliveryResult]] = []
-        for slot in slots:
-            if isinstance(slot, Record):
-                try:
-                    bridge = self._bridge
-                    if bridge is None or not bridge.on_loop():
-                        bridge = self._bind()
-                    futures.append(self._enqueue(slot, bridge))
-                    continue
-                except EventwireError as exc:
-                    if tracker is not None and not slot.handle._done:
-                        tracker.unsent(1)  # never handed over: it will not settle
-                    slot = exc  # noqa: PLW2901 - the event's error takes its place
-            failed: asyncio.Future[DeliveryResult] = loop.create_future()
-            failed.set_exception(slot)
-            futures.append(failed)
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        return cast("list[DeliveryResult | EventwireError]", results)
+        return slots, bridge
 
     async def stage(
         self,

@@ -656,6 +656,60 @@ class TestAsyncBatchSpan:
         assert send.kind is SpanKind.CLIENT
 
 
+class _RaisesOnSecondSend(MemoryTransport):
+    """A transport with a bug: its second send raises something no event owns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends = 0
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        self.sends += 1
+        if self.sends == 2:
+            raise RuntimeError("a transport bug")
+        return super().send(*args, **kwargs)
+
+
+class TestAsyncBatchSpanEnds:
+    def test_an_unexpected_error_mid_batch_still_ends_the_span(self, tracing: Tracing) -> None:
+        """The error propagates (as before), and the batch span ends: the events after it
+        were never sent and are counted off."""
+        from eventwire import AsyncPublisher
+
+        async def main() -> None:
+            pub = AsyncPublisher(
+                transport=_RaisesOnSecondSend(), source="urn:test", tracer_provider=tracing.provider
+            )
+            with pytest.raises(RuntimeError, match="a transport bug"):
+                await pub.publish_many([order(n) for n in range(4)])
+            await pub.close(1)
+
+        asyncio.run(main())
+        [span] = tracing.spans()
+        assert span.attributes is not None
+        assert span.attributes["messaging.batch.message_count"] == 4
+
+    def test_a_publisher_of_another_loop_traces_nothing(self, tracing: Tracing) -> None:
+        """Bound to another loop: each event gets PublisherStateError and no batch span is
+        made for events that were never sent."""
+        from eventwire import AsyncPublisher, PublisherStateError
+
+        pub = AsyncPublisher(
+            transport=MemoryTransport(), source="urn:test", tracer_provider=tracing.provider
+        )
+
+        async def first() -> None:
+            await pub.publish(order(1))
+
+        async def second() -> list[Any]:
+            return await pub.publish_many([order(2), order(3)])
+
+        asyncio.run(first())
+        results = asyncio.run(second())
+        assert [type(r) for r in results] == [PublisherStateError, PublisherStateError]
+        assert len(tracing.spans()) == 1  # the first publish's own span
+
+
 class CountingIds(IdGenerator):
     """The application's own id generator: sequential ids, counted."""
 
