@@ -183,3 +183,53 @@ def test_an_unreachable_external_cluster_fails_each_test_once_asked_naming_the_o
         ["*external Kafka cluster 127.0.0.1:9 (--kafka-bootstrap or EVENTWIRE_BOOTSTRAP)*"]
     )
     assert "could not create topic" not in result.stdout.str()
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_kafka_topic_starts_no_local_cluster_for_a_projects_own_bootstrap(
+    pytester: pytest.Pytester,
+) -> None:
+    """A project that overrides ``kafka_bootstrap`` (its own broker) gets its topics there;
+    ``kafka_topic`` heals only a cluster the plugin runs, and starts none (it started the
+    1-node cluster just to heal it)."""
+    pytester.makeconftest(
+        """
+import pytest
+import eventwire_devkit.kafka as kafka
+import eventwire_devkit._kafka.admin as admin
+
+def _no_start(self, *args, **kwargs):
+    raise kafka.KafkaClusterError("a local cluster was started")
+
+kafka.LocalKafkaCluster.start = _no_start
+admin.create_topic = lambda *args, **kwargs: None  # the project's broker
+admin.delete_topic = lambda *args, **kwargs: None
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    return "127.0.0.1:19092"
+"""
+    )
+    pytester.makepyfile("def test_uses_a_topic(kafka_topic):\n    assert kafka_topic\n")
+    result = pytester.runpytest_subprocess("-p", PLUGIN, "--eventwire-strict")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_broker_fetch_names_a_strict_value_that_is_no_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``EVENTWIRE_DEVKIT_STRICT=on eventwire broker fetch`` exits 2 with one line naming the
+    variable (it printed a ValueError traceback)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setenv("EVENTWIRE_DEVKIT_STRICT", "on")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "eventwire"), "broker", "fetch"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "EVENTWIRE_DEVKIT_STRICT='on' is not a switch" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -304,3 +304,74 @@ class TestPipedOutput:
         assert checked.stderr.startswith("eventwire: ")
         assert "\\x0a" not in checked.stderr and "\\x09" not in checked.stderr
         assert checked.stderr.count("\n") == 1  # one line, wrapped nowhere
+
+
+class TestRelayStartedBeforeItsApplication:
+    """`outbox relay` (not --once) on a database without the outbox table waits for the
+    application to create it, never creating it itself; a signal ends the wait (exit 0)."""
+
+    @staticmethod
+    def _start(db: Path) -> tuple[subprocess.Popen[str], list[str]]:
+        import threading
+
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "eventwire.cli", "outbox", "relay", "--sqlite", str(db),
+             "--bootstrap", "127.0.0.1:9"],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            env={**clean, "COLUMNS": "250"},
+        )  # fmt: skip
+        lines: list[str] = []
+        assert relay.stderr is not None
+        stream = relay.stderr
+        threading.Thread(target=lambda: lines.extend(stream), daemon=True).start()
+        return relay, lines
+
+    @staticmethod
+    def _until(lines: list[str], text: str, relay: subprocess.Popen[str]) -> None:
+        import time
+
+        for _ in range(600):
+            if any(text in line for line in lines):
+                return
+            if relay.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never came; stderr: {lines}")
+
+    def test_it_waits_and_a_signal_ends_the_wait_leaving_the_file_unchanged(
+        self, tmp_path: Path
+    ) -> None:
+        import signal
+        import sqlite3
+
+        db = tmp_path / "app.db"
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+            conn.commit()
+        before = db.read_bytes()
+        relay, lines = self._start(db)
+        try:
+            self._until(lines, "waiting for the application to create it", relay)
+            relay.send_signal(signal.SIGTERM)
+            assert relay.wait(30) == 0, lines
+        finally:
+            relay.kill()
+        assert db.read_bytes() == before
+
+    def test_it_relays_once_the_application_created_the_outbox(self, tmp_path: Path) -> None:
+        import signal
+
+        from eventwire.outbox import SQLiteOutbox
+
+        db = tmp_path / "o.db"
+        db.write_bytes(b"")  # the application's file, before its first start
+        relay, lines = self._start(db)
+        try:
+            self._until(lines, "waiting for the application to create it", relay)
+            SQLiteOutbox(db).close()
+            self._until(lines, "relaying to 127.0.0.1:9", relay)
+            relay.send_signal(signal.SIGTERM)
+            assert relay.wait(60) == 0, lines
+        finally:
+            relay.kill()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["STRICT_ENV", "__version__", "strict_from_env"]
+__all__ = ["STRICT_ENV", "__version__", "strict_from_env", "strict_or_exit"]
 
 #: The version of the ``eventwire-devkit`` distribution (its metadata is built from it).
 __version__ = "0.1.0"
@@ -54,3 +54,14 @@ def strict_from_env() -> bool:
             "when a broker, PostgreSQL or the librdkafka mock is missing) or 0/false/no (skip)"
         )
     return os.environ.get("CI", "").strip().lower() in _YES
+
+
+def strict_or_exit() -> bool:
+    """:func:`strict_from_env` for a command: a value that is no switch exits 2, named."""
+    try:
+        return strict_from_env()
+    except ValueError as exc:
+        import sys  # noqa: PLC0415
+
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from eventwire_devkit import strict_from_env
+from eventwire_devkit import strict_or_exit
 
 __all__ = [
     "ASYNCAPI_CLI_VERSION",
@@ -233,12 +233,13 @@ def validate(path: str | Path, *, cli: Path | None = None, timeout: float = 300.
 
 def main() -> None:
     """``python -m eventwire_devkit.asyncapi``: install the CLI and print its path."""
+    strict = strict_or_exit()  # read first: a bad value is named before any work
     started = time.monotonic()
     try:
         path = ensure_asyncapi_cli(progress=lambda line: print(line, file=sys.stderr))
     except AsyncAPICliUnavailableError as exc:
         print(f"warning: AsyncAPI CLI unavailable: {exc}", file=sys.stderr)
-        raise SystemExit(1 if strict_from_env() else 0) from None
+        raise SystemExit(1 if strict else 0) from None
     print(
         f"AsyncAPI CLI {ASYNCAPI_CLI_VERSION} ready ({time.monotonic() - started:.0f} s)",
         file=sys.stderr,

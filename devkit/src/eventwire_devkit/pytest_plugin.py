@@ -191,9 +191,11 @@ def _run_cluster(
         failure = f"could not start a local {nodes}-node {security} Kafka cluster: {exc}"
     if failure is not None:
         unavailable(failure)
+    _RUNNING[cluster.bootstrap_servers] = cluster
     try:
         yield cluster
     finally:
+        _RUNNING.pop(cluster.bootstrap_servers, None)
         cluster.close()
         if cluster.data_dir is not None:
             leftover = jvm_pids_of(cluster.data_dir)
@@ -280,15 +282,18 @@ def _eventwire_kafka_admin(request: pytest.FixtureRequest, kafka_bootstrap: str)
 
 
 @pytest.fixture
-def kafka_topic(request: pytest.FixtureRequest, _eventwire_kafka_admin: Any) -> Iterator[str]:
+def kafka_topic(
+    request: pytest.FixtureRequest, kafka_bootstrap: str, _eventwire_kafka_admin: Any
+) -> Iterator[str]:
     """A fresh 3-partition topic on ``kafka_bootstrap`` (broker-default RF), deleted after."""
     from eventwire_devkit._kafka import admin  # noqa: PLC0415
     from eventwire_devkit.kafka import KafkaClusterError  # noqa: PLC0415
 
     name = _topic_name(request.node.name)
     try:
-        if _external_bootstrap(request.config) is None:  # a fault an earlier test left
-            request.getfixturevalue("kafka_cluster").heal()
+        serving = _RUNNING.get(kafka_bootstrap)  # one of ours (not an external cluster,
+        if serving is not None:  # nor a project's own kafka_bootstrap): heal what a test left
+            serving.heal()
         admin.create_topic(_eventwire_kafka_admin, name, 3, -1, config=None, timeout=30.0)
     except KafkaClusterError as exc:
         pytest.fail(f"could not create topic {name}: {exc}", pytrace=False)
@@ -331,6 +336,9 @@ def _eventwire_heal_local_clusters(request: pytest.FixtureRequest) -> Iterator[N
             cluster: LocalKafkaCluster = request.getfixturevalue(name)
             cluster.heal()
 
+
+#: The local clusters this plugin started and that still run, by bootstrap servers.
+_RUNNING: dict[str, LocalKafkaCluster] = {}
 
 _LOCAL_CLUSTERS = frozenset(
     {"kafka_cluster", "kafka_cluster3", "kafka_secure_cluster", "kafka_secure_cluster3"}

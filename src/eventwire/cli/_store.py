@@ -30,9 +30,9 @@ import contextlib
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -198,8 +198,14 @@ def _open(
     postgres: str | None,
     postgres_env: str | None,
     config_file: Path | None = None,
+    *,
+    wait: bool = False,
 ) -> tuple[OutboxStore, str | None]:
-    """:func:`open_store`, and the PostgreSQL DSN it used (None for SQLite)."""
+    """:func:`open_store`, and the PostgreSQL DSN it used (None for SQLite).
+
+    ``wait``: a database without the outbox table is waited for (see
+    :func:`_wait_for_outbox`) instead of refused.
+    """
     given = [name for name, v in (("--sqlite", sqlite), ("--postgres", postgres)) if v]
     if postgres_env is not None:
         given.append("--postgres-env")
@@ -221,7 +227,7 @@ def _open(
         sqlite = configured.get("sqlite")
         dsn = configured.get("postgres")
     if sqlite:
-        return _open_sqlite(Path(sqlite)), None
+        return _open_sqlite(Path(sqlite), wait=wait), None
     if not dsn:
         fail(
             "pass the outbox: --sqlite PATH, --postgres-env VAR (a variable holding the "
@@ -232,11 +238,13 @@ def _open(
         )
     from eventwire.outbox.postgres import PostgresOutbox  # noqa: PLC0415
 
-    if _postgres_lacks_outbox(dsn):
+    lacking = "no eventwire outbox in that PostgreSQL database: it has no eventwire_outbox table"
+    if wait:
+        _wait_for_outbox(lambda: _postgres_lacks_outbox(dsn), lacking)
+    elif _postgres_lacks_outbox(dsn):
         fail(
-            "no eventwire outbox in that PostgreSQL database: it has no eventwire_outbox "
-            "table (check the DSN's database and search_path; the application creates the "
-            "table when it opens its PostgresOutbox). Nothing was created.",
+            f"{lacking} (check the DSN's database and search_path; the application creates "
+            "the table when it opens its PostgresOutbox). Nothing was created.",
             2,
             dsn,
         )
@@ -248,7 +256,7 @@ def _open(
         fail(f"cannot open the PostgreSQL outbox: {exc}", 2, dsn)
 
 
-def _open_sqlite(path: Path) -> OutboxStore:
+def _open_sqlite(path: Path, *, wait: bool = False) -> OutboxStore:
     """The existing SQLite outbox at ``path``; exit 2 if there is no such file."""
     if not path.is_file():
         fail(
@@ -256,7 +264,12 @@ def _open_sqlite(path: Path) -> OutboxStore:
             "the application creates it when it opens its SQLiteOutbox)",
             2,
         )
-    if _sqlite_lacks_outbox(path):
+    if wait:
+        _wait_for_outbox(
+            lambda: _sqlite_lacks_outbox(path),
+            f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table",
+        )
+    elif _sqlite_lacks_outbox(path):
         fail(
             f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table "
             "(is it the application's outbox file? the application creates the table when "
@@ -277,6 +290,39 @@ def _open_sqlite(path: Path) -> OutboxStore:
 _HAS_OUTBOX_SQLITE = (
     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'eventwire_outbox'"
 )
+
+
+#: How often a relay started before its application looks for the outbox table again.
+WAIT_FOR_OUTBOX_S = 5.0
+
+
+def _wait_for_outbox(lacking: Callable[[], bool], what: str) -> None:
+    """Return once ``lacking()`` is False; exit 0 on SIGTERM/SIGINT before that.
+
+    A relay deployed beside its application may start first: it waits for the
+    application to create the outbox table, never creating it (on a mistyped
+    database that would relay nothing, forever), and says so once.
+    """
+    from eventwire._shutdown import GracefulShutdown  # noqa: PLC0415
+
+    if not lacking():
+        return
+    err.print(
+        printable(
+            f"eventwire: {what} yet; waiting for the application to create it (checked "
+            f"every {WAIT_FOR_OUTBOX_S:.0f} s; Ctrl-C to stop). Check the path or DSN if "
+            "it never comes."
+        ),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    with GracefulShutdown() as shutdown:
+        while not shutdown.wait_sync(WAIT_FOR_OUTBOX_S):
+            if not lacking():
+                return
+    err.print(f"stopped ({shutdown.received.name if shutdown.received else 'stop'})")
+    raise typer.Exit(0)
 
 
 def _sqlite_lacks_outbox(path: Path) -> bool:
@@ -303,8 +349,13 @@ def _postgres_lacks_outbox(dsn: str) -> bool:
     """
     try:
         import psycopg  # noqa: PLC0415
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
 
-        with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
+        # the DSN's own connect_timeout wins (as for the store); 10 s if it has none
+        extra: dict[str, Any] = (
+            {} if "connect_timeout" in conninfo_to_dict(dsn) else {"connect_timeout": 10}
+        )
+        with psycopg.connect(dsn, autocommit=True, **extra) as conn:
             row = conn.execute("SELECT to_regclass('eventwire_outbox') IS NULL").fetchone()
     except Exception:
         return False
@@ -325,13 +376,16 @@ def opened_store(
     postgres: str | None,
     postgres_env: str | None = None,
     config_file: Path | None = None,
+    *,
+    wait: bool = False,
 ) -> Iterator[OutboxStore]:
     """:func:`open_store`, closed at the end; a database error on the way exits 1.
 
     The error is printed as one masked line, without a traceback (whose frames
-    hold the DSN).
+    hold the DSN). ``wait``: a database without the outbox table yet is waited for
+    (a relay started before its application), not refused.
     """
-    store, dsn = _open(sqlite, postgres, postgres_env, config_file)
+    store, dsn = _open(sqlite, postgres, postgres_env, config_file, wait=wait)
     try:
         yield store
     except Exception as exc:

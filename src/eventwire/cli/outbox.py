@@ -258,7 +258,8 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         breaker=breaker,
     )
     server = None
-    with opened_store(sqlite, postgres, postgres_env, config_file) as store:
+    # Started before its application, a relay waits for the outbox table (not --once).
+    with opened_store(sqlite, postgres, postgres_env, config_file, wait=not once) as store:
         try:
             if settings.metrics_port is not None:
                 from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415

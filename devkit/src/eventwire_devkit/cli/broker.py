@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from eventwire_devkit import strict_from_env
+from eventwire_devkit import strict_or_exit
 
 app = typer.Typer(
     help="Run a real local Apache Kafka (KRaft) cluster for development and tests.",
@@ -76,14 +76,15 @@ def fetch(
         bool,
         typer.Option(
             "--strict",
-            help="Exit 1 if Kafka cannot run here (implied by EVENTWIRE_DEVKIT_STRICT=1).",
+            help="Exit 1 if Kafka cannot run here (implied by EVENTWIRE_DEVKIT_STRICT=1, "
+            "or CI=true).",
         ),
     ] = False,
 ) -> None:
     """Download the pinned Apache Kafka jars once (with Maven) and print where they are.
 
     Without Java or Maven this only warns and exits 0, so ``make demo`` still works (on
-    the in-memory transport); with --strict, or when EVENTWIRE_DEVKIT_STRICT=1, it exits 1.
+    the in-memory transport); with --strict, EVENTWIRE_DEVKIT_STRICT=1 or CI=true, it exits 1.
     """
     from eventwire_devkit._kafka.jars import find_java  # noqa: PLC0415
     from eventwire_devkit.kafka import (  # noqa: PLC0415
@@ -92,13 +93,14 @@ def fetch(
         ensure_kafka_jars,
     )
 
+    env_strict = strict_or_exit()  # read first: a bad value is named before any work
     try:
         with err.status(f"Checking the Apache Kafka {KAFKA_VERSION} jars...") as status:
             find_java()
             libs = ensure_kafka_jars(progress=status.update)
     except KafkaClusterError as exc:
         err.print(f"[bold yellow]warning:[/] {exc}")
-        if strict or strict_from_env():
+        if strict or env_strict:
             raise typer.Exit(1) from None
         err.print("Going on without a local Kafka broker (the demo falls back to in-memory).")
         return

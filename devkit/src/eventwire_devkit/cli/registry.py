@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from eventwire_devkit import strict_from_env
+from eventwire_devkit import strict_or_exit
 
 app = typer.Typer(
     help="Run a real local Schema Registry (Apicurio, Confluent-compatible API).",
@@ -73,14 +73,14 @@ def fetch(
         typer.Option(
             "--strict",
             help="Exit 1 if the registry cannot be built here (implied by "
-            "EVENTWIRE_DEVKIT_STRICT=1).",
+            "EVENTWIRE_DEVKIT_STRICT=1, or CI=true).",
         ),
     ] = False,
 ) -> None:
     """Build the pinned registry once (with Maven) and print where it is.
 
     Without Java or Maven this only warns and exits 0; with --strict, or when
-    EVENTWIRE_DEVKIT_STRICT=1, it exits 1.
+    EVENTWIRE_DEVKIT_STRICT=1, or CI=true, it exits 1.
     """
     from eventwire_devkit.registry import (  # noqa: PLC0415
         REGISTRY_VERSION,
@@ -88,13 +88,14 @@ def fetch(
         ensure_registry_build,
     )
 
+    env_strict = strict_or_exit()  # read first: a bad value is named before any work
     began = time.monotonic()
     try:
         with err.status(f"Checking the Apicurio Registry {REGISTRY_VERSION} build...") as status:
             app_dir = ensure_registry_build(progress=status.update)
     except LocalRegistryError as exc:
         err.print(f"[bold yellow]warning:[/] {exc}")
-        if strict or strict_from_env():
+        if strict or env_strict:
             raise typer.Exit(1) from None
         err.print("Going on without a local Schema Registry (its tests will skip).")
         return
