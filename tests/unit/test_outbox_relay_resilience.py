@@ -366,3 +366,47 @@ class TestOutboxStatusShowsRelays:
         monkeypatch.setattr(cli, "out", Console(file=buffer, width=250))
         cli.status(sqlite=str(path), postgres=None)
         return buffer.getvalue()
+
+
+class _SilentBroker(MemoryTransport):
+    """Holds every report (paused) and, like librdkafka, flush() waits its whole timeout."""
+
+    def flush(self, timeout: float) -> int:
+        if super().flush(0):
+            time.sleep(timeout)
+        return super().flush(0)
+
+
+def test_a_round_waiting_for_a_silent_broker_keeps_beating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round waits up to ack_timeout (30 s by default) for its acks; it wrote no heartbeat
+    meanwhile, so `eventwire outbox status` showed a relay waiting on a dead broker as not
+    running ("none has reported") and then STALE. It now beats every HEARTBEAT_INTERVAL_S
+    while it waits."""
+    import eventwire.outbox.relay as relay_module
+
+    monkeypatch.setattr(relay_module, "HEARTBEAT_INTERVAL_S", 0.1)
+    inner = SQLiteOutbox(tmp_path / "o.db")
+    inner.add([entry(1)])
+    beats: list[float] = []
+    real_beat = inner.heartbeat
+
+    def counting_beat(owner: str, error: str | None = None) -> None:
+        beats.append(time.monotonic())
+        real_beat(owner, error)
+
+    inner.heartbeat = counting_beat  # type: ignore[method-assign]
+    transport = _SilentBroker()
+    transport.pause()
+    relay = OutboxRelay(inner, lambda: transport, ack_timeout=2.0, idle_interval_s=0.01)
+    relay.start()
+    try:
+        assert wait_until(lambda: len(beats) >= 5, timeout=10)
+        assert relay.stats.rounds == 0  # all of them during the first round's wait
+        [beat] = inner.status().relays
+        assert beat.age_s < 1.0
+    finally:
+        transport.resume()
+        relay.stop(5)
+        inner.close()

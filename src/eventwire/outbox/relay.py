@@ -343,6 +343,8 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._last_cleanup = time.monotonic()
         self._last_heartbeat = -math.inf  # the first loop writes one
+        #: Inside run(): heartbeats are written while a round waits for its acks too.
+        self._beating = False
         #: The steps of the loop failing now; read by problem() from other threads.
         self._health = StepErrors(self.owner, self._count_error)
         self._died: str | None = None
@@ -475,7 +477,7 @@ class OutboxRelay:
             # batch ahead: its entries of the held keys would only be held back too
             ahead = self._claim_next(claimed) if all_enqueued else []
             self._mark_unmarked()  # no claim ahead took them: on their own, as acks come in
-            self._transport.flush(self.ack_timeout)
+            self._wait_for_acks()
             self._settled_blocked = set()
             self._defer_marks = defer_marks and bool(ahead)
             self._settle(claimed, results, messages)
@@ -487,6 +489,31 @@ class OutboxRelay:
             self._ahead, self._ahead_blocked = ahead, self._settled_blocked
         self.stats.rounds += 1
         return len(claimed)
+
+    def _wait_for_acks(self) -> None:
+        """Wait up to ``ack_timeout`` for the round's reports; under :meth:`run`, beating.
+
+        A round whose broker does not answer waits the whole ``ack_timeout`` (30 s by
+        default). The heartbeat keeps its :data:`HEARTBEAT_INTERVAL_S` meanwhile, so
+        ``eventwire outbox status`` shows a relay that waits, not a dead one.
+        """
+        if not self._beating:
+            self._transport.flush(self.ack_timeout)
+            return
+        deadline = time.monotonic() + self.ack_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if self._transport.flush(max(0.0, min(left, HEARTBEAT_INTERVAL_S))) == 0:
+                return
+            if left <= HEARTBEAT_INTERVAL_S:
+                return
+            self._beat_if_due()
+
+    def _beat_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= HEARTBEAT_INTERVAL_S:
+            self._last_heartbeat = now
+            self._step("heartbeat", self._heartbeat)
 
     def _hold_in_hand(self) -> None:
         """Keep in hand only what is still to be told: the batch claimed ahead, unmarked acks."""
@@ -925,23 +952,25 @@ class OutboxRelay:
         self._check_own()
         stop = stop or self._stop
         failing_loops = 0
-        while not stop.is_set():
-            errors = self.stats.errors
-            moved = self._step("round", self._run_round)
-            now = time.monotonic()
-            if now - self._last_cleanup > CLEANUP_INTERVAL_S:
-                self._last_cleanup = now
-                self._step("cleanup", self._cleanup)
-            if now - self._last_heartbeat >= HEARTBEAT_INTERVAL_S:
-                self._last_heartbeat = now
-                self._step("heartbeat", self._heartbeat)
-            if self.stats.errors > errors:
-                failing_loops += 1
-                stop.wait(min(MAX_ERROR_BACKOFF_S, self.backoff(failing_loops)))
-            else:
-                failing_loops = 0
-                if not moved:
-                    stop.wait(self.idle_interval_s)
+        self._beating = True
+        try:
+            while not stop.is_set():
+                errors = self.stats.errors
+                moved = self._step("round", self._run_round)  # (beats while it waits for acks)
+                now = time.monotonic()
+                if now - self._last_cleanup > CLEANUP_INTERVAL_S:
+                    self._last_cleanup = now
+                    self._step("cleanup", self._cleanup)
+                self._beat_if_due()
+                if self.stats.errors > errors:
+                    failing_loops += 1
+                    stop.wait(min(MAX_ERROR_BACKOFF_S, self.backoff(failing_loops)))
+                else:
+                    failing_loops = 0
+                    if not moved:
+                        stop.wait(self.idle_interval_s)
+        finally:
+            self._beating = False
         self._step("round", self._release_ahead)
 
     def _run_round(self) -> int:
