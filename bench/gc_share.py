@@ -9,11 +9,12 @@ the collector on and off (``gc.disable()`` around the measured window only). Rep
 median CPU µs per event of each, the difference (the collector's share), and the
 collections of each generation with their time (``gc.callbacks``) in one "on" round.
 
-Why: in session 14 the async publisher cost ~4 µs per event more than the sync one, and
-most of that was the collector. Each in-flight async event keeps two tracked objects
-(its DeliveryHandle and its asyncio Future, which the window holds until it awaits the
-batch), so the young generations fill in bursts and the first-generation collections
-walk thousands of futures; a sync publish serves most reports inline and keeps one.
+Why: the async publisher costs ~4-5 µs per event more than the sync one. Each in-flight
+async event keeps two tracked objects (its DeliveryHandle and its asyncio Future, which
+the window holds until it awaits the batch), so the young generations fill in bursts
+and the first-generation collections walk thousands of futures; a sync publish serves
+most reports inline and keeps one. The collections' own time (``gc.callbacks``) is the
+steadier figure: the on/off CPU difference is within this machine's noise.
 """
 
 from __future__ import annotations
