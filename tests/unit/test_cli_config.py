@@ -157,6 +157,7 @@ class TestConfigOption:
         code, text = run("outbox", "relay", "--config", str(path), "--sqlite", "o.db")
         assert code == 2
         assert "'batch_size'" in text
+        assert "must be a whole number" in text  # (it said "must be a int")
 
 
 class TestRelaySettings:
@@ -242,3 +243,37 @@ class TestStandaloneRelayProcess:
         assert "SIGTERM: finishing the round" in rest
         assert "stopped: sent=0" in rest
         assert time.monotonic() - started < 15
+
+
+def test_relay_once_stopped_by_a_signal_says_so() -> None:
+    """`outbox relay --once` stopped by SIGTERM before the outbox was drained exits 1 with a
+    line saying so (it exited 1 saying nothing)."""
+    import signal
+    import types
+    from typing import Any
+
+    import typer
+    from typer.testing import CliRunner
+
+    from eventwire._shutdown import GracefulShutdown
+    from eventwire.cli import outbox as cli_outbox
+
+    worker: Any = types.SimpleNamespace(
+        transport=types.SimpleNamespace(check_connection=lambda timeout: None),
+        stats=types.SimpleNamespace(retried=0, sent=3, dead_lettered=0, parked=0),
+        run_once=lambda: 1,
+        idle_interval_s=0.01,
+        store=types.SimpleNamespace(status=lambda: types.SimpleNamespace(pending=5)),
+    )
+    shutdown = GracefulShutdown()
+    shutdown.request(signal.SIGTERM)
+    app = typer.Typer()
+
+    @app.command()
+    def once() -> None:
+        cli_outbox._relay_once(worker, shutdown)
+
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 1
+    text = " ".join((result.stdout + result.stderr).split())
+    assert "not drained: stopped by SIGTERM; the rest waits in the outbox" in text

@@ -119,4 +119,13 @@ def _coerce(name: str, value: object) -> object:
             return int(str(value))
         return float(str(value))
     except ValueError:
-        raise ConfigurationError(f"{where} must be a {kind.replace(' | None', '')}") from None
+        expected = _KIND_NAMES.get(kind.replace(" | None", ""), kind)
+        raise ConfigurationError(f"{where} must be {expected}") from None
+
+
+_KIND_NAMES = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "text",
+}

@@ -208,7 +208,7 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         bool,
         typer.Option(
             help="Drain what is there, then exit: 0 once drained; 1 at the first problem "
-            "(no broker within 10 s, a failed round, entries left to retry), named."
+            "(no broker within 10 s, a failed round, entries left to retry, a signal), named."
         ),
     ] = False,
     batch_size: Annotated[
@@ -388,9 +388,10 @@ def _relay_once(worker: OutboxRelay, shutdown: GracefulShutdown) -> None:
     s = worker.stats
     err.print(f"relayed {s.sent}, dead-lettered {s.dead_lettered}, parked {s.parked}")
     if not drained:
-        if not shutdown.requested:
-            fail(f"not drained: {why}.", 1)
-        raise typer.Exit(1)
+        if shutdown.requested:
+            signal_name = shutdown.received.name if shutdown.received else "a stop"
+            why = f"stopped by {signal_name}; the rest waits in the outbox"
+        fail(f"not drained: {why}.", 1)
 
 
 def _relay_until_stopped(worker: OutboxRelay, shutdown: GracefulShutdown) -> None:
