@@ -165,15 +165,17 @@ def validation_message(exc: BaseException, cls: type | None = None) -> str:
     not reach error messages or logs. Its errors are listed by location, message and
     type only, and even those leave data out: a location part that is not a field
     name, alias or model name of ``cls`` (a dict key) is shown as ``[...]``, and a
-    message that pydantic built from the input (a union's tag, a parser's complaint,
-    a validator's own text) as "the value is not valid". Any other error (msgspec's
-    name the path and the expected type, never the value) is its own text.
+    message that pydantic built from the input (a union's tag, a parser's complaint),
+    or a validator's own text that repeats the value, as "the value is not valid". Any
+    other error (msgspec's name the path and the expected type, never the value) is its
+    own text.
     """
     errors = getattr(exc, "errors", None)
     if not (callable(errors) and hasattr(exc, "error_count") and hasattr(exc, "title")):
         return str(exc)
     try:
-        found: list[dict[str, Any]] = errors(include_url=False, include_input=False)
+        # the inputs are read only to tell whether a message quotes one (never shown)
+        found: list[dict[str, Any]] = errors(include_url=False, include_input=True)
     except TypeError:  # not pydantic's: its own text
         return str(exc)
     words = _schema_words(cls) if cls is not None else frozenset()
@@ -210,11 +212,37 @@ _SCHEMA_CONTEXT = frozenset(
 )
 
 
+#: Error types whose message is a validator's own text (the application's words).
+_VALIDATOR_ERRORS = frozenset({"value_error", "assertion_error"})
+
+
 def _safe_message(error: dict[str, Any]) -> str:
+    """The error message if nothing of the input is in it, else "the value is not valid"."""
+    message = str(error.get("msg", "?"))
     context = error.get("ctx") or {}
     if set(context) <= _SCHEMA_CONTEXT:
-        return str(error.get("msg", "?"))
-    return "the value is not valid"  # the message quotes the input (or a validator's text)
+        return message  # made from the schema alone
+    if error.get("type") in _VALIDATOR_ERRORS and not _quotes_input(message, error.get("input")):
+        return message  # a validator's words that do not repeat the value
+    return "the value is not valid"  # built from the input (a tag, a parser's complaint)
+
+
+def _quotes_input(message: str, value: Any, budget: int = 1000) -> bool:
+    """Whether ``message`` holds the text of ``value`` or of any scalar inside it."""
+    todo = [value]
+    while todo and budget > 0:
+        budget -= 1
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            todo.extend(item)
+        elif item is not None and not isinstance(item, bool):
+            text = item.decode(errors="replace") if isinstance(item, bytes) else str(item)
+            if text and text in message:
+                return True
+    return bool(todo)  # too large to check all of it: assume it does
 
 
 def _location(loc: Any, words: frozenset[str]) -> str:
