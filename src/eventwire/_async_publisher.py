@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import threading
 import time
@@ -319,12 +320,14 @@ class AsyncPublisher(Facade):
         prepares nothing: each event gets that error.
         """
         core = self._core
+        if not batch:
+            return [], None  # (binds nothing to this loop)
         try:
             bridge = self._bridge
             if bridge is None or not bridge.on_loop():
                 bridge = self._bind()
         except EventwireError as exc:
-            return [exc] * len(batch), None
+            return [exc, *(copy.copy(exc) for _ in batch[1:])], None  # one error each
         slots: list[Record | EventwireError] = []
         for event in batch:
             try:

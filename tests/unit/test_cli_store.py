@@ -375,3 +375,46 @@ class TestRelayStartedBeforeItsApplication:
             assert relay.wait(60) == 0, lines
         finally:
             relay.kill()
+
+    def test_a_file_deleted_while_waiting_is_not_created_again(self, tmp_path: Path) -> None:
+        """Only a table seen ends the wait: an unsure look (the file gone) waits on, so the
+        store's open never creates an outbox in its place."""
+        import signal
+        import time
+
+        db = tmp_path / "o.db"
+        db.write_bytes(b"")
+        relay, lines = self._start(db)
+        try:
+            self._until(lines, "waiting for the application to create it", relay)
+            db.unlink()
+            time.sleep(6)  # past one look (every 5 s)
+            assert relay.poll() is None, lines
+            assert not db.exists()
+            relay.send_signal(signal.SIGTERM)
+            assert relay.wait(30) == 0, lines
+        finally:
+            relay.kill()
+
+    def test_a_metrics_port_taken_is_said_before_waiting(self, tmp_path: Path) -> None:
+        """The metrics server starts before the wait: a port taken exits 2 at once (it was
+        found only once the application created the table), and /metrics answers while
+        the relay waits."""
+        import socket
+
+        db = tmp_path / "o.db"
+        db.write_bytes(b"")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+            done = subprocess.run(
+                [sys.executable, "-m", "eventwire.cli", "outbox", "relay", "--sqlite", str(db),
+                 "--bootstrap", "127.0.0.1:9", "--metrics-port", str(port)],
+                capture_output=True, text=True, timeout=60, check=False,
+                env={**clean, "COLUMNS": "250"},
+            )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+        assert "waiting" not in done.stderr

@@ -410,3 +410,22 @@ def test_a_round_waiting_for_a_silent_broker_keeps_beating(
         transport.resume()
         relay.stop(5)
         inner.close()
+
+
+def test_rounds_on_a_transport_whose_flush_does_not_wait_end_at_once(tmp_path: Path) -> None:
+    """MemoryTransport.pause holds reports and its flush() returns at once: a round then
+    ends as before (retried later), rather than spinning for the whole ack_timeout."""
+    inner = SQLiteOutbox(tmp_path / "o.db")
+    inner.add([entry(1)])
+    transport = MemoryTransport()
+    transport.pause()
+    relay = OutboxRelay(
+        inner, lambda: transport, ack_timeout=30.0, idle_interval_s=0.01, base_backoff_s=0.01
+    )
+    relay.start()
+    try:
+        assert wait_until(lambda: relay.stats.rounds >= 2, timeout=10)
+    finally:
+        transport.resume()
+        relay.stop(5)
+        inner.close()

@@ -240,8 +240,8 @@ def _open(
 
     lacking = "no eventwire outbox in that PostgreSQL database: it has no eventwire_outbox table"
     if wait:
-        _wait_for_outbox(lambda: _postgres_lacks_outbox(dsn), lacking)
-    elif _postgres_lacks_outbox(dsn):
+        _wait_for_outbox(lambda: _postgres_has_outbox(dsn, cap_s=5), lacking)
+    elif _postgres_has_outbox(dsn) is False:
         fail(
             f"{lacking} (check the DSN's database and search_path; the application creates "
             "the table when it opens its PostgresOutbox). Nothing was created.",
@@ -266,10 +266,10 @@ def _open_sqlite(path: Path, *, wait: bool = False) -> OutboxStore:
         )
     if wait:
         _wait_for_outbox(
-            lambda: _sqlite_lacks_outbox(path),
+            lambda: _sqlite_has_outbox(path),
             f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table",
         )
-    elif _sqlite_lacks_outbox(path):
+    elif _sqlite_has_outbox(path) is False:
         fail(
             f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table "
             "(is it the application's outbox file? the application creates the table when "
@@ -296,16 +296,17 @@ _HAS_OUTBOX_SQLITE = (
 WAIT_FOR_OUTBOX_S = 5.0
 
 
-def _wait_for_outbox(lacking: Callable[[], bool], what: str) -> None:
-    """Return once ``lacking()`` is False; exit 0 on SIGTERM/SIGINT before that.
+def _wait_for_outbox(has_outbox: Callable[[], bool | None], what: str) -> None:
+    """Return once ``has_outbox()`` is True; exit 0 on SIGTERM/SIGINT before that.
 
     A relay deployed beside its application may start first: it waits for the
     application to create the outbox table, never creating it (on a mistyped
-    database that would relay nothing, forever), and says so once.
+    database that would relay nothing, forever), and says so once. Only a table
+    seen ends the wait: an unsure look (the file gone, the server down) waits on.
     """
     from eventwire._shutdown import GracefulShutdown  # noqa: PLC0415
 
-    if not lacking():
+    if has_outbox() is True:
         return
     err.print(
         printable(
@@ -319,46 +320,53 @@ def _wait_for_outbox(lacking: Callable[[], bool], what: str) -> None:
     )
     with GracefulShutdown() as shutdown:
         while not shutdown.wait_sync(WAIT_FOR_OUTBOX_S):
-            if not lacking():
+            if has_outbox() is True and not shutdown.requested:
                 return
     err.print(f"stopped ({shutdown.received.name if shutdown.received else 'stop'})")
     raise typer.Exit(0)
 
 
-def _sqlite_lacks_outbox(path: Path) -> bool:
-    """True if the SQLite file at ``path`` surely has no outbox table (read-only look).
+def _sqlite_has_outbox(path: Path) -> bool | None:
+    """Whether the SQLite file at ``path`` has the outbox table; None if unsure.
 
-    False when unsure (not a database, locked ...): the store's own open then says why.
+    A read-only look. Unsure: the file is gone, is not a database, is locked ...
     """
+    if not path.is_file():
+        return None
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except (sqlite3.Error, ValueError, OSError):
-        return False
+        return None
     try:
-        return conn.execute(_HAS_OUTBOX_SQLITE).fetchone() is None
+        return conn.execute(_HAS_OUTBOX_SQLITE).fetchone() is not None
     except sqlite3.Error:
-        return False
+        return None
     finally:
         conn.close()
 
 
-def _postgres_lacks_outbox(dsn: str) -> bool:
-    """True if the PostgreSQL database of ``dsn`` surely has no outbox table (read-only).
+def _postgres_has_outbox(dsn: str, cap_s: int | None = None) -> bool | None:
+    """Whether the PostgreSQL database of ``dsn`` has the outbox table; None if unsure.
 
-    False when unsure (psycopg missing, cannot connect ...): the store's own open says why.
+    A read-only look (psycopg missing, the server unreachable: unsure). It connects
+    with the DSN's own ``connect_timeout``, 10 s if it has none; ``cap_s`` bounds
+    that (a wait must notice a signal), also for ``connect_timeout=0`` (no limit).
     """
     try:
         import psycopg  # noqa: PLC0415
         from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
 
-        # the DSN's own connect_timeout wins (as for the store); 10 s if it has none
+        given = conninfo_to_dict(dsn).get("connect_timeout")
+        timeout = int(str(given)) if given is not None else 10
+        if cap_s is not None and not 0 < timeout <= cap_s:
+            timeout = cap_s
         extra: dict[str, Any] = (
-            {} if "connect_timeout" in conninfo_to_dict(dsn) else {"connect_timeout": 10}
+            {} if given is not None and timeout == int(str(given)) else {"connect_timeout": timeout}
         )
         with psycopg.connect(dsn, autocommit=True, **extra) as conn:
-            row = conn.execute("SELECT to_regclass('eventwire_outbox') IS NULL").fetchone()
+            row = conn.execute("SELECT to_regclass('eventwire_outbox') IS NOT NULL").fetchone()
     except Exception:
-        return False
+        return None
     return bool(row and row[0])
 
 

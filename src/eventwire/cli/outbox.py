@@ -257,23 +257,11 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         metrics_addr=metrics_addr,
         breaker=breaker,
     )
-    server = None
-    # Started before its application, a relay waits for the outbox table (not --once).
-    with opened_store(sqlite, postgres, postgres_env, config_file, wait=not once) as store:
-        try:
-            if settings.metrics_port is not None:
-                from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
-
-                try:
-                    server = serve_prometheus(settings.metrics_port, settings.metrics_addr)
-                except OSError as exc:  # e.g. the port is taken
-                    fail(
-                        f"cannot serve metrics on {settings.metrics_addr}:"
-                        f"{settings.metrics_port}: {exc.strerror or exc}. Choose another "
-                        "--metrics-port (or metrics_port in the config file's [relay] table).",
-                        2,
-                    )
-                err.print(f"metrics at {server.url}", markup=False, highlight=False)
+    # The metrics server first: a port taken is said at once, and /metrics answers
+    # while a relay started before its application waits for the outbox table.
+    server = _serve_metrics(settings)
+    try:
+        with opened_store(sqlite, postgres, postgres_env, config_file, wait=not once) as store:
             try:
                 worker = _make_relay(store, config, settings, server)
             except ConfigurationError as exc:  # librdkafka refused a property (named)
@@ -293,13 +281,32 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
                         _relay_until_stopped(worker, shutdown)
                 finally:
                     worker.stop(settings.stop_timeout_s)
-        finally:
-            if server is not None:
-                server.close()
+    finally:
+        if server is not None:
+            server.close()
     err.print(
         f"stopped: sent={worker.stats.sent} retried={worker.stats.retried} "
         f"parked={worker.stats.parked} errors={worker.stats.errors}"
     )
+
+
+def _serve_metrics(settings: RelaySettings) -> Any:
+    """The Prometheus server the settings ask for (None if none); exit 2 if it cannot run."""
+    if settings.metrics_port is None:
+        return None
+    from eventwire.observability.prometheus import serve_prometheus  # noqa: PLC0415
+
+    try:
+        server = serve_prometheus(settings.metrics_port, settings.metrics_addr)
+    except OSError as exc:  # e.g. the port is taken
+        fail(
+            f"cannot serve metrics on {settings.metrics_addr}:{settings.metrics_port}: "
+            f"{exc.strerror or exc}. Choose another --metrics-port or --metrics-addr (or "
+            "metrics_port / metrics_addr in the config file's [relay] table).",
+            2,
+        )
+    err.print(f"metrics at {server.url}", markup=False, highlight=False)
+    return server
 
 
 def _relay_settings(config_file: Path | None, **flags: Any) -> RelaySettings:

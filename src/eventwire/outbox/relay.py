@@ -502,10 +502,14 @@ class OutboxRelay:
             return
         deadline = time.monotonic() + self.ack_timeout
         while True:
-            left = deadline - time.monotonic()
-            if self._transport.flush(max(0.0, min(left, HEARTBEAT_INTERVAL_S))) == 0:
+            began = time.monotonic()
+            left = deadline - began
+            piece = max(0.0, min(left, HEARTBEAT_INTERVAL_S))
+            if self._transport.flush(piece) == 0 or left <= HEARTBEAT_INTERVAL_S:
                 return
-            if left <= HEARTBEAT_INTERVAL_S:
+            if time.monotonic() - began < piece / 2:
+                # A transport whose flush() does not wait (one holding reports it will not
+                # serve yet, as MemoryTransport.pause does): waiting here would only spin.
                 return
             self._beat_if_due()
 
@@ -888,7 +892,7 @@ class OutboxRelay:
                 self._transport.send(dlq_topic, e.key, e.value, headers, _Outcome(item.id, results))
             except (SendRejected, TransportQueueFull, RoutingError) as exc:
                 results[item.id] = ("_DLQ_SEND_FAILED", str(exc))
-        self._transport.flush(self.ack_timeout)
+        self._wait_for_acks()
         return results
 
     def _feed_breaker(
