@@ -66,17 +66,6 @@ class TestStrictSwitch:
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["*formatting failed: java.lang.ClassNotFoundException*"])
 
-    def test_ci_switches_it_on(
-        self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """``CI=true``, which CI services set, fails instead of skipping: a CI run never
-        passes by skipping."""
-        monkeypatch.setenv("CI", "true")
-        pytester.makepyfile(UNAVAILABLE)
-        result = pytester.runpytest_subprocess("-p", PLUGIN)
-        result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines(["*strict mode: failing instead of skipping*"])
-
     def test_ci_with_the_variable_off_skips(
         self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -96,21 +85,30 @@ class TestStrictSwitch:
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines(["*EVENTWIRE_DEVKIT_STRICT='on' is not a switch*"])
 
-    def test_option_fails_instead(self, pytester: pytest.Pytester) -> None:
-        """``--eventwire-strict`` turns the skip into a failure."""
+    @pytest.mark.parametrize(
+        ("env", "args"),
+        [
+            ({"CI": "true"}, []),  # which CI services set: a CI run never passes by skipping
+            ({}, ["--eventwire-strict"]),
+            ({"EVENTWIRE_DEVKIT_STRICT": "1"}, []),
+        ],
+        ids=["CI=true", "option", "variable"],
+    )
+    def test_strict_mode_fails_instead(
+        self,
+        pytester: pytest.Pytester,
+        monkeypatch: pytest.MonkeyPatch,
+        env: dict[str, str],
+        args: list[str],
+    ) -> None:
+        """``CI=true``, ``--eventwire-strict`` or ``EVENTWIRE_DEVKIT_STRICT=1`` turn the skip
+        into a failure that says why."""
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
         pytester.makepyfile(UNAVAILABLE)
-        result = pytester.runpytest_subprocess("-p", PLUGIN, "--eventwire-strict")
+        result = pytester.runpytest_subprocess("-p", PLUGIN, *args)
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(["*strict mode: failing instead of skipping*"])
-
-    def test_variable_fails_instead(
-        self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """``EVENTWIRE_DEVKIT_STRICT=1`` does the same as the option."""
-        monkeypatch.setenv("EVENTWIRE_DEVKIT_STRICT", "1")
-        pytester.makepyfile(UNAVAILABLE)
-        result = pytester.runpytest_subprocess("-p", PLUGIN)
-        result.assert_outcomes(failed=1)
 
     def test_an_external_cluster_skips_the_fault_fixtures_even_when_strict(
         self, pytester: pytest.Pytester
