@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Unpack, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from eventwire._cloudevents import batch_events
 from eventwire._core import PublisherCore
@@ -25,6 +25,9 @@ from eventwire._timeouts import seconds
 from eventwire.outbox.async_sink import AsyncOutboxSink
 from eventwire.outbox.base import OutboxStore
 from eventwire.outbox.relay import RelayFailingError
+
+if TYPE_CHECKING:
+    from eventwire.observability.tracing import BatchSpan
 
 __all__ = ["AsyncPublisher"]
 
@@ -277,35 +280,21 @@ class AsyncPublisher(Facade):
         prepared = [slot for slot in slots if isinstance(slot, Record)]
         tracker = self._core.trace_batch(prepared) if prepared else None
         futures: list[asyncio.Future[DeliveryResult]] = []
-        handed = 0  # of ``prepared``: handed to the sink, or settled trying
-        sending: Record | None = None  # the one being handed over
         try:
             for slot in slots:
                 if not isinstance(slot, Record):
-                    error = slot
-                else:
-                    assert bridge is not None
-                    handed += 1
-                    sending = slot
-                    try:
-                        futures.append(self._enqueue(slot, bridge))
-                        sending = None
-                        continue
-                    except EventwireError as exc:
-                        if tracker is not None and not slot.handle._done:
-                            tracker.unsent(1)  # never handed over: it will not settle
-                        sending = None
-                        error = exc
-                failed: asyncio.Future[DeliveryResult] = loop.create_future()
-                failed.set_exception(error)
-                futures.append(failed)
+                    futures.append(_failed_future(loop, slot))
+                    continue
+                assert bridge is not None
+                try:
+                    futures.append(self._enqueue(slot, bridge))
+                except EventwireError as exc:
+                    futures.append(_failed_future(loop, exc))
+                    _count_off(tracker, [slot])  # refused: settled, or never will be
         except BaseException:
-            # An error no event can own (a transport's bug, a cancellation): the batch
-            # span still ends; the events after this one were never sent.
-            if tracker is not None:
-                if sending is not None and not sending.handle._done:
-                    tracker.unsent(1)
-                tracker.unsent(len(prepared) - handed)
+            # An error no event owns (a transport's bug, a cancellation): the batch span
+            # still ends. This event and those after it never went out (or settled).
+            _count_off(tracker, [s for s in slots[len(futures) :] if isinstance(s, Record)])
             raise
         results = await asyncio.gather(*futures, return_exceptions=True)
         return cast("list[DeliveryResult | EventwireError]", results)
@@ -596,3 +585,16 @@ class AsyncPublisher(Facade):
             if exc is None:
                 raise
             closed_after_error(exc, close_error)  # the body's exception (or cancellation) goes on
+
+
+def _failed_future(loop: asyncio.AbstractEventLoop, error: BaseException) -> asyncio.Future[Any]:
+    """A future that already failed with ``error``."""
+    future: asyncio.Future[Any] = loop.create_future()
+    future.set_exception(error)
+    return future
+
+
+def _count_off(tracker: BatchSpan | None, records: list[Record]) -> None:
+    """Tell a batch span of its records that will never settle (none left unsettled)."""
+    if tracker is not None:
+        tracker.unsent(sum(1 for record in records if not record.handle._done))

@@ -182,6 +182,18 @@ class InFlight:
             self._keep(handle)
             _log_failure(failure)
 
+    def refuse_closed(self, handle: DeliveryHandle, what: str = "enqueued") -> PublisherStateError:
+        """Settle an event ``close()`` refused after it was prepared; return its error.
+
+        ``what``: what did not happen to it ("enqueued"; "written to the outbox").
+        """
+        message = (
+            f"event {handle.event_id} ({handle.event_type}) to {handle.topic!r} was NOT "
+            f"{what}: {CLOSED_REASON}"
+        )
+        self.abandon(handle, handle.failure_from("_CLOSED", message))
+        return PublisherStateError(message)
+
     def abandon(self, handle: DeliveryHandle, failure: DeliveryFailure) -> None:
         """Settle an event that was never enqueued: the caller gets its error directly."""
         self.pending.pop(handle, None)

@@ -35,7 +35,7 @@ from eventwire._errors import (
     ProducerFatalError,
     PublisherStateError,
 )
-from eventwire._inflight import CLOSED_REASON, InFlight
+from eventwire._inflight import InFlight
 from eventwire.observability.logging import get_logger
 from eventwire.transports.base import (
     BaseTransport,
@@ -184,12 +184,7 @@ class Producer:
 
     def refuse_closed(self, handle: DeliveryHandle) -> PublisherStateError:
         """Settle an event refused because ``close()`` has begun; return its error."""
-        message = (
-            f"event {handle.event_id} ({handle.event_type}) to {handle.topic!r} was NOT "
-            f"enqueued: {CLOSED_REASON}"
-        )
-        self._ledger.abandon(handle, handle.failure_from("_CLOSED", message))
-        return PublisherStateError(message)
+        return self._ledger.refuse_closed(handle)
 
     def _rejected(
         self, transport: BaseTransport, exc: SendRejected, handle: DeliveryHandle

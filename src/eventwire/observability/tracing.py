@@ -330,11 +330,9 @@ class BatchSpan:
     def settled(self, _msg: ReportMessage | None, failure: DeliveryFailure | None) -> None:
         """One event of the batch settled (``failure`` None: acknowledged)."""
         with self._lock:
-            if failure is None:
-                pass
-            elif failure.error_class is ErrorClass.DEFERRED:
+            if failure is not None and failure.error_class is ErrorClass.DEFERRED:
                 self._deferred = self._deferred or failure
-            else:
+            elif failure is not None:
                 self._failed += 1
                 self._first = self._first or failure
             self._left -= 1

@@ -77,7 +77,6 @@ from eventwire._errors import (
     OutboxWriteError,
     PublisherStateError,
 )
-from eventwire._inflight import CLOSED_REASON
 from eventwire.observability.logging import get_logger
 from eventwire.outbox.base import EventIdConflictError, OutboxEntry, OutboxStore
 from eventwire.outbox.relay import OutboxRelay, RelayFailingError
@@ -194,9 +193,10 @@ class OutboxSink:
             with self.core.ledger.gate():
                 self._commit([record])
         except PublisherStateError:
-            if not record.handle._done:  # refused at the gate: its span ends (_CLOSED)
-                self._refuse_closed(record)
-            raise
+            if record.handle._done:
+                raise
+            # refused at the gate: settled _CLOSED (its span ends), as in direct mode
+            raise self.core.ledger.refuse_closed(record.handle, "written to the outbox") from None
 
     def send_many(self, records: list[Record]) -> None:
         """Commit several events in ONE transaction (one fsync): all of them, or none.
@@ -216,12 +216,6 @@ class OutboxSink:
         with self.core.ledger.gate():  # (refused: the records were not traced yet)
             self.core.trace_batch(records)  # one send span for the batch
             self._commit(records)
-
-    def _refuse_closed(self, record: Record) -> None:
-        """Settle an event refused because ``close()`` began after it was prepared."""
-        handle = record.handle
-        reason = f"event {handle.event_id} was NOT written to the outbox: {CLOSED_REASON}"
-        self.core.ledger.abandon(handle, handle.failure_from("_CLOSED", reason))
 
     def _commit(self, records: list[Record]) -> None:
         """Add the records to the store in one commit; track their handles by outbox row."""
