@@ -731,6 +731,18 @@ class TestHeartbeats:
         assert relays["relay-b"].last_error == "_TRANSPORT: all brokers down"
         assert all(0 <= r.age_s < 60 for r in relays.values())
 
+    def test_forget_relay_removes_only_that_relays_heartbeat(
+        self, backend: Backend, store: Any
+    ) -> None:
+        """forget_relay() (a relay stopped on purpose) deletes its heartbeat, and a later
+        heartbeat of the same owner is written again (not skipped as a repeat)."""
+        store.heartbeat("relay-a")
+        store.heartbeat("relay-b")
+        store.forget_relay("relay-a")
+        assert [r.owner for r in backend.open().status().relays] == ["relay-b"]
+        store.heartbeat("relay-a")
+        assert {r.owner for r in backend.open().status().relays} == {"relay-a", "relay-b"}
+
     def test_a_new_error_is_written_at_once(self, store: Any) -> None:
         """A heartbeat with a different error than the last one is never skipped."""
         store.heartbeat("relay-a")

@@ -180,6 +180,37 @@ class TestRelaySurvivesStoreErrors:
         assert "database is locked" in (beat.last_error or "")
 
 
+class TestAStoppedRelayLeavesNoStaleHeartbeat:
+    """Each relay process has its own owner name (host:pid:id), so a heartbeat left by
+    every restart or deploy would show as STALE in ``outbox status`` for a day."""
+
+    def test_a_relay_stopped_on_purpose_deletes_its_heartbeat(self, store: FlakyStore) -> None:
+        relay = fast_relay(store, MemoryTransport())
+        relay.start()
+        try:
+            assert wait_until(lambda: bool(store.inner.status().relays))
+        finally:
+            relay.stop(5)
+        assert store.inner.status().relays == ()
+
+    def test_a_relay_whose_loop_died_keeps_its_heartbeat(self, store: FlakyStore) -> None:
+        """A BaseException ends run() without the goodbye: STALE then tells the truth."""
+        relay = fast_relay(store, MemoryTransport())
+        rounds: list[int] = []
+
+        def round_then_die() -> int:
+            rounds.append(1)
+            if len(rounds) > 1:  # the first loop has written the heartbeat
+                raise KeyboardInterrupt
+            return 0
+
+        relay._run_round = round_then_die  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            relay.run()
+        assert len(rounds) == 2
+        assert [beat.owner for beat in store.inner.status().relays] == [relay.owner]
+
+
 class TestARelayThatDeliversNothingSaysSo:
     """A Kafka outage raises nothing in the relay's loop (its rounds enqueue, the reports
     fail, the entries wait for their retry), so without a word of its own the relay

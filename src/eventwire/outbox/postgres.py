@@ -795,6 +795,11 @@ class PostgresOutbox:
         )
         self._beats[owner] = (mono, error)
 
+    def forget_relay(self, owner: str) -> None:
+        """Delete relay ``owner``'s heartbeat: it stopped on purpose (not shown as stale)."""
+        self._write("DELETE FROM eventwire_outbox_relays WHERE owner = %s", (owner,))
+        self._beats.pop(owner, None)
+
     def status(self) -> OutboxStatus:
         """Pending, parked and retained-sent counts, the oldest pending age, heartbeats."""
 

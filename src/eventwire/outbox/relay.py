@@ -950,8 +950,9 @@ class OutboxRelay:
         counted (``stats.errors``, ``eventwire.outbox.relay_errors``), reported by
         :meth:`problem` and the heartbeat, and tried again after a capped
         exponential backoff. Every :data:`HEARTBEAT_INTERVAL_S` it writes a
-        heartbeat (owner, last error) to the store. Raises PublisherStateError at
-        once in a forked child (see :meth:`run_once`).
+        heartbeat (owner, last error) to the store; once stopped it deletes it (a
+        relay that dies instead leaves it, which ``outbox status`` shows as stale).
+        Raises PublisherStateError at once in a forked child (see :meth:`run_once`).
         """
         self._check_own()
         stop = stop or self._stop
@@ -976,6 +977,17 @@ class OutboxRelay:
         finally:
             self._beating = False
         self._step("round", self._release_ahead)
+        self._step("heartbeat", self._forget_heartbeat)
+
+    def _forget_heartbeat(self) -> None:
+        """A relay stopped on purpose leaves no heartbeat for ``outbox status`` to call stale.
+
+        (A relay that dies keeps its last one: STALE then says something is wrong.)
+        Stores without ``forget_relay`` keep it until ``cleanup`` deletes it a day on.
+        """
+        forget = getattr(self.store, "forget_relay", None)
+        if forget is not None:
+            forget(self.owner)
 
     def _run_round(self) -> int:
         return self._round(defer_marks=True)

@@ -694,6 +694,12 @@ class SQLiteOutbox:
             )
             self._beats[owner] = (mono, error)
 
+    def forget_relay(self, owner: str) -> None:
+        """Delete relay ``owner``'s heartbeat: it stopped on purpose (not shown as stale)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM eventwire_outbox_relays WHERE owner = ?", (owner,))
+            self._beats.pop(owner, None)
+
     def status(self) -> OutboxStatus:
         """Pending, parked and retained-sent counts, the oldest pending age, heartbeats."""
         now = time.time()
