@@ -310,6 +310,21 @@ class TestUntrustedRecords:
         assert "[/x] \\x1b[31mred" in text
         assert "\x1b" not in text
 
+    def test_parked_list_title_says_how_many_are_parked_beyond_those_shown(
+        self, tmp_path: Path
+    ) -> None:
+        """With more parked events than --limit, the title says how many there are in all."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        ids = store.add([OutboxEntry(f"e-{i}", "t.T", "orders", b"k", b"v", ()) for i in range(3)])
+        for entry_id in ids:
+            store.park(entry_id, "MSG_SIZE_TOO_LARGE: too big")
+        store.close()
+        code, text = run("dlq", "list", "--sqlite", str(tmp_path / "o.db"), "--limit", "2")
+        assert code == 0, text
+        assert "parked events (2 of 3, oldest first)" in text
+        code, text = run("dlq", "list", "--sqlite", str(tmp_path / "o.db"))
+        assert "parked events (all 3)" in text
+
 
 class TestListJson:
     def test_list_topic_json_has_the_documented_keys_and_header_values(

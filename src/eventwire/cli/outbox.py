@@ -448,7 +448,7 @@ def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
         return
     with opened_store(sqlite, postgres, postgres_env, config_file) as store:
         rows = store.list_parked(limit)
-        parked = store.status().parked if as_json else len(rows)
+        parked = store.status().parked
     if as_json:
         _print_json(
             dlq_document(
@@ -468,7 +468,8 @@ def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
             )
         )
         return
-    table = Table(title=f"parked events ({len(rows)} shown)")
+    shown = f"all {parked}" if len(rows) >= parked else f"{len(rows)} of {parked}, oldest first"
+    table = Table(title=f"parked events ({shown})")
     for col in ("id", "event id", "type", "topic", "attempts", "last error"):
         table.add_column(col)
     for claimed, error in rows:
