@@ -165,11 +165,12 @@ def test_relay_and_registry_tables_list_every_setting() -> None:
 
 
 def test_cli_reference_lists_every_built_in_command() -> None:
-    """outbox status/relay, dlq list/replay and schema export/check each get a section."""
+    """outbox ddl/status/relay, dlq list/replay and schema export/check each get a section."""
     commands = re.findall(r"^### `(eventwire [a-z ]+)`$", hooks.cli(), re.MULTILINE)
     assert commands == [
         "eventwire dlq list",
         "eventwire dlq replay",
+        "eventwire outbox ddl",
         "eventwire outbox relay",
         "eventwire outbox status",
         "eventwire schema check",

@@ -1,4 +1,4 @@
-"""``eventwire outbox status|relay`` and ``eventwire dlq list|replay`` (dead letters).
+"""``eventwire outbox status|relay|ddl`` and ``eventwire dlq list|replay`` (dead letters).
 
 The commands that talk to Kafka (``outbox relay``, ``dlq list|replay --topic``)
 read the same :class:`~eventwire.KafkaConfig` as an application: ``--config FILE``
@@ -161,6 +161,30 @@ def status(
     table.add_row(str(s.pending), str(s.parked), str(s.sent_retained), age)
     out.print(table)
     _print_relays(s.relays)
+
+
+@app.command()
+def ddl(
+    dialect: Annotated[str, typer.Argument(help="postgres or sqlite.", metavar="DIALECT")],
+) -> None:
+    """Print the SQL that creates the outbox tables (for a migration run by their owner).
+
+    An application's role that may not run DDL can use an outbox made this way:
+    on PostgreSQL it needs SELECT, INSERT, UPDATE, DELETE on eventwire_outbox and
+    eventwire_outbox_relays and USAGE on eventwire_outbox_id_seq (SELECT alone for
+    `outbox status` and `dlq list`). The statements are idempotent.
+    """
+    if dialect == "postgres":
+        from eventwire.outbox.postgres import PostgresOutbox  # noqa: PLC0415
+
+        sql = PostgresOutbox.schema_sql()
+    elif dialect == "sqlite":
+        from eventwire.outbox.sqlite import SQLiteOutbox  # noqa: PLC0415
+
+        sql = SQLiteOutbox.schema_sql()
+    else:
+        fail(f"unknown dialect {dialect!r}: use postgres or sqlite", 2)
+    sys.stdout.write(sql)
 
 
 #: Where a heartbeat's error text starts the error of a step (``OutboxRelay.last_error``

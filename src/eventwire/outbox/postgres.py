@@ -120,6 +120,24 @@ CREATE UNIQUE INDEX IF NOT EXISTS eventwire_outbox_unsent_event
     ON eventwire_outbox (event_id) WHERE state <> 'sent';
 """
 
+#: What :meth:`PostgresOutbox.prepare_connection` makes, by name (in the search path).
+_OBJECTS = (
+    "eventwire_outbox",
+    "eventwire_outbox_relays",
+    "eventwire_outbox_claim",
+    "eventwire_outbox_key_order",
+    "eventwire_outbox_unsent_event",
+)
+#: Each of :data:`_OBJECTS` as a regclass, or NULL where missing (no privilege needed).
+_FIND_OBJECTS = "SELECT " + ", ".join(f"to_regclass('{name}')::oid" for name in _OBJECTS)
+
+
+def _psycopg_errors() -> Any:
+    import psycopg.errors  # noqa: PLC0415 - psycopg is an extra
+
+    return psycopg.errors
+
+
 # DO NOTHING, not a no-op DO UPDATE: an update would lock a pending row, and a
 # claim (SKIP LOCKED) would then skip it and could send a later row of its key.
 _INSERT = (
@@ -408,22 +426,57 @@ class PostgresOutbox:
     def prepare_connection(conn: Any) -> None:
         """Create the outbox tables through the caller's psycopg connection (idempotent).
 
+        When the tables and indexes are all there, nothing is created: a role with
+        only ``SELECT, INSERT, UPDATE, DELETE`` on them (and ``USAGE`` on
+        ``eventwire_outbox_id_seq``) may open the outbox once the owner has run
+        :meth:`schema_sql` (``eventwire outbox ddl postgres``), e.g. in a migration.
+        A role with ``SELECT`` alone may read it (``outbox status``, ``dlq list``).
+
         Raises:
-            ConfigurationError: the database holds an outbox table of an older eventwire.
+            ConfigurationError: the database holds an outbox table of an older
+                eventwire, or something is missing and this role may not create it.
         """
         conn = unwrap_connection(conn)
-        conn.execute(_TABLES)
-        columns = {
-            row[0]
-            for row in conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = 'eventwire_outbox'::regclass"
-                " AND attnum > 0 AND NOT attisdropped"
-            ).fetchall()
-        }
-        problem = _sql.outdated_table(columns, extra={"xid"})
-        if problem is not None:
-            raise ConfigurationError(f"{problem} (PostgreSQL)")
-        conn.execute(_INDEXES)
+        found = conn.execute(_FIND_OBJECTS).fetchone()
+        if found[0] is not None:
+            columns = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass"
+                    " AND attnum > 0 AND NOT attisdropped",
+                    (found[0],),
+                ).fetchall()
+            }
+            problem = _sql.outdated_table(columns, extra={"xid"})
+            if problem is not None:
+                raise ConfigurationError(f"{problem} (PostgreSQL)")
+        missing = [name for name, oid in zip(_OBJECTS, found, strict=True) if oid is None]
+        if not missing:
+            return
+        try:
+            with conn.transaction():  # a savepoint inside the caller's transaction
+                conn.execute(_TABLES)
+                conn.execute(_INDEXES)
+        except _psycopg_errors().InsufficientPrivilege as exc:
+            raise ConfigurationError(
+                f"the PostgreSQL outbox lacks {', '.join(missing)}, and this role may not "
+                f"create {'it' if len(missing) == 1 else 'them'} ({str(exc).splitlines()[0]}). "
+                "Have the database owner run the SQL that `eventwire outbox ddl postgres` "
+                "prints (PostgresOutbox.schema_sql(); e.g. in a migration), then grant this "
+                "role SELECT, INSERT, UPDATE, DELETE on eventwire_outbox and "
+                "eventwire_outbox_relays, and USAGE on eventwire_outbox_id_seq"
+            ) from None
+
+    @staticmethod
+    def schema_sql() -> str:
+        """The SQL that creates the outbox's tables and indexes (idempotent).
+
+        For a deployment whose application role may not run DDL: the owner runs
+        this (a migration), and the application's role needs ``SELECT, INSERT,
+        UPDATE, DELETE`` on ``eventwire_outbox`` and ``eventwire_outbox_relays`` and
+        ``USAGE`` on ``eventwire_outbox_id_seq``.
+        """
+        return f"{_TABLES.strip()}\n{_INDEXES.strip()}\n"
 
     # -- connections ------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:

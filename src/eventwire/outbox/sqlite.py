@@ -369,6 +369,14 @@ class SQLiteOutbox:
         conn.executescript(_INDEXES)
 
     @staticmethod
+    def schema_sql() -> str:
+        """The SQL that creates the outbox's tables and indexes (idempotent).
+
+        The store itself also sets ``journal_mode=WAL`` on the file when it opens it.
+        """
+        return f"{_TABLES.strip()}\n{_INDEXES.strip()}\n"
+
+    @staticmethod
     def _insert(conn: sqlite3.Connection, entries: Sequence[OutboxEntry]) -> list[int]:
         return _plan.run(insert_plan(entries), _executor(conn))
 
