@@ -212,12 +212,31 @@ def check_extra_headers(
 
 
 def _check_header(header: object) -> None:
-    if not isinstance(header, tuple) or len(header) != 2 or not isinstance(header[1], bytes):
+    # Never the value in the message: a header may carry a token.
+    if not isinstance(header, tuple) or len(header) != 2:
         raise SerializationError(
-            f"header {header!r} is not a (str, bytes) pair: Kafka headers are a name and "
-            "raw bytes; encode the value, e.g. ('tenant', b'acme')"
+            f"a header is a {_shape_of(header)}, not a (str, bytes) pair: Kafka headers are "
+            "a name and raw bytes, e.g. ('tenant', b'acme')"
         )
-    _check_header_name(header[0])
+    name, value = header
+    if not isinstance(value, bytes):
+        raise SerializationError(
+            f"header {_name_for_message(name)} has a {type(value).__name__} value, not bytes: "
+            "Kafka header values are raw bytes; encode it, e.g. ('tenant', b'acme')"
+        )
+    _check_header_name(name)
+
+
+def _shape_of(header: object) -> str:
+    """What a malformed header is, without its contents."""
+    if isinstance(header, tuple | list):
+        return f"{type(header).__name__} of {len(header)} items"
+    return type(header).__name__
+
+
+def _name_for_message(name: object) -> str:
+    """A header's name for an error message (a name only if it is text)."""
+    return repr(name) if isinstance(name, str) else f"with a {type(name).__name__} name"
 
 
 def _check_header_name(name: object) -> None:

@@ -124,7 +124,8 @@ class BoundRoute:
                 return value
             if isinstance(value, int) and not isinstance(value, bool):
                 try:
-                    return str(value).encode()
+                    # int's own digits: str() of an ``(int, Enum)`` member is "Region.EU".
+                    return int.__repr__(value).encode()
                 except ValueError:  # past Python's int-to-str digit limit (4,300 by default)
                     raise RoutingError(
                         f"{self._key_label} of {self.type_name} is an int of more than "
@@ -138,9 +139,10 @@ class BoundRoute:
         except UnicodeEncodeError as exc:
             raise self._not_text(exc) from None
         raise RoutingError(
-            f"{self._key_label} of {self.type_name} is a {type(value).__name__} "
-            f"({value!r}), which has no canonical text form. Keys must be str, bytes, "
-            "int, UUID or a str/int Enum; use a key function to convert it."
+            f"{self._key_label} of {self.type_name} is a {type(value).__qualname__}, "
+            "which has no canonical text form (its value is not shown: it may be "
+            "personal data). Keys must be str, bytes, int, UUID or a str/int Enum; use a "
+            "key function to convert it."
         )
 
 

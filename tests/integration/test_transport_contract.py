@@ -429,6 +429,25 @@ class TestRefusals:
         assert accepted.codes() == [None]
         assert [s.value for s in backend.read(backend.topic, expected=1)] == [b"small"]
 
+    @on_both()
+    def test_the_size_limit_counts_headers_and_the_records_overhead_as_librdkafka_does(
+        self, backend: Backend
+    ) -> None:
+        """A record whose headers push it past the limit is refused like a large value: the
+        in-memory transport must not deliver in tests what Kafka refuses. The largest
+        value that fits is the same on both, to the byte."""
+        transport = backend.transport(max_bytes=1000)
+        headers = [("ce_id", b"i" * 36), ("h" * 70, b"y" * 200)]
+        fits = 1000 - 36 - 1 - (2 + 5 + 1 + 36) - (1 + 70 + 2 + 200)  # overhead, key, headers
+        with pytest.raises(SendRejected) as info:
+            transport.send(backend.topic, b"k", b"x" * (fits + 1), headers, Reports())
+        assert info.value.code == "MSG_SIZE_TOO_LARGE"
+        accepted = Reports()
+        transport.send(backend.topic, b"k", b"x" * fits, headers, accepted)
+        assert transport.flush(30) == 0
+        assert accepted.codes() == [None]
+        transport.close(5)
+
 
 class TestRecreate:
     @on_both()

@@ -241,6 +241,20 @@ def test_a_header_that_is_not_a_str_bytes_pair_is_refused(
     assert transport.records() == []
 
 
+def test_a_header_value_that_is_not_bytes_is_refused_by_name_without_showing_it(
+    publisher: Publisher,
+) -> None:
+    """A token passed as str is named by its header and type, never quoted."""
+    with pytest.raises(SerializationError) as info:
+        publisher.publish(order(1), headers=[("authorization", "Bearer eyJ.SECRET")])
+    assert "header 'authorization' has a str value, not bytes" in str(info.value)
+    assert "SECRET" not in str(info.value)
+    with pytest.raises(SerializationError) as info:
+        publisher.publish(order(1), headers=[("authorization", "Bearer eyJ.SECRET", "x")])
+    assert "tuple of 3 items" in str(info.value)
+    assert "SECRET" not in str(info.value)
+
+
 def test_headers_given_as_a_generator_are_all_sent(
     publisher: Publisher, transport: MemoryTransport
 ) -> None:

@@ -58,7 +58,8 @@ class TestABatchRefusedAsTooLarge:
     ) -> None:
         """A refusal at send time (librdkafka's message.max.bytes) judged the record alone."""
         store.add([entry(1), entry(2, key="other")])
-        transport = MemoryTransport(max_message_bytes=3)  # b"k" + b"v1" fits; "other" does not
+        # 36 (librdkafka's overhead) + b"k" + b"v1" + its ce_id header (11) fit; "other" does not
+        transport = MemoryTransport(max_message_bytes=50)
         relay = OutboxRelay(store, lambda: transport, dead_letter=None)
         assert relay.drain(timeout=5)
         [(parked, _error)] = store.list_parked()

@@ -331,11 +331,11 @@ class TestOutboxStatusShowsRelays:
         store.fail("claim_batch", math.inf)
         relay = fast_relay(store, MemoryTransport())
         relay.start()
-        try:
+        try:  # (while it runs: a relay that stops deletes its heartbeat)
             assert wait_until(lambda: bool(store.inner.status().relays))
+            text = self._status(cli, store.inner.path, monkeypatch)
         finally:
             relay.stop(5)
-        text = self._status(cli, store.inner.path, monkeypatch)
         assert relay.owner in text
         assert "FAILING" in text
         assert "database is locked" in text

@@ -96,6 +96,42 @@ class TestRouter:
             b"red-x",
         )
 
+    def test_an_int_mixin_enum_key_is_its_number_as_an_intenum_is(self) -> None:
+        """A ``class Region(int, Enum)`` member keys as b"1", like an IntEnum or a plain int
+        (not str()'s "Region.EU": the same key would land on another partition)."""
+
+        class Region(int, enum.Enum):
+            EU = 1
+
+        class Level(enum.IntEnum):
+            HIGH = 1
+
+        class E(msgspec.Struct):
+            r: Region
+            lv: Level
+            n: int
+
+        event = E(r=Region.EU, lv=Level.HIGH, n=1)
+        keys = [
+            Router({E: Route(topic="t", key=field)}, source="s", content_type="x")
+            .resolve(E)
+            .key_of(event)
+            for field in ("r", "lv", "n")
+        ]
+        assert keys == [b"1", b"1", b"1"]
+
+    def test_a_key_without_text_form_is_refused_without_showing_its_value(self) -> None:
+        """The error names the key's type, never its value (it may be personal data)."""
+
+        class E(msgspec.Struct):
+            k: dict[str, str]
+
+        router = Router({E: Route(topic="t", key="k")}, source="s", content_type="x")
+        with pytest.raises(RoutingError) as info:
+            router.resolve(E).key_of(E(k={"card": "4111111111111111"}))
+        assert "is a dict" in str(info.value)
+        assert "4111" not in str(info.value)
+
     def test_failing_key_function_is_a_routing_error(self) -> None:
         """An exception in a key function becomes a RoutingError naming the function."""
 

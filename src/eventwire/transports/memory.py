@@ -92,6 +92,33 @@ class _Report:
 _cached_partition = functools.lru_cache(maxsize=65_536)(java_partition)
 
 
+#: What librdkafka adds to a record's key, value and headers before comparing it with
+#: ``message.max.bytes`` (measured: the same for any key, value and headers).
+_RECORD_OVERHEAD = 36
+
+
+def _headers_size(headers: Sequence[tuple[str, bytes]]) -> int:
+    """The headers' size as librdkafka counts it against ``message.max.bytes``.
+
+    Each header: its name (UTF-8) and value, each after its length as a zigzag varint.
+    """
+    total = 0
+    for name, value in headers:
+        name_len = len(name.encode())
+        total += name_len + len(value) + _varint_len(name_len) + _varint_len(len(value))
+    return total
+
+
+def _varint_len(n: int) -> int:
+    """Bytes of ``n`` (>= 0) as a zigzag varint (Kafka's record format)."""
+    zigzag = n << 1
+    size = 1
+    while zigzag >= 0x80:
+        zigzag >>= 7
+        size += 1
+    return size
+
+
 class _Log:
     """Topics, partitions and records, plus the faults injected into them."""
 
@@ -144,8 +171,8 @@ class MemoryTransport(BaseTransport):
 
     Args:
         partitions: partition count of auto-created topics.
-        max_message_bytes: records with a larger value are rejected at once
-            with ``MSG_SIZE_TOO_LARGE``, as librdkafka does.
+        max_message_bytes: records whose value, key and headers together are
+            larger are rejected at once with ``MSG_SIZE_TOO_LARGE``, as librdkafka does.
         auto_create_topics: when False, sending to a topic not made with
             :meth:`create_topic` fails with ``_UNKNOWN_TOPIC``.
     """
@@ -190,10 +217,11 @@ class MemoryTransport(BaseTransport):
             if log.queue_full > 0:
                 log.queue_full -= 1
                 raise TransportQueueFull()
-            if len(value) + len(key or b"") > log.max_bytes:
+            size = _RECORD_OVERHEAD + len(value) + len(key or b"") + _headers_size(headers)
+            if size > log.max_bytes:
                 raise SendRejected(
                     "MSG_SIZE_TOO_LARGE",
-                    f"record of {len(value)} bytes exceeds max {log.max_bytes}",
+                    f"record of {size} bytes (value, key and headers) exceeds max {log.max_bytes}",
                 )
             report = log.append(topic, key, value, headers)
         self._report(on_delivery, *report)
