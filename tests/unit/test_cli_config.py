@@ -197,6 +197,14 @@ class TestRelaySettings:
         with pytest.raises(ConfigurationError, match="stop_timeout_s"):
             RelaySettings(stop_timeout_s=0)
 
+    @pytest.mark.parametrize("text", ["inf", "nan", "-inf"])
+    def test_a_time_that_is_not_finite_is_refused(self, text: str) -> None:
+        """stop_timeout_s = inf was accepted, then SIGTERM crashed the relay (exit 1,
+        producer left open); every time setting must be finite."""
+        for name in ("STOP_TIMEOUT_S", "ACK_TIMEOUT_S", "BREAKER_QUIET_AFTER_S"):
+            with pytest.raises(ConfigurationError, match="must be a finite number of seconds"):
+                RelaySettings.load(environ={f"EVENTWIRE_RELAY_{name}": text})
+
 
 class TestStandaloneRelayProcess:
     def test_sigterm_stops_the_relay_cleanly_with_settings_from_the_config(

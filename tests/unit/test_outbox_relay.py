@@ -188,6 +188,49 @@ class TestRelay:
         assert 2 <= relay.backoff(3) <= 4
         assert 4 <= relay.backoff(30) <= 8
 
+    @pytest.mark.parametrize(
+        ("setting", "value"),
+        [
+            ("batch_size", 0),
+            ("batch_size", -5),
+            ("batch_size", 2.5),
+            ("max_attempts", 0),
+            ("ack_timeout", 0),
+            ("lease_s", float("nan")),
+            ("max_backoff_s", float("inf")),
+            ("base_backoff_s", -1),
+            ("max_age_s", 0),
+            ("idle_interval_s", -0.1),
+            ("cleanup_after_s", "3600"),
+        ],
+    )
+    def test_a_setting_that_would_stall_or_break_the_relay_is_refused_by_name(
+        self, store: SQLiteOutbox, setting: str, value: object
+    ) -> None:
+        """batch_size=0 claimed nothing forever and ack_timeout=0 re-sent every event each
+        round, silently; now each is a ConfigurationError naming the setting."""
+        from eventwire import ConfigurationError
+
+        with pytest.raises(ConfigurationError, match=f"OutboxRelay {setting} must be"):
+            OutboxRelay(store, MemoryTransport, **{setting: value})  # type: ignore[arg-type]
+
+    def test_publisher_relay_options_are_checked_at_construction(self, tmp_path: Path) -> None:
+        from eventwire import ConfigurationError, Publisher
+
+        with pytest.raises(ConfigurationError, match="batch_size must be a whole number >= 1"):
+            Publisher(
+                transport=MemoryTransport(),
+                outbox=SQLiteOutbox(tmp_path / "o.db"),
+                relay_options={"batch_size": 0},
+            )
+
+    def test_backoff_stays_capped_past_a_thousand_attempts(self, store: SQLiteOutbox) -> None:
+        """2.0 ** 1024 overflows a float: attempt 1025 (max_attempts above 1024, or the
+        1025th failing loop of a long outage) must still get the cap, not OverflowError."""
+        relay = OutboxRelay(store, MemoryTransport, base_backoff_s=0.5, max_backoff_s=10)
+        for attempts in (1024, 1025, 5000, 10**9):
+            assert 5 <= relay.backoff(attempts) <= 10
+
     def test_open_circuit_keeps_the_backlog_on_disk_until_a_probe_succeeds(
         self, store: SQLiteOutbox
     ) -> None:

@@ -180,6 +180,28 @@ class TestRelaySurvivesStoreErrors:
         assert "database is locked" in (beat.last_error or "")
 
 
+class TestALongOutage:
+    def test_the_relay_survives_more_than_1024_failing_loops_in_a_row(
+        self, store: FlakyStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each failing loop backs off at most 10 s, so 1025 of them is under 3 hours of a
+        database outage; the relay must still be running, and ship once it ends."""
+        from eventwire.outbox import relay as relay_module
+
+        monkeypatch.setattr(relay_module, "MAX_ERROR_BACKOFF_S", 0.0)  # the loops, not the waits
+        store.inner.add([entry(1)])
+        store.fail("claim_batch", 1100)
+        transport = MemoryTransport()
+        relay = fast_relay(store, transport)
+        relay.start()
+        try:
+            assert wait_until(lambda: len(transport.records("orders")) == 1, timeout=60)
+            assert relay.running
+        finally:
+            relay.stop(5)
+        assert relay.stats.errors >= 1100
+
+
 class TestAStoppedRelayLeavesNoStaleHeartbeat:
     """Each relay process has its own owner name (host:pid:id), so a heartbeat left by
     every restart or deploy would show as STALE in ``outbox status`` for a day."""

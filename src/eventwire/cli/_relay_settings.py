@@ -10,6 +10,7 @@ are the fields of :class:`RelaySettings`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,13 +57,16 @@ class RelaySettings:
             raise ConfigurationError("relay batch_size must be >= 1")
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ConfigurationError("relay metrics_port must be in 0..65535")
-        for name in ("ack_timeout_s", "stop_timeout_s", "breaker_open_after_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"relay {name} must be > 0 seconds")
-        if self.breaker_reset_timeout_s <= 0:
-            raise ConfigurationError("relay breaker_reset_timeout_s must be > 0 seconds")
-        if self.breaker_quiet_after_s is not None and self.breaker_quiet_after_s <= 0:
-            raise ConfigurationError("relay breaker_quiet_after_s must be > 0 seconds")
+        for name in (
+            "ack_timeout_s",
+            "stop_timeout_s",
+            "breaker_open_after_s",
+            "breaker_reset_timeout_s",
+            "breaker_quiet_after_s",
+        ):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise ConfigurationError(f"relay {name} must be a finite number of seconds > 0")
 
     @classmethod
     def load(

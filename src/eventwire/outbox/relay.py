@@ -72,7 +72,13 @@ from typing import TYPE_CHECKING, NoReturn, Protocol, TypeVar, cast
 
 from eventwire import _fork
 from eventwire._breaker import CircuitBreaker
-from eventwire._errors import ErrorClass, EventwireError, PublisherStateError, RoutingError
+from eventwire._errors import (
+    ConfigurationError,
+    ErrorClass,
+    EventwireError,
+    PublisherStateError,
+    RoutingError,
+)
 from eventwire._policy import classify, meaning
 from eventwire.observability.logging import get_logger
 from eventwire.observability.relay_metrics import (
@@ -247,6 +253,42 @@ def _claim_ahead(store: OutboxStore) -> _ClaimAhead | None:
     return cast("_ClaimAhead", store._claim_passing)  # type: ignore[attr-defined]
 
 
+def _check_settings(
+    *, batch_size: object, max_attempts: object, max_age_s: object, **seconds: object
+) -> None:
+    """Refuse a relay setting that would stall or break it, naming it (ConfigurationError).
+
+    ``batch_size=0`` would claim nothing forever, ``ack_timeout=0`` re-send every event
+    each round, and a NaN or infinite time break the waits; the checks match
+    ``eventwire outbox relay``'s settings.
+    """
+    for name, value in (("batch_size", batch_size), ("max_attempts", max_attempts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(
+                f"OutboxRelay {name} must be a whole number >= 1, not {value!r}"
+            )
+    if max_age_s is not None:
+        seconds["max_age_s"] = max_age_s
+    for name, value in seconds.items():
+        at_least_zero = name in _MAY_BE_ZERO
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+            or (value == 0 and not at_least_zero)
+        ):
+            bound = ">= 0" if at_least_zero else "> 0"
+            raise ConfigurationError(
+                f"OutboxRelay {name} must be a finite number of seconds {bound}, not {value!r}"
+            )
+
+
+#: Relay times that may be 0: no sleep between idle rounds; delete sent rows at once;
+#: retry at once.
+_MAY_BE_ZERO = frozenset({"idle_interval_s", "cleanup_after_s", "base_backoff_s", "max_backoff_s"})
+
+
 class OutboxRelay:
     """Ships outbox entries to Kafka.
 
@@ -310,6 +352,17 @@ class OutboxRelay:
         breaker: CircuitBreaker | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
+        _check_settings(
+            batch_size=batch_size,
+            max_attempts=max_attempts,
+            lease_s=lease_s,
+            ack_timeout=ack_timeout,
+            base_backoff_s=base_backoff_s,
+            max_backoff_s=max_backoff_s,
+            max_age_s=max_age_s,
+            idle_interval_s=idle_interval_s,
+            cleanup_after_s=cleanup_after_s,
+        )
         self.dead_letter = dead_letter
         self.listener = listener
         self.breaker = breaker
@@ -910,7 +963,10 @@ class OutboxRelay:
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before attempt ``attempts + 1``: capped exponential, equal jitter."""
-        cap = min(self.max_backoff_s, self.base_backoff_s * 2 ** max(0, attempts - 1))
+        # The exponent is capped first: 2.0 ** 1024 overflows a float (attempt 1025 of an
+        # entry with a large max_attempts, or the 1025th failing loop of a long outage),
+        # and any exponent past 64 is past every cap anyway.
+        cap = min(self.max_backoff_s, self.base_backoff_s * 2.0 ** min(max(0, attempts - 1), 64))
         return random.uniform(cap / 2, cap)
 
     def _restart_transport(self) -> None:
