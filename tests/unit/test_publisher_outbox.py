@@ -430,3 +430,43 @@ class TestReconcileAgainstItsOwnRelay:
         assert [(m.partition, m.offset) for m in results] == [
             records[h.event_id.encode()] for h in handles
         ]
+
+
+class TestCloseStaysWithinItsTimeout:
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    def test_close_with_an_unanswering_broker_takes_its_timeout_not_twice_it(
+        self, store: SQLiteOutbox, kind: str
+    ) -> None:
+        """close(t) flushed for t and then gave the relay's stop up to min(t, 10) more, so
+        a 30 s close took 40 s, past an orchestrator's grace period sized by the docs.
+        The flush and the stop now share the one timeout."""
+        import asyncio
+
+        from eventwire import AsyncPublisher
+
+        # No broker answers: the relay's round waits for its acks (up to ack_timeout, 30 s)
+        unreachable = "127.0.0.1:1"
+        timeout = 3.0
+        if kind == "sync":
+            publisher = Publisher(unreachable, connect_timeout=None, outbox=store)
+            handles = [publisher.publish(order(n)) for n in range(3)]
+            time.sleep(0.5)  # the relay has claimed and sent them
+            started = time.monotonic()
+            publisher.close(timeout)
+            took = time.monotonic() - started
+            assert {h.failure.code for h in handles if h.failure} == {"_IN_OUTBOX"}
+        else:
+
+            async def main() -> float:
+                publisher = AsyncPublisher(unreachable, connect_timeout=None, outbox=store)
+                for n in range(3):
+                    publisher.publish_nowait(order(n))
+                await asyncio.sleep(0.5)
+                started = time.monotonic()
+                await publisher.close(timeout)
+                return time.monotonic() - started
+
+            took = asyncio.run(main())
+        # (before: 2 x timeout; the margin is for a loaded machine)
+        assert timeout - 0.1 <= took < timeout * 1.5
+        assert store.status().pending == 3  # durable, for the next relay

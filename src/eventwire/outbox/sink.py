@@ -363,7 +363,7 @@ class OutboxSink:
         return not self.in_flight and (not self._overflowed or self._drained())
 
     def close(self, timeout: float) -> None:
-        """After the close gate shut: flush (bounded), stop the relay; events stay durable.
+        """After the close gate shut: flush, stop the relay, in ``timeout``; events stay durable.
 
         The relay is stopped and the handles still waiting settle with
         ``_IN_OUTBOX`` even when the flush raises.
@@ -372,13 +372,16 @@ class OutboxSink:
             DeliveryError, RelayFailingError: as :meth:`flush`.
         """
         error: DeliveryError | None = None
+        deadline = time.monotonic() + timeout
         try:
             self.flush(timeout)
         except DeliveryError as exc:
             error = exc  # raised below, with what settles meanwhile
         finally:
             if self.relay is not None:
-                self.relay.stop(min(timeout, 10.0))
+                # What is left of the one timeout (at most 10 s): a round still waiting
+                # for acks is cut short, and its entries go out with the next relay.
+                self.relay.stop(max(0.0, min(deadline - time.monotonic(), 10.0)))
             # rows another process's relay shipped are not _IN_OUTBOX; nor are those of
             # this relay's round still stuck (a slow done-callback) when stop() gave up
             self.reconcile(leave_in_hand=False)
