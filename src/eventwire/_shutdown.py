@@ -10,8 +10,10 @@ ends, in normal code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType, TracebackType
 from typing import Any
@@ -19,6 +21,9 @@ from typing import Any
 __all__ = ["GracefulShutdown"]
 
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: How soon :meth:`GracefulShutdown.wait_sync` notices a signal (the handler takes no lock,
+#: so it cannot wake the wait; the wait looks again this often).
+_SIGNAL_POLL_S = 0.05
 
 
 class GracefulShutdown:
@@ -47,6 +52,9 @@ class GracefulShutdown:
 
     def __init__(self, signals: Sequence[signal.Signals] = _DEFAULT_SIGNALS) -> None:
         self._signals = tuple(signals)
+        #: Set by the signal handler: a plain assignment, no lock (see :meth:`_handler`).
+        self._signalled = False
+        #: Set by :meth:`request` from code (any thread): wakes :meth:`wait_sync` at once.
         self._event = threading.Event()
         self._async_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -57,19 +65,36 @@ class GracefulShutdown:
     @property
     def requested(self) -> bool:
         """True once a shutdown signal arrived (or :meth:`request` was called)."""
-        return self._event.is_set()
+        return self._signalled or self._event.is_set()
 
     def request(self, signum: signal.Signals | None = None) -> None:
-        """Ask for shutdown as if a signal had arrived. Safe from any thread."""
+        """Ask for shutdown as if a signal had arrived. Safe from any thread, any time.
+
+        After an ``async with`` block ended (its loop closed or gone) it only
+        records the request.
+        """
         if self.received is None and signum is not None:
             self.received = signum
         self._event.set()
         if self._async_event is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._async_event.set)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits
+                self._loop.call_soon_threadsafe(self._async_event.set)
 
     def wait_sync(self, timeout: float | None = None) -> bool:
-        """Block until shutdown is requested (or ``timeout``); return whether it was."""
-        return self._event.wait(timeout)
+        """Block until shutdown is requested (or ``timeout``); return whether it was.
+
+        A request from code wakes it at once; a signal within :data:`_SIGNAL_POLL_S`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._signalled:
+            wait = _SIGNAL_POLL_S
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return self.requested
+            if self._event.wait(wait):
+                return True
+        return True
 
     async def wait(self) -> None:
         """Wait, in asyncio, until shutdown is requested."""
@@ -78,11 +103,15 @@ class GracefulShutdown:
         await self._async_event.wait()
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
-        self.request(signal.Signals(signum))
+        # Python runs this on the main thread between two bytecodes, possibly while
+        # that thread holds the Event's lock (inside wait_sync): setting the Event here
+        # could deadlock it. Only plain assignments, which take no lock.
+        if self.received is None:
+            self.received = signal.Signals(signum)
+        self._signalled = True
 
     def __enter__(self) -> GracefulShutdown:
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("GracefulShutdown must be entered in the main thread")
+        _check_main_thread()
         for sig in self._signals:
             self._previous[sig] = signal.signal(sig, self._handler)
         return self
@@ -98,6 +127,7 @@ class GracefulShutdown:
         self._previous.clear()
 
     async def __aenter__(self) -> GracefulShutdown:
+        _check_main_thread()  # (signal handlers, asyncio's too, are the main thread's)
         self._loop = asyncio.get_running_loop()
         self._async_event = asyncio.Event()
         # A handler the loop already has for the signal is not visible through
@@ -130,6 +160,14 @@ class GracefulShutdown:
                 _restore(sig, self._previous.get(sig))
         self._previous.clear()
         self._previous_in_loop.clear()
+
+
+def _check_main_thread() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "GracefulShutdown must be entered in the main thread (Python delivers signals "
+            "only there); run the event loop there, or have the main thread call request()"
+        )
 
 
 def _restore(sig: signal.Signals, previous: Any) -> None:

@@ -125,3 +125,77 @@ class TestAsyncio:
 
         asyncio.run(main())
         assert got == ["app"]
+
+
+class TestTheHandlerTakesNoLock:
+    def test_a_signal_while_the_main_thread_holds_the_wait_lock_does_not_deadlock(
+        self,
+    ) -> None:
+        """Python runs the handler between two bytecodes of the main thread, which may be
+        inside wait_sync() holding the Event's (non-reentrant) lock: a handler that set the
+        Event blocked forever on its own thread's lock (5 of 400 processes hung on one
+        SIGTERM). Simulated exactly: the handler runs on a thread that holds that lock."""
+        import threading
+
+        shutdown = GracefulShutdown()
+        done = threading.Event()
+
+        def handler_inside_wait() -> None:
+            with shutdown._event._cond:  # what Event.wait holds when the signal lands
+                shutdown._handler(signal.SIGTERM, None)
+            done.set()
+
+        threading.Thread(target=handler_inside_wait, daemon=True).start()
+        assert done.wait(5), "the signal handler blocked on the lock its thread holds"
+        assert shutdown.requested
+        assert shutdown.received is signal.SIGTERM
+
+    def test_wait_sync_returns_soon_after_a_real_signal(self) -> None:
+        with GracefulShutdown() as shutdown:
+            started = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert shutdown.wait_sync(10)
+            assert time.monotonic() - started < 5
+        assert shutdown.received is signal.SIGTERM
+
+    def test_wait_sync_times_out_without_a_request(self) -> None:
+        shutdown = GracefulShutdown()
+        started = time.monotonic()
+        assert shutdown.wait_sync(0.15) is False
+        assert time.monotonic() - started >= 0.14
+
+
+class TestAsyncioEdges:
+    def test_async_with_on_a_worker_threads_loop_says_to_use_the_main_thread(self) -> None:
+        """Not asyncio's 'set_wakeup_fd only works in main thread' from deep inside."""
+        import threading
+
+        errors: list[BaseException] = []
+
+        async def enter() -> None:
+            async with GracefulShutdown():
+                pass
+
+        def run() -> None:
+            try:
+                asyncio.run(enter())
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join(10)
+        assert len(errors) == 1
+        assert isinstance(errors[0], RuntimeError)
+        assert "GracefulShutdown must be entered in the main thread" in str(errors[0])
+
+    def test_request_after_the_loop_closed_only_records_it(self) -> None:
+        """request() is 'safe from any thread': after the block's loop closed too."""
+
+        async def use() -> GracefulShutdown:
+            async with GracefulShutdown() as shutdown:
+                return shutdown
+
+        shutdown = asyncio.run(use())
+        shutdown.request()
+        assert shutdown.requested
