@@ -179,7 +179,7 @@ class TestAsyncioEdges:
         def run() -> None:
             try:
                 asyncio.run(enter())
-            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            except BaseException as exc:  # collected for the assertion
                 errors.append(exc)
 
         worker = threading.Thread(target=run)
