@@ -6,6 +6,8 @@ States::
     OPEN ──(reset_timeout_s passed)──> HALF_OPEN      a probe (a Metadata request) runs
     HALF_OPEN ──probe ok / any delivery ok──> CLOSED
     HALF_OPEN ──probe failed──> OPEN
+    (without a probe, one event is let through as the probe, and a connectivity
+    failure while half-open is the failed probe)
 
 Only connectivity failures count (all brokers down, transport errors, message
 timeouts): a permanent error such as a too-large event says nothing about
@@ -25,13 +27,14 @@ with :meth:`CircuitBreaker.observe`, e.g. the ``eventwire_circuit_state`` gauge.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from eventwire._errors import EventwireError
+from eventwire._errors import ConfigurationError, EventwireError
 from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -131,7 +134,10 @@ class CircuitBreaker:
             this ends the failure window. None (the default): half of
             ``open_after_s``, i.e. 5 s with the defaults.
         probe: called (outside the lock) to test Kafka when half-open; returns
-            True if a broker answered. Without one, the next publish is the probe.
+            True if a broker answered. Without one, the next publish is the probe:
+            one event is let through (the others are refused until it is reported,
+            or for ``reset_timeout_s``), and a connectivity failure while half-open
+            opens the circuit again.
         on_change: called with the new state on every transition.
         clock: monotonic seconds (injectable for tests).
         name: whose breaker this is, in logs and metrics. None: the owner names it
@@ -150,6 +156,30 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         name: str | None = None,
     ) -> None:
+        for arg, value, may_be_zero in (
+            ("open_after_s", open_after_s, True),
+            ("reset_timeout_s", reset_timeout_s, True),
+            ("quiet_after_s", quiet_after_s, False),
+        ):
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+                or (value == 0 and not may_be_zero)
+            ):
+                raise ConfigurationError(
+                    f"CircuitBreaker({arg}=) must be a finite number of seconds "
+                    f"{'>= 0' if may_be_zero else '> 0'}, not {value!r}"
+                    + (
+                        " (0 would end the failure window at every failure: the circuit "
+                        "would never open)"
+                        if arg == "quiet_after_s"
+                        else ""
+                    )
+                )
         self.name = name
         self.open_after_s = open_after_s
         self.reset_timeout_s = reset_timeout_s
@@ -164,6 +194,8 @@ class CircuitBreaker:
         self._last_failure_at = 0.0
         self._opened_at = 0.0
         self._probing = False
+        #: Without a probe: when the event let through as the half-open trial went out.
+        self._trial_at: float | None = None
         self.last_error = ""
 
     @property
@@ -199,7 +231,9 @@ class CircuitBreaker:
             if (
                 self._state is BreakerState.CLOSED
                 and now - self._failing_since >= self.open_after_s
-            ):
+            ) or (self._state is BreakerState.HALF_OPEN and self._probe is None):
+                # (Half-open without a probe: the events let through are the probe, and
+                # a connectivity failure says Kafka is still unreachable.)
                 self._transition(BreakerState.OPEN, now)
 
     def record_success(self) -> None:
@@ -219,7 +253,14 @@ class CircuitBreaker:
             if state is BreakerState.OPEN or self._probing:
                 return False
             if self._probe is None:
-                return True  # no probe: let this event test the water
+                # No probe: let one event test the water; the rest wait for its outcome
+                # (a delivery closes the circuit, a connectivity failure opens it again),
+                # or for reset_timeout_s, if it says neither (e.g. a permanent error).
+                now = self._clock()
+                if self._trial_at is not None and now - self._trial_at < self.reset_timeout_s:
+                    return False
+                self._trial_at = now
+                return True
             self._probing = True
         ok = False
         try:
@@ -262,6 +303,7 @@ class CircuitBreaker:
         if state is self._state:
             return
         self._state = state
+        self._trial_at = None
         if state is BreakerState.OPEN:
             self._opened_at = now
         _log.warning(f"circuit_{state.value}", breaker=self.name, last_error=self.last_error)

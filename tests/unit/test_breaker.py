@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from eventwire._breaker import BreakerState, CircuitBreaker, CircuitOpenError
 
 
@@ -164,6 +166,64 @@ class TestCircuitBreaker:
         assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.OPEN]
         clock.now = 19
         assert b.state is BreakerState.OPEN
+
+    def test_without_a_probe_half_open_lets_one_event_through_and_its_failure_reopens_it(
+        self,
+    ) -> None:
+        """A breaker without a probe stayed HALF_OPEN for the rest of an outage and let
+        every event through. Now one event is the probe; the rest are refused until it is
+        reported; a connectivity failure reopens the circuit, a delivery closes it."""
+        clock = Clock()
+        b = breaker(clock)
+        fail_until(b, clock, 10)
+        clock.now = 15
+        assert b.state is BreakerState.HALF_OPEN
+        assert b.allow()  # the trial
+        assert not b.allow()  # the others wait for its outcome
+        b.record_failure("_MSG_TIMED_OUT")
+        assert b.state is BreakerState.OPEN
+        clock.now = 19
+        assert not b.allow()
+        clock.now = 20
+        assert b.allow()  # the next trial, reset_timeout_s later
+        b.record_success()
+        assert b.state is BreakerState.CLOSED
+        assert b.allow() and b.allow()
+
+    def test_without_a_probe_a_trial_that_says_nothing_is_replaced_after_the_reset_timeout(
+        self,
+    ) -> None:
+        """A trial event that fails for another reason (too large) does not block for good."""
+        clock = Clock()
+        b = breaker(clock)
+        fail_until(b, clock, 10)
+        clock.now = 15
+        assert b.allow()
+        b.record_failure("MSG_SIZE_TOO_LARGE")
+        clock.now = 19.9
+        assert not b.allow()
+        clock.now = 20
+        assert b.allow()
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"quiet_after_s": 0},
+            {"quiet_after_s": -1},
+            {"open_after_s": -1},
+            {"reset_timeout_s": float("nan")},
+            {"open_after_s": float("inf")},
+        ],
+    )
+    def test_settings_that_would_never_open_or_never_wait_are_refused(
+        self, kwargs: dict[str, float]
+    ) -> None:
+        """quiet_after_s=0 made every failure a new window: the circuit never opened."""
+        from eventwire import ConfigurationError
+
+        name = next(iter(kwargs))
+        with pytest.raises(ConfigurationError, match=rf"CircuitBreaker\({name}=\) must be"):
+            CircuitBreaker(**kwargs)
 
     def test_open_error_says_what_to_do(self) -> None:
         """The fail-fast error names the event, the last error and the remedies."""
