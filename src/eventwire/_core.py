@@ -108,6 +108,8 @@ class PublisherCore:
         #: path tests this one flag.
         self.unusable = False
         self._closing = False
+        #: A close() was cut short (KeyboardInterrupt, SystemExit): the next one finishes it.
+        self.close_interrupted = False
         self._fork_generation = _ForkWatch.generation
         _ForkWatch.cores.add(self)
         #: The Kafka configuration (None with a custom transport).
@@ -371,6 +373,12 @@ class PublisherCore:
         if self._fork_generation != _ForkWatch.generation:
             self.check_usable()
         self._refuse_inside_a_callback("flush()")
+        if self.close_interrupted:
+            raise PublisherStateError(
+                f"flush({timeout:g}): close() was cut short (an interrupt or exit during it), "
+                f"so {self.in_flight} event(s) may still be unreported and the producer may "
+                "still run: call close() again to finish closing and report them"
+            )
         timed_out = False
         if self.producer is not None and not self.ledger.closed:
             timed_out = self.producer.flush(timeout)

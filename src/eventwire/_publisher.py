@@ -261,7 +261,9 @@ class Publisher(Facade):
         while events are still in flight; that first one raises the failures. A
         ``close()`` after the end of closing is a no-op. With an outbox, ``close()`` and
         ``flush()`` raise PublisherStateError inside a done-callback (which runs on
-        the relay's thread, the one they wait for).
+        the relay's thread, the one they wait for). A ``close()`` cut short by an
+        exception (a KeyboardInterrupt, a SIGTERM handler's ``sys.exit``) is finished
+        by the next ``close()``.
 
         With an outbox nothing is dropped: handles still waiting settle with
         ``_IN_OUTBOX`` (the event is durable and the next relay sends it; do not
@@ -273,14 +275,28 @@ class Publisher(Facade):
         me = (os.getpid(), threading.get_ident())
         closer = self._close_claim.setdefault("by", me)
         if closer is me:
-            try:
-                started = self._core.begin_close(timeout)  # no publish gets past this
-            except BaseException:
-                self._close_claim.clear()  # refused (inside a callback): not closing
-                raise
+            core = self._core
+            if core.close_interrupted:  # an earlier close() was cut short: finish it
+                core.close_interrupted = False
+                self._close_done.clear()
+                started = True
+            else:
+                try:
+                    started = core.begin_close(timeout)  # no publish gets past this
+                except BaseException:
+                    self._close_claim.clear()  # refused (inside a callback): not closing
+                    raise
             try:
                 if started:
                     self._sink.close(timeout)
+            except BaseException as exc:
+                # A KeyboardInterrupt, or a SIGTERM handler's SystemExit, cut the closing
+                # short: the producer may still run and events be unsettled. The next
+                # close() finishes it (flush() says so meanwhile).
+                if not isinstance(exc, EventwireError):
+                    core.close_interrupted = True
+                    self._close_claim.clear()  # the next close(), on any thread, claims it
+                raise
             finally:
                 self._close_done.set()
             return

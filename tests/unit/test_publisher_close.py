@@ -222,3 +222,42 @@ class TestCloseRacingPublishOutbox:
         assert_raised_or_reported(out, reported)
         if out.error is not None:
             assert store.status().pending == 0, "a refused publish was committed anyway"
+
+
+class _InterruptedOnce(MemoryTransport):
+    """Its first close() is cut short, as Ctrl-C (or a SIGTERM handler's sys.exit) in the
+    middle of close()'s flush cuts it."""
+
+    def __init__(self, interrupt: type[BaseException]) -> None:
+        super().__init__()
+        self.interrupt: type[BaseException] | None = interrupt
+
+    def close(self, timeout: float) -> int:
+        if self.interrupt is not None:
+            interrupt, self.interrupt = self.interrupt, None
+            raise interrupt
+        return super().close(timeout)
+
+
+class TestAnInterruptedClose:
+    @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+    def test_the_next_close_finishes_it_and_reports_the_events(
+        self, interrupt: type[BaseException]
+    ) -> None:
+        """A close() cut short left the publisher 'closed': every later close() returned at
+        once and raised nothing, the producer ran on, and the events' failures reached no
+        API. Now flush() says so, and the next close() finishes the closing and reports."""
+        transport = _InterruptedOnce(interrupt)
+        transport.pause()  # nothing is acknowledged
+        publisher = Publisher(transport=transport)
+        handles = [publisher.publish(order(n)) for n in range(3)]
+        with pytest.raises(interrupt):
+            publisher.close(1)
+        with pytest.raises(PublisherStateError, match=r"close\(\) was cut short.*call close"):
+            publisher.flush(1)
+        with pytest.raises(DeliveryError) as info:
+            publisher.close(1)
+        assert len(info.value.failures) == 3
+        assert all(h.done() for h in handles)
+        assert transport.closed
+        publisher.close(1)  # closed now: a no-op
