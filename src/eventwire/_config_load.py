@@ -29,10 +29,14 @@ environment variable ``VAR``; ``<property>.file = "PATH"`` takes the content of
 a file (one trailing newline dropped; a relative path is relative to the config
 file's directory). librdkafka's own properties that end in ``.file``
 (``sasl.oauthbearer.assertion.file`` and the like) are paths, not references.
-A property given both directly and by reference in one source is refused. A
-reference to an unset variable names the variable only if the reference looks
-like a variable name (upper-case letters, digits, ``_``): a secret written where
-the NAME belongs is not shown.
+A property given both directly and by reference in one source is refused. When a
+reference to a secret (any property not in
+:data:`~eventwire._properties.NON_SECRET_PROPERTIES`) does not resolve -- the variable
+is unset or empty, the file missing, unreadable or empty -- the error names the
+property, the file and line (or the variable) holding the reference, and what it
+must hold (a variable's NAME, a file's PATH), never the reference's own text: the
+secret itself, written where the name or the path belongs, looks like either (a
+generated upper-case password is a fine variable name, a base64 secret holds ``/``).
 
 **Environment variables.** ``EVENTWIRE_KAFKA_<NAME>``: after the prefix the
 name is lower-cased, ``_`` stands for ``.`` and ``__`` for ``_``, so
@@ -132,9 +136,6 @@ _REFERENCE_KINDS = ("env", "file")
 #: What a key that may be quoted in a message looks like: a property-like name. Any
 #: other text (a line that is really a value, a secret pasted as a key) is not shown.
 _KEY_LIKE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-#: An environment variable name conventional enough to be shown in a message: a
-#: reference holding something else (say, the secret itself) is not quoted.
-_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
 _log = get_logger("eventwire.kafka")
 
 
@@ -451,16 +452,18 @@ def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[
     props: dict[str, object] = {}
     for prop, entry in entries.items():
         value: ConfigValue
+        # The reference's text may be the secret itself, written in the wrong place:
+        # it is quoted in a message only for a property whose value may be shown.
+        shown = prop in NON_SECRET_PROPERTIES
         if entry.ref == "env":
             var = str(entry.value)
             if not environ.get(var):
-                raise ConfigurationError(_unset_variable(prop, var, entry.origin))
+                raise ConfigurationError(_unset_variable(prop, var, entry.origin, shown=shown))
             value = environ[var]
         elif entry.ref == "file":
-            path = Path(str(entry.value)).expanduser()
-            if not path.is_absolute() and entry.base is not None:
-                path = entry.base / path
-            value = _read_secret_file(prop, path, entry.origin, str(entry.value))
+            value = _read_secret_file(
+                prop, str(entry.value), entry.origin, base=entry.base, shown=shown
+            )
         else:
             value = entry.value
         if prop in NON_SECRET_PROPERTIES or prop == "profile" or isinstance(value, bool):
@@ -474,51 +477,79 @@ def _resolve(entries: Mapping[str, _Entry], environ: Mapping[str, str]) -> dict[
     return props
 
 
-def _unset_variable(prop: str, var: str, origin: str) -> str:
-    """The message for a reference to an unset variable.
+def _unset_variable(prop: str, var: str, origin: str, *, shown: bool) -> str:
+    """The message for a reference to an unset (or empty) variable.
 
-    It quotes the name only if it looks like one: a reference that holds the secret
-    itself must not show it.
+    The variable's name is quoted only if ``shown`` (``prop`` holds no secret): for a
+    secret, the reference's text may be the secret itself (a generated upper-case
+    password looks like any variable name), so the message names ``prop`` and where
+    the reference is, and says what it must hold.
     """
-    if _VARIABLE_NAME.fullmatch(var):
-        return f"{prop}: environment variable {var} (named by {origin}) is not set"
+    if shown:
+        return f"{prop}: environment variable {var!r} (named by {origin}) is not set"
     return (
-        f"{prop}: {origin} must hold the NAME of an environment variable that holds the "
-        "value, and the variable it names does not exist; its text is not shown, since it "
-        "is not an upper-case variable name and may be the secret itself. Put the secret "
-        f"in a variable and give that variable's name (or set {prop} directly)"
+        f"{prop}: {_reference(prop, 'env', origin)} must hold the NAME of an environment "
+        "variable that holds the value, and the variable it names does not exist (or is "
+        f"empty). Its text is not shown: {prop} is a secret, and the secret itself written "
+        "there by mistake would be shown with it. Check that it holds a variable's name (e.g. "
+        f"{_example_variable(prop)}) and that the variable is set for this process; put "
+        f"the secret in that variable and give that variable's name (or set {prop} directly)"
     )
 
 
-def _read_secret_file(prop: str, path: Path, origin: str, given: str | None = None) -> str:
-    """The content of the file a ``<prop>.file`` reference names.
+def _example_variable(prop: str) -> str:
+    return "KAFKA_" + re.sub(r"[^A-Z0-9]", "_", prop.upper())
 
-    ``given`` is the reference's own text: when no file has that name and it holds no
-    path separator, it may be the secret written in the wrong place, so the message
-    does not show it (as for a ``.env`` reference).
+
+def _reference(prop: str, kind: str, origin: str) -> str:
+    """Where a reference is: a variable, or a config file (and line) with its key."""
+    return origin if origin.startswith("environment variable") else f"{origin} ({prop}.{kind})"
+
+
+def _read_secret_file(
+    prop: str, given: str, origin: str, *, base: Path | None = None, shown: bool = False
+) -> str:
+    """The content of the file a ``<prop>.file`` reference names (``given``, its text).
+
+    A relative path is relative to ``base``. Unless ``shown`` (``prop`` holds no
+    secret), a message never quotes ``given`` nor the path made of it: the secret
+    itself, written where the path belongs, may hold a ``/`` as a path does (base64
+    does). It names ``prop``, where the reference is, and what it must hold.
     """
     try:
+        path = Path(given).expanduser()
+    except RuntimeError:  # "~user" of no such user, or no home directory
+        path = Path(given)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    where = _reference(prop, "file", origin)
+    what = f"{str(path)!r} (named by {origin})" if shown else f"the file named by {where}"
+    try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if given is not None and "/" not in given and "\\" not in given:
-            raise ConfigurationError(
-                f"{prop}: {origin} must hold the PATH of a file that holds the value, and "
-                "no file has the name it gives; its text is not shown, since it holds no "
-                "'/' and may be the secret itself. Put the secret in a file only this user "
-                f"can read and give its path, e.g. './secrets/{prop}' (or set {prop} directly)"
-            ) from None
+    except (FileNotFoundError, NotADirectoryError):
+        if shown:
+            raise ConfigurationError(f"{prop}: cannot read {what}: no such file") from None
+        relative = f" (a relative path is taken from {str(base)!r})" if base is not None else ""
         raise ConfigurationError(
-            f"{prop}: cannot read {str(path)!r} (named by {origin}): no such file"
+            f"{prop}: {where} must hold the PATH of a file that holds the value, and no "
+            f"file has the name it gives{relative}. Its text is not shown: {prop} is a "
+            "secret, and the secret itself written there by mistake would be shown with "
+            "it. Put the secret in a file only this user can read and give its path, e.g. "
+            f"'./secrets/{prop}' (or set {prop} directly)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigurationError(
-            f"{prop}: cannot read {str(path)!r} (named by {origin}): {reason}"
-        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, OSError):
+            reason = exc.strerror or type(exc).__name__
+        elif isinstance(exc, UnicodeDecodeError):
+            reason = "not UTF-8 text"
+        else:  # a NUL in the path: not a path at all
+            reason = "it is not a file path"
+        hidden = "" if shown else f" (the path is not shown: {prop} is a secret)"
+        raise ConfigurationError(f"{prop}: cannot read {what}: {reason}{hidden}") from None
     if text.endswith("\n"):
         text = text[:-2] if text.endswith("\r\n") else text[:-1]
     if not text:
-        raise ConfigurationError(f"{prop}: {str(path)!r} (named by {origin}) is empty")
+        raise ConfigurationError(f"{prop}: {what} is empty")
     return text
 
 

@@ -196,11 +196,26 @@ class TestSecretWhereAVariableNameBelongs:
         assert "s3cr-et!pw" not in message
         assert "does not exist" in message and "variable's name" in message
 
-    def test_an_unset_variable_with_a_conventional_name_is_named(self) -> None:
-        """A reference to an unset upper-case variable still names that variable."""
+    def test_an_unset_variable_of_a_secret_is_not_named_even_if_it_looks_like_one(
+        self,
+    ) -> None:
+        """A reference to an unset upper-case variable for a secret is not quoted either: a
+        generated upper-case password looks like any variable name."""
         env = {
             "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": DEAD,
             "EVENTWIRE_KAFKA_SASL_PASSWORD_ENV": "KAFKA_PW",
         }
-        with pytest.raises(ConfigurationError, match="environment variable KAFKA_PW .* not set"):
+        with pytest.raises(ConfigurationError, match="must hold the NAME") as raised:
+            KafkaConfig.from_env(environ=env)
+        assert "KAFKA_PW" not in str(raised.value)
+
+    def test_an_unset_variable_of_a_property_holding_no_secret_is_named(self) -> None:
+        """For a property whose value may be shown (sasl.username), the variable is named."""
+        env = {
+            "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": DEAD,
+            "EVENTWIRE_KAFKA_SASL_USERNAME_ENV": "KAFKA_USER",
+        }
+        with pytest.raises(
+            ConfigurationError, match="environment variable 'KAFKA_USER' .* not set"
+        ):
             KafkaConfig.from_env(environ=env)
