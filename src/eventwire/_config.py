@@ -23,6 +23,10 @@ librdkafka as the same object and is never shown (``<callback>``).
 :meth:`KafkaConfig.from_file`, :meth:`KafkaConfig.from_env` and
 :meth:`KafkaConfig.load` read the same configuration from a file and the
 environment (see :mod:`eventwire._config_load`).
+
+Besides malformed names and values of the wrong type, ``overrides`` refuses:
+
+* ``transactional.id``: eventwire does not use Kafka transactions.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal, get_args
 
-from eventwire._config_load import Loaded, load
+from eventwire._config_load import UNSUPPORTED_PROPERTIES, Loaded, load
 from eventwire._errors import ConfigurationError
 from eventwire._properties import (
     CALLBACKS,
@@ -267,9 +271,11 @@ class KafkaConfig:
             (:data:`RESERVED`), a consumer-only property (``group.id``...: a
             producer ignores it), a callable under a key that takes none (the
             accepted callback names are listed), a callback key whose value is
-            not callable, or a value of the wrong type. librdkafka itself rejects
-            unknown property names when the publisher starts, and eventwire
-            names the key.
+            not callable, or a value of the wrong type. Also:
+            ``transactional.id`` (eventwire does not use Kafka transactions: the
+            outbox gives atomicity with a database, and idempotence is on).
+            librdkafka itself rejects unknown property names when the
+            publisher starts, and eventwire names the key.
     """
 
     bootstrap_servers: str
@@ -346,6 +352,10 @@ class KafkaConfig:
                 raise ConfigurationError(
                     f"override key {key!r} is a librdkafka consumer property, which a "
                     "producer ignores: this configuration is a producer's (remove it)"
+                )
+            if key in UNSUPPORTED_PROPERTIES:
+                raise ConfigurationError(
+                    f"override key {key!r} cannot be set: {UNSUPPORTED_PROPERTIES[key]}"
                 )
             _check_value(key, value)
         # Keep the string values of properties not known to be harmless wrapped,

@@ -59,6 +59,10 @@ file or variable named. Across sources, a later source's value replaces an
 earlier one under any of the property's names (the environment's
 ``..._METADATA_BROKER_LIST`` replaces the file's ``bootstrap.servers``).
 
+**Not supported.** ``transactional.id`` (and its references) is refused, naming
+where it was: eventwire does not use Kafka transactions (see
+:data:`UNSUPPORTED_PROPERTIES`).
+
 **Warnings.** A config file other users may read (mode ``o+r``) that holds a
 secret property inline (not by ``.env``/``.file`` reference) logs one WARNING,
 ``config_file_exposes_secret`` (``file``, ``properties``, ``mode``, ``hint``: chmod
@@ -107,6 +111,7 @@ __all__ = [
     "ENV_PREFIX",
     "KNOWN_PROPERTIES",
     "RELAY_ENV_PREFIX",
+    "UNSUPPORTED_PROPERTIES",
     "ConfigFile",
     "Loaded",
     "config_file_path",
@@ -136,6 +141,18 @@ _REFERENCE_KINDS = ("env", "file")
 #: What a key that may be quoted in a message looks like: a property-like name. Any
 #: other text (a line that is really a value, a secret pasted as a key) is not shown.
 _KEY_LIKE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+#: librdkafka properties eventwire refuses wherever they are given (a file, the
+#: environment, ``overrides``), with why and what to use instead.
+UNSUPPORTED_PROPERTIES: Mapping[str, str] = {
+    "transactional.id": (
+        "eventwire does not support Kafka transactions: it never calls "
+        "init_transactions(), so with a transactional.id every publish would fail "
+        "(_STATE). Remove it. For an event written atomically with a database change, "
+        "use the outbox (Publisher(..., outbox=SQLiteOutbox(...) or PostgresOutbox(...))); "
+        "against duplicates from retries, idempotence is already on "
+        "(enable.idempotence=true in every profile)"
+    ),
+}
 _log = get_logger("eventwire.kafka")
 
 
@@ -411,9 +428,14 @@ def _property_of(key: str, origin: str) -> tuple[str, Literal["env", "file"] | N
     installed librdkafka knows it (a property newer than eventwire's lists), except
     the consumer-only ones and the callbacks.
     """
+    base, _, kind = key.rpartition(".")
+    for prop in (key, base) if kind in _REFERENCE_KINDS else (key,):
+        if prop in UNSUPPORTED_PROPERTIES:
+            raise ConfigurationError(
+                f"{origin}: {prop!r} cannot be set: {UNSUPPORTED_PROPERTIES[prop]}"
+            )
     if key in KNOWN_PROPERTIES or key in _EVENTWIRE_KEYS:
         return key, None
-    base, _, kind = key.rpartition(".")
     if base in KNOWN_PROPERTIES and kind in _REFERENCE_KINDS:
         return base, "env" if kind == "env" else "file"
     if key in CALLBACKS or key in RESERVED:

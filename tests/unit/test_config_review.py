@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eventwire import ConfigurationError, KafkaConfig
+from eventwire import ConfigurationError, KafkaConfig, Publisher
 
 #: Secrets that look like what belongs where they were written by mistake: a base64
 #: secret holds '/' and '+' (a path), a generated password is upper-case letters and
@@ -101,3 +101,32 @@ class TestASecretWhereItsReferenceBelongsIsNeverShown:
         )
         with pytest.raises(ConfigurationError, match="who/ami.*no such file"):
             KafkaConfig.from_file(path)
+
+
+class TestTransactionalIdIsRefused:
+    MESSAGE = "does not support Kafka transactions.*outbox.*idempotence is already on"
+
+    def test_in_overrides(self) -> None:
+        """KafkaConfig(overrides={'transactional.id': ...}) is refused saying transactions
+        are not supported and what to use instead; so is Publisher(overrides=...)."""
+        with pytest.raises(ConfigurationError, match=self.MESSAGE):
+            KafkaConfig("h:1", overrides={"transactional.id": "tx-1"})
+        with pytest.raises(ConfigurationError, match="'transactional.id'"):
+            KafkaConfig("h:1").with_overrides({"transactional.id": "tx-1"})
+        with pytest.raises(ConfigurationError, match=self.MESSAGE):
+            Publisher("127.0.0.1:9", overrides={"transactional.id": "tx-1"}, connect_timeout=None)
+
+    @pytest.mark.parametrize("line", ["transactional.id=tx-1", "transactional.id.env=TX_ID"])
+    def test_in_a_config_file_naming_the_line(self, tmp_path: Path, line: str) -> None:
+        """In a config file (directly or by reference) it is refused naming the line."""
+        path = _write(tmp_path, "c.properties", f"bootstrap.servers=h:1\n{line}\n")
+        with pytest.raises(ConfigurationError, match=r"line 2: 'transactional.id' cannot be set"):
+            KafkaConfig.load(path, environ={"TX_ID": "tx-1"})
+
+    def test_in_the_environment_naming_the_variable(self) -> None:
+        env = {
+            "EVENTWIRE_KAFKA_BOOTSTRAP_SERVERS": "h:1",
+            "EVENTWIRE_KAFKA_TRANSACTIONAL_ID": "tx-1",
+        }
+        with pytest.raises(ConfigurationError, match="EVENTWIRE_KAFKA_TRANSACTIONAL_ID"):
+            KafkaConfig.from_env(environ=env)
