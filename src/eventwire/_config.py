@@ -27,10 +27,15 @@ environment (see :mod:`eventwire._config_load`).
 Besides malformed names and values of the wrong type, ``overrides`` refuses:
 
 * ``transactional.id``: eventwire does not use Kafka transactions.
+* A number outside what an integer property takes (its range is asked of the
+  installed librdkafka), or one librdkafka would read as another number: out of a
+  C ``int``, librdkafka would silently wrap the value around.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -200,6 +205,119 @@ def _encodable(text: str) -> bool:
     return True
 
 
+#: librdkafka keeps an integer property in a C ``int``: a longer value wraps around.
+_C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1
+#: librdkafka's message for an integer property given a value out of its range.
+_OUT_OF_RANGE = re.compile(r"value (-?\d+) is outside allowed range (-?\d+)\.\.(-?\d+)")
+#: A property name no librdkafka has (set after the probed one, so a probe always fails).
+_NO_PROPERTY = "eventwire.no.such.property"
+#: A number written in decimal: what Python (and the user) reads in an override's text.
+_NUMBER_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+#: The start of a number as C's ``strtol(text, &end, 0)`` reads it, as librdkafka does.
+_STRTOL = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)?")
+
+
+@functools.lru_cache(maxsize=256)
+def _int_range(name: str) -> tuple[int, int] | None:
+    """The range of librdkafka's integer property ``name``; None if it is not one.
+
+    Asked of the installed librdkafka without creating a client (as
+    :func:`eventwire.transports.kafka.librdkafka_knows` does): ``name`` is set to the
+    smallest C int, then a name no librdkafka has, so the configuration is always
+    refused. An integer property of a narrower range refuses that value, naming its
+    range; one that takes it (the whole C int range) refuses a non-number. A string,
+    float, boolean or enum property (or a name librdkafka does not know) is None:
+    librdkafka checks those itself, or takes any text.
+    """
+    import confluent_kafka  # noqa: PLC0415 - only when an override is a number
+
+    def refusal(value: str) -> str:
+        try:
+            confluent_kafka.Producer({name: value, _NO_PROPERTY: "0"})
+        except confluent_kafka.KafkaException as exc:
+            return str(exc)
+        except (TypeError, ValueError):  # confluent-kafka's own keys (callbacks)
+            return ""
+        return ""  # not reached: the second name is always refused
+
+    text = refusal(str(_C_INT_MIN))
+    match = _OUT_OF_RANGE.search(text)
+    if match:
+        low, high = int(match[2]), int(match[3])
+        return (low, high) if match[1] == str(_C_INT_MIN) else None
+    if _NO_PROPERTY in text and "Invalid value" in refusal("x"):
+        return _C_INT_MIN, _C_INT_MAX
+    return None
+
+
+def _strtol(text: str) -> int:
+    """The integer librdkafka reads from ``text``: C's ``strtol`` in base 0.
+
+    Before the C ``int`` cast: ``"1e3"`` is 1, ``"2.5"`` is 2, ``"010"`` is 8, ``"0x10"``
+    is 16, text with no number is 0.
+    """
+    match = _STRTOL.match(text)
+    assert match is not None  # every part is optional
+    sign, digits = match[1], match[2]
+    if not digits:
+        return 0
+    number = int(digits, 16 if digits[1:2] in ("x", "X") else 8 if digits[0] == "0" else 10)
+    return -number if sign == "-" else number
+
+
+def _check_range(key: str, value: object) -> None:
+    """Refuse a number librdkafka's integer property ``key`` would not take as written.
+
+    librdkafka reads an integer property with C's ``strtol`` into a C ``int``: a value out
+    of that range wraps around (``message.timeout.ms = 2**32 + 1500`` would be 1.5 s), and
+    text past the integer is dropped (``2.5`` would be 2, ``"1e3"`` 1; ``"010"`` is
+    octal, 8). Refused: a number outside the property's range (the installed
+    librdkafka's), one that is not whole, and text librdkafka would read as another
+    number. Text that is no decimal number (``"all"``, ``"0x10"``) is left to
+    librdkafka. The value is shown only for a property whose values may be shown.
+    """
+    raw = value.get() if isinstance(value, Secret) else value
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return
+    if isinstance(raw, str) and not _NUMBER_TEXT.fullmatch(raw):
+        return
+    limits = _int_range(key)
+    if limits is None:
+        return
+    low, high = limits
+    text = raw if isinstance(raw, str) else str(raw)
+    meant = raw if isinstance(raw, int) else float(raw)
+    shown = "" if is_secret_key(key) or isinstance(value, Secret) else f" = {value!r}"
+    if isinstance(meant, float) and not (math.isfinite(meant) and meant.is_integer()):
+        raise ConfigurationError(
+            f"{key}{shown} is not a whole number: librdkafka's {key} is an integer "
+            f"({low}..{high}), and it would drop what follows the integer part"
+        )
+    if not low <= meant <= high:
+        wraps = (
+            " librdkafka keeps it in a C int, and a value out of that range would wrap "
+            "around silently (2**32 + 1500 becomes 1500)."
+            if not _C_INT_MIN <= meant <= _C_INT_MAX
+            else ""
+        )
+        days = (
+            f" ({high:,} ms is about {high / 86_400_000:.1f} days)"
+            if key.endswith(".ms") and high >= 86_400_000
+            else ""
+        )
+        raise ConfigurationError(
+            f"{key}{shown} is outside the range librdkafka takes for it: "
+            f"{low}..{high}{days}.{wraps} Give a value in that range"
+        )
+    read = _strtol(text)
+    if read != meant:
+        raise ConfigurationError(
+            f"{key}{shown} would be read by librdkafka as {read if shown else 'another number'}"
+            " (it reads an integer property as C's strtol does: a leading 0 means octal, "
+            "and an exponent is dropped). Write the number as plain decimal digits"
+        )
+
+
 class _Masked(Secret):
     """A value masked by eventwire, not by the user: its property is not known to be harmless.
 
@@ -274,6 +392,9 @@ class KafkaConfig:
             not callable, or a value of the wrong type. Also:
             ``transactional.id`` (eventwire does not use Kafka transactions: the
             outbox gives atomicity with a database, and idempotence is on).
+            A number outside the range of an integer property
+            (``message.timeout.ms``: 0..2147483647, asked of the installed
+            librdkafka), or one librdkafka would read as another number.
             librdkafka itself rejects unknown property names when the
             publisher starts, and eventwire names the key.
     """
@@ -358,6 +479,7 @@ class KafkaConfig:
                     f"override key {key!r} cannot be set: {UNSUPPORTED_PROPERTIES[key]}"
                 )
             _check_value(key, value)
+            _check_range(key, value)
         # Keep the string values of properties not known to be harmless wrapped,
         # so that printing ``config.overrides`` (or the dataclass fields) never
         # shows them; ``to_librdkafka()`` unwraps them.

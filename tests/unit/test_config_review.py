@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eventwire import ConfigurationError, KafkaConfig, Publisher
+from eventwire import ConfigurationError, KafkaConfig, Publisher, Secret
 
 #: Secrets that look like what belongs where they were written by mistake: a base64
 #: secret holds '/' and '+' (a path), a generated password is upper-case letters and
@@ -130,3 +130,72 @@ class TestTransactionalIdIsRefused:
         }
         with pytest.raises(ConfigurationError, match="EVENTWIRE_KAFKA_TRANSACTIONAL_ID"):
             KafkaConfig.from_env(environ=env)
+
+
+class TestIntegerOverridesOutOfRange:
+    @pytest.mark.parametrize("value", [2**32 + 1500, "4294968796", 10**12, -(2**31) - 1])
+    def test_a_value_beyond_a_c_int_is_refused_naming_key_and_range(self, value: object) -> None:
+        """message.timeout.ms = 2**32 + 1500 would wrap around to 1.5 s in librdkafka: it is
+        refused, naming the key, the value given and the property's range."""
+        with pytest.raises(ConfigurationError) as info:
+            KafkaConfig("h:1", overrides={"message.timeout.ms": value})
+        message = str(info.value)
+        assert message.startswith(f"message.timeout.ms = {value!r} is outside")
+        assert "0..2147483647" in message and "wrap around" in message
+
+    def test_a_value_outside_a_narrower_range_is_refused(self) -> None:
+        """compression.level takes -1..12 (asked of the installed librdkafka)."""
+        with pytest.raises(ConfigurationError, match=r"compression.level = 13 .* -1\.\.12"):
+            KafkaConfig("h:1", overrides={"compression.level": 13})
+
+    def test_a_float_is_refused_unless_whole_and_in_range(self) -> None:
+        """log_level = 1e20 is out of range (its text, "1e+20", would be read as 1), 2.5
+        would be read as 2; 6.0 is 6."""
+        with pytest.raises(ConfigurationError, match=r"log_level = 1e\+20 is outside .*0\.\.7"):
+            KafkaConfig("h:1", overrides={"log_level": 1e20})
+        with pytest.raises(ConfigurationError, match="log_level = 2.5 is not a whole number"):
+            KafkaConfig("h:1", overrides={"log_level": 2.5})
+        assert KafkaConfig("h:1", overrides={"log_level": 6.0}).to_librdkafka()["log_level"] == 6.0
+
+    @pytest.mark.parametrize(("text", "read"), [("1e3", 1), ("010", 8), ("08", 0)])
+    def test_text_librdkafka_would_read_as_another_number_is_refused(
+        self, text: str, read: int
+    ) -> None:
+        """librdkafka reads an integer property as C's strtol: "1e3" is 1, "010" octal 8."""
+        pattern = f"message.timeout.ms = '{text}' would be read by librdkafka as {read} "
+        with pytest.raises(ConfigurationError, match=pattern):
+            KafkaConfig("h:1", overrides={"message.timeout.ms": text})
+        assert KafkaConfig("h:1", overrides={"message.timeout.ms": "30000.0"})
+
+    def test_from_a_config_file_and_through_with_overrides(self, tmp_path: Path) -> None:
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\nlinger.ms=5\n")
+        config = KafkaConfig.from_file(path)
+        with pytest.raises(ConfigurationError, match="message.timeout.ms"):
+            config.with_overrides({"message.timeout.ms": 2**32})
+        bad = _write(tmp_path, "d.properties", "bootstrap.servers=h:1\nbatch.size=4294967296\n")
+        with pytest.raises(ConfigurationError, match=r"batch.size = '4294967296'.*d\.properties"):
+            KafkaConfig.from_file(bad)
+
+    def test_values_in_range_and_other_properties_are_untouched(self) -> None:
+        """The edges of the range pass; a long number for a string property (client.id,
+        a numeric password) and a float property (linger.ms, checked by librdkafka) pass."""
+        config = KafkaConfig(
+            "h:1",
+            overrides={
+                "message.timeout.ms": 2**31 - 1,
+                "client.id": 12345678901234,
+                "sasl.password": "98765432101234",
+                "ssl.key.password": Secret("4294968796"),
+                "acks": "all",
+            },
+        )
+        props = config.to_librdkafka()
+        assert props["message.timeout.ms"] == 2**31 - 1
+        assert props["client.id"] == 12345678901234
+        assert props["sasl.password"] == "98765432101234"
+
+    def test_the_value_of_a_masked_property_is_not_shown(self) -> None:
+        """A number given as a Secret is refused without showing it."""
+        with pytest.raises(ConfigurationError, match="message.timeout.ms is outside") as info:
+            KafkaConfig("h:1", overrides={"message.timeout.ms": Secret("4294968796")})
+        assert "4294968796" not in str(info.value)
