@@ -30,6 +30,8 @@ Besides malformed names and values of the wrong type, ``overrides`` refuses:
 * A number outside what an integer property takes (its range is asked of the
   installed librdkafka), or one librdkafka would read as another number: out of a
   C ``int``, librdkafka would silently wrap the value around.
+* One property under two of librdkafka's names (``message.timeout.ms`` and
+  ``delivery.timeout.ms``...), as a config file does.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from eventwire._properties import (
     Callback,
     ConfigValue,
     Secret,
+    canonical,
     embedded_secrets,
     mask_embedded,
 )
@@ -395,6 +398,8 @@ class KafkaConfig:
             A number outside the range of an integer property
             (``message.timeout.ms``: 0..2147483647, asked of the installed
             librdkafka), or one librdkafka would read as another number.
+            One property under two of librdkafka's names (``linger.ms`` and
+            ``queue.buffering.max.ms``).
             librdkafka itself rejects unknown property names when the
             publisher starts, and eventwire names the key.
     """
@@ -480,6 +485,7 @@ class KafkaConfig:
                 )
             _check_value(key, value)
             _check_range(key, value)
+        self._check_aliases()
         # Keep the string values of properties not known to be harmless wrapped,
         # so that printing ``config.overrides`` (or the dataclass fields) never
         # shows them; ``to_librdkafka()`` unwraps them.
@@ -489,6 +495,21 @@ class KafkaConfig:
         }
         object.__setattr__(self, "overrides", wrapped)
         self._warn_tls_off()
+
+    def _check_aliases(self) -> None:
+        """Refuse one property under two of librdkafka's names, as a config file does.
+
+        librdkafka applies properties in order, so which of the two values counted
+        would depend on the order of the dict.
+        """
+        seen: dict[str, str] = {}
+        for key in self.overrides:
+            other = seen.setdefault(canonical(key), key)
+            if other != key:
+                raise ConfigurationError(
+                    f"overrides give {other!r} and {key!r}, which are one librdkafka "
+                    "property under two names; give it once"
+                )
 
     def _warn_tls_off(self) -> None:
         """Log one WARNING if the overrides switch TLS verification off.
@@ -518,6 +539,11 @@ class KafkaConfig:
             value = getattr(self, f.name)
             if value is not None:
                 props[f.name.replace("_", ".")] = value
+        # An override replaces a profile's or a field's value under any of its names
+        # (queue.buffering.max.ms replaces the profile's linger.ms), so librdkafka gets
+        # each property once.
+        given = {canonical(key) for key in self.overrides}
+        props = {k: v for k, v in props.items() if canonical(k) not in given}
         props.update(self.overrides)
         return props
 
@@ -555,12 +581,18 @@ class KafkaConfig:
 
             KafkaConfig.load().with_overrides({"oauth_cb": fetch_token})
 
+        A property set here replaces this config's value under any of its names:
+        ``with_overrides({"message.timeout.ms": 30_000})`` replaces a
+        ``delivery.timeout.ms`` (its other name) too, so the latest value counts.
+
         Raises:
             ConfigurationError: as the constructor.
         """
+        given = {canonical(key) for key in overrides if isinstance(key, str)}
+        kept = {k: v for k, v in self.overrides.items() if canonical(k) not in given}
         token = _TLS_WARNED.set(_tls_off(self.overrides))
         try:
-            return replace(self, overrides={**self.overrides, **overrides})
+            return replace(self, overrides={**kept, **overrides})
         finally:
             _TLS_WARNED.reset(token)
 

@@ -57,7 +57,8 @@ librdkafka's names for one property (``bootstrap.servers`` and
 :data:`~eventwire._properties.ALIASES`) are refused with the property and the
 file or variable named. Across sources, a later source's value replaces an
 earlier one under any of the property's names (the environment's
-``..._METADATA_BROKER_LIST`` replaces the file's ``bootstrap.servers``).
+``..._METADATA_BROKER_LIST`` replaces the file's ``bootstrap.servers``), and so does
+a property in ``overrides``.
 
 **Not supported.** ``transactional.id`` (and its references) is refused, naming
 where it was: eventwire does not use Kafka transactions (see
@@ -618,6 +619,9 @@ def _build(
             f"bootstrap.servers is not set ({where}): give it in the config file, "
             f"or as {ENV_PREFIX}BOOTSTRAP_SERVERS"
         )
+    # A property in ``overrides`` replaces the sources' under any of its names.
+    given = {canonical(name) for name in extra}
+    rest = {name: value for name, value in rest.items() if canonical(name) not in given}
     rest.update(extra)
     return Loaded(kwargs, rest, where)
 

@@ -199,3 +199,57 @@ class TestIntegerOverridesOutOfRange:
         with pytest.raises(ConfigurationError, match="message.timeout.ms is outside") as info:
             KafkaConfig("h:1", overrides={"message.timeout.ms": Secret("4294968796")})
         assert "4294968796" not in str(info.value)
+
+
+class TestAliasesInOverrides:
+    def test_the_latest_with_overrides_wins_whatever_name_it_uses(self) -> None:
+        """message.timeout.ms, then delivery.timeout.ms, then message.timeout.ms: the last
+        value (30 s) is the only one librdkafka gets."""
+        config = (
+            KafkaConfig("h:1", overrides={"message.timeout.ms": 10_000})
+            .with_overrides({"delivery.timeout.ms": 20_000})
+            .with_overrides({"message.timeout.ms": 30_000})
+        )
+        props = config.to_librdkafka()
+        assert props["message.timeout.ms"] == 30_000
+        assert "delivery.timeout.ms" not in props
+        assert dict(config.overrides) == {"message.timeout.ms": 30_000}
+
+    def test_an_override_replaces_the_profiles_value_under_another_name(self) -> None:
+        """queue.buffering.max.ms replaces the profile's linger.ms: one value reaches
+        librdkafka."""
+        props = KafkaConfig("h:1", overrides={"queue.buffering.max.ms": 50}).to_librdkafka()
+        assert props["queue.buffering.max.ms"] == 50
+        assert "linger.ms" not in props
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {"linger.ms": 10, "queue.buffering.max.ms": 500},
+            {"message.timeout.ms": 1000, "delivery.timeout.ms": 2000},
+            {"acks": "all", "request.required.acks": 1},
+        ],
+    )
+    def test_two_names_of_one_property_in_one_dict_are_refused(
+        self, overrides: dict[str, object]
+    ) -> None:
+        """As a config file refuses them: in the constructor, with_overrides, Publisher."""
+        first, second = overrides
+        pattern = f"'{first}' and '{second}', which are one librdkafka property under two names"
+        with pytest.raises(ConfigurationError, match=pattern):
+            KafkaConfig("h:1", overrides=overrides)
+        with pytest.raises(ConfigurationError, match="two names"):
+            KafkaConfig("h:1").with_overrides(overrides)
+        with pytest.raises(ConfigurationError, match="two names"):
+            Publisher("127.0.0.1:9", overrides=overrides, connect_timeout=None)
+
+    def test_load_overrides_replace_a_files_property_under_another_name(
+        self, tmp_path: Path
+    ) -> None:
+        """KafkaConfig.load(overrides=) replaces the file's linger.ms with its
+        queue.buffering.max.ms, as the environment does."""
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=h:1\nlinger.ms=5\n")
+        config = KafkaConfig.load(path, environ={}, overrides={"queue.buffering.max.ms": 9})
+        props = config.to_librdkafka()
+        assert props["queue.buffering.max.ms"] == 9
+        assert "linger.ms" not in props
