@@ -32,6 +32,8 @@ Besides malformed names and values of the wrong type, ``overrides`` refuses:
   C ``int``, librdkafka would silently wrap the value around.
 * One property under two of librdkafka's names (``message.timeout.ms`` and
   ``delivery.timeout.ms``...), as a config file does.
+* The brokers (``bootstrap.servers``, ``metadata.broker.list``): they are the
+  ``bootstrap_servers`` field.
 """
 
 from __future__ import annotations
@@ -386,6 +388,13 @@ class KafkaConfig:
     :data:`CALLBACKS` take a callable instead, e.g. ``overrides={"oauth_cb":
     fetch_token}``, handed to librdkafka as the same object.
 
+    The brokers are ``bootstrap_servers`` only: ``overrides`` refuses
+    ``bootstrap.servers`` and ``metadata.broker.list``, which librdkafka would connect
+    to while the config (and every connection error) named ``bootstrap_servers``, and
+    which would skip its ``host:port`` check. :meth:`load` (and the command line's
+    ``--bootstrap``) does take them in its ``overrides``: it moves them into
+    ``bootstrap_servers``, as a later source replaces an earlier one.
+
     Raises:
         ConfigurationError: an unknown profile, a malformed bootstrap list, an
             override that is not a librdkafka property name, a reserved key
@@ -400,6 +409,7 @@ class KafkaConfig:
             librdkafka), or one librdkafka would read as another number.
             One property under two of librdkafka's names (``linger.ms`` and
             ``queue.buffering.max.ms``).
+            The brokers (above).
             librdkafka itself rejects unknown property names when the
             publisher starts, and eventwire names the key.
     """
@@ -478,6 +488,17 @@ class KafkaConfig:
                 raise ConfigurationError(
                     f"override key {key!r} is a librdkafka consumer property, which a "
                     "producer ignores: this configuration is a producer's (remove it)"
+                )
+            if canonical(key) == "bootstrap.servers":
+                # Not supported here: librdkafka would connect to these brokers while
+                # bootstrap_servers (checked as 'host:port', named in every connection
+                # error) named others. KafkaConfig.load(overrides=...) moves them into
+                # the field instead, as a later source replaces an earlier one.
+                raise ConfigurationError(
+                    f"override key {key!r} is not taken: the brokers are KafkaConfig's "
+                    "bootstrap_servers (a Publisher's first argument), which is checked and "
+                    "named in connection errors. Pass them there (to change a config's, "
+                    "dataclasses.replace(config, bootstrap_servers=...))"
                 )
             if key in UNSUPPORTED_PROPERTIES:
                 raise ConfigurationError(

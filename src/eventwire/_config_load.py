@@ -58,7 +58,10 @@ librdkafka's names for one property (``bootstrap.servers`` and
 file or variable named. Across sources, a later source's value replaces an
 earlier one under any of the property's names (the environment's
 ``..._METADATA_BROKER_LIST`` replaces the file's ``bootstrap.servers``), and so does
-a property in ``overrides``.
+a property in ``overrides``. Brokers in ``overrides`` (``bootstrap.servers`` or
+``metadata.broker.list``: the command line's ``--bootstrap``) become KafkaConfig's
+``bootstrap_servers``, which is checked and named in connection errors; KafkaConfig's
+own ``overrides`` refuses them.
 
 **Not supported.** ``transactional.id`` (and its references) is refused, naming
 where it was: eventwire does not use Kafka transactions (see
@@ -612,8 +615,19 @@ def _build(
             assert isinstance(value, str | int | float | bool | Secret)
             rest[prop] = value
     extra = dict(overrides or {})
-    if isinstance(extra.get("bootstrap.servers"), str):  # the field, so the config names it
-        kwargs["bootstrap_servers"] = extra.pop("bootstrap.servers")
+    # Brokers in ``overrides`` (the command line's --bootstrap, a caller's own) replace
+    # the sources' in the bootstrap_servers field, as any property of a later source
+    # does: KafkaConfig checks the field ('host:port') and names it in connection errors,
+    # and its constructor refuses the brokers among its own ``overrides``.
+    brokers = [name for name in ("bootstrap.servers", "metadata.broker.list") if name in extra]
+    if len(brokers) > 1:
+        raise ConfigurationError(
+            "overrides give 'bootstrap.servers' and 'metadata.broker.list', which are one "
+            "librdkafka property under two names; give it once"
+        )
+    if brokers:
+        value = extra.pop(brokers[0])
+        kwargs["bootstrap_servers"] = value.get() if isinstance(value, Secret) else value
     if "bootstrap_servers" not in kwargs:
         raise ConfigurationError(
             f"bootstrap.servers is not set ({where}): give it in the config file, "

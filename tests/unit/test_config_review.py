@@ -253,3 +253,32 @@ class TestAliasesInOverrides:
         props = config.to_librdkafka()
         assert props["queue.buffering.max.ms"] == 9
         assert "linger.ms" not in props
+
+
+class TestBrokersInOverrides:
+    @pytest.mark.parametrize("key", ["bootstrap.servers", "metadata.broker.list"])
+    def test_are_refused_pointing_to_bootstrap_servers(self, key: str) -> None:
+        """The producer would connect to them while errors named bootstrap_servers, and
+        they would skip the host:port check: refused, pointing to the argument."""
+        with pytest.raises(ConfigurationError, match=f"'{key}' is not taken.*bootstrap_servers"):
+            KafkaConfig("127.0.0.1:51775", overrides={key: "127.0.0.1:1"})
+        with pytest.raises(ConfigurationError, match=f"'{key}' is not taken"):
+            KafkaConfig("h:1").with_overrides({key: "no-port-here"})
+        with pytest.raises(ConfigurationError, match=f"'{key}' is not taken"):
+            Publisher("127.0.0.1:9", overrides={key: "127.0.0.1:1"}, connect_timeout=None)
+
+    @pytest.mark.parametrize("key", ["bootstrap.servers", "metadata.broker.list"])
+    def test_load_moves_them_into_the_checked_field(self, tmp_path: Path, key: str) -> None:
+        """KafkaConfig.load(overrides=) (the command line's --bootstrap) replaces the file's
+        brokers in bootstrap_servers, which is checked and named."""
+        path = _write(tmp_path, "c.properties", "bootstrap.servers=a:1\n")
+        config = KafkaConfig.load(path, environ={}, overrides={key: "b:2"})
+        assert config.bootstrap_servers == "b:2"
+        assert key not in config.overrides
+        with pytest.raises(ConfigurationError, match="'no-port-here' is not 'host:port'"):
+            KafkaConfig.load(path, environ={}, overrides={key: "no-port-here"})
+
+    def test_load_refuses_both_names_in_its_overrides(self) -> None:
+        overrides = {"bootstrap.servers": "a:1", "metadata.broker.list": "b:1"}
+        with pytest.raises(ConfigurationError, match="two names"):
+            KafkaConfig.load(environ={}, overrides=overrides)
