@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from eventwire._errors import RoutingError
-from eventwire._shapes import field_names
+from eventwire._shapes import check_round_trip, field_names
 from eventwire._text import first_unsafe
 
 __all__ = ["ROUTE_ATTRIBUTE", "Route", "check_text", "event", "validate_topic_name"]
@@ -116,9 +116,14 @@ class Route:
 
         ``cls`` must be an event class -- a ``msgspec.Struct``, dataclass, attrs
         class or pydantic v2 model -- and a key given as a field name must be one
-        of its fields (by attribute name; for pydantic, not the alias).
+        of its fields (by attribute name; for pydantic, not the alias). Its events
+        must keep every field's value and decode back (see
+        :func:`eventwire._shapes.check_round_trip`): no attrs field named ``_x``, no
+        pydantic secret field without a serializer, no pydantic field written under
+        a name its validator does not read, no required excluded one.
         """
         fields = field_names(cls)  # raises unless cls is an event class
+        check_round_trip(cls)
         if isinstance(self.key, str) and self.key not in fields:
             raise RoutingError(
                 f"key field {self.key!r} is not a field of {cls.__qualname__} "
@@ -143,8 +148,9 @@ def event(
             total_price: float
 
     Raises:
-        RoutingError: the topic is illegal, the class is not an event class, or the key
-            field does not exist -- at import time, before anything is sent.
+        RoutingError: the topic is illegal, the class is not an event class, the key
+            field does not exist, or its events would lose a field or never decode
+            (see :meth:`Route.check_for`) -- at import time, before anything is sent.
     """
     route = Route(topic=topic, key=key, type_name=type_name)
 

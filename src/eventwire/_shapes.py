@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 import typing
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from eventwire._errors import RoutingError
 __all__ = [
     "Shape",
     "check_event_class",
+    "check_round_trip",
     "field_names",
     "from_builtins",
     "is_pydantic_model",
@@ -110,6 +112,218 @@ def check_event_class(cls: object) -> Shape:
             f"resolved): define the types it refers to, then call {name}.model_rebuild()."
         )
     return shape
+
+
+def check_round_trip(cls: type) -> None:
+    """Raise RoutingError if events of ``cls`` would lose a field's value, or never decode.
+
+    Run once per class where a route is bound to it (``@event``, ``routes=``). What
+    is refused, each named by class and field:
+
+    * a field of an attrs class (the event or one nested in it) whose name starts
+      with ``_``: msgspec, which encodes attrs classes, never writes such a field,
+      and has no option to (its decoder reads them: only the write loses them);
+    * in a pydantic model (or one nested in it): a ``SecretStr``, ``SecretBytes`` or
+      ``Secret[...]`` field, which pydantic writes as ``"**********"``, unless a
+      serializer of the model's (``field_serializer``, ``PlainSerializer``,
+      ``WrapSerializer``, ``model_serializer``) decides what is written; a field
+      written under a name its validator does not read (a ``serialization_alias``
+      without the matching validation alias); a required field with
+      ``exclude=True``, never written.
+    """
+    shape = check_event_class(cls)
+    if shape is Shape.PYDANTIC:
+        _check_pydantic(cls)
+    else:
+        _check_attrs_private(cls)
+
+
+def _check_attrs_private(cls: type) -> None:
+    """The attrs check of :func:`check_round_trip`, for a Struct, dataclass or attrs event."""
+    if "attr" not in sys.modules:  # (attrs imports ``attr``): no attrs class can exist
+        return
+    inspect = msgspec.inspect
+    try:
+        info: object = inspect.type_info(cls)
+    except Exception:  # a type msgspec cannot describe: publish() reports it
+        return
+    seen: set[int] = set()
+    todo = [info]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list | tuple):
+            todo.extend(node)
+            continue
+        if not isinstance(node, inspect.Type | inspect.Field) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, inspect.DataclassType) and hasattr(node.cls, "__attrs_attrs__"):
+            for field in node.fields:
+                if field.name.startswith("_"):
+                    raise _private_attrs_field(cls, node.cls, field.name)
+        todo.extend(getattr(node, name) for name in node.__struct_fields__)
+
+
+def _private_attrs_field(cls: type, owner: type, name: str) -> RoutingError:
+    where = "" if owner is cls else f" (in {cls.__qualname__})"
+    return RoutingError(
+        f"cannot publish {cls.__qualname__}: field {name!r} of the attrs class "
+        f"{owner.__qualname__}{where} starts with '_', and msgspec, which encodes attrs "
+        "classes, never writes such a field: its value would be lost (consumers would "
+        "get its default, or fail to decode). Rename the field without the leading "
+        f"underscore ({name.lstrip('_')!r}: attrs' __init__ parameter keeps that name), "
+        "or make the class a dataclass or a msgspec.Struct, which write it."
+    )
+
+
+def _check_pydantic(cls: type) -> None:
+    """The pydantic checks of :func:`check_round_trip`, over ``cls`` and the models in it."""
+    import pydantic  # noqa: PLC0415  (installed: it made cls)
+
+    secret_types = (pydantic.SecretStr, pydantic.SecretBytes, pydantic.Secret)
+    seen: set[int] = set()
+    todo: list[type] = [cls]
+    while todo:
+        owner = todo.pop()
+        if id(owner) in seen:
+            continue
+        seen.add(id(owner))
+        decorators = getattr(owner, "__pydantic_decorators__", None)
+        if decorators is not None and decorators.model_serializers:
+            continue  # the model's own serializer decides what is written
+        serialized: set[str] = set()
+        for decorator in decorators.field_serializers.values() if decorators else ():
+            serialized.update(decorator.info.fields)
+        for name, annotation, field in _members(owner):
+            if field is not None and field.exclude is True:
+                if field.is_required():
+                    raise _excluded_required(cls, owner, name)
+                continue  # never written
+            if name in serialized or "*" in serialized:
+                continue  # a field_serializer decides what is written
+            if field is not None:
+                if _has_serializer(field.metadata):
+                    continue
+                if is_pydantic_model(owner):
+                    _check_names(cls, owner, name, field)
+            todo.extend(_written_classes(cls, owner, name, annotation, secret_types))
+
+
+def _written_classes(
+    cls: type, owner: type, name: str, annotation: Any, secret_types: tuple[type, ...]
+) -> list[type]:
+    """The models and dataclasses in a field's annotation; RoutingError for a secret type."""
+    found: list[type] = []
+    for node in _annotation_types(annotation):
+        origin = typing.get_origin(node) or node
+        if isinstance(origin, type) and issubclass(origin, secret_types):
+            raise _secret_field(cls, owner, name, origin)
+        if isinstance(node, type) and (is_pydantic_model(node) or dataclasses.is_dataclass(node)):
+            found.append(node)
+    return found
+
+
+def _members(owner: type) -> list[tuple[str, Any, Any]]:
+    """(name, annotation, FieldInfo or None) of each field ``owner`` writes."""
+    fields = getattr(owner, "__pydantic_fields__", None)
+    if isinstance(fields, dict):  # a model, or a pydantic dataclass
+        members: list[tuple[str, Any, Any]] = [
+            (name, field.annotation, field) for name, field in fields.items()
+        ]
+        computed = getattr(owner, "__pydantic_computed_fields__", None) or {}
+        members += [(name, f.return_type, None) for name, f in computed.items()]
+        return members
+    try:  # a plain dataclass inside a model: pydantic writes it with its own rules
+        hints = typing.get_type_hints(owner, include_extras=True)
+    except Exception:
+        return []
+    return [(f.name, hints.get(f.name, Any), None) for f in dataclasses.fields(owner)]
+
+
+def _annotation_types(annotation: Any) -> list[Any]:
+    """Every type in ``annotation``, through unions, containers and ``Annotated``.
+
+    Not under an ``Annotated`` serializer: what it writes is the user's decision.
+    """
+    found: list[Any] = []
+    seen: set[int] = set()
+    todo = [annotation]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if typing.get_origin(node) is typing.Annotated:
+            if _has_serializer(getattr(node, "__metadata__", ())):
+                continue
+            todo.append(node.__origin__)
+            continue
+        found.append(node)
+        todo.extend(a for a in typing.get_args(node) if not isinstance(a, str | int))
+    return found
+
+
+def _has_serializer(metadata: Any) -> bool:
+    """Whether pydantic metadata holds a ``PlainSerializer`` or ``WrapSerializer``."""
+    return any(
+        type(item).__name__ in {"PlainSerializer", "WrapSerializer"}
+        and type(item).__module__.startswith("pydantic")
+        for item in metadata
+    )
+
+
+def _check_names(cls: type, owner: type, name: str, field: Any) -> None:
+    """RoutingError if the name a model field is written under is not one its validator reads."""
+    written = field.serialization_alias or field.alias or name
+    config: Any = getattr(owner, "model_config", {})
+    read: set[str] = set()
+    if config.get("validate_by_alias", True):
+        alias = field.validation_alias if field.validation_alias is not None else field.alias
+        read.update(_alias_names(alias) if alias is not None else {name})
+    if config.get("validate_by_name") or config.get("populate_by_name"):
+        read.add(name)
+    if written not in read:
+        where = "" if owner is cls else f" (in {cls.__qualname__})"
+        raise RoutingError(
+            f"cannot publish {cls.__qualname__}: field {name!r} of {owner.__qualname__}"
+            f"{where} is written as {written!r} but its validator reads "
+            f"{', '.join(repr(n) for n in sorted(read)) or 'no plain name'}, so no event "
+            f"could be decoded. Give it one alias both ways (Field(alias={written!r})), or "
+            f"read {written!r} too (validation_alias=AliasChoices({written!r}, ...))."
+        )
+
+
+def _alias_names(alias: Any) -> set[str]:
+    """The top-level names a validation alias (str, AliasPath, AliasChoices) reads."""
+    if isinstance(alias, str):
+        return {alias}
+    choices = getattr(alias, "choices", None)
+    if isinstance(choices, list):
+        return {name for choice in choices for name in _alias_names(choice)}
+    path = getattr(alias, "path", None)
+    if isinstance(path, list) and len(path) == 1 and isinstance(path[0], str):
+        return {path[0]}
+    return set()
+
+
+def _excluded_required(cls: type, owner: type, name: str) -> RoutingError:
+    where = "" if owner is cls else f" (in {cls.__qualname__})"
+    return RoutingError(
+        f"cannot publish {cls.__qualname__}: field {name!r} of {owner.__qualname__}{where} "
+        "is required but excluded (Field(exclude=True)): it is never written, so no event "
+        "could be decoded. Give it a default, or do not exclude it."
+    )
+
+
+def _secret_field(cls: type, owner: type, name: str, secret: type) -> RoutingError:
+    where = "" if owner is cls else f" (in {cls.__qualname__})"
+    return RoutingError(
+        f"cannot publish {cls.__qualname__}: field {name!r} of {owner.__qualname__}{where} "
+        f"is a {secret.__name__}, which pydantic writes as '**********': its value would "
+        "be lost (consumers would read the mask). Leave the secret out of the event, or "
+        "decide to send it in clear text with a field_serializer that writes it, e.g. "
+        f"`@pydantic.field_serializer({name!r})` returning `value.get_secret_value()`."
+    )
 
 
 def field_names(cls: type) -> tuple[str, ...]:
