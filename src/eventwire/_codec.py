@@ -363,9 +363,27 @@ class JsonCodec(_MsgspecCodec):
 class MsgpackCodec(_MsgspecCodec):
     """msgspec MessagePack, ``content-type: application/msgpack``: smaller, faster.
 
+    What MessagePack keeps and JSON does not: NaN and infinities, ``bytes`` (as
+    binary, not base64), dict keys of different types that have the same text (``1``
+    and ``"1"``). What it does not keep: the UTC offset of an aware ``datetime``.
+    msgspec writes it as MessagePack's timestamp extension, which holds the instant
+    only, so ``09:00-05:00`` is read back as ``14:00+00:00`` (equal as an instant,
+    the offset lost; JSON writes the RFC 3339 text with its offset). A naive
+    ``datetime`` is written as RFC 3339 text. Send the offset in a field of its own
+    if consumers need it, or use JSON.
+
     A pydantic model is dumped by pydantic (``model_dump(by_alias=True)``, Python
-    mode: datetimes, bytes and NaN kept as they are) and that is written by
-    msgspec; it is read back with ``model_validate`` (its validators run).
+    mode: datetimes, bytes, NaN, UUIDs, enums, decimals and tuples stay Python
+    objects) and that is written by msgspec, as above: a UUID, enum or decimal as
+    its string or value, a tuple as an array. It is read back with
+    ``model_validate(obj, strict=False)`` (its validators run). Lax mode, even for a
+    model or field declared ``strict=True``: strict validation of Python objects
+    wants a ``UUID``, ``Enum``, ``Decimal`` or ``tuple`` instance where the record
+    holds a string or an array, so a strict model could not read the records
+    eventwire writes for it. (JSON's ``model_validate_json`` accepts those forms in
+    strict mode, so the JSON codec keeps strict validation.) The price: a msgpack
+    consumer of a strict model also accepts what lax mode converts, such as
+    ``"3"`` for an ``int``.
     """
 
     content_type = "application/msgpack"
@@ -379,7 +397,8 @@ class MsgpackCodec(_MsgspecCodec):
         if is_pydantic_model(type):
             model: Any = type
             validate, read = model.model_validate, msgspec.msgpack.Decoder().decode
-            return _ModelDecoder(lambda data: validate(read(data)))
+            # strict=False: what the encoder writes, a strict model reads (see above)
+            return _ModelDecoder(lambda data: validate(read(data), strict=False))
         return msgspec.msgpack.Decoder(type)
 
     def _model_encoder(self, cls: type) -> Callable[[Any], bytes]:
