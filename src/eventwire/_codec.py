@@ -141,14 +141,17 @@ class SerializerCodec:
                 f"{_name(self.serializer)} has no deserializer: pass one to SerializerCodec"
             )
         try:
-            return from_builtins(self.deserializer(data, ctx), type)
+            obj = self.deserializer(data, ctx)
+            return from_builtins(obj, type)
         except SerializationError:
             raise
         except Exception as exc:
+            # a ValidationError of msgspec's or pydantic's quotes the input: left out
+            reason = validation_message(exc, type)
             raise SerializationError(
                 f"cannot decode a {type.__qualname__} from topic {ctx.topic!r} with "
-                f"{_name(self.deserializer)}: {exc}"
-            ) from exc
+                f"{_name(self.deserializer)}: {reason}"
+            ) from (exc if reason == str(exc) else None)
 
     def __repr__(self) -> str:
         return f"SerializerCodec({_name(self.serializer)}, content_type={self.content_type!r})"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import sys
 import typing
 from typing import Any, TypeVar
@@ -380,10 +381,17 @@ def validation_message(exc: BaseException, cls: type | None = None) -> str:
     type only, and even those leave data out: a location part that is not a field
     name, alias or model name of ``cls`` (a dict key) is shown as ``[...]``, and a
     message that pydantic built from the input (a union's tag, a parser's complaint),
-    or a validator's own text that repeats the value, as "the value is not valid". Any
-    other error (msgspec's name the path and the expected type, never the value) is its
-    own text.
+    or a validator's own text that repeats the value, as "the value is not valid".
+
+    msgspec's ``ValidationError`` keeps its path (``- at `$.plan```) and what was
+    expected, and loses the input it quotes: the value of an enum, ``Literal`` or tag
+    it did not know (``Invalid enum value 'SSN-123'`` is "Invalid enum value (not
+    shown)"), the name of an unknown field, and, in the text of an error raised by
+    the class's own code (``__post_init__``, an attrs validator), every quoted part
+    and number. Any other error is its own text.
     """
+    if isinstance(exc, msgspec.ValidationError):
+        return _msgspec_message(exc)
     errors = getattr(exc, "errors", None)
     if not (callable(errors) and hasattr(exc, "error_count") and hasattr(exc, "title")):
         return str(exc)
@@ -401,6 +409,42 @@ def validation_message(exc: BaseException, cls: type | None = None) -> str:
     return f"{count} validation error{'s' if count != 1 else ''} for {exc.title}: " + "; ".join(
         parts
     )
+
+
+#: The messages of msgspec's ValidationError that quote the input, and what is left of them.
+_MSGSPEC_QUOTING = (
+    ("Invalid enum value ", "Invalid enum value (not shown)"),  # enum, Literal
+    ("Invalid value ", "Invalid value (not shown)"),  # a tagged union's tag
+    ("Object contains unknown field ", "Object contains an unknown field (not shown)"),
+)
+#: In an application's own error text: a quoted part, or a number (a run of digits).
+_QUOTED_OR_NUMBER = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`|\d+(?:[.,:_-]?\d+)*")
+
+
+def _msgspec_message(exc: msgspec.ValidationError) -> str:
+    """The message of msgspec's error without the input it quotes (see :func:`validation_message`).
+
+    Its text is ``<what>`` followed by `` - at `<path>``` (none at the top level); the
+    path is built from field names, indexes and ``[...]`` for a dict key, so it is kept.
+    """
+    text = str(exc)
+    cause = exc.__cause__
+    if isinstance(cause, TypeError | ValueError) and not isinstance(cause, msgspec.MsgspecError):
+        # msgspec wraps an error of the class's own code: its text, then the path
+        own = str(cause)
+        if text.startswith(own):
+            args = cause.args  # an attrs validator's: (message, attribute, ..., value)
+            words = args[0] if len(args) > 1 and isinstance(args[0], str) else own
+            return _QUOTED_OR_NUMBER.sub("...", words) + text[len(own) :]
+    what, path = text, ""
+    if text.endswith("`"):  # (a quoted value never ends the message: its quote does)
+        at = text.rfind(" - at `")
+        if at >= 0:
+            what, path = text[:at], text[at:]
+    for prefix, shown in _MSGSPEC_QUOTING:
+        if what.startswith(prefix):
+            return shown + path
+    return text
 
 
 #: Context keys of a pydantic error that come from the schema, not from the input: a

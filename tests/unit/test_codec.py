@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import traceback
 import uuid
 from typing import Any
 
 import msgspec
 import pytest
 
-from eventwire import ConfigurationError, JsonCodec, MsgpackCodec, SerializationError
+from eventwire import (
+    ConfigurationError,
+    JsonCodec,
+    MsgpackCodec,
+    SerializationContext,
+    SerializationError,
+    SerializerCodec,
+)
 from eventwire._codec import ENCODE_ERRORS, Codec, resolve_codec
 
 
@@ -145,3 +154,26 @@ class TestResolve:
         """An object without content_type/encode/decode raises ConfigurationError naming its type."""
         with pytest.raises(ConfigurationError, match="Opaque"):
             resolve_codec(Opaque())  # type: ignore[arg-type]
+
+
+class _Plan(enum.Enum):
+    FREE = "free"
+
+
+class _Subscribed(msgspec.Struct):
+    plan: _Plan
+
+
+def test_a_serializer_codec_decode_error_does_not_quote_the_value() -> None:
+    """SerializerCodec converts what its deserializer returns to the event type: the
+    ValidationError of that step quotes the value it refused, which is left out (text
+    and cause chain) while the path stays."""
+    codec = SerializerCodec(
+        lambda obj, ctx: msgspec.json.encode(obj),
+        lambda data, ctx: msgspec.json.decode(data),
+    )
+    data = msgspec.json.encode({"plan": "SSN-123-45-6789"})
+    with pytest.raises(SerializationError) as info:
+        codec.decode_from(data, _Subscribed, SerializationContext("t"))
+    assert "SSN" not in "".join(traceback.format_exception(info.value))
+    assert "Invalid enum value (not shown) - at `$.plan`" in str(info.value)

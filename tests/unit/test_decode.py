@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
@@ -1033,7 +1034,7 @@ class TestHostileRecords:
         """Data also hides in pydantic's error locations (a dict key) and in messages it
         builds from the input (a discriminator's tag): shown as [...] and "the value is not
         valid"; field names, list indexes and schema-made messages stay."""
-        from typing import Annotated, Literal
+        from typing import Annotated
 
         pydantic = pytest.importorskip("pydantic")
         from eventwire import JsonCodec
@@ -1060,3 +1061,78 @@ class TestHostileRecords:
         assert "scores[...]: Input should be a valid integer" in text
         assert "items[1]: Input should be a valid integer" in text
         assert "item: the value is not valid [type=union_tag_invalid]" in text
+
+
+class _Plan(enum.Enum):
+    FREE = "free"
+
+
+class _Card(msgspec.Struct, tag="card"):
+    number: str
+
+
+class _Bank(msgspec.Struct, tag="bank"):
+    iban: str
+
+
+class _Subscribed(msgspec.Struct, forbid_unknown_fields=True):
+    account: str
+    plan: _Plan = _Plan.FREE
+    kind: Literal["a", "b"] = "a"
+    level: Literal[1, 2] = 1
+    payment: _Card | _Bank | None = None
+
+
+@dataclasses.dataclass
+class _Checked:
+    account: str
+
+    def __post_init__(self) -> None:
+        if not self.account.startswith("acc-"):
+            raise ValueError(f"account must start with acc-, got {self.account!r} (rule 42)")
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+@pytest.mark.parametrize(
+    ("cls", "payload", "shown"),
+    [
+        (_Subscribed, {"account": "a", "plan": "SSN-123-45-6789"}, "Invalid enum value"),
+        (_Subscribed, {"account": "a", "kind": "SSN-123-45-6789"}, "Invalid enum value"),
+        (_Subscribed, {"account": "a", "level": 123456789}, "Invalid enum value"),
+        (_Subscribed, {"account": "a", "payment": {"type": "SSN-123-45-6789"}}, "Invalid value"),
+        (_Subscribed, {"account": "a", "SSN-123-45-6789": 1}, "unknown field"),
+        (_Checked, {"account": "SSN-123-45-6789"}, "account must start with acc-, got"),
+    ],
+)
+def test_msgspec_errors_name_the_path_but_never_the_value(
+    codec: str, cls: type, payload: dict[str, Any], shown: str
+) -> None:
+    """msgspec's ValidationError quotes the enum, Literal or tag value it did not know,
+    an unknown field's name, and what the class's own code put in its error: none of it
+    reaches DecodeError (its text, reason, cause chain) or the decode_failed log; the path
+    and what was expected stay."""
+    import traceback
+
+    encode = msgspec.json.encode if codec == "json" else msgspec.msgpack.encode
+    route = Route(topic="t", key=None, type_name="test.leak")
+    transport = MemoryTransport()
+
+    @dataclasses.dataclass
+    class Placeholder:
+        account: str
+
+    with Publisher(transport=transport, routes={Placeholder: route}, codec=codec) as pub:
+        pub.publish(Placeholder(account="a"))
+    record = transport.records("t")[0]
+    poisoned = dataclasses.replace(record, value=encode(payload))
+    decoder = Decoder(routes={cls: route}, codec=codec)
+    with pytest.raises(DecodeError) as info:
+        decoder.decode(poisoned)
+    whole = "".join(traceback.format_exception(info.value))
+    assert "SSN" not in whole and "123456789" not in whole and "rule 42" not in whole
+    assert shown in info.value.reason
+    if "unknown" not in shown and cls is _Subscribed:
+        assert " - at `$." in info.value.reason
+    with capture_logs("eventwire.consumer") as logs:
+        assert Decoder(routes={cls: route}, codec=codec).decode_or_none(poisoned) is None
+    assert logs and "SSN" not in repr(logs) and "123456789" not in repr(logs)
