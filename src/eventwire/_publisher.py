@@ -10,10 +10,16 @@ from typing import Any, Unpack
 
 from eventwire._cloudevents import batch_event_ids, batch_events
 from eventwire._core import PublisherCore
-from eventwire._errors import EventwireError, PublisherStateError
+from eventwire._errors import (
+    EventwireError,
+    PublisherStateError,
+    RoutingError,
+    SerializationError,
+)
 from eventwire._facade import Facade, closed_after_error
 from eventwire._handle import DeliveryHandle, in_done_callback
 from eventwire._options import PublisherOptions, check_relay_options, resolve_options
+from eventwire._record import Record
 from eventwire._sink import DirectSink, Sink
 from eventwire._timeouts import seconds
 from eventwire.outbox.base import OutboxStore
@@ -170,6 +176,9 @@ class Publisher(Facade):
 
         Raises:
             BatchPublishError: see above (``__cause__`` is the event's own error).
+            RoutingError, SerializationError: an event cannot be routed or encoded
+                (or its ``event_ids`` entry is not a valid id); the message begins
+                with its position, ``event 2 of the batch (0-based): ...``.
             ConfigurationError: ``events`` is not an iterable of events (one event
                 goes to :meth:`publish`); ``event_ids`` is not one id per event (a str
                 is one id, not a sequence of them), or holds an id twice: consumers
@@ -180,7 +189,14 @@ class Publisher(Facade):
         core.check_usable()
         batch = batch_events(events, core.is_event)
         ids = [None] * len(batch) if event_ids is None else batch_event_ids(event_ids, len(batch))
-        records = [core.prepare(e, i, None, traced=False) for e, i in zip(batch, ids, strict=True)]
+        records: list[Record] = []
+        add = records.append
+        try:
+            for e, i in zip(batch, ids, strict=True):
+                add(core.prepare(e, i, None, traced=False))
+        except (RoutingError, SerializationError) as exc:
+            _say_batch_position(exc, len(records), len(batch))
+            raise
         self._sink.send_many(records)
         return [r.handle for r in records]
 
@@ -321,3 +337,16 @@ class Publisher(Facade):
             if exc is None:
                 raise
             closed_after_error(exc, close_error)  # the body's exception goes on, noted
+
+
+def _say_batch_position(exc: EventwireError, index: int, count: int) -> None:
+    """Put the position of the event that failed in front of ``exc``'s message.
+
+    The exception itself is kept (its class, cause and traceback), so callers
+    catching RoutingError or SerializationError still do.
+    """
+    where = f"event {index} of the batch (0-based, {count} events)"
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        exc.args = (f"{where}: {exc.args[0]}",)
+    else:  # (not one of eventwire's: keep its args, say it in a note)
+        exc.add_note(where)

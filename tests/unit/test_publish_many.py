@@ -20,6 +20,7 @@ from eventwire import (
     EventwireError,
     Publisher,
     RoutingError,
+    SerializationError,
 )
 from eventwire.transports.base import DeliveryCallback, TransportQueueFull
 from eventwire.transports.memory import MemoryTransport
@@ -130,3 +131,55 @@ class TestOutboxBatch:
         assert [h.result(10).event_id for h in handles] == ["id-a", "id-b"]
         assert ce_ids(transport) == ["id-a", "id-b"]
         pub.close(5)
+
+
+class TestBadEventInABatch:
+    """Publisher.publish_many refuses a batch with an event it cannot route or encode, and
+    says which one: its position, in front of the event's own error, same class and cause."""
+
+    def test_a_serialization_error_names_the_position_of_the_event(self) -> None:
+        transport = MemoryTransport()
+        pub = Publisher(transport=transport, source="urn:test")
+        batch = [order(0), order(1), order(2), order(3)]
+        batch[2] = OrderPlaced(order_id="o-2", customer_name="c", total_price=float("nan"))
+        with pytest.raises(SerializationError) as caught:
+            pub.publish_many(batch)
+        text = str(caught.value)
+        assert text.startswith("event 2 of the batch (0-based, 4 events): cannot encode")
+        assert "$.total_price is nan" in text
+        assert transport.records() == []
+        pub.close(1)
+
+    def test_a_routing_error_names_the_position_and_keeps_its_class(self) -> None:
+        transport = MemoryTransport()
+        pub = Publisher(transport=transport, source="urn:test")
+        with pytest.raises(RoutingError, match=r"^event 1 of the batch \(0-based, 3 events\): "):
+            pub.publish_many([order(0), Unrouted("x"), order(2)])
+        assert transport.records() == []
+        pub.close(1)
+
+    def test_a_bad_event_id_names_the_position(self) -> None:
+        transport = MemoryTransport()
+        pub = Publisher(transport=transport, source="urn:test")
+        with pytest.raises(SerializationError, match=r"^event 1 of the batch .*event_id"):
+            pub.publish_many([order(0), order(1)], event_ids=[None, "b\n"])
+        assert transport.records() == []
+        pub.close(1)
+
+    def test_the_error_keeps_its_cause(self) -> None:
+        """A key function's error: the RoutingError still chains it."""
+        from eventwire import Route
+
+        def broken(_event: OrderPlaced) -> str:
+            raise LookupError("no key")
+
+        transport = MemoryTransport()
+        pub = Publisher(
+            transport=transport,
+            source="urn:test",
+            routes={OrderPlaced: Route(topic="orders", key=broken)},
+        )
+        with pytest.raises(RoutingError, match=r"^event 0 of the batch") as caught:
+            pub.publish_many([order(0)])
+        assert isinstance(caught.value.__cause__, LookupError)
+        pub.close(1)
