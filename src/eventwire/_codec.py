@@ -308,7 +308,16 @@ class JsonCodec(_MsgspecCodec):
     The check is compiled once per event type from its annotations
     (:meth:`finite_check`): a type with no float in it costs nothing; one with
     floats costs an ``isfinite`` per float value (fields typed ``Any`` are walked
-    generically).
+    generically). Field values are not type-checked on publish: a field whose
+    annotation cannot hold a float (``int``, ``str``, ``int | None``,
+    ``list[int]`` ...) is never looked at, so a NaN that got into one (from pandas
+    or numpy, where a missing int is NaN) is written as ``null``. Consumers then
+    read ``None`` in an ``Optional`` field, and fail to decode any other.
+
+    JSON object keys are text: the keys of a dict that differ in Python but have
+    the same text (``1`` and ``"1"``, a ``UUID`` and its string) are written twice
+    under one name, and a reader keeps only the last. ``MsgpackCodec`` keeps them
+    apart.
 
     Args:
         allow_non_finite: write NaN and infinities as ``null`` instead of refusing them.
