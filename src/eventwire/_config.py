@@ -38,7 +38,6 @@ Besides malformed names and values of the wrong type, ``overrides`` refuses:
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -212,47 +211,17 @@ def _encodable(text: str) -> bool:
 
 #: librdkafka keeps an integer property in a C ``int``: a longer value wraps around.
 _C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1
-#: librdkafka's message for an integer property given a value out of its range.
-_OUT_OF_RANGE = re.compile(r"value (-?\d+) is outside allowed range (-?\d+)\.\.(-?\d+)")
-#: A property name no librdkafka has (set after the probed one, so a probe always fails).
-_NO_PROPERTY = "eventwire.no.such.property"
 #: A number written in decimal: what Python (and the user) reads in an override's text.
 _NUMBER_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 #: The start of a number as C's ``strtol(text, &end, 0)`` reads it, as librdkafka does.
 _STRTOL = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)?")
 
 
-@functools.lru_cache(maxsize=256)
 def _int_range(name: str) -> tuple[int, int] | None:
-    """The range of librdkafka's integer property ``name``; None if it is not one.
+    """The range of librdkafka's integer property ``name``; None if it is not one."""
+    from eventwire.transports.kafka import librdkafka_int_range  # noqa: PLC0415 - import cycle
 
-    Asked of the installed librdkafka without creating a client (as
-    :func:`eventwire.transports.kafka.librdkafka_knows` does): ``name`` is set to the
-    smallest C int, then a name no librdkafka has, so the configuration is always
-    refused. An integer property of a narrower range refuses that value, naming its
-    range; one that takes it (the whole C int range) refuses a non-number. A string,
-    float, boolean or enum property (or a name librdkafka does not know) is None:
-    librdkafka checks those itself, or takes any text.
-    """
-    import confluent_kafka  # noqa: PLC0415 - only when an override is a number
-
-    def refusal(value: str) -> str:
-        try:
-            confluent_kafka.Producer({name: value, _NO_PROPERTY: "0"})
-        except confluent_kafka.KafkaException as exc:
-            return str(exc)
-        except (TypeError, ValueError):  # confluent-kafka's own keys (callbacks)
-            return ""
-        return ""  # not reached: the second name is always refused
-
-    text = refusal(str(_C_INT_MIN))
-    match = _OUT_OF_RANGE.search(text)
-    if match:
-        low, high = int(match[2]), int(match[3])
-        return (low, high) if match[1] == str(_C_INT_MIN) else None
-    if _NO_PROPERTY in text and "Invalid value" in refusal("x"):
-        return _C_INT_MIN, _C_INT_MAX
-    return None
+    return librdkafka_int_range(name)
 
 
 def _strtol(text: str) -> int:

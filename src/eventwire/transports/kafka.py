@@ -22,6 +22,7 @@ start-up check raises :class:`~eventwire.AuthenticationError` or
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import re
 import threading
@@ -50,7 +51,13 @@ from eventwire.transports.base import (
     TransportQueueFull,
 )
 
-__all__ = ["KafkaTransport", "classify_connect_error", "librdkafka_knows", "librdkafka_version"]
+__all__ = [
+    "KafkaTransport",
+    "classify_connect_error",
+    "librdkafka_int_range",
+    "librdkafka_knows",
+    "librdkafka_version",
+]
 
 _log = get_logger("eventwire.kafka")
 
@@ -527,6 +534,42 @@ def librdkafka_knows(name: str) -> bool:
     except (TypeError, ValueError):  # confluent-kafka's own keys want other types
         return False
     return True  # not reached: the second name is always refused
+
+
+#: librdkafka's message for an integer property given a value out of its range.
+_OUT_OF_RANGE = re.compile(r"value (-?\d+) is outside allowed range (-?\d+)\.\.(-?\d+)")
+_C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1
+
+
+@functools.lru_cache(maxsize=256)
+def librdkafka_int_range(name: str) -> tuple[int, int] | None:
+    """The range of the installed librdkafka's integer property ``name``; None if not one.
+
+    Asked without creating a client (as :func:`librdkafka_knows`): ``name`` is set to
+    the smallest C int, then a name no librdkafka has, so the configuration is always
+    refused. An integer property of a narrower range refuses that value, naming its
+    range; one that takes it (the whole C int range) refuses a non-number. A string,
+    float, boolean or enum property (or a name librdkafka does not know) is None:
+    librdkafka checks those itself, or takes any text.
+    """
+
+    def refusal(value: str) -> str:
+        try:
+            confluent_kafka.Producer({name: value, _NOT_A_PROPERTY: "0"})
+        except confluent_kafka.KafkaException as exc:
+            return _text(exc)
+        except (TypeError, ValueError):  # confluent-kafka's own keys (callbacks)
+            return ""
+        return ""  # not reached: the second name is always refused
+
+    text = refusal(str(_C_INT_MIN))
+    match = _OUT_OF_RANGE.search(text)
+    if match:
+        low, high = int(match[2]), int(match[3])
+        return (low, high) if match[1] == str(_C_INT_MIN) else None
+    if _NOT_A_PROPERTY in text and "Invalid value" in refusal("x"):
+        return _C_INT_MIN, _C_INT_MAX
+    return None
 
 
 class _Serving(threading.local):
