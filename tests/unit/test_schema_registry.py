@@ -312,6 +312,17 @@ class TestConfig:
         assert config.basic_auth_user_info is not None
         assert config.basic_auth_user_info.get() == "a:b-secret"
 
+    def test_a_secret_pasted_where_its_file_belongs_is_never_shown(self, tmp_path: Path) -> None:
+        """basic_auth_user_info.file = "user:s3cret" (the secret, not a path): the error
+        says the file cannot be read and what belongs there, without quoting it."""
+        path = tmp_path / "k.toml"
+        path.write_text(
+            '[schema_registry]\nurl = "http://sr"\nbasic_auth_user_info.file = "user:s3cret-pw"\n'
+        )
+        with pytest.raises(ConfigurationError, match="must be the path of a file") as caught:
+            SchemaRegistryConfig.load(path, environ={})
+        assert "s3cret-pw" not in str(caught.value)
+
     def test_url_credentials_are_masked(self) -> None:
         """A URL with user:password@ is shown masked in repr and in the codec's repr."""
         config = SchemaRegistryConfig(url="https://me:hunter22@sr:8081")

@@ -350,9 +350,13 @@ def _dereference(
         path = base / path
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError) as exc:
+        # Not the path of a secret: a secret pasted where its file's path belongs
+        # ("user:password") would be shown.
+        named = "the file it names" if key in _SECRETS else repr(str(path))
         raise ConfigurationError(
-            f"schema_registry {key}: cannot read {str(path)!r} (named by {where})"
+            f"schema_registry {key}: cannot read {named} (named by {where}; "
+            f"{type(exc).__name__}). {key}.file must be the path of a file holding the value"
         ) from None
     return key, text.removesuffix("\n")
 
