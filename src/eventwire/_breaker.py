@@ -27,14 +27,14 @@ with :meth:`CircuitBreaker.observe`, e.g. the ``eventwire_circuit_state`` gauge.
 from __future__ import annotations
 
 import enum
-import math
 import re
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from eventwire._errors import ConfigurationError, EventwireError
+from eventwire._errors import EventwireError
+from eventwire._timeouts import check_finite_seconds
 from eventwire.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -156,29 +156,20 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         name: str | None = None,
     ) -> None:
-        for arg, value, may_be_zero in (
-            ("open_after_s", open_after_s, True),
-            ("reset_timeout_s", reset_timeout_s, True),
-            ("quiet_after_s", quiet_after_s, False),
+        for arg, value, positive in (
+            ("open_after_s", open_after_s, False),
+            ("reset_timeout_s", reset_timeout_s, False),
+            ("quiet_after_s", quiet_after_s, True),
         ):
-            if value is None:
-                continue
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-                or (value == 0 and not may_be_zero)
-            ):
-                raise ConfigurationError(
-                    f"CircuitBreaker({arg}=) must be a finite number of seconds "
-                    f"{'>= 0' if may_be_zero else '> 0'}, not {value!r}"
-                    + (
-                        " (0 would end the failure window at every failure: the circuit "
-                        "would never open)"
-                        if arg == "quiet_after_s"
-                        else ""
-                    )
+            if value is not None:
+                check_finite_seconds(
+                    value,
+                    f"CircuitBreaker({arg}=)",
+                    positive=positive,
+                    hint=" (0 would end the failure window at every failure: the circuit "
+                    "would never open)"
+                    if arg == "quiet_after_s"
+                    else "",
                 )
         self.name = name
         self.open_after_s = open_after_s

@@ -14,7 +14,7 @@ import math
 
 from eventwire._errors import ConfigurationError
 
-__all__ = ["MAX_WAIT_S", "seconds"]
+__all__ = ["MAX_WAIT_S", "check_finite_seconds", "seconds"]
 
 #: The longest wait eventwire passes on: about 23 days (2**31 ms, librdkafka's limit, less
 #: a margin). A longer timeout, ``math.inf`` included, waits this long.
@@ -40,3 +40,27 @@ def seconds(value: object, name: str, *, positive: bool = False) -> float:
         bound = "> 0" if positive else ">= 0"
         raise ConfigurationError(f"{name} must be {bound} seconds, not {value!r}")
     return min(float(value), MAX_WAIT_S)
+
+
+def check_finite_seconds(value: object, name: str, *, positive: bool, hint: str = "") -> None:
+    """Refuse a setting that is not a finite number of seconds (``> 0`` if ``positive``).
+
+    For durations a component keeps (a backoff, a lease, a breaker's window), where
+    infinity is no "no limit" but a stall. ``name`` is how the message names it;
+    ``hint`` is added after the rule.
+
+    Raises:
+        ConfigurationError: not an int or float (a bool is not), NaN, infinite,
+            negative, or (``positive``) 0.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds {bound}, not {value!r}{hint}"
+        )

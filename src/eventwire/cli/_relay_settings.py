@@ -10,7 +10,6 @@ are the fields of :class:`RelaySettings`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from eventwire._config_load import RELAY_ENV_PREFIX, load_section
 from eventwire._errors import ConfigurationError
+from eventwire._timeouts import check_finite_seconds
 
 __all__ = ["RelaySettings"]
 
@@ -65,8 +65,8 @@ class RelaySettings:
             "breaker_quiet_after_s",
         ):
             value = getattr(self, name)
-            if value is not None and (not math.isfinite(value) or value <= 0):
-                raise ConfigurationError(f"relay {name} must be a finite number of seconds > 0")
+            if value is not None:
+                check_finite_seconds(value, f"relay {name}", positive=True)
 
     @classmethod
     def load(

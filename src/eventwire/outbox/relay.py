@@ -80,6 +80,7 @@ from eventwire._errors import (
     RoutingError,
 )
 from eventwire._policy import classify, meaning
+from eventwire._timeouts import check_finite_seconds
 from eventwire.observability.logging import get_logger
 from eventwire.observability.relay_metrics import (
     RelayMetrics,
@@ -270,18 +271,7 @@ def _check_settings(
     if max_age_s is not None:
         seconds["max_age_s"] = max_age_s
     for name, value in seconds.items():
-        at_least_zero = name in _MAY_BE_ZERO
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-            or (value == 0 and not at_least_zero)
-        ):
-            bound = ">= 0" if at_least_zero else "> 0"
-            raise ConfigurationError(
-                f"OutboxRelay {name} must be a finite number of seconds {bound}, not {value!r}"
-            )
+        check_finite_seconds(value, f"OutboxRelay {name}", positive=name not in _MAY_BE_ZERO)
 
 
 #: Relay times that may be 0: no sleep between idle rounds; delete sent rows at once;
