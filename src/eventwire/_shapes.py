@@ -181,7 +181,12 @@ def _check_pydantic(cls: type) -> None:
     """The pydantic checks of :func:`check_round_trip`, over ``cls`` and the models in it."""
     import pydantic  # noqa: PLC0415  (installed: it made cls)
 
-    secret_types = (pydantic.SecretStr, pydantic.SecretBytes, pydantic.Secret)
+    # (pydantic.Secret, the generic one, is pydantic >= 2.7's; eventwire takes 2.6)
+    secret_types = tuple(
+        t
+        for t in (pydantic.SecretStr, pydantic.SecretBytes, getattr(pydantic, "Secret", None))
+        if isinstance(t, type)
+    )
     seen: set[int] = set()
     todo: list[type] = [cls]
     while todo:
@@ -227,13 +232,21 @@ def _written_classes(
 def _members(owner: type) -> list[tuple[str, Any, Any]]:
     """(name, annotation, FieldInfo or None) of each field ``owner`` writes."""
     fields = getattr(owner, "__pydantic_fields__", None)
+    if not isinstance(fields, dict):  # a model of pydantic < 2.10 has them here only
+        fields = getattr(owner, "model_fields", None)
     if isinstance(fields, dict):  # a model, or a pydantic dataclass
         members: list[tuple[str, Any, Any]] = [
             (name, field.annotation, field) for name, field in fields.items()
         ]
-        computed = getattr(owner, "__pydantic_computed_fields__", None) or {}
+        computed = (
+            getattr(owner, "__pydantic_computed_fields__", None)
+            or getattr(owner, "model_computed_fields", None)
+            or {}
+        )
         members += [(name, f.return_type, None) for name, f in computed.items()]
         return members
+    if not dataclasses.is_dataclass(owner):
+        return []
     try:  # a plain dataclass inside a model: pydantic writes it with its own rules
         hints = typing.get_type_hints(owner, include_extras=True)
     except Exception:
