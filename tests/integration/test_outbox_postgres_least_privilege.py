@@ -66,15 +66,22 @@ def database(postgres_dsn: str) -> Iterator[Database]:
             conn.execute(f"DROP ROLE {row[0]}")
 
 
-def _migrate(db: Database) -> None:
-    """What a migration does: the owner runs the SQL `eventwire outbox ddl postgres` prints."""
-    done = subprocess.run(
-        [sys.executable, "-m", "eventwire.cli", "outbox", "ddl", "postgres"],
+def _eventwire(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `eventwire` command in a process of its own (its exit code is the caller's to check)."""
+    return subprocess.run(
+        [sys.executable, "-m", "eventwire.cli", *args],
+        check=False,
         capture_output=True,
         text=True,
-        check=True,
         timeout=60,
+        env=env,
     )
+
+
+def _migrate(db: Database) -> None:
+    """What a migration does: the owner runs the SQL `eventwire outbox ddl postgres` prints."""
+    done = _eventwire("outbox", "ddl", "postgres")
+    assert done.returncode == 0, done.stderr
     with psycopg.connect(db.owner_dsn, autocommit=True) as conn:
         conn.execute(done.stdout.encode())
 
@@ -104,17 +111,15 @@ class TestARoleWithoutDdl:
     def test_a_read_only_role_can_see_the_outbox_status(self, database: Database) -> None:
         """SELECT alone is enough for `outbox status` (a monitoring role)."""
         _migrate(database)
-        PostgresOutbox(database.owner_dsn).add(
-            [OutboxEntry("e-1", "t.T", "orders", b"k", b"v", ())]
-        )
+        owner = PostgresOutbox(database.owner_dsn)
+        owner.add([OutboxEntry("e-1", "t.T", "orders", b"k", b"v", ())])
+        owner.close()
         monitor = database.role("monitor")
         database.sql(f"GRANT SELECT ON eventwire_outbox, eventwire_outbox_relays TO {monitor}")
-        done = subprocess.run(
-            [sys.executable, "-m", "eventwire.cli", "outbox", "status", "--json"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        done = _eventwire(
+            "outbox",
+            "status",
+            "--json",
             env={"EVENTWIRE_OUTBOX_POSTGRES": database.dsn_as(monitor), "PATH": "/usr/bin:/bin"},
         )
         assert done.returncode == 0, done.stderr
