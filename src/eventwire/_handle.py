@@ -104,7 +104,7 @@ class DeliveryResult(msgspec.Struct, frozen=True, gc=False):
         return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, tz=dt.UTC)
 
 
-class DeliveryHandle:
+class DeliveryHandle(msgspec.Struct, eq=False, weakref=True):
     """The outcome of one published event, available once the broker answers.
 
     ``result(timeout)`` returns a :class:`DeliveryResult` or raises
@@ -122,63 +122,38 @@ class DeliveryHandle:
     on Kafka (librdkafka cannot be re-entered from its callbacks).
     """
 
-    __slots__ = (
-        "__weakref__",  # the outbox mode tracks handles weakly
-        "_afut",
-        "_callbacks",
-        "_done",
-        "_extra",
-        "_failure",
-        "_key",
-        "_ledger",
-        "_lock",
-        "_msg",
-        "_on_end",
-        "_resends",
-        "_seen",
-        "_value",
-        "_waiter",
-        "event_id",
-        "event_type",
-        "sent_at_ns",
-        "topic",
-    )
-
-    def __init__(
-        self,
-        ledger: Settler,
-        event_id: str,
-        event_type: str,
-        topic: str,
-        sent_at_ns: int,
-    ) -> None:
-        self._ledger = ledger
-        self._lock = ledger.lock
-        self.event_id = event_id
-        self.event_type = event_type
-        self.topic = topic
-        self.sent_at_ns = sent_at_ns
-        self._done = False
-        self._msg: ReportMessage | None = None
-        self._failure: DeliveryFailure | None = None
-        #: True once the application was told of a failure (see :meth:`observed`).
-        self._seen = False
-        self._waiter: threading.Event | None = None
-        self._callbacks: list[Callable[[DeliveryHandle], Any]] | None = None
-        self._afut: asyncio.Future[DeliveryResult] | None = None
-        #: Key, value and extra (non-CloudEvents) headers, kept while in flight so the
-        #: event can be re-sent through a new producer after a fatal error. Three
-        #: slots rather than one tuple: one allocation (and one object for the
-        #: garbage collector to track) less per event. The value is dropped when
-        #: settled; ``_value is None`` on a pending handle means "not kept".
-        self._key: bytes | None = None
-        self._value: bytes | None = None
-        self._extra: tuple[tuple[str, bytes], ...] | None = None
-        #: How often the event was re-sent through a replacement producer; reports
-        #: from the producers it was sent through before are then ignored.
-        self._resends = 0
-        #: Ends the event's recording span when the handle settles (tracing only).
-        self._on_end: SpanEnd | None = None
+    # A msgspec Struct rather than a class with ``__slots__`` and an ``__init__``: the
+    # handle is made once per event, and msgspec builds it (defaults included) in C,
+    # about 400 ns less per event than eighteen Python attribute stores. ``eq=False``
+    # keeps identity equality and hashing (handles are keys of the pending set);
+    # ``weakref=True``: the outbox mode tracks handles weakly. Only the five
+    # positional fields are meant to be passed.
+    _ledger: Settler
+    event_id: str
+    event_type: str
+    topic: str
+    sent_at_ns: int
+    _done: bool = False
+    _msg: ReportMessage | None = None
+    _failure: DeliveryFailure | None = None
+    #: True once the application was told of a failure (see :meth:`observed`).
+    _seen: bool = False
+    _waiter: threading.Event | None = None
+    _callbacks: list[Callable[[DeliveryHandle], Any]] | None = None
+    _afut: asyncio.Future[DeliveryResult] | None = None
+    #: Key, value and extra (non-CloudEvents) headers, kept while in flight so the
+    #: event can be re-sent through a new producer after a fatal error. Three
+    #: fields rather than one tuple: one allocation (and one object for the
+    #: garbage collector to track) less per event. The value is dropped when
+    #: settled; ``_value is None`` on a pending handle means "not kept".
+    _key: bytes | None = None
+    _value: bytes | None = None
+    _extra: tuple[tuple[str, bytes], ...] | None = None
+    #: How often the event was re-sent through a replacement producer; reports
+    #: from the producers it was sent through before are then ignored.
+    _resends: int = 0
+    #: Ends the event's recording span when the handle settles (tracing only).
+    _on_end: SpanEnd | None = None
 
     def __call__(self, err: ReportError | None, msg: ReportMessage) -> None:
         """The transport's delivery callback for this event (one object, no closure)."""
@@ -189,7 +164,7 @@ class DeliveryHandle:
             # (one Python call per event instead of three), in their order: the
             # handle's state, then its span, waiter and callbacks, then out of the
             # ledger, then the settle hooks.
-            with self._lock:
+            with self._ledger.lock:
                 if self._done:
                     return
                 self._msg, self._done, self._value = msg, True, None
@@ -292,7 +267,7 @@ class DeliveryHandle:
                 still in flight and will be reported by ``flush()``/``close()``.
         """
         if not self._done:
-            with self._lock:
+            with self._ledger.lock:
                 if not self._done and self._waiter is None:
                     self._waiter = threading.Event()
             waiter = self._waiter
@@ -325,7 +300,7 @@ class DeliveryHandle:
 
     def add_done_callback(self, fn: Callable[[DeliveryHandle], Any]) -> None:
         """Call ``fn(self)`` once settled (immediately, here, if already settled)."""
-        with self._lock:
+        with self._ledger.lock:
             if not self._done:
                 if self._callbacks is None:
                     self._callbacks = []
@@ -341,7 +316,7 @@ class DeliveryHandle:
         The event's span (if recording) ends here, before any waiter wakes, so a
         span is complete by the time ``result()`` returns.
         """
-        with self._lock:
+        with self._ledger.lock:
             if self._done:
                 return False
             self._msg, self._failure, self._done = msg, failure, True
@@ -373,8 +348,20 @@ class DeliveryHandle:
                 _run_callback(fn, self)
 
     def __repr__(self) -> str:
-        state = "failed" if self._failure else "delivered" if self._done else "pending"
-        return f"<DeliveryHandle {self.event_id} {self.event_type} -> {self.topic} {state}>"
+        return f"<DeliveryHandle {self.event_id} {self.event_type} -> {self.topic} {self._state}>"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """What rich shows: never the kept key and value (msgspec's default shows fields)."""
+        return [
+            ("event_id", self.event_id),
+            ("event_type", self.event_type),
+            ("topic", self.topic),
+            ("state", self._state),
+        ]
+
+    @property
+    def _state(self) -> str:
+        return "failed" if self._failure else "delivered" if self._done else "pending"
 
 
 #: Per thread: set while eventwire runs a done-callback (see :func:`in_done_callback`).

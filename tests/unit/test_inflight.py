@@ -333,3 +333,25 @@ class TestReportedOnce:
         assert error is not None
         assert [f.event_id for f in error.failures] == [last.event_id]
         assert error.not_kept == 0
+
+
+class TestHandleShows:
+    def test_repr_and_rich_repr_never_show_the_kept_key_or_value(self) -> None:
+        """A handle keeps the event's key and value for a re-send; printing it shows neither."""
+        from rich.pretty import pretty_repr  # noqa: PLC0415
+
+        ledger = InFlight()
+        handle = _handle(ledger)
+        handle._key, handle._value = b"card-4111", b'{"pan":"4111111111111111"}'
+        for shown in (repr(handle), pretty_repr(handle)):
+            assert "id-1" in shown and "pending" in shown
+            assert "4111" not in shown
+
+    def test_handles_compare_and_hash_by_identity(self) -> None:
+        """Two handles with the same fields are different events: both stay in the ledger."""
+        ledger = InFlight()
+        first, second = _handle(ledger), _handle(ledger)
+        assert first != second
+        ledger.add(first)
+        ledger.add(second)
+        assert len(ledger) == 2
