@@ -136,7 +136,10 @@ class TestClaimAhead:
         the settle, and every key keeps its order."""
         store.add([entry(1, "a"), entry(2, "b"), entry(3, "a"), entry(4, "b")])
         transport = FullFor(b"v1")  # a's first event stays out
-        relay = quick_relay(store, transport, backoff_s=0.01)
+        # A backoff the second round surely starts within: were entry 1 claimable
+        # again, that round's batch of 2 would be entries 1 and 3 (a loaded machine
+        # took more than 10 ms between the rounds, and entry 4 was not sent).
+        relay = quick_relay(store, transport, backoff_s=0.5)
         relay.run_once()
         assert leased_to(store, relay.owner) == []  # nothing claimed ahead
         relay.run_once()
