@@ -30,6 +30,7 @@ import datetime as _dt
 import functools
 import inspect
 import re
+import sys
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -72,7 +73,11 @@ DecodeErrorKind = Literal[
     "unknown_type",
     "content_type",
     "malformed_value",
+    "registry_unavailable",
 ]
+
+#: The kinds that are not the record's fault: decode the same record again later.
+_RETRIABLE: frozenset[str] = frozenset({"registry_unavailable"})
 
 _ADVICE: dict[str, str] = {
     "kafka_error": (
@@ -105,6 +110,12 @@ _ADVICE: dict[str, str] = {
         "Dead-letter the record (err.record) and commit past it; decoding it again fails "
         "the same way."
     ),
+    "registry_unavailable": (
+        "The record is not at fault: the Schema Registry did not give its writer's schema "
+        "(err.__cause__ is the registry's error). Do not dead-letter it and do not commit "
+        "past it: decode the same record again once the registry answers (wait and retry, "
+        "or stop and let the consumer resume from its last commit)."
+    ),
 }
 
 
@@ -116,6 +127,8 @@ class DecodeError(EventwireError, ValueError):
             e.g. for an error event).
         reason: what is wrong, in one sentence.
         kind: the class of problem (:data:`DecodeErrorKind`), for routing or metrics.
+        retriable: True when the record is not at fault (``registry_unavailable``):
+            decode it again later; never dead-letter it or commit past it.
         event_id, event_type: the ``ce_id`` / ``ce_type`` if they could be read.
         record: the record as given to :meth:`Decoder.decode`, for dead-lettering.
     """
@@ -142,6 +155,11 @@ class DecodeError(EventwireError, ValueError):
         self.record = record
         where = f"the record at {topic}[{partition}]@{offset}" if topic is not None else "a record"
         super().__init__(f"cannot decode {where}: {reason}. {_ADVICE[kind]}")
+
+    @property
+    def retriable(self) -> bool:
+        """True when the record is not at fault: decode it again later, do not skip it."""
+        return self.kind in _RETRIABLE
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_decode_error, (self.__dict__,))
@@ -397,6 +415,23 @@ def _parse_time(raw: _Raw, text: str, event_id: str, event_type: str) -> _dt.dat
     return parsed
 
 
+def _not_the_records_fault(exc: Exception) -> bool:
+    """A codec's failure to reach its schema registry, not a fault of the record.
+
+    Any :class:`~eventwire.schema_registry.RegistryError` but a not-found (the record
+    names a schema id the registry does not have), and a ``ConnectionError`` or
+    ``TimeoutError`` (``SchemaRegistryUnavailableError`` is one; a custom codec's may be).
+    """
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    errors = sys.modules.get("eventwire.schema_registry._errors")  # loaded by its codecs
+    return (
+        errors is not None
+        and isinstance(exc, errors.RegistryError)
+        and not isinstance(exc, errors.SchemaNotFoundError)
+    )
+
+
 def _type_name(cls: type, route: Route | None) -> str:
     if route is not None and route.type_name:
         return route.type_name
@@ -534,8 +569,10 @@ class Decoder(Generic[E]):
         Raises:
             DecodeError: the record is an error event, a tombstone, lacks a CloudEvents
                 header, has an unknown ``ce_type`` or a content type no codec reads, or
-                its value does not decode as its class. Never any other exception for a
-                record (a TypeError only if ``message`` is not a record at all).
+                its value does not decode as its class; or (``registry_unavailable``,
+                ``retriable``) the Schema Registry did not give its writer's schema.
+                Never any other exception for a record (a TypeError only if ``message``
+                is not a record at all).
         """
         raw = _read(message)
         return self._decode(raw)
@@ -546,10 +583,17 @@ class Decoder(Generic[E]):
         The :class:`DecodeError` goes to ``on_error`` (if given; an exception it raises
         propagates) or is logged as ``decode_failed``. Commit past the record only once
         it is dead-lettered or deliberately skipped.
+
+        Raises:
+            DecodeError: only a retriable one (``registry_unavailable``: the Schema
+                Registry did not answer): the record is fine, so it is neither handed to
+                ``on_error`` nor skipped. Decode it again later; do not commit past it.
         """
         try:
             return self.decode(message)
         except DecodeError as err:
+            if err.retriable:
+                raise
             self._report(err)
             return None
 
@@ -731,10 +775,18 @@ class Decoder(Generic[E]):
         topic = raw.topic or ""
         try:
             event = codec.decode(raw.value, cls, topic)
-        except SerializationError as exc:
-            reason = str(exc)
-        except Exception as exc:  # a custom codec's own error: still typed for the caller
-            reason = f"{type(codec.codec).__qualname__} raised {type(exc).__name__}: {exc}"
+        except Exception as exc:
+            if _not_the_records_fault(exc):
+                raise raw.fail(
+                    "registry_unavailable",
+                    f"the writer's schema of this {cls.__qualname__} could not be fetched ({exc})",
+                    event_id=event_id,
+                    event_type=event_type,
+                ) from exc
+            if isinstance(exc, SerializationError):
+                reason = str(exc)
+            else:  # a custom codec's own error: still typed for the caller
+                reason = f"{type(codec.codec).__qualname__} raised {type(exc).__name__}: {exc}"
         else:
             ce_time = attrs.get("ce_time")
             return Envelope(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import copy
 import json
 import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -129,7 +133,9 @@ class _RegistryCodec:
         #: The serializers that have encoded once (their schema id is cached), by
         #: (type, topic, field): the per-event path looks only here.
         self._warm: dict[tuple[type, str, str], Any] = {}
-        self._first_locks: dict[tuple[type, str, str], threading.Lock] = {}
+        #: The first encode of each (type, topic, field) in flight or just failed: one
+        #: registry lookup at a time, its outcome shared by the threads that wait for it.
+        self._lookups: dict[tuple[type, str, str], _Lookup] = {}
         self._deserializer: Any = None
         self._headers: dict[int, bytes] = {}
 
@@ -151,6 +157,7 @@ class _RegistryCodec:
                     f"{type(exc).__name__}: {self._scrub(str(exc))}"
                 ) from None
             url = registry.url.split(",")[0].strip()
+            conf = registry.client_conf()
         elif not all(hasattr(registry, m) for m in ("register_schema", "get_latest_version")):
             raise ConfigurationError(
                 f"{type(self).__name__}(registry=...) takes a SchemaRegistryConfig, a URL "
@@ -165,6 +172,7 @@ class _RegistryCodec:
             self._scrub = Scrubber(
                 [str(conf[k]) for k in _SECRET_CONF if conf.get(k)] + embedded_secrets(url)
             )
+        self._budget, self._memo = _lookup_bounds(conf)
         return url
 
     # -- what each format says --------------------------------------------------------
@@ -215,14 +223,98 @@ class _RegistryCodec:
             found = self._schemas[cls] = self._derive(cls)
         return found
 
-    def _first_use(self, key: tuple[type, str, str]) -> threading.Lock:
-        """The lock the first encodes of one (type, topic, field) take.
+    def _first_encode(
+        self, event: Any, cls: type, key: tuple[type, str, str], ctx: SerializationContext
+    ) -> bytes:
+        """Encode the first event(s) of ``key``: one registry lookup, its outcome shared.
 
-        confluent-kafka's serializer caches the schema id it registered or looked up,
-        but a thread may read that cache half-filled while another fills it, and fail.
+        The first caller starts the lookup (confluent-kafka's serializer registers or
+        looks up the schema id on its first call, which a second thread must not run
+        at the same time); callers arriving meanwhile wait for its outcome instead of
+        each making their own attempt in turn. The wait is bounded by the registry's
+        ``timeout`` x (``max_retries`` + 1) plus back-off, however slowly the registry
+        answers; an unavailable registry is remembered for ``retries_max_wait_ms``.
         """
-        with self._lock:
-            return self._first_locks.setdefault(key, threading.Lock())
+        self._serializer(cls, ctx)  # derives the schema: a type without one fails here
+        self.subject_for(cls, ctx.topic, ctx.field)  # a usable subject first
+        self._check(event)
+        payload = self._builtins(event)
+        while True:
+            warm = self._warm.get(key)
+            if warm is not None:
+                data: bytes = warm(payload, ctx)
+                return data
+            now = time.monotonic()
+            with self._lock:
+                lookup = self._lookups.get(key)
+                owner = lookup is None or (lookup.done.is_set() and not lookup.remembered(now))
+                if owner:
+                    deadline = None if self._budget is None else now + self._budget
+                    lookup = self._lookups[key] = _Lookup(deadline, self._memo)
+            assert lookup is not None
+            if owner:
+                self._start(lookup, key, cls, payload, ctx)
+            elif not lookup.done.is_set() and lookup.overdue(now):
+                raise self._too_slow(cls, ctx, lookup, now)
+            if not lookup.done.wait(lookup.remaining()):
+                raise self._too_slow(cls, ctx, lookup, time.monotonic())
+            if lookup.error is None:
+                if owner:
+                    assert lookup.data is not None
+                    return lookup.data
+                continue  # the serializer is warm now: encode this event with it
+            if owner or isinstance(lookup.error, RegistryError):
+                note = "" if owner else " (the outcome of the lookup another thread made)"
+                raise _again(lookup.error, note)
+            # the other caller's event was at fault, not the registry: try with this one
+
+    def _start(
+        self,
+        lookup: _Lookup,
+        key: tuple[type, str, str],
+        cls: type,
+        payload: Any,
+        ctx: SerializationContext,
+    ) -> None:
+        """Run the lookup: in this thread, or in a worker when it has a deadline."""
+
+        def attempt() -> None:
+            try:
+                serializer = self._serializer(cls, ctx)
+                lookup.data = serializer(payload, ctx)
+                self._warm[key] = serializer
+            except Exception as exc:
+                with self._lock:  # a fresh serializer next time: this one may keep a
+                    self._serializers.pop(key, None)  # half-filled cache
+                lookup.error = self._translate_any(exc, cls, ctx)
+            finally:
+                lookup.finished = time.monotonic()
+                lookup.done.set()
+
+        if lookup.deadline is None:
+            attempt()
+            return
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(attempt,), name="eventwire-registry-lookup", daemon=True
+        ).start()
+
+    def _too_slow(
+        self, cls: type, ctx: SerializationContext, lookup: _Lookup, now: float
+    ) -> SchemaRegistryUnavailableError:
+        subject: str | None = None
+        with contextlib.suppress(Exception):
+            subject = self.subject_for(cls, ctx.topic, ctx.field)
+        on_subject = f" (subject {subject!r})" if subject else ""
+        return SchemaRegistryUnavailableError(
+            f"the Schema Registry at {self._shown_url} did not answer the lookup of the "
+            f"schema of {cls.__qualname__} to topic {ctx.topic!r}{on_subject} within "
+            f"{self._budget:g} s (its timeout x (max_retries + 1), plus back-off; the "
+            f"lookup started {now - lookup.started:.1f} s ago). Nothing was sent. (With an "
+            "outbox, the event was not stored either.) Retry once the registry is back; "
+            "types whose schema id is cached keep working meanwhile.",
+            subject=subject,
+        )
 
     def _serializer(self, cls: type, ctx: SerializationContext) -> Any:
         key = (cls, ctx.topic, ctx.field)
@@ -253,19 +345,12 @@ class _RegistryCodec:
             if serializer is not None:
                 self._check(event)
                 data = serializer(self._builtins(event), ctx)
-            else:  # its first use registers or looks up the schema id: one thread at a time
-                with self._first_use(key):
-                    serializer = self._serializer(cls, ctx)
-                    self.subject_for(cls, ctx.topic, ctx.field)  # a usable subject first
-                    self._check(event)
-                    data = serializer(self._builtins(event), ctx)
-                    self._warm[key] = serializer
+            else:  # its first use registers or looks up the schema id
+                data = self._first_encode(event, cls, key, ctx)
         except SerializationError:
             raise
-        except ConfigurationError as exc:  # a type with no schema form: the event's fault
-            raise SerializationError(str(exc)) from None
         except Exception as exc:
-            raise self._translate(exc, cls, ctx, "encode") from None
+            raise self._translate_any(exc, cls, ctx) from None
         if not isinstance(data, bytes) or len(data) < 5 or data[0] != 0:
             raise SerializationError(
                 f"the registry serializer returned no Confluent-framed bytes for a "
@@ -280,7 +365,20 @@ class _RegistryCodec:
         return data
 
     def decode_from(self, data: bytes, type: type[T], ctx: SerializationContext) -> T:
-        """Decode Confluent-framed ``data`` with its writer schema (fetched once per id)."""
+        """Decode Confluent-framed ``data`` with its writer schema (fetched once per id).
+
+        Raises:
+            SerializationError: ``data`` is not Confluent-framed (no registry call is
+                made), or does not fit ``type``.
+            SchemaNotFoundError: the registry has no schema with the record's id.
+            SchemaRegistryUnavailableError, RegistryError: the registry could not give
+                the writer's schema; the record is not at fault.
+        """
+        problem = _frame_problem(data)
+        if problem is not None:
+            raise SerializationError(
+                f"cannot decode a {type.__qualname__} from topic {ctx.topic!r}: {problem}"
+            )
         try:
             if self._deserializer is None:
                 with self._lock:
@@ -300,7 +398,17 @@ class _RegistryCodec:
             ) from None
 
     # -- errors ---------------------------------------------------------------------------
-    def _translate(  # noqa: PLR0911 - one return per kind of failure
+    def _translate_any(
+        self, exc: Exception, cls: type, ctx: SerializationContext
+    ) -> SerializationError:
+        """The SerializationError an encode's failure ``exc`` is."""
+        if isinstance(exc, SerializationError):
+            return exc
+        if isinstance(exc, ConfigurationError):  # a type with no schema form: the event's fault
+            return SerializationError(str(exc))
+        return self._translate(exc, cls, ctx, "encode")
+
+    def _translate(  # noqa: PLR0911, PLR0912 - one return per kind of failure
         self, exc: Exception, cls: type, ctx: SerializationContext, what: str, data: bytes = b""
     ) -> SerializationError:
         sr = _sr()
@@ -310,23 +418,55 @@ class _RegistryCodec:
         about = f"{cls.__qualname__} {'to' if what == 'encode' else 'from'} topic {ctx.topic!r}"
         where = f"the Schema Registry at {self._shown_url}"
         on_subject = f" (subject {subject!r})" if subject else ""
-        nothing = "Nothing was sent." if what == "encode" else ""
+        if what == "encode":
+            nothing = "Nothing was sent."
+            later = (
+                "(With an outbox, the event was not stored either.) Retry once the registry "
+                "is back; types whose schema id is cached keep working meanwhile."
+            )
+        else:
+            nothing = "The record is not at fault."
+            later = (
+                "Decode it again once the registry is back (do not skip it); records whose "
+                "writer schema is cached keep decoding meanwhile."
+            )
         if isinstance(exc, sr.SchemaRegistryError):
             status = int(exc.http_status_code)
-            detail = self._scrub(str(exc.error_message))
+            detail = _clip(self._scrub(str(exc.error_message)))
+            code = exc.error_code if isinstance(exc.error_code, int) else None
             if status == 409:
                 mode = self._compatibility(subject)
                 return SchemaIncompatibleError(
                     f"{where} refused the schema of {about}{on_subject}: it is not "
                     f"compatible with the versions registered there under the subject's "
-                    f"compatibility rule {mode or '(unknown)'} ({detail}). {nothing} Make the "
-                    "change compatible (for BACKWARD: give a new field a default or make it "
-                    "optional; do not remove or retype a field), or publish the new shape as "
-                    "a new event type or to a new topic; change the subject's compatibility "
-                    "level only on purpose.",
+                    f"compatibility rule {mode or '(unknown)'} ({detail}). {nothing} "
+                    f"{self._compatibility_hint(mode)} If the change cannot be made "
+                    "compatible, publish the new shape as a new event type or to a new "
+                    "topic; change the subject's compatibility level only on purpose.",
                     subject=subject,
                     status=status,
                     compatibility=mode,
+                )
+            by_guid = what == "decode" and data[:1] == b"\x01"
+            if status == 404 and by_guid:
+                return SchemaNotFoundError(
+                    f"{where} has no schema with the GUID the record of {about} names "
+                    f"({_schema_id_of(data)}; {detail}): the record's first byte 0x01 is "
+                    "Confluent's schema-GUID framing, which not every registry serves; or "
+                    "the value is not Confluent-framed at all. Point the codec at the "
+                    "registry the producer used.",
+                    subject=None,
+                    status=status,
+                )
+            if status == 404 and not (code is not None and 40400 <= code <= 40499):
+                return RegistryError(  # not the registry's own "not found": a wrong path
+                    f"{where} answered HTTP 404 for {about}{on_subject} without a Schema "
+                    f"Registry error code ({detail}): the URL is probably not the registry "
+                    "API's base (a wrong path?). Give the base the API answers on: e.g. "
+                    "http://host:8081 for Confluent's registry, "
+                    f"http://host:8080/apis/ccompat/v7 for Apicurio. {nothing}",
+                    subject=subject,
+                    status=status,
                 )
             if status == 404 and what == "decode":
                 return SchemaNotFoundError(
@@ -338,12 +478,26 @@ class _RegistryCodec:
                     status=status,
                 )
             if status == 404:
+                if self.use_latest_version:
+                    remedy = (
+                        "The codec writes with the subject's latest version "
+                        "(use_latest_version=True) and the registry has none: register the "
+                        "schema first (e.g. in your deployment pipeline)."
+                    )
+                elif not self.auto_register:
+                    remedy = (
+                        "The codec does not register schemas (auto_register=False): register "
+                        "the schema first (e.g. in your deployment pipeline), or use "
+                        "auto_register=True."
+                    )
+                else:
+                    remedy = (
+                        "The registry answered a registration with not found: check that the "
+                        "URL is the registry API's base and the subject may be written."
+                    )
                 return SchemaNotFoundError(
                     f"{where} has no matching schema for {about}{on_subject} ({detail}). "
-                    f"{nothing} The codec does not register schemas "
-                    f"(auto_register={self.auto_register}, use_latest_version="
-                    f"{self.use_latest_version}): register the schema first (e.g. in your "
-                    "deployment pipeline), or use auto_register=True.",
+                    f"{nothing} {remedy}",
                     subject=subject,
                     status=status,
                 )
@@ -351,14 +505,15 @@ class _RegistryCodec:
                 return RegistryError(
                     f"{where} refused the credentials for {about}{on_subject} (HTTP {status}: "
                     f"{detail}). {nothing} Check schema_registry basic_auth_user_info / "
-                    "bearer_auth_token and the account's rights on the subject.",
+                    "bearer_auth_token and the account's rights on the subject"
+                    + ("." if what == "encode" else "; then decode the record again."),
                     subject=subject,
                     status=status,
                 )
             if status >= 500 or status in (408, 429) or status <= 0:
                 return SchemaRegistryUnavailableError(
                     f"{where} failed for {about}{on_subject} (HTTP {status}: {detail}). "
-                    f"{nothing} Retry later; types whose schema id is cached keep working.",
+                    f"{nothing} {later}",
                     subject=subject,
                     status=status,
                 )
@@ -371,15 +526,57 @@ class _RegistryCodec:
         if isinstance(exc, OSError | TimeoutError) or _is_transport_error(exc):
             return SchemaRegistryUnavailableError(
                 f"{where} could not be reached for {about}{on_subject}: "
-                f"{type(exc).__name__}: {self._scrub(str(exc))}. {nothing} (With an outbox, "
-                "the event was not stored either.) Retry once the registry is back; types "
-                "whose schema id is cached keep working meanwhile.",
+                f"{type(exc).__name__}: {_clip(self._scrub(str(exc)))}. {nothing} {later}",
+                subject=subject,
+            )
+        if _not_a_registry_answer(exc, what):
+            return RegistryError(
+                f"{where} answered a request for {about}{on_subject} with something that is "
+                f"not a Schema Registry response ({type(exc).__name__}: "
+                f"{_clip(self._scrub(str(exc)))}). {nothing} Check the URL: it must be the "
+                "registry API's base (not a web page, a proxy's login page or a UI).",
                 subject=subject,
             )
         return SerializationError(
             f"cannot {what} {about}{on_subject} with {type(self).__name__}: "
-            f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            f"{type(exc).__name__}: {_clip(self._scrub(str(exc)))}"
         )
+
+    def _compatibility_hint(self, mode: str | None) -> str:
+        """What the subject's compatibility rule lets change, for this codec's format."""
+        level = (mode or "").upper().removesuffix("_TRANSITIVE")
+        if self._schema_type == "JSON":
+            # msgspec's schemas are open content models (no additionalProperties: false):
+            # the registry's JSON Schema rules then count an added property as narrowing.
+            return {
+                "BACKWARD": (
+                    "Under BACKWARD the registry's JSON Schema rules accept removing a "
+                    "field but refuse adding one, even an optional one: the derived "
+                    "schema is an open content model."
+                ),
+                "FORWARD": (
+                    "Under FORWARD the registry's JSON Schema rules accept adding a field "
+                    "but refuse removing or retyping one."
+                ),
+                "FULL": (
+                    "Under FULL the registry's JSON Schema rules refuse adding and removing "
+                    "fields alike (the derived schema is an open content model)."
+                ),
+            }.get(level, "Make the change compatible under that rule.")
+        return {
+            "BACKWARD": (
+                "Make the change compatible: for BACKWARD, give a new field a default (or "
+                "make it optional with a None default); do not retype a field."
+            ),
+            "FORWARD": (
+                "Make the change compatible: for FORWARD, remove only fields that had a "
+                "default; adding fields is fine; do not retype a field."
+            ),
+            "FULL": (
+                "Make the change compatible: for FULL, add or remove only fields with a "
+                "default; do not retype a field."
+            ),
+        }.get(level, "Make the change compatible under that rule.")
 
     def _compatibility(self, subject: str | None) -> str | None:
         """The subject's compatibility level, else the registry's; None if it does not say."""
@@ -403,6 +600,63 @@ class _RegistryCodec:
 _SECRET_CONF = ("basic.auth.user.info", "bearer.auth.token", "ssl.key.password")
 
 
+class _Lookup:
+    """One first encode of a (type, topic, field) in flight, and then its outcome."""
+
+    __slots__ = ("data", "deadline", "done", "error", "finished", "memo", "started")
+
+    def __init__(self, deadline: float | None, memo: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.memo = memo
+        self.done = threading.Event()
+        self.data: bytes | None = None
+        self.error: SerializationError | None = None
+        self.finished = 0.0
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def overdue(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def remembered(self, now: float) -> bool:
+        """A registry outage is remembered for a moment: callers then fail at once."""
+        return (
+            isinstance(self.error, SchemaRegistryUnavailableError)
+            and now - self.finished < self.memo
+        )
+
+
+def _lookup_bounds(conf: Mapping[str, Any]) -> tuple[float | None, float]:
+    """(the longest a lookup may take or None, how long an outage is remembered).
+
+    From the client's settings: ``timeout`` per attempt, ``max.retries`` retries at most
+    ``retries.max.wait.ms`` apart, for each URL (confluent-kafka's defaults where unset).
+    A client without a ``timeout`` (a MockSchemaRegistryClient) has no deadline.
+    """
+
+    def number(name: str, default: float) -> float:
+        value = conf.get(name, default)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        return float(value) if ok else default
+
+    memo = number("retries.max.wait.ms", 20000) / 1000
+    timeout = number("timeout", 0)
+    if not timeout:
+        return None, memo
+    retries = int(number("max.retries", 3))
+    urls = max(1, len(str(conf.get("url") or "").split(",")))
+    return urls * ((retries + 1) * timeout + retries * memo), memo
+
+
+def _again(error: SerializationError, note: str = "") -> SerializationError:
+    """A copy of ``error`` to raise in another thread (one exception, one traceback)."""
+    again = copy.copy(error)
+    again.args = (f"{error.args[0] if error.args else error}{note}",)
+    return again
+
+
 def _client_conf(client: Any) -> dict[str, Any]:
     """The configuration a ``SchemaRegistryClient`` was made with (empty if it does not say)."""
     try:
@@ -413,10 +667,57 @@ def _client_conf(client: Any) -> dict[str, Any]:
 
 
 def _schema_id_of(data: bytes) -> str:
-    """``"schema id N"`` of a Confluent-framed record, or what is wrong with its frame."""
-    if len(data) < 5 or data[0] != 0:
-        return "not a Confluent-framed record"
+    """``"schema id N"`` (or ``"schema GUID ..."``) of a Confluent-framed record."""
+    if len(data) >= _GUID_FRAME and data[0] == 1:
+        return f"schema GUID {uuid.UUID(bytes=data[1:_GUID_FRAME])}"
     return f"schema id {int.from_bytes(data[1:5], 'big')}"
+
+
+#: Confluent's frames: byte 0 then a 4-byte schema id, or byte 1 then a 16-byte GUID.
+_ID_FRAME = 5
+_GUID_FRAME = 17
+#: How much of a registry's answer (or an error's text) a message quotes.
+_CLIP = 300
+
+
+def _clip(text: str) -> str:
+    """``text`` cut for a message (a registry's error page may be kilobytes of HTML)."""
+    if len(text) <= _CLIP:
+        return text
+    return f"{text[:_CLIP]}... ({len(text)} characters)"
+
+
+def _frame_problem(data: bytes) -> str | None:
+    """What keeps ``data`` from being a Confluent-framed value, or None if it is one."""
+    if len(data) >= _ID_FRAME and data[0] == 0:
+        return None
+    if len(data) >= _GUID_FRAME and data[0] == 1:
+        return None
+    first = f"first byte 0x{data[0]:02x}" if data else "no byte"
+    return (
+        f"the value is not in Confluent's wire format ({first}, {len(data)} bytes; expected "
+        "byte 0 and a 4-byte schema id, or byte 1 and a 16-byte schema GUID, then the "
+        "body): was it written by a Schema Registry serializer?"
+    )
+
+
+def _not_a_registry_answer(exc: Exception, what: str) -> bool:
+    """``exc`` comes from reading a registry's answer that is no registry answer.
+
+    confluent-kafka's client parses the answer's JSON (``response.json()``) and fields
+    (``RegisteredSchema.from_dict``) in its ``schema_registry_client`` modules; a
+    serializer given no id by the answer says "Schema ID is not set".
+    """
+    if what == "encode" and str(exc) in ("Schema ID is not set", "Schema GUID is not set"):
+        return True
+    if not isinstance(exc, ValueError | KeyError | TypeError | AttributeError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith("schema_registry_client.py"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _is_transport_error(exc: Exception) -> bool:

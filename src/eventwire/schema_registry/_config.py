@@ -59,11 +59,15 @@ class SchemaRegistryConfig:
         ssl_ca_location: CA file or directory to verify an ``https`` registry with.
         ssl_certificate_location, ssl_key_location, ssl_key_password: a client
             certificate (mutual TLS).
-        timeout: seconds per HTTP request.
+        timeout: seconds an HTTP request may take. The first publish of a type to a
+            topic (its schema id lookup) gives up after ``timeout`` x (``max_retries``
+            + 1) plus the back-off waits, per URL, however slowly the registry answers;
+            a decode's fetch of a writer schema is bounded per network operation only.
         max_retries: retries of a request that failed at the network level or with
             a retriable status (408, 429, 5xx), ``retries_wait_ms`` apart at first,
             backing off to ``retries_max_wait_ms``. Small by default: a publish of a
-            type whose schema id is not cached yet waits for them.
+            type whose schema id is not cached yet waits for them. After an unavailable
+            registry, such publishes fail at once for ``retries_max_wait_ms``.
         cache_latest_ttl_sec: how long ``use_latest_version`` trusts the latest
             version it fetched (None: until the process ends).
     """
@@ -93,11 +97,20 @@ class SchemaRegistryConfig:
                 "schema_registry url is empty: pass the registry's base URL, e.g. "
                 f"'http://localhost:8081' (or set {ENV_PREFIX}URL)"
             )
-        for entry in self.url.split(","):
-            if not entry.strip().startswith(("http://", "https://")):
+        for entry in (e.strip() for e in self.url.split(",")):
+            if not entry.startswith(("http://", "https://")):
                 raise ConfigurationError(
-                    f"schema_registry url {mask_embedded(entry.strip())!r} must start with "
-                    "http:// or https://"
+                    f"schema_registry url: the entry {_malformed_shown(entry)} does not start "
+                    "with http:// or https://"
+                )
+            if "?" in entry or "#" in entry:
+                base = entry.split("?", 1)[0].split("#", 1)[0]
+                raise ConfigurationError(
+                    f"schema_registry url {mask_embedded(base)!r} has a query string or a "
+                    "fragment (not shown: it may hold a key). The client appends the API's "
+                    "paths to the URL, so every request would go to a wrong address. Give "
+                    "the registry's base URL alone; credentials go in basic_auth_user_info "
+                    "or bearer_auth_token"
                 )
         for name in _SECRETS:
             value = getattr(self, name)
@@ -317,6 +330,18 @@ class SchemaRegistryConfig:
             return cls(**kwargs)  # type: ignore[arg-type]
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} (from {where})") from None
+
+
+def _malformed_shown(entry: str) -> str:
+    """An entry that is not an http(s) URL, quoted safely.
+
+    Its userinfo cannot be found reliably without a well-formed ``scheme://``, so an
+    entry holding ``@``, ``?`` or ``#`` is quoted only up to its first ``:`` or ``/``.
+    """
+    if not any(c in entry for c in "@?#"):
+        return repr(entry)
+    cut = min((i for i in (entry.find(":"), entry.find("/")) if i >= 0), default=len(entry))
+    return f"starting {entry[:cut]!r} (the rest is not shown: it may hold credentials)"
 
 
 def _has_userinfo(entry: str) -> bool:

@@ -2,7 +2,9 @@
 
 They are raised by ``encode_for`` -- so by ``publish()`` before anything is enqueued,
 and, with an outbox, before anything is stored (encoding happens before the commit):
-nothing is sent, nothing is lost, the caller decides. ::
+nothing is sent, nothing is lost, the caller decides. ``decode_from`` raises them too;
+a :class:`~eventwire.Decoder` turns all but :class:`SchemaNotFoundError` into a retriable
+``DecodeError`` (kind ``registry_unavailable``): the record is not at fault. ::
 
     SerializationError
     └── RegistryError                   the registry refused or failed a request
