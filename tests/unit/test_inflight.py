@@ -338,7 +338,7 @@ class TestReportedOnce:
 class TestHandleShows:
     def test_repr_and_rich_repr_never_show_the_kept_key_or_value(self) -> None:
         """A handle keeps the event's key and value for a re-send; printing it shows neither."""
-        from rich.pretty import pretty_repr  # noqa: PLC0415
+        from rich.pretty import pretty_repr
 
         ledger = InFlight()
         handle = _handle(ledger)
