@@ -17,8 +17,10 @@ time a test asks for them):
   config files from ``cluster.client_config(principal, mechanism)``.
 * ``kafka_topic`` / ``kafka_topic3`` -- a fresh topic (3 partitions) named
   ``t-<test name>-<8 hex>`` on ``kafka_bootstrap`` / on ``kafka_cluster3`` (RF 3), deleted
-  afterwards on a best-effort basis. ``kafka_topic3`` first heals the cluster (resumes
-  paused and restarts stopped nodes) so every test starts with all three nodes up.
+  afterwards on a best-effort basis. Both heal a local cluster the plugin runs (resume
+  paused and restart stopped nodes) before making the topic, so every test starts with all
+  nodes up, and again before deleting it, so a test that left a node down is torn down at
+  once and leaves no topic behind.
 * ``schema_registry`` -- the Confluent-compatible URL (``http://127.0.0.1:<port>/apis/ccompat/v7``)
   of a session-scoped local Schema Registry (Apicurio, in memory; see
   :mod:`eventwire_devkit.registry`), or of the external one given by ``--schema-registry-url``
@@ -290,15 +292,21 @@ def kafka_topic(
     from eventwire_devkit.kafka import KafkaClusterError  # noqa: PLC0415
 
     name = _topic_name(request.node.name)
+    # a local cluster the plugin runs (not an external one, nor a project's own
+    # kafka_bootstrap): heal what an earlier test left before making the topic
+    serving = _RUNNING.get(kafka_bootstrap)
     try:
-        serving = _RUNNING.get(kafka_bootstrap)  # one of ours (not an external cluster,
-        if serving is not None:  # nor a project's own kafka_bootstrap): heal what a test left
+        if serving is not None:
             serving.heal()
         admin.create_topic(_eventwire_kafka_admin, name, 3, -1, config=None, timeout=30.0)
     except KafkaClusterError as exc:
         pytest.fail(f"could not create topic {name}: {exc}", pytrace=False)
     yield name
+    # This teardown runs before _eventwire_heal_local_clusters': heal first, or the
+    # deletion retries for 10 s against the node this test stopped or paused, and fails.
     with contextlib.suppress(KafkaClusterError):  # best effort
+        if serving is not None:
+            serving.heal()
         admin.delete_topic(_eventwire_kafka_admin, name, timeout=10.0)
 
 
