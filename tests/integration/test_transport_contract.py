@@ -131,6 +131,10 @@ class Backend(abc.ABC):
     def unreachable(self) -> BaseTransport:
         """A transport whose log does not answer."""
 
+    @abc.abstractmethod
+    def no_auto_create(self) -> BaseTransport:
+        """A transport whose sends to a topic that does not exist fail (soon)."""
+
 
 class MemoryBackend(Backend):
     name = "memory"
@@ -165,6 +169,11 @@ class MemoryBackend(Backend):
 
     def unreachable(self) -> BaseTransport:
         raise AssertionError("an in-process log cannot be unreachable")
+
+    def no_auto_create(self) -> BaseTransport:
+        made = MemoryTransport(partitions=PARTITIONS, auto_create_topics=False)
+        self._made.append(made)
+        return made
 
 
 class KafkaBackend(Backend):
@@ -249,6 +258,16 @@ class KafkaBackend(Backend):
         from eventwire.transports.kafka import KafkaTransport
 
         made = KafkaTransport(self._config("127.0.0.1:1"), connect_timeout=None)
+        self._made.append(made)
+        return made
+
+    def no_auto_create(self) -> BaseTransport:
+        from eventwire.transports.kafka import KafkaTransport
+
+        # Producers here never ask for auto-creation; a missing topic's records fail once
+        # the metadata wait (default 30 s) is over.
+        config = self._config(self.bootstrap, **{"topic.metadata.propagation.max.ms": 1000})
+        made = KafkaTransport(config, connect_timeout=10)
         self._made.append(made)
         return made
 
@@ -447,6 +466,21 @@ class TestRefusals:
         assert transport.flush(30) == 0
         assert accepted.codes() == [None]
         transport.close(5)
+
+
+class TestUnknownTopic:
+    @on_both()
+    def test_a_topic_that_does_not_exist_fails_with_kafkas_code(self, backend: Backend) -> None:
+        """Without auto-creation a send to a missing topic is reported as failed with
+        UNKNOWN_TOPIC_OR_PART, the code librdkafka gives (the memory transport said
+        _UNKNOWN_TOPIC, so a unit test's assertion on the code failed in production), and
+        the record is permanently failed: never written."""
+        transport = backend.no_auto_create()
+        reports = Reports()
+        transport.send(f"absent-{uuid.uuid4().hex}", b"k", b"v", [], reports)
+        assert transport.flush(30) == 0
+        assert reports.codes() == ["UNKNOWN_TOPIC_OR_PART"]
+        assert not is_possibly_written("UNKNOWN_TOPIC_OR_PART")
 
 
 class TestRecreate:

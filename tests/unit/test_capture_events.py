@@ -93,3 +93,17 @@ def test_an_instance_given_for_the_class_is_a_clear_type_error() -> None:
         captured.publisher.publish(V1(id="a"))
         with pytest.raises(TypeError, match=r"pass the event class, e.g. events\(V1\)"):
             captured.events(V1(id="a"))  # type: ignore[arg-type]
+
+
+def test_an_unknown_topic_fails_with_the_code_real_kafka_gives() -> None:
+    """``auto_create_topics=False``: a send to a missing topic failed with ``_UNKNOWN_TOPIC``,
+    while librdkafka reports ``UNKNOWN_TOPIC_OR_PART``, so a test asserting the code held in
+    memory and not in production. The record is failed for good, never written."""
+    capture = capture_events(routes=ROUTES, auto_create_topics=False)
+    with pytest.raises(DeliveryError) as caught, capture as captured:
+        captured.publisher.publish(V1(id="a"))
+    transport = captured.transport
+    failure = caught.value.failures[0]
+    assert failure.code == "UNKNOWN_TOPIC_OR_PART"
+    assert failure.possibly_written is False
+    assert transport.records() == []

@@ -147,8 +147,9 @@ class _Log:
             return _Error(code, f"injected failure for topic {topic}"), _Report(topic, -1, -1, now)
         parts = self.topics.get(topic)
         if parts is None:
-            if not self.auto_create:
-                return _Error("_UNKNOWN_TOPIC", "Unknown topic"), _Report(topic, -1, -1, now)
+            if not self.auto_create:  # librdkafka's code and text for it
+                error = _Error("UNKNOWN_TOPIC_OR_PART", "Broker: Unknown topic or partition")
+                return error, _Report(topic, -1, -1, now)
             parts = self.topics[topic] = [[] for _ in range(self.partitions)]
         if key is None:
             partition = next(self.round_robin[topic]) % len(parts)
@@ -174,7 +175,9 @@ class MemoryTransport(BaseTransport):
         max_message_bytes: records whose value, key and headers together are
             larger are rejected at once with ``MSG_SIZE_TOO_LARGE``, as librdkafka does.
         auto_create_topics: when False, sending to a topic not made with
-            :meth:`create_topic` fails with ``_UNKNOWN_TOPIC``.
+            :meth:`create_topic` fails at once with ``UNKNOWN_TOPIC_OR_PART``, the code
+            librdkafka reports for it (a real producer only after waiting for the
+            topic's metadata, ``topic.metadata.propagation.max.ms``, 30 s by default).
     """
 
     def __init__(
