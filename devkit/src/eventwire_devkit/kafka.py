@@ -184,6 +184,7 @@ class LocalKafkaCluster:
         self._admin: Any = None
         self._admin_nodes: tuple[int, ...] = ()
         self._state = "new"
+        self._keep_logs = False  # a failed start: close() keeps the nodes' logs
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -210,7 +211,9 @@ class LocalKafkaCluster:
         Raises:
             JavaNotFoundError, MavenNotFoundError, JarFetchError: no way to run Kafka here.
             ClusterStartError: a node failed or was not ready within ``startup_timeout``;
-                the message includes the tail of the node's log.
+                the message starts with the cause found in the node's log (e.g. "port N
+                is already in use") and names the log, which is kept: of a temp data dir
+                only the nodes' ``server.log`` and ``stdout.log`` are left.
             KafkaClusterError: the cluster was already started.
 
         """
@@ -242,8 +245,12 @@ class LocalKafkaCluster:
             self._wait_ready(self.node_ids, began + self._startup_timeout)
             if self._material is not None:
                 self._secure_finish(began + self._startup_timeout)
-        except BaseException:
+        except BaseException as exc:
+            # A node that did not start: its whole log says why, so it outlives the data.
+            self._keep_logs = isinstance(exc, ClusterStartError) and self._deletes_data()
             self.close()
+            if self._keep_logs and self.data_dir is not None and self.data_dir.is_dir():
+                exc.args = (f"{exc}\n(the logs are kept; delete {self.data_dir} when done)",)
             raise
         self._state = "running"
         self.startup_seconds = time.monotonic() - began
@@ -275,7 +282,7 @@ class LocalKafkaCluster:
                 node.kill()
         if self.data_dir is not None:
             _runtime.kill_all(str(self.data_dir), _runtime.jvm_pids_of(self.data_dir))
-            if self._deletes_data():
+            if self._deletes_data() and not (self._keep_logs and self._delete_all_but_logs()):
                 shutil.rmtree(self.data_dir, ignore_errors=True)
         _runtime.delete_record(self.cluster_id)
 
@@ -509,6 +516,27 @@ class LocalKafkaCluster:
 
     def _deletes_data(self) -> bool:
         return self._given_dir is None and not self._keep_data
+
+    def _delete_all_but_logs(self) -> bool:
+        """Delete the data dir but the nodes' non-empty logs; False (nothing done) if none."""
+        assert self.data_dir is not None
+        logs = {
+            path
+            for node in self._nodes.values()
+            for path in (node.log_path, node.stdout_path)
+            if path.is_file() and path.stat().st_size > 0
+        }
+        if not logs:
+            return False
+        keep = logs | {path.parent for path in logs}
+        for path in sorted(self.data_dir.rglob("*"), reverse=True):  # children first
+            if path in keep:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return True
 
     def _node(self, node: int) -> Node:
         if self._state not in {"running", "starting"}:

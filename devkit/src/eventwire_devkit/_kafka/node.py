@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -22,10 +23,56 @@ __all__ = [
     "free_ports",
     "pdeathsig_preexec",
     "port_open",
+    "startup_cause",
     "wait_ready",
 ]
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.yaml")
+
+#: Java stack frames and their "... 18 more": no cause a reader can act on.
+_FRAME = re.compile(r"^\s+(?:at |\.\.\. \d+ more)")
+#: Kafka's message for a listener port another process took (free_ports() is a guess).
+_BIND = re.compile(r"failed to bind to \S+?:(\d+): Address already in use")
+#: A log4j record's first line: "[2026-01-01 00:00:00,000] ERROR message (logger)".
+_RECORD = re.compile(r"^\[[^]]+\] (?P<level>[A-Z]+) (?P<message>.*?)(?: \([\w.$]+\))?$")
+_MAX_LINE = 300
+_SHORT_TAIL = 8
+
+
+def _clip(line: str) -> str:
+    line = line.strip()
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+
+
+def startup_cause(lines: Sequence[str]) -> str | None:
+    """Return the cause of a failed start found in a node's log lines, in one line.
+
+    A taken port first ("port N is already in use"), else the first ERROR record's message
+    with its root cause (the last ``Caused by:`` of that record), else the first line of
+    the JVM's own complaint (``Error: ...``, ``Exception in thread ...``). None if none.
+    """
+    for line in lines:
+        if match := _BIND.search(line):
+            detail = line.split("Exception: ", 1)[-1].strip().rstrip(".")
+            return _clip(f"port {match[1]} is already in use ({detail})")
+    for i, line in enumerate(lines):
+        record = _RECORD.match(line)
+        if record is None or record["level"] not in {"ERROR", "FATAL"}:
+            continue
+        cause = ""
+        for later in lines[i + 1 :]:
+            if _RECORD.match(later):
+                break
+            if later.startswith("Caused by: "):
+                cause = later.removeprefix("Caused by: ")
+            elif not cause and not _FRAME.match(later) and later.strip():
+                cause = later  # the exception itself, until a deeper cause shows
+        message = record["message"].strip().rstrip(".")
+        return _clip(f"{message}: {cause.strip()}" if cause else message)
+    for line in lines:
+        if line.startswith(("Error", "Exception in thread")) or "Exception:" in line:
+            return _clip(line)
+    return None
 
 
 def free_ports(count: int) -> list[int]:
@@ -176,6 +223,31 @@ class Node:
         self.send(signal.SIGCONT)
         self.paused = False
 
+    def log_lines(self) -> list[str]:
+        """Return the lines of the node's log file, then of its JVM output (empty if none)."""
+        lines: list[str] = []
+        for path in (self.log_path, self.stdout_path):
+            with contextlib.suppress(OSError):
+                lines += path.read_text(errors="replace").splitlines()
+        return lines
+
+    def failure(self) -> str:
+        """Say in a few lines why the node did not start, and where its whole log is.
+
+        The cause found in the log (:func:`startup_cause`) comes first; without one, the
+        last lines that are not stack frames. Never the raw stack trace.
+        """
+        lines = self.log_lines()
+        where = f"its logs are in {self.directory} (server.log, stdout.log)"
+        cause = startup_cause(lines)
+        if cause is not None:
+            return f"{cause}; {where}"
+        tail = [_clip(line) for line in lines if line.strip() and not _FRAME.match(line)]
+        if not tail:
+            return f"no error in its log; {where}"
+        shown = "\n".join(tail[-_SHORT_TAIL:])
+        return f"no cause found in its log, which ends:\n{shown}\n({where})"
+
     def log_tail(self, lines: int = 40) -> str:
         """Return the last ``lines`` of the node's log file and JVM output, for error messages."""
         parts: list[str] = []
@@ -194,7 +266,7 @@ def wait_ready(nodes: Sequence[Node], listed: Callable[[], set[int]], deadline: 
 
     Raises:
         ClusterStartError: a node exited (fail fast) or ``deadline`` (monotonic) passed;
-            the message holds the tail of the nodes' logs.
+            the message starts with the cause found in the node's log and names the log.
 
     """
     seen: set[int] = set()
@@ -204,8 +276,8 @@ def wait_ready(nodes: Sequence[Node], listed: Callable[[], set[int]], deadline: 
             if not node.running:
                 code = node.process.returncode if node.process is not None else None
                 raise ClusterStartError(
-                    f"Kafka node {node.node_id} exited with code {code} while starting; "
-                    f"the end of its log (removed with the cluster's data):\n{node.log_tail()}"
+                    f"Kafka node {node.node_id} failed to start (exit code {code}): "
+                    f"{node.failure()}"
                 )
         if all(port_open(n.port, 0.2) for n in nodes):
             seen = listed()
@@ -213,9 +285,9 @@ def wait_ready(nodes: Sequence[Node], listed: Callable[[], set[int]], deadline: 
                 return
         if time.monotonic() > deadline:
             missing = [n for n in nodes if n.node_id not in seen]
-            tails = "\n".join(n.log_tail() for n in missing or nodes)
+            causes = "\n".join(f"node {n.node_id}: {n.failure()}" for n in missing or nodes)
             raise ClusterStartError(
                 f"Kafka nodes {[n.node_id for n in missing]} not ready in time "
-                f"(Metadata listed {sorted(seen)}); logs:\n{tails}"
+                f"(Metadata listed {sorted(seen)}):\n{causes}"
             )
         time.sleep(0.1)
