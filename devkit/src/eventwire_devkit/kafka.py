@@ -90,7 +90,7 @@ def ensure_kafka_jars(progress: _jars.Progress | None = None) -> Path:
 
 
 def java_available() -> bool:
-    """Return True if a Java >= 17 runtime is on PATH or in ``JAVA_HOME``."""
+    """Return True if Java >= 17 is in ``JAVA_HOME`` (when set) or else on PATH."""
     try:
         _jars.find_java()
     except JavaNotFoundError:

@@ -20,7 +20,7 @@ class KafkaClusterError(Exception):
 
 
 class JavaNotFoundError(KafkaClusterError):
-    """No usable Java (>= 17) runtime was found on ``PATH`` or in ``JAVA_HOME``."""
+    """No usable Java (>= 17): ``JAVA_HOME`` (when set) names none, or PATH has none."""
 
     __module__ = _PUBLIC_MODULE
 

@@ -51,41 +51,73 @@ def kafka_cache_dir(version: str) -> Path:
     return root / version
 
 
+def _java_problem(java: Path) -> tuple[int | None, str]:
+    """Return ``(major version, "")`` for a usable java, else ``(None, what is wrong)``."""
+    if not java.exists():
+        return None, f"{java} does not exist"
+    if not os.access(java, os.X_OK) or java.is_dir():
+        return None, f"{java} is not executable"
+    try:
+        out = subprocess.run(
+            [str(java), "-version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"running `{java} -version` failed: {exc}"
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None, f"could not read the version from `{java} -version`"
+    major = int(match[1])
+    if major == 1 and match[2]:
+        major = int(match[2])
+    if major < _MIN_JAVA:
+        return None, f"{java} is Java {major}"
+    return major, ""
+
+
 @lru_cache(maxsize=4)
 def _probe_java(java_home: str | None, path: str | None) -> tuple[str | None, str]:
-    candidates: list[Path] = []
+    """Return ``(java, "")``, or ``(None, the reason and what to do)``.
+
+    A set ``JAVA_HOME`` is the choice, as for Maven and Kafka's own scripts: its java or
+    none, never silently the one on PATH instead.
+    """
+    on_path = shutil.which("java", path=path)
     if java_home:
-        candidates.append(Path(java_home) / "bin" / "java")
-    found = shutil.which("java", path=path)
-    if found:
-        candidates.append(Path(found))
-    reason = "no `java` on PATH and JAVA_HOME is not set"
-    for java in candidates:
-        if not os.access(java, os.X_OK):
-            reason = f"{java} is not executable"
-            continue
-        try:
-            out = subprocess.run(
-                [str(java), "-version"], capture_output=True, text=True, timeout=60, check=False
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            reason = f"running `{java} -version` failed: {exc}"
-            continue
-        match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-        if not match:
-            reason = f"could not read the version from `{java} -version`"
-            continue
-        major = int(match[1])
-        if major == 1 and match[2]:
-            major = int(match[2])
-        if major >= _MIN_JAVA:
+        java = Path(java_home).expanduser() / "bin" / "java"
+        major, problem = _java_problem(java)
+        if major is not None:
             return str(java), ""
-        reason = f"{java} is Java {major}"
-    return None, reason
+        if on_path:
+            advice = (
+                f"the java on PATH ({on_path}) is not used while JAVA_HOME is set. Point "
+                f"JAVA_HOME at a Java {_MIN_JAVA}+ installation, or unset it to use that one."
+            )
+        else:
+            advice = (
+                f"there is no `java` on PATH either. Point JAVA_HOME at a Java {_MIN_JAVA}+ "
+                "installation (e.g. `apt-get install openjdk-17-jre-headless`)."
+            )
+        return None, f"JAVA_HOME={java_home} gives no usable java ({problem}); {advice}"
+    if not on_path:
+        return None, (
+            "there is no `java` on PATH and JAVA_HOME is not set. Install a JDK/JRE (e.g. "
+            "`apt-get install openjdk-17-jre-headless`) or set JAVA_HOME."
+        )
+    major, problem = _java_problem(Path(on_path))
+    if major is not None:
+        return on_path, ""
+    return None, (
+        f"{problem} (the java on PATH; JAVA_HOME is not set). Install a JDK/JRE {_MIN_JAVA}+ "
+        "(e.g. `apt-get install openjdk-17-jre-headless`) and put it first on PATH, or set "
+        "JAVA_HOME to it."
+    )
 
 
 def find_java() -> str:
-    """Return the path of a Java >= 17 executable (``$JAVA_HOME/bin/java`` first, then PATH).
+    """Return the path of a Java >= 17 executable: ``$JAVA_HOME/bin/java``, else PATH's.
+
+    When ``JAVA_HOME`` is set, its java is the only one considered (as Maven and Kafka's
+    scripts do): a wrong ``JAVA_HOME`` is an error that says so, even with a java on PATH.
 
     Raises:
         JavaNotFoundError: no suitable Java was found; the message says why and what to do.
@@ -94,9 +126,7 @@ def find_java() -> str:
     java, reason = _probe_java(os.environ.get("JAVA_HOME"), os.environ.get("PATH"))
     if java is None:
         raise JavaNotFoundError(
-            f"Java {_MIN_JAVA} or newer is needed to run a local Apache Kafka broker, "
-            f"but {reason}. Install a JDK/JRE (e.g. `apt-get install openjdk-17-jre-headless`) "
-            "or set JAVA_HOME."
+            f"Java {_MIN_JAVA} or newer is needed to run a local Apache Kafka broker, but {reason}"
         )
     return java
 
