@@ -22,6 +22,7 @@ from eventwire._loop_bridge import LoopBridge
 from eventwire._options import PublisherOptions, check_relay_options, resolve_options
 from eventwire._record import Record
 from eventwire._timeouts import seconds
+from eventwire._worker_close import WorkerClosing
 from eventwire.outbox.async_sink import AsyncOutboxSink
 from eventwire.outbox.base import OutboxStore
 from eventwire.outbox.relay import RelayFailingError
@@ -134,6 +135,8 @@ class AsyncPublisher(Facade):
         #: too, though not in the ledger until sent).
         self._backlog: deque[Record] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        #: The core's closing in a worker thread, which outlives a cancelled close task.
+        self._closing = WorkerClosing(self._core, self._core.close, self._core.finish_close)
         metrics = self._core.metrics
         if metrics is not None:
             ledger, backlog = self._core.ledger, self._backlog
@@ -151,14 +154,33 @@ class AsyncPublisher(Facade):
         return self._core.in_flight + len(self._backlog)  # queued, or waiting for room
 
     async def start(self) -> None:
-        """Bind to the running loop and run the broker connection check in a thread."""
+        """Bind to the running loop and run the broker connection check in a thread.
+
+        If the check fails, or ``start()`` is cancelled or interrupted meanwhile (an
+        ``asyncio.timeout`` around ``async with``, a TaskGroup sibling's failure,
+        Ctrl-C), the publisher is closed (at once, ``timeout=0``) before the error is
+        raised: no producer is left running behind an ``async with`` that never began.
+        """
         self._bind()
         if self._connect_timeout is not None:
             try:
                 await asyncio.to_thread(self._producer.check_connection, self._connect_timeout)
-            except EventwireError:
-                await asyncio.to_thread(self._core.close, 0)
+            except BaseException as exc:
+                await self._close_unstarted(exc)
                 raise
+
+    async def _close_unstarted(self, error: BaseException) -> None:
+        """start() failed with ``error``: close now (timeout 0), shielded from cancellation.
+
+        The closing is the one every later close() waits for (and takes the outcome of).
+        An event published before start() that this fails is not dropped: its failure is
+        logged (``close_failed_after_error``) and noted on ``error``.
+        """
+        self._core.refuse_publishing()
+        await self._closing.wait(0)  # (a second cancellation leaves it running)
+        outcome = self._closing.take()
+        if isinstance(outcome, EventwireError):
+            closed_after_error(error, outcome)
 
     def _bind(self) -> LoopBridge:
         try:
@@ -450,15 +472,21 @@ class AsyncPublisher(Facade):
         retrieved, are listed as ``_CLOSED`` in the DeliveryError this raises).
         Then as :meth:`Publisher.close`.
 
-        The closing runs in a task of its own, which a cancelled ``close()`` (a
-        timed-out ``wait_for``, a cancelled task) does not stop. A ``close()`` made
-        while it runs, or after it was cancelled, waits for that first closing and
+        The closing runs in a task of its own, and its blocking part in a worker
+        thread, which a cancelled ``close()`` (a timed-out ``wait_for``, a cancelled
+        task, asyncio.run's cancel-all after a second Ctrl-C) does not stop. A
+        ``close()`` made while it runs, or after it was cancelled, on this event loop
+        or another, waits for that first closing (up to its own ``timeout``) and
         raises its outcome (a SIGTERM handler's close and ``async with``'s exit both
         see the events' fate); once that outcome was raised to someone, a later
-        ``close()`` only reports failures settled since. A ``close()`` on another
-        event loop waits for it too, up to its own ``timeout``.
+        ``close()`` only reports failures settled since. If the first closing is
+        still running when a later ``close()``'s ``timeout`` runs out, that
+        ``close()`` returns and the next one raises the outcome. A closing cut short
+        by an exception (a KeyboardInterrupt or SystemExit out of the transport) is
+        finished by the next ``close()``, as for :meth:`Publisher.close`.
         """
         timeout = self._close_timeout if timeout is None else seconds(timeout, "close(timeout)")
+        deadline = time.monotonic() + timeout
         task = self._close_task
         if task is None:
             self._core.refuse_publishing()
@@ -472,9 +500,11 @@ class AsyncPublisher(Facade):
             if task.done() and not task.cancelled() and (waited or not self._close_told):
                 self._close_told = True
                 error = task.exception()
-                if error is not None:
+                if isinstance(error, EventwireError):  # (an interrupt was raised already)
                     raise error
-            await self._close(timeout)  # closed already: only what settled since
+            # closed already: only what settled since; or the closing was cancelled (its
+            # worker thread may still run: wait for it) or cut short (finish it)
+            await self._close(timeout, deadline)
             return
         try:
             await asyncio.shield(task)
@@ -492,26 +522,34 @@ class AsyncPublisher(Facade):
         while not self._close_ended.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
-    async def _close(self, timeout: float) -> None:
-        """close()'s work; run again, it finds everything closed and reports what is left."""
+    async def _close(self, timeout: float, deadline: float | None = None) -> None:
+        """close()'s work, bounded by ``deadline`` (default: ``timeout`` from now).
+
+        Run again, it waits for the closing begun (or finishes one cut short), then
+        reports what is left.
+        """
         self._core.refuse_publishing()
+        if deadline is None:
+            deadline = time.monotonic() + timeout
         if self._outbox is not None:
-            await self._outbox_ending(self._outbox.close, timeout, final=True)
+            outbox, left = self._outbox, max(0.0, deadline - time.monotonic())
+            await self._outbox_ending(lambda _: outbox.close(left), timeout, final=True)
             return
-        deadline = time.monotonic() + timeout
         drainer = self._drainer
         if drainer is not None:
-            await asyncio.wait({drainer}, timeout=timeout)
+            await asyncio.wait({drainer}, timeout=max(0.0, deadline - time.monotonic()))
         error: DeliveryError | None = None
         try:
-            left = max(0.0, deadline - time.monotonic())
-            await asyncio.to_thread(self._core.close, left)
-        except DeliveryError as exc:
-            error = exc
+            ended = await self._closing.wait(max(0.0, deadline - time.monotonic()))
         finally:
             # Still waiting for room: never enqueued, and now never will be.
             self._fail_backlog(self._producer.refuse_closed)
         late = await self._loop_failures(f"close({timeout:g})", final=True)
+        outcome = self._closing.take() if ended else None  # (no await from here on)
+        if isinstance(outcome, DeliveryError):
+            error = outcome
+        elif outcome is not None:
+            raise outcome  # (an interrupt out of the transport: the next close() finishes)
         if late is not None:
             failures = [*(error.failures if error else ()), *late.failures]
             not_kept = (error.not_kept if error else 0) + late.not_kept

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventwire._errors import DeliveryError, DeliveryFailure, OutboxWriteError
+from eventwire._worker_close import WorkerClosing
 from eventwire.outbox._async_write import stage, writer_for
 from eventwire.outbox.base import EventIdConflictError, OutboxStore
 from eventwire.outbox.sink import OutboxSink
@@ -62,6 +63,10 @@ class AsyncOutboxSink:
         #: The events of the commit under way ([] between commits).
         self._committing: list[Record] = []
         self._task: asyncio.Task[None] | None = None
+        #: close() began: it fails what the writer leaves (see _writer_ended).
+        self._closing = False
+        #: The sync closing in a worker thread, which outlives a cancelled close().
+        self._sync_closing = WorkerClosing(core, self._close_sync, self.sink.close)
 
     @property
     def in_flight(self) -> int:
@@ -72,7 +77,8 @@ class AsyncOutboxSink:
         """Queue ``record`` for the writer task (started if idle); its future settles it."""
         self._queue.append(record)
         if self._task is None:
-            self._task = loop.create_task(self._write())
+            task = self._task = loop.create_task(self._write())
+            task.add_done_callback(self._writer_ended)
 
     async def _write(self) -> None:
         queue = self._queue
@@ -88,12 +94,36 @@ class AsyncOutboxSink:
                         try:
                             await self._commit([record], quiet=True)
                         except asyncio.CancelledError:
-                            queue.extendleft(reversed(batch[i + 1 :]))  # close() fails them
+                            # not begun: failed by close(), or by _writer_ended
+                            queue.extendleft(reversed(batch[i + 1 :]))
                             raise
                 self._committing = []
         finally:
             self._task = None
             self._committing = []
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """The writer task ended: if cancelled other than by close(), fail what it left.
+
+        Cancelled by the event loop's end, or a shutdown that cancels every task (even
+        before its first step), it leaves events whose commit never began, which nobody
+        else would fail: fail them now (logged, and kept for a later flush()/close()).
+        """
+        if self._task is task:  # (cancelled before it ran: its finally never did)
+            self._task = None
+        if not task.cancelled() or self._closing or self._task is not None or not self._queue:
+            return
+        self._fail_queued(
+            "the writer task was cancelled (the event loop ended, or a shutdown cancelled "
+            "every task) before the commit began"
+        )
+
+    def _fail_queued(self, reason: str) -> None:
+        """Fail every event still waiting for its commit: not written."""
+        left = list(self._queue)
+        self._queue.clear()
+        _, token = self.sink.begin_commit(left)
+        self._failed(token, left, OutboxWriteError(len(left), reason, possibly_written=False))
 
     async def _commit(self, records: list[Record], *, quiet: bool = False) -> None:
         """Commit ``records`` in one transaction; on failure fail their futures.
@@ -105,9 +135,15 @@ class AsyncOutboxSink:
         try:
             rows = await self._writer.add(entries)
         except asyncio.CancelledError:
+            why = (
+                "close() timed out"
+                if self._closing
+                else "the writer task was cancelled (the event loop ended, or a shutdown "
+                "cancelled every task)"
+            )
             error = OutboxWriteError(
                 len(records),
-                "close() timed out while the commit was under way; re-send with the same event_id",
+                f"{why} while the commit was under way",
                 possibly_written=True,
             )
             self._failed(token, records, error)
@@ -186,24 +222,25 @@ class AsyncOutboxSink:
 
         Commits still under way at the timeout are cancelled (their events fail
         with ``OutboxWriteError``, ``possibly_written``); events whose commit had
-        not begun fail with ``OutboxWriteError`` (not written).
+        not begun fail with ``OutboxWriteError`` (not written). The sync closing runs
+        once, in a worker thread a cancelled close() leaves running: called again,
+        this waits for it (up to ``timeout``) and raises its outcome once, or
+        finishes a closing cut short (``core.close_interrupted``).
         """
         deadline = time.monotonic() + timeout
+        self._closing = True
         await self._wait_for_commits(timeout)
         task = self._task
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if self._queue:
-            left = list(self._queue)
-            self._queue.clear()
-            _, token = self.sink.begin_commit(left)
-            error = OutboxWriteError(
-                len(left), "the publisher closed before the commit began", possibly_written=False
-            )
-            self._failed(token, left, error)
+            self._fail_queued("the publisher closed before the commit began")
         try:
-            await asyncio.to_thread(self._close_sync, max(0.0, deadline - time.monotonic()))
+            await self._sync_closing.wait(max(0.0, deadline - time.monotonic()))
+            outcome = self._sync_closing.take()
+            if outcome is not None:
+                raise outcome  # DeliveryError, RelayFailingError; or an interrupt
         finally:
             await self._writer.aclose()
 
