@@ -135,6 +135,7 @@ class AsyncPublisher(Facade):
         #: too, though not in the ledger until sent).
         self._backlog: deque[Record] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._core.held_elsewhere = self._backlog.__len__
         #: The core's closing in a worker thread, which outlives a cancelled close task.
         self._closing = WorkerClosing(self._core, self._core.close, self._core.finish_close)
         metrics = self._core.metrics

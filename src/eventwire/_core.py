@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+from eventwire import _unclosed
 from eventwire._breaker import BreakerState, CircuitBreaker, connection_probe
 from eventwire._cloudevents import CE_HEADER_COUNT, check_event_id, check_extra_headers
 from eventwire._cloudevents import uuid7 as _uuid7
@@ -131,6 +132,10 @@ class PublisherCore:
         self.producer: Producer | None = self._make_producer() if direct else None
         # Events keep what a re-send needs only when a replacement is possible.
         self._keeps_records = self.producer is not None and self.producer.keeps_records
+        #: Events a façade holds outside the ledger (AsyncPublisher's backlog, the async
+        #: outbox's queue), for the exit check of a publisher never closed.
+        self.held_elsewhere: Callable[[], int] = _nothing_held
+        _unclosed.track(self)  # until its closing ends (see eventwire._unclosed)
 
     def _make_producer(self) -> Producer:
         options = self.options
@@ -436,6 +441,7 @@ class PublisherCore:
             if self.producer is not None:
                 self.producer.close(timeout)
             self.ledger.fail_all("_NOT_REPORTED", "no delivery report arrived before close")
+            _unclosed.forget(self)  # closed (not when cut short: the next close() ends it)
         finally:
             if self.metrics is not None:
                 self.metrics.close()
@@ -452,6 +458,10 @@ class PublisherCore:
     def in_flight(self) -> int:
         """Events published but not yet settled."""
         return len(self.ledger)
+
+
+def _nothing_held() -> int:
+    return 0
 
 
 def _topic_codec_only(event: Any) -> bytes:

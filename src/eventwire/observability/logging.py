@@ -78,6 +78,11 @@ event                             level   fields
                                           ``with``/``async with`` body raised, then
                                           ``close()`` raised too: the body's exception
                                           goes on, with this error as a note
+``publisher_not_closed``          warning ``in_flight``, ``topics``, ``hint`` -- at interpreter
+                                          exit, a publisher never closed still had
+                                          events in flight (lost with the process, their
+                                          failures reported nowhere else): call
+                                          ``close()``. Nothing is flushed at exit
 ``settle_hook_failed``            error   ``event_id`` (and ``topic`` for an abandoned
                                           event), with the traceback -- a
                                           metrics/breaker/asyncio hook raised at settle

@@ -60,6 +60,7 @@ class AsyncOutboxSink:
         self._writer = writer_for(store)
         #: Published events waiting for their commit, in publish order.
         self._queue: deque[Record] = deque()
+        core.held_elsewhere = self._queue.__len__  # (for the exit check, eventwire._unclosed)
         #: The events of the commit under way ([] between commits).
         self._committing: list[Record] = []
         self._task: asyncio.Task[None] | None = None
