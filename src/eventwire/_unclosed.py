@@ -18,16 +18,38 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection
+from typing import Protocol
 
 from eventwire.observability.logging import get_logger
-
-if TYPE_CHECKING:
-    from eventwire._core import PublisherCore
 
 __all__ = ["forget", "track"]
 
 _log = get_logger("eventwire")
+
+
+class _Handle(Protocol):
+    @property
+    def topic(self) -> str: ...
+
+
+class _Ledger(Protocol):
+    @property
+    def pending(self) -> Collection[_Handle]: ...
+
+
+class PublisherCore(Protocol):
+    """What the exit check reads of a publisher core (a Protocol: no import of _core)."""
+
+    @property
+    def ledger(self) -> _Ledger: ...
+
+    @property
+    def held_elsewhere(self) -> Callable[[], int]: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
 
 #: The cores not yet closed (weakly: tracking never keeps a publisher alive).
 _open: weakref.WeakSet[PublisherCore] = weakref.WeakSet()
