@@ -105,3 +105,29 @@ def test_the_cli_refuses_a_database_without_an_outbox_and_creates_nothing(
     with psycopg.connect(wrong) as conn:
         [(missing,)] = conn.execute("SELECT to_regclass('eventwire_outbox') IS NULL").fetchall()
     assert missing
+
+
+def test_the_waiting_relay_exits_2_on_a_database_that_does_not_exist(postgres_dsn: str) -> None:
+    """`outbox relay` (not --once) waits only for a missing table: a database that does
+    not exist cannot come by waiting, so it exits 2 naming the server's error."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS cli_no_such_db")
+        current = admin.info.dbname
+    missing = postgres_dsn.replace(f"/{current}", "/cli_no_such_db")
+    assert missing != postgres_dsn
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventwire.cli", "outbox", "relay", "--postgres-env", "DSN",
+         "--bootstrap", "127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**clean, "DSN": missing, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert 'database "cli_no_such_db" does not exist' in proc.stderr
+    assert "waiting" not in proc.stderr

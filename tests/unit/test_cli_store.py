@@ -418,3 +418,123 @@ class TestRelayStartedBeforeItsApplication:
         assert done.returncode == 2, done.stderr
         assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
         assert "waiting" not in done.stderr
+
+
+class TestUnsureLookChangesNothing:
+    """The read-only look for the outbox table may fail (a lock held by another process,
+    a file that is no database): unsure is not yes, so the store is not opened, which
+    would create the outbox tables and switch the file to WAL."""
+
+    @pytest.mark.parametrize("command", [["outbox", "status"], ["dlq", "replay"]])
+    def test_a_foreign_database_locked_past_the_look_exits_2_unchanged(
+        self, tmp_path: Path, command: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import sqlite3
+
+        from eventwire.cli import _store
+
+        monkeypatch.setattr(_store, "SQLITE_LOOK_TIMEOUT_S", 0.2)
+        other = tmp_path / "app.db"
+        with contextlib.closing(sqlite3.connect(other)) as conn:
+            conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+            conn.commit()
+        locker = sqlite3.connect(other, isolation_level=None)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")
+            locker.execute("INSERT INTO customers VALUES (1)")
+            code, text = run(*command, "--sqlite", str(other))
+            locker.execute("ROLLBACK")
+        finally:
+            locker.close()
+        assert code == 2, text
+        assert f"cannot read '{other}' to check that it is an eventwire outbox" in text
+        assert "database is locked" in text
+        assert "Nothing was changed" in text
+        with contextlib.closing(sqlite3.connect(other)) as conn:
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        assert tables == ["customers"]
+        assert journal == "delete"
+
+    def test_a_lock_released_within_the_look_is_waited_for(self, tmp_path: Path) -> None:
+        """A lock shorter than the look's wait: the look then answers (no outbox here)."""
+        import sqlite3
+        import threading
+
+        other = tmp_path / "app.db"
+        with contextlib.closing(sqlite3.connect(other)) as conn:
+            conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+            conn.commit()
+        locker = sqlite3.connect(other, isolation_level=None, check_same_thread=False)
+        locker.execute("BEGIN EXCLUSIVE")
+        locker.execute("INSERT INTO customers VALUES (1)")
+        timer = threading.Timer(1.0, lambda: (locker.execute("COMMIT"), locker.close()))
+        timer.start()
+        try:
+            code, text = run("outbox", "status", "--sqlite", str(other))
+        finally:
+            timer.join()
+        assert code == 2, text
+        assert f"no eventwire outbox in '{other}'" in text
+
+    def test_the_relay_does_not_wait_for_a_file_that_is_not_a_database(
+        self, tmp_path: Path
+    ) -> None:
+        """`outbox relay` (waiting mode) on a file that is no SQLite database exits 2 with
+        SQLite's error instead of waiting forever for a table."""
+        garbage = tmp_path / "garbage.db"
+        garbage.write_bytes(b"not a database, " * 200)
+        before = garbage.read_bytes()
+        proc = run_process(
+            "outbox", "relay", "--sqlite", str(garbage), "--bootstrap", "127.0.0.1:9"
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "file is not a database" in proc.stderr
+        assert "waiting" not in proc.stderr
+        assert garbage.read_bytes() == before
+
+
+class TestOtherDsnSchemes:
+    @pytest.mark.parametrize(
+        ("dsn", "scheme"),
+        [
+            (f"mysql://app:{SECRET}@127.0.0.1/app", "mysql"),
+            ("sqlite:///x.db", "sqlite"),
+            (f"postgresql+psycopg://app:{SECRET}@127.0.0.1:1/app", "postgresql+psycopg"),
+        ],
+    )
+    @pytest.mark.parametrize("command", [["outbox", "status"], ["outbox", "relay"]])
+    def test_another_scheme_is_named_without_the_password(
+        self, dsn: str, scheme: str, command: list[str]
+    ) -> None:
+        proc = (
+            run_process(
+                *command, "--postgres-env", "DSN", "--bootstrap", "127.0.0.1:9", env={"DSN": dsn}
+            )
+            if command[1] == "relay"
+            else run_process(*command, "--postgres-env", "DSN", env={"DSN": dsn})
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 2, output
+        assert f"unsupported DSN scheme {scheme!r}" in output
+        assert "postgresql://" in output
+        assert SECRET not in output
+        assert "Traceback" not in output
+        if "+" in scheme:
+            assert "+driver" in output
+
+    def test_a_sqlalchemy_url_with_a_password_is_refused_on_the_command_line(self) -> None:
+        code, text = run(
+            "outbox", "status", "--postgres", f"postgresql+psycopg://app:{SECRET}@127.0.0.1:1/app"
+        )
+        assert code == 2, text
+        assert "--postgres must not hold a password" in text
+        assert SECRET not in text
+
+    def test_any_schemes_password_is_masked(self) -> None:
+        from eventwire.outbox._dsn import has_password, mask_dsn
+
+        dsn = f"postgresql+psycopg://app:{SECRET}@db/app"
+        assert has_password(dsn)
+        assert mask_dsn(dsn) == "postgresql+psycopg://app:***@db/app"
+        assert mask_text(f"failed: {dsn}") == "failed: postgresql+psycopg://app:***@db/app"

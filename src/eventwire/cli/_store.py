@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -39,7 +41,7 @@ import typer
 from eventwire._config_load import CONFIG_FILE_VAR, ENV_PREFIX, config_file_path, load_section
 from eventwire._errors import ConfigurationError
 from eventwire.cli._text import console, one_line, printable
-from eventwire.outbox._dsn import has_password, mask_text
+from eventwire.outbox._dsn import has_password, hide_quoted, mask_text, unsupported_scheme
 from eventwire.outbox.base import OutboxStore
 
 __all__ = [
@@ -236,12 +238,15 @@ def _open(
             f"${ENV_PREFIX}{CONFIG_FILE_VAR})",
             2,
         )
+    problem = unsupported_scheme(dsn)
+    if problem is not None:
+        fail(f"cannot open the PostgreSQL outbox: {problem}", 2, dsn)
     from eventwire.outbox.postgres import PostgresOutbox  # noqa: PLC0415
 
     lacking = "no eventwire outbox in that PostgreSQL database: it has no eventwire_outbox table"
     if wait:
-        _wait_for_outbox(lambda: _postgres_has_outbox(dsn, cap_s=5), lacking)
-    elif _postgres_has_outbox(dsn) is False:
+        _wait_for_outbox(lambda: _postgres_has_outbox(dsn, cap_s=5), lacking, dsn)
+    elif _postgres_has_outbox(dsn).found is False:
         fail(
             f"{lacking} (check the DSN's database and search_path; the application creates "
             "the table when it opens its PostgresOutbox). Nothing was created.",
@@ -266,16 +271,22 @@ def _open_sqlite(path: Path, *, wait: bool = False) -> OutboxStore:
         )
     if wait:
         _wait_for_outbox(
-            lambda: _sqlite_has_outbox(path),
+            lambda: _sqlite_has_outbox(path, WAIT_FOR_OUTBOX_S),
             f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table",
         )
-    elif _sqlite_has_outbox(path) is False:
-        fail(
-            f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table "
-            "(is it the application's outbox file? the application creates the table when "
-            "it opens its SQLiteOutbox). Nothing was changed.",
-            2,
-        )
+    else:
+        look = _sqlite_has_outbox(path, SQLITE_LOOK_TIMEOUT_S)
+        if look.found is False:
+            fail(
+                f"no eventwire outbox in {str(path)!r}: the file has no eventwire_outbox table "
+                "(is it the application's outbox file? the application creates the table when "
+                "it opens its SQLiteOutbox). Nothing was changed.",
+                2,
+            )
+        if look.found is None:
+            # Unsure is not yes: opening the store would create the tables (and switch
+            # the file to WAL) in a file that may be another application's database.
+            fail(f"{look.error}. Nothing was changed.", 2)
     from eventwire.outbox.sqlite import SQLiteOutbox  # noqa: PLC0415
 
     try:
@@ -294,25 +305,61 @@ _HAS_OUTBOX_SQLITE = (
 
 #: How often a relay started before its application looks for the outbox table again.
 WAIT_FOR_OUTBOX_S = 5.0
+#: How long the look into a SQLite file waits for another process's lock (a
+#: ``SQLiteOutbox``'s default ``busy_timeout_s``) before the command gives up, unchanged.
+SQLITE_LOOK_TIMEOUT_S = 30.0
+
+#: SQLite errors no wait can cure: the file is not a database (or a damaged one).
+_SQLITE_LASTING = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+#: SQLite's "the file is locked" errors.
+_SQLITE_LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+#: libpq's refusals of the DSN itself (the server sends them without a SQLSTATE to a
+#: client that did not connect): a wrong password, user or database stays wrong.
+_PG_LASTING = re.compile(
+    r"password authentication failed|authentication failed for user|no password supplied"
+    r"|no pg_hba\.conf entry|(?:database|role) \"[^\"]*\" does not exist",
+    re.I,
+)
 
 
-def _wait_for_outbox(has_outbox: Callable[[], bool | None], what: str) -> None:
-    """Return once ``has_outbox()`` is True; exit 0 on SIGTERM/SIGINT before that.
+@dataclass(frozen=True, slots=True)
+class _Look:
+    """What a read-only look for the outbox table found."""
+
+    #: Whether the table is there; None: the look failed (``error`` says why).
+    found: bool | None
+    #: Why the look failed, a sentence naming the database (its password is masked
+    #: by :func:`fail`).
+    error: str = ""
+    #: Waiting cannot help: not a database, a password or database refused, ...
+    lasting: bool = False
+
+
+def _wait_for_outbox(has_outbox: Callable[[], _Look], what: str, dsn: str | None = None) -> None:
+    """Return once ``has_outbox()`` finds the table; exit 0 on SIGTERM/SIGINT before that.
 
     A relay deployed beside its application may start first: it waits for the
     application to create the outbox table, never creating it (on a mistyped
     database that would relay nothing, forever), and says so once. Only a table
-    seen ends the wait: an unsure look (the file gone, the server down) waits on.
+    seen ends the wait: an unsure look (the file gone or locked, the server down)
+    waits on, saying why. A look that cannot succeed by waiting (the file is not a
+    database, the password or the database is refused) exits 2 naming the error.
     """
     from eventwire._shutdown import GracefulShutdown  # noqa: PLC0415
 
-    if has_outbox() is True:
+    look = has_outbox()
+    if look.found is True:
         return
+    if look.lasting:
+        fail(f"{look.error}. Nothing was changed.", 2, dsn)
+    reason = (
+        what if look.found is False else f"{look.error}: the eventwire_outbox table is not seen"
+    )
     err.print(
         printable(
-            f"eventwire: {what} yet; waiting for the application to create it (checked "
-            f"every {WAIT_FOR_OUTBOX_S:.0f} s; Ctrl-C to stop). Check the path or DSN if "
-            "it never comes."
+            f"eventwire: {one_line(mask_text(reason, dsn))} yet; waiting for the application "
+            f"to create it (checked every {WAIT_FOR_OUTBOX_S:.0f} s; Ctrl-C to stop). Check "
+            "the path or DSN if it never comes."
         ),
         markup=False,
         highlight=False,
@@ -320,54 +367,90 @@ def _wait_for_outbox(has_outbox: Callable[[], bool | None], what: str) -> None:
     )
     with GracefulShutdown() as shutdown:
         while not shutdown.wait_sync(WAIT_FOR_OUTBOX_S):
-            if has_outbox() is True and not shutdown.requested:
+            look = has_outbox()
+            if shutdown.requested:
+                break
+            if look.found is True:
                 return
+            if look.lasting:
+                fail(f"{look.error}. Nothing was changed.", 2, dsn)
     err.print(f"stopped ({shutdown.received.name if shutdown.received else 'stop'})")
     raise typer.Exit(0)
 
 
-def _sqlite_has_outbox(path: Path) -> bool | None:
-    """Whether the SQLite file at ``path`` has the outbox table; None if unsure.
+def _sqlite_has_outbox(path: Path, timeout_s: float) -> _Look:
+    """Whether the SQLite file at ``path`` has the outbox table (a read-only look).
 
-    A read-only look. Unsure: the file is gone, is not a database, is locked ...
+    Unsure (``found`` None): the file is gone, is not a database (``lasting``),
+    stayed locked by another process for ``timeout_s`` ...
     """
+    where = f"cannot read {str(path)!r} to check that it is an eventwire outbox"
     if not path.is_file():
-        return None
+        return _Look(None, f"{where}: the file does not exist")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except (sqlite3.Error, ValueError, OSError):
-        return None
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+    except (sqlite3.Error, ValueError, OSError) as exc:
+        return _Look(None, f"{where}: {exc}", _sqlite_lasting(exc))
     try:
-        return conn.execute(_HAS_OUTBOX_SQLITE).fetchone() is not None
-    except sqlite3.Error:
-        return None
+        return _Look(conn.execute(_HAS_OUTBOX_SQLITE).fetchone() is not None)
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _SQLITE_LOCKED:
+            return _Look(
+                None,
+                f"{where}: {exc} (another process held it locked for {timeout_s:g} s; try "
+                "again once it is done)",
+            )
+        return _Look(None, f"{where}: {exc}", _sqlite_lasting(exc))
     finally:
         conn.close()
 
 
-def _postgres_has_outbox(dsn: str, cap_s: int | None = None) -> bool | None:
-    """Whether the PostgreSQL database of ``dsn`` has the outbox table; None if unsure.
+def _sqlite_lasting(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_LASTING
 
-    A read-only look (psycopg missing, the server unreachable: unsure). It connects
-    with the DSN's own ``connect_timeout``, 10 s if it has none; ``cap_s`` bounds
-    that (a wait must notice a signal), also for ``connect_timeout=0`` (no limit).
+
+def _postgres_has_outbox(dsn: str, cap_s: int | None = None) -> _Look:
+    """Whether the PostgreSQL database of ``dsn`` has the outbox table (a read-only look).
+
+    Unsure (``found`` None): psycopg missing, a malformed DSN, the password or the
+    database refused (these three ``lasting``), the server unreachable ... It
+    connects with the DSN's own ``connect_timeout``, 10 s if it has none; ``cap_s``
+    bounds that (a wait must notice a signal), also for ``connect_timeout=0`` (no limit).
     """
+    where = "cannot open the PostgreSQL outbox"
+    problem = unsupported_scheme(dsn)
+    if problem is not None:
+        return _Look(None, f"{where}: {problem}", lasting=True)
     try:
         import psycopg  # noqa: PLC0415
         from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
-
+    except ImportError:
+        return _Look(None, f"{where}: it needs psycopg 3: pip install 'eventwire[postgres]'", True)
+    try:
         given = conninfo_to_dict(dsn).get("connect_timeout")
         timeout = int(str(given)) if given is not None else 10
-        if cap_s is not None and not 0 < timeout <= cap_s:
-            timeout = cap_s
-        extra: dict[str, Any] = (
-            {} if given is not None and timeout == int(str(given)) else {"connect_timeout": timeout}
+    except (psycopg.Error, ValueError) as exc:
+        # libpq quotes the piece it stopped at, which may be part of the password.
+        return _Look(
+            None,
+            f"{where}: its DSN is not a valid libpq connection string "
+            f"({hide_quoted(str(exc).strip())}; quoted parts hidden)",
+            lasting=True,
         )
+    if cap_s is not None and not 0 < timeout <= cap_s:
+        timeout = cap_s
+    extra: dict[str, Any] = (
+        {} if given is not None and timeout == int(str(given)) else {"connect_timeout": timeout}
+    )
+    try:
         with psycopg.connect(dsn, autocommit=True, **extra) as conn:
             row = conn.execute("SELECT to_regclass('eventwire_outbox') IS NOT NULL").fetchone()
-    except Exception:
-        return None
-    return bool(row and row[0])
+    except Exception as exc:
+        text = str(exc).strip()
+        return _Look(None, f"{where}: {text}", lasting=bool(_PG_LASTING.search(text)))
+    return _Look(bool(row and row[0]))
 
 
 def _is_database_error(exc: BaseException) -> bool:

@@ -10,7 +10,9 @@ fragment such as ``"p"``. Both libpq forms are handled:
   with ``\'`` and ``\\`` escapes), also ``sslpassword=`` (the client key's
   passphrase);
 * URL: ``postgresql://app:s3cret@db/app`` (the userinfo's password, percent-encoded
-  or not) and ``?password=...`` / ``&sslpassword=...`` query parameters.
+  or not) and ``?password=...`` / ``&sslpassword=...`` query parameters. A URL of
+  another scheme (``mysql://``, SQLAlchemy's ``postgresql+psycopg://``) is no libpq
+  DSN (:func:`unsupported_scheme` says so), but its password is found the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote
 
-__all__ = ["dsn_passwords", "has_password", "hide_quoted", "mask_dsn", "mask_text", "scrub_dsn"]
+__all__ = [
+    "dsn_passwords",
+    "has_password",
+    "hide_quoted",
+    "mask_dsn",
+    "mask_text",
+    "scrub_dsn",
+    "unsupported_scheme",
+]
 
 _MASK = "***"
 _KEYWORDS = r"(?:password|sslpassword)"
@@ -29,8 +39,12 @@ _KEYWORD_VALUE = re.compile(
     r"(?P<value>'(?:[^'\\]|\\.)*(?:'|$)|.*?(?=\s+[A-Za-z_]+\s*=|\s*$))",
     re.S,
 )
-_SCHEME = re.compile(r"^postgres(?:ql)?://", re.I)
-_URL = re.compile(r"^(?P<scheme>postgres(?:ql)?://)(?P<userinfo>[^/?#]*)@", re.I)
+# Any scheme://, not only libpq's: another one is refused (:func:`unsupported_scheme`),
+# but its user:password@ is still a password (kept off command lines, masked).
+_SCHEME = re.compile(r"^(?P<name>[a-z][a-z0-9+.-]*)://", re.I)
+_URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@", re.I)
+#: The URL schemes libpq accepts.
+_LIBPQ_SCHEMES = frozenset({"postgres", "postgresql"})
 _QUERY_PASSWORD = re.compile(rf"(?P<head>[?&]{_KEYWORDS}=)(?P<value>[^&#]*)", re.I)
 # In free text: password=... / sslpassword = '...' anywhere, and scheme://user:secret@.
 _TEXT_KEYWORD = re.compile(rf"(?i)(\b{_KEYWORDS}\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]+)")
@@ -121,3 +135,25 @@ def hide_quoted(text: str) -> str:
     they stopped at, which may be part of a password.
     """
     return re.sub(r'"[^"]*"', f'"{_MASK}"', text)
+
+
+def unsupported_scheme(dsn: str) -> str | None:
+    """Why ``dsn``'s URL scheme is no libpq one (``mysql://``, ``sqlite:///``), or None.
+
+    The reason names the scheme, never the rest of the DSN. libpq itself would say
+    only that a ``keyword=value`` pair lacks its ``=``.
+    """
+    m = _SCHEME.match(dsn.lstrip())
+    if m is None or m["name"].lower() in _LIBPQ_SCHEMES:
+        return None
+    scheme = m["name"]
+    hint = ""
+    if "+" in scheme and scheme.lower().split("+", 1)[0] in _LIBPQ_SCHEMES:
+        hint = (
+            f" (a SQLAlchemy URL such as {scheme}:// must drop its +driver part: "
+            f"{scheme.split('+', 1)[0]}://)"
+        )
+    return (
+        f"unsupported DSN scheme {scheme!r}: a PostgreSQL outbox takes a postgresql:// "
+        f"(or postgres://) URL or libpq keyword=value pairs{hint}"
+    )

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from eventwire import _fork
 from eventwire._errors import ConfigurationError, OutboxWriteError
 from eventwire.outbox import _plan, _sql
-from eventwire.outbox._dsn import hide_quoted, scrub_dsn
+from eventwire.outbox._dsn import hide_quoted, scrub_dsn, unsupported_scheme
 from eventwire.outbox.base import (
     ClaimedEntry,
     EventIdConflictError,
@@ -384,6 +384,9 @@ class PostgresOutbox:
         self._identity: tuple[Any, ...] | None = None
         self._beats: dict[str, tuple[float, str | None]] = {}
         self._conn: psycopg.Connection[Any] | None = None
+        problem = unsupported_scheme(dsn)
+        if problem is not None:
+            raise ConfigurationError(f"cannot open the PostgreSQL outbox: {problem}")
         try:
             given = conninfo_to_dict(dsn)
         except psycopg.Error as exc:
