@@ -132,6 +132,49 @@ class TestSQLiteOutbox:
         store.add([entry(1)])
         assert store.status().pending == 1
 
+    @pytest.mark.parametrize(
+        ("code", "name", "undone", "written"),
+        [
+            # SQLite rolled the transaction back itself: nothing was stored
+            (13, "SQLITE_FULL", True, False),
+            (7, "SQLITE_NOMEM", True, False),
+            # an I/O error with no transaction left: maybe after the commit record
+            (778, "SQLITE_IOERR_WRITE", True, True),
+            # a failed COMMIT that left the transaction open: rolled back here
+            (13, "SQLITE_FULL", False, False),
+        ],
+    )
+    def test_a_failed_commit_says_written_only_when_unknown(
+        self, tmp_path: Path, code: int, name: str, undone: bool, written: bool
+    ) -> None:
+        """The disk full at COMMIT (SQLite then rolls back on its own, as seen on a full
+        tmpfs): ``possibly_written`` False, "nothing was stored"; unknown only where it is."""
+        store = SQLiteOutbox(tmp_path / "outbox.db")
+        real = store._conn
+
+        class FailingCommit:
+            def __getattr__(self, attr: str) -> object:
+                return getattr(real, attr)
+
+            def execute(self, sql: str, *args: object) -> object:
+                if sql == "COMMIT":
+                    if undone:
+                        real.execute("ROLLBACK")
+                    exc = sqlite3.OperationalError("database or disk is full")
+                    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+                    exc.sqlite_errorname = name  # type: ignore[attr-defined]
+                    raise exc
+                return real.execute(sql, *args)
+
+        store._db = FailingCommit()  # type: ignore[assignment]
+        with pytest.raises(OutboxWriteError) as info:
+            store.add([entry(1)])
+        store._db = real
+        assert info.value.possibly_written is written
+        assert not real.in_transaction
+        assert store.status().pending == 0
+        store.close()
+
     def test_a_conflict_free_add_runs_one_insert_per_entry_and_nothing_else(
         self, store: SQLiteOutbox
     ) -> None:

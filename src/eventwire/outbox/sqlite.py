@@ -129,6 +129,12 @@ _MARK_SENT = (
 #: The lease is still the caller's (``owner=``): the row was neither done nor taken over.
 _OWNED = " AND state = 'pending' AND lease_owner = :owner"
 
+#: Primary result codes of a failed COMMIT after which SQLite has rolled the
+#: transaction back (if none is open any more): nothing of it was stored.
+_UNDONE_ON_FAILED_COMMIT = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_BUSY}
+)
+
 #: The page cache of the store's own connection, in KiB.
 _CACHE_KIB = 16384
 
@@ -417,7 +423,8 @@ class SQLiteOutbox:
             OutboxWriteError: (without ``connection``) the write failed, e.g. the
                 file stayed locked by another process for ``busy_timeout_s``.
                 ``possibly_written`` is True only if COMMIT itself failed and the
-                transaction could not be rolled back.
+                transaction could not be rolled back, unless SQLite rolled it back
+                itself (the disk full, out of memory: ``possibly_written`` False).
         """
         if connection is not None:
             connection = unwrap_connection(connection)
@@ -448,7 +455,7 @@ class SQLiteOutbox:
             try:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                written = not self._rolled_back()
+                written = not self._commit_undone(exc) and not self._rolled_back()
                 raise OutboxWriteError(
                     len(entries), f"SQLite COMMIT failed: {exc}", possibly_written=written
                 ) from exc
@@ -459,6 +466,21 @@ class SQLiteOutbox:
         """A write committed: the WAL is checkpointed soon, off this thread."""
         if self._checkpointer is not None:
             self._checkpointer.written()
+
+    def _commit_undone(self, exc: sqlite3.Error) -> bool:
+        """Whether SQLite itself rolled back the transaction whose COMMIT raised ``exc``.
+
+        SQLite rolls a transaction back on its own after some errors (the disk full,
+        out of memory, a lock it could not get): none of its writes reached the file.
+        Other errors without an open transaction after them (an I/O error, say, maybe
+        after the commit record was written) leave the outcome unknown.
+        """
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (
+            code is not None
+            and code & 0xFF in _UNDONE_ON_FAILED_COMMIT
+            and not self._conn.in_transaction
+        )
 
     def _rolled_back(self) -> bool:
         """Roll back the open transaction; True if one was open and is now undone."""
