@@ -163,6 +163,38 @@ class TestConfigOption:
         assert "'batch_size'" in text
         assert "must be a whole number" in text  # (it said "must be a int")
 
+    @pytest.mark.parametrize(
+        ("args", "env", "named"),
+        [
+            (["--batch-size", "99999999999999999999"], {}, "--batch-size"),
+            (["--batch-size", "1000001"], {}, "--batch-size"),
+            ([], {"EVENTWIRE_RELAY_BATCH_SIZE": "3000000000"}, "batch_size"),
+        ],
+    )
+    def test_a_batch_size_past_a_million_exits_2_naming_the_range(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        args: list[str],
+        env: dict[str, str],
+        named: str,
+    ) -> None:
+        """A batch size above the C int range was accepted; then every round failed with
+        OverflowError, forever (or, with --once, exit 1 'a round failed')."""
+        from eventwire.outbox import SQLiteOutbox
+
+        SQLiteOutbox(tmp_path / "o.db").close()
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        code, text = run(
+            "outbox", "relay", "--once", "--bootstrap", "127.0.0.1:9",
+            "--sqlite", str(tmp_path / "o.db"), *args,
+        )  # fmt: skip
+        assert code == 2, text
+        assert named in text
+        assert "1000000" in text.replace("_", "").replace(",", "")
+        assert "Traceback" not in text
+
 
 class TestRelaySettings:
     def test_defaults(self) -> None:

@@ -325,6 +325,22 @@ class TestUntrustedRecords:
         code, text = run("dlq", "list", "--sqlite", str(tmp_path / "o.db"))
         assert "parked events (all 3)" in text
 
+    @pytest.mark.parametrize("limit", ["99999999999999999999", "1000001"])
+    def test_a_limit_past_a_million_exits_2_naming_it(self, tmp_path: Path, limit: str) -> None:
+        """--limit above SQLite's INTEGER printed an OverflowError traceback (exit 1), even
+        with --json; now it is refused like --limit 0 (exit 2, the option and range named)."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        [entry_id] = store.add([OutboxEntry("e-1", "t.T", "orders", b"k", b"v", ())])
+        store.park(entry_id, "MSG_SIZE_TOO_LARGE: too big")
+        store.close()
+        code, text = run(
+            "dlq", "list", "--sqlite", str(tmp_path / "o.db"), "--limit", limit, "--json"
+        )
+        assert code == 2, text
+        assert "--limit" in text
+        assert "1000000" in text
+        assert "Traceback" not in text and "OverflowError" not in text
+
 
 class TestListJson:
     def test_list_topic_json_has_the_documented_keys_and_header_values(

@@ -214,6 +214,18 @@ class TestRelay:
         with pytest.raises(ConfigurationError, match=f"OutboxRelay {setting} must be"):
             OutboxRelay(store, MemoryTransport, **{setting: value})  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize("value", [1_000_001, 2**31, 3_000_000_000, 10**20])
+    def test_a_batch_size_past_a_million_is_refused_naming_the_range(
+        self, store: SQLiteOutbox, value: int
+    ) -> None:
+        """A batch_size above the C int range was accepted, then every round failed with
+        OverflowError (SQLite's fetch size) and nothing was relayed."""
+        from eventwire import ConfigurationError
+
+        with pytest.raises(ConfigurationError, match=r"batch_size must be in 1\.\.1_000_000"):
+            OutboxRelay(store, MemoryTransport, batch_size=value)
+        OutboxRelay(store, MemoryTransport, batch_size=1_000_000)
+
     def test_publisher_relay_options_are_checked_at_construction(self, tmp_path: Path) -> None:
         from eventwire import ConfigurationError, Publisher
 

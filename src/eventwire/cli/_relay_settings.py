@@ -18,6 +18,7 @@ from typing import Any
 from eventwire._config_load import RELAY_ENV_PREFIX, load_section
 from eventwire._errors import ConfigurationError
 from eventwire._timeouts import check_finite_seconds
+from eventwire.outbox.relay import MAX_BATCH_SIZE
 
 __all__ = ["RelaySettings"]
 
@@ -33,7 +34,7 @@ class RelaySettings:
         ConfigurationError: a value out of range (the setting is named).
     """
 
-    #: Entries claimed per round.
+    #: Entries claimed per round (1 to 1,000,000).
     batch_size: int = 1000
     #: How long a round waits for acks (and for room in a full local queue).
     ack_timeout_s: float = 30.0
@@ -53,8 +54,11 @@ class RelaySettings:
     breaker_quiet_after_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigurationError("relay batch_size must be >= 1")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ConfigurationError(
+                f"relay batch_size must be in 1..{MAX_BATCH_SIZE:_} (entries claimed per "
+                f"round, held in memory), not {self.batch_size}"
+            )
         if self.metrics_port is not None and not 0 <= self.metrics_port < 65536:
             raise ConfigurationError("relay metrics_port must be in 0..65535")
         for name in (

@@ -54,6 +54,7 @@ from eventwire.cli._store import (
 from eventwire.cli._text import cell, console, decoded, markup_safe, printable
 from eventwire.outbox.base import OutboxStatus, OutboxStore, RelayHeartbeat
 from eventwire.outbox.dead_letter import ReplayDecision, ReplayTargets
+from eventwire.outbox.relay import MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from eventwire._shutdown import GracefulShutdown
@@ -236,7 +237,10 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         ),
     ] = False,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Entries per round (default 1000).")
+        int | None,
+        typer.Option(
+            min=1, max=MAX_BATCH_SIZE, help="Entries per round, 1 to 1000000 (default 1000)."
+        ),
     ] = None,
     metrics_port: Annotated[
         int | None,
@@ -436,6 +440,9 @@ def _relay_until_stopped(worker: OutboxRelay, shutdown: GracefulShutdown) -> Non
     err.print(f"{shutdown.received.name if shutdown.received else 'stop'}: finishing the round")
 
 
+#: The most dead letters ``dlq list --limit`` shows (as many as a topic read reads).
+LIMIT_MAX = 1_000_000
+
 TopicOpt = Annotated[
     str | None, typer.Option("--topic", help="A dead-letter topic, e.g. orders.dlq.")
 ]
@@ -450,7 +457,14 @@ def dlq_list(  # noqa: PLR0917 - typer maps each parameter to an option
     config_file: ConfigOpt = None,
     bootstrap: BootstrapOpt = None,
     sets: SetOpt = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=LIMIT_MAX,
+            help=f"Show at most this many, oldest first (1 to {LIMIT_MAX}).",
+        ),
+    ] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     r"""List dead letters: parked events in an outbox, or records of a dead-letter topic.

@@ -254,6 +254,11 @@ def _claim_ahead(store: OutboxStore) -> _ClaimAhead | None:
     return cast("_ClaimAhead", store._claim_passing)  # type: ignore[attr-defined]
 
 
+#: The largest ``batch_size``: a round's entries are held in memory (and a larger
+#: number overflows SQLite's fetch size, failing every round).
+MAX_BATCH_SIZE = 1_000_000
+
+
 def _check_settings(
     *, batch_size: object, max_attempts: object, max_age_s: object, **seconds: object
 ) -> None:
@@ -268,6 +273,11 @@ def _check_settings(
             raise ConfigurationError(
                 f"OutboxRelay {name} must be a whole number >= 1, not {value!r}"
             )
+    if cast("int", batch_size) > MAX_BATCH_SIZE:
+        raise ConfigurationError(
+            f"OutboxRelay batch_size must be in 1..{MAX_BATCH_SIZE:_} (entries claimed per "
+            f"round, held in memory), not {batch_size!r}"
+        )
     if max_age_s is not None:
         seconds["max_age_s"] = max_age_s
     for name, value in seconds.items():
@@ -287,7 +297,8 @@ class OutboxRelay:
         transport_factory: makes a transport (called again after every fatal
             producer error, with no budget; logged as ``producer_recreated``), e.g.
             ``lambda: KafkaTransport(config, connect_timeout=None)``.
-        batch_size: entries claimed per round; bounds memory during long outages.
+        batch_size: entries claimed per round (1 to :data:`MAX_BATCH_SIZE`, a
+            million); bounds memory during long outages.
         lease_s: how long a claim lasts before another relay may take the entries.
         ack_timeout: how long a round waits for acks before rescheduling stragglers
             (and before a breaker hears of the round's failures); also how long
