@@ -538,3 +538,51 @@ class TestOtherDsnSchemes:
         assert has_password(dsn)
         assert mask_dsn(dsn) == "postgresql+psycopg://app:***@db/app"
         assert mask_text(f"failed: {dsn}") == "failed: postgresql+psycopg://app:***@db/app"
+
+
+def test_the_relay_exits_within_its_stop_timeout_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while another process held the SQLite write lock: the relay exited after
+    25 s (stop_timeout_s=2; 85 s with the defaults), its store's close and heartbeat
+    delete each waiting a busy timeout behind the round's blocked claim."""
+    import signal
+    import sqlite3
+    import threading
+    import time
+
+    from eventwire.outbox import OutboxEntry, SQLiteOutbox
+
+    db = tmp_path / "o.db"
+    store = SQLiteOutbox(db)
+    store.add([OutboxEntry("e-1", "t.T", "orders", b"k", b"v", ())])
+    store.close()
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    locker.execute("UPDATE eventwire_outbox SET attempts = attempts")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "eventwire.cli", "outbox", "relay", "--sqlite", str(db),
+         "--bootstrap", "127.0.0.1:9"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**clean, "COLUMNS": "250", "EVENTWIRE_RELAY_STOP_TIMEOUT_S": "2"},
+    )  # fmt: skip
+    lines: list[str] = []
+    assert relay.stderr is not None
+    stream = relay.stderr
+    threading.Thread(target=lambda: lines.extend(stream), daemon=True).start()
+    try:
+        for _ in range(600):
+            if any("relaying to" in line for line in lines) or relay.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # its first claim now waits for the lock (30 s busy timeout)
+        started = time.monotonic()
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(60) == 0, lines
+        took = time.monotonic() - started
+    finally:
+        relay.kill()
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert took < 10, (took, lines)

@@ -482,3 +482,71 @@ def test_rounds_on_a_transport_whose_flush_does_not_wait_end_at_once(tmp_path: P
         transport.resume()
         relay.stop(5)
         inner.close()
+
+
+class TestStopWhileAnotherProcessHoldsTheLock:
+    """SIGTERM while another process held the SQLite write lock: the relay's thread waits
+    in SQLite for up to busy_timeout_s, holding the store's connection; the stop (and the
+    store's close, the heartbeat's delete) waited behind it, far past stop_timeout_s."""
+
+    @staticmethod
+    def _locked(path: Path) -> sqlite3.Connection:
+        locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        locker.execute("BEGIN IMMEDIATE")
+        locker.execute("UPDATE eventwire_outbox SET attempts = attempts")
+        return locker
+
+    def test_stop_and_close_keep_the_stop_timeout(self, tmp_path: Path) -> None:
+        store = SQLiteOutbox(tmp_path / "o.db", busy_timeout_s=10)
+        store.add([entry(1)])
+        locker = self._locked(store.path)
+        try:
+            relay = OutboxRelay(store, MemoryTransport).start()
+            time.sleep(0.5)  # the thread's claim now waits for the lock
+            started = time.monotonic()
+            deadline = started + 1.0
+            relay.stop(1.0)
+            with capture_logs() as logs:
+                store.close(timeout=deadline - time.monotonic())
+            took = time.monotonic() - started
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert took < 3.0  # it waited the claim's busy timeout (10 s) before
+        assert any(e["event"] == "outbox_store_not_closed" for e in logs)
+        store.close()  # a second close does nothing
+
+    def test_forget_relay_waits_no_longer_than_told(self, tmp_path: Path) -> None:
+        store = SQLiteOutbox(tmp_path / "o.db", busy_timeout_s=10)
+        store.heartbeat("r1")
+        locker = self._locked(store.path)
+        try:
+            started = time.monotonic()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                store.forget_relay("r1", timeout_s=0.3)
+            assert time.monotonic() - started < 3.0
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        with store._lock:  # another thread of this store inside SQLite
+            started = time.monotonic()
+            assert store.forget_relay("r1", timeout_s=0.3) is False
+            assert time.monotonic() - started < 3.0
+        assert [b.owner for b in store.status().relays] == ["r1"]
+        assert store.forget_relay("r1", timeout_s=1.0) is True
+        assert store.status().relays == ()
+        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+        store.close()
+
+    def test_a_relay_stopped_past_its_deadline_keeps_its_heartbeat_and_says_so(
+        self, tmp_path: Path
+    ) -> None:
+        store = SQLiteOutbox(tmp_path / "o.db", busy_timeout_s=1)
+        store.add([entry(1)])
+        relay = OutboxRelay(store, MemoryTransport)
+        relay._stop_deadline = time.monotonic() - 1  # as stop() leaves it, once past
+        relay._stop.set()
+        with capture_logs() as logs:
+            relay.run()
+        assert any(e["event"] == "outbox_relay_heartbeat_kept" for e in logs)
+        store.close()

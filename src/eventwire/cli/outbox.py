@@ -28,13 +28,14 @@ that was more than :data:`STALE_AFTER_S` ago.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -308,7 +309,9 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
                         )
                         _relay_until_stopped(worker, shutdown)
                 finally:
+                    stop_deadline = time.monotonic() + settings.stop_timeout_s
                     worker.stop(settings.stop_timeout_s)
+                    _close_within(store, stop_deadline - time.monotonic())
     finally:
         if server is not None:
             server.close()
@@ -316,6 +319,18 @@ def relay(  # noqa: PLR0917 - typer maps each parameter to an option
         f"stopped: sent={worker.stats.sent} retried={worker.stats.retried} "
         f"parked={worker.stats.parked} errors={worker.stats.errors}"
     )
+
+
+def _close_within(store: OutboxStore, seconds: float) -> None:
+    """Close ``store`` within what is left of the stop timeout, if it can bound its close.
+
+    A relay thread still waiting in SQLite for another process's write lock holds the
+    store's connection for up to its busy timeout; the command exits on time anyway
+    (the connection goes with the process). ``opened_store`` closes other stores.
+    """
+    close = store.close
+    if "timeout" in inspect.signature(close).parameters:
+        cast("Any", close)(timeout=max(0.0, seconds))
 
 
 def _serve_metrics(settings: RelaySettings) -> Any:

@@ -58,6 +58,7 @@ oldest pending age and, if it has one, its breaker's state (see
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import math
 import operator
@@ -394,6 +395,8 @@ class OutboxRelay:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stats = RelayStats()
         self._stop = threading.Event()
+        #: When :meth:`stop` must be done (the thread's last store calls are bounded by it).
+        self._stop_deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._last_cleanup = time.monotonic()
         self._last_heartbeat = -math.inf  # the first loop writes one
@@ -1041,10 +1044,24 @@ class OutboxRelay:
 
         (A relay that dies keeps its last one: STALE then says something is wrong.)
         Stores without ``forget_relay`` keep it until ``cleanup`` deletes it a day on.
+        Stopped by :meth:`stop`, the delete waits no longer than what is left of its
+        timeout (a store whose ``forget_relay`` takes ``timeout_s``); past it the
+        heartbeat is kept, and ``outbox_relay_heartbeat_kept`` says so.
         """
         forget = getattr(self.store, "forget_relay", None)
-        if forget is not None:
+        if forget is None:
+            return
+        deadline = self._stop_deadline
+        if deadline is None or "timeout_s" not in inspect.signature(forget).parameters:
             forget(self.owner)
+            return
+        left = deadline - time.monotonic()
+        if left <= 0 or forget(self.owner, timeout_s=left) is False:
+            _log.warning(
+                "outbox_relay_heartbeat_kept",
+                owner=self.owner,
+                reason="the store was busy past the stop timeout",
+            )
 
     def _run_round(self) -> int:
         return self._round(defer_marks=True)
@@ -1116,6 +1133,7 @@ class OutboxRelay:
         self._check_own()
         if self._thread is None:
             self._stop.clear()
+            self._stop_deadline = None
             self._died = None
             self._thread = threading.Thread(
                 target=self._run_thread, name="eventwire-relay", daemon=True
@@ -1152,6 +1170,7 @@ class OutboxRelay:
         The relay's gauges (outbox depth and age, breaker state) stop reporting.
         """
         deadline = time.monotonic() + timeout
+        self._stop_deadline = deadline
         self._stop.set()
         if self._inherited:
             return  # the parent's producer and batches: not this process's to close

@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 
 from eventwire import _fork
 from eventwire._errors import ConfigurationError, OutboxWriteError
+from eventwire.observability.logging import get_logger
 from eventwire.outbox import _plan, _sql
 from eventwire.outbox._checkpoint import SAFETY_NET_PAGES, Checkpointer
 from eventwire.outbox.base import (
@@ -49,6 +50,8 @@ from eventwire.outbox.base import (
 )
 
 __all__ = ["SQLiteOutbox", "insert_plan"]
+
+_log = get_logger("eventwire.outbox")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS eventwire_outbox (
@@ -247,6 +250,8 @@ class SQLiteOutbox:
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._beats: dict[str, tuple[float, str | None]] = {}
+        #: close() was called (a second call does nothing).
+        self._closing = False
         self._create(mode)
         self._in_file = str(self.path) not in ("", ":memory:")
         try:
@@ -724,11 +729,34 @@ class SQLiteOutbox:
             )
             self._beats[owner] = (mono, error)
 
-    def forget_relay(self, owner: str) -> None:
-        """Delete relay ``owner``'s heartbeat: it stopped on purpose (not shown as stale)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM eventwire_outbox_relays WHERE owner = ?", (owner,))
+    def forget_relay(self, owner: str, *, timeout_s: float | None = None) -> bool:
+        """Delete relay ``owner``'s heartbeat: it stopped on purpose (not shown as stale).
+
+        ``timeout_s``: wait at most that long, for this store's connection (another
+        thread may be waiting in SQLite for a lock) and for the file's write lock,
+        instead of ``busy_timeout_s``. False: the time ran out before the delete could
+        start, and the heartbeat is kept.
+
+        Raises:
+            sqlite3.OperationalError: ``database is locked`` (the file's write lock
+                stayed taken for the time given).
+        """
+        wait = -1.0 if timeout_s is None else max(0.0, timeout_s)
+        if not self._lock.acquire(timeout=wait):
+            return False
+        try:
+            conn = self._conn
+            if timeout_s is not None:
+                conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                conn.execute("DELETE FROM eventwire_outbox_relays WHERE owner = ?", (owner,))
+            finally:
+                if timeout_s is not None:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
             self._beats.pop(owner, None)
+        finally:
+            self._lock.release()
+        return True
 
     def status(self) -> OutboxStatus:
         """Pending, parked and retained-sent counts, the oldest pending age, heartbeats."""
@@ -755,13 +783,30 @@ class SQLiteOutbox:
             relays=tuple(RelayHeartbeat(o, max(0.0, age), err) for o, age, err in beats),
         )
 
-    def close(self) -> None:
-        """Close the store's connection (and stop its checkpoint thread)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Close the store's connection (and stop its checkpoint thread).
+
+        ``timeout``: wait at most that long for a thread still using the connection
+        (e.g. a relay's round waiting for another process's write lock, up to
+        ``busy_timeout_s``); if it does not let go in time, the connection is left
+        open, to that thread and then to the process's exit, and a warning
+        ``outbox_store_not_closed`` is logged. A second call does nothing.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         if self._checkpointer is not None:
-            self._checkpointer.close()
-        with self._lock:
+            self._checkpointer.close(5.0 if timeout is None else min(5.0, max(0.0, timeout)))
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=wait):
+            _log.warning("outbox_store_not_closed", path=str(self.path), waited_s=timeout)
+            return
+        try:
             if self._db is not None:
                 self._db.close()
+        finally:
+            self._lock.release()
 
     def __reduce__(self) -> NoReturn:
         _fork.refuse_pickling(
