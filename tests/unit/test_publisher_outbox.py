@@ -470,3 +470,51 @@ class TestCloseStaysWithinItsTimeout:
         # (before: 2 x timeout; the margin is for a loaded machine)
         assert timeout - 0.1 <= took < timeout * 1.5
         assert store.status().pending == 3  # durable, for the next relay
+
+
+class TestSQLiteWriteLockWaits:
+    """publish() on a SQLite outbox whose file another connection keeps write-locked."""
+
+    def test_publish_inside_its_own_write_transaction_fails_with_a_hint(
+        self, tmp_path: Path
+    ) -> None:
+        """publish() (not stage()) inside the application's own open write transaction on
+        the outbox's file waits for that transaction's lock, then fails: the error says so
+        and points at stage()."""
+        from eventwire._errors import OutboxWriteError
+
+        outbox = SQLiteOutbox(tmp_path / "shop.db", busy_timeout_s=0.3)
+        conn = sqlite3.connect(tmp_path / "shop.db")
+        conn.execute("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+        conn.commit()
+        with Publisher(transport=MemoryTransport(), outbox=outbox, relay=False) as pub:
+            with conn, pytest.raises(OutboxWriteError) as info:  # noqa: PT012 - the point
+                conn.execute("INSERT INTO orders VALUES ('o-1')")
+                pub.publish(order(1))
+            assert info.value.possibly_written is False
+            assert "stage(event, connection=conn)" in str(info.value)
+            assert outbox.status().pending == 0
+        conn.close()
+
+    def test_publish_waits_one_busy_timeout_not_two(self, tmp_path: Path) -> None:
+        """Its relay's claim held the store's connection while it waited one busy timeout
+        for the lock; publish() then waited another (up to twice busy_timeout_s)."""
+        from eventwire._errors import OutboxWriteError
+
+        outbox = SQLiteOutbox(tmp_path / "o.db", busy_timeout_s=2)
+        locker = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        locker.execute("UPDATE eventwire_outbox SET attempts = attempts")
+        took: list[float] = []
+        try:
+            with Publisher(transport=MemoryTransport(), outbox=outbox) as pub:
+                time.sleep(0.5)  # the relay's first claim waits for the lock
+                for n in range(3):
+                    started = time.monotonic()
+                    with pytest.raises(OutboxWriteError):
+                        pub.publish(order(n))
+                    took.append(time.monotonic() - started)
+                locker.execute("ROLLBACK")
+        finally:
+            locker.close()
+        assert max(took) < 3.0, took

@@ -23,6 +23,7 @@ saying what to do; it is not migrated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -136,6 +137,15 @@ _OWNED = " AND state = 'pending' AND lease_owner = :owner"
 #: transaction back (if none is open any more): nothing of it was stored.
 _UNDONE_ON_FAILED_COMMIT = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_BUSY}
+)
+
+#: SQLite's "the file is locked" result codes.
+_LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_LOCKED_HINT = (
+    "another connection held the file's write lock for busy_timeout_s: another process, "
+    "or a write transaction of this application still open on the same file (publish() "
+    "inside it waits for it, then fails: write the event in that transaction with "
+    "publisher.stage(event, connection=conn))"
 )
 
 #: The page cache of the store's own connection, in KiB.
@@ -441,13 +451,18 @@ class SQLiteOutbox:
             rows = _tuples(connection, "PRAGMA database_list")
             self.check_same_file(rows, "Publisher.stage(connection=...)")
             return self._insert(connection, entries)  # the caller commits or rolls back
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise OutboxWriteError(
-                    len(entries), f"SQLite: {exc}", possibly_written=False
-                ) from exc
+        started = time.monotonic()
+        # (at least a second: with busy_timeout_s=0 a relay's claim in progress is no lock)
+        if not self._lock.acquire(timeout=max(self._busy_timeout_s, 1.0)):
+            raise OutboxWriteError(
+                len(entries),
+                f"SQLite: this store's connection stayed busy for {self._busy_timeout_s:g} s "
+                f"(busy_timeout_s), its relay waiting for the file's write lock; {_LOCKED_HINT}",
+                possibly_written=False,
+            )
+        with contextlib.ExitStack() as held:
+            held.callback(self._lock.release)
+            self._begin_within(self._busy_timeout_s - (time.monotonic() - started), entries)
             try:
                 ids = self._insert(self._conn, entries)
             except BaseException as exc:
@@ -466,6 +481,29 @@ class SQLiteOutbox:
                 ) from exc
         self._written()
         return ids
+
+    def _begin_within(self, seconds: float, entries: Sequence[OutboxEntry]) -> None:
+        """``BEGIN IMMEDIATE``, waiting at most ``seconds`` for the file's write lock.
+
+        add() may first have waited for this store's connection (its relay's round
+        waiting for the same lock): together the waits stay within ``busy_timeout_s``.
+        """
+        conn = self._conn
+        shortened = seconds < self._busy_timeout_s - 0.05
+        try:
+            if shortened:
+                conn.execute(f"PRAGMA busy_timeout = {int(max(0.0, seconds) * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            finally:
+                if shortened:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            hint = f"; {_LOCKED_HINT}" if code is not None and code & 0xFF in _LOCK_CODES else ""
+            raise OutboxWriteError(
+                len(entries), f"SQLite: {exc}{hint}", possibly_written=False
+            ) from exc
 
     def _written(self) -> None:
         """A write committed: the WAL is checkpointed soon, off this thread."""
