@@ -175,6 +175,27 @@ class TestSQLiteOutbox:
         assert store.status().pending == 0
         store.close()
 
+    @pytest.mark.parametrize("factory", [bytes, bytearray])
+    def test_a_callers_connection_reading_text_as_bytes_works(
+        self, tmp_path: Path, factory: type
+    ) -> None:
+        """add(connection=...) through a connection with text_factory=bytes was refused as
+        "another database (in memory)" (PRAGMA database_list gave b'main'); and a parked
+        event re-sent through it would have stayed parked (its state b'parked')."""
+        store = SQLiteOutbox(tmp_path / "o.db")
+        [parked] = store.add([entry(1)])
+        store.park(parked, "E: broken")
+        conn = sqlite3.connect(tmp_path / "o.db")
+        conn.text_factory = factory
+        with conn:
+            ids = store.add([entry(1), entry(2)], connection=conn)
+        conn.close()
+        assert ids[0] == parked
+        states = store.row_states(ids)
+        assert [states[i].state for i in ids] == ["pending", "pending"]
+        assert store.status().parked == 0
+        store.close()
+
     def test_a_conflict_free_add_runs_one_insert_per_entry_and_nothing_else(
         self, store: SQLiteOutbox
     ) -> None:

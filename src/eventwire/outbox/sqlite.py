@@ -177,7 +177,7 @@ def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
             differing = [n for n, ok in zip(("topic", "key", "value"), same, strict=True) if not ok]
             raise EventIdConflictError(e.event_id, entry_id, differing)
         ids.append(entry_id)
-        if state == "parked":
+        if _text(state) == "parked":
             parked.append(entry_id)
     if parked:  # a deliberate re-send of a parked event: it starts over
         yield _plan.Many(
@@ -185,6 +185,17 @@ def insert_plan(entries: Sequence[OutboxEntry]) -> _plan.Plan:
             [{"wall": wall, "id": i} for i in parked],
         )
     return ids
+
+
+def _text(value: object) -> str:
+    """A TEXT value read through a caller's connection, whatever its ``text_factory``.
+
+    ``text_factory = bytes`` (or ``bytearray``) gives TEXT as UTF-8 bytes: compared
+    with a ``str`` they never match (a parked event re-sent would stay parked).
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return str(value)
 
 
 def _tuples(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[Any]:
@@ -409,7 +420,7 @@ class SQLiteOutbox:
         Raises:
             ConfigurationError: the connection's main database is not this file.
         """
-        main = next((str(r[2]) for r in database_list if r[1] == "main"), "")
+        main = next((_text(r[2]) for r in database_list if _text(r[1]) == "main"), "")
         try:
             if main and os.path.samefile(main, self.path):
                 return
