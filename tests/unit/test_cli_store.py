@@ -586,3 +586,27 @@ def test_the_relay_exits_within_its_stop_timeout_while_another_process_holds_the
         locker.execute("ROLLBACK")
         locker.close()
     assert took < 10, (took, lines)
+
+
+@pytest.mark.parametrize(
+    ("error", "lasting"),
+    [
+        ('connection failed: FATAL:  password authentication failed for user "app"', True),
+        ('connection failed: FATAL:  database "shop" does not exist', True),
+        ('connection failed: FATAL:  role "app" does not exist', True),
+        ("connection failed: fe_sendauth: no password supplied", True),
+        ('FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "app"', True),
+        ("connection failed: Connection refused", False),
+        ("FATAL:  the database system is starting up", False),
+        ("FATAL:  sorry, too many clients already", False),
+    ],
+)
+def test_the_waiting_relay_tells_lasting_postgres_refusals_from_passing_ones(
+    error: str, lasting: bool
+) -> None:
+    """A wrong password, user or database cannot come by waiting (the relay exits 2); a
+    server down, starting or full can (it waits on). libpq sends these before a session
+    exists, without a SQLSTATE, so they are told by their text."""
+    from eventwire.cli._store import _PG_LASTING
+
+    assert bool(_PG_LASTING.search(error)) is lasting
