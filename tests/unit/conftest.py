@@ -43,3 +43,18 @@ def publisher(transport: MemoryTransport) -> Iterator[Publisher]:
 
 def order(n: int = 1, key: str | None = None) -> OrderPlaced:
     return OrderPlaced(order_id=key or f"o-{n}", customer_name="Ada", total_price=float(n))
+
+
+class InterruptedOnce(MemoryTransport):
+    """Its first close() is cut short, as Ctrl-C (or a SIGTERM handler's sys.exit) in the
+    middle of close()'s flush cuts it."""
+
+    def __init__(self, interrupt: type[BaseException]) -> None:
+        super().__init__()
+        self.interrupt: type[BaseException] | None = interrupt
+
+    def close(self, timeout: float) -> int:
+        if self.interrupt is not None:
+            interrupt, self.interrupt = self.interrupt, None
+            raise interrupt
+        return super().close(timeout)

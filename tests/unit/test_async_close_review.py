@@ -23,7 +23,7 @@ from eventwire.outbox import SQLiteOutbox
 from eventwire.outbox.base import OutboxEntry
 from eventwire.transports.memory import MemoryTransport
 
-from .conftest import order
+from .conftest import InterruptedOnce, order
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -36,21 +36,6 @@ class SlowClose(MemoryTransport):
         while self.queue_length() and time.monotonic() < end:
             time.sleep(0.01)
         return super().close(0)
-
-
-class InterruptedOnce(MemoryTransport):
-    """Its first close() is cut short, as Ctrl-C (or a SIGTERM handler's sys.exit) in
-    the middle of close()'s flush cuts it."""
-
-    def __init__(self, interrupt: type[BaseException]) -> None:
-        super().__init__()
-        self.interrupt: type[BaseException] | None = interrupt
-
-    def close(self, timeout: float) -> int:
-        if self.interrupt is not None:
-            interrupt, self.interrupt = self.interrupt, None
-            raise interrupt
-        return super().close(timeout)
 
 
 class SlowCheck(MemoryTransport):

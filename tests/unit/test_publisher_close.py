@@ -30,7 +30,7 @@ from eventwire_devkit.consume import read_topic
 from eventwire_devkit.librdkafka import LibrdkafkaTestApiUnavailable, MockCluster
 from eventwire_devkit.pytest_plugin import unavailable
 
-from .conftest import order
+from .conftest import InterruptedOnce, order
 
 
 class Slow(msgspec.Struct, frozen=True):
@@ -224,21 +224,6 @@ class TestCloseRacingPublishOutbox:
             assert store.status().pending == 0, "a refused publish was committed anyway"
 
 
-class _InterruptedOnce(MemoryTransport):
-    """Its first close() is cut short, as Ctrl-C (or a SIGTERM handler's sys.exit) in the
-    middle of close()'s flush cuts it."""
-
-    def __init__(self, interrupt: type[BaseException]) -> None:
-        super().__init__()
-        self.interrupt: type[BaseException] | None = interrupt
-
-    def close(self, timeout: float) -> int:
-        if self.interrupt is not None:
-            interrupt, self.interrupt = self.interrupt, None
-            raise interrupt
-        return super().close(timeout)
-
-
 class TestAnInterruptedClose:
     @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
     def test_the_next_close_finishes_it_and_reports_the_events(
@@ -247,7 +232,7 @@ class TestAnInterruptedClose:
         """A close() cut short left the publisher 'closed': every later close() returned at
         once and raised nothing, the producer ran on, and the events' failures reached no
         API. Now flush() says so, and the next close() finishes the closing and reports."""
-        transport = _InterruptedOnce(interrupt)
+        transport = InterruptedOnce(interrupt)
         transport.pause()  # nothing is acknowledged
         publisher = Publisher(transport=transport)
         handles = [publisher.publish(order(n)) for n in range(3)]
