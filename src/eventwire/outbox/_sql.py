@@ -8,7 +8,6 @@ statements stay in the store modules.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -94,37 +93,23 @@ def outdated_table(
 #: Headers straight into the tuple :class:`OutboxEntry` holds (no copy after decoding).
 _HEADERS = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...])
 
-_new = object.__new__
-# The slot setters of the two frozen dataclasses: a claim makes two objects per row,
-# and a frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per
-# field, which costs about as much as producing the record. Setting the slots
-# directly makes the same objects (equal, hashable, immutable to callers) in half
-# the time.
-_ENTRY_SLOTS = tuple(getattr(OutboxEntry, f.name).__set__ for f in dataclasses.fields(OutboxEntry))
-_CLAIMED_SLOTS = tuple(
-    getattr(ClaimedEntry, f.name).__set__ for f in dataclasses.fields(ClaimedEntry)
-)
-(_E_ID, _E_TYPE, _E_TOPIC, _E_KEY, _E_VALUE, _E_HEADERS) = _ENTRY_SLOTS
-(_C_ID, _C_ENTRY, _C_ATTEMPTS, _C_CREATED, _C_FIRST_FAILED, _C_AGE) = _CLAIMED_SLOTS
-
-
 def claimed(row: Sequence[Any]) -> ClaimedEntry:
     """A :class:`ClaimedEntry` from :data:`ENTRY_COLUMNS` followed by ``age_s``."""
-    entry = _new(OutboxEntry)
-    _E_ID(entry, row[1])
-    _E_TYPE(entry, row[2])
-    _E_TOPIC(entry, row[3])
-    _E_KEY(entry, None if row[4] is None else bytes(row[4]))
-    _E_VALUE(entry, bytes(row[5]))
-    _E_HEADERS(entry, _HEADERS.decode(row[6]))
-    item = _new(ClaimedEntry)
-    _C_ID(item, row[0])
-    _C_ENTRY(item, entry)
-    _C_ATTEMPTS(item, row[7])
-    _C_CREATED(item, row[8])
-    _C_FIRST_FAILED(item, row[9])
-    _C_AGE(item, max(0.0, float(row[10])))
-    return item
+    return ClaimedEntry(
+        row[0],
+        OutboxEntry(
+            row[1],
+            row[2],
+            row[3],
+            None if row[4] is None else bytes(row[4]),
+            bytes(row[5]),
+            _HEADERS.decode(row[6]),
+        ),
+        row[7],
+        row[8],
+        row[9],
+        max(0.0, float(row[10])),
+    )
 
 
 def pick_sendable(

@@ -25,9 +25,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One encoded event, exactly as it will be sent: the relay re-sends these bytes."""
+class OutboxEntry(msgspec.Struct, frozen=True):
+    """One encoded event, exactly as it will be sent: the relay re-sends these bytes.
+
+    Immutable; compares and hashes by value. A frozen ``msgspec.Struct`` (it was a
+    frozen dataclass): the publisher makes one per event written and a claim one per
+    row, and msgspec builds it in C, about ten times faster. Build it by position
+    or keyword; copy with ``msgspec.structs.replace``.
+    """
 
     event_id: str
     event_type: str
@@ -37,9 +42,8 @@ class OutboxEntry:
     headers: tuple[tuple[str, bytes], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedEntry:
-    """An entry a relay holds a lease on."""
+class ClaimedEntry(msgspec.Struct, frozen=True):
+    """An entry a relay holds a lease on (a frozen ``msgspec.Struct``, as :class:`OutboxEntry`)."""
 
     id: int
     entry: OutboxEntry
