@@ -129,7 +129,8 @@ class DecodeError(EventwireError, ValueError):
         kind: the class of problem (:data:`DecodeErrorKind`), for routing or metrics.
         retriable: True when the record is not at fault (``registry_unavailable``):
             decode it again later; never dead-letter it or commit past it.
-        event_id, event_type: the ``ce_id`` / ``ce_type`` if they could be read.
+        event_id, event_type: the ``ce_id`` / ``ce_type`` if they could be read (cut to
+            200 characters: they are logged).
         record: the record as given to :meth:`Decoder.decode`, for dead-lettering.
     """
 
@@ -179,7 +180,8 @@ class Envelope(Generic[E]):
         type: ``ce_type``.
         source: ``ce_source``.
         specversion: ``ce_specversion`` (``"1.0"``).
-        time: ``ce_time`` as an aware datetime, or None if the record has none.
+        time: ``ce_time`` as an aware datetime, or None if the record has none (a leap
+            second, ``23:59:60``, which a datetime cannot hold, is ``23:59:59.999999``).
         datacontenttype: the ``content-type`` header, or None if absent.
         dataschema: ``ce_dataschema``, or None.
         subject: ``ce_subject``, or None.
@@ -251,14 +253,16 @@ class _Raw:
         event_id: str | None = None,
         event_type: str | None = None,
     ) -> DecodeError:
+        # Clipped once here: both go into the decode_failed log line, and any producer
+        # can write a 1 MB ce_id.
         return DecodeError(
             topic=self.topic,
             partition=self.partition,
             offset=self.offset,
             reason=reason,
             kind=kind,
-            event_id=event_id,
-            event_type=event_type,
+            event_id=_clip(event_id),
+            event_type=_clip(event_type),
             record=self.record,
         )
 
@@ -359,6 +363,24 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def _is_structured(media_type: str) -> bool:
+    """CloudEvents structured mode (``application/cloudevents+json``, its batch form ...)."""
+    return media_type.startswith("application/cloudevents")
+
+
+def _identity(raw: _Raw) -> tuple[str | None, str | None]:
+    """``ce_id`` and ``ce_type`` as far as they can be read, to name a record in an error.
+
+    Never raises: invalid UTF-8 is replaced, and the first of repeated copies counts.
+    """
+    found: dict[str, str] = {}
+    for name, data in raw.headers:
+        folded = name.lower()
+        if folded in {"ce_id", "ce_type"} and data and folded not in found:
+            found[folded] = data.decode("utf-8", "replace")
+    return found.get("ce_id"), found.get("ce_type")
+
+
 def _attributes(raw: _Raw) -> tuple[dict[str, str], dict[str, str], bool]:
     """The CloudEvents attributes (``ce_*`` and ``content-type``) as text, and extensions.
 
@@ -382,21 +404,31 @@ def _attributes(raw: _Raw) -> tuple[dict[str, str], dict[str, str], bool]:
             try:
                 text = data.decode()
             except UnicodeDecodeError:
+                # An extension's value is arbitrary metadata (a token, a tenant, personal
+                # data): only the known attributes' bytes are quoted, and only a few.
+                shown = f"{data[:40]!r}" if folded in _KNOWN else f"{len(data)} bytes, not shown"
                 raise raw.fail(
-                    "bad_header", f"header {name!r} is not valid UTF-8 text ({data[:40]!r})"
+                    "bad_header",
+                    f"header {_clip(name)!r} is not valid UTF-8 text ({shown})",
+                    event_id=attrs.get("ce_id"),
                 ) from None
         target = attrs if folded in _KNOWN else extensions
         attr = folded if target is attrs else folded[3:]
         previous = target.get(attr)
         if previous is not None and previous != text:
+            shown = f"{_clip(previous)!r}, {_clip(text)!r}" if target is attrs else "not shown"
             raise raw.fail(
                 "bad_header",
-                f"header {name!r} appears twice with different values ({previous!r}, "
-                f"{text!r}); readers disagree on which copy counts",
+                f"header {_clip(name)!r} appears twice with different values ({shown}); "
+                "readers disagree on which copy counts",
                 event_id=attrs.get("ce_id"),
             )
         target[attr] = text
     return attrs, extensions, traced
+
+
+#: A leap second (RFC 3339 ``time-second`` 60): the seconds and fraction, then the offset.
+_LEAP_SECOND = re.compile(r"(?<=:)60(?:\.[0-9]+)?(?=(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$)")
 
 
 def _parse_time(raw: _Raw, text: str, event_id: str, event_type: str) -> _dt.datetime:
@@ -404,10 +436,19 @@ def _parse_time(raw: _Raw, text: str, event_id: str, event_type: str) -> _dt.dat
         parsed = msgspec.convert(text, _dt.datetime)
     except msgspec.ValidationError:
         parsed = None
+        # RFC 3339 allows second 60 (a leap second, e.g. 2016-12-31T23:59:60Z), which a
+        # datetime cannot hold: read it as the last microsecond before the next minute,
+        # the nearest instant a datetime has (order is kept: it sorts before :00).
+        clamped, leap = _LEAP_SECOND.subn("59.999999", text)
+        if leap:
+            try:
+                parsed = msgspec.convert(clamped, _dt.datetime)
+            except msgspec.ValidationError:
+                parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise raw.fail(
             "bad_header",
-            f"ce_time {text!r} is not an RFC 3339 timestamp with an offset "
+            f"ce_time {_clip(text)!r} is not an RFC 3339 timestamp with an offset "
             "(e.g. 2026-11-27T05:42:35.123Z)",
             event_id=event_id,
             event_type=event_type,
@@ -723,16 +764,21 @@ class Decoder(Generic[E]):
     def _decode(self, raw: _Raw) -> Envelope[E]:
         if raw.error is not None:
             raise raw.fail("kafka_error", f"the consumer returned an error: {raw.error}")
-        attrs, extensions, traced = _attributes(raw)
-        event_id = attrs.get("ce_id") or None
-        event_type = attrs.get("ce_type") or None
-        if raw.value is None:  # a tombstone (compaction's delete marker), with headers or not
+        if raw.value is None:  # a tombstone (compaction's delete marker), whatever its headers
+            tomb_id, tomb_type = _identity(raw)
             raise raw.fail(
                 "no_value",
                 "the record has no value (a tombstone)",
-                event_id=_clip(event_id),
-                event_type=_clip(event_type),
+                event_id=tomb_id,
+                event_type=tomb_type,
             )
+        attrs, extensions, traced = _attributes(raw)
+        event_id = attrs.get("ce_id") or None
+        event_type = attrs.get("ce_type") or None
+        content_type = attrs.get("content-type") or None
+        # Structured mode puts every attribute in the value, so its records have no ce_*
+        # headers: it is named before they are called missing.
+        self._refuse_structured_mode(raw, content_type, event_id, event_type)
         missing = [name for name in _REQUIRED if not attrs.get(name)]
         if missing:
             raise raw.fail(
@@ -749,8 +795,8 @@ class Decoder(Generic[E]):
                 "bad_header",
                 f"{', '.join(unsafe)} holds a control character (NUL, ESC, a newline, a "
                 "bidirectional override ...), which CloudEvents does not allow",
-                event_id=_clip(event_id),
-                event_type=_clip(event_type),
+                event_id=event_id,
+                event_type=event_type,
             )
         specversion = attrs["ce_specversion"]
         if not _SPECVERSION.fullmatch(specversion):
@@ -769,7 +815,6 @@ class Decoder(Generic[E]):
                 event_id=event_id,
                 event_type=event_type,
             )
-        content_type = attrs.get("content-type") or None
         codec = self._codec_for(raw, content_type, event_id, event_type)
         assert raw.value is not None  # (refused above)
         topic = raw.topic or ""
@@ -824,10 +869,25 @@ class Decoder(Generic[E]):
         codec = self._codecs.get(media)
         if codec is not None:
             return codec
-        structured = media.startswith("application/cloudevents")
-        raise raw.fail(
+        raise self._content_type_error(raw, content_type, event_id, event_type)
+
+    def _refuse_structured_mode(
+        self, raw: _Raw, content_type: str | None, event_id: str | None, event_type: str | None
+    ) -> None:
+        """Raise ``content_type`` for a structured-mode record (unless a codec reads it)."""
+        if content_type is None:
+            return
+        media = _media_type(content_type)
+        if _is_structured(media) and media not in self._codecs:
+            raise self._content_type_error(raw, content_type, event_id, event_type)
+
+    def _content_type_error(
+        self, raw: _Raw, content_type: str, event_id: str | None, event_type: str | None
+    ) -> DecodeError:
+        structured = _is_structured(_media_type(content_type))
+        return raw.fail(
             "content_type",
-            f"content-type {content_type!r} "
+            f"content-type {_clip(content_type)!r} "
             + (
                 "is CloudEvents structured mode; this decoder reads binary mode (the event "
                 "in the value, its attributes in ce_* headers)"
