@@ -33,7 +33,8 @@ class PublisherOptions(TypedDict, total=False):
     * ``profile``: ``"reliable"`` (default), ``"low_latency"`` or ``"high_throughput"``.
     * ``overrides``: raw librdkafka properties, applied last.
     * ``routes``: routes for event classes not decorated with ``@event``.
-    * ``source``: the CloudEvents ``ce_source`` of every event (default ``"eventwire"``).
+    * ``source``: the CloudEvents ``ce_source`` of every event (default ``"eventwire"``):
+      a URI-reference, e.g. ``"urn:myorg:billing"`` or ``"/billing-service"``.
     * ``codec``: ``"json"`` (default), ``"msgpack"``, a :class:`Codec`, or a
       :class:`TopicCodec` (told the topic; e.g. a Schema Registry serializer).
     * ``transport``: a transport instead of Kafka (e.g. ``MemoryTransport()``).

@@ -17,6 +17,7 @@ from eventwire._cloudevents import HeaderTemplate
 from eventwire._errors import ConfigurationError, RoutingError
 from eventwire._event import ROUTE_ATTRIBUTE, Route, check_text
 from eventwire._shapes import check_event_class
+from eventwire._uri import uri_reference_problem
 
 __all__ = ["BoundRoute", "EncoderFactory", "Router", "ValueCheckFactory"]
 
@@ -167,6 +168,18 @@ class Router:
             check_text(source, "source (the CloudEvents ce_source)")
         except RoutingError as exc:
             raise ConfigurationError(str(exc)) from None
+        problem = uri_reference_problem(source)
+        if problem is not None:
+            shown = f"{source[:200]!r}{'...' if len(source) > 200 else ''}"
+            raise ConfigurationError(
+                f"source (the CloudEvents ce_source) {shown} is not a URI-reference: "
+                f"{problem}. CloudEvents requires ce_source to be a URI-reference (RFC 3986; "
+                "non-ASCII letters are allowed, as in an IRI), and consumers in other "
+                "languages (the Java SDK parses it as a java.net.URI) cannot read the events "
+                "otherwise. Use e.g. 'urn:myorg:billing', '/billing-service' or "
+                "'https://example.com/billing', and percent-encode other characters "
+                "('%20' for a space, '%25' for '%')."
+            )
         self._source = source
         self._content_type = content_type
         self._value_check = value_check
