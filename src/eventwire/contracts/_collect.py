@@ -50,6 +50,15 @@ def _import(name: str) -> object:
         return importlib.import_module(name)
     except ImportError as exc:
         raise ContractError(f"cannot import module {name!r}: {exc}") from exc
+    except SystemExit as exc:
+        # A module that runs a program when imported (argparse, a script's sys.exit()):
+        # letting the exit through would end `eventwire schema check` with its code --
+        # 0, "compatible", without anything checked.
+        raise ContractError(
+            f"importing module {name!r} called sys.exit({exc.code!r}), so its event types "
+            "cannot be collected: guard the module's program with "
+            '`if __name__ == "__main__":`, or name a module that only defines the events'
+        ) from None
 
 
 def collect_routes(specs: Iterable[str]) -> list[RoutedType]:
@@ -59,9 +68,10 @@ def collect_routes(specs: Iterable[str]) -> list[RoutedType]:
     ``@event`` route (as in the publisher).
 
     Raises:
-        ContractError: a module cannot be imported, ``NAME`` is missing or is neither an
-            ``@event`` class nor a mapping of classes to routes, two routed classes share
-            a ``ce_type``, or nothing routed was found.
+        ContractError: a module cannot be imported (or calls ``sys.exit()`` when
+            imported), ``NAME`` is missing or is neither an ``@event`` class nor a mapping
+            of classes to routes, two routed classes share a ``ce_type``, or nothing
+            routed was found.
     """
     explicit: dict[type, Route] = {}
     declared: dict[type, Route] = {}

@@ -59,6 +59,16 @@ _INT_KEY = {"pattern": "^-?[0-9]+$"}
 #: The message annotation saying a pydantic model writes and reads its events (absent:
 #: msgspec, for Structs, dataclasses and attrs classes).
 SHAPE = "x-eventwire-shape"
+#: On each message of a MessagePack contract: how the wire differs from the payload
+#: schema, which describes the event's JSON form.
+MSGPACK_NOTE = "x-eventwire-msgpack"
+_MSGPACK_DIFFERENCES = (
+    "The payload schema describes the event's JSON form. MessagePack (msgspec) writes the "
+    "same map with these differences: bytes fields are bin, not base64 text; aware "
+    "datetimes are the timestamp extension (type -1), in UTC (the UTC offset is not kept); "
+    "integer dict keys are integers, not text. Naive datetimes, dates, times, durations, "
+    "UUIDs and Decimals are text, as in JSON."
+)
 
 
 def build_asyncapi(
@@ -77,7 +87,9 @@ def build_asyncapi(
         title: ``info.title``.
         version: ``info.version``: the version of this contract.
         content_type: the codec's content type (``application/json``, or
-            ``application/msgpack`` for ``codec="msgpack"``: same payload schema).
+            ``application/msgpack`` for ``codec="msgpack"``: the payload schema is still
+            the JSON form of the event, and each message's ``x-eventwire-msgpack`` says
+            what MessagePack writes differently: bytes, aware datetimes, integer keys).
         source: the publisher's ``source=`` (``ce_source``) if it is fixed.
 
     Raises:
@@ -224,6 +236,8 @@ def _message(
     }
     if is_pydantic_model(item.cls):
         message[SHAPE] = "pydantic"
+    if content_type.split(";", 1)[0].strip().lower() == "application/msgpack":
+        message[MSGPACK_NOTE] = _MSGPACK_DIFFERENCES
     doc = (item.cls.__doc__ or "").strip()
     if doc:
         message["summary"] = doc.splitlines()[0]
@@ -406,7 +420,34 @@ def _draft07(schema: Any) -> Any:
             out["additionalItems"] = additional
     if isinstance(out.get("discriminator"), dict):
         out["x-discriminator"] = out.pop("discriminator")
+    if isinstance(out.get("default"), list) and _is_set(out):
+        out["default"] = _sorted_set(out["default"], out)
     return out
+
+
+def _is_set(schema: Mapping[str, Any]) -> bool:
+    """The schema (or a member of its union) is a set's: ``uniqueItems`` (order has no meaning)."""
+    members = [schema, *schema.get("anyOf", ()), *schema.get("oneOf", ())]
+    return any(isinstance(m, dict) and m.get("uniqueItems") is True for m in members)
+
+
+def _sorted_set(items: list[Any], schema: Mapping[str, Any]) -> list[Any]:
+    """A set default in a stable order (sets of sets too).
+
+    A set or frozenset is written in hash order, which differs from run to run
+    (``PYTHONHASHSEED``); the document must not.
+    """
+    item_schema = next(
+        (
+            m.get("items")
+            for m in [schema, *schema.get("anyOf", ()), *schema.get("oneOf", ())]
+            if isinstance(m, dict) and m.get("uniqueItems") is True
+        ),
+        None,
+    )
+    if isinstance(item_schema, dict) and _is_set(item_schema):  # a set of frozensets
+        items = [_sorted_set(i, item_schema) if isinstance(i, list) else i for i in items]
+    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
 
 
 # -- files ---------------------------------------------------------------------------------
