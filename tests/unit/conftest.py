@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
 import msgspec
 import pytest
 
-from eventwire import Publisher, event
+from eventwire import AsyncPublisher, DeliveryError, Publisher, event
 from eventwire.transports.memory import MemoryTransport
 
 
@@ -58,3 +60,26 @@ class InterruptedOnce(MemoryTransport):
             interrupt, self.interrupt = self.interrupt, None
             raise interrupt
         return super().close(timeout)
+
+
+class SlowClose(MemoryTransport):
+    """Its close() waits (bounded) for the held reports first, as Kafka's flushes."""
+
+    def close(self, timeout: float) -> int:
+        end = time.monotonic() + timeout
+        while self.queue_length() and time.monotonic() < end:
+            time.sleep(0.01)
+        return super().close(0)
+
+
+def close_on_a_new_loop(publisher: AsyncPublisher, timeout: float) -> tuple[float, list[str]]:
+    """Run ``publisher.close(timeout)`` on a new event loop (this thread's), which must
+    raise DeliveryError; return how long it took and the failures' codes."""
+
+    async def close() -> tuple[float, list[str]]:
+        started = time.monotonic()
+        with pytest.raises(DeliveryError) as raised:
+            await publisher.close(timeout)
+        return time.monotonic() - started, [f.code for f in raised.value.failures]
+
+    return asyncio.run(close())

@@ -23,19 +23,9 @@ from eventwire.outbox import SQLiteOutbox
 from eventwire.outbox.base import OutboxEntry
 from eventwire.transports.memory import MemoryTransport
 
-from .conftest import InterruptedOnce, order
+from .conftest import InterruptedOnce, SlowClose, close_on_a_new_loop, order
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-class SlowClose(MemoryTransport):
-    """Its close() waits (bounded) for the held reports first, as Kafka's flushes."""
-
-    def close(self, timeout: float) -> int:
-        end = time.monotonic() + timeout
-        while self.queue_length() and time.monotonic() < end:
-            time.sleep(0.01)
-        return super().close(0)
 
 
 class SlowCheck(MemoryTransport):
@@ -127,13 +117,7 @@ class TestACloseAfterACancelledClose:
         try:
             assert cancelled.wait(5)
 
-            async def second_loop() -> tuple[float, list[str]]:
-                started = time.monotonic()
-                with pytest.raises(DeliveryError) as raised:
-                    await box["pub"].close(5)
-                return time.monotonic() - started, [f.code for f in raised.value.failures]
-
-            waited, codes = asyncio.run(second_loop())
+            waited, codes = close_on_a_new_loop(box["pub"], 5)
         finally:
             leave.set()
             thread.join(5)

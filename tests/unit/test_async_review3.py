@@ -29,7 +29,7 @@ from eventwire.outbox import SQLiteOutbox
 from eventwire.outbox.base import OutboxEntry
 from eventwire.transports.memory import MemoryTransport, TransportQueueFull
 
-from .conftest import order
+from .conftest import SlowClose, close_on_a_new_loop, order
 
 
 class FailingStore(SQLiteOutbox):
@@ -47,16 +47,6 @@ class SlowStore(SQLiteOutbox):
     def add(self, entries: Sequence[OutboxEntry], *, connection: Any = None) -> list[int]:
         time.sleep(self.delay)
         return super().add(entries, connection=connection)
-
-
-class SlowClose(MemoryTransport):
-    """Its close() waits (bounded) for the held reports first, as Kafka's flushes."""
-
-    def close(self, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while self.queue_length() and time.monotonic() < end:
-            time.sleep(0.01)
-        super().close(0)
 
 
 class TestFailedOutboxCommitsAreReported:
@@ -594,13 +584,7 @@ class TestCloseAcrossLoops:
         thread.start()
         assert closing.wait(5)
 
-        async def second_loop() -> tuple[float, list[str]]:
-            started = time.monotonic()
-            with pytest.raises(DeliveryError) as raised:
-                await box["pub"].close(5)
-            return time.monotonic() - started, [f.code for f in raised.value.failures]
-
-        waited, codes = asyncio.run(second_loop())
+        waited, codes = close_on_a_new_loop(box["pub"], 5)
         thread.join(5)
         assert codes == box["first"] == ["_PURGE_INFLIGHT"] * 3
         assert waited > 0.2
