@@ -518,3 +518,36 @@ class TestSQLiteWriteLockWaits:
         finally:
             locker.close()
         assert max(took) < 3.0, took
+
+
+class TestOutboxStatusFailedCollapsed:
+    """observability review 2, F01: a store outage during flush() writes a handful of lines."""
+
+    def test_repeated_store_errors_while_reconciling_are_collapsed(
+        self, store: SQLiteOutbox, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from eventwire.observability.logging import capture_logs
+
+        transport = MemoryTransport()
+        transport.pause()  # the events wait: reconcile() asks the store about them
+        pub = Publisher(transport=transport, outbox=store)
+        try:
+            for n in range(3):
+                pub.publish(order(n))
+
+            def down(*_args: Any, **_kwargs: Any) -> Any:
+                raise sqlite3.OperationalError("connection refused")
+
+            monkeypatch.setattr(store, "row_states", down)
+            monkeypatch.setattr(store, "status", down)
+            sink: Any = pub._sink  # type: ignore[attr-defined]
+            with capture_logs() as logs:
+                for _ in range(20):
+                    assert sink.reconcile() == 0
+                    assert sink._drained() is True
+            lines = [log for log in logs if log["event"] == "outbox_status_failed"]
+            assert len(lines) == 1
+            assert "connection refused" in lines[0]["error"]
+        finally:
+            monkeypatch.undo()
+            pub.close(0.1)

@@ -122,7 +122,9 @@ event                             level   fields
 ``outbox_handles_untracked``      warning ``tracked``, ``hint`` -- (once per publisher) more
                                           handles wait than are held strongly
 ``outbox_status_failed``          warning ``error`` (and ``store`` from the gauges) -- the
-                                          store could not report its status
+                                          store could not report its status; collapsed
+                                          per exception type (except the gauges', logged
+                                          once per scrape)
 ``outbox_relay_failing``          error   ``step``, ``error``, ``owner``, ``hint`` (with the
                                           traceback) -- a relay step raised; logged when the
                                           error text changes, the relay retries

@@ -93,6 +93,7 @@ def outdated_table(
 #: Headers straight into the tuple :class:`OutboxEntry` holds (no copy after decoding).
 _HEADERS = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...])
 
+
 def claimed(row: Sequence[Any]) -> ClaimedEntry:
     """A :class:`ClaimedEntry` from :data:`ENTRY_COLUMNS` followed by ``age_s``."""
     return ClaimedEntry(

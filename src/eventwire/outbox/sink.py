@@ -309,7 +309,7 @@ class OutboxSink:
         try:
             state = self.store.row_states([row]).get(row)
         except Exception as exc:
-            _log.warning("outbox_status_failed", error=repr(exc))
+            _log.warning("outbox_status_failed", error=repr(exc), collapse=type(exc).__name__)
             return True
         return state is not None and state.state in ("parked", "dead_lettered")
 
@@ -418,7 +418,7 @@ class OutboxSink:
         try:
             states = self.store.row_states(list(seen))
         except Exception as exc:
-            _log.warning("outbox_status_failed", error=repr(exc))
+            _log.warning("outbox_status_failed", error=repr(exc), collapse=type(exc).__name__)
             return 0
         relay = self.relay
         ours = relay.in_hand() if relay is not None and leave_in_hand else frozenset()
@@ -458,7 +458,7 @@ class OutboxSink:
         try:
             return self.store.status().pending == 0
         except Exception as exc:  # a store error must not turn flush into a crash
-            _log.warning("outbox_status_failed", error=repr(exc))
+            _log.warning("outbox_status_failed", error=repr(exc), collapse=type(exc).__name__)
             return True
 
 
