@@ -156,16 +156,34 @@ class Producer:
         if self.try_send(record):
             return
         handle = record.handle
-        _log.warning(
-            "buffer_full",
-            event_id=handle.event_id,
-            event_type=handle.event_type,
-            topic=handle.topic,
-            collapse=handle.topic,
-        )
-        deadline = time.monotonic() + self._enqueue_timeout
-        if not send_within(functools.partial(self.try_send, record), self.wait_for_space, deadline):
+        try:
+            _log.warning(
+                "buffer_full",
+                event_id=handle.event_id,
+                event_type=handle.event_type,
+                topic=handle.topic,
+                collapse=handle.topic,
+            )
+            deadline = time.monotonic() + self._enqueue_timeout
+            sent = send_within(
+                functools.partial(self.try_send, record), self.wait_for_space, deadline
+            )
+        except BaseException:
+            self._interrupted(handle)
+            raise
+        if not sent:
             raise self.backpressure_error(handle)
+
+    def _interrupted(self, handle: DeliveryHandle) -> None:
+        """The wait for queue room raised (Ctrl-C, SystemExit, a transport's bug).
+
+        An event that is neither settled nor in flight was never enqueued and never
+        will be: settle it as refused (its span ends, hooks count it) -- the caller
+        gets the exception. One in flight is left to its report or close()'s sweep.
+        """
+        if not handle._done and handle not in self._pending:
+            reason = "interrupted while waiting for room in the local queue: NOT enqueued"
+            self._ledger.abandon(handle, handle.failure_from("_QUEUE_FULL", reason))
 
     def wait_for_space(self, timeout: float) -> None:
         """Serve reports for up to ``timeout`` s so the current transport's queue drains."""

@@ -107,7 +107,9 @@ class DirectSink:
             try:
                 self._producer.send_blocking(record)
             except BaseException as exc:
-                if batch is not None:  # record n settled (failed); n+1.. were never sent
+                # record n settled (failed or interrupted: Producer._interrupted) or is
+                # in flight (it settles later); n+1.. were never sent
+                if batch is not None:
                     batch.unsent(len(records) - n - 1)
                 if not isinstance(exc, EventwireError):
                     raise

@@ -881,3 +881,54 @@ class TestOutcomeAttributes:
             assert attributes["eventwire.outcome"] == "in_outbox"
             assert "error.type" not in attributes
         assert store.status().pending == 3
+
+
+class _CtrlCWhileWaiting(MemoryTransport):
+    """Ctrl-C while publish() waits for room: the first send after ``full_at`` finds
+    the queue full, and the wait for room raises KeyboardInterrupt."""
+
+    def __init__(self, full_at: int) -> None:
+        super().__init__()
+        self.sends = 0
+        self.full_at = full_at
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        self.sends += 1
+        if self.sends == self.full_at:
+            self.queue_full_next(10**6)
+        return super().send(*args, **kwargs)
+
+    def wait_for_space(self, timeout: float) -> None:
+        self.heal()  # (for close())
+        raise KeyboardInterrupt
+
+
+class TestInterruptedWhileWaitingForRoom:
+    """observability review 2, F02: a KeyboardInterrupt out of the wait ends the spans."""
+
+    def test_publish_interrupted_ends_its_span_once(self, tracing: Tracing) -> None:
+        transport = _CtrlCWhileWaiting(full_at=1)
+        pub = publisher(transport, tracer_provider=tracing.provider, enqueue_timeout=5)
+        with pytest.raises(KeyboardInterrupt):
+            pub.publish(order(1))
+        [span] = tracing.spans()
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None and span.attributes["error.type"] == "_QUEUE_FULL"
+        assert pub.in_flight == 0  # never enqueued: nothing for close() to wait for
+        pub.close(1)
+        assert len(tracing.spans()) == 1
+        assert transport.records() == []
+
+    def test_publish_many_interrupted_ends_the_batch_span_once(self, tracing: Tracing) -> None:
+        transport = _CtrlCWhileWaiting(full_at=2)  # event 0 goes out, event 1 waits
+        pub = publisher(transport, tracer_provider=tracing.provider, enqueue_timeout=5)
+        with pytest.raises(KeyboardInterrupt):
+            pub.publish_many([order(0), order(1), order(2)])
+        pub.close(1)
+        [span] = tracing.spans()
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "_QUEUE_FULL"
+        assert span.attributes["eventwire.batch.failed_count"] == 1
+        assert len(transport.records()) == 1
+        assert tracing.started == 1  # and it ended: no span left open
