@@ -22,6 +22,11 @@ and the window does not restart.)
 Every transition is logged (``circuit_open``, ``circuit_half_open``,
 ``circuit_closed``, with the breaker's ``name``) and told to the observers added
 with :meth:`CircuitBreaker.observe`, e.g. the ``eventwire_circuit_state`` gauge.
+The opening from CLOSED and every closing are always logged; the probe cycle of
+one outage (HALF_OPEN, then OPEN again after a failed probe, every
+``reset_timeout_s``) is collapsed per (breaker, outage, state) like other repeated
+events: its first lines, then one line per 30 s with the count. Observers still see
+every transition.
 """
 
 from __future__ import annotations
@@ -187,6 +192,8 @@ class CircuitBreaker:
         self._probing = False
         #: Without a probe: when the event let through as the half-open trial went out.
         self._trial_at: float | None = None
+        #: Openings from CLOSED so far: the outage the probe cycle's log lines belong to.
+        self._outages = 0
         self.last_error = ""
 
     @property
@@ -293,11 +300,21 @@ class CircuitBreaker:
     def _transition(self, state: BreakerState, now: float) -> None:
         if state is self._state:
             return
+        cycling = state is BreakerState.HALF_OPEN or (
+            state is BreakerState.OPEN and self._state is BreakerState.HALF_OPEN
+        )
+        if state is BreakerState.OPEN and self._state is BreakerState.CLOSED:
+            self._outages += 1
         self._state = state
         self._trial_at = None
         if state is BreakerState.OPEN:
             self._opened_at = now
-        _log.warning(f"circuit_{state.value}", breaker=self.name, last_error=self.last_error)
+        event = f"circuit_{state.value}"
+        if cycling:  # a probe's half-open, or its failure: a retry, collapsed
+            key = (self.name, id(self), self._outages, state.value)
+            _log.warning(event, breaker=self.name, last_error=self.last_error, collapse=key)
+        else:
+            _log.warning(event, breaker=self.name, last_error=self.last_error)
         if self._on_change is not None:
             self._on_change(state)
         for observer in self._observers:

@@ -237,6 +237,34 @@ class TestCircuitBreaker:
         assert "outbox" in str(err)
 
 
+class TestTransitionLogs:
+    """observability review 2, F03: a long outage's probe cycle writes a handful of lines."""
+
+    def test_the_probe_cycle_is_collapsed_the_opening_and_closing_are_not(self) -> None:
+        from eventwire.observability.logging import capture_logs
+
+        clock = Clock()
+        answers = {"ok": False}
+        seen: list[BreakerState] = []
+        b = breaker(clock, probe=lambda: answers["ok"], on_change=seen.append)  # type: ignore[arg-type]
+        with capture_logs("eventwire.breaker") as logs:
+            for _outage in range(2):
+                fail_until(b, clock, clock.now + 10)
+                assert b.state is BreakerState.OPEN
+                for _probe in range(20):  # 20 failed probes, 5 s apart
+                    clock.now += 5
+                    assert b.allow() is False
+                answers["ok"] = True
+                clock.now += 5
+                assert b.allow() is True
+                answers["ok"] = False
+        assert len(seen) == 2 * (1 + 2 * 20 + 2)  # observers see every transition
+        events = [log["event"] for log in logs]
+        one_outage = ["circuit_open", "circuit_half_open", "circuit_open", "circuit_closed"]
+        assert events == one_outage * 2
+        assert all(log["breaker"] is None or log["breaker"] == b.name for log in logs)
+
+
 class TestPublisherWithBreaker:
     def test_open_circuit_fails_fast_then_closes_after_a_probe(self) -> None:
         """Sustained timeouts open the circuit: publish() raises CircuitOpenError without

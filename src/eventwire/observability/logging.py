@@ -114,7 +114,11 @@ event                             level   fields
 ``stats_error``                   error   ``error`` -- the statistics consumer failed
                                           (metrics); collapsed per exception type
 ``circuit_<state>``               warning ``breaker``, ``last_error`` -- a circuit breaker
-                                          became ``open``, ``half_open`` or ``closed``
+                                          became ``open``, ``half_open`` or ``closed``;
+                                          an outage's probe cycle (``half_open``, then
+                                          ``open`` after a failed probe) is collapsed
+                                          per (breaker, outage, state); the opening from
+                                          ``closed`` and every ``closed`` are not
 ``dead_lettered``                 error   ``event_id``, ``event_type``, ``topic``, ``code``,
                                           ``attempts`` -- sent to its dead-letter topic
 ``outbox_parked``                 error   as ``dead_lettered`` -- kept in the outbox instead
