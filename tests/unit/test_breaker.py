@@ -265,6 +265,22 @@ class TestTransitionLogs:
         assert all(log["breaker"] is None or log["breaker"] == b.name for log in logs)
 
 
+class TestProbeOfAClosedProducer:
+    """observability review 2, F04: a probe cut short by close() is a failed probe."""
+
+    def test_a_probe_of_a_producer_closed_under_it_fails_and_raises_nothing(self) -> None:
+        from eventwire._breaker import connection_probe
+        from eventwire._config import KafkaConfig
+        from eventwire._errors import BrokerUnavailableError
+        from eventwire.transports.kafka import KafkaTransport
+
+        transport = KafkaTransport(KafkaConfig("127.0.0.1:1"), connect_timeout=None)
+        transport.close(0)  # (a relay's stop() closes it while a probe may run)
+        with pytest.raises(BrokerUnavailableError, match="closed during the connection check"):
+            transport.check_connection(0.2)
+        assert connection_probe(lambda: transport, timeout=0.2)() is False
+
+
 class TestPublisherWithBreaker:
     def test_open_circuit_fails_fast_then_closes_after_a_probe(self) -> None:
         """Sustained timeouts open the circuit: publish() raises CircuitOpenError without

@@ -494,6 +494,14 @@ class KafkaTransport(BaseTransport):
                 return
             except confluent_kafka.KafkaException as exc:
                 last = exc
+            except RuntimeError:
+                # "Handle has been closed": close() (e.g. a relay's stop()) ended the
+                # producer under this check, a breaker's probe: no broker answered.
+                if not self._stop.is_set():
+                    raise
+                raise BrokerUnavailableError(
+                    "the producer was closed during the connection check"
+                ) from None
         failure = self._conn_errors.failure(since, self._config.bootstrap_servers, final=True)
         if failure is not None:
             raise failure
