@@ -548,5 +548,20 @@ class TestStopWhileAnotherProcessHoldsTheLock:
         relay._stop.set()
         with capture_logs() as logs:
             relay.run()
-        assert any(e["event"] == "outbox_relay_heartbeat_kept" for e in logs)
+        [kept] = [e for e in logs if e["event"] == "outbox_relay_heartbeat_kept"]
+        # observability review 2, F05: the store was not busy; the deadline had passed
+        assert kept["reason"] == "the stop timeout ran out before the relay's last round ended"
+        store.close()
+
+    def test_a_busy_store_at_stop_keeps_the_heartbeat_and_says_the_store_was_busy(
+        self, tmp_path: Path
+    ) -> None:
+        store = SQLiteOutbox(tmp_path / "o.db", busy_timeout_s=1)
+        relay = OutboxRelay(store, MemoryTransport)
+        relay._stop_deadline = time.monotonic() + 0.3
+        relay._stop.set()
+        with store._lock, capture_logs() as logs:  # another thread of the store in SQLite
+            relay.run()
+        [kept] = [e for e in logs if e["event"] == "outbox_relay_heartbeat_kept"]
+        assert kept["reason"] == "the store was busy past the stop timeout"
         store.close()

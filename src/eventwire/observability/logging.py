@@ -137,10 +137,13 @@ event                             level   fields
                                           (Kafka unreachable?); logged when it starts, then
                                           ``outbox_relay_recovered`` with ``step=delivery``
 ``outbox_relay_recovered``        warning ``step``, ``failures`` -- that step works again
-``outbox_relay_heartbeat_kept``   warning ``owner``, ``reason`` -- a relay stopping could
+``outbox_relay_heartbeat_kept``   warning ``owner``, ``reason`` -- a relay stopping did
                                           not delete its heartbeat within its stop
-                                          timeout (the SQLite file stayed locked);
-                                          ``outbox status`` shows it STALE until cleanup
+                                          timeout: the timeout ran out before its last
+                                          round ended (e.g. waiting for acks while Kafka
+                                          is unreachable), or the store stayed busy (the
+                                          ``reason`` says which); ``outbox status`` shows
+                                          it STALE until cleanup
 ``outbox_store_not_closed``       warning ``path``, ``waited_s`` -- ``SQLiteOutbox.close``
                                           timed out waiting for a thread still in SQLite;
                                           the connection is left to the process's exit

@@ -1054,12 +1054,13 @@ class OutboxRelay:
             forget(self.owner)
             return
         left = deadline - time.monotonic()
-        if left <= 0 or forget(self.owner, timeout_s=left) is False:
-            _log.warning(
-                "outbox_relay_heartbeat_kept",
-                owner=self.owner,
-                reason="the store was busy past the stop timeout",
-            )
+        if left <= 0:  # (e.g. the last round waited for acks from an unreachable Kafka)
+            reason = "the stop timeout ran out before the relay's last round ended"
+        elif forget(self.owner, timeout_s=left) is False:
+            reason = "the store was busy past the stop timeout"
+        else:
+            return
+        _log.warning("outbox_relay_heartbeat_kept", owner=self.owner, reason=reason)
 
     def _run_round(self) -> int:
         return self._round(defer_marks=True)
