@@ -54,6 +54,7 @@ from eventwire._errors import ConfigurationError, EventwireError, RoutingError, 
 from eventwire._event import ROUTE_ATTRIBUTE, Route
 from eventwire._shapes import check_event_class
 from eventwire._text import first_unsafe
+from eventwire._type_name import default_type_name
 from eventwire.observability.consumer_tracing import ProcessTracing, make_process_tracing
 from eventwire.observability.logging import get_logger
 
@@ -476,7 +477,7 @@ def _not_the_records_fault(exc: Exception) -> bool:
 def _type_name(cls: type, route: Route | None) -> str:
     if route is not None and route.type_name:
         return route.type_name
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return default_type_name(cls)
 
 
 class _CodecCall:

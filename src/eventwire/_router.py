@@ -17,6 +17,7 @@ from eventwire._cloudevents import HeaderTemplate
 from eventwire._errors import ConfigurationError, RoutingError
 from eventwire._event import ROUTE_ATTRIBUTE, Route, check_text
 from eventwire._shapes import check_event_class
+from eventwire._type_name import default_type_name
 from eventwire._uri import uri_reference_problem
 
 __all__ = ["BoundRoute", "EncoderFactory", "Router", "ValueCheckFactory"]
@@ -63,7 +64,7 @@ class BoundRoute:
         self.check_value = value_check(cls) if value_check is not None else None
         self.topic = route.topic
         self.type_name = route.type_name or check_text(
-            f"{cls.__module__}.{cls.__qualname__}", f"the type name (ce_type) of {cls!r}"
+            default_type_name(cls), f"the type name (ce_type) of {cls!r}"
         )
         self.headers = HeaderTemplate(
             type_name=self.type_name, source=source, content_type=content_type

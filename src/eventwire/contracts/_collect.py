@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from eventwire._errors import EventwireError
 from eventwire._event import ROUTE_ATTRIBUTE, Route, check_text
+from eventwire._type_name import default_type_name
 
 __all__ = ["ContractError", "RoutedType", "collect_routes", "routed_types"]
 
@@ -33,7 +34,7 @@ class RoutedType:
     def type_name(self) -> str:
         """The CloudEvents ``ce_type``: the route's ``type_name``, else ``module.QualName``."""
         return self.route.type_name or check_text(
-            f"{self.cls.__module__}.{self.cls.__qualname__}", f"the type name of {self.cls!r}"
+            default_type_name(self.cls), f"the type name of {self.cls!r}"
         )
 
 
