@@ -81,8 +81,10 @@ def exiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Modules that call sys.exit() when imported, and an old contract to check against."""
     (tmp_path / "exits_zero.py").write_text("import sys\nsys.exit(0)\n")
     (tmp_path / "exits_three.py").write_text("import sys\nsys.exit(3)\n")
+    # A script's argparse run at import, given an option it does not know: it exits 2
+    # whatever the test process's own sys.argv (which parse_args() would read).
     (tmp_path / "parses_args.py").write_text(
-        "import argparse\nargparse.ArgumentParser().parse_args()\n"
+        "import argparse\nargparse.ArgumentParser().parse_args(['--no-such-option'])\n"
     )
     (tmp_path / "old.yaml").write_text('asyncapi: 3.0.0\ninfo: {title: x, version: "1"}\n')
     monkeypatch.syspath_prepend(str(tmp_path))
